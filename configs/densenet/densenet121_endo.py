@@ -1,0 +1,7 @@
+_base_ = [
+    '../_base_/models/densenet121.py',
+    '../_base_/datasets/endo.py',
+    '../_base_/schedules/adamw_20e.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(head=dict(num_classes=4))

@@ -1,0 +1,109 @@
+"""Every adaptation of mmengine 0.10.7 / mmpretrain 1.2.0 to current torch.
+
+mmpretrain is no longer maintained and mmengine 0.10.7 predates torch 2.6,
+whose ``torch.load`` unpickles only plain tensors by default
+(``weights_only=True``). A run checkpoint written by mmengine holds its
+``MessageHub`` (``HistoryBuffer`` objects, numpy arrays), so resuming or
+testing one fails with ``UnpicklingError``. Allow-listing those classes is not
+enough: numpy 2 pickles dtypes through ``builtins.getattr``, which must never
+be allowed. The rule here is therefore:
+
+* a checkpoint that one of this project's runs wrote (it sits in a run
+  directory: mmengine's ``last_checkpoint`` file is beside it) is unpickled
+  fully;
+* anything else, and everything under a ``pretrain`` directory, is loaded with
+  ``weights_only=True`` and refused with a clear message if it holds more
+  than tensors.
+
+Other pitfalls of the stack are fixed by the install itself (see
+``pyproject.toml``): ``setuptools<81`` keeps ``pkg_resources`` for mmengine,
+``numpy<2.4`` keeps ``np.in1d`` for mmpretrain's retrieval metrics and
+``matplotlib<3.11`` keeps mmpretrain's browse tools working.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import pickle
+from typing import Any, Optional, Union
+
+import torch
+
+#: Name of the file mmengine's ``CheckpointHook`` writes into every run
+#: directory; its presence marks the directory's checkpoints as our own.
+RUN_MARKER = 'last_checkpoint'
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read: truncated, corrupt or untrusted."""
+
+
+def is_run_checkpoint(filename: Union[str, os.PathLike]) -> bool:
+    """Tell whether a file is a checkpoint written by one of our runs.
+
+    Args:
+        filename (str | PathLike): Path of the checkpoint.
+
+    Returns:
+        bool: True if mmengine's ``last_checkpoint`` marker is beside it and
+        no directory on its path is called ``pretrain``.
+    """
+    path = osp.abspath(osp.expanduser(str(filename)))
+    if 'pretrain' in path.split(os.sep)[:-1]:
+        return False
+    return osp.isfile(osp.join(osp.dirname(path), RUN_MARKER))
+
+
+def load_checkpoint_file(filename: Union[str, os.PathLike],
+                         map_location: Any = 'cpu',
+                         trusted: Optional[bool] = None) -> Any:
+    """Load a checkpoint file with the project's trust rule.
+
+    Args:
+        filename (str | PathLike): Path of the checkpoint.
+        map_location: Passed to :func:`torch.load`.
+        trusted (bool, optional): Force full unpickling (True) or
+            ``weights_only`` (False). None applies :func:`is_run_checkpoint`.
+
+    Returns:
+        The loaded object.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        CheckpointError: The file is truncated or corrupt, or it is not a run
+            checkpoint and holds more than tensors.
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} not found')
+    if trusted is None:
+        trusted = is_run_checkpoint(filename)
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=not trusted)
+    except pickle.UnpicklingError as err:
+        if trusted:
+            raise CheckpointError(f'{filename}: corrupt checkpoint ({err})') from err
+        raise CheckpointError(
+            f'{filename}: refused to unpickle it: it holds objects other than '
+            'tensors and it is not a checkpoint written by a run of this '
+            f'project (no {RUN_MARKER!r} file beside it). Downloaded weights '
+            'must be plain state dicts. Original error: '
+            f'{str(err).splitlines()[0]}') from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f'{filename}: cannot read the checkpoint, it is truncated or '
+            f'corrupt ({type(err).__name__}: {str(err).splitlines()[0]})'
+        ) from err
+
+
+def _load_from_local(filename: str, map_location: Any) -> Any:
+    """mmengine's local-file checkpoint loader, with the trust rule."""
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
+def apply() -> None:
+    """Install the adaptations into mmengine. Safe to call more than once."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=_load_from_local, force=True)

@@ -1,0 +1,293 @@
+"""One dataset class for the three MedFMC tasks.
+
+It reads four annotation formats, chosen by the file's extension:
+
+* ``.txt``: the baseline's lists, one image per line, parsed from the right
+  because colon file names contain spaces::
+
+      5C2EB54413D4CEC.png 0,1,0,0,0,1,0,1,0,0,0,0,0,0,0,0,0,0,0   (chest)
+      13333_2021.12_0007_57297486.png 1 0 0 1                      (endo)
+      1903326001_2019-06-11 12_07_06-lv1-3173-23728-2837-3546p0008.png 0
+
+  A line that is a file name only (``test_WithoutLabel.txt``) has no label;
+  such a list is for prediction.
+* ``.csv``: the official release (an ``img_id`` column and one 0/1 column per
+  class, matched by name).
+* ``.json``/``.pkl``: mmpretrain's ``{"metainfo": ..., "data_list": ...}``.
+
+Task classes only declare ``METAINFO``: ``classes`` in label order and
+``multi_label``.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import re
+import warnings
+from collections import Counter
+from typing import List, Optional, Sequence, Tuple, Union
+
+import mmengine
+from mmpretrain.datasets import BaseDataset
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+Label = Union[int, List[int], None]
+
+
+class AnnotationError(ValueError):
+    """An annotation file (or one of its lines) is malformed."""
+
+
+def _norm(name: str) -> str:
+    """Normalise a class or column name for matching."""
+    return re.sub(r'[\s\-]+', '_', str(name).strip().lower())
+
+
+def parse_ann_line(line: str, num_classes: int,
+                   multi_label: bool) -> Tuple[str, Label]:
+    """Split one line of a baseline annotation list.
+
+    Args:
+        line (str): The line, without its line end.
+        num_classes (int): Number of classes of the task.
+        multi_label (bool): Labels are 0/1 per class (True) or one class
+            index (False).
+
+    Returns:
+        tuple[str, int | list[int] | None]: The file name and the label:
+        the indices of the positive classes (multi-label), the class index
+        (single-label), or None for a line that is a file name only.
+
+    Raises:
+        AnnotationError: The labels are malformed.
+
+    Examples:
+        >>> parse_ann_line('a b.png 1', 2, False)
+        ('a b.png', 1)
+        >>> parse_ann_line('x.png 1 0 0 1', 4, True)
+        ('x.png', [0, 3])
+        >>> parse_ann_line('x.png 0,1,1', 3, True)
+        ('x.png', [1, 2])
+    """
+    line = line.strip()
+    if line.lower().endswith(IMG_EXTENSIONS):
+        return line, None
+    if multi_label:
+        name, _, last = line.rpartition(' ')
+        if ',' in last:
+            values = last.split(',')
+        else:
+            name, *values = line.rsplit(None, num_classes)
+        if len(values) != num_classes:
+            raise AnnotationError(
+                f'expected {num_classes} labels after the file name, '
+                f'found {len(values)}')
+        if any(v not in ('0', '1') for v in values):
+            raise AnnotationError(
+                f'labels must be 0 or 1, found {" ".join(values)!r} '
+                f'(expected {num_classes} labels after the file name)')
+        label: Label = [i for i, v in enumerate(values) if v == '1']
+    else:
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise AnnotationError('expected a file name and a class index')
+        name, value = parts
+        if not value.isdigit() or int(value) >= num_classes:
+            raise AnnotationError(
+                f'class index must be an integer in [0, {num_classes - 1}], '
+                f'found {value!r}')
+        label = int(value)
+    if not name.strip():
+        raise AnnotationError('missing file name')
+    return name, label
+
+
+class MedFMCDataset(BaseDataset):
+    """Base class of the MedFMC datasets.
+
+    Args:
+        ann_file (str): Annotation file (``.txt``, ``.csv``, ``.json`` or
+            ``.pkl``), relative to ``data_root`` unless absolute.
+        data_root (str): Root of the task's data. Defaults to ''.
+        data_prefix (str | dict): Folder of the images, relative to
+            ``data_root``. Defaults to ``'images'``.
+        check_images (bool): Fail at build time, naming the files, if images
+            are missing. Defaults to True.
+        **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`.
+    """
+
+    METAINFO = dict(classes=(), multi_label=False)
+
+    def __init__(self,
+                 ann_file: str,
+                 data_root: str = '',
+                 data_prefix: Union[str, dict] = 'images',
+                 check_images: bool = True,
+                 **kwargs) -> None:
+        self.check_images = check_images
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            **kwargs)
+
+    @property
+    def multi_label(self) -> bool:
+        """bool: Whether each image may carry several labels."""
+        return bool(self.metainfo.get('multi_label', False))
+
+    # ------------------------------------------------------------------ load
+    def load_data_list(self) -> List[dict]:
+        """Read the annotation file into ``img_path``/``gt_label`` dicts."""
+        ext = osp.splitext(self.ann_file)[1].lower()
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(f'annotation file {self.ann_file} not found')
+        if ext == '.csv':
+            samples = self._read_csv()
+        elif ext in ('.json', '.pkl', '.pickle'):
+            samples = self._read_mm_format()
+        else:
+            samples = self._read_list()
+        if not samples:
+            raise AnnotationError(f'{self.ann_file}: no images listed')
+        self._warn_duplicates([name for name, _ in samples])
+
+        data_list = []
+        for name, label in samples:
+            info = dict(img_path=osp.join(self.img_prefix, name))
+            if label is not None:
+                info['gt_label'] = label
+            data_list.append(info)
+        if self.check_images:
+            self._check_images(data_list)
+        return data_list
+
+    def _read_list(self) -> List[Tuple[str, Label]]:
+        num_classes, multi = len(self.CLASSES), self.multi_label
+        samples = []
+        with open(self.ann_file, encoding='utf-8-sig') as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    samples.append(parse_ann_line(line, num_classes, multi))
+                except AnnotationError as err:
+                    raise AnnotationError(
+                        f'{self.ann_file}, line {lineno}: {err}: '
+                        f'{line.rstrip()!r}') from None
+        labelled = {label is not None for _, label in samples}
+        if len(labelled) > 1:
+            raise AnnotationError(
+                f'{self.ann_file}: some lines have labels and some do not')
+        return samples
+
+    def _read_csv(self) -> List[Tuple[str, Label]]:
+        import pandas as pd
+        df = pd.read_csv(self.ann_file, encoding='utf-8-sig')
+        columns = {_norm(c): c for c in df.columns}
+        img_col = next((columns[k] for k in ('img_id', 'image', 'img_path',
+                                             'filename', 'file_name')
+                        if k in columns), None)
+        if img_col is None:
+            raise AnnotationError(
+                f'{self.ann_file}: no image column (img_id); columns found: '
+                f'{list(df.columns)}')
+        names = [n if osp.splitext(str(n))[1] else f'{n}.png'
+                 for n in df[img_col].astype(str)]
+        matrix = self._csv_label_matrix(df, columns)
+        if matrix is None:
+            return [(n, None) for n in names]
+        samples = []
+        for row, (name, values) in enumerate(zip(names, matrix), 2):
+            bad = [v for v in values if v not in (0, 1)]
+            if bad:
+                raise AnnotationError(
+                    f'{self.ann_file}, line {row}: labels must be 0 or 1, '
+                    f'found {bad[0]!r}')
+            if self.multi_label:
+                samples.append(
+                    (name, [i for i, v in enumerate(values) if v == 1]))
+            elif len(values) == 1:  # one column for the positive class
+                samples.append((name, int(values[0])))
+            elif sum(values) != 1:
+                raise AnnotationError(
+                    f'{self.ann_file}, line {row}: exactly one class column '
+                    f'must be 1 for a single-label task, found {values}')
+            else:
+                samples.append((name, list(values).index(1)))
+        return samples
+
+    def _csv_label_matrix(self, df, columns: dict) -> Optional[list]:
+        """The 0/1 class columns of a CSV, in class order (None if absent)."""
+        classes = [_norm(c) for c in self.CLASSES]
+        found = [c for c in classes if c in columns]
+        if len(found) == len(classes):
+            return df[[columns[c] for c in classes]].values.tolist()
+        if not self.multi_label and not found and 'label' in columns:
+            return [[1 if v == i else 0 for i in range(len(classes))]
+                    for v in df[columns['label']].tolist()]
+        if not self.multi_label and found == classes[-1:]:
+            return df[[columns[found[0]]]].values.tolist()
+        if not found and len(df.columns) <= 2:
+            return None  # names only, and perhaps a study id: unlabelled
+        raise AnnotationError(
+            f'{self.ann_file}: class columns do not match the classes of '
+            f'{type(self).__name__}; missing {sorted(set(classes) - set(found))},'
+            f' columns found: {list(df.columns)}')
+
+    def _read_mm_format(self) -> List[Tuple[str, Label]]:
+        data = mmengine.load(self.ann_file)
+        if not isinstance(data, dict) or 'data_list' not in data:
+            raise AnnotationError(
+                f'{self.ann_file}: expected a dict with "metainfo" and '
+                '"data_list" keys')
+        classes = data.get('metainfo', {}).get('classes')
+        if classes is not None and tuple(classes) != tuple(self.CLASSES):
+            raise AnnotationError(
+                f'{self.ann_file}: metainfo.classes has {len(classes)} classes '
+                f'{list(classes)}, the dataset expects {len(self.CLASSES)}: '
+                f'{list(self.CLASSES)}')
+        samples = []
+        for i, item in enumerate(data['data_list']):
+            try:
+                name, label = item['img_path'], item.get('gt_label')
+            except (TypeError, KeyError):
+                raise AnnotationError(
+                    f'{self.ann_file}: data_list[{i}] has no "img_path"') from None
+            indices = [label] if isinstance(label, int) else (label or [])
+            if any(not isinstance(j, int) or not 0 <= j < len(self.CLASSES)
+                   for j in indices):
+                raise AnnotationError(
+                    f'{self.ann_file}: data_list[{i}] ({name}): gt_label '
+                    f'{label!r} out of range for {len(self.CLASSES)} classes')
+            if label is not None and self.multi_label:
+                label = sorted(indices)
+            samples.append((name, label))
+        return samples
+
+    # ---------------------------------------------------------------- checks
+    def _warn_duplicates(self, names: Sequence[str]) -> None:
+        dups = [n for n, c in Counter(names).items() if c > 1]
+        if dups:
+            warnings.warn(
+                f'{self.ann_file}: {len(dups)} image(s) listed more than once, '
+                f'e.g. {dups[:3]}; they are kept as listed')
+
+    def _check_images(self, data_list: List[dict]) -> None:
+        missing = [d['img_path'] for d in data_list
+                   if not osp.isfile(d['img_path'])]
+        if missing:
+            raise FileNotFoundError(
+                f'{self.ann_file}: {len(missing)} of {len(data_list)} images '
+                f'not found, e.g. {missing[:3]}')
+
+    def get_cat_ids(self, idx: int) -> List[int]:
+        """The class indices of one sample."""
+        label = self.get_data_info(idx).get('gt_label')
+        if label is None:
+            return []
+        return list(label) if isinstance(label, list) else [int(label)]
+
+    def extra_repr(self) -> List[str]:
+        """Extra lines of ``repr``."""
+        return [f'Annotation file: \t{self.ann_file}',
+                f'Multi-label: \t{self.multi_label}']

@@ -1,0 +1,159 @@
+"""A small synthetic MedFMC, in the exact file formats, for demos and tests.
+
+Each class has its own mark (a bright disc at a class-specific place), so a
+model can learn the labels from a few hundred images. Label frequencies are
+skewed as in the real data, endo has images without any label, colon file
+names contain spaces, and every task gets both the baseline's annotation
+lists and the official CSV files.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from .datasets import ChestDR, ColonPath, Endo
+
+#: task -> (dataset class, image (width, height), grayscale)
+TASKS = {
+    'chest': (ChestDR, (128, 128), True),
+    'colon': (ColonPath, (128, 128), False),
+    'endo': (Endo, (160, 128), False),
+}
+#: images per split and task
+DEFAULT_SIZES = {'train': 160, 'val': 64, 'test': 64}
+
+
+def _chest_name(rng: np.random.Generator, i: int) -> Tuple[str, str]:
+    name = ''.join(rng.choice(list('0123456789ABCDEF'), 11)) + f'{i:04X}'
+    return f'{name}.png', name
+
+
+def _endo_name(rng: np.random.Generator, i: int) -> Tuple[str, str]:
+    s = i // 4  # four images per study
+    study = f'{13000 + s:05d}_2021.{1 + s % 12:02d}_{s % 10000:04d}'  # 18 chars
+    return f'{study}_{rng.integers(10**7, 10**8)}.png', study
+
+
+def _colon_name(rng: np.random.Generator, i: int) -> Tuple[str, str]:
+    s = i // 5
+    slide = (f'{1903326000 + s}_2019-06-{1 + s % 28:02d} {s % 24:02d}_07_06'
+             f'-lv1-{3000 + s}-{23000 + 7 * s}-2837-3546')
+    return f'{slide}p{i % 5 + 1:04d}.png', slide  # slide = name[:-9]
+
+
+NAMERS = {'chest': _chest_name, 'colon': _colon_name, 'endo': _endo_name}
+
+
+def _draw(labels: np.ndarray, size: Tuple[int, int], gray: bool,
+          rng: np.random.Generator) -> Image.Image:
+    """An image whose marks encode its labels."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    # smooth random background
+    img = rng.normal(90, 12, (h // 8 + 1, w // 8 + 1))
+    img = np.kron(img, np.ones((8, 8)))[:h, :w]
+    img += rng.normal(0, 6, (h, w))
+    n = len(labels)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    radius = 0.33 * min(w / cols, h / rows)
+    for k in np.flatnonzero(labels):
+        cx = (k % cols + 0.5) * w / cols
+        cy = (k // cols + 0.5) * h / rows
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 <= radius ** 2] += 110
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if gray:
+        return Image.fromarray(img, mode='L')
+    tint = np.stack([img, (img * 0.6).astype(np.uint8), (img * 0.8).astype(np.uint8)],
+                    axis=-1)
+    return Image.fromarray(tint, mode='RGB')
+
+
+def _sample_labels(task: str, n: int, num_classes: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    if task == 'colon':
+        y = np.zeros((n, 2), dtype=int)
+        y[np.arange(n), (rng.random(n) < 0.4).astype(int)] = 1
+        return y
+    # skewed frequencies, from about 35% down to about 8%
+    freq = np.linspace(0.35, 0.08, num_classes)
+    y = (rng.random((n, num_classes)) < freq).astype(int)
+    if task == 'chest':  # every chest image has at least one finding
+        empty = y.sum(1) == 0
+        y[empty, rng.integers(0, num_classes, empty.sum())] = 1
+    return y
+
+
+def _label_text(task: str, y: np.ndarray) -> str:
+    if task == 'chest':
+        return ','.join(map(str, y))
+    if task == 'endo':
+        return ' '.join(map(str, y))
+    return str(int(y.argmax()))
+
+
+def make_task(root: str, task: str, sizes: Optional[Dict[str, int]] = None,
+              seed: int = 0) -> Dict[str, List[str]]:
+    """Write one task's synthetic data under ``root/<task>``.
+
+    Args:
+        root (str): Output root.
+        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
+        sizes (dict, optional): Images per split (train, val, test).
+        seed (int): Random seed.
+
+    Returns:
+        dict: Split name to the list of image file names.
+    """
+    sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    cls, img_size, gray = TASKS[task]
+    classes = cls.METAINFO['classes']
+    rng = np.random.default_rng(seed + sum(map(ord, task)))
+    out = osp.join(root, task)
+    os.makedirs(osp.join(out, 'images'), exist_ok=True)
+    names: Dict[str, List[str]] = {}
+    start = 0
+    for split, n in sizes.items():
+        labels = _sample_labels(task, n, len(classes), rng)
+        rows = []
+        for i, y in enumerate(labels):
+            name, group = NAMERS[task](rng, start + i)
+            _draw(y, img_size, gray, rng).save(osp.join(out, 'images', name))
+            rows.append((name, group, y))
+        start += n
+        names[split] = [r[0] for r in rows]
+        ann = {'train': 'train_20.txt', 'val': 'val_20.txt',
+               'test': 'test_WithLabel.txt'}[split]
+        _write_lines(osp.join(out, ann),
+                     [f'{name} {_label_text(task, y)}' for name, _, y in rows])
+        if split == 'test':
+            _write_lines(osp.join(out, 'test_WithoutLabel.txt'), names[split])
+        else:
+            _write_csv(osp.join(out, f'{task}_{split}.csv'), task, classes, rows)
+    return names
+
+
+def _write_lines(path: str, lines: Sequence[str]) -> None:
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def _write_csv(path: str, task: str, classes: Sequence[str], rows) -> None:
+    group_col = {'endo': ['study_id'], 'colon': ['slide_id']}.get(task, [])
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['img_id', *group_col, *classes])
+        for name, group, y in rows:
+            writer.writerow([name, *([group] if group_col else []), *map(int, y)])
+
+
+def make_demo(root: str = 'data/demo', tasks: Sequence[str] = tuple(TASKS),
+              sizes: Optional[Dict[str, int]] = None, seed: int = 0) -> None:
+    """Write the synthetic data of several tasks under ``root``."""
+    for task in tasks:
+        make_task(root, task, sizes, seed)

@@ -1,0 +1,3 @@
+from .hooks import ClassCountCheckHook
+
+__all__ = ['ClassCountCheckHook']

@@ -1,0 +1,46 @@
+"""Hooks that stop a run early when its config cannot be right."""
+from __future__ import annotations
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+
+
+def _num_classes(runner):
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    return getattr(getattr(model, 'head', None), 'num_classes', None)
+
+
+@HOOKS.register_module()
+class ClassCountCheckHook(Hook):
+    """Fail before the first iteration if head and dataset disagree.
+
+    A head with a different number of classes from its dataset either
+    crashes deep inside the loss or, worse, trains silently on the wrong
+    label space.
+    """
+
+    priority = 'VERY_HIGH'
+
+    @staticmethod
+    def check(runner, dataloader, split: str) -> None:
+        """Compare the head's ``num_classes`` with one dataloader's dataset."""
+        num_classes = _num_classes(runner)
+        dataset = dataloader.dataset
+        classes = dataset.metainfo.get('classes')
+        if num_classes is None or classes is None:
+            return
+        if num_classes != len(classes):
+            raise ValueError(
+                f'The model head has num_classes={num_classes} but the '
+                f'{split} dataset {type(dataset).__name__} '
+                f'({getattr(dataset, "ann_file", "")}) has {len(classes)} '
+                f'classes; set model.head.num_classes={len(classes)}')
+
+    def before_train(self, runner) -> None:
+        self.check(runner, runner.train_dataloader, 'train')
+        if runner.val_loop is not None:
+            self.check(runner, runner.val_dataloader, 'val')
+
+    def before_test(self, runner) -> None:
+        self.check(runner, runner.test_dataloader, 'test')

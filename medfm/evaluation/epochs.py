@@ -1,0 +1,114 @@
+"""Evaluate every epoch checkpoint of a run with one model and one data pass.
+
+The naive way (one ``tools/test.py`` process per checkpoint) rebuilds the
+model and decodes every test image again for each checkpoint. Here the
+dataloader runs once, its batches are kept in memory as uint8 tensors, and
+each checkpoint only swaps the model's weights.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import re
+import time
+from glob import glob
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from ..compat import CheckpointError, load_checkpoint_file
+
+EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
+
+
+def find_epoch_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
+    """``(epoch, path)`` of every ``epoch_N.pth`` in a run folder, by epoch."""
+    found = []
+    for path in glob(osp.join(work_dir, 'epoch_*.pth')):
+        m = EPOCH_RE.search(path)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+class CheckpointSweep:
+    """Evaluate many checkpoints of one config on one split.
+
+    Args:
+        runner (Runner): A runner built from the config (weights unused).
+        split (str): ``'test'`` or ``'val'``.
+        cache (bool): Keep the decoded batches in memory (default). Without
+            it every checkpoint reads the images again.
+    """
+
+    def __init__(self, runner: Runner, split: str = 'test',
+                 cache: bool = True) -> None:
+        self.runner = runner
+        self.dataloader = getattr(runner, f'{split}_dataloader')
+        evaluator_cfg = runner.cfg.get(f'{split}_evaluator')
+        self.evaluator = runner.build_evaluator(evaluator_cfg)
+        self.evaluator.dataset_meta = self.dataloader.dataset.metainfo
+        model = runner.model
+        self.module = model.module if is_model_wrapper(model) else model
+        self.model = model
+        self._cache: Optional[list] = None
+        if cache:
+            t0 = time.time()
+            self._cache = list(self.dataloader)
+            print_log(f'Decoded {len(self.dataloader.dataset)} {split} images '
+                      f'once in {time.time() - t0:.1f} s', logger='current')
+
+    def _batches(self) -> Iterable[dict]:
+        return self._cache if self._cache is not None else self.dataloader
+
+    def load(self, checkpoint: str) -> None:
+        """Swap in the weights of one checkpoint."""
+        ckpt = load_checkpoint_file(checkpoint)
+        state = ckpt.get('state_dict', ckpt)
+        self.module.load_state_dict(state, strict=True)
+
+    @torch.no_grad()
+    def evaluate(self, checkpoint: str) -> Dict[str, float]:
+        """Metrics of one checkpoint."""
+        self.load(checkpoint)
+        self.model.eval()
+        for batch in self._batches():
+            outputs = self.model.test_step(batch)
+            self.evaluator.process(data_samples=outputs, data_batch=batch)
+        return self.evaluator.evaluate(len(self.dataloader.dataset))
+
+
+def sweep_run(runner: Runner, work_dir: str, split: str = 'test',
+              cache: bool = True) -> Tuple[List[dict], List[str]]:
+    """Evaluate all epoch checkpoints of ``work_dir``.
+
+    Truncated or unreadable checkpoints are reported and skipped.
+
+    Returns:
+        tuple[list[dict], list[str]]: One row per evaluated epoch
+        (``epoch`` plus the metrics) and the messages of skipped ones.
+
+    Raises:
+        FileNotFoundError: The folder holds no ``epoch_N.pth``.
+    """
+    checkpoints = find_epoch_checkpoints(work_dir)
+    if not checkpoints:
+        raise FileNotFoundError(f'no epoch_N.pth checkpoints in {work_dir}')
+    sweep = CheckpointSweep(runner, split, cache)
+    rows, skipped = [], []
+    for epoch, path in checkpoints:
+        t0 = time.time()
+        try:
+            metrics = sweep.evaluate(path)
+        except CheckpointError as err:
+            skipped.append(str(err))
+            print_log(f'SKIPPED epoch {epoch}: {err}', logger='current', level=40)
+            continue
+        rows.append(dict(epoch=epoch, **metrics))
+        shown = ', '.join(f'{k.split("/")[-1]} {v:.2f}' for k, v in metrics.items()
+                          if isinstance(v, float))
+        print_log(f'epoch {epoch} ({len(rows)}/{len(checkpoints)}, '
+                  f'{time.time() - t0:.1f} s): {shown}', logger='current')
+    return rows, skipped

@@ -1,0 +1,233 @@
+"""MedFMC metrics: mAP, macro ROC AUC, accuracy and the challenge score.
+
+Definitions (``shared/REFERENCE.md`` §4), all in percent:
+
+* mAP: mean over classes of scikit-learn's ``average_precision_score``; a
+  class without positives scores 0 (as in mmpretrain's ``AveragePrecision``).
+  mmpretrain's implementation breaks ties between equal scores by sort
+  order, so it differs from scikit-learn when scores tie (saturated sigmoids,
+  half precision); the version here groups ties like scikit-learn.
+* AUC: mean over classes of scikit-learn's ``roc_auc_score``. A class whose
+  targets hold one value has no AUC: it is left out with a warning naming it
+  (the MedFM baseline re-used the previous class's value instead).
+* Acc: top-1 accuracy (mmpretrain's ``Accuracy``), single-label tasks.
+* score: the challenge's ranking score, the mean of the task's metrics
+  (mAP and AUC, or Acc and AUC).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+from mmpretrain.evaluation import Accuracy
+from mmpretrain.registry import METRICS
+from mmpretrain.structures import label_to_onehot
+
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
+
+
+def _as_2d(x: ArrayLike) -> np.ndarray:
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return x.reshape(len(x), -1).astype(np.float64)
+
+
+def average_precision(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
+    """Per-class average precision, equal to scikit-learn's.
+
+    Args:
+        pred (array-like): Scores, shape ``(N, C)``.
+        target (array-like): 0/1 targets, shape ``(N, C)``.
+
+    Returns:
+        np.ndarray: AP of each class in [0, 1]; 0 for a class without
+        positives.
+
+    Examples:
+        >>> average_precision([[0.9], [0.5], [0.5], [0.1]], [[1], [0], [1], [0]])
+        array([0.83333333])
+    """
+    pred, target = _as_2d(pred), _as_2d(target)
+    out = np.zeros(pred.shape[1])
+    for c in range(pred.shape[1]):
+        order = np.argsort(-pred[:, c], kind='mergesort')
+        scores, y = pred[order, c], target[order, c]
+        # the last index of every run of tied scores is one threshold
+        last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+        tps = np.cumsum(y)[last]
+        if tps[-1] == 0:
+            continue
+        precision = tps / (last + 1)
+        recall = tps / tps[-1]
+        out[c] = np.sum(np.diff(recall, prepend=0.0) * precision)
+    return out
+
+
+def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
+    """Per-class ROC AUC, equal to scikit-learn's; NaN where undefined.
+
+    Computed as the Mann-Whitney statistic with average ranks for ties,
+    which equals the trapezoidal area under the ROC curve.
+
+    Args:
+        pred (array-like): Scores, shape ``(N, C)``.
+        target (array-like): 0/1 targets, shape ``(N, C)``.
+
+    Returns:
+        np.ndarray: AUC of each class in [0, 1]; NaN for a class whose
+        targets are all 0 or all 1.
+
+    Examples:
+        >>> roc_auc([[0.1], [0.4], [0.35], [0.8]], [[0], [0], [1], [1]])
+        array([0.75])
+    """
+    pred, target = _as_2d(pred), _as_2d(target)
+    out = np.full(pred.shape[1], np.nan)
+    for c in range(pred.shape[1]):
+        y = target[:, c] == 1
+        n_pos, n_neg = int(y.sum()), int((~y).sum())
+        if n_pos == 0 or n_neg == 0:
+            continue
+        _, inverse, counts = np.unique(
+            pred[:, c], return_inverse=True, return_counts=True)
+        avg_rank = np.cumsum(counts) - (counts - 1) / 2.0
+        rank_sum = avg_rank[inverse][y].sum()
+        out[c] = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return out
+
+
+def _class_names(n: int, classes: Optional[Sequence[str]]) -> List[str]:
+    return list(classes) if classes and len(classes) == n else \
+        [f'class {i}' for i in range(n)]
+
+
+@METRICS.register_module()
+class MedFMCScore(BaseMetric):
+    """The MedFMC metrics of one task and the challenge score, in percent.
+
+    Result keys (with the default prefix ``medfmc``): multi-label tasks give
+    ``mAP``, ``AUC`` and ``score``; single-label tasks give ``Acc``, ``AUC``
+    and ``score``. With ``classwise=True`` also ``AP_classwise`` and
+    ``AUC_classwise`` (lists; NaN for classes without an AUC).
+
+    Args:
+        multi_label (bool, optional): Task type. None takes it from the
+            dataset's ``multi_label`` meta information.
+        classwise (bool): Also return per-class values. Defaults to False.
+        collect_device (str): Device to gather results on. Defaults to 'cpu'.
+        prefix (str, optional): Key prefix. Defaults to ``'medfmc'``.
+
+    Examples:
+        >>> import torch
+        >>> from mmpretrain.structures import DataSample
+        >>> from mmengine.evaluator import Evaluator
+        >>> pred = torch.tensor([[0.9, 0.2], [0.6, 0.7], [0.3, 0.8], [0.1, 0.4]])
+        >>> gt = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]])
+        >>> samples = [DataSample().set_pred_score(p).set_gt_score(g)
+        ...            for p, g in zip(pred, gt)]
+        >>> Evaluator(MedFMCScore(multi_label=True)).offline_evaluate(samples)
+        {'medfmc/mAP': 91.66666666666666, 'medfmc/AUC': 87.5, 'medfmc/score': 89.58333333333333}
+    """
+
+    default_prefix: Optional[str] = 'medfmc'
+
+    def __init__(self,
+                 multi_label: Optional[bool] = None,
+                 classwise: bool = False,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.multi_label = multi_label
+        self.classwise = classwise
+
+    def _is_multi_label(self) -> bool:
+        if self.multi_label is not None:
+            return self.multi_label
+        meta = self.dataset_meta or {}
+        if 'multi_label' not in meta:
+            raise ValueError('MedFMCScore: set multi_label, or evaluate a '
+                             'dataset whose metainfo has "multi_label"')
+        return bool(meta['multi_label'])
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Keep each sample's scores and one-hot target."""
+        for sample in data_samples:
+            score = sample['pred_score'].detach().cpu().float()
+            if 'gt_score' in sample:
+                target = sample['gt_score'].detach().cpu()
+            elif 'gt_label' in sample:
+                target = label_to_onehot(sample['gt_label'], score.numel())
+            else:
+                raise ValueError(
+                    'MedFMCScore needs labels; this sample has none '
+                    f'({sample.get("img_path", "?")}): use an annotation '
+                    'list with labels, or predict without an evaluator')
+            self.results.append(dict(pred=score, target=target.float()))
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        """Compute the metrics over all gathered samples."""
+        pred = torch.stack([r['pred'] for r in results])
+        target = torch.stack([r['target'] for r in results])
+        classes = (self.dataset_meta or {}).get('classes')
+        return self.calculate(pred, target, self._is_multi_label(),
+                              classes=classes, classwise=self.classwise)
+
+    @staticmethod
+    def calculate(pred: ArrayLike,
+                  target: ArrayLike,
+                  multi_label: bool,
+                  classes: Optional[Sequence[str]] = None,
+                  classwise: bool = False) -> Dict[str, Union[float, list]]:
+        """Compute the task's metrics from scores and one-hot targets.
+
+        Args:
+            pred (array-like): Scores (sigmoid or softmax), ``(N, C)``.
+            target (array-like): One-hot / multi-hot targets, ``(N, C)``.
+            multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
+            classes (Sequence[str], optional): Class names for warnings.
+            classwise (bool): Also return per-class AP/AUC lists.
+
+        Returns:
+            dict: Metric name to value, in percent.
+        """
+        pred, target = _as_2d(pred), _as_2d(target)
+        if pred.shape != target.shape:
+            raise ValueError(f'pred shape {pred.shape} != target shape '
+                             f'{target.shape}')
+        names = _class_names(pred.shape[1], classes)
+        if not multi_label and pred.shape[1] == 2:
+            # binary: the AUC of the positive class (sklearn's binary case)
+            auc_per_class = roc_auc(pred[:, 1:], target[:, 1:])
+            auc_names = names[1:]
+        else:
+            auc_per_class = roc_auc(pred, target)
+            auc_names = names
+        undefined = [n for n, v in zip(auc_names, auc_per_class) if np.isnan(v)]
+        if undefined:
+            warnings.warn(f'AUC left out for {", ".join(undefined)}: their '
+                          'targets hold a single value')
+        auc = (float(np.nanmean(auc_per_class)) * 100
+               if len(undefined) < len(auc_per_class) else float('nan'))
+
+        results: Dict[str, Union[float, list]] = {}
+        if multi_label:
+            ap = average_precision(pred, target)
+            empty = [n for n, t in zip(names, target.sum(0)) if t == 0]
+            if empty:
+                warnings.warn(f'AP is 0 for {", ".join(empty)}: no positives')
+            results['mAP'] = float(ap.mean()) * 100
+        else:
+            acc = Accuracy.calculate(torch.from_numpy(pred),
+                                     torch.from_numpy(target.argmax(1)),
+                                     topk=(1,))
+            results['Acc'] = float(acc[0][0])
+            ap = None
+        results['AUC'] = auc
+        results['score'] = (results.get('mAP', results.get('Acc')) + auc) / 2
+        if classwise:
+            if ap is not None:
+                results['AP_classwise'] = (ap * 100).tolist()
+            results['AUC_classwise'] = (auc_per_class * 100).tolist()
+        return results

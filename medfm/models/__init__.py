@@ -1,0 +1,3 @@
+from .weight_init import PretrainedIfExists, count_parameters, load_pretrained
+
+__all__ = ['PretrainedIfExists', 'count_parameters', 'load_pretrained']

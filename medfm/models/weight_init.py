@@ -1,0 +1,102 @@
+"""Loading downloaded (pretrained) weights into a backbone."""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Dict, Optional, Tuple
+
+from mmengine.logging import print_log
+from mmengine.registry import WEIGHT_INITIALIZERS
+from torch import nn
+
+from ..compat import load_checkpoint_file
+
+
+def load_pretrained(module: nn.Module,
+                    checkpoint: str,
+                    prefix: Optional[str] = None) -> Dict[str, list]:
+    """Load downloaded weights into a module, reporting what did not fit.
+
+    The file is read with ``weights_only=True``. Keys that are missing,
+    unexpected or of another shape (a head for other classes) are skipped,
+    listed in the log, and returned; skipped parameters keep their fresh
+    initialisation.
+
+    Args:
+        module (nn.Module): The module to load into.
+        checkpoint (str): Path of the weights file.
+        prefix (str, optional): Keep only keys under this prefix (for example
+            ``'backbone'``) and strip it.
+
+    Returns:
+        dict: ``missing``, ``unexpected`` and ``mismatched`` key lists.
+    """
+    ckpt = load_checkpoint_file(checkpoint, trusted=False)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(state, dict):
+        raise TypeError(f'{checkpoint}: no state dict inside')
+    if prefix:
+        p = prefix.rstrip('.') + '.'
+        state = {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
+        if not state:
+            raise KeyError(f'{checkpoint}: no key starts with {p!r}')
+    own = module.state_dict()
+    mismatched = [k for k, v in state.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    state = {k: v for k, v in state.items() if k not in mismatched}
+    result = module.load_state_dict(state, strict=False)
+    report = dict(missing=list(result.missing_keys),
+                  unexpected=list(result.unexpected_keys),
+                  mismatched=mismatched)
+    print_log(f'Loaded {checkpoint} ({len(state)} tensors) into '
+              f'{type(module).__name__}: ' + '; '.join(
+                  f'{len(v)} {k} key(s) {_head(v)}' for k, v in report.items()),
+              logger='current')
+    return report
+
+
+def _head(keys: list, n: int = 5) -> str:
+    return '' if not keys else str(keys[:n]) + (' ...' if len(keys) > n else '')
+
+
+@WEIGHT_INITIALIZERS.register_module()
+class PretrainedIfExists:
+    """``init_cfg`` that loads local pretrained weights, or warns loudly.
+
+    Downloaded weights cannot be fetched at training time on every machine;
+    when the file is missing the model keeps its random initialisation and
+    the log says how to fetch the file.
+
+    Args:
+        checkpoint (str): Path of the weights, usually ``pretrain/<file>``.
+        prefix (str, optional): Key prefix to select and strip.
+        url (str, optional): Where the file comes from, for the message.
+    """
+
+    def __init__(self, checkpoint: str, prefix: Optional[str] = None,
+                 url: Optional[str] = None, **kwargs) -> None:
+        self.checkpoint, self.prefix, self.url = checkpoint, prefix, url
+
+    def __call__(self, module: nn.Module) -> None:
+        if not osp.isfile(self.checkpoint):
+            how = (f'download {self.url} to {self.checkpoint}' if self.url
+                   else f'put the weights at {self.checkpoint}')
+            print_log(f'PRETRAINED WEIGHTS NOT FOUND: {self.checkpoint}. '
+                      f'{type(module).__name__} starts from random weights; '
+                      f'to start from pretrained ones, {how} '
+                      '(python tools/download_weights.py fetches the files '
+                      'the configs name).', logger='current', level=30)
+            return
+        load_pretrained(module, self.checkpoint, self.prefix)
+
+    def _get_init_info(self) -> str:
+        return f'{type(self).__name__}: load from {self.checkpoint}'
+
+
+def count_parameters(model: nn.Module) -> Tuple[int, int]:
+    """(total, trainable) parameter counts of a model."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
+__all__ = ['load_pretrained', 'PretrainedIfExists', 'count_parameters']

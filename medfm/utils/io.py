@@ -1,0 +1,51 @@
+"""Result files written atomically: an interruption never leaves half a file."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import os.path as osp
+import tempfile
+from typing import Any, Iterator, List, Sequence
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
+    """Open a temporary file beside ``path``; rename it over ``path`` on success.
+
+    Args:
+        path (str): Destination.
+        mode (str): ``'w'`` or ``'wb'``.
+        **kwargs: Passed to :func:`open`.
+
+    Yields:
+        The open temporary file.
+    """
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{osp.basename(path)}.')
+    try:
+        with open(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_write(path, encoding='utf-8') as f:
+        json.dump(obj, f, indent=2, default=float)
+
+
+def write_csv(path: str, header: Sequence[str], rows: List[Sequence]) -> None:
+    """Write a CSV file with a header row, atomically."""
+    with atomic_write(path, newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -1,0 +1,71 @@
+"""Plots written as PNG files next to the tables."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .utils.io import atomic_write  # noqa: E402
+
+
+def _save(fig, path: str) -> None:
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=120, bbox_inches='tight')
+    plt.close(fig)
+
+
+def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
+                       keys: Optional[Sequence[str]] = None,
+                       best_epoch: Optional[int] = None) -> None:
+    """Plot metrics (percent) against the epoch.
+
+    Args:
+        rows (list[dict]): One dict per epoch with an ``epoch`` key.
+        path (str): PNG file to write.
+        title (str): Figure title.
+        keys (Sequence[str], optional): Metrics to plot; default all floats.
+        best_epoch (int, optional): Marked with a vertical line.
+    """
+    keys = keys or [k for k, v in rows[0].items()
+                    if k != 'epoch' and isinstance(v, float)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [r['epoch'] for r in rows]
+    for k in keys:
+        ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1])
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color='grey', ls='--', lw=1, label='best')
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('%')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_bars(names: Sequence[str], values: Sequence[float], path: str,
+              title: str = '', xlabel: str = '') -> None:
+    """A horizontal bar chart (class frequencies and the like)."""
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
+    ax.barh(list(names)[::-1], list(values)[::-1], color='tab:blue')
+    for y, v in enumerate(list(values)[::-1]):
+        ax.text(v, y, f' {v:g}', va='center', fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_lines(series: Dict[str, Sequence[float]], x: Sequence, path: str,
+               title: str = '', xlabel: str = '', ylabel: str = '') -> None:
+    """Several named series against one x axis (training curves)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, ys in series.items():
+        ax.plot(list(x)[:len(ys)], ys, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)

@@ -1,0 +1,45 @@
+"""Evaluate one checkpoint on a config's test split.
+
+Example:
+    python tools/test.py configs/densenet/densenet121_chest.py \
+        work_dirs/densenet121_chest/epoch_20.pth --out metrics.json
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+from medfm.utils import load_config, write_json
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', help='config file')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--work-dir', help='folder for logs (default: beside the '
+                   'checkpoint)')
+    p.add_argument('--out', help='write the metrics to this JSON file')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--launcher', default='none',
+                   choices=['none', 'pytorch', 'slurm', 'mpi'])
+    p.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    work_dir = args.work_dir or osp.dirname(osp.abspath(args.checkpoint))
+    cfg = load_config(args.config, args.cfg_options, work_dir)
+    cfg.launcher = args.launcher
+    cfg.load_from = args.checkpoint
+    metrics = Runner.from_cfg(cfg).test()
+    if args.out:
+        write_json(args.out, metrics)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

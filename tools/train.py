@@ -1,0 +1,59 @@
+"""Train a model from a medfm config.
+
+Examples:
+    python tools/train.py configs/densenet/densenet121_chest.py
+    python tools/train.py CONFIG --amp --resume
+    python tools/train.py CONFIG --cfg-options train_dataloader.batch_size=16
+"""
+from __future__ import annotations
+
+import argparse
+
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+from medfm.utils import apply_amp, load_config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', help='config file')
+    p.add_argument('--work-dir', help='output folder (default work_dirs/<config>)')
+    p.add_argument('--resume', nargs='?', const='auto', default=None,
+                   help='resume from the latest checkpoint of the work dir, '
+                   'or from the given checkpoint')
+    p.add_argument('--amp', nargs='?', const='bfloat16', default=None,
+                   choices=['bfloat16', 'float16'],
+                   help='mixed precision on a GPU (default bfloat16)')
+    p.add_argument('--auto-scale-lr', action='store_true',
+                   help='scale the learning rate with the total batch size')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config keys, e.g. train_cfg.max_epochs=5')
+    p.add_argument('--launcher', default='none',
+                   choices=['none', 'pytorch', 'slurm', 'mpi'])
+    p.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def build_cfg(args: argparse.Namespace):
+    """The config with the command line applied."""
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg.launcher = args.launcher
+    if args.amp:
+        apply_amp(cfg, args.amp)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+    return cfg
+
+
+def main(argv=None) -> None:
+    runner = Runner.from_cfg(build_cfg(parse_args(argv)))
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,146 @@
+"""MedFMC metrics against scikit-learn: hand-made, random and edge cases."""
+import numpy as np
+import pytest
+import torch
+from mmengine.evaluator import Evaluator
+from mmpretrain.evaluation import AveragePrecision
+from mmpretrain.structures import DataSample
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+
+from medfm.evaluation import MedFMCScore, average_precision, roc_auc
+
+PRED = np.array([[0.9, 0.8, 0.3, 0.2],
+                 [0.1, 0.2, 0.2, 0.1],
+                 [0.7, 0.5, 0.9, 0.3],
+                 [0.8, 0.1, 0.1, 0.2]])
+TARGET = np.array([[1, 1, 0, 0],
+                   [0, 1, 0, 0],
+                   [0, 0, 1, 0],
+                   [1, 0, 0, 0]])
+
+
+def sk_ap(p, t):
+    return np.array([average_precision_score(t[:, c], p[:, c])
+                     for c in range(t.shape[1])])
+
+
+def sk_auc(p, t):
+    return np.array([roc_auc_score(t[:, c], p[:, c]) if len(set(t[:, c])) == 2
+                     else np.nan for c in range(t.shape[1])])
+
+
+def test_hand_made_multilabel():
+    # class 3 has no positives: AP 0, AUC undefined
+    with pytest.warns(UserWarning):
+        sk = sk_ap(PRED, TARGET)
+    np.testing.assert_allclose(average_precision(PRED, TARGET), sk)
+    np.testing.assert_allclose(average_precision(PRED, TARGET), [1, 5 / 6, 1, 0])
+    auc = roc_auc(PRED, TARGET)
+    np.testing.assert_allclose(auc[:3], sk_auc(PRED, TARGET)[:3])
+    assert np.isnan(auc[3])
+    with pytest.warns(UserWarning, match='AUC left out for class 3'):
+        res = MedFMCScore.calculate(PRED, TARGET, multi_label=True)
+    assert res['mAP'] == pytest.approx(100 * (1 + 5 / 6 + 1 + 0) / 4)
+    assert res['AUC'] == pytest.approx(np.nanmean(sk_auc(PRED, TARGET)) * 100)
+    assert res['score'] == pytest.approx((res['mAP'] + res['AUC']) / 2)
+
+
+def test_ties_match_sklearn_not_sort_order():
+    pred = np.array([[0.5], [0.5], [0.5], [0.2], [0.2], [0.9]])
+    target = np.array([[0], [1], [0], [1], [0], [1]])
+    np.testing.assert_allclose(average_precision(pred, target),
+                               sk_ap(pred, target))
+    np.testing.assert_allclose(roc_auc(pred, target), sk_auc(pred, target))
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_random_multilabel(seed):
+    rng = np.random.default_rng(seed)
+    n, c = rng.integers(5, 200), rng.integers(1, 20)
+    target = (rng.random((n, c)) < rng.uniform(0.05, 0.6)).astype(int)
+    # round scores for some seeds so that ties are common
+    pred = rng.random((n, c))
+    if seed % 2:
+        pred = np.round(pred, 1)
+    keep = [k for k in range(c) if 0 < target[:, k].sum() < n]
+    if not keep:
+        return
+    target, pred = target[:, keep], pred[:, keep]
+    np.testing.assert_allclose(average_precision(pred, target), sk_ap(pred, target))
+    np.testing.assert_allclose(roc_auc(pred, target), sk_auc(pred, target))
+    res = MedFMCScore.calculate(pred, target, multi_label=True)
+    assert res['mAP'] == pytest.approx(sk_ap(pred, target).mean() * 100)
+    assert res['AUC'] == pytest.approx(
+        roc_auc_score(target, pred, average='macro') * 100)
+
+
+def test_mmpretrain_ap_agrees_without_ties():
+    rng = np.random.default_rng(0)
+    pred, target = rng.random((50, 5)), (rng.random((50, 5)) < 0.3).astype(int)
+    ours = average_precision(pred, target).mean() * 100
+    theirs = AveragePrecision.calculate(torch.tensor(pred), torch.tensor(target))
+    assert ours == pytest.approx(float(theirs), rel=1e-5)
+
+
+@pytest.mark.parametrize('seed', range(10))
+def test_random_binary(seed):
+    rng = np.random.default_rng(seed)
+    n = rng.integers(4, 300)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    logits = rng.normal(size=(n, 2)) + np.c_[1 - y, y] * rng.uniform(0, 2)
+    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    onehot = np.eye(2)[y]
+    res = MedFMCScore.calculate(prob, onehot, multi_label=False)
+    assert res['Acc'] == pytest.approx(accuracy_score(y, prob.argmax(1)) * 100)
+    assert res['AUC'] == pytest.approx(roc_auc_score(y, prob[:, 1]) * 100)
+    assert res['score'] == pytest.approx((res['Acc'] + res['AUC']) / 2)
+    assert 'mAP' not in res
+
+
+def test_edge_cases():
+    # one sample, one class: AUC undefined, AP 1
+    with pytest.warns(UserWarning, match='AUC left out for a'):
+        res = MedFMCScore.calculate([[0.3]], [[1]], True, classes=['a'])
+    assert res['mAP'] == 100 and np.isnan(res['AUC']) and np.isnan(res['score'])
+    # every class single-valued in a binary task
+    with pytest.warns(UserWarning, match='AUC left out for tumor'):
+        res = MedFMCScore.calculate([[0.8, 0.2], [0.6, 0.4]], [[1, 0], [1, 0]],
+                                    False, classes=['normal', 'tumor'])
+    assert res['Acc'] == 100 and np.isnan(res['AUC'])
+    # perfect and inverted rankings
+    np.testing.assert_allclose(roc_auc([[0.1], [0.9]], [[0], [1]]), [1.0])
+    np.testing.assert_allclose(roc_auc([[0.9], [0.1]], [[0], [1]]), [0.0])
+    # constant scores: AUC 0.5, AP = prevalence
+    np.testing.assert_allclose(roc_auc([[0.5]] * 4, [[0], [1], [1], [0]]), [0.5])
+    np.testing.assert_allclose(
+        average_precision([[0.5]] * 4, [[0], [1], [0], [0]]), [0.25])
+    with pytest.raises(ValueError, match='shape'):
+        MedFMCScore.calculate(np.zeros((3, 2)), np.zeros((3, 3)), True)
+
+
+def test_evaluator_exact_value_with_labels_and_classwise():
+    samples = []
+    for p, t in zip(PRED, TARGET):
+        samples.append(DataSample().set_pred_score(torch.tensor(p))
+                       .set_gt_label(np.flatnonzero(t).tolist()))
+    metric = MedFMCScore(classwise=True)
+    evaluator = Evaluator(metric)
+    evaluator.dataset_meta = dict(classes=('w', 'x', 'y', 'z'), multi_label=True)
+    with pytest.warns(UserWarning, match='AUC left out for z'):
+        res = evaluator.offline_evaluate(samples)
+    # AP of x: ranks 0.8(+) 0.5 0.2(+) 0.1 -> (1/1 + 2/3) / 2
+    assert res['medfmc/mAP'] == pytest.approx(100 * (1 + 5 / 6 + 1 + 0) / 4)
+    # AUC of w: positives {0.9, 0.8} vs {0.1, 0.7} -> 1; x: {0.8, 0.2} vs
+    # {0.5, 0.1} -> 3/4; y: {0.9} vs rest -> 1
+    assert res['medfmc/AUC'] == pytest.approx(100 * (1 + 0.75 + 1) / 3)
+    assert res['medfmc/AP_classwise'] == pytest.approx([100, 500 / 6, 100, 0])
+
+
+def test_evaluator_needs_task_type_or_labels():
+    sample = DataSample().set_pred_score(torch.tensor([0.2, 0.8]))
+    with pytest.raises(ValueError, match='needs labels'):
+        Evaluator(MedFMCScore(multi_label=False)).offline_evaluate([sample])
+    sample.set_gt_label(1)
+    with pytest.raises(ValueError, match='set multi_label'):
+        Evaluator(MedFMCScore()).offline_evaluate([sample])

@@ -1,0 +1,91 @@
+"""train.sh then test.sh on demo data through subprocess; resume; bad configs."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mmengine.runner import Runner
+
+from medfm.testing import tiny_config
+
+CONFIG = 'configs/demo/densenet121_endo_demo.py'
+ENV = dict(os.environ, PYTHON=sys.executable)
+
+
+def _opts(demo_root, epochs):
+    return ['--cfg-options', f'train_cfg.max_epochs={epochs}',
+            f'train_dataloader.dataset.data_root={demo_root}/endo',
+            f'val_dataloader.dataset.data_root={demo_root}/endo',
+            f'test_dataloader.dataset.data_root={demo_root}/endo',
+            'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+            'test_dataloader.num_workers=0', 'train_dataloader.batch_size=8']
+
+
+def run(*cmd):
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def trained_run(demo_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp('run')
+    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(work),
+            *_opts(demo_root, 2))
+    assert p.returncode == 0, p.stderr[-3000:]
+    return work
+
+
+def test_train_then_test_sh(trained_run, demo_root):
+    assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
+        ['epoch_1.pth', 'epoch_2.pth']
+    p = run('bash', 'test.sh', CONFIG, str(trained_run), *_opts(demo_root, 2))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'best epoch:' in p.stdout
+    with open(trained_run / 'epochs_test.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['epoch'] for r in rows] == ['1', '2']
+    assert set(rows[0]) == {'epoch', 'mAP', 'AUC', 'score'}
+    assert (trained_run / 'epochs_test.png').stat().st_size > 1000
+    best = json.loads((trained_run / 'epochs_test.json').read_text())['best_epoch']
+    assert best in (1, 2)
+
+
+def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
+    out = tmp_path / 'm.json'
+    p = run(sys.executable, 'tools/test.py', CONFIG,
+            str(trained_run / 'epoch_2.pth'), '--out', str(out),
+            '--work-dir', str(tmp_path), *_opts(demo_root, 2))
+    assert p.returncode == 0, p.stderr[-3000:]
+    single = json.loads(out.read_text())
+    sweep = json.loads((trained_run / 'epochs_test.json').read_text())
+    row = next(r for r in sweep['rows'] if r['epoch'] == 2)
+    for key in ('medfmc/mAP', 'medfmc/AUC', 'medfmc/score'):
+        assert single[key] == pytest.approx(row[key], abs=1e-6)
+
+
+def test_resume_continues(trained_run, demo_root, tmp_path):
+    # copy the run, then resume it to 3 epochs
+    import shutil
+    work = tmp_path / 'resumed'
+    shutil.copytree(trained_run, work)
+    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(work), '--resume',
+            *_opts(demo_root, 3))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'resumed epoch: 2' in (p.stdout + p.stderr)
+    assert (work / 'epoch_3.pth').is_file()
+
+
+def test_test_sh_without_checkpoints(tmp_path):
+    p = run('bash', 'test.sh', CONFIG, str(tmp_path))
+    assert p.returncode != 0
+    assert 'no epoch_N.pth checkpoints' in p.stderr
+
+
+def test_class_count_mismatch_stops(demo_root, tmp_path):
+    cfg = tiny_config('configs/densenet/densenet121_chest.py', demo_root,
+                      str(tmp_path), cfg_options=dict(model=dict(
+                          head=dict(num_classes=4))))
+    with pytest.raises(ValueError, match='num_classes=4.*has 19 classes'):
+        Runner.from_cfg(cfg).train()

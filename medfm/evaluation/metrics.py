@@ -127,8 +127,9 @@ class MedFMCScore(BaseMetric):
         >>> gt = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]])
         >>> samples = [DataSample().set_pred_score(p).set_gt_score(g)
         ...            for p, g in zip(pred, gt)]
-        >>> Evaluator(MedFMCScore(multi_label=True)).offline_evaluate(samples)
-        {'medfmc/mAP': 91.66666666666666, 'medfmc/AUC': 87.5, 'medfmc/score': 89.58333333333333}
+        >>> res = Evaluator(MedFMCScore(multi_label=True)).offline_evaluate(samples)
+        >>> {k: round(v, 4) for k, v in res.items()}
+        {'medfmc/mAP': 91.6667, 'medfmc/AUC': 87.5, 'medfmc/score': 89.5833}
     """
 
     default_prefix: Optional[str] = 'medfmc'

@@ -1,0 +1,76 @@
+"""The checkpoint trust rule and clear errors for bad checkpoints."""
+import os
+
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from torch import nn
+
+from medfm.compat import CheckpointError, is_run_checkpoint, load_checkpoint_file
+from medfm.models import load_pretrained
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ('touch pwned',))
+
+
+def test_malicious_pickle_in_pretrain_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'pretrain').mkdir()
+    path = tmp_path / 'pretrain' / 'weights.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'x': Evil()}, path)
+    # even a run marker beside it does not make pretrain/ trusted
+    (tmp_path / 'pretrain' / 'last_checkpoint').write_text(str(path))
+    assert not is_run_checkpoint(path)
+    with pytest.raises(CheckpointError, match='refused to unpickle'):
+        load_checkpoint_file(path)
+    with pytest.raises(CheckpointError, match='refused'):
+        load_pretrained(nn.Linear(1, 1), str(path))
+    assert not (tmp_path / 'pwned').exists()
+
+
+def test_run_checkpoint_loads_fully(tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    hub = HistoryBuffer()
+    hub.update(1.5)
+    torch.save({'message_hub': hub, 'state_dict': {}}, path)
+    with pytest.raises(CheckpointError):  # no marker: weights_only
+        load_checkpoint_file(path)
+    (tmp_path / 'last_checkpoint').write_text(str(path))
+    assert load_checkpoint_file(path)['message_hub'].current() == 1.5
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {'w': torch.randn(1000)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    (tmp_path / 'last_checkpoint').write_text(str(path))
+    with pytest.raises(CheckpointError, match='epoch_1.pth.*truncated or corrupt'):
+        load_checkpoint_file(path)
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        load_checkpoint_file(tmp_path / 'nope.pth')
+
+
+def test_pretrained_report_and_head_reinit(tmp_path):
+    src = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1000))
+    path = tmp_path / 'w.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in
+                               src.state_dict().items()}}, path)
+    dst = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 19), nn.Linear(19, 2))
+    before = dst[1].weight.clone()
+    report = load_pretrained(dst, str(path), prefix='backbone')
+    assert report['mismatched'] == ['1.weight', '1.bias']
+    assert report['missing'] == ['1.weight', '1.bias', '2.weight', '2.bias']
+    assert report['unexpected'] == []
+    assert torch.equal(dst[0].weight, src[0].weight)
+    assert torch.equal(dst[1].weight, before)  # head keeps its fresh init
+
+
+def test_mmengine_uses_the_rule(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = tmp_path / 'x.pth'
+    torch.save({'x': Evil()}, path)
+    with pytest.raises(CheckpointError):
+        _load_checkpoint(str(path))

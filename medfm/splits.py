@@ -1,0 +1,358 @@
+"""N-shot splits of the MedFM challenge: generate them and check them.
+
+The challenge's few-shot setting (``shared/REFERENCE.md`` §3):
+
+* chest: N *images* per class;
+* endo: N *patients* (studies) per class, with all their images; the study id
+  is the first 18 characters of the file name;
+* colon: N *slides* per class, with all their patches; the slide id is the
+  file name minus its last 9 characters (``p0008.png``).
+
+Each setting has five experiments (``exp1`` .. ``exp5``). The validation list
+of an experiment is the rest of the training pool; it holds no image (and no
+patient or slide) of the train list. The official split files break these
+rules (duplicates in the chest train lists, most train images repeated in the
+val lists), which :func:`check_split` reports.
+
+Files use the baseline's names and line formats::
+
+    chest_1-shot_train_exp1.txt   5C2EB54413D4CEC.png 0,1,0,...,0  (19 labels)
+    endo_5-shot_val_exp3.txt      13333_2021.12_0007_57297486.png 1 0 0 1
+    colon_10-shot_train_exp5.txt  1903326001_2019-06-11 12_07_06-...p0008.png 1
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import re
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .datasets import ChestDR, ColonPath, Endo, MedFMCDataset
+
+#: task -> dataset class (the parser of its annotation files)
+TASK_DATASETS = {'chest': ChestDR, 'colon': ColonPath, 'endo': Endo}
+SHOTS = (1, 5, 10)
+EXPERIMENTS = (1, 2, 3, 4, 5)
+_SPLIT_NAME = re.compile(
+    r'^(?P<task>chest|colon|endo)_(?P<shot>\d+)-shot_(?P<part>train|val)'
+    r'_exp(?P<exp>\d+)\.txt$')
+
+
+def study_id(name: str) -> str:
+    """Endo patient (study) of an image: the first 18 characters."""
+    return osp.basename(name)[:18]
+
+
+def slide_id(name: str) -> str:
+    """Colon slide of a patch: the file name minus its last 9 characters."""
+    return osp.basename(name)[:-9]
+
+
+#: task -> function from file name to the unit a "shot" counts
+GROUP_OF: Dict[str, Callable[[str], str]] = {
+    'chest': lambda name: name,
+    'endo': study_id,
+    'colon': slide_id,
+}
+#: what a shot is, for messages
+UNIT = {'chest': 'image', 'endo': 'patient', 'colon': 'slide'}
+
+
+def split_file_name(task: str, shot: int, part: str, exp: int) -> str:
+    """The baseline's file name, e.g. ``chest_1-shot_train_exp1.txt``."""
+    return f'{task}_{shot}-shot_{part}_exp{exp}.txt'
+
+
+def parse_split_file_name(path: str) -> Optional[dict]:
+    """``task``, ``shot``, ``part``, ``exp`` of a split file name, or None."""
+    m = _SPLIT_NAME.match(osp.basename(path))
+    if not m:
+        return None
+    d = m.groupdict()
+    return dict(task=d['task'], shot=int(d['shot']), part=d['part'],
+                exp=int(d['exp']))
+
+
+@dataclass
+class Pool:
+    """Labelled images of one task.
+
+    Attributes:
+        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
+        names (list[str]): Image file names, in file order.
+        labels (np.ndarray): 0/1 matrix ``(len(names), num_classes)``.
+        classes (tuple[str]): Class names in label order.
+    """
+
+    task: str
+    names: List[str]
+    labels: np.ndarray
+    classes: Tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def groups(self) -> List[str]:
+        """The patient / slide (chest: the image) of every image."""
+        return [GROUP_OF[self.task](n) for n in self.names]
+
+    def line(self, i: int) -> str:
+        """Image ``i`` as a line of the baseline's annotation format."""
+        y = self.labels[i].astype(int)
+        if self.task == 'chest':
+            return f'{self.names[i]} {",".join(map(str, y))}'
+        if self.task == 'endo':
+            return f'{self.names[i]} {" ".join(map(str, y))}'
+        return f'{self.names[i]} {int(y.argmax())}'
+
+
+def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
+    """Read a labelled annotation file through the task's dataset class.
+
+    Any format the dataset reads works: a baseline list (``trainval.txt``,
+    ``train_20.txt``), the official CSV, or mmpretrain's JSON.
+
+    Args:
+        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
+        ann_file (str): The annotation file, relative to ``data_root``
+            unless absolute.
+        data_root (str): Folder of the task. Defaults to ''.
+
+    Returns:
+        Pool: The images, in file order, with their labels.
+    """
+    if task not in TASK_DATASETS:
+        raise ValueError(f'unknown task {task!r}; choose from '
+                         f'{sorted(TASK_DATASETS)}')
+    path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
+    dataset = _read(task, path)
+    num_classes = len(dataset.CLASSES)
+    names, rows = [], []
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        if 'gt_label' not in info:
+            raise ValueError(f'{path}: lists images without labels; a split '
+                             'needs a labelled pool')
+        names.append(info['img_path'])
+        y = np.zeros(num_classes, dtype=np.int64)
+        y[dataset.get_cat_ids(i)] = 1
+        rows.append(y)
+    return Pool(task, names, np.stack(rows), tuple(dataset.CLASSES))
+
+
+def _read(task: str, path: str) -> MedFMCDataset:
+    # data_root='' and data_prefix='': img_path is the name as listed
+    return TASK_DATASETS[task](ann_file=path, data_root='', data_prefix='',
+                               check_images=False, lazy_init=False,
+                               serialize_data=False)
+
+
+# ------------------------------------------------------------------ generate
+def make_split(pool: Pool, shot: int,
+               rng: np.random.Generator) -> Tuple[List[int], List[int]]:
+    """Draw one N-shot experiment from a pool.
+
+    Classes are served from the rarest to the most frequent, so that the
+    units of rare classes are not used up by frequent ones. A unit (image,
+    patient or slide) is drawn at most once; a class with fewer than ``shot``
+    unused units left gets all of them, with a warning.
+
+    Args:
+        pool (Pool): The labelled training pool.
+        shot (int): Units per class.
+        rng (np.random.Generator): Random source.
+
+    Returns:
+        tuple[list[int], list[int]]: Indices into the pool of the train
+        images and of the validation images (the rest), in pool order.
+    """
+    groups = pool.groups
+    members: Dict[str, List[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    units = sorted(members)  # stable order, independent of dict order
+    # unit x class: does the unit hold a positive image of the class
+    positive = np.stack([pool.labels[members[u]].max(0) for u in units])
+    taken = np.zeros(len(units), dtype=bool)
+    for c in np.argsort(positive.sum(0), kind='stable'):
+        candidates = np.flatnonzero(positive[:, c].astype(bool) & ~taken)
+        if len(candidates) < shot:
+            warnings.warn(
+                f'{pool.task} {shot}-shot: class {pool.classes[c]!r} has '
+                f'{len(candidates)} unused {UNIT[pool.task]}(s) with a '
+                f'positive image, fewer than {shot}; taking all of them')
+        chosen = rng.permutation(candidates)[:shot]
+        taken[chosen] = True
+    in_train = np.zeros(len(groups), dtype=bool)
+    for u in np.flatnonzero(taken):
+        in_train[members[units[u]]] = True
+    return (np.flatnonzero(in_train).tolist(),
+            np.flatnonzero(~in_train).tolist())
+
+
+def experiment_rng(seed: int, shot: int, exp: int) -> np.random.Generator:
+    """Independent, reproducible random source of one experiment."""
+    return np.random.default_rng([seed, shot, exp])
+
+
+def write_splits(pool: Pool,
+                 out_dir: str,
+                 shots: Sequence[int] = SHOTS,
+                 exps: Sequence[int] = EXPERIMENTS,
+                 seed: int = 0) -> List[str]:
+    """Write the train and val lists of every shot and experiment.
+
+    Args:
+        pool (Pool): The labelled training pool.
+        out_dir (str): Output folder.
+        shots (Sequence[int]): N values. Defaults to (1, 5, 10).
+        exps (Sequence[int]): Experiment numbers. Defaults to 1..5.
+        seed (int): Base seed; the same seed writes the same files.
+
+    Returns:
+        list[str]: The files written.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for shot in shots:
+        for exp in exps:
+            train, val = make_split(pool, shot, experiment_rng(seed, shot, exp))
+            for part, idx in (('train', train), ('val', val)):
+                path = osp.join(out_dir,
+                                split_file_name(pool.task, shot, part, exp))
+                with open(path, 'w', encoding='utf-8') as f:
+                    f.writelines(pool.line(i) + '\n' for i in idx)
+                written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------- check
+@dataclass
+class SplitReport:
+    """What :func:`check_split` found in one train (and val) list.
+
+    Attributes:
+        train (str): The train file.
+        val (str | None): The val file.
+        problems (list[str]): Rule violations, one sentence each.
+        notes (list[str]): Facts that are not violations (shot counts).
+    """
+
+    train: str
+    val: Optional[str] = None
+    problems: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """bool: No problem found."""
+        return not self.problems
+
+    def format(self) -> str:
+        """The report as text, one finding a line."""
+        head = self.train + (f' / {osp.basename(self.val)}' if self.val else '')
+        lines = [f'{head}: ' + ('OK' if self.ok else
+                                f'{len(self.problems)} problem(s)')]
+        lines += [f'  PROBLEM: {p}' for p in self.problems]
+        lines += [f'  note: {n}' for n in self.notes]
+        return '\n'.join(lines)
+
+
+def _examples(items, n: int = 3) -> str:
+    items = sorted(items)
+    return ', '.join(map(repr, items[:n])) + (' ...' if len(items) > n else '')
+
+
+def check_split(task: str, train_file: str, val_file: Optional[str] = None,
+                shot: Optional[int] = None) -> SplitReport:
+    """Check one train list (and its val list) against the protocol.
+
+    Reports duplicate lines, images and patients/slides shared by train and
+    val, classes without any positive image in each list, and (when ``shot``
+    is given or found in the file name) classes whose count of positive
+    units differs from the shot.
+
+    Args:
+        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
+        train_file (str): The train list.
+        val_file (str, optional): Its val list.
+        shot (int, optional): The expected N; read from a baseline file
+            name when not given.
+
+    Returns:
+        SplitReport: The findings.
+    """
+    report = SplitReport(train_file, val_file)
+    if shot is None:
+        meta = parse_split_file_name(train_file)
+        shot = meta['shot'] if meta else None
+    unit = UNIT[task]
+    pools = {}
+    for part, path in (('train', train_file), ('val', val_file)):
+        if path is None:
+            continue
+        with warnings.catch_warnings():  # duplicates are reported below
+            warnings.simplefilter('ignore')
+            pool = load_pool(task, path)
+        pools[part] = pool
+        dups = {n: c for n, c in Counter(pool.names).items() if c > 1}
+        if dups:
+            report.problems.append(
+                f'{part}: {len(dups)} image(s) listed more than once '
+                f'({sum(dups.values()) - len(dups)} extra line(s)), e.g. '
+                f'{_examples(dups)}')
+        empty = [c for c, n in zip(pool.classes, pool.labels.sum(0)) if n == 0]
+        if empty:
+            report.problems.append(
+                f'{part}: no positive image for class(es) {", ".join(empty)}')
+    train = pools['train']
+    if 'val' in pools:
+        val = pools['val']
+        shared = set(train.names) & set(val.names)
+        if shared:
+            report.problems.append(
+                f'{len(shared)} of {len(set(train.names))} train image(s) are '
+                f'also in val, e.g. {_examples(shared)}')
+        if task != 'chest':
+            shared_groups = set(train.groups) & set(val.groups)
+            if shared_groups:
+                report.problems.append(
+                    f'{len(shared_groups)} {unit}(s) have images in both '
+                    f'train and val, e.g. {_examples(shared_groups)}')
+    # units with a positive image, per class
+    per_class = []
+    for c, name in enumerate(train.classes):
+        units = {g for g, y in zip(train.groups, train.labels[:, c]) if y}
+        per_class.append(f'{name} {len(units)}')
+    report.notes.append(
+        f'{len(set(train.names))} train image(s) from '
+        f'{len(set(train.groups))} {unit}(s); {unit}s per class: '
+        + ', '.join(per_class))
+    if shot is not None and task != 'chest':
+        # every unit was drawn for one class; more units than N * classes
+        # means the file is not an N-shot list
+        limit = shot * len(train.classes)
+        if len(set(train.groups)) > limit:
+            report.problems.append(
+                f'{len(set(train.groups))} {unit}s, more than {shot} per '
+                f'class ({limit})')
+    elif shot is not None and len(set(train.names)) > shot * len(train.classes):
+        report.problems.append(
+            f'{len(set(train.names))} images, more than {shot} per class '
+            f'({shot * len(train.classes)})')
+    return report
+
+
+def find_val(train_file: str) -> Optional[str]:
+    """The val list beside a train list (``_train_`` -> ``_val_``), if any."""
+    base = osp.basename(train_file)
+    if '_train_' in base:
+        cand = osp.join(osp.dirname(train_file), base.replace('_train_', '_val_'))
+    elif base.startswith('train'):
+        cand = osp.join(osp.dirname(train_file), 'val' + base[len('train'):])
+    else:
+        return None
+    return cand if osp.isfile(cand) else None

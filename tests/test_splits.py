@@ -1,0 +1,152 @@
+"""N-shot split generator and checker (medfm.splits, tools/*_splits.py)."""
+import os.path as osp
+import warnings
+
+import check_splits
+import make_splits
+import numpy as np
+import pytest
+
+from medfm.demo import NAMERS, _label_text, _sample_labels
+from medfm.splits import (
+    GROUP_OF,
+    check_split,
+    load_pool,
+    make_split,
+    split_file_name,
+    write_splits,
+)
+
+NUM_CLASSES = {'chest': 19, 'endo': 4, 'colon': 2}
+
+
+def _pool_file(tmp_path, task, n=240, seed=0):
+    """A labelled list in the baseline format (no images needed)."""
+    rng = np.random.default_rng(seed)
+    labels = _sample_labels(task, n, NUM_CLASSES[task], rng)
+    lines = [f'{NAMERS[task](rng, i)[0]} {_label_text(task, y)}'
+             for i, y in enumerate(labels)]
+    path = tmp_path / f'{task}_pool.txt'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def _read_names(path):
+    with open(path) as f:
+        return [line.rstrip('\n') for line in f]
+
+
+@pytest.mark.parametrize('task', ['chest', 'endo', 'colon'])
+@pytest.mark.parametrize('shot', [1, 5])
+def test_split_invariants(tmp_path, task, shot):
+    pool = load_pool(task, _pool_file(tmp_path, task))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # rare classes may run short
+        train, val = make_split(pool, shot, np.random.default_rng(0))
+    assert sorted(train + val) == list(range(len(pool.names)))
+    assert not set(train) & set(val)
+    groups = pool.groups
+    train_groups = {groups[i] for i in train}
+    # grouping: every image of a chosen patient/slide is in train
+    assert not train_groups & {groups[i] for i in val}
+    # at most N units per class, at least one for every class with positives
+    assert len(train_groups) <= shot * NUM_CLASSES[task]
+    for c in range(NUM_CLASSES[task]):
+        assert pool.labels[train, c].any()
+    if task == 'chest':
+        assert len(train) == len(set(pool.names[i] for i in train))
+    else:  # whole patients / slides: more images than units
+        assert len(train) > len(train_groups)
+
+
+def test_group_ids():
+    assert GROUP_OF['endo']('13333_2021.12_0007_57297486.png') == \
+        '13333_2021.12_0007'
+    assert GROUP_OF['colon'](
+        '1903326001_2019-06-11 12_07_06-lv1-3173-23728-2837-3546p0008.png') \
+        == '1903326001_2019-06-11 12_07_06-lv1-3173-23728-2837-3546'
+
+
+def test_files_reproducible_and_formatted(tmp_path):
+    pool_path = _pool_file(tmp_path, 'colon')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        a = make_splits.main(['colon', pool_path, '--out', str(tmp_path / 'a'),
+                              '--shots', '1', '--exps', '1', '2'])
+        b = make_splits.main(['colon', pool_path, '--out', str(tmp_path / 'b'),
+                              '--shots', '1', '--exps', '1', '2'])
+        c = make_splits.main(['colon', pool_path, '--out', str(tmp_path / 'c'),
+                              '--shots', '1', '--exps', '1', '--seed', '7'])
+    assert [osp.basename(p) for p in a] == [
+        'colon_1-shot_train_exp1.txt', 'colon_1-shot_val_exp1.txt',
+        'colon_1-shot_train_exp2.txt', 'colon_1-shot_val_exp2.txt']
+    for pa, pb in zip(a, b):
+        assert open(pa).read() == open(pb).read()
+    # experiments differ from each other; another seed gives other files
+    assert open(a[0]).read() != open(a[2]).read()
+    assert open(a[0]).read() != open(c[0]).read()
+    # lines are copied from the pool in its exact format (names with spaces)
+    pool_lines = set(_read_names(pool_path))
+    for path in a:
+        lines = _read_names(path)
+        assert lines and set(lines) <= pool_lines
+        assert all(' ' in line[:-2] and line[-2:] in (' 0', ' 1')
+                   for line in lines)
+
+
+def test_chest_and_endo_line_formats(tmp_path):
+    for task, pattern in (('chest', 18), ('endo', 3)):
+        pool = load_pool(task, _pool_file(tmp_path, task))
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            write_splits(pool, str(tmp_path / task), shots=[1], exps=[1])
+        line = _read_names(tmp_path / task /
+                           split_file_name(task, 1, 'train', 1))[0]
+        name, labels = line.split(' ', 1)
+        assert name.endswith('.png')
+        sep = ',' if task == 'chest' else ' '
+        assert labels.count(sep) == pattern
+        assert set(labels.split(sep)) <= {'0', '1'}
+
+
+def test_checker_finds_planted_problems(tmp_path, capsys):
+    pool = load_pool('endo', _pool_file(tmp_path, 'endo'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        write_splits(pool, str(tmp_path), shots=[1], exps=[1])
+    train = tmp_path / split_file_name('endo', 1, 'train', 1)
+    val = tmp_path / split_file_name('endo', 1, 'val', 1)
+    assert check_split('endo', str(train), str(val)).ok
+    assert check_splits.main([str(tmp_path), '--strict'])[0].ok
+
+    train_lines, val_lines = _read_names(train), _read_names(val)
+    # a duplicate in train, a train image in val, a patient split across both
+    other = next(v for v in val_lines if v[:18] != train_lines[0][:18])
+    train.write_text('\n'.join(train_lines + [train_lines[0], other]) + '\n')
+    report = check_split('endo', str(train), str(val))
+    text = report.format()
+    assert not report.ok
+    assert '1 image(s) listed more than once' in text
+    assert '1 of' in text and 'also in val' in text
+    assert 'patient(s) have images in both train and val' in text
+    with pytest.raises(SystemExit) as exc:
+        check_splits.main([str(train), '--strict'])
+    assert exc.value.code == 1
+    assert 'PROBLEM' in capsys.readouterr().out
+
+
+def test_demo_pool_csv(demo_root, tmp_path):
+    # the official CSV format is read through the dataset class as well
+    csv_pool = load_pool('endo', osp.join(demo_root, 'endo', 'endo_train.csv'))
+    txt_pool = load_pool('endo', osp.join(demo_root, 'endo', 'train_20.txt'))
+    assert csv_pool.names == txt_pool.names
+    assert (csv_pool.labels == txt_pool.labels).all()
+
+
+def test_checker_reports_empty_class(tmp_path):
+    path = tmp_path / 'endo_1-shot_train_exp1.txt'
+    path.write_text('13333_2021.12_0007_57297486.png 1 0 0 0\n'
+                    '13334_2021.12_0007_57297487.png 0 1 1 0\n')
+    report = check_split('endo', str(path))
+    assert any('no positive image for class(es) tumor' in p
+               for p in report.problems)

@@ -1,0 +1,80 @@
+"""Check N-shot split files: duplicates, train/val overlap, empty classes.
+
+Give train lists (their ``_val_`` partners are found beside them) or folders;
+the task is read from baseline file names (``chest_1-shot_train_exp1.txt``)
+or given with ``--task``.
+
+Examples:
+    python tools/check_splits.py data/MedFMC/chest --strict
+    python tools/check_splits.py --task endo my_train.txt --val my_val.txt
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os.path as osp
+import sys
+from typing import List
+
+from medfm.splits import (
+    TASK_DATASETS,
+    SplitReport,
+    check_split,
+    find_val,
+    parse_split_file_name,
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('paths', nargs='+',
+                   help='train lists, or folders holding *_train_exp*.txt')
+    p.add_argument('--task', choices=sorted(TASK_DATASETS),
+                   help='task, when the file names do not say it')
+    p.add_argument('--val', help='val list (with a single train list)')
+    p.add_argument('--shot', type=int, help='expected N (default: from the '
+                   'file name)')
+    p.add_argument('--strict', action='store_true',
+                   help='exit with status 1 when a problem is found')
+    return p.parse_args(argv)
+
+
+def collect(paths: List[str]) -> List[str]:
+    """Train lists named by ``paths`` (folders are searched)."""
+    files = []
+    for path in paths:
+        if osp.isdir(path):
+            found = sorted(glob.glob(osp.join(path, '*_train_exp*.txt')))
+            if not found:
+                raise SystemExit(f'{path}: no *_train_exp*.txt file')
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def main(argv=None) -> List[SplitReport]:
+    args = parse_args(argv)
+    files = collect(args.paths)
+    if args.val and len(files) != 1:
+        raise SystemExit('--val goes with exactly one train list')
+    reports = []
+    for train in files:
+        meta = parse_split_file_name(train)
+        task = args.task or (meta and meta['task'])
+        if not task:
+            raise SystemExit(f'{train}: cannot tell the task from the name; '
+                             'give --task')
+        report = check_split(task, train, args.val or find_val(train),
+                             args.shot)
+        print(report.format())
+        reports.append(report)
+    bad = sum(not r.ok for r in reports)
+    print(f'{len(reports)} split(s) checked, {bad} with problems')
+    if args.strict and bad:
+        sys.exit(1)
+    return reports
+
+
+if __name__ == '__main__':
+    main()

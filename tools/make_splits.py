@@ -1,0 +1,56 @@
+"""Write the N-shot train/val lists of the MedFM challenge (exp1..exp5).
+
+Examples:
+    # 1-, 5- and 10-shot lists of exp1..exp5 from the chest training pool
+    python tools/make_splits.py chest data/MedFMC/chest/trainval.txt \
+        --out data/MedFMC/chest
+    # from the official CSV, only 5-shot, another seed
+    python tools/make_splits.py endo data/MedFMC_train/endo/endo_train.csv \
+        --shots 5 --seed 1 --out splits/endo
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+
+from medfm.splits import (
+    EXPERIMENTS,
+    SHOTS,
+    TASK_DATASETS,
+    UNIT,
+    check_split,
+    load_pool,
+    write_splits,
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('task', choices=sorted(TASK_DATASETS))
+    p.add_argument('pool', help='labelled annotation file of the training '
+                   'pool (.txt list, official .csv, or .json)')
+    p.add_argument('--data-root', default='',
+                   help='folder the pool path is relative to')
+    p.add_argument('--out', help='output folder (default: beside the pool)')
+    p.add_argument('--shots', type=int, nargs='+', default=list(SHOTS))
+    p.add_argument('--exps', type=int, nargs='+', default=list(EXPERIMENTS))
+    p.add_argument('--seed', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> list:
+    args = parse_args(argv)
+    pool = load_pool(args.task, args.pool, args.data_root)
+    out = args.out or osp.dirname(osp.join(args.data_root, args.pool)) or '.'
+    files = write_splits(pool, out, args.shots, args.exps, args.seed)
+    print(f'{args.task}: pool of {len(pool.names)} images from '
+          f'{len(set(pool.groups))} {UNIT[args.task]}s; wrote {len(files)} '
+          f'files to {out}')
+    for train in files[::2]:
+        report = check_split(args.task, train, train.replace('_train_', '_val_'))
+        print(report.format())
+    return files
+
+
+if __name__ == '__main__':
+    main()

@@ -28,7 +28,7 @@ lint: env
 	$(PY) -m ruff check medfm tools configs tests
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --doctest-modules medfm tests
 
 clean:
 	rm -rf work_dirs data/demo

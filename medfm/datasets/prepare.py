@@ -1,0 +1,162 @@
+"""From the official MedFMC release to annotation lists, and group-aware splits.
+
+The release ships ``MedFMC_train/<task>/images`` with ``<task>_train.csv`` and
+``MedFMC_val/<task>/...`` with ``<task>_val.csv``. :func:`prepare_task` reads
+them through the task's dataset class (so the CSV columns are checked the same
+way as in training), links every image into one ``images/`` folder, and
+writes the baseline's list format plus mmpretrain's JSON:
+
+* ``trainval.txt``: the whole official training set;
+* ``train_20.txt`` / ``val_20.txt``: an 80/20 split of it, stratified over the
+  labels and keeping a patient's (endo) or slide's (colon) images on one side;
+* ``test_WithLabel.txt`` / ``test_WithoutLabel.txt``: the official
+  validation set, which serves as the labelled test set.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..analysis import label_matrix
+from ..utils.io import atomic_write, write_json
+
+
+def group_of(task: str, name: str) -> str:
+    """The patient (endo), slide (colon) or image (chest) of a file name.
+
+    Examples:
+        >>> group_of('endo', '13333_2021.12_0007_57297486.png')
+        '13333_2021.12_0007'
+        >>> group_of('colon', '1903326001_2019-06-11 12_07_06-lv1-1-2-3-4p0008.png')
+        '1903326001_2019-06-11 12_07_06-lv1-1-2-3-4'
+    """
+    if task == 'endo':
+        return name[:18]
+    if task == 'colon':
+        return name[:-9]
+    return name
+
+
+def stratified_group_split(labels: np.ndarray, groups: Sequence[str],
+                           val_ratio: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Split samples into train/val, stratified over labels, groups whole.
+
+    Iterative stratification (Sechidis et al., 2011) over groups instead of
+    samples: groups holding the rarest labels are placed first, each into the
+    side that still lacks most of its rarest label.
+
+    Args:
+        labels (np.ndarray): 0/1 matrix ``(N, C)`` (one-hot for single-label).
+        groups (Sequence[str]): Group of each sample.
+        val_ratio (float): Share of samples for validation.
+        seed (int): Seed for the order of equally rare groups.
+
+    Returns:
+        np.ndarray: Boolean mask, True for validation samples.
+    """
+    labels = np.asarray(labels, dtype=float)
+    names, inverse = np.unique(np.asarray(groups, dtype=object).astype(str),
+                               return_inverse=True)
+    g_labels = np.zeros((len(names), labels.shape[1]))
+    np.add.at(g_labels, inverse, labels)
+    g_sizes = np.bincount(inverse, minlength=len(names)).astype(float)
+    totals = labels.sum(0)
+    ratios = np.array([1 - val_ratio, val_ratio])
+    need = ratios[:, None] * totals[None, :]  # (2, C): train, val
+    room = ratios * len(labels)
+
+    rng = np.random.default_rng(seed)
+    rarity = np.where(g_labels > 0, totals[None, :], np.inf).min(1)
+    order = np.lexsort((rng.random(len(names)), rarity))
+    side = np.zeros(len(names), dtype=int)
+    for g in order:
+        if np.isfinite(rarity[g]):
+            c = int(np.argmin(np.where(g_labels[g] > 0, totals, np.inf)))
+            score = np.array([need[0, c], need[1, c]])
+        else:
+            score = room.copy()
+        if score[0] == score[1]:
+            score = room.copy()
+        s = int(np.argmax(score))
+        side[g] = s
+        need[s] -= g_labels[g]
+        room[s] -= g_sizes[g]
+    return side[inverse] == 1
+
+
+def format_line(task: str, name: str, y: Sequence[int]) -> str:
+    """One line of the baseline's lists (chest commas, endo spaces, colon index)."""
+    if task == 'chest':
+        return f'{name} ' + ','.join(str(int(v)) for v in y)
+    if task == 'endo':
+        return f'{name} ' + ' '.join(str(int(v)) for v in y)
+    return f'{name} {int(np.argmax(y))}'
+
+
+def write_split(out_dir: str, stem: str, task: str, names: Sequence[str],
+                labels: np.ndarray, classes: Sequence[str]) -> None:
+    """Write ``<stem>.txt`` (baseline list) and ``<stem>.json`` (mmpretrain)."""
+    with atomic_write(osp.join(out_dir, f'{stem}.txt'), encoding='utf-8') as f:
+        f.writelines(format_line(task, n, y) + '\n' for n, y in zip(names, labels))
+    multi = task != 'colon'
+    write_json(osp.join(out_dir, f'{stem}.json'), dict(
+        metainfo=dict(classes=list(classes)),
+        data_list=[dict(img_path=n, gt_label=np.flatnonzero(y).tolist()
+                        if multi else int(np.argmax(y)))
+                   for n, y in zip(names, labels)]))
+
+
+def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
+    os.makedirs(dst_dir, exist_ok=True)
+    for name in names:
+        dst = osp.join(dst_dir, name)
+        if not osp.lexists(dst):
+            os.symlink(osp.abspath(osp.join(src_dir, name)), dst)
+
+
+def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
+                 val_dir: Optional[str] = None, val_ratio: float = 0.2,
+                 seed: int = 0) -> Dict[str, int]:
+    """Convert one task of the official release.
+
+    Args:
+        task (str): ``chest``, ``colon`` or ``endo``.
+        dataset_cls (type): The task's dataset class.
+        train_dir (str): ``MedFMC_train/<task>`` (``images/`` and
+            ``<task>_train.csv``).
+        out_dir (str): Output, e.g. ``data/MedFMC/<task>``.
+        val_dir (str, optional): ``MedFMC_val/<task>``; becomes the test set.
+        val_ratio (float): Validation share of the training set.
+        seed (int): Split seed.
+
+    Returns:
+        dict: Number of images per written list.
+    """
+    counts = {}
+    train = dataset_cls(ann_file=f'{task}_train.csv', data_root=train_dir)
+    names = [osp.basename(d['img_path']) for d in train]
+    y = label_matrix(train)
+    _link_images(names, osp.join(train_dir, 'images'), osp.join(out_dir, 'images'))
+    classes = train.CLASSES
+    write_split(out_dir, 'trainval', task, names, y, classes)
+    is_val = stratified_group_split(y, [group_of(task, n) for n in names],
+                                    val_ratio, seed)
+    for stem, mask in (('train_20', ~is_val), ('val_20', is_val)):
+        write_split(out_dir, stem, task, [n for n, m in zip(names, mask) if m],
+                    y[mask], classes)
+        counts[stem] = int(mask.sum())
+    counts['trainval'] = len(names)
+    if val_dir:
+        test = dataset_cls(ann_file=f'{task}_val.csv', data_root=val_dir)
+        test_names: List[str] = [osp.basename(d['img_path']) for d in test]
+        _link_images(test_names, osp.join(val_dir, 'images'),
+                     osp.join(out_dir, 'images'))
+        write_split(out_dir, 'test_WithLabel', task, test_names, label_matrix(test),
+                    classes)
+        with atomic_write(osp.join(out_dir, 'test_WithoutLabel.txt')) as f:
+            f.writelines(n + '\n' for n in test_names)
+        counts['test_WithLabel'] = len(test_names)
+    return counts

@@ -1,0 +1,74 @@
+"""prepare_data (official CSV -> lists, group-aware split), eda, plot_curves."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from medfm.analysis import label_matrix
+from medfm.datasets import ChestDR, ColonPath, Endo
+from medfm.datasets.prepare import group_of, stratified_group_split
+
+
+@pytest.mark.parametrize('task,cls', [('chest', ChestDR), ('colon', ColonPath),
+                                      ('endo', Endo)])
+def test_prepare_data(task, cls, demo_root, tmp_path):
+    out = tmp_path / task
+    p = subprocess.run([sys.executable, 'tools/prepare_data.py', task, '--train',
+                        f'{demo_root}/{task}', '--val', f'{demo_root}/{task}',
+                        '--out', str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    trainval = cls(ann_file='trainval.txt', data_root=str(out))
+    train = cls(ann_file='train_20.txt', data_root=str(out))
+    val = cls(ann_file='val_20.json', data_root=str(out))
+    test = cls(ann_file='test_WithLabel.txt', data_root=str(out))
+    original = cls(ann_file=f'{task}_train.csv', data_root=f'{demo_root}/{task}')
+    assert len(train) + len(val) == len(trainval) == len(original)
+    assert len(test) == 8
+    names = lambda ds: {d['img_path'].split('/')[-1] for d in ds}  # noqa: E731
+    assert not names(train) & names(val)
+    groups = lambda ds: {group_of(task, n) for n in names(ds)}  # noqa: E731
+    assert not groups(train) & groups(val)
+    assert label_matrix(trainval).tolist() == label_matrix(original).tolist()
+    assert len(cls(ann_file='test_WithoutLabel.txt', data_root=str(out),
+                   test_mode=True)) == 8
+
+
+def test_stratified_group_split_keeps_groups_and_balance():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(200), 3).astype(str)
+    y = (rng.random((600, 6)) < np.linspace(0.4, 0.03, 6)).astype(int)
+    val = stratified_group_split(y, groups, 0.2, seed=1)
+    for g in np.unique(groups):
+        assert len(set(val[groups == g])) == 1
+    assert abs(val.mean() - 0.2) < 0.03
+    share = y[val].sum(0) / y.sum(0)
+    assert np.all(np.abs(share - 0.2) < 0.08), share
+    assert np.array_equal(val, stratified_group_split(y, groups, 0.2, seed=1))
+
+
+def test_eda_and_plot_curves(demo_root, tmp_path):
+    p = subprocess.run([sys.executable, 'tools/eda.py', 'endo', '--data-root',
+                        f'{demo_root}/endo', '--ann', 'train_20.txt',
+                        'test_WithLabel.txt', '--out', str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert 'labels per image' in p.stdout
+    table = (tmp_path / 'endo_train_20_class_frequency.csv').read_text().splitlines()
+    assert table[0] == 'class,images,percent' and len(table) == 5
+    assert (tmp_path / 'endo_test_WithLabel_labels_per_image.png').stat().st_size > 0
+
+
+def test_plot_curves(tmp_path):
+    import json
+    run = tmp_path / '20260101_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    recs = [dict(loss=1.0 / i, lr=0.1, step=i, epoch=1) for i in range(1, 5)]
+    recs += [{'medfmc/mAP': 30.0 + i, 'medfmc/AUC': 60.0, 'step': i}
+             for i in (1, 2)]
+    (run / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in recs))
+    p = subprocess.run([sys.executable, 'tools/plot_curves.py', str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / 'curves_loss.png').is_file()
+    assert (tmp_path / 'curves_val.png').is_file()

@@ -1,0 +1,42 @@
+"""Plot a run's training loss, learning rate and validation metrics.
+
+Example:
+    python tools/plot_curves.py work_dirs/densenet121_chest
+Writes ``curves_loss.png`` and ``curves_val.png`` into the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+
+from medfm.analysis import read_scalars
+from medfm.visualization import plot_epoch_metrics, plot_lines
+
+
+def main(argv=None) -> list:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('work_dir')
+    args = p.parse_args(argv)
+    records = read_scalars(args.work_dir)
+    train = [r for r in records if 'loss' in r]
+    val = [r for r in records if any(k.startswith('medfmc/') for k in r)]
+    written = []
+    if train:
+        path = osp.join(args.work_dir, 'curves_loss.png')
+        plot_lines({'loss': [r['loss'] for r in train]},
+                   [r['step'] for r in train], path, title='training loss',
+                   xlabel='iteration', ylabel='loss')
+        written.append(path)
+    if val:
+        rows = [dict(epoch=r['step'], **{k: float(v) for k, v in r.items()
+                                         if k.startswith('medfmc/')})
+                for r in val]
+        path = osp.join(args.work_dir, 'curves_val.png')
+        plot_epoch_metrics(rows, path, title='validation')
+        written.append(path)
+    print('written: ' + ', '.join(written))
+    return written
+
+
+if __name__ == '__main__':
+    main()

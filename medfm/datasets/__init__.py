@@ -1,5 +1,7 @@
 from .base import AnnotationError, MedFMCDataset, parse_ann_line
+from .cache import ImageCache, LoadImageFromFileOrCache, build_image_cache
 from .medfmc import ChestDR, ColonPath, Endo
 
 __all__ = ['AnnotationError', 'MedFMCDataset', 'parse_ann_line', 'ChestDR',
-           'ColonPath', 'Endo']
+           'ColonPath', 'Endo', 'ImageCache', 'LoadImageFromFileOrCache',
+           'build_image_cache']

@@ -1,3 +1,4 @@
 from .hooks import ClassCountCheckHook
+from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
-__all__ = ['ClassCountCheckHook']
+__all__ = ['ClassCountCheckHook', 'ChannelsLastHook', 'FastClsDataPreprocessor']

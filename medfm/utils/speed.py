@@ -1,0 +1,209 @@
+"""Config switches for training throughput (``tools/train.py --fast``).
+
+What each switch does and why:
+
+* :func:`tune_dataloaders`: worker count from the CPUs this process may use,
+  persistent workers (no re-forking per epoch), pinned memory (asynchronous
+  host-to-GPU copies), a deeper prefetch queue, and ``default_collate``
+  where every sample has the same size, so that the batch reaches the GPU as
+  one uint8 tensor and is normalised there in a few kernels instead of a
+  few per image.
+* :func:`enable_channels_last`: channels_last weights and input
+  (:mod:`medfm.engine.speed`).
+* :func:`use_image_cache`: read decoded, resized images from a cache built by
+  ``tools/build_cache.py`` (:mod:`medfm.datasets.cache`).
+* :func:`no_bf16_loss_scaling`: bf16 has fp32's exponent range and needs no
+  loss scaling; mmengine's ``AmpOptimizerWrapper`` scales anyway, paying
+  an unscale pass, an inf/NaN check and a GPU->CPU sync every step.
+
+Normalisation (mean/std, BGR->RGB) already runs on the GPU in mmpretrain's
+``ClsDataPreprocessor``; :class:`medfm.engine.speed.FastClsDataPreprocessor`
+keeps it there.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator, Optional
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: transforms whose output size does not depend on the input image
+_FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',
+               'EfficientNetCenterCrop', 'RandomCrop')
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (affinity, else ``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _pipelines(cfg: Config) -> Iterator[list]:
+    for key in LOADERS:
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        ds = loader['dataset']
+        while 'dataset' in ds:
+            ds = ds['dataset']
+        yield ds['pipeline']
+
+
+def fixed_size(pipeline: list) -> bool:
+    """Whether a pipeline's images all come out the same size.
+
+    True when its last resizing transform is a crop to a fixed size or a
+    ``Resize`` without ``keep_ratio``.
+    """
+    last = None
+    for t in pipeline:
+        kind = t.get('type', '')
+        if kind in _FIXED_SIZE or kind.startswith('Resize') \
+                or kind == 'ResizeEdge':
+            last = t
+    if last is None:
+        return False
+    if last['type'] in _FIXED_SIZE:
+        return True
+    return last['type'] == 'Resize' and not last.get('keep_ratio', False) \
+        and 'scale' in last
+
+
+def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
+                     prefetch_factor: int = 4,
+                     pin_memory: Optional[bool] = None) -> dict:
+    """Set the dataloaders of ``cfg`` for throughput, in place.
+
+    Training gets all CPUs but one (capped at 16: more workers only add
+    start-up time and memory), validation and testing half as many. Batch
+    sizes and samplers are left alone.
+
+    Args:
+        cfg (Config): The config.
+        num_workers (int, optional): Workers of the training loader; default
+            from :func:`cpu_count`.
+        prefetch_factor (int): Batches each worker prepares ahead.
+        pin_memory (bool, optional): Default: True when CUDA is available.
+
+    Returns:
+        dict: Loader name to the settings applied.
+    """
+    cpus = cpu_count()
+    train_workers = num_workers if num_workers is not None \
+        else max(1, min(16, cpus - 1))
+    eval_workers = max(1, train_workers // 2) if train_workers else 0
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    applied = {}
+    for key in LOADERS:
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        workers = train_workers if key == 'train_dataloader' else eval_workers
+        settings = dict(num_workers=workers, pin_memory=pin_memory,
+                        persistent_workers=workers > 0)
+        if workers > 0:
+            settings['prefetch_factor'] = prefetch_factor
+        else:
+            loader.pop('prefetch_factor', None)
+        ds = loader['dataset']
+        while 'dataset' in ds:
+            ds = ds['dataset']
+        if loader.get('collate_fn') is None and fixed_size(ds['pipeline']):
+            settings['collate_fn'] = dict(type='default_collate')
+        loader.update(settings)
+        applied[key] = settings
+    return applied
+
+
+def _data_preprocessor(cfg: Config) -> ConfigDict:
+    if cfg.get('data_preprocessor') is not None:
+        return cfg.data_preprocessor
+    model = cfg.model
+    if model.get('data_preprocessor') is None:
+        model.data_preprocessor = ConfigDict()
+    return model.data_preprocessor
+
+
+def enable_channels_last(cfg: Config) -> None:
+    """Train and test in channels_last memory format, in place.
+
+    Swaps the data preprocessor for ``FastClsDataPreprocessor`` and adds
+    ``ChannelsLastHook``. A config whose preprocessor is not mmpretrain's
+    ``ClsDataPreprocessor`` keeps it (only the model is converted).
+    """
+    dp = _data_preprocessor(cfg)
+    if dp.get('type', 'ClsDataPreprocessor') in ('ClsDataPreprocessor',
+                                                 'FastClsDataPreprocessor'):
+        dp.type = 'FastClsDataPreprocessor'
+        dp.channels_last = True
+    hooks = cfg.get('custom_hooks') or []
+    if not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
+        hooks.append(dict(type='ChannelsLastHook'))
+    cfg.custom_hooks = hooks
+
+
+def use_image_cache(cfg: Config, cache_dir: str) -> int:
+    """Read images through a decoded-image cache, in place.
+
+    Every ``LoadImageFromFile`` of the dataloaders' pipelines becomes
+    ``LoadImageFromFileOrCache`` with ``cache_dir`` (images missing from the
+    cache or changed since are still read from their files).
+
+    Returns:
+        int: Number of transforms replaced.
+    """
+    n = 0
+    for pipeline in _pipelines(cfg):
+        for t in pipeline:
+            if t.get('type') in ('LoadImageFromFile', 'LoadImageFromFileOrCache'):
+                t['type'] = 'LoadImageFromFileOrCache'
+                t['cache_dir'] = cache_dir
+                n += 1
+    if not n:
+        print_log(f'--cache {cache_dir}: no LoadImageFromFile in the pipelines; '
+                  'the cache is not used', logger='current', level=30)
+    return n
+
+
+def no_bf16_loss_scaling(cfg: Config) -> bool:
+    """Turn off loss scaling of a bf16 ``AmpOptimizerWrapper``, in place.
+
+    Returns:
+        bool: Whether the config was changed.
+    """
+    wrapper = cfg.get('optim_wrapper')
+    if wrapper and wrapper.get('type') == 'AmpOptimizerWrapper' \
+            and str(wrapper.get('dtype')) in ('bfloat16', 'torch.bfloat16') \
+            and wrapper.get('loss_scale', 'dynamic') == 'dynamic':
+        # GradScaler(enabled=False) passes loss and step through unchanged
+        wrapper.loss_scale = dict(enabled=False)
+        return True
+    return False
+
+
+def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
+                cache_dir: Optional[str] = None,
+                num_workers: Optional[int] = None) -> None:
+    """Apply the command-line speed switches of ``tools/train.py``.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        fast (bool): :func:`tune_dataloaders` and :func:`no_bf16_loss_scaling`.
+        channels_last (bool): :func:`enable_channels_last`.
+        cache_dir (str, optional): :func:`use_image_cache`.
+        num_workers (int, optional): Training workers for ``fast``.
+    """
+    if fast:
+        applied = tune_dataloaders(cfg, num_workers)
+        no_bf16_loss_scaling(cfg)
+        print_log(f'--fast: {applied}', logger='current')
+    if channels_last:
+        enable_channels_last(cfg)
+    if cache_dir:
+        use_image_cache(cfg, cache_dir)

@@ -1,0 +1,119 @@
+"""The decoded-image cache: built once, used transparently, never stale."""
+import contextlib
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+from mmengine.runner import Runner
+
+from medfm.datasets.cache import (
+    ImageCache,
+    LoadImageFromFileOrCache,
+    build_image_cache,
+    decode_image,
+    list_images,
+    resize_short_side,
+)
+from medfm.testing import tiny_config
+from medfm.utils.speed import use_image_cache
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Three colour PNGs (one 100x60) and a gray one, in a folder."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for i, (w, h) in enumerate([(100, 60), (64, 64), (40, 30)]):
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f'img {i}.png')
+    Image.fromarray(rng.integers(0, 256, (50, 70), dtype=np.uint8),
+                    mode='L').save(folder / 'gray.png')
+    return sorted(str(p) for p in folder.iterdir())
+
+
+def test_build_and_identical_pixels(images, tmp_path):
+    cache_dir = str(tmp_path / 'cache')
+    stats = build_image_cache(images, cache_dir, short_side=32, workers=1)
+    assert stats == dict(written=4, kept=0, failed=[], total=4)
+    load = LoadImageFromFileOrCache(cache_dir=cache_dir)
+    for path in images:
+        out = load(dict(img_path=path))
+        expected = resize_short_side(decode_image(path), 32)
+        assert out['img'].dtype == np.uint8
+        np.testing.assert_array_equal(out['img'], expected)
+        assert out['ori_shape'] == expected.shape[:2]
+        assert min(expected.shape[:2]) == min(32, *decode_image(path).shape[:2])
+    assert (load.hits, load.misses) == (4, 0)
+    # a gray PNG decodes to 3 channels, as LoadImageFromFile gives it
+    assert load(dict(img_path=images[0]))['img'].shape[2] == 3
+    # a rebuild keeps current entries
+    assert build_image_cache(images, cache_dir, short_side=32,
+                             workers=1)['kept'] == 4
+
+
+def test_changed_source_falls_back(images, tmp_path):
+    from PIL import Image
+    cache_dir = str(tmp_path / 'cache')
+    build_image_cache(images, cache_dir, short_side=16, workers=1)
+    target = images[1]
+    new = np.full((64, 64, 3), 7, np.uint8)
+    Image.fromarray(new).save(target)
+    st = os.stat(target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert ImageCache(cache_dir).lookup(target) is None
+    load = LoadImageFromFileOrCache(cache_dir=cache_dir)
+    out = load(dict(img_path=target))
+    assert (load.hits, load.misses) == (0, 1)
+    np.testing.assert_array_equal(out['img'], new[..., ::-1])  # full size, BGR
+    # rebuilding refreshes only that entry
+    stats = build_image_cache(images, cache_dir, short_side=16, workers=1)
+    assert (stats['written'], stats['kept']) == (1, 3)
+    assert ImageCache(cache_dir).lookup(target) is not None
+
+
+def test_no_cache_is_load_image_from_file(images, tmp_path):
+    from mmcv.transforms import LoadImageFromFile
+    ref = LoadImageFromFile()(dict(img_path=images[0]))
+    for cache_dir in (None, str(tmp_path / 'missing')):
+        with pytest.warns(UserWarning) if cache_dir else contextlib.nullcontext():
+            load = LoadImageFromFileOrCache(cache_dir=cache_dir)
+        out = load(dict(img_path=images[0]))
+        np.testing.assert_array_equal(out['img'], ref['img'])
+    # a cache built with another color_type is not used
+    cache_dir = str(tmp_path / 'gray')
+    build_image_cache(images, cache_dir, color_type='grayscale', workers=1)
+    with pytest.warns(UserWarning, match='color_type'):
+        load = LoadImageFromFileOrCache(cache_dir=cache_dir)
+    assert load(dict(img_path=images[0]))['img'].shape[2] == 3
+
+
+def test_moved_data_uses_file_name(images, tmp_path):
+    cache_dir = str(tmp_path / 'cache')
+    build_image_cache(images, cache_dir, short_side=16, workers=1)
+    moved = tmp_path / 'moved'
+    os.rename(osp.dirname(images[0]), moved)
+    path = str(moved / osp.basename(images[0]))
+    assert ImageCache(cache_dir).lookup(path) is not None
+
+
+def test_training_uses_cache(demo_root, tmp_path):
+    from build_cache import main as build_main
+    cfg = tiny_config('configs/densenet/densenet121_colon.py', demo_root,
+                      str(tmp_path / 'run'), size=32, batch_size=2)
+    cache_dir = str(tmp_path / 'cache')
+    assert build_main([osp.join(demo_root, 'colon', 'images'), '--out',
+                       cache_dir, '--short-side', '48', '--workers', '1']) == 0
+    assert len(ImageCache(cache_dir)) == len(
+        list_images(osp.join(demo_root, 'colon', 'images')))
+    assert use_image_cache(cfg, cache_dir) == 3
+    cfg.train_dataloader.dataset.indices = 2
+    cfg.train_cfg.val_interval = 10
+    runner = Runner.from_cfg(cfg)
+    load = runner.train_dataloader.dataset.pipeline.transforms[0]
+    assert isinstance(load, LoadImageFromFileOrCache)
+    runner.train()
+    assert runner.iter == 1
+    assert load.hits == 2 and load.misses == 0

@@ -1,0 +1,125 @@
+"""Throughput switches: channels_last, tuned dataloaders, DenseNetFast."""
+import copy
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmpretrain.models.backbones import DenseNet
+from mmpretrain.registry import MODELS
+
+from medfm.models import DenseNetFast
+from medfm.testing import tiny_config
+from medfm.utils.speed import (
+    apply_speed,
+    enable_channels_last,
+    fixed_size,
+    no_bf16_loss_scaling,
+    tune_dataloaders,
+)
+
+
+def test_channels_last_trains_one_step(demo_root, tmp_path):
+    cfg = tiny_config('configs/densenet/densenet121_chest.py', demo_root,
+                      str(tmp_path), size=32, batch_size=2)
+    apply_speed(cfg, fast=True, channels_last=True, num_workers=0)
+    cfg.train_dataloader.dataset.indices = 2
+    cfg.train_cfg.val_interval = 10
+    runner = Runner.from_cfg(cfg)
+    seen = []
+    runner.model.backbone.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0]))
+    runner.train()
+    assert runner.iter == 1
+    x = seen[0]
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 32, 32)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert not x.is_contiguous()
+    conv = runner.model.backbone.stem[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.is_contiguous()
+
+
+def test_fast_preprocessor_matches_stock():
+    """Same normalised values as ClsDataPreprocessor, for both collates."""
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    stock = MODELS.build(dict(type='ClsDataPreprocessor', mean=mean, std=std,
+                              to_rgb=True))
+    fast = MODELS.build(dict(type='FastClsDataPreprocessor', mean=mean,
+                             std=std, to_rgb=True))
+    imgs = torch.randint(0, 256, (3, 3, 8, 10), dtype=torch.uint8)
+    for inputs in (imgs, list(imgs)):
+        ref = stock(dict(inputs=copy.deepcopy(inputs)))['inputs']
+        out = fast(dict(inputs=inputs))['inputs']
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_tune_dataloaders():
+    cfg = Config.fromfile('configs/densenet/densenet121_colon.py')
+    applied = tune_dataloaders(cfg, num_workers=6, prefetch_factor=3,
+                               pin_memory=True)
+    assert cfg.train_dataloader.num_workers == 6
+    assert cfg.val_dataloader.num_workers == 3
+    for key in applied:
+        loader = cfg[key]
+        assert loader.persistent_workers and loader.pin_memory
+        assert loader.prefetch_factor == 3
+        # RandomResizedCrop / Resize(224): every sample is 224x224
+        assert loader.collate_fn == dict(type='default_collate')
+    tune_dataloaders(cfg, num_workers=0)
+    assert not cfg.train_dataloader.persistent_workers
+    assert 'prefetch_factor' not in cfg.train_dataloader
+    assert not fixed_size([dict(type='LoadImageFromFile'),
+                           dict(type='ResizeEdge', scale=256)])
+    assert not fixed_size([dict(type='Resize', scale=256, keep_ratio=True)])
+
+
+def test_bf16_loss_scaling_off():
+    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimizerWrapper',
+                                         dtype='bfloat16')))
+    assert no_bf16_loss_scaling(cfg)
+    assert cfg.optim_wrapper.loss_scale == dict(enabled=False)
+    fp16 = Config(dict(optim_wrapper=dict(type='AmpOptimizerWrapper',
+                                          dtype='float16')))
+    assert not no_bf16_loss_scaling(fp16)
+
+
+def test_enable_channels_last_keeps_preprocessor_settings():
+    cfg = Config.fromfile('configs/densenet/densenet121_endo.py')
+    enable_channels_last(cfg)
+    enable_channels_last(cfg)  # idempotent
+    assert cfg.data_preprocessor.type == 'FastClsDataPreprocessor'
+    assert cfg.data_preprocessor.to_rgb
+    assert [h['type'] for h in cfg.custom_hooks].count('ChannelsLastHook') == 1
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_densenet_fast_equals_densenet(train):
+    torch.manual_seed(0)
+    arch = dict(growth_rate=8, depths=[2, 3], init_channels=16)
+    ref = DenseNet(arch=copy.deepcopy(arch))
+    fast = DenseNetFast(arch=copy.deepcopy(arch))
+    assert list(ref.state_dict()) == list(fast.state_dict())
+    fast.load_state_dict(ref.state_dict())
+    ref.train(train)
+    fast.train(train)
+    x = torch.randn(2, 3, 32, 32)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ref, out_fast = ref(x1)[-1], fast(x2)[-1]
+    torch.testing.assert_close(out_fast, out_ref, rtol=0, atol=0)
+    if train:
+        out_ref.square().sum().backward()
+        out_fast.square().sum().backward()
+        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-6, atol=1e-6)
+        for (name, p1), (_, p2) in zip(ref.named_parameters(),
+                                       fast.named_parameters()):
+            torch.testing.assert_close(p2.grad, p1.grad, rtol=1e-5, atol=1e-6,
+                                       msg=name)
+
+
+def test_densenet_fast_builds_from_config():
+    model = MODELS.build(dict(type='DenseNetFast', arch='121'))
+    assert isinstance(model, DenseNet)
+    assert all(m.inplace for m in model.modules()
+               if isinstance(m, torch.nn.ReLU))

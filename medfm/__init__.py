@@ -9,5 +9,6 @@ from . import compat
 compat.apply()
 
 from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from .utils import tracking  # noqa: E402,F401  (registers CometVisBackend)
 
 __version__ = '0.1.0'

@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 
 from medfm.utils import apply_amp, load_config
 from medfm.utils.speed import apply_speed
+from medfm.utils.tracking import add_trackers
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,6 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='scale the learning rate with the total batch size')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys, e.g. train_cfg.max_epochs=5')
+    p.add_argument('--tracker', nargs='+', metavar='NAME[:key=value,...]',
+                   help='also log to mlflow, wandb, neptune, comet, ... '
+                   '(docs/tracking.md)')
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
     p.add_argument('--local-rank', '--local_rank', type=int, default=0)
@@ -59,6 +63,7 @@ def build_cfg(args: argparse.Namespace):
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    add_trackers(cfg, args.tracker)
     return cfg
 
 

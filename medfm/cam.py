@@ -1,0 +1,424 @@
+"""Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models.
+
+Built on the ``grad-cam`` package (``pytorch_grad_cam``, pinned ``<1.5``
+like mmpretrain's own ``vis_cam.py``). The model is the config's
+``ImageClassifier`` built through the registries, the image goes through the
+config's test pipeline and ``data_preprocessor``, so the map explains the
+exact input the model is evaluated on.
+
+* Multi-label tasks (chest, endo) get one map per class whose sigmoid score
+  passes ``thr`` (or per requested class); single-label tasks (colon) get the
+  top-1 class unless classes are requested.
+* CNNs: the default target layer is the last feature map (DenseNet: the final
+  norm + ReLU after the last dense block; other CNNs: the last norm layer).
+* ViT / Swin: token outputs ``(B, L, C)`` are reshaped to ``(B, C, h, w)``;
+  ViT's extra tokens (cls, distillation) are dropped and the target is the
+  norm before the last attention (after it the patch tokens no longer reach
+  the cls token).
+* EigenCAM uses no gradient and no class: its map is the first principal
+  component of the activations, the same for every class.
+
+Example::
+
+    from medfm.cam import CAMVisualizer
+    vis = CAMVisualizer.from_config('configs/densenet/densenet121_chest.py',
+                                    'work_dirs/densenet121_chest/epoch_20.pth')
+    results = vis('image.png')          # one CAMResult per predicted class
+    vis.save(results, 'cams')           # <image>_gradcam_<class>_<score>.png
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import os.path as osp
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+from mmcv.transforms import Compose
+from mmengine.config import Config
+from mmengine.dataset import default_collate
+from mmengine.logging import print_log
+from mmengine.registry import init_default_scope
+from mmengine.utils.dl_utils import is_norm
+
+try:
+    import pytorch_grad_cam as gcam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+except ImportError as _err:  # pragma: no cover - the package is a dependency
+    raise ImportError("medfm.cam needs the grad-cam package: "
+                      "pip install 'grad-cam<1.5'") from _err
+
+from .compat import load_checkpoint_file
+
+#: method name (lower case, as on the command line) -> grad-cam class
+CAM_METHODS: Dict[str, type] = {
+    'gradcam': gcam.GradCAM,
+    'gradcam++': gcam.GradCAMPlusPlus,
+    'eigencam': gcam.EigenCAM,
+}
+
+
+@dataclass
+class CAMResult:
+    """The map of one image and one class.
+
+    Attributes:
+        img_path (str): The image file.
+        class_index (int): Class whose logit was explained.
+        class_name (str): Its name.
+        score (float): The model's score of the class (sigmoid or softmax).
+        method (str): CAM method name.
+        heatmap (np.ndarray): ``(H, W)`` float32 in [0, 1], the size of the
+            original image.
+        overlay (np.ndarray): ``(H, W, 3)`` uint8 RGB heatmap over the image.
+        predicted (bool): The class is predicted (not only requested).
+    """
+
+    img_path: str
+    class_index: int
+    class_name: str
+    score: float
+    method: str
+    heatmap: np.ndarray = field(repr=False)
+    overlay: np.ndarray = field(repr=False)
+    predicted: bool = True
+
+    def file_name(self) -> str:
+        """``<image stem>_<method>_<class>_<score>.png``."""
+        stem = osp.splitext(osp.basename(self.img_path))[0]
+        method = self.method.replace('++', 'pp')
+        return _safe(f'{stem}_{method}_{self.class_name}_{self.score:.3f}') + '.png'
+
+
+def _safe(name: str) -> str:
+    """A file name without separators, spaces or shell-hostile characters."""
+    return re.sub(r'[^\w.\-]+', '_', name)
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """A sub-module by its dotted name, listing the valid names on failure."""
+    modules = dict(model.named_modules())
+    if name not in modules:
+        raise KeyError(f'no layer {name!r} in the model; choose one of: '
+                       + ', '.join(n for n in modules if n))
+    return modules[name]
+
+
+def num_extra_tokens(backbone: nn.Module) -> int:
+    """Tokens before the patch tokens (ViT: 1 cls token; Swin: 0)."""
+    return int(getattr(backbone, 'num_extra_tokens', 0))
+
+
+def default_target_layers(model: nn.Module) -> List[nn.Module]:
+    """The layer whose activations and gradients make the map.
+
+    Args:
+        model (nn.Module): An mmpretrain ``ImageClassifier``.
+
+    Returns:
+        list[nn.Module]: One layer.
+    """
+    backbone = model.backbone
+    layers = getattr(backbone, 'layers', None)
+    if num_extra_tokens(backbone) > 0 and layers is not None \
+            and hasattr(layers[-1], 'ln1'):
+        # ViT: the patch tokens reach the cls token only through the last
+        # attention, so take the norm in front of it
+        return [layers[-1].ln1]
+    transitions = getattr(backbone, 'transitions', None)
+    if transitions is not None and len(transitions):
+        # DenseNet: the final norm + ReLU after the last dense block
+        return [transitions[-1]]
+    norms = [m for m in backbone.modules() if is_norm(m)]
+    if not norms:
+        raise ValueError('no norm layer in the backbone: name a target layer')
+    return [norms[-1]]
+
+
+def token_reshape(tensor: torch.Tensor, extra_tokens: int,
+                  input_hw: Sequence[int]) -> torch.Tensor:
+    """Turn transformer tokens ``(B, L, C)`` into a map ``(B, C, h, w)``.
+
+    Args:
+        tensor (torch.Tensor): ``(B, C, H, W)`` (returned as is) or tokens.
+        extra_tokens (int): Leading tokens to drop (ViT's cls token).
+        input_hw (Sequence[int]): Height and width of the network input, for
+            the aspect ratio of the token grid.
+
+    Returns:
+        torch.Tensor: The map.
+
+    Examples:
+        >>> token_reshape(torch.zeros(2, 1 + 12, 5), 1, (96, 128)).shape
+        torch.Size([2, 5, 3, 4])
+    """
+    if tensor.ndim == 4:
+        return tensor
+    if tensor.ndim != 3:
+        raise ValueError(f'cannot make a map of a {tuple(tensor.shape)} tensor')
+    tokens = tensor[:, extra_tokens:, :]
+    n = tokens.shape[1]
+    h = max(1, round(math.sqrt(n * input_hw[0] / input_hw[1])))
+    w = n // h
+    if h * w != n:
+        raise ValueError(
+            f'{n} tokens (after dropping {extra_tokens} extra) do not form a '
+            f'grid with the input\'s aspect {input_hw[0]}x{input_hw[1]}')
+    return tokens.reshape(tokens.shape[0], h, w, -1).permute(0, 3, 1, 2)
+
+
+def overlay_heatmap(img_rgb: np.ndarray, heatmap: np.ndarray,
+                    alpha: float = 0.5) -> np.ndarray:
+    """Blend a JET-coloured heatmap over an RGB image.
+
+    Args:
+        img_rgb (np.ndarray): ``(H, W, 3)`` uint8.
+        heatmap (np.ndarray): ``(H, W)`` in [0, 1].
+        alpha (float): Weight of the heatmap.
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` uint8 RGB.
+    """
+    color = cv2.applyColorMap(np.uint8(255 * np.clip(heatmap, 0, 1)),
+                              cv2.COLORMAP_JET)
+    color = cv2.cvtColor(color, cv2.COLOR_BGR2RGB)
+    out = (1 - alpha) * img_rgb.astype(np.float32) + alpha * color
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _class_names(cfg: Config, checkpoint_meta: dict, num_classes: int) -> List[str]:
+    from mmpretrain.registry import DATASETS
+    names = (checkpoint_meta.get('dataset_meta') or {}).get('classes')
+    if not names:
+        dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        names = (dataset.get('metainfo') or {}).get('classes')
+        if not names and dataset.get('type'):
+            cls = DATASETS.get(dataset['type'])
+            names = getattr(cls, 'METAINFO', {}).get('classes')
+    if not names or len(names) != num_classes:
+        names = [f'class{i}' for i in range(num_classes)]
+    return list(names)
+
+
+def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
+                     device: str = 'cpu') -> nn.Module:
+    """The config's model through the registries, with its data preprocessor.
+
+    Args:
+        cfg (Config): A medfm config.
+        checkpoint (str, optional): Weights (a run checkpoint or a plain state
+            dict, loaded with :func:`medfm.compat.load_checkpoint_file`).
+            None keeps the initial weights.
+        device (str): Torch device.
+
+    Returns:
+        nn.Module: The model in eval mode; its checkpoint's ``meta`` is kept
+        as ``model.checkpoint_meta``.
+    """
+    from mmpretrain.registry import MODELS
+
+    import medfm  # noqa: F401  (registers the project's modules)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
+    # pretrained weights are not needed: the checkpoint replaces them
+    model_cfg.get('backbone', {}).pop('init_cfg', None)
+    model = MODELS.build(model_cfg)
+    meta: dict = {}
+    if checkpoint:
+        ckpt = load_checkpoint_file(checkpoint)
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+        model.load_state_dict(state, strict=True)
+        meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+    else:
+        print_log('Grad-CAM without a checkpoint: the maps show an untrained '
+                  'model', logger='current', level=30)
+    model.checkpoint_meta = meta
+    return model.to(device).eval()
+
+
+class CAMVisualizer:
+    """Class activation maps of one model.
+
+    Args:
+        model (nn.Module): An mmpretrain ``ImageClassifier`` with its
+            ``data_preprocessor`` (see :func:`build_classifier`).
+        test_pipeline (list[dict]): The config's test pipeline.
+        class_names (Sequence[str]): Names of the classes, in label order.
+        method (str): ``'gradcam'``, ``'gradcam++'`` or ``'eigencam'``.
+        target_layers (Sequence[str], optional): Dotted module names; default
+            :func:`default_target_layers`.
+        thr (float): Score threshold of a predicted class (multi-label).
+        eigen_smooth (bool): Keep the first principal component of the
+            weighted activations (less noise).
+        aug_smooth (bool): Average over flips and brightness changes.
+    """
+
+    def __init__(self,
+                 model: nn.Module,
+                 test_pipeline: Sequence[dict],
+                 class_names: Sequence[str],
+                 method: str = 'gradcam',
+                 target_layers: Optional[Sequence[str]] = None,
+                 thr: float = 0.5,
+                 eigen_smooth: bool = False,
+                 aug_smooth: bool = False) -> None:
+        from mmpretrain.models.heads import MultiLabelClsHead
+        from mmpretrain.registry import TRANSFORMS
+        method = method.lower()
+        if method not in CAM_METHODS:
+            raise ValueError(f'unknown CAM method {method!r}; choose one of '
+                             f'{", ".join(CAM_METHODS)}')
+        self.model = model.eval()
+        self.method = method
+        self.class_names = list(class_names)
+        self.thr = thr
+        self.eigen_smooth = eigen_smooth
+        self.aug_smooth = aug_smooth
+        self.multi_label = isinstance(model.head, MultiLabelClsHead)
+        # a crop changes the geometry: then the map is shown on the network
+        # input, otherwise it is stretched back onto the original image
+        self.crops = any('Crop' in t['type'] for t in test_pipeline)
+        self.pipeline = Compose([TRANSFORMS.build(copy.deepcopy(t))
+                                 for t in test_pipeline])
+        self.target_layers = ([get_layer(model, n) for n in target_layers]
+                              if target_layers else default_target_layers(model))
+        self._input_hw = (1, 1)
+        extra = num_extra_tokens(model.backbone)
+        reshape: Callable = lambda t: token_reshape(t, extra, self._input_hw)  # noqa: E731
+        device = next(model.parameters()).device
+        self.cam = CAM_METHODS[method](
+            model=model, target_layers=self.target_layers,
+            use_cuda=device.type == 'cuda', reshape_transform=reshape)
+
+    @classmethod
+    def from_config(cls, config: Union[str, Config],
+                    checkpoint: Optional[str] = None,
+                    device: str = 'cpu',
+                    cfg_options: Optional[dict] = None,
+                    **kwargs) -> 'CAMVisualizer':
+        """Build the model, pipeline and class names from a config.
+
+        Args:
+            config (str | Config): Config file or object.
+            checkpoint (str, optional): Weights; None for the initial ones.
+            device (str): Torch device.
+            cfg_options (dict, optional): Config overrides.
+            **kwargs: Passed to :class:`CAMVisualizer`.
+        """
+        cfg = Config.fromfile(config) if isinstance(config, str) else config
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        model = build_classifier(cfg, checkpoint, device)
+        num_classes = model.head.num_classes
+        names = _class_names(cfg, model.checkpoint_meta, num_classes)
+        dataset = cfg.test_dataloader.dataset
+        while 'dataset' in dataset:
+            dataset = dataset.dataset
+        return cls(model, dataset.pipeline, names, **kwargs)
+
+    def _prepare(self, img_path: str):
+        data = self.pipeline(dict(img_path=img_path))
+        batch = self.model.data_preprocessor(default_collate([data]), False)
+        inputs = batch['inputs']
+        # the network input as RGB uint8 (the pipeline keeps BGR)
+        shown = data['inputs'].numpy().transpose(1, 2, 0)[..., ::-1]
+        return inputs, np.ascontiguousarray(shown)
+
+    @torch.no_grad()
+    def scores(self, inputs: torch.Tensor) -> np.ndarray:
+        """Class scores (sigmoid or softmax) of one preprocessed batch."""
+        logits = self.model(inputs, mode='tensor')
+        act = logits.sigmoid() if self.multi_label else logits.softmax(-1)
+        return act.cpu().numpy()
+
+    def select_classes(self, scores: np.ndarray,
+                       classes: Optional[Sequence[Union[int, str]]] = None
+                       ) -> List[int]:
+        """The classes to explain: requested ones, else the predicted ones.
+
+        A multi-label image with no score above ``thr`` gets its top class.
+        """
+        if classes:
+            out = []
+            for c in classes:
+                if isinstance(c, str) and not c.isdigit():
+                    if c not in self.class_names:
+                        raise ValueError(f'unknown class {c!r}; classes: '
+                                         f'{", ".join(self.class_names)}')
+                    out.append(self.class_names.index(c))
+                else:
+                    if not 0 <= int(c) < len(self.class_names):
+                        raise ValueError(f'class index {c} out of range')
+                    out.append(int(c))
+            return out
+        if self.multi_label:
+            picked = [int(i) for i in np.flatnonzero(scores > self.thr)]
+            return picked or [int(scores.argmax())]
+        return [int(scores.argmax())]
+
+    def __call__(self, img_path: str,
+                 classes: Optional[Sequence[Union[int, str]]] = None
+                 ) -> List[CAMResult]:
+        """The maps of one image.
+
+        Args:
+            img_path (str): Image file.
+            classes (Sequence[int | str], optional): Class indices or names;
+                default the predicted classes.
+
+        Returns:
+            list[CAMResult]: One per class.
+        """
+        inputs, shown = self._prepare(img_path)
+        self._input_hw = tuple(inputs.shape[-2:])
+        scores = self.scores(inputs)[0]
+        picked = self.select_classes(scores, classes)
+        predicted = set(self.select_classes(scores))
+        # one forward/backward for all classes: the image repeated per class
+        batch = inputs.repeat(len(picked), 1, 1, 1)
+        targets = [ClassifierOutputTarget(c) for c in picked]
+        with torch.enable_grad():
+            maps = self.cam(batch, targets, aug_smooth=self.aug_smooth,
+                            eigen_smooth=self.eigen_smooth)
+        if self.crops:
+            base = shown
+        else:
+            base = cv2.cvtColor(cv2.imread(img_path, cv2.IMREAD_COLOR),
+                                cv2.COLOR_BGR2RGB)
+        h, w = base.shape[:2]
+        results = []
+        for c, m in zip(picked, maps):
+            heat = cv2.resize(m.astype(np.float32), (w, h),
+                              interpolation=cv2.INTER_LINEAR)
+            heat = np.clip(heat, 0, 1)
+            results.append(CAMResult(
+                img_path=img_path, class_index=c, class_name=self.class_names[c],
+                score=float(scores[c]), method=self.method, heatmap=heat,
+                overlay=overlay_heatmap(base, heat), predicted=c in predicted))
+        return results
+
+    @staticmethod
+    def save(results: Sequence[CAMResult], out_dir: str) -> List[str]:
+        """Write each overlay as a PNG named by image, method, class and score.
+
+        Returns:
+            list[str]: The files written.
+        """
+        os.makedirs(out_dir, exist_ok=True)
+        paths = []
+        for r in results:
+            path = osp.join(out_dir, r.file_name())
+            if not cv2.imwrite(path, cv2.cvtColor(r.overlay, cv2.COLOR_RGB2BGR)):
+                raise OSError(f'could not write {path}')
+            paths.append(path)
+        return paths

@@ -1,0 +1,224 @@
+"""Experiment trackers as mmengine visualizer backends.
+
+``configs/_base_/default_runtime.py`` logs every run locally
+(``vis_data/scalars.json``) and to TensorBoard. Other trackers are added
+with ``tools/train.py --tracker NAME[:key=value,...] ...`` (see
+:func:`add_trackers`) or with one config line, e.g.::
+
+    visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+                                    dict(type='TensorboardVisBackend'),
+                                    dict(type='MLflowVisBackend')])
+
+mmengine ships the backends of TensorBoard, MLflow, Weights & Biases,
+Neptune, ClearML, DVCLive and Aim; Comet has none there, so
+:class:`CometVisBackend` here fills the gap. Each backend imports its client
+package only when the run starts logging, so a tracker that is not installed
+fails then, with the ``pip install`` line to run.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.config import Config
+from mmengine.registry import VISBACKENDS
+from mmengine.visualization.vis_backend import BaseVisBackend, force_init_env
+
+#: tracker name -> (backend type, pip package)
+TRACKERS: Dict[str, tuple] = {
+    'local': ('LocalVisBackend', None),
+    'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
+    'mlflow': ('MLflowVisBackend', 'mlflow'),
+    'wandb': ('WandbVisBackend', 'wandb'),
+    'neptune': ('NeptuneVisBackend', 'neptune'),
+    'comet': ('CometVisBackend', 'comet_ml'),
+    'clearml': ('ClearMLVisBackend', 'clearml'),
+    'dvclive': ('DVCLiveVisBackend', 'dvclive'),
+    'aim': ('AimVisBackend', 'aim'),
+}
+
+
+def _parse_value(text: str) -> Union[str, int, float, bool]:
+    low = text.lower()
+    if low in ('true', 'false'):
+        return low == 'true'
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
+    """The visualizer backend config of one ``--tracker`` value.
+
+    Args:
+        spec (str): ``NAME`` or ``NAME:key=value,key=value``. Keys are the
+            backend's arguments; for wandb, neptune and comet any other key
+            goes into ``init_kwargs`` (e.g. ``wandb:project=medfm``).
+        work_dir (str, optional): The run folder. MLflow then logs to a
+            sqlite store shared by the runs beside it
+            (``<work_dir>/../mlflow.db``) unless ``MLFLOW_TRACKING_URI`` or
+            ``tracking_uri`` says otherwise.
+
+    Returns:
+        dict: A ``vis_backends`` entry.
+
+    Examples:
+        >>> tracker_backend('wandb:project=medfm')
+        {'type': 'WandbVisBackend', 'init_kwargs': {'project': 'medfm'}}
+        >>> tracker_backend('tensorboard')
+        {'type': 'TensorboardVisBackend'}
+    """
+    name, _, options = spec.partition(':')
+    name = name.strip().lower()
+    if name not in TRACKERS:
+        raise ValueError(f'unknown tracker {name!r}; choose from '
+                         f'{", ".join(TRACKERS)}')
+    kwargs = {}
+    for item in filter(None, options.split(',')):
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ValueError(f'tracker option {item!r} is not key=value')
+        kwargs[key.strip()] = _parse_value(value.strip())
+    backend: dict = dict(type=TRACKERS[name][0])
+    if name in ('wandb', 'neptune', 'comet'):
+        direct = {k: kwargs.pop(k) for k in list(kwargs)
+                  if k in ('save_dir', 'define_metric_cfg', 'commit',
+                           'log_code_name', 'watch_kwargs')}
+        backend.update(direct)
+        if kwargs:
+            backend['init_kwargs'] = kwargs
+        elif name == 'neptune' and os.environ.get('NEPTUNE_PROJECT'):
+            # mmengine runs Neptune offline when init_kwargs is None
+            backend['init_kwargs'] = {}
+        return backend
+    if name == 'mlflow':
+        uri = kwargs.pop('tracking_uri', None) or os.environ.get('MLFLOW_TRACKING_URI')
+        if uri is None and work_dir:
+            # MLflow 3 refuses new file stores (./mlruns) by default: a
+            # sqlite file beside the run folders, shared by them
+            uri = 'sqlite:///' + osp.join(
+                osp.dirname(osp.abspath(work_dir)), 'mlflow.db')
+        if uri:
+            backend['tracking_uri'] = uri
+        backend.setdefault('exp_name', 'medfm')
+        if work_dir:
+            backend['run_name'] = osp.basename(osp.abspath(work_dir))
+    backend.update(kwargs)
+    return backend
+
+
+def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
+    """Add trackers to a config's visualizer (``tools/train.py --tracker``).
+
+    A tracker whose backend type is already there is not added twice.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        specs (Sequence[str], optional): ``--tracker`` values; None or empty
+            changes nothing.
+
+    Returns:
+        list[dict]: The backends added.
+
+    Examples:
+        >>> cfg = Config(dict(visualizer=dict(
+        ...     type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])))
+        >>> [b['type'] for b in add_trackers(cfg, ['tensorboard', 'local'])]
+        ['TensorboardVisBackend']
+    """
+    if not specs:
+        return []
+    visualizer = cfg.setdefault('visualizer', dict(type='Visualizer'))
+    backends = list(visualizer.get('vis_backends') or [])
+    present = {b.get('type') for b in backends}
+    added = []
+    for spec in specs:
+        backend = tracker_backend(spec, cfg.get('work_dir'))
+        if backend['type'] in present:
+            continue
+        present.add(backend['type'])
+        backends.append(backend)
+        added.append(backend)
+    visualizer['vis_backends'] = backends
+    return added
+
+
+@VISBACKENDS.register_module()
+class CometVisBackend(BaseVisBackend):
+    """Comet (comet.com) visualization backend.
+
+    Args:
+        save_dir (str, optional): Unused; kept for the common interface.
+        init_kwargs (dict, optional): Arguments of ``comet_ml.Experiment``
+            (``project_name``, ``workspace``, ...). The API key is best left
+            to the ``COMET_API_KEY`` environment variable; without one,
+            ``COMET_MODE=offline`` keeps the experiment on disk.
+        log_code (bool): Let Comet record the source code. Defaults to False.
+    """
+
+    def __init__(self, save_dir: Optional[str] = None,
+                 init_kwargs: Optional[dict] = None,
+                 log_code: bool = False) -> None:
+        super().__init__(save_dir)  # type: ignore
+        self._init_kwargs = dict(init_kwargs or {})
+        self._init_kwargs.setdefault('log_code', log_code)
+
+    def _init_env(self) -> None:
+        try:
+            import comet_ml
+        except ImportError as err:
+            raise ImportError(
+                'Please run "pip install comet_ml" to log to Comet') from err
+        self._comet = comet_ml.Experiment(**self._init_kwargs)
+
+    @property  # type: ignore
+    @force_init_env
+    def experiment(self):
+        """The ``comet_ml.Experiment``."""
+        return self._comet
+
+    @force_init_env
+    def add_config(self, config: Config, **kwargs) -> None:
+        """Log the config as parameters and as a file."""
+        self._comet.log_parameters(_flatten(config.to_dict()))
+        self._comet.log_text(config.pretty_text, metadata=dict(name='config.py'))
+
+    @force_init_env
+    def add_image(self, name: str, image: np.ndarray, step: int = 0,
+                  **kwargs) -> None:
+        """Log an RGB image."""
+        self._comet.log_image(image, name=name, step=step)
+
+    @force_init_env
+    def add_scalar(self, name: str, value, step: int = 0, **kwargs) -> None:
+        """Log one scalar."""
+        self._comet.log_metric(name, value, step=step)
+
+    @force_init_env
+    def add_scalars(self, scalar_dict: dict, step: int = 0,
+                    file_path: Optional[str] = None, **kwargs) -> None:
+        """Log several scalars at one step."""
+        assert 'step' not in scalar_dict, 'pass the step as an argument'
+        self._comet.log_metrics(scalar_dict, step=step)
+
+    def close(self) -> None:
+        """End the experiment (uploads what is pending)."""
+        if hasattr(self, '_comet'):
+            self._comet.end()
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f'{prefix}{k}'
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + '.'))
+        else:
+            out[key] = copy.deepcopy(v)
+    return out

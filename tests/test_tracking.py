@@ -1,0 +1,197 @@
+"""Experiment tracking: TensorBoard by default, MLflow / Comet via --tracker."""
+import json
+import os
+import sys
+import types
+from glob import glob
+
+import pytest
+from mmengine.config import Config
+
+from medfm.testing import tiny_config
+from medfm.utils.tracking import CometVisBackend, add_trackers, tracker_backend
+
+CONFIG = 'configs/densenet/densenet121_colon.py'
+
+
+def tiny_densenet() -> dict:
+    """A DenseNet small enough for a CPU test (32 output channels)."""
+    return dict(model=dict(
+        backbone=dict(arch=dict(growth_rate=8, depths=[2, 2, 2], init_channels=16,
+                                _delete_=True),
+                      init_cfg=None),
+        head=dict(in_channels=32)))
+
+
+class FakeExperiment:
+    """Records what CometVisBackend sends to ``comet_ml.Experiment``."""
+
+    instances = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.metrics, self.params, self.ended = kwargs, [], {}, False
+        FakeExperiment.instances.append(self)
+
+    def log_metrics(self, d, step=None):
+        self.metrics += [(k, v, step) for k, v in d.items()]
+
+    def log_metric(self, k, v, step=None):
+        self.metrics.append((k, v, step))
+
+    def log_parameters(self, d):
+        self.params.update(d)
+
+    def log_text(self, text, metadata=None):
+        self.text = text
+
+    def log_image(self, image, name=None, step=None):
+        pass
+
+    def end(self):
+        self.ended = True
+
+
+@pytest.fixture(scope='module')
+def tracked_run(demo_root, tmp_path_factory):
+    """Two tiny epochs through tools/train.py with --tracker mlflow comet."""
+    import train
+    root = tmp_path_factory.mktemp('tracked')
+    work = root / 'colon_run'
+    cfg = tiny_config(CONFIG, demo_root, str(work), size=32, batch_size=4,
+                      max_epochs=2, cfg_options=tiny_densenet())
+    cfg.train_dataloader.dataset.indices = 8
+    config = root / 'tiny_colon.py'
+    cfg.dump(str(config))
+    FakeExperiment.instances.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, 'comet_ml',
+                   types.SimpleNamespace(Experiment=FakeExperiment))
+        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
+        train.main([str(config), '--work-dir', str(work),
+                    '--tracker', 'mlflow:exp_name=medfm_test', 'comet'])
+    return work
+
+
+def test_tensorboard_on_by_default():
+    cfg = Config.fromfile(CONFIG)
+    assert [b['type'] for b in cfg.visualizer.vis_backends] == \
+        ['LocalVisBackend', 'TensorboardVisBackend']
+
+
+def test_tensorboard_event_files_hold_the_metrics(tracked_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = glob(str(tracked_run / '*' / 'vis_data' / 'events.out.tfevents.*'))
+    assert len(events) == 1
+    acc = EventAccumulator(events[0])
+    acc.Reload()
+    tags = acc.Tags()['scalars']
+    for tag in ('loss', 'lr', 'medfmc/Acc', 'medfmc/AUC', 'medfmc/score'):
+        assert tag in tags, tags
+    assert [e.step for e in acc.Scalars('medfmc/score')] == [1, 2]  # epochs
+    assert len(acc.Scalars('loss')) == 4  # 2 iterations x 2 epochs
+    # the same values as mmengine's own scalars.json
+    with open(glob(str(tracked_run / '*' / 'vis_data' / 'scalars.json'))[0]) as f:
+        local = [json.loads(line) for line in f]
+    scores = [r['medfmc/score'] for r in local if 'medfmc/score' in r]
+    assert [e.value for e in acc.Scalars('medfmc/score')] == \
+        pytest.approx(scores, abs=1e-4)
+
+
+def test_mlflow_store_holds_the_metrics(tracked_run):
+    from mlflow.tracking import MlflowClient
+    db = tracked_run.parent / 'mlflow.db'
+    assert db.is_file()  # shared by the runs beside the work dir
+    client = MlflowClient(f'sqlite:///{db}')
+    exp = client.get_experiment_by_name('medfm_test')
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_name == 'colon_run'
+    assert run.info.status == 'FINISHED'
+    history = client.get_metric_history(run.info.run_id, 'medfmc/score')
+    assert [m.step for m in history] == [1, 2]
+    assert len(client.get_metric_history(run.info.run_id, 'loss')) == 4
+    assert run.data.params['train_cfg.max_epochs'] == '2'
+    with open(glob(str(tracked_run / '*' / 'vis_data' / 'scalars.json'))[0]) as f:
+        local = [json.loads(line) for line in f]
+    scores = [r['medfmc/score'] for r in local if 'medfmc/score' in r]
+    assert [m.value for m in history] == pytest.approx(scores, abs=1e-4)
+
+
+def test_comet_backend_gets_the_metrics(tracked_run):
+    (exp,) = FakeExperiment.instances
+    names = {k for k, _, _ in exp.metrics}
+    assert {'loss', 'medfmc/score'} <= names
+    assert [s for k, _, s in exp.metrics if k == 'medfmc/score'] == [1, 2]
+    assert exp.params['train_cfg.max_epochs'] == 2
+    assert exp.ended
+
+
+def test_mlflow_file_store(tmp_path, monkeypatch):
+    """The plain file store (./mlruns), which MLflow 3 allows on request."""
+    from mlflow.tracking import MlflowClient
+    from mmengine.visualization import MLflowVisBackend
+    monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
+    uri = f'file://{tmp_path}/mlruns'
+    backend = MLflowVisBackend(save_dir=str(tmp_path / 'vis'), exp_name='fs',
+                               tracking_uri=uri, artifact_suffix=('.py',))
+    backend.add_config(Config(dict(work_dir=str(tmp_path), a=dict(b=1))))
+    backend.add_scalars({'medfmc/mAP': 12.5}, step=1)
+    backend.add_scalars({'medfmc/mAP': 25.0}, step=2)
+    backend.close()
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name('fs').experiment_id])
+    assert [(m.step, m.value) for m in
+            client.get_metric_history(run.info.run_id, 'medfmc/mAP')] == \
+        [(1, 12.5), (2, 25.0)]
+
+
+def test_tracker_specs(tmp_path, monkeypatch):
+    monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
+    monkeypatch.delenv('NEPTUNE_PROJECT', raising=False)
+    work = str(tmp_path / 'run1')
+    assert tracker_backend('mlflow', work) == dict(
+        type='MLflowVisBackend', exp_name='medfm', run_name='run1',
+        tracking_uri=f'sqlite:///{tmp_path}/mlflow.db')
+    monkeypatch.setenv('MLFLOW_TRACKING_URI', 'http://mlflow.lab:5000')
+    assert tracker_backend('mlflow:exp_name=chest', work)['tracking_uri'] == \
+        'http://mlflow.lab:5000'
+    assert tracker_backend('wandb:project=medfm,entity=lab,commit=false') == dict(
+        type='WandbVisBackend', commit=False,
+        init_kwargs=dict(project='medfm', entity='lab'))
+    assert tracker_backend('neptune') == dict(type='NeptuneVisBackend')
+    monkeypatch.setenv('NEPTUNE_PROJECT', 'lab/medfm')
+    assert tracker_backend('neptune')['init_kwargs'] == {}
+    assert tracker_backend('Comet:project_name=medfm') == dict(
+        type='CometVisBackend', init_kwargs=dict(project_name='medfm'))
+    with pytest.raises(ValueError, match='unknown tracker'):
+        tracker_backend('tensorbored')
+    with pytest.raises(ValueError, match='key=value'):
+        tracker_backend('wandb:project')
+
+
+def test_add_trackers_and_train_flag(tmp_path):
+    import train
+    args = train.parse_args([CONFIG, '--work-dir', str(tmp_path / 'w'),
+                             '--tracker', 'wandb', 'tensorboard'])
+    cfg = train.build_cfg(args)
+    assert [b['type'] for b in cfg.visualizer.vis_backends] == \
+        ['LocalVisBackend', 'TensorboardVisBackend', 'WandbVisBackend']
+    assert add_trackers(cfg, None) == []
+    cfg = train.build_cfg(train.parse_args([CONFIG]))
+    assert len(cfg.visualizer.vis_backends) == 2
+
+
+def test_one_config_line(tmp_path):
+    config = tmp_path / 'with_mlflow.py'
+    config.write_text(
+        f"_base_ = ['{os.path.abspath(CONFIG)}']\n"
+        "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
+        "dict(type='TensorboardVisBackend'), dict(type='MLflowVisBackend')])\n")
+    cfg = Config.fromfile(str(config))
+    assert [b['type'] for b in cfg.visualizer.vis_backends][-1] == 'MLflowVisBackend'
+    assert cfg.visualizer.type == 'UniversalVisualizer'
+
+
+def test_comet_backend_needs_comet_ml(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'comet_ml', None)
+    with pytest.raises(ImportError, match='pip install comet_ml'):
+        CometVisBackend(init_kwargs=dict(project_name='x')).add_scalar('a', 1)

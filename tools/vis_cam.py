@@ -1,0 +1,100 @@
+"""Grad-CAM / Grad-CAM++ / EigenCAM overlays for a config and checkpoint.
+
+Examples:
+    python tools/vis_cam.py configs/densenet/densenet121_chest.py \
+        work_dirs/densenet121_chest/best_medfmc_score_epoch_12.pth \
+        data/MedFMC/chest/images/5C2EB54413D4CEC.png --out-dir cams
+    python tools/vis_cam.py CONFIG CKPT images/ --method gradcam++ eigencam \
+        --classes nodule pneumonia --limit 8
+
+One PNG per image, method and class (the predicted classes unless
+``--classes`` names some), named ``<image>_<method>_<class>_<score>.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List
+
+from mmengine.config import DictAction
+
+from medfm.cam import CAM_METHODS, CAMVisualizer
+from medfm.utils import load_config
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', help='config file')
+    p.add_argument('checkpoint', help="checkpoint file ('none': initial weights)")
+    p.add_argument('images', nargs='+', help='image files or folders')
+    p.add_argument('--out-dir', default='cams', help='output folder')
+    p.add_argument('--method', nargs='+', default=['gradcam'],
+                   choices=sorted(CAM_METHODS), help='CAM method(s)')
+    p.add_argument('--classes', nargs='+',
+                   help='class names or indices (default: the predicted ones)')
+    p.add_argument('--thr', type=float, default=0.5,
+                   help='score threshold of a predicted class (multi-label)')
+    p.add_argument('--target-layers', nargs='+',
+                   help='dotted module names, e.g. backbone.transitions.3 '
+                   '(default: the last feature map; ViT: the norm before the '
+                   'last attention)')
+    p.add_argument('--limit', type=int, help='at most this many images')
+    p.add_argument('--eigen-smooth', action='store_true')
+    p.add_argument('--aug-smooth', action='store_true')
+    p.add_argument('--preview-model', action='store_true',
+                   help='print the module names and exit')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args(argv)
+
+
+def collect_images(paths: List[str]) -> List[str]:
+    """Image files of the arguments, folders expanded (sorted)."""
+    out = []
+    for path in paths:
+        if osp.isdir(path):
+            out += sorted(osp.join(path, f) for f in os.listdir(path)
+                          if f.lower().endswith(IMG_EXTENSIONS))
+        elif osp.isfile(path):
+            out.append(path)
+        else:
+            raise FileNotFoundError(f'image {path} not found')
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    try:
+        images = collect_images(args.images)[:args.limit]
+    except FileNotFoundError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    if not images:
+        print('error: no images found', file=sys.stderr)
+        return 1
+    written = []
+    for method in args.method:
+        vis = CAMVisualizer.from_config(
+            cfg, checkpoint, device=args.device, method=method, thr=args.thr,
+            target_layers=args.target_layers, eigen_smooth=args.eigen_smooth,
+            aug_smooth=args.aug_smooth)
+        if args.preview_model:
+            print('\n'.join(n for n, _ in vis.model.named_modules() if n))
+            return 0
+        for img in images:
+            results = vis(img, args.classes)
+            written += vis.save(results, args.out_dir)
+            shown = ', '.join(f'{r.class_name} {r.score:.3f}' for r in results)
+            print(f'{method} {osp.basename(img)}: {shown}')
+    print(f'{len(written)} overlays written to {args.out_dir}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

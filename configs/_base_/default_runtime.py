@@ -12,7 +12,7 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
-custom_hooks = [dict(type='ClassCountCheckHook')]
+custom_hooks = [dict(type='ClassCountCheckHook'), dict(type='FiniteLossHook')]
 
 env_cfg = dict(
     cudnn_benchmark=True,

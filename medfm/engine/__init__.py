@@ -1,4 +1,4 @@
-from .hooks import ClassCountCheckHook
+from .hooks import ClassCountCheckHook, FiniteLossHook
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
-__all__ = ['ClassCountCheckHook', 'ChannelsLastHook', 'FastClsDataPreprocessor']
+__all__ = ['ClassCountCheckHook', 'FiniteLossHook', 'ChannelsLastHook', 'FastClsDataPreprocessor']

@@ -1,6 +1,8 @@
 """Hooks that stop a run early when its config cannot be right."""
 from __future__ import annotations
 
+import math
+
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
@@ -44,3 +46,25 @@ class ClassCountCheckHook(Hook):
 
     def before_test(self, runner) -> None:
         self.check(runner, runner.test_dataloader, 'test')
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Stop training at the first NaN or infinite loss, naming the iteration.
+
+    Without it a diverged run goes on for hours, writing checkpoints full of
+    NaN. The checkpoints saved before the failure stay valid for ``--resume``
+    (with a lower learning rate, say).
+    """
+
+    priority = 'HIGH'
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        for key, value in (outputs or {}).items():
+            if 'loss' in key and not math.isfinite(float(value)):
+                raise FloatingPointError(
+                    f'{key} is {float(value)} at iteration {runner.iter + 1} '
+                    f'(epoch {runner.epoch + 1}, batch {batch_idx + 1}); '
+                    'training stopped. Lower the learning rate or enable '
+                    'gradient clipping, then resume from the last checkpoint.')

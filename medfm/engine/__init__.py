@@ -1,4 +1,5 @@
 from .hooks import ClassCountCheckHook, FiniteLossHook
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
-__all__ = ['ClassCountCheckHook', 'FiniteLossHook', 'ChannelsLastHook', 'FastClsDataPreprocessor']
+__all__ = ['ClassCountCheckHook', 'FiniteLossHook', 'ChannelsLastHook',
+           'FastClsDataPreprocessor']

@@ -82,12 +82,29 @@ def test_no_cache_is_load_image_from_file(images, tmp_path):
             load = LoadImageFromFileOrCache(cache_dir=cache_dir)
         out = load(dict(img_path=images[0]))
         np.testing.assert_array_equal(out['img'], ref['img'])
-    # a cache built with another color_type is not used
+    # a cache built with another decoder is not used
     cache_dir = str(tmp_path / 'gray')
-    build_image_cache(images, cache_dir, color_type='grayscale', workers=1)
-    with pytest.warns(UserWarning, match='color_type'):
+    build_image_cache(images, cache_dir, workers=1,
+                      loader=dict(type='LoadImageFromFile',
+                                  color_type='grayscale'))
+    with pytest.warns(UserWarning, match='grayscale'):
         load = LoadImageFromFileOrCache(cache_dir=cache_dir)
     assert load(dict(img_path=images[0]))['img'].shape[2] == 3
+
+
+def test_wraps_any_loader(images, tmp_path):
+    """A cache built for a loader serves that loader's pixels, float if asked."""
+    loader = dict(type='LoadImageFromFile', color_type='grayscale')
+    cache_dir = str(tmp_path / 'cache')
+    build_image_cache(images, cache_dir, short_side=20, loader=loader,
+                      workers=1)
+    load = LoadImageFromFileOrCache(cache_dir=cache_dir,
+                                    loader=dict(loader, to_float32=True))
+    out = load(dict(img_path=images[0]))
+    assert load.hits == 1 and out['img'].dtype == np.float32
+    expected = resize_short_side(decode_image(images[0], loader), 20)
+    assert expected.ndim == 2
+    np.testing.assert_array_equal(out['img'], expected.astype(np.float32))
 
 
 def test_moved_data_uses_file_name(images, tmp_path):
@@ -104,11 +121,18 @@ def test_training_uses_cache(demo_root, tmp_path):
     cfg = tiny_config('configs/densenet/densenet121_colon.py', demo_root,
                       str(tmp_path / 'run'), size=32, batch_size=2)
     cache_dir = str(tmp_path / 'cache')
-    assert build_main([osp.join(demo_root, 'colon', 'images'), '--out',
-                       cache_dir, '--short-side', '48', '--workers', '1']) == 0
+    # from the config: its image folder and its loading transform
+    assert build_main(['configs/densenet/densenet121_colon.py', '--out',
+                       cache_dir, '--short-side', '48', '--workers', '1',
+                       '--cfg-options'] + [
+                           f'{k}.dataset.data_root={demo_root}/colon'
+                           for k in ('train_dataloader', 'val_dataloader',
+                                     'test_dataloader')]) == 0
     assert len(ImageCache(cache_dir)) == len(
         list_images(osp.join(demo_root, 'colon', 'images')))
     assert use_image_cache(cfg, cache_dir) == 3
+    wrapped = cfg.train_dataloader.dataset.pipeline[0]
+    assert wrapped['loader']['type'] in ('LoadImageFromFile', 'LoadMedFMCImage')
     cfg.train_dataloader.dataset.indices = 2
     cfg.train_cfg.val_interval = 10
     runner = Runner.from_cfg(cfg)

@@ -17,7 +17,9 @@ import argparse
 import os.path as osp
 import sys
 import time
-from typing import List
+from typing import List, Optional, Tuple
+
+from mmengine.config import DictAction
 
 from medfm.datasets.cache import build_image_cache, list_images
 
@@ -30,23 +32,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--short-side', type=int, default=448,
                    help='short side of the stored images (0: full size); '
                    'default 448, twice the 224 px training resolution')
+    p.add_argument('--loader', default=None,
+                   help='loading transform of the pipelines that will read the '
+                   'cache, e.g. LoadMedFMCImage (default: the config\'s; for a '
+                   'folder LoadMedFMCImage if registered, else LoadImageFromFile)')
     p.add_argument('--color-type', default='color',
-                   help='as LoadImageFromFile.color_type of the pipelines')
+                   help='its color_type, for a folder (default color)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config keys, e.g. '
+                   'train_dataloader.dataset.data_root=...')
     p.add_argument('--workers', type=int, default=0,
                    help='processes (default: every CPU)')
     return p.parse_args(argv)
 
 
-def config_image_dirs(path: str) -> List[str]:
-    """Image folders (``data_root``/``data_prefix``) of a config's datasets."""
+def config_images(path: str, cfg_options: Optional[dict] = None
+                  ) -> Tuple[List[str], Optional[dict]]:
+    """Image folders (``data_root``/``data_prefix``) of a config's datasets
+    and the loading transform of their pipelines."""
     from medfm.utils import load_config
-    cfg = load_config(path)
-    folders = []
+    from medfm.utils.speed import pipeline_loader
+    cfg = load_config(path, cfg_options)
+    folders, loader = [], None
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(key)
-        if not loader:
+        loader_cfg = cfg.get(key)
+        if not loader_cfg:
             continue
-        ds = loader['dataset']
+        ds = loader_cfg['dataset']
         while 'dataset' in ds:  # wrappers such as RepeatDataset
             ds = ds['dataset']
         prefix = ds.get('data_prefix', 'images')
@@ -55,14 +67,34 @@ def config_image_dirs(path: str) -> List[str]:
         folder = osp.join(ds.get('data_root', ''), prefix)
         if folder not in folders:
             folders.append(folder)
-    return folders
+        loader = loader or pipeline_loader(ds.get('pipeline', []))
+    return folders, loader
+
+
+def default_loader(color_type: str = 'color') -> dict:
+    """``LoadMedFMCImage`` (the project's configs) if registered."""
+    from mmpretrain.registry import TRANSFORMS
+
+    import medfm  # noqa: F401  registers the project's transforms
+    name = 'LoadMedFMCImage' if TRANSFORMS.get('LoadMedFMCImage') \
+        else 'LoadImageFromFile'
+    return dict(type=name, color_type=color_type)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     files: List[str] = []
+    loader = None
     for src in args.sources:
-        folders = config_image_dirs(src) if src.endswith('.py') else [src]
+        if src.endswith('.py'):
+            folders, found = config_images(src, args.cfg_options)
+            if loader and found and found != loader:
+                print(f'error: the configs load images differently: {loader}, '
+                      f'{found}; build one cache per loader', file=sys.stderr)
+                return 1
+            loader = loader or found
+        else:
+            folders = [src]
         for folder in folders:
             if not osp.isdir(folder):
                 print(f'error: image folder {folder} not found', file=sys.stderr)
@@ -72,12 +104,16 @@ def main(argv=None) -> int:
         print('error: no images found', file=sys.stderr)
         return 1
     t0 = time.time()
+    if args.loader:
+        loader = dict(type=args.loader, color_type=args.color_type)
+    loader = loader or default_loader(args.color_type)
     stats = build_image_cache(sorted(set(files)), args.out,
                               short_side=args.short_side or None,
-                              color_type=args.color_type, workers=args.workers)
+                              loader=loader, workers=args.workers)
     print(f'{args.out}: {stats["written"]} images decoded, {stats["kept"]} '
           f'already current, {len(stats["failed"])} failed, '
-          f'{stats["total"]} in the cache ({time.time() - t0:.1f} s)')
+          f'{stats["total"]} in the cache ({time.time() - t0:.1f} s); '
+          f'loader {loader}')
     for msg in stats['failed'][:20]:
         print(f'failed: {msg}', file=sys.stderr)
     return 1 if stats['failed'] else 0

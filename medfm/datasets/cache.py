@@ -13,12 +13,14 @@ Layout of a cache folder::
     <cache_dir>/index.json      settings and one entry per source image
     <cache_dir>/<sha1>.npy      the decoded, resized image (H, W, C), uint8
 
-Entries are keyed by the source image's absolute path, with its file name as
-a fallback when the data moved. Each entry records the source's size and
-modification time: when the source changes the entry is stale and
-:class:`LoadImageFromFileOrCache` reads the original file instead. Without a
-cache (``cache_dir=None`` or a folder without ``index.json``) the transform
-is exactly mmcv's ``LoadImageFromFile``.
+Images are decoded by the pipeline's own loading transform
+(``LoadImageFromFile``, ``LoadMedFMCImage``, ...), whose type and decoding
+settings the index records. Entries are keyed by the source image's absolute
+path, with its file name as a fallback when the data moved. Each entry
+records the source's size and modification time: when the source changes the
+entry is stale and :class:`LoadImageFromFileOrCache` reads the original file
+instead. Without a cache (``cache_dir=None`` or a folder without
+``index.json``) the transform is exactly the loading transform it wraps.
 
 Workers read one file per sample and keep nothing but the index, so their
 memory does not grow with the number of images served.
@@ -35,7 +37,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import mmcv
 import numpy as np
-from mmcv.transforms import LoadImageFromFile
+from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
 from ..utils.io import atomic_write
@@ -69,15 +71,35 @@ def resize_short_side(img: np.ndarray, short_side: Optional[int],
     return mmcv.imresize(img, size, interpolation=interpolation, backend='cv2')
 
 
-def decode_image(path: str, color_type: str = 'color',
-                 imdecode_backend: str = 'cv2') -> np.ndarray:
-    """Decode an image file exactly as mmcv's ``LoadImageFromFile`` does."""
-    with open(path, 'rb') as f:
-        img = mmcv.imfrombytes(f.read(), flag=color_type,
-                               backend=imdecode_backend)
-    if img is None:
+def loader_key(loader: dict) -> dict:
+    """The settings of a loading transform that decide the decoded pixels."""
+    keep = ('type', 'color_type', 'imdecode_backend', 'channel_order')
+    return {k: loader[k] for k in sorted(loader) if k in keep}
+
+
+def build_loader(loader: Optional[dict] = None):
+    """Build a loading transform (default mmcv's ``LoadImageFromFile``),
+    forcing uint8 output: the cache stores what it decodes."""
+    cfg = dict(loader or dict(type='LoadImageFromFile'))
+    cfg['to_float32'] = False
+    return TRANSFORMS.build(cfg)
+
+
+def decode_image(path: str, loader: Optional[dict] = None) -> np.ndarray:
+    """Decode one image with a pipeline's loading transform.
+
+    Args:
+        path (str): Image file.
+        loader (dict, optional): Config of the loading transform (default
+            ``dict(type='LoadImageFromFile')``).
+
+    Returns:
+        np.ndarray: The image as that transform gives it.
+    """
+    results = build_loader(loader)(dict(img_path=path))
+    if results is None or results.get('img') is None:
         raise OSError(f'cannot decode image {path}')
-    return img
+    return results['img']
 
 
 def entry_file(key: str) -> str:
@@ -175,12 +197,11 @@ class ImageCache:
 
 def _cache_one(args: tuple) -> Tuple[str, Optional[dict], Optional[str]]:
     """Decode, resize and store one image (runs in a worker process)."""
-    src, cache_dir, short_side, color_type, backend = args
+    src, cache_dir, short_side, loader = args
     key = osp.abspath(src)
     try:
         stamp = _source_stamp(src)
-        img = resize_short_side(decode_image(src, color_type, backend),
-                                short_side)
+        img = resize_short_side(decode_image(src, loader), short_side)
         name = entry_file(key)
         with atomic_write(osp.join(cache_dir, name), 'wb') as f:
             np.save(f, np.ascontiguousarray(img), allow_pickle=False)
@@ -203,8 +224,7 @@ def list_images(folder: str) -> List[str]:
 def build_image_cache(sources: Iterable[str],
                       cache_dir: str,
                       short_side: Optional[int] = 448,
-                      color_type: str = 'color',
-                      imdecode_backend: str = 'cv2',
+                      loader: Optional[dict] = None,
                       workers: int = 0) -> dict:
     """Decode and resize images once into ``cache_dir``.
 
@@ -217,17 +237,19 @@ def build_image_cache(sources: Iterable[str],
         cache_dir (str): Output folder.
         short_side (int, optional): Short side of the stored images (never
             enlarged); None keeps the full size.
-        color_type (str): ``flag`` of ``mmcv.imfrombytes``; must equal the
-            ``color_type`` of the pipeline's loading transform.
-        imdecode_backend (str): Decoding backend, as in the pipeline.
+        loader (dict, optional): The loading transform of the pipelines
+            that will read the cache (its type and decoding settings), which
+            decodes the images here too. Defaults to
+            ``dict(type='LoadImageFromFile')``.
         workers (int): Worker processes; 0 uses every CPU.
 
     Returns:
         dict: ``written``, ``kept``, ``failed`` (messages) and ``total``.
     """
     os.makedirs(cache_dir, exist_ok=True)
+    loader = dict(loader or dict(type='LoadImageFromFile'))
     settings = dict(version=CACHE_VERSION, short_side=short_side,
-                    color_type=color_type, imdecode_backend=imdecode_backend)
+                    loader=loader_key(loader))
     entries: Dict[str, dict] = {}
     cache = ImageCache(cache_dir)
     if cache.exists:
@@ -246,7 +268,7 @@ def build_image_cache(sources: Iterable[str],
             kept += 1
             continue
         entries.pop(key, None)
-        todo.append((src, cache_dir, short_side, color_type, imdecode_backend))
+        todo.append((src, cache_dir, short_side, loader))
     failed = []
     workers = workers or (os.cpu_count() or 1)
     if workers > 1 and len(todo) > 1:
@@ -266,23 +288,34 @@ def build_image_cache(sources: Iterable[str],
 
 
 @TRANSFORMS.register_module()
-class LoadImageFromFileOrCache(LoadImageFromFile):
-    """``LoadImageFromFile`` that reads decoded images from a cache.
+class LoadImageFromFileOrCache(BaseTransform):
+    """A pipeline's image loading transform, reading from a cache first.
 
     With a current cache entry the image comes from the cache (already
     resized to the cache's short side, so ``ori_shape`` is that size);
-    otherwise the source file is decoded as usual. Without a cache it is
-    exactly ``LoadImageFromFile``.
+    otherwise ``loader`` reads the source file as usual. Without a cache it
+    is exactly ``loader``.
 
     Args:
         cache_dir (str, optional): Folder written by ``tools/build_cache.py``.
             None, or a folder without an index, disables the cache.
-        **kwargs: Passed to ``LoadImageFromFile`` (``color_type``,
-            ``imdecode_backend``, ``to_float32``, ...).
+        loader (dict, optional): The loading transform it stands in for,
+            e.g. ``dict(type='LoadMedFMCImage')``. The cache is used only if
+            it was built with the same type and decoding settings. Defaults
+            to ``dict(type='LoadImageFromFile', **kwargs)``.
+        **kwargs: Arguments of the default ``LoadImageFromFile``.
     """
 
-    def __init__(self, cache_dir: Optional[str] = None, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, cache_dir: Optional[str] = None,
+                 loader: Optional[dict] = None, **kwargs) -> None:
+        if loader is None:
+            loader = dict(type='LoadImageFromFile', **kwargs)
+        elif kwargs:
+            raise TypeError(f'give either loader or its arguments, not both: '
+                            f'{sorted(kwargs)}')
+        self.loader_cfg = dict(loader)
+        self.loader = TRANSFORMS.build(dict(loader))
+        self.to_float32 = bool(loader.get('to_float32', False))
         self.cache_dir = cache_dir
         self._cache: Optional[ImageCache] = None
         if cache_dir:
@@ -290,14 +323,13 @@ class LoadImageFromFileOrCache(LoadImageFromFile):
             if not cache.exists:
                 warnings.warn(f'image cache {cache_dir} has no {INDEX}: '
                               'reading the original images')
-            elif (cache.meta.get('color_type'), cache.meta.get('imdecode_backend')) \
-                    != (self.color_type, self.imdecode_backend):
+            elif cache.meta.get('loader') != loader_key(self.loader_cfg):
                 warnings.warn(
-                    f'image cache {cache_dir} was built with color_type='
-                    f'{cache.meta.get("color_type")!r}, imdecode_backend='
-                    f'{cache.meta.get("imdecode_backend")!r}; the pipeline '
-                    f'asks for {self.color_type!r}, {self.imdecode_backend!r}: '
-                    'reading the original images')
+                    f'image cache {cache_dir} was built with loader '
+                    f'{cache.meta.get("loader")}, the pipeline loads with '
+                    f'{loader_key(self.loader_cfg)}: reading the original '
+                    'images (rebuild the cache with tools/build_cache.py '
+                    'from the config)')
             else:
                 self._cache = cache
         self.hits = 0
@@ -309,7 +341,7 @@ class LoadImageFromFileOrCache(LoadImageFromFile):
         img = self._cache.load(results['img_path']) if self._cache else None
         if img is None:
             self.misses += 1
-            return super().transform(results)
+            return self.loader(results)
         self.hits += 1
         if self.to_float32:
             img = img.astype(np.float32)
@@ -319,4 +351,5 @@ class LoadImageFromFileOrCache(LoadImageFromFile):
         return results
 
     def __repr__(self) -> str:
-        return (super().__repr__()[:-1] + f", cache_dir='{self.cache_dir}')")
+        return (f'{type(self).__name__}(cache_dir={self.cache_dir!r}, '
+                f'loader={self.loader!r})')

@@ -148,26 +148,46 @@ def enable_channels_last(cfg: Config) -> None:
     cfg.custom_hooks = hooks
 
 
+#: image loading transforms that a cache can stand in for
+CACHEABLE_LOADERS = ('LoadImageFromFile', 'LoadMedFMCImage')
+
+
+def pipeline_loader(pipeline: list) -> Optional[dict]:
+    """The image loading transform of a pipeline (None if it has none)."""
+    for t in pipeline:
+        if t.get('type') == 'LoadImageFromFileOrCache':
+            return dict(t.get('loader') or dict(type='LoadImageFromFile'))
+        if t.get('type') in CACHEABLE_LOADERS:
+            return dict(t)
+    return None
+
+
 def use_image_cache(cfg: Config, cache_dir: str) -> int:
     """Read images through a decoded-image cache, in place.
 
-    Every ``LoadImageFromFile`` of the dataloaders' pipelines becomes
-    ``LoadImageFromFileOrCache`` with ``cache_dir`` (images missing from the
-    cache or changed since are still read from their files).
+    Every ``LoadImageFromFile`` / ``LoadMedFMCImage`` of the dataloaders'
+    pipelines is wrapped in ``LoadImageFromFileOrCache`` with ``cache_dir``
+    (images missing from the cache or changed since are still read by the
+    original transform).
 
     Returns:
-        int: Number of transforms replaced.
+        int: Number of transforms wrapped.
     """
     n = 0
     for pipeline in _pipelines(cfg):
-        for t in pipeline:
-            if t.get('type') in ('LoadImageFromFile', 'LoadImageFromFileOrCache'):
-                t['type'] = 'LoadImageFromFileOrCache'
+        for i, t in enumerate(pipeline):
+            if t.get('type') == 'LoadImageFromFileOrCache':
                 t['cache_dir'] = cache_dir
-                n += 1
+            elif t.get('type') in CACHEABLE_LOADERS:
+                pipeline[i] = dict(type='LoadImageFromFileOrCache',
+                                   cache_dir=cache_dir, loader=dict(t))
+            else:
+                continue
+            n += 1
     if not n:
-        print_log(f'--cache {cache_dir}: no LoadImageFromFile in the pipelines; '
-                  'the cache is not used', logger='current', level=30)
+        print_log(f'--cache {cache_dir}: no {" or ".join(CACHEABLE_LOADERS)} '
+                  'in the pipelines; the cache is not used', logger='current',
+                  level=30)
     return n
 
 

@@ -39,6 +39,11 @@ def load_pretrained(module: nn.Module,
         state = {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
         if not state:
             raise KeyError(f'{checkpoint}: no key starts with {p!r}')
+    # Let the module adapt the checkpoint first (mmpretrain's ViT, Swin and
+    # BEiT resize position embeddings and bias tables for another image
+    # size in such hooks); only what still differs is a mismatch.
+    for hook in module._load_state_dict_pre_hooks.values():
+        hook(state, '', {}, False, [], [], [])
     own = module.state_dict()
     mismatched = [k for k, v in state.items()
                   if k in own and tuple(v.shape) != tuple(own[k].shape)]
@@ -78,13 +83,16 @@ class PretrainedIfExists:
 
     def __call__(self, module: nn.Module) -> None:
         if not osp.isfile(self.checkpoint):
-            how = (f'download {self.url} to {self.checkpoint}' if self.url
-                   else f'put the weights at {self.checkpoint}')
+            name = osp.basename(self.checkpoint)
+            how = f'run: python tools/download_weights.py {name}'
+            if self.url:
+                how += f' (or download {self.url} to {self.checkpoint})'
             print_log(f'PRETRAINED WEIGHTS NOT FOUND: {self.checkpoint}. '
                       f'{type(module).__name__} starts from random weights; '
-                      f'to start from pretrained ones, {how} '
-                      '(python tools/download_weights.py fetches the files '
-                      'the configs name).', logger='current', level=30)
+                      f'to start from pretrained ones, {how}. '
+                      'python tools/download_weights.py --config CONFIG '
+                      'fetches every file a config names.',
+                      logger='current', level=30)
             return
         load_pretrained(module, self.checkpoint, self.prefix)
 

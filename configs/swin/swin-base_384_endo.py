@@ -1,0 +1,39 @@
+_base_ = [
+    '../_base_/models/swin-base_384.py',
+    '../_base_/datasets/endo.py',
+    '../_base_/schedules/adamw_20e.py',
+    '../_base_/default_runtime.py',
+]
+
+model = dict(head=dict(num_classes=4))
+
+# 384 px: the resolution of the pretrained weights
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=384, backend='pillow'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=384, backend='pillow'),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+
+# Swin's AdamW settings (mmpretrain imagenet_bs1024_adamw_swin, which the
+# MedFM baseline's Swin-B used): no weight decay on norms, biases and
+# position tables. No layer-wise decay for supervised weights; for it, add
+# constructor='LearningRateDecayOptimWrapperConstructor' and
+# layer_decay_rate=0.9 (mmpretrain's SimMIM Swin fine-tuning).
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={
+            '.absolute_pos_embed': dict(decay_mult=0.0),
+            '.relative_position_bias_table': dict(decay_mult=0.0),
+        }))

@@ -1,0 +1,146 @@
+"""Swin and BEiT backbones that also run on inputs smaller than they were built for.
+
+mmpretrain's ``SwinTransformer`` refuses a feature map smaller than its
+window unless ``pad_small_map=True``, and that flag also changes the native
+computation (it keeps the cyclic shift where the map equals the window,
+which the original Swin, and so every pretrained checkpoint, does not).
+``BEiTViT`` holds relative position biases for one patch grid only. Both
+therefore fail on the 32-pixel images of the smoke tests and on any
+resolution below their own.
+
+The subclasses here compute exactly what their parents compute at the
+native resolution, have the same state-dict keys (checkpoints load
+unchanged), and adapt at other resolutions: Swin pads only maps that are
+smaller than the window, BEiT interpolates each layer's bias table to the
+input's patch grid.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.backbones import BEiTViT, SwinTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+from torch import nn
+
+
+@MODELS.register_module()
+class SwinTransformerAnySize(SwinTransformer):
+    """``SwinTransformer`` that pads feature maps smaller than its window.
+
+    Takes the arguments of :class:`mmpretrain.models.SwinTransformer`
+    (``pad_small_map`` is managed here and must not be given).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        if kwargs.get('pad_small_map'):
+            raise ValueError('SwinTransformerAnySize sets pad_small_map per '
+                             'input; do not pass it')
+        super().__init__(*args, **kwargs)
+        for stage in self.stages:
+            stage.register_forward_pre_hook(self._set_padding)
+
+    @staticmethod
+    def _set_padding(stage: nn.Module, args: tuple) -> None:
+        # args = (x, in_shape); pad only where the map is below the window,
+        # so a map equal to the window keeps the original (unshifted) path.
+        height, width = args[1]
+        for block in stage.blocks:
+            block.attn.pad_small_map = min(height, width) < block.attn.window_size
+
+
+def _relative_index(grid: Tuple[int, int], num_relative: int,
+                    device: torch.device) -> torch.Tensor:
+    """BEiT's relative position index for a patch grid (with class token)."""
+    h, w = grid
+    coords = torch.stack(torch.meshgrid(
+        torch.arange(h, device=device), torch.arange(w, device=device),
+        indexing='ij')).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    rel[:, :, 0] += h - 1
+    rel[:, :, 1] += w - 1
+    rel[:, :, 0] *= 2 * w - 1
+    index = torch.zeros((h * w + 1, ) * 2, dtype=torch.long, device=device)
+    index[1:, 1:] = rel.sum(-1)
+    index[0, 0:] = num_relative - 3
+    index[0:, 0] = num_relative - 2
+    index[0, 0] = num_relative - 1
+    return index
+
+
+def _resized_bias(table: torch.Tensor, src: Tuple[int, int],
+                  dst: Tuple[int, int]) -> torch.Tensor:
+    """Bias (heads, N+1, N+1) for grid ``dst`` from a table built for ``src``."""
+    heads = table.shape[1]
+    extra, body = table[-3:], table[:-3]
+    body = body.reshape(2 * src[0] - 1, 2 * src[1] - 1, heads)
+    body = F.interpolate(
+        body.permute(2, 0, 1)[None],
+        size=(2 * dst[0] - 1, 2 * dst[1] - 1),
+        mode='bicubic',
+        align_corners=False)[0].permute(1, 2, 0).reshape(-1, heads)
+    new_table = torch.cat([body, extra])
+    index = _relative_index(dst, new_table.shape[0], table.device)
+    n = dst[0] * dst[1] + 1
+    return new_table[index.view(-1)].view(n, n, heads).permute(2, 0, 1)
+
+
+@contextmanager
+def _own_bias_hidden(attn: nn.Module) -> Iterator[None]:
+    """Let a BEiT attention skip its own table while a resized one is passed."""
+    table = attn.relative_position_bias_table
+    attn.relative_position_bias_table = None
+    try:
+        yield
+    finally:
+        attn.relative_position_bias_table = table
+
+
+@MODELS.register_module()
+class BEiTViTAnySize(BEiTViT):
+    """``BEiTViT`` whose relative position biases follow the input size.
+
+    Takes the arguments of :class:`mmpretrain.models.BEiTViT`. At the patch
+    grid of ``img_size`` it is the parent; elsewhere every layer's bias table
+    is resized (bicubic) to the grid of the input, on the fly.
+    """
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        """Forward; see :meth:`mmpretrain.models.BEiTViT.forward`."""
+        if self.rel_pos_bias is not None:  # shared bias: not resized here
+            return super().forward(x)
+        x, grid = self.patch_embed(x)
+        grid = tuple(grid)
+        # at the native grid this is the parent's forward, step for step
+        return self._run(x, grid, resize=grid != tuple(self.patch_resolution))
+
+    def _run(self, x: torch.Tensor, grid: Tuple[int, int],
+             resize: bool) -> tuple:
+        B = x.shape[0]
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        if self.pos_embed is not None:
+            x = x + resize_pos_embed(
+                self.pos_embed,
+                self.patch_resolution,
+                grid,
+                mode=self.interpolate_mode,
+                num_extra_tokens=self.num_extra_tokens)
+        x = self.drop_after_pos(x)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            table = layer.attn.relative_position_bias_table
+            if resize and table is not None:
+                bias = _resized_bias(table, tuple(self.patch_resolution), grid)
+                with _own_bias_hidden(layer.attn):
+                    x = layer(x, bias.unsqueeze(0))
+            else:
+                x = layer(x, None)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(self._format_output(x, grid))
+        return tuple(outs)

@@ -1,0 +1,94 @@
+"""Download the pretrained weights the configs name, into pretrain/.
+
+Examples::
+
+    python tools/download_weights.py --list
+    python tools/download_weights.py swin-base-384 densenet121
+    python tools/download_weights.py --config configs/swin/swin-base_384_chest.py
+    python tools/download_weights.py --all
+    python tools/download_weights.py --verify swin-base-384
+
+An interrupted download is resumed by running the same command again; every
+file is checked against the sha256 prefix in ``pretrain/manifest.json``
+before it gets its final name.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+from medfm.weights import (
+    MANIFEST,
+    WeightsError,
+    entries_of_config,
+    fetch,
+    load_manifest,
+    resolve,
+    verify,
+)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Download and verify pretrained backbone weights.')
+    parser.add_argument('names', nargs='*',
+                        help='manifest keys or file names (see --list)')
+    parser.add_argument('--all', action='store_true', help='every entry')
+    parser.add_argument('--config', action='append', default=[],
+                        help='the weights a config names (repeatable)')
+    parser.add_argument('--list', action='store_true',
+                        help='print the manifest and what is present')
+    parser.add_argument('--verify', action='store_true',
+                        help='only check files already present')
+    parser.add_argument('--root', default='pretrain', help='weights folder')
+    parser.add_argument('--manifest', default=MANIFEST)
+    parser.add_argument('--timeout', type=float, default=30.0,
+                        help='socket timeout, seconds')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    manifest = load_manifest(args.manifest)
+    if args.list:
+        for name, e in manifest.items():
+            here = 'present' if osp.isfile(osp.join(args.root, e.file)) \
+                else 'missing'
+            print(f'{name:18s} {here:8s} {e.licence:13s} {e.file}')
+        return 0
+    try:
+        entries = list(manifest.values()) if args.all else resolve(
+            args.names, manifest)
+        for config in args.config:
+            entries += entries_of_config(config, manifest)
+    except KeyError as err:
+        print(f'error: {err.args[0]}', file=sys.stderr)
+        return 2
+    if not entries:
+        print('nothing to do: give names, --config or --all (--list shows '
+              'the names)', file=sys.stderr)
+        return 2
+    failed = 0
+    for entry in {e.file: e for e in entries}.values():
+        path = osp.join(args.root, entry.file)
+        try:
+            if args.verify:
+                if not osp.isfile(path):
+                    raise WeightsError(f'{path} is missing')
+                digest = verify(path, entry.sha256_prefix)
+            else:
+                fetch(entry, args.root, timeout=args.timeout,
+                      progress=not args.quiet)
+                digest = verify(path, entry.sha256_prefix)
+            print(f'ok  {path}  sha256 {digest}')
+        except WeightsError as err:
+            failed += 1
+            print(f'FAILED {entry.name}: {err}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

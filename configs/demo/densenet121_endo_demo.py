@@ -5,13 +5,13 @@ _base_ = ['../densenet/densenet121_endo.py']
 model = dict(backbone=dict(init_cfg=None))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.7, 1.0),
          backend='pillow'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='Resize', scale=64, backend='pillow'),
     dict(type='PackInputs'),
 ]

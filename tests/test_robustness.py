@@ -1,0 +1,109 @@
+"""Bad input, faults and reproducibility (issue 7)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from mmengine.runner import Runner
+from PIL import Image
+
+from medfm.datasets import ColonPath, ImageDecodeError, LoadMedFMCImage
+from medfm.testing import tiny_config
+
+PIPELINE = [dict(type='LoadMedFMCImage'), dict(type='PackInputs')]
+
+
+def _load(path):
+    return LoadMedFMCImage()(dict(img_path=str(path)))['img']
+
+
+def test_16bit_and_gray_pngs(tmp_path):
+    img12 = (np.arange(32 * 32).reshape(32, 32) * 4).astype(np.uint16)  # 12-bit
+    cv2.imwrite(str(tmp_path / 'a.png'), img12)
+    out = _load(tmp_path / 'a.png')
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert out.max() == 255 and out.min() == 0  # not darkened to 0..15
+    Image.fromarray(np.full((8, 8), 77, np.uint8), mode='L').save(tmp_path / 'g.png')
+    g = _load(tmp_path / 'g.png')
+    assert g.shape == (8, 8, 3) and (g == 77).all()
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    cv2.imwrite(str(tmp_path / 'c.png'), rgba)
+    assert _load(tmp_path / 'c.png').shape == (4, 4, 3)
+
+
+@pytest.mark.parametrize('cut', [0, 60])
+def test_corrupt_png_names_file(tmp_path, cut):
+    Image.new('RGB', (16, 16)).save(tmp_path / 'ok.png')
+    data = (tmp_path / 'ok.png').read_bytes()
+    (tmp_path / 'images').mkdir()
+    (tmp_path / 'images' / 'bad file.png').write_bytes(data[:cut])
+    (tmp_path / 'ann.txt').write_text('bad file.png 1\n')
+    ds = ColonPath(ann_file='ann.txt', data_root=str(tmp_path), pipeline=PIPELINE,
+                   test_mode=True)
+    with pytest.raises(ImageDecodeError, match='bad file.png: cannot decode'):
+        ds[0]
+
+
+def test_nan_loss_stops_with_iteration(demo_root, tmp_path):
+    cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
+                      str(tmp_path), cfg_options=dict(model=dict(head=dict(
+                          loss=dict(loss_weight=float('nan'))))))
+    with pytest.raises(FloatingPointError, match=r'loss is nan at iteration 1 '):
+        Runner.from_cfg(cfg).train()
+
+
+def _train_cmd(demo_root, work_dir, epochs, *extra):
+    return [sys.executable, 'tools/train.py',
+            'configs/demo/densenet121_endo_demo.py', '--work-dir', str(work_dir),
+            '--cfg-options', f'train_cfg.max_epochs={epochs}',
+            *[f'{k}_dataloader.dataset.data_root={demo_root}/endo'
+              for k in ('train', 'val', 'test')],
+            *[f'{k}_dataloader.num_workers=0' for k in ('train', 'val', 'test')],
+            'train_dataloader.batch_size=4', 'randomness.deterministic=True',
+            'default_hooks.checkpoint.save_best=None', *extra]
+
+
+def _val_scores(work_dir):
+    import json
+    from glob import glob
+    f = sorted(glob(f'{work_dir}/*/vis_data/scalars.json'))[-1]
+    recs = [json.loads(line) for line in open(f)]
+    return {r['step']: r['medfmc/score'] for r in recs if 'medfmc/score' in r}
+
+
+def test_sigkill_then_resume_matches_uninterrupted(demo_root, tmp_path):
+    full, killed = tmp_path / 'full', tmp_path / 'killed'
+    assert subprocess.run(_train_cmd(demo_root, full, 3),
+                          capture_output=True).returncode == 0
+    proc = subprocess.Popen(_train_cmd(demo_root, killed, 3),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / 'epoch_2.pth').exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # now in epoch 3
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / 'epoch_3.pth').exists()
+    p = subprocess.run(_train_cmd(demo_root, killed, 3) + ['--resume'],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    names = lambda d: sorted(f.name for f in d.glob('epoch_*.pth'))  # noqa: E731
+    assert names(killed) == names(full) == ['epoch_1.pth', 'epoch_2.pth',
+                                             'epoch_3.pth']
+    assert _val_scores(killed)[3] == pytest.approx(_val_scores(full)[3], abs=1e-6)
+
+
+def test_same_seed_same_metrics(demo_root, tmp_path):
+    scores = []
+    for run in ('a', 'b'):
+        cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
+                          str(tmp_path / run), cfg_options=dict(
+                              randomness=dict(seed=3, deterministic=True)))
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        scores.append(runner.val_loop.run())
+    assert scores[0] == scores[1]

@@ -1,0 +1,169 @@
+"""Grad-CAM, Grad-CAM++ and EigenCAM on DenseNet121 and tiny ViT / Swin."""
+import glob
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import ConfigDict
+
+from medfm.cam import CAMVisualizer, build_classifier
+from medfm.testing import tiny_config
+
+CONFIG = 'configs/densenet/densenet121_endo.py'  # multi-label, 4 classes
+TRANSFORMERS = {
+    'vit': dict(type='VisionTransformer', img_size=64, patch_size=16,
+                arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                          feedforward_channels=64)),
+    'swin': dict(type='SwinTransformer', img_size=64, window_size=2,
+                 arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
+                           num_heads=[1, 1, 2, 2])),
+}
+
+
+def _image(demo_root):
+    # endo demo images are 160x128: a non-square original size
+    return sorted(glob.glob(f'{demo_root}/endo/images/*.png'))[0]
+
+
+def _opposite_heads(model):
+    """Class 1's weights are minus class 0's: their Grad-CAMs must differ."""
+    with torch.no_grad():
+        fc = model.head.fc
+        fc.weight[1] = -fc.weight[0]
+        fc.bias[1] = -fc.bias[0]
+
+
+@pytest.fixture(scope='module')
+def densenet_ckpt(demo_root, tmp_path_factory):
+    """DenseNet121 endo at 96 px (3x3 final map) and a plain-weights file."""
+    out = tmp_path_factory.mktemp('cam')
+    cfg = tiny_config(CONFIG, demo_root, str(out), size=96)
+    torch.manual_seed(0)
+    model = build_classifier(cfg)
+    model.init_weights()
+    _opposite_heads(model)
+    ckpt = out / 'weights.pth'
+    torch.save(model.state_dict(), ckpt)  # loads with weights_only=True
+    return cfg, str(ckpt)
+
+
+def _pick_channels(vis, img):
+    """Two channels of the last feature map with clearly different maps."""
+    inputs, _ = vis._prepare(img)
+    with torch.no_grad():
+        feats = vis.model.backbone(inputs)[-1][0]  # (C, h, w)
+    flat = feats.flatten(1)
+    norm = (flat - flat.min(1, keepdim=True)[0])
+    norm = norm / norm.max(1, keepdim=True)[0].clamp_min(1e-7)
+    top = flat.std(1).argsort(descending=True)[:16]
+    k = int(top[0])
+    j = int(max(top[1:], key=lambda c: float((norm[c] - norm[k]).abs().mean())))
+    return feats, k, j
+
+
+def test_densenet_gradcam_is_the_weighted_feature_map(densenet_ckpt, demo_root):
+    """With one-hot head weights, Grad-CAM of a class is its channel's map.
+
+    Behind global average pooling and a linear head, Grad-CAM's channel
+    weights are the head's weights of the class, so a class whose weight is
+    1 on channel k and 0 elsewhere must give channel k's activation map,
+    min-max scaled and resized to the image.
+    """
+    cfg, ckpt = densenet_ckpt
+    vis = CAMVisualizer.from_config(cfg, ckpt, method='gradcam')
+    assert vis.multi_label
+    assert vis.target_layers == [vis.model.backbone.transitions[-1]]
+    img = _image(demo_root)
+    h, w = cv2.imread(img).shape[:2]
+    feats, k, j = _pick_channels(vis, img)
+    with torch.no_grad():
+        fc = vis.model.head.fc
+        fc.weight.zero_()
+        fc.bias.zero_()
+        fc.weight[0, k] = 1
+        fc.weight[1, j] = 1
+    results = vis(img, classes=['ulcer', 1])
+    assert [r.class_name for r in results] == ['ulcer', 'erosion']
+    for r, c in zip(results, (k, j)):
+        assert r.heatmap.shape == (h, w) and r.overlay.shape == (h, w, 3)
+        # Grad-CAM weight of channel c: d logit / d A_c = 1 / (h * w)
+        m = feats[c].numpy() / feats[c].numel()
+        m = m - m.min()
+        m = m / (1e-7 + m.max())  # grad-cam's scaling, epsilon included
+        m = cv2.resize(m, (96, 96))  # to the network input, scaled again
+        m = (m - m.min()) / (1e-7 + (m - m.min()).max())
+        m = cv2.resize(m, (w, h))  # to the original image
+        np.testing.assert_allclose(r.heatmap, m, atol=1e-3)
+        # the score is the sigmoid of the class's logit, the channel's mean
+        assert r.score == pytest.approx(float(feats[c].mean().sigmoid()), abs=1e-5)
+    assert np.abs(results[0].heatmap - results[1].heatmap).mean() > 0.05
+
+
+def test_predicted_classes_by_threshold(densenet_ckpt):
+    cfg, ckpt = densenet_ckpt
+    vis = CAMVisualizer.from_config(cfg, ckpt, thr=0.5)
+    assert vis.select_classes(np.array([0.7, 0.2, 0.9, 0.1])) == [0, 2]
+    # nothing above the threshold: the top class, so every image gets a map
+    assert vis.select_classes(np.array([0.1, 0.3, 0.2, 0.1])) == [1]
+    with pytest.raises(ValueError, match='unknown class'):
+        vis.select_classes(np.zeros(4), ['polyps'])
+    with pytest.raises(ValueError, match='out of range'):
+        vis.select_classes(np.zeros(4), [4])
+
+
+def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path):
+    import vis_cam
+    cfg, ckpt = densenet_ckpt
+    config = tmp_path / 'tiny_endo.py'
+    cfg.dump(str(config))
+    img = _image(demo_root)
+    out = tmp_path / 'cams'
+    assert vis_cam.main([str(config), ckpt, img, '--out-dir', str(out),
+                         '--method', 'gradcam++', 'eigencam', '--thr', '0',
+                         '--classes', '0', '1']) == 0
+    files = sorted(p.name for p in out.glob('*.png'))
+    assert len(files) == 4  # 2 methods x 2 classes
+    stem = osp.splitext(osp.basename(img))[0]
+    assert all(f.startswith(stem) for f in files)
+    assert any('_gradcampp_ulcer_0.' in f for f in files)
+    assert any('_eigencam_erosion_0.' in f for f in files)
+    h, w = cv2.imread(img).shape[:2]
+    for f in files:
+        assert cv2.imread(str(out / f)).shape == (h, w, 3)
+    eig = sorted(out.glob('*eigencam*'))
+    # EigenCAM has no class: the same map for every class
+    assert np.array_equal(cv2.imread(str(eig[0])), cv2.imread(str(eig[1])))
+    assert vis_cam.main([str(config), ckpt, str(tmp_path / 'missing.png')]) == 1
+
+
+@pytest.mark.parametrize('arch', sorted(TRANSFORMERS))
+def test_transformer_token_reshape(arch, demo_root, tmp_path):
+    cfg = tiny_config(CONFIG, demo_root, str(tmp_path), size=64)
+    cfg.model.backbone = ConfigDict(TRANSFORMERS[arch])
+    if arch == 'vit':
+        cfg.model.neck = None  # the cls token feeds the head
+        cfg.model.head.in_channels = 32
+    else:
+        cfg.model.head.in_channels = 128
+    torch.manual_seed(0)
+    model = build_classifier(cfg)
+    model.init_weights()
+    _opposite_heads(model)
+    ckpt = tmp_path / 'w.pth'
+    torch.save(model.state_dict(), ckpt)
+    vis = CAMVisualizer.from_config(cfg, str(ckpt), method='gradcam')
+    if arch == 'vit':
+        # the norm in front of the last attention, cls token dropped
+        assert vis.target_layers == [vis.model.backbone.layers[-1].ln1]
+    img = _image(demo_root)
+    h, w = cv2.imread(img).shape[:2]
+    results = vis(img, classes=[0, 1])
+    for r in results:
+        assert r.heatmap.shape == (h, w)
+    # opposite heads: a region that raises one class lowers the other
+    assert max(r.heatmap.max() for r in results) > 0.5
+    assert np.abs(results[0].heatmap - results[1].heatmap).mean() > 0.05
+    paths = vis.save(results, str(tmp_path / 'out'))
+    assert [osp.basename(p) for p in paths] == [r.file_name() for r in results]

@@ -1,0 +1,59 @@
+"""Turn a run folder into one self-contained HTML report.
+
+Examples:
+    python tools/test_epochs.py configs/densenet/densenet121_colon.py \
+        work_dirs/densenet121_colon            # per-epoch test metrics
+    python tools/report.py work_dirs/densenet121_colon \
+        --config configs/densenet/densenet121_colon.py
+Writes ``<run>/report.html`` (images embedded): metric curves, per-class AP
+and AUC of the best epoch, ROC and PR curves, confusion, class distribution
+of the training data and a Grad-CAM gallery.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+
+from medfm.cam import CAM_METHODS
+from medfm.report import build_report
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('run_dir', help='run folder (epoch_N.pth, vis_data, ...)')
+    p.add_argument('--config', help='config of the run (default: the one '
+                   'mmengine dumped into the run folder)')
+    p.add_argument('--out', help='HTML file (default <run_dir>/report.html)')
+    p.add_argument('--checkpoint', help="default: the best epoch's")
+    p.add_argument('--split', default='test', choices=['test', 'val'])
+    p.add_argument('--cam-images', type=int, default=4,
+                   help='images in the Grad-CAM gallery (0: none)')
+    p.add_argument('--cam-method', default='gradcam', choices=sorted(CAM_METHODS))
+    p.add_argument('--thr', type=float, default=0.5,
+                   help='score threshold of a positive (multi-label)')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not osp.isdir(args.run_dir):
+        print(f'error: run folder {args.run_dir} not found', file=sys.stderr)
+        return 1
+    try:
+        out = build_report(args.run_dir, args.config, args.out, args.checkpoint,
+                           args.split, args.cam_images, args.cam_method,
+                           args.thr, args.device, args.cfg_options)
+    except FileNotFoundError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    print(f'written: {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

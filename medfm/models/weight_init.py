@@ -94,7 +94,18 @@ class PretrainedIfExists:
                       'fetches every file a config names.',
                       logger='current', level=30)
             return
+        # mmengine runs only type='Pretrained' after the submodules' own
+        # init_weights; run those first so they cannot overwrite what is
+        # loaded (Swin/BEiT bias tables, ViT FFNs), as mmengine would.
+        for child in module.children():
+            if hasattr(child, 'init_weights') and not getattr(
+                    child, 'is_init', False):
+                child.init_weights()
         load_pretrained(module, self.checkpoint, self.prefix)
+        # mmpretrain's ViT/BEiT re-draw pos_embed after loading unless the
+        # init_cfg type reads 'Pretrained' (they test the string)
+        if isinstance(getattr(module, 'init_cfg', None), dict):
+            module.init_cfg = dict(module.init_cfg, type='Pretrained')
 
     def _get_init_info(self) -> str:
         return f'{type(self).__name__}: load from {self.checkpoint}'

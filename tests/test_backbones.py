@@ -1,0 +1,123 @@
+"""Each backbone of the zoo loads a checkpoint in mmpretrain's layout."""
+import logging
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmpretrain.registry import MODELS
+
+import medfm  # noqa: F401  (registers the medfm backbones and init_cfg)
+from medfm.models import load_pretrained
+
+BASES = ['efficientnet_b0', 'efficientnet_b4', 'vit-base-p16_384',
+         'swin-tiny_224', 'swin-base_384', 'beitv2-base_224',
+         'convnext-base_224']
+
+
+def _model_cfg(base: str, checkpoint=None, **head) -> dict:
+    cfg = Config.fromfile(f'configs/_base_/models/{base}.py').model
+    cfg.backbone.init_cfg = None if checkpoint is None else dict(
+        type='PretrainedIfExists', checkpoint=checkpoint, prefix='backbone')
+    cfg.head.update(head)
+    return cfg
+
+
+@pytest.mark.parametrize('base', BASES)
+def test_zoo_checkpoint_loads_with_clean_report(base, tmp_path):
+    # An ImageNet model of the same family, saved as the model zoo does:
+    # {'state_dict': ..., 'meta': ...} with backbone.* and head.* keys.
+    imagenet = MODELS.build(_model_cfg(base, num_classes=1000))
+    state = imagenet.state_dict()
+    ckpt = tmp_path / 'pretrain' / f'{base}.pth'
+    ckpt.parent.mkdir()
+    torch.save({'state_dict': state, 'meta': {'epoch': 300}}, ckpt)
+
+    # the task model (colon: 2 classes) through the configs' init_cfg
+    task = MODELS.build(_model_cfg(base, str(ckpt), num_classes=2))
+    report = load_pretrained(task.backbone, str(ckpt), prefix='backbone')
+    assert report == dict(missing=[], unexpected=[], mismatched=[])
+    task.init_weights()
+    for key, value in task.backbone.state_dict().items():
+        torch.testing.assert_close(value, state['backbone.' + key], msg=key)
+    # the head is the task's own, freshly initialised, not ImageNet's
+    fc = task.head.fc.weight
+    assert fc.shape[0] == 2 and fc.shape != state['head.fc.weight'].shape
+
+
+def test_report_lists_foreign_keys_and_shapes(tmp_path):
+    model = MODELS.build(_model_cfg('efficientnet_b0'))
+    state = {'backbone.' + k: v for k, v in model.backbone.state_dict().items()}
+    del state['backbone.layers.0.conv.weight']
+    state['backbone.extra.weight'] = torch.zeros(3)
+    state['backbone.layers.6.bn.weight'] = torch.zeros(7)
+    torch.save(state, tmp_path / 'w.pth')
+    report = load_pretrained(model.backbone, str(tmp_path / 'w.pth'),
+                             prefix='backbone')
+    assert report == dict(missing=['layers.0.conv.weight',
+                                   'layers.6.bn.weight'],
+                          unexpected=['extra.weight'],
+                          mismatched=['layers.6.bn.weight'])
+
+
+def test_position_embedding_is_resized_not_dropped(tmp_path):
+    """Weights for 384 px load into a 224 px ViT through mmpretrain's hook."""
+    arch = dict(arch='deit-tiny', patch_size=16)
+    big = MODELS.build(dict(type='VisionTransformer', img_size=384, **arch))
+    torch.save({'backbone.' + k: v for k, v in big.state_dict().items()},
+               tmp_path / 'w.pth')
+    small = MODELS.build(dict(type='VisionTransformer', img_size=224, **arch))
+    report = load_pretrained(small, str(tmp_path / 'w.pth'), prefix='backbone')
+    assert report == dict(missing=[], unexpected=[], mismatched=[])
+    assert small.pos_embed.shape[1] == 14 * 14 + 1
+    torch.testing.assert_close(small.cls_token, big.cls_token)
+
+
+def test_missing_weights_name_the_fetch_command(tmp_path):
+    cfg = _model_cfg('swin-tiny_224', str(tmp_path / 'swin_t-66df6be6.pth'))
+    cfg.backbone.init_cfg['url'] = 'https://example.org/swin_t-66df6be6.pth'
+    model = MODELS.build(cfg)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        model.init_weights()
+    finally:
+        logger.removeHandler(handler)
+    text = ' '.join(r.getMessage() for r in records)
+    assert 'PRETRAINED WEIGHTS NOT FOUND' in text
+    assert 'python tools/download_weights.py swin_t-66df6be6.pth' in text
+
+
+@pytest.mark.parametrize('kind', ['BEiTViTAnySize', 'SwinTransformerAnySize'])
+def test_any_size_backbones_equal_mmpretrain_at_native_size(kind):
+    if kind == 'BEiTViTAnySize':
+        kw = dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                            feedforward_channels=64),
+                  img_size=64, patch_size=16, out_type='avg_featmap',
+                  use_abs_pos_emb=False, use_rel_pos_bias=True,
+                  use_shared_rel_pos_bias=False)
+        parent, native = 'BEiTViT', 64
+    else:
+        kw = dict(arch=dict(embed_dims=16, depths=[2, 2, 2, 2],
+                            num_heads=[1, 1, 2, 2]), img_size=224)
+        parent, native = 'SwinTransformer', 224
+    torch.manual_seed(0)
+    ref = MODELS.build(dict(type=parent, **kw))
+    ref.init_weights()
+    ours = MODELS.build(dict(type=kind, **kw))
+    ours.load_state_dict(ref.state_dict())
+    ref.eval()
+    ours.eval()
+    x = torch.randn(2, 3, native, native)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)[-1], ref(x)[-1])
+        with pytest.raises((AssertionError, RuntimeError)):
+            ref(torch.randn(2, 3, 32, 32))  # the parent refuses 32 px
+    ours.train()
+    out = ours(torch.randn(2, 3, 32, 32))[-1]  # ours runs and trains there
+    out.sum().backward()
+    assert all(p.grad is not None for n, p in ours.named_parameters()
+               if 'relative_position_bias_table' in n)

@@ -15,6 +15,10 @@ be allowed. The rule here is therefore:
   ``weights_only=True`` and refused with a clear message if it holds more
   than tensors.
 
+Without a GPU, mmengine's torchrun start-up and DDP wrapping assume CUDA;
+:func:`adapt_config_for_cpu` and the patched ``_init_dist_pytorch`` run
+multi-process training on gloo instead (tests, laptops).
+
 Other pitfalls of the stack are fixed by the install itself (see
 ``pyproject.toml``): ``setuptools<81`` keeps ``pkg_resources`` for mmengine,
 ``numpy<2.4`` keeps ``np.in1d`` for mmpretrain's retrieval metrics and
@@ -102,8 +106,44 @@ def _load_from_local(filename: str, map_location: Any) -> Any:
     return load_checkpoint_file(filename, map_location=map_location)
 
 
+def _init_dist_pytorch(backend: str, init_backend: str = 'torch', **kwargs) -> None:
+    """mmengine's torchrun initialisation, which also works without a GPU.
+
+    mmengine calls ``torch.cuda.set_device`` unconditionally; on a CPU-only
+    machine the process group is started with gloo instead.
+    """
+    if torch.cuda.is_available():
+        return _ORIGINAL['init_dist_pytorch'](backend, init_backend, **kwargs)
+    torch.distributed.init_process_group(backend='gloo', **kwargs)
+
+
+def adapt_config_for_cpu(cfg) -> None:
+    """Make a config's distributed settings usable on a CPU-only machine.
+
+    nccl needs GPUs, and mmengine wraps the model in DDP with
+    ``device_ids=[LOCAL_RANK]``, which DDP refuses for a CPU module.
+
+    Args:
+        cfg (mmengine.Config): Changed in place when there is no GPU.
+    """
+    if torch.cuda.is_available():
+        return
+    if cfg.get('env_cfg', {}).get('dist_cfg'):
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                     device_ids=None, broadcast_buffers=False)
+
+
+_ORIGINAL: dict = {}
+
+
 def apply() -> None:
     """Install the adaptations into mmengine. Safe to call more than once."""
+    from mmengine.dist import utils as dist_utils
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(
         prefixes='', loader=_load_from_local, force=True)
+    if 'init_dist_pytorch' not in _ORIGINAL:
+        _ORIGINAL['init_dist_pytorch'] = dist_utils._init_dist_pytorch
+        dist_utils._init_dist_pytorch = _init_dist_pytorch

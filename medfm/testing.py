@@ -75,7 +75,6 @@ def tiny_config(config: str,
     if cfg.get('train_cfg') and 'max_epochs' in cfg.train_cfg:
         cfg.train_cfg.max_epochs = max_epochs
     cfg.default_hooks.logger.interval = 1
-    cfg.env_cfg.dist_cfg = dict(backend='gloo')
     cfg.env_cfg.cudnn_benchmark = False
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -8,6 +8,8 @@ import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
 from mmengine.logging import print_log
 
+from ..compat import adapt_config_for_cpu
+
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
@@ -30,8 +32,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
     sanitize_dataloaders(cfg)
-    if not torch.cuda.is_available() and cfg.get('env_cfg', {}).get('dist_cfg'):
-        cfg.env_cfg.dist_cfg.backend = 'gloo'  # nccl needs GPUs
+    adapt_config_for_cpu(cfg)
     return cfg
 
 

@@ -158,7 +158,7 @@ def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
                 paths.append(s.img_path)
                 if 'gt_score' in s:
                     targets.append(s.gt_score.cpu().float().numpy())
-                elif 'gt_label' in s and len(s.gt_label):
+                elif 'gt_label' in s:  # empty for an image without labels
                     targets.append(label_to_onehot(
                         s.gt_label, s.pred_score.numel()).float().numpy())
     target = np.stack(targets) if len(targets) == len(scores) and targets else None

@@ -1,0 +1,28 @@
+"""tools/benchmark.py runs end to end on the CPU with tiny numbers."""
+import json
+
+
+def test_benchmark_quick_runs(tmp_path):
+    from benchmark import main
+    out = tmp_path / 'bench.json'
+    res = main(['--quick', '--device', 'cpu', '--tasks', 'colon',
+                '--images', '8', '--unique', '2', '--iters', '2', '--warmup',
+                '1', '--batch-size', '2', '--image-scale', '0.0625',
+                '--checkpoints', '2', '--naive-runs', '1', '--eval-images', '4',
+                '--memory-sizes', '8', '64', '--memory-batches', '2',
+                '--workers', '0', '--sections', 'ceiling', 'e2e', 'eval',
+                'memory', '--out', str(out)])
+    saved = json.loads(out.read_text())
+    assert saved['settings']['size'] == 32
+    assert res['ceiling']['colon']['images_per_s'] > 0
+    e2e = res['e2e']['colon']
+    assert e2e['files']['images_per_s'] > 0 and e2e['cache']['images_per_s'] > 0
+    # single-process loading: the cache served every training image
+    assert e2e['cache']['cache_hits'] == 2 * (1 + 2)
+    assert 'cache_hits' not in e2e['files']
+    assert 0 < e2e['cache']['ratio_to_ceiling']
+    ev = res['eval']
+    assert ev['evaluated'] == 2 and ev['naive_runs'] == 1
+    assert ev['naive_extrapolated'] and ev['speedup'] > 0
+    mem = res['memory']['cache']['per_worker']
+    assert set(mem) == {'8', '64'} and mem['8']['rss_mib'] > 0

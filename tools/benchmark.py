@@ -1,0 +1,585 @@
+"""Throughput benchmark: model ceiling, data path, checkpoint sweep, worker memory.
+
+Prints, in one run, and writes to ``--out`` as JSON:
+
+1. ``ceiling``: model-only training images/s (one real batch, kept on the
+   host, fed again and again through ``model.train_step``: data preprocessor,
+   forward, backward, optimizer step).
+2. ``e2e``: end-to-end training images/s through the real dataloader from
+   PNGs at the real MedFMC sizes (chest 512x512 gray, colon 1024x1024,
+   endo 1280x1024), without and with the decoded-image cache, and the ratio
+   of each to (1).
+3. ``eval``: evaluating 10 epoch checkpoints with ``tools/test_epochs.py``
+   (one process, images decoded once, weights swapped) against the naive
+   loop (one ``tools/test.py`` process per checkpoint), as a ratio.
+4. ``memory``: memory of the dataloader workers at two dataset sizes.
+5. ``densenet``: backbone-only training images/s of torchvision's DenseNet121,
+   mmpretrain's DenseNet and ``DenseNetFast``, fp32 and (on a GPU)
+   bf16 + channels_last.
+
+Examples:
+    # CPU smoke run, small images (about 2-3 minutes on 2 cores)
+    python tools/benchmark.py --quick --out bench_cpu.json
+    # GPU, real sizes, the project's fast settings
+    python tools/benchmark.py --device cuda --amp --channels-last \
+        --out bench_gpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+
+#: task -> (image (width, height), grayscale) at the real sizes
+REAL_SIZES = {'chest': ((512, 512), True), 'colon': ((1024, 1024), False),
+              'endo': ((1280, 1024), False)}
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--device', choices=['auto', 'cuda', 'cpu'], default='auto')
+    p.add_argument('--size', type=int, help='training resolution (224; '
+                   '--quick: 32)')
+    p.add_argument('--batch-size', type=int, help='64; --quick: 4')
+    p.add_argument('--amp', action='store_true', help='bf16 autocast (GPU)')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--backbone', choices=['DenseNet', 'DenseNetFast'],
+                   default='DenseNet', help='backbone for ceiling/e2e')
+    p.add_argument('--quick', action='store_true',
+                   help='CPU smoke settings: small images, few iterations')
+    p.add_argument('--tasks', nargs='+', choices=list(REAL_SIZES),
+                   default=list(REAL_SIZES))
+    p.add_argument('--sections', nargs='+', choices=SECTIONS,
+                   default=list(SECTIONS))
+    p.add_argument('--image-scale', type=float,
+                   help='image sizes relative to the real ones (1; --quick: '
+                   '0.125)')
+    p.add_argument('--images', type=int, help='training images per task '
+                   '(640; --quick: 16)')
+    p.add_argument('--unique', type=int, default=16,
+                   help='distinct images drawn per task; the rest are links')
+    p.add_argument('--iters', type=int, help='timed iterations (40; --quick: 4)')
+    p.add_argument('--warmup', type=int, help='untimed iterations (10; '
+                   '--quick: 2)')
+    p.add_argument('--workers', type=int,
+                   help='training dataloader workers (default: tune_dataloaders)')
+    p.add_argument('--short-side', type=int,
+                   help='short side of cached images (default 2x --size)')
+    p.add_argument('--checkpoints', type=int, default=10)
+    p.add_argument('--naive-runs', type=int,
+                   help='tools/test.py processes actually run (default all; '
+                   '--quick: 2); the naive time is their mean times '
+                   '--checkpoints')
+    p.add_argument('--eval-images', type=int, help='test images (128; '
+                   '--quick: 16)')
+    p.add_argument('--memory-sizes', type=int, nargs=2,
+                   help='dataset sizes for worker memory (1000 20000; '
+                   '--quick: 100 2000)')
+    p.add_argument('--memory-batches', type=int, help='batches read before '
+                   'measuring (30; --quick: 6)')
+    p.add_argument('--work-dir', help='keep data and runs here (default: a '
+                   'temporary folder, removed)')
+    p.add_argument('--out', help='write the results to this JSON file')
+    args = p.parse_args(argv)
+    quick = dict(size=32, batch_size=4, image_scale=0.125, images=16, iters=4,
+                 warmup=2, naive_runs=2, eval_images=16,
+                 memory_sizes=[100, 2000], memory_batches=6)
+    full = dict(size=224, batch_size=64, image_scale=1.0, images=640, iters=40,
+                warmup=10, naive_runs=None, eval_images=128,
+                memory_sizes=[1000, 20000], memory_batches=30)
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.short_side = args.short_side or 2 * args.size
+    args.naive_runs = min(args.naive_runs or args.checkpoints, args.checkpoints)
+    return args
+
+
+# --------------------------------------------------------------------- data
+def make_task_data(root: str, task: str, n: int, unique: int, scale: float,
+                   seed: int = 0) -> str:
+    """``n`` PNGs of one task at (scaled) real size, with annotation lists.
+
+    ``unique`` images are drawn; the others are hard links to them (copies
+    where links fail): decoding costs the same and disk use stays small.
+    Writes their annotation list ``train_20.txt``.
+    """
+    import numpy as np
+
+    from medfm.demo import NAMERS, TASKS, _draw, _label_text, _sample_labels
+    (w, h), gray = REAL_SIZES[task]
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    classes = TASKS[task][0].METAINFO['classes']
+    rng = np.random.default_rng(seed)
+    folder = osp.join(root, task, 'images')
+    os.makedirs(folder, exist_ok=True)
+    labels = _sample_labels(task, n, len(classes), rng)
+    lines, drawn = [], []
+    for i, y in enumerate(labels):
+        name, _ = NAMERS[task](rng, i)
+        path = osp.join(folder, name)
+        if i < unique:
+            _draw(y, size, gray, rng).save(path)
+            drawn.append(path)
+        else:
+            src = drawn[i % len(drawn)]
+            try:
+                os.link(src, path)
+            except OSError:
+                shutil.copyfile(src, path)
+        lines.append(f'{name} {_label_text(task, y)}')
+    with open(osp.join(root, task, 'train_20.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return osp.join(root, task)
+
+
+def write_list(path: str, lines) -> None:
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+# ------------------------------------------------------------------ helpers
+def sync() -> None:
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def bench_config(args, task: str, data_root: str, work_dir: str,
+                 cache_dir=None, ann_file='train_20.txt'):
+    """The real config of a task, pointed at the benchmark data."""
+    from medfm.testing import tiny_config
+    from medfm.utils import apply_amp
+    from medfm.utils.speed import (
+        enable_channels_last,
+        no_bf16_loss_scaling,
+        tune_dataloaders,
+        use_image_cache,
+    )
+    cfg = tiny_config(f'configs/densenet/densenet121_{task}.py', data_root,
+                      work_dir, size=args.size, batch_size=args.batch_size)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.ann_file = ann_file
+    tune_dataloaders(cfg, num_workers=args.workers)
+    cfg.env_cfg.cudnn_benchmark = args.cuda
+    cfg.model.backbone.type = args.backbone
+    if args.amp and args.cuda:
+        apply_amp(cfg, 'bfloat16')
+        no_bf16_loss_scaling(cfg)
+    if args.channels_last:
+        enable_channels_last(cfg)
+    if cache_dir:
+        use_image_cache(cfg, cache_dir)
+    cfg.default_hooks.logger.interval = 1000
+    cfg.log_level = 'WARNING'
+    bench_config.count = getattr(bench_config, 'count', 0) + 1
+    cfg.experiment_name = f'bench_{task}_{bench_config.count}'
+    return cfg
+
+
+def train_parts(cfg):
+    """Model, optimizer wrapper and training dataloader of a config."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    from mmengine.runner import Runner
+
+    from medfm.engine.speed import to_channels_last
+    runner = Runner.from_cfg(cfg)
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+    model = runner.model
+    if any(h.get('type') == 'ChannelsLastHook'
+           for h in cfg.get('custom_hooks', [])):
+        to_channels_last(model)
+    wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
+    model.train()
+    return runner, model, wrapper
+
+
+def train_steps(model, wrapper, batches, n: int) -> None:
+    for _ in range(n):
+        log_vars = model.train_step(next(batches), wrapper)
+        # the runner's logger reads every loss each iteration: a sync
+        {k: float(v) for k, v in log_vars.items()}
+
+
+def forever(loader):
+    while True:
+        yield from loader
+
+
+def measure_ceiling(args, task, data_root, work_dir) -> dict:
+    cfg = bench_config(args, task, data_root, work_dir)
+    runner, model, wrapper = train_parts(cfg)
+    batch = next(iter(runner.train_dataloader))
+    n_img = len(batch['inputs'])
+
+    def same():
+        while True:
+            yield batch
+    batches = same()
+    train_steps(model, wrapper, batches, args.warmup)
+    sync()
+    t0 = time.perf_counter()
+    train_steps(model, wrapper, batches, args.iters)
+    sync()
+    dt = time.perf_counter() - t0
+    return dict(images_per_s=n_img * args.iters / dt, batch=n_img,
+                iters=args.iters)
+
+
+def measure_e2e(args, task, data_root, work_dir, cache_dir=None) -> dict:
+    cfg = bench_config(args, task, data_root, work_dir, cache_dir)
+    runner, model, wrapper = train_parts(cfg)
+    loader = runner.train_dataloader
+    t_start = time.perf_counter()
+    batches = forever(loader)
+    train_steps(model, wrapper, batches, args.warmup)
+    sync()
+    t0 = time.perf_counter()
+    train_steps(model, wrapper, batches, args.iters)
+    sync()
+    t1 = time.perf_counter()
+    bs = cfg.train_dataloader.batch_size
+    hits = None
+    if cache_dir and loader.num_workers == 0:
+        hits = loader.dataset.pipeline.transforms[0].hits
+    out = dict(images_per_s=bs * args.iters / (t1 - t0),
+               with_startup_images_per_s=bs * (args.warmup + args.iters)
+               / (t1 - t_start),
+               workers=loader.num_workers, batch=bs, iters=args.iters,
+               warmup=args.warmup)
+    if hits is not None:
+        out['cache_hits'] = hits
+    del batches
+    return out
+
+
+# --------------------------------------------------------------------- eval
+def make_checkpoints(cfg, run_dir: str, n: int) -> None:
+    """``n`` epoch checkpoints of the config's model (distinct heads)."""
+    import torch
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(cfg.model)
+    state = model.state_dict()
+    os.makedirs(run_dir, exist_ok=True)
+    for epoch in range(1, n + 1):
+        state = {k: v.clone() for k, v in state.items()}
+        for k, v in state.items():
+            if k.startswith('head.') and v.is_floating_point():
+                v.add_(0.01 * torch.randn_like(v))
+        torch.save(dict(meta=dict(epoch=epoch), state_dict=state),
+                   osp.join(run_dir, f'epoch_{epoch}.pth'))
+    with open(osp.join(run_dir, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(run_dir, f'epoch_{n}.pth'))
+
+
+def run_tool(cmd, env) -> float:
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable] + cmd, cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if res.returncode:
+        raise RuntimeError(f'{" ".join(cmd)} failed:\n{res.stdout[-2000:]}\n'
+                           f'{res.stderr[-3000:]}')
+    return dt
+
+
+def measure_eval(args, data_root, work_dir) -> dict:
+    task = 'chest' if 'chest' in args.tasks else args.tasks[0]
+    lines = open(osp.join(data_root, task, 'train_20.txt')).read().split('\n')
+    lines = [x for x in lines if x.strip()][:args.eval_images]
+    write_list(osp.join(data_root, task, 'bench_test.txt'), lines)
+    cfg = bench_config(args, task, data_root, osp.join(work_dir, 'eval_logs'),
+                       ann_file='bench_test.txt')
+    # evaluation in fp32 both ways: tools/test.py has no AMP switch
+    cfg.optim_wrapper = dict(
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+    cfg.pop('experiment_name')
+    config = osp.join(work_dir, f'bench_eval_{task}.py')
+    cfg.dump(config)
+    run_dir = osp.join(work_dir, 'eval_run')
+    make_checkpoints(cfg, run_dir, args.checkpoints)
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    sweep_s = run_tool(['tools/test_epochs.py', config, run_dir], env)
+    with open(osp.join(run_dir, 'epochs_test.json')) as f:
+        evaluated = len(json.load(f)['rows'])
+    naive = []
+    for epoch in range(1, args.naive_runs + 1):
+        naive.append(run_tool(
+            ['tools/test.py', config, osp.join(run_dir, f'epoch_{epoch}.pth'),
+             '--work-dir', osp.join(work_dir, 'naive_logs')], env))
+    naive_total = sum(naive) / len(naive) * args.checkpoints
+    return dict(task=task, images=len(lines), checkpoints=args.checkpoints,
+                evaluated=evaluated, project_s=sweep_s, naive_runs=len(naive),
+                naive_per_checkpoint_s=sum(naive) / len(naive),
+                naive_s=naive_total,
+                naive_extrapolated=len(naive) < args.checkpoints,
+                speedup=naive_total / sweep_s)
+
+
+# ------------------------------------------------------------------- memory
+def proc_memory(pid: int) -> dict:
+    """RSS, PSS and private (USS) memory of a process, in MiB (Linux)."""
+    out = {}
+    try:
+        with open(f'/proc/{pid}/smaps_rollup') as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    out[parts[0].rstrip(':')] = int(parts[1]) / 1024
+    except OSError:
+        return {}
+    return dict(rss=out.get('Rss', 0.0), pss=out.get('Pss', 0.0),
+                uss=out.get('Private_Clean', 0.0) + out.get('Private_Dirty', 0.0))
+
+
+def measure_memory(args, data_root, work_dir, cache_dir=None) -> dict:
+    from mmengine.runner import Runner
+    task = 'colon' if 'colon' in args.tasks else args.tasks[0]
+    names = open(osp.join(data_root, task, 'train_20.txt')).read().split('\n')
+    names = [x for x in names if x.strip()]
+    results = {}
+    workers = 2
+    for n in args.memory_sizes:
+        ann = f'bench_mem_{n}.txt'
+        write_list(osp.join(data_root, task, ann),
+                   [names[i % len(names)] for i in range(n)])
+        cfg = bench_config(args, task, data_root, osp.join(work_dir, 'mem'),
+                           cache_dir, ann_file=ann)
+        loader_cfg = cfg.train_dataloader
+        loader_cfg.update(num_workers=workers, persistent_workers=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # listed more than once
+            loader = Runner.build_dataloader(loader_cfg, seed=0)
+        it = iter(loader)
+        for _ in range(args.memory_batches):
+            next(it)
+        mems = [proc_memory(w.pid) for w in it._workers]
+        del it
+        results[str(n)] = dict(
+            rss_mib=sum(m.get('rss', 0) for m in mems) / workers,
+            pss_mib=sum(m.get('pss', 0) for m in mems) / workers,
+            uss_mib=sum(m.get('uss', 0) for m in mems) / workers)
+    a, b = (results[str(n)] for n in args.memory_sizes)
+    return dict(task=task, workers=workers, batches=args.memory_batches,
+                cached=bool(cache_dir), per_worker=results,
+                uss_growth_mib=b['uss_mib'] - a['uss_mib'],
+                pss_growth_mib=b['pss_mib'] - a['pss_mib'])
+
+
+# ----------------------------------------------------------------- densenet
+def measure_densenet(args) -> dict:
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+    from mmpretrain.models.backbones import DenseNet
+
+    from medfm.models import DenseNetFast
+    device = 'cuda' if args.cuda else 'cpu'
+    size, bs = args.size, args.batch_size
+    iters, warmup = max(args.iters // 2, 2), max(args.warmup // 2, 1)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone
+            self.fc = torch.nn.Linear(1024, 19)
+
+        def forward(self, x):
+            x = self.backbone(x)[-1]
+            return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    def step(model, opt, x, y, bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.binary_cross_entropy_with_logits(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    builders = {
+        'torchvision': lambda: torchvision.models.densenet121(num_classes=19),
+        'mmpretrain DenseNet': lambda: Wrap(DenseNet('121')),
+        'DenseNetFast': lambda: Wrap(DenseNetFast('121')),
+    }
+    modes = [('fp32', False, False)]
+    if args.cuda:
+        modes.append(('bf16+channels_last', True, True))
+    out = {}
+    for name, build in builders.items():
+        for mode, bf16, cl in modes:
+            torch.manual_seed(0)
+            model = build().to(device)
+            x = torch.randn(bs, 3, size, size, device=device)
+            y = (torch.rand(bs, 19, device=device) > 0.8).float()
+            if cl:
+                model = model.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            for _ in range(warmup):
+                step(model, opt, x, y, bf16)
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                step(model, opt, x, y, bf16)
+            sync()
+            out[f'{name} {mode}'] = bs * iters / (time.perf_counter() - t0)
+            del model, opt
+    return dict(size=size, batch=bs, iters=iters, images_per_s=out)
+
+
+# --------------------------------------------------------------------- main
+def hardware(cuda: bool) -> dict:
+    info = dict(python=platform.python_version(), cpus=os.cpu_count())
+    try:
+        with open('/proc/cpuinfo') as f:
+            info['cpu'] = next((ln.split(':', 1)[1].strip() for ln in f
+                                if ln.startswith('model name')), platform.processor())
+    except OSError:
+        info['cpu'] = platform.processor()
+    import torch
+    info['torch'] = torch.__version__
+    if cuda:
+        info['gpu'] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.device == 'cpu':
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    out_path = osp.abspath(args.out) if args.out else None
+    if args.work_dir:
+        args.work_dir = osp.abspath(args.work_dir)
+    warnings.filterwarnings('ignore')
+    sys.path.insert(0, REPO)
+    os.chdir(REPO)  # configs name their _base_ files relative to the repo
+    import torch
+    from mmengine.registry import DefaultScope
+
+    import medfm  # noqa: F401  registers the project's modules
+    from medfm.datasets.cache import build_image_cache, list_images
+    from medfm.utils.speed import pipeline_loader
+    DefaultScope.get_instance('medfm_benchmark', scope_name='mmpretrain')
+    args.cuda = torch.cuda.is_available()
+    if args.device == 'cuda' and not args.cuda:
+        raise SystemExit('error: --device cuda but no GPU is available')
+    if args.amp and not args.cuda:
+        print('note: --amp needs a GPU; measuring fp32')
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix='medfm_bench_')
+    os.makedirs(work_dir, exist_ok=True)
+    data_root = osp.join(work_dir, 'data')
+    res = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+               hardware=hardware(args.cuda),
+               settings=dict(size=args.size, batch_size=args.batch_size,
+                             amp=args.amp and args.cuda,
+                             channels_last=args.channels_last,
+                             backbone=args.backbone,
+                             image_scale=args.image_scale, images=args.images,
+                             short_side=args.short_side, quick=args.quick))
+    t_all = time.perf_counter()
+
+    def say(msg):
+        print(f'[{time.perf_counter() - t_all:6.1f} s] {msg}', flush=True)
+
+    try:
+        caches = {}
+        if set(args.sections) & {'ceiling', 'e2e', 'eval', 'memory'}:
+            res['data'] = {}
+            for task in args.tasks:
+                t0 = time.perf_counter()
+                make_task_data(data_root, task, args.images, args.unique,
+                               args.image_scale)
+                t1 = time.perf_counter()
+                caches[task] = osp.join(work_dir, 'cache', task)
+                # decoded by the same transform as the config's pipeline
+                loader = pipeline_loader(bench_config(
+                    args, task, data_root, work_dir).train_dataloader.dataset.pipeline)
+                stats = build_image_cache(
+                    list_images(osp.join(data_root, task, 'images')),
+                    caches[task], short_side=args.short_side, loader=loader)
+                t2 = time.perf_counter()
+                (w, h), _ = REAL_SIZES[task]
+                res['data'][task] = dict(
+                    image_size=[round(w * args.image_scale),
+                                round(h * args.image_scale)],
+                    images=args.images, generate_s=t1 - t0,
+                    cache_build_s=t2 - t1, cache_images=stats['total'],
+                    loader=loader)
+                say(f'{task}: {args.images} images, cache built in '
+                    f'{t2 - t1:.1f} s')
+        if 'ceiling' in args.sections:
+            res['ceiling'] = {}
+            for task in args.tasks:
+                r = measure_ceiling(args, task, data_root,
+                                    osp.join(work_dir, 'runs'))
+                res['ceiling'][task] = r
+                say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s')
+        if 'e2e' in args.sections:
+            res['e2e'] = {}
+            for task in args.tasks:
+                row = {}
+                for tag, cache in (('files', None), ('cache', caches[task])):
+                    r = measure_e2e(args, task, data_root,
+                                    osp.join(work_dir, 'runs'), cache)
+                    ceil = res.get('ceiling', {}).get(task)
+                    if ceil:
+                        r['ratio_to_ceiling'] = r['images_per_s'] \
+                            / ceil['images_per_s']
+                    row[tag] = r
+                    say(f'(2) e2e {task} from {tag}: {r["images_per_s"]:.1f} '
+                        f'images/s steady ({r["with_startup_images_per_s"]:.1f}'
+                        ' with start-up)'
+                        + (f', {100 * r["ratio_to_ceiling"]:.0f}% of ceiling'
+                           if 'ratio_to_ceiling' in r else ''))
+                res['e2e'][task] = row
+        if 'eval' in args.sections:
+            r = measure_eval(args, data_root, work_dir)
+            res['eval'] = r
+            say(f'(3) {r["checkpoints"]} checkpoints, {r["images"]} images: '
+                f'test_epochs.py {r["project_s"]:.1f} s, naive '
+                f'{r["naive_s"]:.1f} s'
+                + (f' ({r["naive_runs"]} run, x{r["checkpoints"]})'
+                   if r['naive_extrapolated'] else '')
+                + f': {r["speedup"]:.1f}x')
+        if 'memory' in args.sections:
+            res['memory'] = {}
+            task = 'colon' if 'colon' in args.tasks else args.tasks[0]
+            for tag, cache in (('files', None), ('cache', caches.get(task))):
+                r = measure_memory(args, data_root, work_dir, cache)
+                res['memory'][tag] = r
+                sizes = ', '.join(
+                    f'{n} images: USS {v["uss_mib"]:.0f} / PSS {v["pss_mib"]:.0f}'
+                    f' / RSS {v["rss_mib"]:.0f} MiB'
+                    for n, v in r['per_worker'].items())
+                say(f'(4) worker memory ({tag}), per worker: {sizes}')
+        if 'densenet' in args.sections:
+            r = measure_densenet(args)
+            res['densenet'] = r
+            for name, v in r['images_per_s'].items():
+                say(f'(5) backbone {name}: {v:.1f} images/s')
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    res['total_s'] = time.perf_counter() - t_all
+    say('done')
+    if out_path:
+        from medfm.utils import write_json
+        write_json(out_path, res)
+        print(f'written: {out_path}')
+    return res
+
+
+if __name__ == '__main__':
+    main()

@@ -1,7 +1,8 @@
 from .backbones import BEiTViTAnySize, SwinTransformerAnySize
 from .densenet_fast import DenseNetFast
+from .vpt import PromptedSwinTransformer, PromptedViT
 from .weight_init import PretrainedIfExists, count_parameters, load_pretrained
 
 __all__ = ['BEiTViTAnySize', 'SwinTransformerAnySize',
            'PretrainedIfExists', 'count_parameters', 'load_pretrained',
-           'DenseNetFast']
+           'PromptedSwinTransformer', 'PromptedViT', 'DenseNetFast']

@@ -1,0 +1,25 @@
+# Swin-B with 5 deep visual prompts per block, 384 px, batch 4: the MedFM
+# baseline. Shallow prompts: --cfg-options model.backbone.prompt_mode=shallow
+# Shot and experiment are chosen by the annotation lists (docs/protocol.md):
+#   python tools/train.py configs/vpt/swin-b_vpt5_colon.py --cfg-options \
+#     train_dataloader.dataset.ann_file=colon_1-shot_train_exp1.txt \
+#     val_dataloader.dataset.ann_file=colon_1-shot_val_exp1.txt
+_base_ = [
+    '../_base_/models/vpt_swin_base_384.py',
+    '_base_/colon_384px.py',
+    '../_base_/schedules/adamw_20e.py',
+    '../_base_/default_runtime.py',
+]
+# tumor vs normal: one softmax over two classes
+model = dict(
+    head=dict(
+        _delete_=True,
+        type='LinearClsHead',
+        num_classes=2,
+        in_channels=1024,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1,)))
+# lr is for batch 4 (the baseline's); --auto-scale-lr scales from there
+auto_scale_lr = dict(base_batch_size=4)
+# the backbone is most of every checkpoint: keep the best and the last
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))

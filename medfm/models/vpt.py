@@ -1,0 +1,410 @@
+"""Visual prompt tuning (VPT) backbones: prompted ViT and Swin Transformer.
+
+VPT (Jia et al., ECCV 2022) keeps a pretrained transformer frozen and learns
+a few extra tokens ("prompts") that the frozen layers attend to, plus the
+classification head. It is the MedFM challenge baseline (Swin-B, 384 px,
+5 prompts).
+
+* **deep** prompts: every layer gets its own prompts; the outputs of a
+  layer's prompt tokens are dropped and the next layer's prompts take their
+  place.
+* **shallow** prompts: prompts enter before the first layer and travel
+  through the network like image tokens.
+
+For Swin, whose attention is local, the prompts join every window (each
+window attends to its own tokens and the prompts); a shallow prompt's output
+is the mean of its outputs over the windows, and the patch merging between
+stages turns it into a prompt of the next stage's width by treating it as
+all four merged positions. Feature maps smaller than the window (small
+inputs) get a window the size of the map instead of being refused.
+
+``prompt_length=0`` gives the plain frozen backbone (linear probe) and
+``freeze_backbone=False`` fine-tunes everything, with the same code path.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model.weight_init import initialize
+from mmpretrain.models.backbones import SwinTransformer, VisionTransformer
+from mmpretrain.models.utils import ShiftWindowMSA, resize_pos_embed
+from mmpretrain.registry import MODELS
+from torch import nn
+
+from .weight_init import count_parameters
+
+PROMPT_MODES = ('deep', 'shallow')
+_PRETRAINED = ('Pretrained', 'PretrainedIfExists')
+
+
+def _uniform_prompt(shape: Sequence[int], patch_size: int,
+                    embed_dims: int) -> nn.Parameter:
+    """Prompt tensor initialised as in VPT (Xavier-uniform of a patch)."""
+    bound = math.sqrt(6.0 / float(3 * patch_size * patch_size + embed_dims))
+    return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+
+
+class _PromptMixin:
+    """Freezing, logging and weight loading shared by the prompted backbones."""
+
+    prompt_length: int
+    freeze_backbone: bool
+
+    def _freeze(self) -> None:
+        if not self.freeze_backbone:
+            return
+        for name, param in self.named_parameters():
+            param.requires_grad = name.startswith('prompt')
+        total, trainable = count_parameters(self)
+        print_log(f'{type(self).__name__}: {self.prompt_length} '
+                  f'{self.prompt_mode} prompt(s), {trainable:,} trainable of '
+                  f'{total:,} parameters (backbone frozen)', logger='current')
+
+    def _train_frozen(self, mode: bool) -> None:
+        # frozen modules stay in eval mode (no dropout / drop path), as
+        # mmpretrain does for frozen stages; prompt dropout keeps training
+        if self.freeze_backbone and mode:
+            for name, module in self.named_children():
+                if not name.startswith('prompt'):
+                    module.eval()
+
+    def _init_pretrained_last(self, init_weights) -> None:
+        """Run ``init_weights`` with a pretrained ``init_cfg`` applied last.
+
+        mmengine applies a custom initialiser such as ``PretrainedIfExists``
+        *before* the children's own ``init_weights`` (only ``Pretrained`` goes
+        last), so the window-attention position tables and the ViT position
+        embedding would be re-drawn after loading.
+        """
+        cfgs = self.init_cfg
+        cfg_list = cfgs if isinstance(cfgs, list) else [cfgs] if cfgs else []
+        pretrained = [c for c in cfg_list if c.get('type') in _PRETRAINED]
+        if not pretrained:
+            init_weights()
+            return
+        others = [c for c in cfg_list if c not in pretrained]
+        self.init_cfg = others or None
+        try:
+            init_weights()
+        finally:
+            self.init_cfg = cfgs
+        initialize(self, pretrained)
+
+
+# ----------------------------------------------------------------------- ViT
+@MODELS.register_module()
+class PromptedViT(_PromptMixin, VisionTransformer):
+    """Vision Transformer with visual prompts, backbone frozen.
+
+    Prompt tokens sit between the class token and the patch tokens.
+
+    Args:
+        prompt_length (int): Prompt tokens per layer (deep) or in all
+            (shallow); 0 gives the plain backbone. Defaults to 5.
+        prompt_mode (str): ``'deep'`` or ``'shallow'``. Defaults to 'deep'.
+        prompt_drop_rate (float): Dropout on the prompts. Defaults to 0.
+        freeze_backbone (bool): Freeze every parameter but the prompts.
+            Defaults to True.
+        **kwargs: Passed to :class:`mmpretrain.models.VisionTransformer`.
+
+    Examples:
+        >>> import torch
+        >>> vit = PromptedViT(arch='deit-tiny', img_size=32, prompt_length=3)
+        >>> vit(torch.rand(2, 3, 32, 32))[0].shape
+        torch.Size([2, 192])
+    """
+
+    def __init__(self,
+                 *args,
+                 prompt_length: int = 5,
+                 prompt_mode: str = 'deep',
+                 prompt_drop_rate: float = 0.,
+                 freeze_backbone: bool = True,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(f'prompt_mode must be one of {PROMPT_MODES}, '
+                             f'got {prompt_mode!r}')
+        self.prompt_length = int(prompt_length)
+        self.prompt_mode = prompt_mode
+        self.freeze_backbone = freeze_backbone
+        patch = self.patch_embed.projection.kernel_size[0]
+        layers = self.num_layers if prompt_mode == 'deep' else 1
+        if self.prompt_length > 0:
+            self.prompt_embeddings = _uniform_prompt(
+                (layers, self.prompt_length, self.embed_dims), patch,
+                self.embed_dims)
+        else:
+            self.prompt_embeddings = None
+        self.prompt_dropout = nn.Dropout(prompt_drop_rate)
+        self._freeze()
+
+    def init_weights(self) -> None:
+        """Initialise, loading pretrained weights after the children's init."""
+        self._init_pretrained_last(super().init_weights)
+
+    def train(self, mode: bool = True) -> 'PromptedViT':
+        """Set the mode; frozen parts stay in eval mode."""
+        super().train(mode)
+        self._train_frozen(mode)
+        return self
+
+    def _prompts(self, layer: int, batch: int) -> torch.Tensor:
+        p = self.prompt_embeddings[layer].unsqueeze(0).expand(batch, -1, -1)
+        return self.prompt_dropout(p)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Forward; outputs as :class:`VisionTransformer` (prompts removed)."""
+        B = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            patch_resolution,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
+        x = self.drop_after_pos(x)
+        x = self.pre_norm(x)
+
+        n, P = self.num_extra_tokens, self.prompt_length
+        if P:  # [extra tokens, prompts, patches]
+            x = torch.cat((x[:, :n], self._prompts(0, B), x[:, n:]), dim=1)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if P and i > 0 and self.prompt_mode == 'deep':
+                x = torch.cat((x[:, :n], self._prompts(i, B), x[:, n + P:]),
+                              dim=1)
+            x = layer(x)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                tokens = torch.cat((x[:, :n], x[:, n + P:]), dim=1)
+                outs.append(self._format_output(tokens, patch_resolution))
+        return tuple(outs)
+
+
+# ---------------------------------------------------------------------- Swin
+def _relative_index(wnd: int, ws: int, device) -> torch.Tensor:
+    """Relative-position index of a ``wnd`` window into a ``ws`` table."""
+    coords = torch.stack(torch.meshgrid(
+        torch.arange(wnd), torch.arange(wnd), indexing='ij')).flatten(1)
+    rel = coords[:, :, None] - coords[:, None, :] + ws - 1  # (2, N, N)
+    return (rel[0] * (2 * ws - 1) + rel[1]).to(device)
+
+
+def _prompted_window_attention(msa: ShiftWindowMSA, x: torch.Tensor,
+                               hw_shape: Tuple[int, int],
+                               prompts: torch.Tensor
+                               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(Shifted) window attention where every window also sees the prompts.
+
+    Follows :meth:`ShiftWindowMSA.forward` and ``WindowMSA.forward`` of
+    mmpretrain 1.2.0, with the prompts prepended to each window (zero
+    relative-position bias and no shift mask for them). For a map smaller
+    than the window, the window shrinks to the map (the stock module
+    refuses such maps unless ``pad_small_map``).
+
+    Args:
+        msa (ShiftWindowMSA): The block's attention module.
+        x (torch.Tensor): Normalised tokens ``(B, H*W, C)``.
+        hw_shape (tuple[int, int]): ``(H, W)``.
+        prompts (torch.Tensor): Normalised prompts ``(B, P, C)``.
+
+    Returns:
+        tuple[torch.Tensor, torch.Tensor]: New tokens ``(B, H*W, C)`` and
+        prompts ``(B, P, C)`` (the mean over windows).
+    """
+    B, L, C = x.shape
+    H, W = hw_shape
+    ws, shift = msa.window_size, msa.shift_size
+    if min(H, W) <= ws and not msa.pad_small_map:
+        shift = 0  # one window: no shift, as the stock module does
+    # a map smaller than the window: shrink the window to the map (as the
+    # original Swin does) instead of attending over padding
+    wnd = min(ws, max(H, W)) if not msa.pad_small_map else ws
+    x = x.view(B, H, W, C)
+    pad_r, pad_b = (wnd - W % wnd) % wnd, (wnd - H % wnd) % wnd
+    x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+    Hp, Wp = x.shape[1], x.shape[2]
+    if shift > 0:
+        x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+    mask = msa.get_attn_mask((Hp, Wp), wnd, shift, device=x.device)
+    windows = msa.window_partition(x, wnd).view(-1, wnd * wnd, C)  # (B*nW,N,C)
+    nW = windows.shape[0] // B
+    P = prompts.shape[1]
+    tokens = torch.cat((prompts.repeat_interleave(nW, dim=0), windows), dim=1)
+
+    w = msa.w_msa
+    Bw, N = tokens.shape[:2]
+    qkv = w.qkv(tokens).reshape(Bw, N, 3, w.num_heads,
+                                C // w.num_heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0] * w.scale, qkv[1], qkv[2]
+    attn = q @ k.transpose(-2, -1)  # (B*nW, heads, N, N)
+    index = (w.relative_position_index if wnd == ws else
+             _relative_index(wnd, ws, x.device))
+    bias = w.relative_position_bias_table[index.reshape(-1)].view(
+        wnd * wnd, wnd * wnd, -1)
+    bias = F.pad(bias.permute(2, 0, 1), (P, 0, P, 0))  # prompts: no bias
+    attn = attn + bias.unsqueeze(0)
+    if mask is not None:
+        mask = F.pad(mask, (P, 0, P, 0))
+        attn = attn.view(B, nW, w.num_heads, N, N) + mask[None, :, None]
+        attn = attn.view(-1, w.num_heads, N, N)
+    attn = w.attn_drop(w.softmax(attn))
+    out = w.proj_drop(w.proj((attn @ v).transpose(1, 2).reshape(Bw, N, C)))
+
+    new_prompts = out[:, :P].reshape(B, nW, P, C).mean(1)
+    out = out[:, P:].reshape(-1, wnd, wnd, C)
+    x = msa.window_reverse(out, Hp, Wp, wnd)
+    if shift > 0:
+        x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+    x = x[:, :H, :W, :].contiguous().view(B, H * W, C)
+    return msa.drop(x), msa.drop(new_prompts)
+
+
+def _prompted_block(block: nn.Module, x: torch.Tensor,
+                    hw_shape: Tuple[int, int], prompts: torch.Tensor
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One Swin block (``SwinBlock``) on image tokens and prompts."""
+    ax, ap = _prompted_window_attention(
+        block.attn, block.norm1(x), hw_shape, block.norm1(prompts))
+    x, prompts = x + ax, prompts + ap
+    x = block.ffn(block.norm2(x), identity=x)
+    prompts = block.ffn(block.norm2(prompts), identity=prompts)
+    return x, prompts
+
+
+def _merge_prompts(merging: nn.Module, prompts: torch.Tensor) -> torch.Tensor:
+    """Patch merging of a prompt: the prompt stands at all four positions."""
+    # nn.Unfold orders the merged channels channel-major (c0k0 c0k1 ...)
+    k = merging.sampler.kernel_size
+    p = prompts.repeat_interleave(k[0] * k[1], dim=-1)
+    p = merging.norm(p) if merging.norm is not None else p
+    return merging.reduction(p)
+
+
+@MODELS.register_module()
+class PromptedSwinTransformer(_PromptMixin, SwinTransformer):
+    """Swin Transformer with visual prompts, backbone frozen.
+
+    Args:
+        prompt_length (int): Prompt tokens per block (deep) or in all
+            (shallow); 0 gives the plain backbone. Defaults to 5.
+        prompt_mode (str): ``'deep'`` or ``'shallow'``. Defaults to 'deep'.
+        prompt_drop_rate (float): Dropout on the prompts. Defaults to 0.
+        freeze_backbone (bool): Freeze every parameter but the prompts.
+            Defaults to True.
+        **kwargs: Passed to :class:`mmpretrain.models.SwinTransformer`
+            (``with_cp`` is not supported).
+
+    Examples:
+        >>> import torch
+        >>> swin = PromptedSwinTransformer(arch='tiny', img_size=32)
+        >>> swin(torch.rand(1, 3, 32, 32))[0].shape
+        torch.Size([1, 768, 1, 1])
+    """
+
+    def __init__(self,
+                 *args,
+                 prompt_length: int = 5,
+                 prompt_mode: str = 'deep',
+                 prompt_drop_rate: float = 0.,
+                 freeze_backbone: bool = True,
+                 **kwargs) -> None:
+        if kwargs.get('with_cp'):
+            raise ValueError('PromptedSwinTransformer does not support with_cp')
+        super().__init__(*args, **kwargs)
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(f'prompt_mode must be one of {PROMPT_MODES}, '
+                             f'got {prompt_mode!r}')
+        self.prompt_length = int(prompt_length)
+        self.prompt_mode = prompt_mode
+        self.freeze_backbone = freeze_backbone
+        patch = self.patch_embed.projection.kernel_size[0]
+        dims = [stage.embed_dims for stage in self.stages]
+        prompts: List[nn.Parameter] = []
+        if self.prompt_length > 0:
+            if prompt_mode == 'deep':
+                prompts = [
+                    _uniform_prompt((depth, self.prompt_length, d), patch, d)
+                    for depth, d in zip(self.depths, dims)]
+            else:
+                prompts = [_uniform_prompt((1, self.prompt_length, dims[0]),
+                                           patch, dims[0])]
+        self.prompt_embeddings = nn.ParameterList(prompts)
+        self.prompt_dropout = nn.Dropout(prompt_drop_rate)
+        self._freeze()
+
+    def init_weights(self) -> None:
+        """Initialise, loading pretrained weights after the children's init."""
+        self._init_pretrained_last(super().init_weights)
+
+    def train(self, mode: bool = True) -> 'PromptedSwinTransformer':
+        """Set the mode; frozen parts stay in eval mode."""
+        super().train(mode)
+        self._train_frozen(mode)
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              *args, **kwargs) -> None:
+        # SwinTransformer renames old checkpoint keys only when the class is
+        # exactly SwinTransformer; do the same for this subclass
+        version = local_metadata.get('version', None)
+        if version is None or version < 2:
+            last = f'{prefix}norm{len(self.stages) - 1}.'
+            for k in [k for k in state_dict if k.startswith(prefix + 'norm.')]:
+                state_dict[last + k[len(prefix) + 5:]] = state_dict.pop(k)
+        if version is None or version < 3:
+            for k in [k for k in state_dict if 'attn_mask' in k]:
+                del state_dict[k]
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      *args, **kwargs)
+
+    def _prompts(self, stage: int, block: int, batch: int) -> torch.Tensor:
+        p = self.prompt_embeddings[stage][block]
+        return self.prompt_dropout(p.unsqueeze(0).expand(batch, -1, -1))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Forward; outputs as :class:`SwinTransformer` (prompts removed)."""
+        B = x.shape[0]
+        x, hw_shape = self.patch_embed(x)
+        if self.use_abs_pos_embed:
+            x = x + resize_pos_embed(
+                self.absolute_pos_embed, self.patch_resolution, hw_shape,
+                self.interpolate_mode, self.num_extra_tokens)
+        x = self.drop_after_pos(x)
+
+        deep = self.prompt_mode == 'deep' and self.prompt_length > 0
+        prompts: Optional[torch.Tensor] = None
+        if not deep:  # shallow prompts travel; none at all: an empty tensor
+            prompts = (self._prompts(0, 0, B) if self.prompt_length else
+                       x.new_zeros((B, 0, x.shape[-1])))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            for j, block in enumerate(stage.blocks):
+                if deep:
+                    prompts = self._prompts(i, j, B)
+                x, prompts = _prompted_block(block, x, hw_shape, prompts)
+            merge = stage.downsample is not None
+            if merge and self.out_after_downsample:
+                x, hw_shape = stage.downsample(x, hw_shape)
+                if not deep:
+                    prompts = _merge_prompts(stage.downsample, prompts)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(x)
+                out = out.view(-1, *hw_shape, self.num_features[i])
+                outs.append(out.permute(0, 3, 1, 2).contiguous())
+            if merge and not self.out_after_downsample:
+                x, hw_shape = stage.downsample(x, hw_shape)
+                if not deep:
+                    prompts = _merge_prompts(stage.downsample, prompts)
+        return tuple(outs)
+
+
+__all__ = ['PromptedViT', 'PromptedSwinTransformer']

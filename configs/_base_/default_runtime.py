@@ -12,7 +12,11 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
-custom_hooks = [dict(type='ClassCountCheckHook'), dict(type='FiniteLossHook')]
+custom_hooks = [
+    dict(type='ClassCountCheckHook'),  # head vs dataset classes, before step 1
+    dict(type='FiniteLossHook'),  # stop at a NaN/inf loss
+    dict(type='EpochSeedHook'),  # resumed runs draw the same augmentations
+]
 
 env_cfg = dict(
     cudnn_benchmark=True,

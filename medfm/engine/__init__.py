@@ -1,5 +1,5 @@
-from .hooks import ClassCountCheckHook, FiniteLossHook
+from .hooks import ClassCountCheckHook, EpochSeedHook, FiniteLossHook
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
-__all__ = ['ClassCountCheckHook', 'FiniteLossHook', 'ChannelsLastHook',
-           'FastClsDataPreprocessor']
+__all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
+           'ChannelsLastHook', 'FastClsDataPreprocessor']

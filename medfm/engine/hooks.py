@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
@@ -68,3 +71,25 @@ class FiniteLossHook(Hook):
                     f'(epoch {runner.epoch + 1}, batch {batch_idx + 1}); '
                     'training stopped. Lower the learning rate or enable '
                     'gradient clipping, then resume from the last checkpoint.')
+
+
+@HOOKS.register_module()
+class EpochSeedHook(Hook):
+    """Reseed Python, numpy and torch at the start of every epoch.
+
+    mmengine's checkpoints do not hold the random number generators' states,
+    so a resumed run would draw other augmentations than an uninterrupted
+    one. Seeding with ``seed + epoch`` makes epoch ``k`` identical either way
+    (in the main process and in workers started for that epoch; persistent
+    workers keep their own streams).
+    """
+
+    priority = 'VERY_LOW'
+
+    def before_train_epoch(self, runner) -> None:
+        if runner.seed is None:
+            return
+        seed = (runner.seed + runner.epoch) % 2**32
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)

@@ -111,8 +111,16 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def num_extra_tokens(backbone: nn.Module) -> int:
-    """Tokens before the patch tokens (ViT: 1 cls token; Swin: 0)."""
-    return int(getattr(backbone, 'num_extra_tokens', 0))
+    """Tokens before the patch tokens of a ViT-like backbone.
+
+    ViT: the cls token (and DeiT's distillation token); a prompted ViT
+    (:class:`medfm.models.vpt.PromptedViT`) puts its prompts between them and
+    the patches. Swin has none.
+    """
+    extra = int(getattr(backbone, 'num_extra_tokens', 0) or 0)
+    if hasattr(backbone, 'layers'):  # ViT family; Swin keeps prompts apart
+        extra += int(getattr(backbone, 'prompt_length', 0) or 0)
+    return extra
 
 
 def default_target_layers(model: nn.Module) -> List[nn.Module]:
@@ -126,7 +134,7 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
     """
     backbone = model.backbone
     layers = getattr(backbone, 'layers', None)
-    if num_extra_tokens(backbone) > 0 and layers is not None \
+    if getattr(backbone, 'num_extra_tokens', 0) and layers is not None \
             and hasattr(layers[-1], 'ln1'):
         # ViT: the patch tokens reach the cls token only through the last
         # attention, so take the norm in front of it
@@ -386,6 +394,9 @@ class CAMVisualizer:
         predicted = set(self.select_classes(scores))
         # one forward/backward for all classes: the image repeated per class
         batch = inputs.repeat(len(picked), 1, 1, 1)
+        # a frozen backbone (linear probe, VPT) has no parameter that needs a
+        # gradient in front of the target layer: ask for one at the input
+        batch.requires_grad_(True)
         targets = [ClassifierOutputTarget(c) for c in picked]
         with torch.enable_grad():
             maps = self.cam(batch, targets, aug_smooth=self.aug_smooth,

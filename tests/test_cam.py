@@ -16,6 +16,11 @@ TRANSFORMERS = {
     'vit': dict(type='VisionTransformer', img_size=64, patch_size=16,
                 arch=dict(embed_dims=32, num_layers=2, num_heads=2,
                           feedforward_channels=64)),
+    # prompts sit between the cls token and the patches (medfm.models.vpt)
+    'vpt-vit': dict(type='PromptedViT', img_size=64, patch_size=16,
+                    prompt_length=3, out_type='cls_token',
+                    arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                              feedforward_channels=64)),
     'swin': dict(type='SwinTransformer', img_size=64, window_size=2,
                  arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
                            num_heads=[1, 1, 2, 2])),
@@ -142,7 +147,7 @@ def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path):
 def test_transformer_token_reshape(arch, demo_root, tmp_path):
     cfg = tiny_config(CONFIG, demo_root, str(tmp_path), size=64)
     cfg.model.backbone = ConfigDict(TRANSFORMERS[arch])
-    if arch == 'vit':
+    if arch.endswith('vit'):
         cfg.model.neck = None  # the cls token feeds the head
         cfg.model.head.in_channels = 32
     else:
@@ -154,9 +159,13 @@ def test_transformer_token_reshape(arch, demo_root, tmp_path):
     ckpt = tmp_path / 'w.pth'
     torch.save(model.state_dict(), ckpt)
     vis = CAMVisualizer.from_config(cfg, str(ckpt), method='gradcam')
-    if arch == 'vit':
+    if arch.endswith('vit'):
         # the norm in front of the last attention, cls token dropped
         assert vis.target_layers == [vis.model.backbone.layers[-1].ln1]
+    if arch == 'vpt-vit':
+        # a fully frozen model (linear probe) still gets its gradients
+        for p in vis.model.parameters():
+            p.requires_grad_(False)
     img = _image(demo_root)
     h, w = cv2.imread(img).shape[:2]
     results = vis(img, classes=[0, 1])

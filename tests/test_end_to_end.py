@@ -88,3 +88,29 @@ def test_class_count_mismatch_stops(demo_root, tmp_path):
                           head=dict(num_classes=4))))
     with pytest.raises(ValueError, match='num_classes=4.*has 19 classes'):
         Runner.from_cfg(cfg).train()
+
+
+def test_truncated_checkpoint_skipped(trained_run, demo_root, tmp_path):
+    import shutil
+    work = tmp_path / 'run'
+    shutil.copytree(trained_run, work)
+    ckpt = work / 'epoch_1.pth'
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    p = run('bash', 'test.sh', CONFIG, str(work), *_opts(demo_root, 2))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'skipped:' in p.stdout and 'epoch_1.pth' in p.stdout
+    rows = json.loads((work / 'epochs_test.json').read_text())
+    assert [r['epoch'] for r in rows['rows']] == [2]
+    assert 'truncated or corrupt' in rows['skipped'][0]
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    from medfm.utils import atomic_write, write_csv
+    path = tmp_path / 'table.csv'
+    write_csv(str(path), ['a'], [[1]])
+    with pytest.raises(RuntimeError):
+        with atomic_write(str(path)) as f:
+            f.write('half')
+            raise RuntimeError('killed')
+    assert path.read_text().splitlines() == ['a', '1']
+    assert [p.name for p in tmp_path.iterdir()] == ['table.csv']

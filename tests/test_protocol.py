@@ -1,0 +1,59 @@
+"""The protocol runner on demo data: 2 experiments, 1 epoch, tiny model."""
+import csv
+import math
+import os.path as osp
+
+import run_protocol
+
+from medfm.testing import tiny_config
+
+# a ViT small enough for the CPU, with the VPT config's real everything else
+TINY_VIT = {'model.backbone.arch': 'deit-tiny', 'model.backbone.init_cfg': None,
+            'model.head.in_channels': 192}
+
+
+def _tiny_cfg_file(config, demo_root, tmp_path):
+    cfg = tiny_config(config, demo_root, str(tmp_path / 'unused'), size=32,
+                      batch_size=4, cfg_options=TINY_VIT)
+    path = str(tmp_path / 'tiny.py')
+    cfg.dump(path)
+    return path
+
+
+def test_run_protocol_two_experiments(demo_root, tmp_path):
+    cfg = _tiny_cfg_file('configs/vpt/vit-b_vpt5_endo.py', demo_root, tmp_path)
+    out = tmp_path / 'out'
+    result = run_protocol.main([
+        cfg, '--shot', '1', '--exps', '1', '2', '--epochs', '1',
+        '--pool', 'train_20.txt', '--split-dir', str(tmp_path / 'splits'),
+        '--work-dir', str(out), '--predict',
+        '--cfg-options', 'default_hooks.logger.interval=1'])
+    # the splits were written from the pool, and used
+    for exp in (1, 2):
+        assert (tmp_path / 'splits' / f'endo_1-shot_train_exp{exp}.txt').is_file()
+        assert osp.isfile(result['rows'][exp - 1]['checkpoint'])
+    rows = list(csv.DictReader(open(result['experiments'])))
+    assert [r['exp'] for r in rows] == ['1', '2']
+    summary = list(csv.DictReader(open(result['csv'])))
+    assert len(summary) == 1
+    s = summary[0]
+    assert (s['task'], s['shot'], s['experiments']) == ('endo', '1', '2')
+    for metric in ('mAP', 'AUC', 'score'):
+        values = [float(r[metric]) for r in rows]
+        assert math.isclose(float(s[f'{metric}_mean']), sum(values) / 2,
+                            abs_tol=1e-3)
+        assert float(s[f'{metric}_std']) >= 0
+    # the score is the challenge's: mean of mAP and AUC
+    for r in rows:
+        assert math.isclose(float(r['score']),
+                            (float(r['mAP']) + float(r['AUC'])) / 2, abs_tol=1e-3)
+    md = open(result['markdown']).read()
+    assert '| score |' in md and '±' in md and 'exp2' in md
+    # one submission per experiment, in the challenge's result layout
+    test_names = open(osp.join(demo_root, 'endo', 'test_WithoutLabel.txt')
+                      ).read().split()
+    for exp in (1, 2):
+        sub = out / 'result' / f'exp{exp}' / 'endo_1-shot_submission.csv'
+        lines = sub.read_text().splitlines()
+        assert [line.split(',')[0] for line in lines] == test_names
+        assert all(len(line.split(',')) == 5 for line in lines)

@@ -1,0 +1,71 @@
+"""Score an unlabelled list and write the challenge's submission file.
+
+The file has one line per image, in list order: the file name, then one
+score per class (label order) with 8 decimals, no header. With ``--task``,
+``--shot`` and ``--exp`` it goes to the challenge's result folder,
+``<result-dir>/exp<k>/<task>_<N>-shot_submission.csv``.
+
+Examples:
+    python tools/predict.py configs/vpt/swin-b_vpt5_chest.py \
+        work_dirs/protocol/swin-b_vpt5_chest/chest_1-shot/exp1/epoch_20.pth \
+        --shot 1 --exp 1 --result-dir result
+    python tools/predict.py CONFIG CHECKPOINT --out my_submission.csv \
+        --ann-file test_WithoutLabel.txt --zip
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import shutil
+
+from mmengine.config import DictAction
+from mmengine.registry import init_default_scope
+
+from medfm.protocol import predict, submission_path, task_of, write_submission
+from medfm.utils import load_config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', help='config the checkpoint was trained with')
+    p.add_argument('checkpoint', help='checkpoint of a run')
+    p.add_argument('--ann-file', default='test_WithoutLabel.txt',
+                   help='list to score, relative to the data root unless '
+                   'absolute (default test_WithoutLabel.txt)')
+    p.add_argument('--data-root', help="override the test dataset's data_root")
+    p.add_argument('--out', help='submission file (instead of the result '
+                   'folder layout)')
+    p.add_argument('--result-dir', default='result',
+                   help='result folder (default result)')
+    p.add_argument('--shot', type=int, help='N of the file name')
+    p.add_argument('--exp', type=int, help='experiment of the folder')
+    p.add_argument('--zip', action='store_true',
+                   help='also zip the result folder (result.zip)')
+    p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if args.out:
+        path = args.out
+    elif args.shot is not None and args.exp is not None:
+        path = submission_path(args.result_dir, task_of(cfg), args.shot, args.exp)
+    else:
+        raise SystemExit('give --out, or --shot and --exp for the result folder')
+    names, scores = predict(cfg, args.checkpoint, args.ann_file, args.data_root,
+                            args.device)
+    write_submission(path, names, scores)
+    print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')
+    if args.zip:
+        root = args.result_dir if not args.out else osp.dirname(path) or '.'
+        archive = shutil.make_archive(osp.abspath(root), 'zip', root)
+        print(f'zipped {root} -> {archive}')
+    return path
+
+
+if __name__ == '__main__':
+    main()

@@ -139,6 +139,9 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
         # ViT: the patch tokens reach the cls token only through the last
         # attention, so take the norm in front of it
         return [layers[-1].ln1]
+    if getattr(backbone, 'gap_before_final_norm', False):
+        # ConvNeXt: the final norm sees the pooled 1x1 map; take the last stage
+        return [backbone.stages[-1]]
     transitions = getattr(backbone, 'transitions', None)
     if transitions is not None and len(transitions):
         # DenseNet: the final norm + ReLU after the last dense block

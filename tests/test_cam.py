@@ -1,4 +1,4 @@
-"""Grad-CAM, Grad-CAM++ and EigenCAM on DenseNet121 and tiny ViT / Swin."""
+"""Grad-CAM, Grad-CAM++, EigenCAM: DenseNet121; tiny ViT, VPT, Swin, ConvNeXt."""
 import glob
 import os.path as osp
 
@@ -12,7 +12,7 @@ from medfm.cam import CAMVisualizer, build_classifier
 from medfm.testing import tiny_config
 
 CONFIG = 'configs/densenet/densenet121_endo.py'  # multi-label, 4 classes
-TRANSFORMERS = {
+BACKBONES = {
     'vit': dict(type='VisionTransformer', img_size=64, patch_size=16,
                 arch=dict(embed_dims=32, num_layers=2, num_heads=2,
                           feedforward_channels=64)),
@@ -21,6 +21,8 @@ TRANSFORMERS = {
                     prompt_length=3, out_type='cls_token',
                     arch=dict(embed_dims=32, num_layers=2, num_heads=2,
                               feedforward_channels=64)),
+    'convnext': dict(type='ConvNeXt', gap_before_final_norm=True,
+                     arch=dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 32])),
     'swin': dict(type='SwinTransformer', img_size=64, window_size=2,
                  arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
                            num_heads=[1, 1, 2, 2])),
@@ -143,15 +145,13 @@ def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path):
     assert vis_cam.main([str(config), ckpt, str(tmp_path / 'missing.png')]) == 1
 
 
-@pytest.mark.parametrize('arch', sorted(TRANSFORMERS))
-def test_transformer_token_reshape(arch, demo_root, tmp_path):
+@pytest.mark.parametrize('arch', sorted(BACKBONES))
+def test_other_backbones(arch, demo_root, tmp_path):
     cfg = tiny_config(CONFIG, demo_root, str(tmp_path), size=64)
-    cfg.model.backbone = ConfigDict(TRANSFORMERS[arch])
-    if arch.endswith('vit'):
-        cfg.model.neck = None  # the cls token feeds the head
-        cfg.model.head.in_channels = 32
-    else:
-        cfg.model.head.in_channels = 128
+    cfg.model.backbone = ConfigDict(BACKBONES[arch])
+    if arch != 'swin':
+        cfg.model.neck = None  # cls token / ConvNeXt's pooled feature: no neck
+    cfg.model.head.in_channels = 128 if arch == 'swin' else 32
     torch.manual_seed(0)
     model = build_classifier(cfg)
     model.init_weights()
@@ -162,6 +162,8 @@ def test_transformer_token_reshape(arch, demo_root, tmp_path):
     if arch.endswith('vit'):
         # the norm in front of the last attention, cls token dropped
         assert vis.target_layers == [vis.model.backbone.layers[-1].ln1]
+    if arch == 'convnext':  # not the final norm, which sees a pooled 1x1 map
+        assert vis.target_layers == [vis.model.backbone.stages[-1]]
     if arch == 'vpt-vit':
         # a fully frozen model (linear probe) still gets its gradients
         for p in vis.model.parameters():

@@ -73,6 +73,7 @@ def test_trainable_count_is_logged(monkeypatch):
     messages = []
     monkeypatch.setattr(vpt, 'print_log', lambda msg, **kw: messages.append(msg))
     m = PromptedViT(prompt_length=2, **SMALL_VIT)
+    m.init_weights()  # the Runner calls it after building the model
     total, trainable = count_parameters(m)
     assert trainable == 12 * 2 * 192
     assert messages == [f'PromptedViT: 2 deep prompt(s), {trainable:,} trainable '

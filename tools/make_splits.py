@@ -19,6 +19,7 @@ from medfm.splits import (
     TASK_DATASETS,
     UNIT,
     check_split,
+    find_val,
     load_pool,
     write_splits,
 )
@@ -47,7 +48,7 @@ def main(argv=None) -> list:
           f'{len(set(pool.groups))} {UNIT[args.task]}s; wrote {len(files)} '
           f'files to {out}')
     for train in files[::2]:
-        report = check_split(args.task, train, train.replace('_train_', '_val_'))
+        report = check_split(args.task, train, find_val(train))
         print(report.format())
     return files
 

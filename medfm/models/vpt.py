@@ -59,10 +59,13 @@ class _PromptMixin:
             return
         for name, param in self.named_parameters():
             param.requires_grad = name.startswith('prompt')
+
+    def _log_parameters(self) -> None:
         total, trainable = count_parameters(self)
+        frozen = 'backbone frozen' if self.freeze_backbone else 'all trainable'
         print_log(f'{type(self).__name__}: {self.prompt_length} '
                   f'{self.prompt_mode} prompt(s), {trainable:,} trainable of '
-                  f'{total:,} parameters (backbone frozen)', logger='current')
+                  f'{total:,} parameters ({frozen})', logger='current')
 
     def _train_frozen(self, mode: bool) -> None:
         # frozen modules stay in eval mode (no dropout / drop path), as
@@ -85,6 +88,7 @@ class _PromptMixin:
         pretrained = [c for c in cfg_list if c.get('type') in _PRETRAINED]
         if not pretrained:
             init_weights()
+            self._log_parameters()
             return
         others = [c for c in cfg_list if c not in pretrained]
         self.init_cfg = others or None
@@ -93,6 +97,7 @@ class _PromptMixin:
         finally:
             self.init_cfg = cfgs
         initialize(self, pretrained)
+        self._log_parameters()
 
 
 # ----------------------------------------------------------------------- ViT

@@ -114,3 +114,16 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
             raise RuntimeError('killed')
     assert path.read_text().splitlines() == ['a', '1']
     assert [p.name for p in tmp_path.iterdir()] == ['table.csv']
+
+
+def test_amp_switch_builds_a_registered_wrapper(monkeypatch, tmp_path):
+    import torch
+    from mmpretrain.registry import OPTIM_WRAPPERS
+
+    from medfm.utils import apply_amp, load_config
+    cfg = load_config(CONFIG, work_dir=str(tmp_path))
+    assert not apply_amp(cfg) or torch.cuda.is_available()  # CPU: stays fp32
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert apply_amp(cfg, 'bfloat16')
+    assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type) is not None
+    assert cfg.optim_wrapper.dtype == 'bfloat16'

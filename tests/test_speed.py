@@ -76,11 +76,11 @@ def test_tune_dataloaders():
 
 
 def test_bf16_loss_scaling_off():
-    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimizerWrapper',
+    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper',
                                          dtype='bfloat16')))
     assert no_bf16_loss_scaling(cfg)
     assert cfg.optim_wrapper.loss_scale == dict(enabled=False)
-    fp16 = Config(dict(optim_wrapper=dict(type='AmpOptimizerWrapper',
+    fp16 = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper',
                                           dtype='float16')))
     assert not no_bf16_loss_scaling(fp16)
 

@@ -9,13 +9,13 @@ model = dict(head=dict(num_classes=4))
 
 # 380 px: the resolution of the pretrained weights
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='RandomResizedCrop', scale=380, backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='Resize', scale=380, backend='pillow'),
     dict(type='PackInputs'),
 ]

@@ -17,13 +17,13 @@ model = dict(
 
 # 384 px: the resolution of the pretrained weights
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='RandomResizedCrop', scale=384, backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='Resize', scale=384, backend='pillow'),
     dict(type='PackInputs'),
 ]

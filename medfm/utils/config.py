@@ -66,7 +66,7 @@ def apply_amp(cfg: Config, dtype: str = 'bfloat16') -> bool:
         return False
     wrapper = cfg.optim_wrapper
     if wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-        wrapper.type = 'AmpOptimizerWrapper'
+        wrapper.type = 'AmpOptimWrapper'
         wrapper.dtype = dtype
         if dtype == 'float16':
             wrapper.loss_scale = 'dynamic'

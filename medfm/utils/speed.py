@@ -13,7 +13,7 @@ What each switch does and why:
 * :func:`use_image_cache`: read decoded, resized images from a cache built by
   ``tools/build_cache.py`` (:mod:`medfm.datasets.cache`).
 * :func:`no_bf16_loss_scaling`: bf16 has fp32's exponent range and needs no
-  loss scaling; mmengine's ``AmpOptimizerWrapper`` scales anyway, paying
+  loss scaling; mmengine's ``AmpOptimWrapper`` scales anyway, paying
   an unscale pass, an inf/NaN check and a GPU->CPU sync every step.
 
 Normalisation (mean/std, BGR->RGB) already runs on the GPU in mmpretrain's
@@ -192,13 +192,13 @@ def use_image_cache(cfg: Config, cache_dir: str) -> int:
 
 
 def no_bf16_loss_scaling(cfg: Config) -> bool:
-    """Turn off loss scaling of a bf16 ``AmpOptimizerWrapper``, in place.
+    """Turn off loss scaling of a bf16 ``AmpOptimWrapper``, in place.
 
     Returns:
         bool: Whether the config was changed.
     """
     wrapper = cfg.get('optim_wrapper')
-    if wrapper and wrapper.get('type') == 'AmpOptimizerWrapper' \
+    if wrapper and wrapper.get('type') == 'AmpOptimWrapper' \
             and str(wrapper.get('dtype')) in ('bfloat16', 'torch.bfloat16') \
             and wrapper.get('loss_scale', 'dynamic') == 'dynamic':
         # GradScaler(enabled=False) passes loss and step through unchanged

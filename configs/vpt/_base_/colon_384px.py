@@ -5,13 +5,13 @@
 _base_ = ['../../_base_/datasets/colon.py']
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='RandomResizedCrop', scale=384, backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadMedFMCImage'),
     dict(type='Resize', scale=384, backend='pillow'),
     dict(type='PackInputs'),
 ]

@@ -79,3 +79,12 @@ def tiny_config(config: str,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def tiny_densenet() -> dict:
+    """``cfg_options`` for a DenseNet small enough for CPU tests (32 channels out)."""
+    return dict(model=dict(
+        backbone=dict(arch=dict(growth_rate=8, depths=[2, 2, 2], init_channels=16,
+                                _delete_=True),
+                      init_cfg=None),
+        head=dict(in_channels=32)))

@@ -12,16 +12,7 @@ import pytest
 
 from medfm.evaluation.metrics import MedFMCScore
 from medfm.report import SECTIONS, load_curves, section_ids
-from medfm.testing import tiny_config
-
-
-def tiny_densenet() -> dict:
-    """A DenseNet small enough for a CPU test (32 output channels)."""
-    return dict(model=dict(
-        backbone=dict(arch=dict(growth_rate=8, depths=[2, 2, 2], init_channels=16,
-                                _delete_=True),
-                      init_cfg=None),
-        head=dict(in_channels=32)))
+from medfm.testing import tiny_config, tiny_densenet
 
 
 @pytest.fixture(scope='module', params=['colon', 'endo'])

@@ -8,19 +8,12 @@ from glob import glob
 import pytest
 from mmengine.config import Config
 
-from medfm.testing import tiny_config
+from medfm.testing import tiny_config, tiny_densenet
 from medfm.utils.tracking import CometVisBackend, add_trackers, tracker_backend
 
 CONFIG = 'configs/densenet/densenet121_colon.py'
 
 
-def tiny_densenet() -> dict:
-    """A DenseNet small enough for a CPU test (32 output channels)."""
-    return dict(model=dict(
-        backbone=dict(arch=dict(growth_rate=8, depths=[2, 2, 2], init_channels=16,
-                                _delete_=True),
-                      init_cfg=None),
-        head=dict(in_channels=32)))
 
 
 class FakeExperiment:

@@ -1,27 +1,11 @@
 _base_ = [
     '../_base_/models/vit-base-p16_384.py',
-    '../_base_/datasets/chest.py',
+    '../_base_/datasets/chest_384px.py',
     '../_base_/schedules/adamw_20e.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(head=dict(num_classes=19))
-
-# 384 px: the resolution of the pretrained weights
-train_pipeline = [
-    dict(type='LoadMedFMCImage'),
-    dict(type='RandomResizedCrop', scale=384, backend='pillow'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadMedFMCImage'),
-    dict(type='Resize', scale=384, backend='pillow'),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 
 # The ImageNet-21k ViT weights were trained on inputs scaled to [-1, 1].
 data_preprocessor = dict(

@@ -75,6 +75,16 @@ class _PromptMixin:
                 if not name.startswith('prompt'):
                     module.eval()
 
+    def init_weights(self) -> None:
+        """Initialise, loading pretrained weights after the children's init."""
+        self._init_pretrained_last(super().init_weights)
+
+    def train(self, mode: bool = True):
+        """Set the mode; frozen parts stay in eval mode."""
+        super().train(mode)
+        self._train_frozen(mode)
+        return self
+
     def _init_pretrained_last(self, init_weights) -> None:
         """Run ``init_weights`` with a pretrained ``init_cfg`` applied last.
 
@@ -147,16 +157,6 @@ class PromptedViT(_PromptMixin, VisionTransformer):
             self.prompt_embeddings = None
         self.prompt_dropout = nn.Dropout(prompt_drop_rate)
         self._freeze()
-
-    def init_weights(self) -> None:
-        """Initialise, loading pretrained weights after the children's init."""
-        self._init_pretrained_last(super().init_weights)
-
-    def train(self, mode: bool = True) -> 'PromptedViT':
-        """Set the mode; frozen parts stay in eval mode."""
-        super().train(mode)
-        self._train_frozen(mode)
-        return self
 
     def _prompts(self, layer: int, batch: int) -> torch.Tensor:
         p = self.prompt_embeddings[layer].unsqueeze(0).expand(batch, -1, -1)
@@ -345,16 +345,6 @@ class PromptedSwinTransformer(_PromptMixin, SwinTransformer):
         self.prompt_embeddings = nn.ParameterList(prompts)
         self.prompt_dropout = nn.Dropout(prompt_drop_rate)
         self._freeze()
-
-    def init_weights(self) -> None:
-        """Initialise, loading pretrained weights after the children's init."""
-        self._init_pretrained_last(super().init_weights)
-
-    def train(self, mode: bool = True) -> 'PromptedSwinTransformer':
-        """Set the mode; frozen parts stay in eval mode."""
-        super().train(mode)
-        self._train_frozen(mode)
-        return self
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               *args, **kwargs) -> None:

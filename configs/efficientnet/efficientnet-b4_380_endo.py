@@ -1,24 +1,8 @@
 _base_ = [
     '../_base_/models/efficientnet_b4.py',
-    '../_base_/datasets/endo.py',
+    '../_base_/datasets/endo_380px.py',
     '../_base_/schedules/adamw_20e.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(head=dict(num_classes=4))
-
-# 380 px: the resolution of the pretrained weights
-train_pipeline = [
-    dict(type='LoadMedFMCImage'),
-    dict(type='RandomResizedCrop', scale=380, backend='pillow'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadMedFMCImage'),
-    dict(type='Resize', scale=380, backend='pillow'),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

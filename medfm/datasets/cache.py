@@ -41,6 +41,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
 from ..utils.io import atomic_write
+from .transforms import put_image
 
 INDEX = 'index.json'
 CACHE_VERSION = 1
@@ -343,12 +344,7 @@ class LoadImageFromFileOrCache(BaseTransform):
             self.misses += 1
             return self.loader(results)
         self.hits += 1
-        if self.to_float32:
-            img = img.astype(np.float32)
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['ori_shape'] = img.shape[:2]
-        return results
+        return put_image(results, img, self.to_float32)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(cache_dir={self.cache_dir!r}, '

@@ -73,6 +73,16 @@ def decode_image(content: bytes, path: str = '<bytes>',
     return img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
 
 
+def put_image(results: dict, img: np.ndarray, to_float32: bool = False) -> dict:
+    """Store a loaded image and its shapes in a pipeline's ``results``."""
+    if to_float32:
+        img = img.astype(np.float32)
+    results['img'] = img
+    results['img_shape'] = img.shape[:2]
+    results['ori_shape'] = img.shape[:2]
+    return results
+
+
 @TRANSFORMS.register_module()
 class LoadMedFMCImage(LoadImageFromFile):
     """``LoadImageFromFile`` for 8- and 16-bit, gray and colour PNGs.
@@ -90,9 +100,4 @@ class LoadMedFMCImage(LoadImageFromFile):
             if self.ignore_empty:
                 return None
             raise
-        if self.to_float32:
-            img = img.astype(np.float32)
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['ori_shape'] = img.shape[:2]
-        return results
+        return put_image(results, img, self.to_float32)

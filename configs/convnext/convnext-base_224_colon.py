@@ -1,7 +1,7 @@
 _base_ = [
     '../_base_/models/convnext-base_224.py',
     '../_base_/datasets/colon.py',
-    '../_base_/schedules/adamw_20e.py',
+    '../_base_/schedules/adamw_20e_convnext.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -14,12 +14,3 @@ model = dict(
         in_channels=1024,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1,)))
-
-# ConvNeXt's AdamW settings (mmpretrain convnext configs use the Swin
-# schedule's): no weight decay on norms, biases and other 1-D parameters.
-# mmpretrain uses no layer-wise decay for these supervised weights; ConvNeXt
-# supports it (constructor='LearningRateDecayOptimWrapperConstructor',
-# layer_decay_rate=0.7 as in mmpretrain's ConvNeXt-V2 fine-tuning).
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0))

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .datasets import ChestDR, ColonPath, Endo
+from .datasets import ChestDR, ColonPath, Endo, format_ann_line
 
 #: task -> (dataset class, image (width, height), grayscale)
 TASKS = {
@@ -89,14 +89,6 @@ def _sample_labels(task: str, n: int, num_classes: int,
     return y
 
 
-def _label_text(task: str, y: np.ndarray) -> str:
-    if task == 'chest':
-        return ','.join(map(str, y))
-    if task == 'endo':
-        return ' '.join(map(str, y))
-    return str(int(y.argmax()))
-
-
 def make_task(root: str, task: str, sizes: Optional[Dict[str, int]] = None,
               seed: int = 0) -> Dict[str, List[str]]:
     """Write one task's synthetic data under ``root/<task>``.
@@ -130,7 +122,7 @@ def make_task(root: str, task: str, sizes: Optional[Dict[str, int]] = None,
         ann = {'train': 'train_20.txt', 'val': 'val_20.txt',
                'test': 'test_WithLabel.txt'}[split]
         _write_lines(osp.join(out, ann),
-                     [f'{name} {_label_text(task, y)}' for name, _, y in rows])
+                     [format_ann_line(task, name, y) for name, _, y in rows])
         if split == 'test':
             _write_lines(osp.join(out, 'test_WithoutLabel.txt'), names[split])
         else:

@@ -28,14 +28,16 @@ import re
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .datasets import ChestDR, ColonPath, Endo, MedFMCDataset
+from .analysis import label_matrix
+from .datasets import TASKS, MedFMCDataset, format_ann_line, group_of
 
 #: task -> dataset class (the parser of its annotation files)
-TASK_DATASETS = {'chest': ChestDR, 'colon': ColonPath, 'endo': Endo}
+TASK_DATASETS = TASKS
 SHOTS = (1, 5, 10)
 EXPERIMENTS = (1, 2, 3, 4, 5)
 _SPLIT_NAME = re.compile(
@@ -43,22 +45,9 @@ _SPLIT_NAME = re.compile(
     r'_exp(?P<exp>\d+)\.txt$')
 
 
-def study_id(name: str) -> str:
-    """Endo patient (study) of an image: the first 18 characters."""
-    return osp.basename(name)[:18]
-
-
-def slide_id(name: str) -> str:
-    """Colon slide of a patch: the file name minus its last 9 characters."""
-    return osp.basename(name)[:-9]
-
-
 #: task -> function from file name to the unit a "shot" counts
 GROUP_OF: Dict[str, Callable[[str], str]] = {
-    'chest': lambda name: name,
-    'endo': study_id,
-    'colon': slide_id,
-}
+    task: partial(group_of, task) for task in TASKS}
 #: what a shot is, for messages
 UNIT = {'chest': 'image', 'endo': 'patient', 'colon': 'slide'}
 
@@ -101,12 +90,7 @@ class Pool:
 
     def line(self, i: int) -> str:
         """Image ``i`` as a line of the baseline's annotation format."""
-        y = self.labels[i].astype(int)
-        if self.task == 'chest':
-            return f'{self.names[i]} {",".join(map(str, y))}'
-        if self.task == 'endo':
-            return f'{self.names[i]} {" ".join(map(str, y))}'
-        return f'{self.names[i]} {int(y.argmax())}'
+        return format_ann_line(self.task, self.names[i], self.labels[i])
 
 
 def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
@@ -129,18 +113,12 @@ def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
                          f'{sorted(TASK_DATASETS)}')
     path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
     dataset = _read(task, path)
-    num_classes = len(dataset.CLASSES)
-    names, rows = [], []
-    for i in range(len(dataset)):
-        info = dataset.get_data_info(i)
-        if 'gt_label' not in info:
-            raise ValueError(f'{path}: lists images without labels; a split '
-                             'needs a labelled pool')
-        names.append(info['img_path'])
-        y = np.zeros(num_classes, dtype=np.int64)
-        y[dataset.get_cat_ids(i)] = 1
-        rows.append(y)
-    return Pool(task, names, np.stack(rows), tuple(dataset.CLASSES))
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    if any('gt_label' not in info for info in infos):
+        raise ValueError(f'{path}: lists images without labels; a split '
+                         'needs a labelled pool')
+    return Pool(task, [info['img_path'] for info in infos],
+                label_matrix(dataset), tuple(dataset.CLASSES))
 
 
 def _read(task: str, path: str) -> MedFMCDataset:

@@ -12,10 +12,11 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from .datasets import TASKS
 from .utils.config import load_config
 
 #: dataset type -> task folder of the demo data
-TASK_OF_DATASET = {'ChestDR': 'chest', 'ColonPath': 'colon', 'Endo': 'endo'}
+TASK_OF_DATASET = {cls.__name__: task for task, cls in TASKS.items()}
 _SIZED = ('RandomResizedCrop', 'Resize', 'CenterCrop', 'ResizeEdge',
           'RandomCrop', 'EfficientNetRandomCrop', 'EfficientNetCenterCrop')
 

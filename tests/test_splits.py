@@ -7,7 +7,8 @@ import make_splits
 import numpy as np
 import pytest
 
-from medfm.demo import NAMERS, _label_text, _sample_labels
+from medfm.datasets import format_ann_line
+from medfm.demo import NAMERS, _sample_labels
 from medfm.splits import (
     GROUP_OF,
     check_split,
@@ -24,7 +25,7 @@ def _pool_file(tmp_path, task, n=240, seed=0):
     """A labelled list in the baseline format (no images needed)."""
     rng = np.random.default_rng(seed)
     labels = _sample_labels(task, n, NUM_CLASSES[task], rng)
-    lines = [f'{NAMERS[task](rng, i)[0]} {_label_text(task, y)}'
+    lines = [format_ann_line(task, NAMERS[task](rng, i)[0], y)
              for i, y in enumerate(labels)]
     path = tmp_path / f'{task}_pool.txt'
     path.write_text('\n'.join(lines) + '\n')

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medfm.analysis import label_matrix
-from medfm.datasets import ChestDR, ColonPath, Endo
-from medfm.datasets.prepare import group_of, stratified_group_split
+from medfm.datasets import ChestDR, ColonPath, Endo, group_of
+from medfm.datasets.prepare import stratified_group_split
 
 
 @pytest.mark.parametrize('task,cls', [('chest', ChestDR), ('colon', ColonPath),

@@ -117,7 +117,8 @@ def make_task_data(root: str, task: str, n: int, unique: int, scale: float,
     """
     import numpy as np
 
-    from medfm.demo import NAMERS, TASKS, _draw, _label_text, _sample_labels
+    from medfm.datasets import format_ann_line
+    from medfm.demo import NAMERS, TASKS, _draw, _sample_labels
     (w, h), gray = REAL_SIZES[task]
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
     classes = TASKS[task][0].METAINFO['classes']
@@ -138,7 +139,7 @@ def make_task_data(root: str, task: str, n: int, unique: int, scale: float,
                 os.link(src, path)
             except OSError:
                 shutil.copyfile(src, path)
-        lines.append(f'{name} {_label_text(task, y)}')
+        lines.append(format_ann_line(task, name, y))
     with open(osp.join(root, task, 'train_20.txt'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return osp.join(root, task)

@@ -12,16 +12,14 @@ import argparse
 import os.path as osp
 
 from medfm.analysis import class_frequencies, label_matrix, labels_per_image
-from medfm.datasets import ChestDR, ColonPath, Endo
+from medfm.datasets import TASKS
 from medfm.utils import write_csv
 from medfm.visualization import plot_bars
-
-DATASETS = {'chest': ChestDR, 'colon': ColonPath, 'endo': Endo}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('task', choices=list(DATASETS))
+    p.add_argument('task', choices=list(TASKS))
     p.add_argument('--data-root', help='default data/MedFMC/<task>')
     p.add_argument('--ann', nargs='+', default=['train_20.txt'])
     p.add_argument('--out', default='work_dirs/eda')
@@ -30,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def describe(task: str, data_root: str, ann: str, out: str) -> None:
     """Tables and plots of one annotation file."""
-    ds = DATASETS[task](ann_file=ann, data_root=data_root, check_images=False)
+    ds = TASKS[task](ann_file=ann, data_root=data_root, check_images=False)
     y = label_matrix(ds)
     stem = osp.join(out, f'{task}_{osp.splitext(ann)[0]}')
     freq = class_frequencies(y)

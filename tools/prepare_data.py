@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from medfm.datasets import ChestDR, ColonPath, Endo
+from medfm.datasets import TASKS
 from medfm.datasets.prepare import prepare_task
-
-DATASETS = {'chest': ChestDR, 'colon': ColonPath, 'endo': Endo}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('task', choices=list(DATASETS))
+    p.add_argument('task', choices=list(TASKS))
     p.add_argument('--train', required=True,
                    help='MedFMC_train/<task>: images/ and <task>_train.csv')
     p.add_argument('--val', help='MedFMC_val/<task>: becomes the test set')
@@ -29,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out = args.out or f'data/MedFMC/{args.task}'
-    counts = prepare_task(args.task, DATASETS[args.task], args.train, out,
+    counts = prepare_task(args.task, TASKS[args.task], args.train, out,
                           args.val, args.val_ratio, args.seed)
     for stem, n in counts.items():
         print(f'{out}/{stem}.txt: {n} images')

@@ -22,22 +22,7 @@ import numpy as np
 
 from ..analysis import label_matrix
 from ..utils.io import atomic_write, write_json
-
-
-def group_of(task: str, name: str) -> str:
-    """The patient (endo), slide (colon) or image (chest) of a file name.
-
-    Examples:
-        >>> group_of('endo', '13333_2021.12_0007_57297486.png')
-        '13333_2021.12_0007'
-        >>> group_of('colon', '1903326001_2019-06-11 12_07_06-lv1-1-2-3-4p0008.png')
-        '1903326001_2019-06-11 12_07_06-lv1-1-2-3-4'
-    """
-    if task == 'endo':
-        return name[:18]
-    if task == 'colon':
-        return name[:-9]
-    return name
+from .medfmc import format_ann_line, group_of
 
 
 def stratified_group_split(labels: np.ndarray, groups: Sequence[str],
@@ -87,20 +72,11 @@ def stratified_group_split(labels: np.ndarray, groups: Sequence[str],
     return side[inverse] == 1
 
 
-def format_line(task: str, name: str, y: Sequence[int]) -> str:
-    """One line of the baseline's lists (chest commas, endo spaces, colon index)."""
-    if task == 'chest':
-        return f'{name} ' + ','.join(str(int(v)) for v in y)
-    if task == 'endo':
-        return f'{name} ' + ' '.join(str(int(v)) for v in y)
-    return f'{name} {int(np.argmax(y))}'
-
-
 def write_split(out_dir: str, stem: str, task: str, names: Sequence[str],
                 labels: np.ndarray, classes: Sequence[str]) -> None:
     """Write ``<stem>.txt`` (baseline list) and ``<stem>.json`` (mmpretrain)."""
     with atomic_write(osp.join(out_dir, f'{stem}.txt'), encoding='utf-8') as f:
-        f.writelines(format_line(task, n, y) + '\n' for n, y in zip(names, labels))
+        f.writelines(format_ann_line(task, n, y) + '\n' for n, y in zip(names, labels))
     multi = task != 'colon'
     write_json(osp.join(out_dir, f'{stem}.json'), dict(
         metainfo=dict(classes=list(classes)),

@@ -54,6 +54,15 @@ class _PromptMixin:
     prompt_length: int
     freeze_backbone: bool
 
+    def _set_prompt_args(self, prompt_length: int, prompt_mode: str,
+                         freeze_backbone: bool) -> None:
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(f'prompt_mode must be one of {PROMPT_MODES}, '
+                             f'got {prompt_mode!r}')
+        self.prompt_length = int(prompt_length)
+        self.prompt_mode = prompt_mode
+        self.freeze_backbone = freeze_backbone
+
     def _freeze(self) -> None:
         if not self.freeze_backbone:
             return
@@ -141,12 +150,7 @@ class PromptedViT(_PromptMixin, VisionTransformer):
                  freeze_backbone: bool = True,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if prompt_mode not in PROMPT_MODES:
-            raise ValueError(f'prompt_mode must be one of {PROMPT_MODES}, '
-                             f'got {prompt_mode!r}')
-        self.prompt_length = int(prompt_length)
-        self.prompt_mode = prompt_mode
-        self.freeze_backbone = freeze_backbone
+        self._set_prompt_args(prompt_length, prompt_mode, freeze_backbone)
         patch = self.patch_embed.projection.kernel_size[0]
         layers = self.num_layers if prompt_mode == 'deep' else 1
         if self.prompt_length > 0:
@@ -325,12 +329,7 @@ class PromptedSwinTransformer(_PromptMixin, SwinTransformer):
         if kwargs.get('with_cp'):
             raise ValueError('PromptedSwinTransformer does not support with_cp')
         super().__init__(*args, **kwargs)
-        if prompt_mode not in PROMPT_MODES:
-            raise ValueError(f'prompt_mode must be one of {PROMPT_MODES}, '
-                             f'got {prompt_mode!r}')
-        self.prompt_length = int(prompt_length)
-        self.prompt_mode = prompt_mode
-        self.freeze_backbone = freeze_backbone
+        self._set_prompt_args(prompt_length, prompt_mode, freeze_backbone)
         patch = self.patch_embed.projection.kernel_size[0]
         dims = [stage.embed_dims for stage in self.stages]
         prompts: List[nn.Parameter] = []

@@ -1,5 +1,12 @@
 from .hooks import ClassCountCheckHook, EpochSeedHook, FiniteLossHook
+from .loops import (
+    EpochSpanningBatchSampler,
+    EpochSpanningTrainLoop,
+    SpanningDataLoader,
+)
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
-           'ChannelsLastHook', 'FastClsDataPreprocessor']
+           'ChannelsLastHook', 'FastClsDataPreprocessor',
+           'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
+           'SpanningDataLoader']

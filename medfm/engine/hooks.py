@@ -65,7 +65,11 @@ class FiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         for key, value in (outputs or {}).items():
-            if 'loss' in key and not math.isfinite(float(value)):
+            if 'loss' not in key:
+                continue
+            if isinstance(value, torch.Tensor):
+                value = value.detach()  # the summed loss still has its graph
+            if not math.isfinite(float(value)):
                 raise FloatingPointError(
                     f'{key} is {float(value)} at iteration {runner.iter + 1} '
                     f'(epoch {runner.epoch + 1}, batch {batch_idx + 1}); '

@@ -12,6 +12,9 @@ What each switch does and why:
   (:mod:`medfm.engine.speed`).
 * :func:`use_image_cache`: read decoded, resized images from a cache built by
   ``tools/build_cache.py`` (:mod:`medfm.datasets.cache`).
+* :func:`span_epochs`: one dataloader iterator for the whole run
+  (:mod:`medfm.engine.loops`), so that the workers prepare the next epoch's
+  first batches instead of restarting at every epoch.
 * :func:`no_bf16_loss_scaling`: bf16 has fp32's exponent range and needs no
   loss scaling; mmengine's ``AmpOptimWrapper`` scales anyway, paying
   an unscale pass, an inf/NaN check and a GPU->CPU sync every step.
@@ -207,6 +210,27 @@ def no_bf16_loss_scaling(cfg: Config) -> bool:
     return False
 
 
+def span_epochs(cfg: Config) -> bool:
+    """Train with ``EpochSpanningTrainLoop``, in place.
+
+    Only an epoch-based ``train_cfg`` (``by_epoch=True`` or
+    ``EpochBasedTrainLoop``) is changed.
+
+    Returns:
+        bool: Whether the config now trains with the spanning loop.
+    """
+    train_cfg = cfg.get('train_cfg')
+    if not train_cfg:
+        return False
+    kind = train_cfg.get('type')
+    if kind is None and train_cfg.get('by_epoch', False) \
+            or kind == 'EpochBasedTrainLoop':
+        train_cfg.pop('by_epoch', None)
+        train_cfg['type'] = 'EpochSpanningTrainLoop'
+        return True
+    return kind == 'EpochSpanningTrainLoop'
+
+
 def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
                 cache_dir: Optional[str] = None,
                 num_workers: Optional[int] = None) -> None:
@@ -214,13 +238,15 @@ def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
 
     Args:
         cfg (Config): The config, changed in place.
-        fast (bool): :func:`tune_dataloaders` and :func:`no_bf16_loss_scaling`.
+        fast (bool): :func:`tune_dataloaders`, :func:`span_epochs` and
+            :func:`no_bf16_loss_scaling`.
         channels_last (bool): :func:`enable_channels_last`.
         cache_dir (str, optional): :func:`use_image_cache`.
         num_workers (int, optional): Training workers for ``fast``.
     """
     if fast:
         applied = tune_dataloaders(cfg, num_workers)
+        span_epochs(cfg)
         no_bf16_loss_scaling(cfg)
         print_log(f'--fast: {applied}', logger='current')
     if channels_last:

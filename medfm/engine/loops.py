@@ -1,0 +1,183 @@
+"""Training without a dataloader restart at every epoch.
+
+mmengine iterates the training dataloader anew each epoch. Even with
+persistent workers that empties the prefetch queue at the end of an epoch
+and refills it at the start of the next: the first batch of an epoch is
+built by one worker, image after image, while the GPU waits, and the other
+workers only catch up batches later. The cost is one batch's preparation
+time per epoch, which is large against the short epochs of MedFMC's few-shot
+splits (a 1-shot chest epoch is one batch).
+
+:class:`EpochSpanningTrainLoop` keeps a single dataloader iterator for the
+whole run. Its batch sampler (:class:`EpochSpanningBatchSampler`) goes
+through the wrapped sampler epoch after epoch (``set_epoch(e)`` before pass
+``e``, so the order is exactly the stock loader's) and never ends, so the
+workers prepare the first batches of epoch ``e + 1`` while epoch ``e``
+trains. Each ``iter()`` of :class:`SpanningDataLoader` yields one epoch's
+batches from that iterator.
+
+Workers live for the whole run, as with ``persistent_workers=True``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, List, Optional
+
+from mmengine.runner import EpochBasedTrainLoop
+from mmpretrain.registry import LOOPS
+from torch.utils.data import DataLoader, Sampler
+
+
+class EpochSpanningBatchSampler(Sampler):
+    """Batches of ``sampler``'s indices, epoch after epoch, without end.
+
+    An epoch's last batch may be short (unless ``drop_last``); batches never
+    mix two epochs, so ``len(self)`` batches are exactly one epoch.
+
+    Args:
+        sampler (Sampler): Index sampler, e.g. mmengine's ``DefaultSampler``;
+            its ``set_epoch`` (if any) is called before each pass.
+        batch_size (int): Samples per batch.
+        drop_last (bool): Drop each epoch's short last batch.
+        start_epoch (int, optional): Epoch of the first pass; defaults to the
+            sampler's ``epoch`` attribute when iteration starts (set by
+            ``DistSamplerSeedHook``, also after resuming), else 0.
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int,
+                 drop_last: bool = False,
+                 start_epoch: Optional[int] = None) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f'batch_size must be a positive int, got '
+                             f'{batch_size!r}')
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.start_epoch = start_epoch
+        #: epoch whose indices the sampler is going through now
+        self.epoch: Optional[int] = None
+
+    def __len__(self) -> int:
+        """int: Batches in one epoch."""
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last \
+            else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        epoch = self.start_epoch
+        if epoch is None:
+            epoch = getattr(self.sampler, 'epoch', 0)
+        while True:
+            self.epoch = epoch
+            if hasattr(self.sampler, 'set_epoch'):
+                self.sampler.set_epoch(epoch)
+            batch: List[int] = []
+            for idx in self.sampler:
+                batch.append(idx)
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+            if batch and not self.drop_last:
+                yield batch
+            if len(self) == 0:  # nothing to yield, ever: do not spin
+                return
+            epoch += 1
+
+
+class SpanningDataLoader(DataLoader):
+    """A ``DataLoader`` whose iterations are consecutive epochs of one
+    never-ending iterator (see the module docstring).
+
+    Build it from a dataloader with :meth:`from_loader`. ``sampler`` is the
+    epoch sampler (what ``DistSamplerSeedHook`` sets the epoch of; the
+    batch sampler reads it when iteration starts).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._stream: Optional[Iterator] = None
+
+    @property
+    def sampler(self) -> Sampler:  # type: ignore[override]
+        """Sampler: the wrapped epoch sampler."""
+        return self.batch_sampler.sampler
+
+    @sampler.setter
+    def sampler(self, value) -> None:
+        # DataLoader.__init__ assigns a placeholder SequentialSampler
+        pass
+
+    def __iter__(self) -> Iterator:
+        if self._stream is None:
+            self._stream = super().__iter__()
+        for _ in range(len(self)):
+            yield next(self._stream)
+
+    def close(self) -> None:
+        """Stop the workers (they also stop when the loader is deleted)."""
+        stream, self._stream = self._stream, None
+        shutdown = getattr(stream, '_shutdown_workers', None)
+        if shutdown is not None:
+            shutdown()
+
+    @classmethod
+    def from_loader(cls, loader: DataLoader) -> 'SpanningDataLoader':
+        """The same loader (dataset, sampler, workers, collate, ...) spanning
+        epochs.
+
+        Args:
+            loader (DataLoader): A map-style dataloader with a sampler, as
+                mmengine's ``Runner.build_dataloader`` returns.
+
+        Returns:
+            SpanningDataLoader: The new loader; ``loader`` is left unused.
+        """
+        if isinstance(loader, SpanningDataLoader):
+            return loader
+        batch_sampler = loader.batch_sampler
+        if loader.batch_size is not None:  # sampler + batch_size
+            sampler = loader.sampler
+            batch_size, drop_last = loader.batch_size, loader.drop_last
+        elif hasattr(batch_sampler, 'sampler') \
+                and isinstance(getattr(batch_sampler, 'batch_size', None), int):
+            sampler = batch_sampler.sampler
+            batch_size = batch_sampler.batch_size
+            drop_last = getattr(batch_sampler, 'drop_last', False)
+        else:
+            raise TypeError(f'cannot span epochs with batch sampler '
+                            f'{type(batch_sampler).__name__}: it has no '
+                            'sampler and int batch_size')
+        kwargs = dict(num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn,
+                      pin_memory=loader.pin_memory, timeout=loader.timeout,
+                      worker_init_fn=loader.worker_init_fn,
+                      multiprocessing_context=loader.multiprocessing_context,
+                      generator=loader.generator,
+                      pin_memory_device=loader.pin_memory_device)
+        if loader.num_workers > 0:
+            kwargs['prefetch_factor'] = loader.prefetch_factor
+        return cls(loader.dataset,
+                   batch_sampler=EpochSpanningBatchSampler(
+                       sampler, batch_size, drop_last),
+                   **kwargs)
+
+
+@LOOPS.register_module()
+class EpochSpanningTrainLoop(EpochBasedTrainLoop):
+    """``EpochBasedTrainLoop`` over a :class:`SpanningDataLoader`.
+
+    Same arguments as mmengine's ``EpochBasedTrainLoop``; use it with
+    ``train_cfg = dict(type='EpochSpanningTrainLoop', max_epochs=...,
+    val_interval=...)`` (no ``by_epoch``), or ``tools/train.py --fast``.
+    """
+
+    def __init__(self, runner, dataloader, *args, **kwargs) -> None:
+        super().__init__(runner, dataloader, *args, **kwargs)
+        self.dataloader = SpanningDataLoader.from_loader(self.dataloader)
+
+    def run(self):
+        """Train, then stop the dataloader workers."""
+        try:
+            return super().run()
+        finally:
+            self.dataloader.close()

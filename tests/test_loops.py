@@ -1,0 +1,132 @@
+"""EpochSpanningTrainLoop: one dataloader iterator for the whole run."""
+import itertools
+
+import pytest
+import torch
+from mmengine.dataset import DefaultSampler
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from torch.utils.data import BatchSampler
+
+from medfm.engine import (
+    EpochSpanningBatchSampler,
+    EpochSpanningTrainLoop,
+    SpanningDataLoader,
+)
+from medfm.testing import tiny_config, tiny_densenet
+from medfm.utils.speed import span_epochs
+
+CONFIG = 'configs/densenet/densenet121_chest.py'
+
+
+def stock_batches(n, batch_size, drop_last, epochs, seed=3):
+    sampler = DefaultSampler(list(range(n)), shuffle=True, seed=seed)
+    out = []
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        out.append(list(BatchSampler(sampler, batch_size, drop_last)))
+    return out
+
+
+@pytest.mark.parametrize('drop_last', [False, True])
+def test_batch_sampler_is_stock_epochs_back_to_back(drop_last):
+    sampler = DefaultSampler(list(range(10)), shuffle=True, seed=3)
+    spanning = EpochSpanningBatchSampler(sampler, 4, drop_last)
+    assert len(spanning) == (2 if drop_last else 3)
+    stream = iter(spanning)
+    for epoch, expected in enumerate(stock_batches(10, 4, drop_last,
+                                                   range(4))):
+        got = list(itertools.islice(stream, len(spanning)))
+        assert got == expected  # same order, short batch only at the end
+        assert spanning.epoch == epoch
+    assert not drop_last or all(len(b) == 4 for b in got)
+
+
+def test_batch_sampler_starts_at_the_sampler_epoch():
+    """After a resume DistSamplerSeedHook sets the epoch before iteration."""
+    sampler = DefaultSampler(list(range(7)), shuffle=True, seed=3)
+    sampler.set_epoch(5)
+    spanning = EpochSpanningBatchSampler(sampler, 3)
+    got = list(itertools.islice(iter(spanning), 2 * len(spanning)))
+    expected = stock_batches(7, 3, False, [5, 6])
+    assert got == expected[0] + expected[1]
+
+
+def test_batch_sampler_without_batches_ends():
+    sampler = DefaultSampler(list(range(3)), shuffle=False)
+    assert list(EpochSpanningBatchSampler(sampler, 4, drop_last=True)) == []
+    with pytest.raises(ValueError, match='batch_size'):
+        EpochSpanningBatchSampler(sampler, 0)
+
+
+def _loader(demo_root, tmp_path, workers):
+    cfg = tiny_config(CONFIG, demo_root, str(tmp_path), size=16,
+                      batch_size=3)
+    cfg.train_dataloader.update(num_workers=workers,
+                                persistent_workers=workers > 0)
+    init_default_scope('mmpretrain')
+    return Runner.build_dataloader(cfg.train_dataloader, seed=0)
+
+
+def _indices(batch):
+    return [s.sample_idx for s in batch['data_samples']]
+
+
+def test_spanning_loader_with_workers_keeps_order_and_iterator(demo_root,
+                                                               tmp_path):
+    stock = _loader(demo_root, tmp_path, 2)
+    loader = SpanningDataLoader.from_loader(_loader(demo_root, tmp_path, 2))
+    assert len(loader) == len(stock) == 6  # 16 images, batches of 3
+    assert loader.sampler is loader.batch_sampler.sampler
+    streams = []
+    for epoch in range(3):
+        stock.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)  # as DistSamplerSeedHook does
+        expected = [_indices(b) for b in stock]
+        got = [_indices(b) for b in loader]
+        assert got == expected
+        streams.append(loader._stream)
+    assert streams[0] is streams[1] is streams[2]  # never restarted
+    workers = list(streams[0]._workers)
+    assert all(w.is_alive() for w in workers)
+    loader.close()
+    assert loader._stream is None
+    assert not any(w.is_alive() for w in workers)
+
+
+def _train(demo_root, work_dir, spanning, max_epochs, resume=False):
+    cfg = tiny_config(CONFIG, demo_root, str(work_dir), size=16, batch_size=4,
+                      max_epochs=max_epochs, cfg_options=tiny_densenet())
+    cfg.train_cfg.val_interval = 100
+    cfg.default_hooks.checkpoint.update(save_best=None)
+    cfg.resume = resume
+    if spanning:
+        assert span_epochs(cfg)
+        assert 'by_epoch' not in cfg.train_cfg
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert isinstance(runner.train_loop, EpochSpanningTrainLoop) == spanning
+    assert runner.epoch == max_epochs
+    return {k: v.clone() for k, v in runner.model.state_dict().items()}
+
+
+def test_spanning_loop_trains_like_the_stock_loop(demo_root, tmp_path):
+    """Same batches, same augmentations (main process), same weights; and a
+    resumed spanning run starts at the right epoch."""
+    stock = _train(demo_root, tmp_path / 'stock', False, 2)
+    spanning = _train(demo_root, tmp_path / 'span', True, 2)
+    _train(demo_root, tmp_path / 'resumed', True, 1)
+    resumed = _train(demo_root, tmp_path / 'resumed', True, 2, resume=True)
+    for key, value in stock.items():
+        torch.testing.assert_close(spanning[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+
+
+def test_span_epochs_leaves_other_loops_alone():
+    from mmengine.config import Config
+    cfg = Config(dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=5)))
+    assert not span_epochs(cfg)
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop'
+    cfg = Config(dict(train_cfg=dict(type='EpochBasedTrainLoop',
+                                     max_epochs=2)))
+    assert span_epochs(cfg) and cfg.train_cfg.type == 'EpochSpanningTrainLoop'

@@ -11,7 +11,8 @@ def test_benchmark_quick_runs(tmp_path):
                 '--checkpoints', '2', '--naive-runs', '1', '--eval-images', '4',
                 '--memory-sizes', '8', '64', '--memory-batches', '2',
                 '--workers', '0', '--sections', 'ceiling', 'e2e', 'eval',
-                'memory', '--out', str(out)])
+                'memory', 'loader', 'densenet', '--step-ms', '5', '--out',
+                str(out)])
     saved = json.loads(out.read_text())
     assert saved['settings']['size'] == 32
     assert res['ceiling']['colon']['images_per_s'] > 0
@@ -19,7 +20,21 @@ def test_benchmark_quick_runs(tmp_path):
     assert e2e['files']['images_per_s'] > 0 and e2e['cache']['images_per_s'] > 0
     # single-process loading: the cache served every training image
     assert e2e['cache']['cache_hits'] == 2 * (1 + 2)
+    assert e2e['cache+span']['cache_hits'] == 2 * (1 + 2)
     assert 'cache_hits' not in e2e['files']
+    assert set(e2e) == {'files', 'files+span', 'cache', 'cache+span'}
+    loader = res['loader']['colon']
+    assert set(loader) == set(e2e)
+    for r in loader.values():
+        assert r['step_ms'] == 5 and r['batches_per_epoch'] == 4
+        assert 0 < r['ratio_to_step'] <= 1.05
+        cost = r['pipeline']
+        assert cost['ms_per_image'] == sum(cost['per_transform_ms'].values())
+        assert 'RandomResizedCrop' in cost['per_transform_ms']
+    dense = res['densenet']
+    assert set(dense['images_per_s']) == {
+        'torchvision fp32', 'mmpretrain DenseNet fp32', 'DenseNetFast fp32'}
+    assert list(dense['classifier']['images_per_s']) == ['fp32']
     assert 0 < e2e['cache']['ratio_to_ceiling']
     ev = res['eval']
     assert ev['evaluated'] == 2 and ev['naive_runs'] == 1

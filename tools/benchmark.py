@@ -7,15 +7,23 @@ Prints, in one run, and writes to ``--out`` as JSON:
    forward, backward, optimizer step).
 2. ``e2e``: end-to-end training images/s through the real dataloader from
    PNGs at the real MedFMC sizes (chest 512x512 gray, colon 1024x1024,
-   endo 1280x1024), without and with the decoded-image cache, and the ratio
-   of each to (1).
+   endo 1280x1024), without and with the decoded-image cache, with mmengine's
+   epoch loop (dataloader restarted each epoch) and with the project's
+   ``EpochSpanningTrainLoop`` (one iterator for the run), and the ratio of
+   each to (1).
 3. ``eval``: evaluating 10 epoch checkpoints with ``tools/test_epochs.py``
    (one process, images decoded once, weights swapped) against the naive
    loop (one ``tools/test.py`` process per checkpoint), as a ratio.
 4. ``memory``: memory of the dataloader workers at two dataset sizes.
 5. ``densenet``: backbone-only training images/s of torchvision's DenseNet121,
    mmpretrain's DenseNet and ``DenseNetFast``, fp32 and (on a GPU)
-   bf16 + channels_last.
+   bf16 + channels_last; then the whole classifier step (as in 1) in fp32,
+   bf16 + channels_last with and without mmengine's loss scaler, and with
+   ``DenseNetFast``.
+6. ``loader``: the data path alone, on any machine: the training dataloader
+   feeding a simulated model step (a sleep of ``--step-ms``, standing in for
+   a GPU that computes while the CPU waits), images/s as a share of what the
+   step allows, with the restarting and the spanning epoch loop.
 
 Examples:
     # CPU smoke run, small images (about 2-3 minutes on 2 cores)
@@ -43,7 +51,10 @@ from datetime import datetime, timezone
 REAL_SIZES = {'chest': ((512, 512), True), 'colon': ((1024, 1024), False),
               'endo': ((1280, 1024), False)}
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet')
+SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet', 'loader')
+#: e2e / loader variants: name -> (read from the cache, spanning loop)
+VARIANTS = {'files': (False, False), 'files+span': (False, True),
+            'cache': (True, False), 'cache+span': (True, True)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,6 +87,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='training dataloader workers (default: tune_dataloaders)')
     p.add_argument('--short-side', type=int,
                    help='short side of cached images (default 2x --size)')
+    p.add_argument('--variants', nargs='+', choices=list(VARIANTS),
+                   default=list(VARIANTS), help='e2e and loader variants')
+    p.add_argument('--step-ms', type=float,
+                   help='simulated step of the loader section (default: the '
+                   "task's measured ceiling step, else 100 ms)")
     p.add_argument('--checkpoints', type=int, default=10)
     p.add_argument('--naive-runs', type=int,
                    help='tools/test.py processes actually run (default all; '
@@ -158,13 +174,14 @@ def sync() -> None:
 
 
 def bench_config(args, task: str, data_root: str, work_dir: str,
-                 cache_dir=None, ann_file='train_20.txt'):
+                 cache_dir=None, ann_file='train_20.txt', span=False):
     """The real config of a task, pointed at the benchmark data."""
     from medfm.testing import tiny_config
     from medfm.utils import apply_amp
     from medfm.utils.speed import (
         enable_channels_last,
         no_bf16_loss_scaling,
+        span_epochs,
         tune_dataloaders,
         use_image_cache,
     )
@@ -177,11 +194,14 @@ def bench_config(args, task: str, data_root: str, work_dir: str,
     cfg.model.backbone.type = args.backbone
     if args.amp and args.cuda:
         apply_amp(cfg, 'bfloat16')
-        no_bf16_loss_scaling(cfg)
+        if not getattr(args, 'loss_scaler', False):
+            no_bf16_loss_scaling(cfg)
     if args.channels_last:
         enable_channels_last(cfg)
     if cache_dir:
         use_image_cache(cfg, cache_dir)
+    if span:
+        span_epochs(cfg)
     cfg.default_hooks.logger.interval = 1000
     cfg.log_level = 'WARNING'
     bench_config.count = getattr(bench_config, 'count', 0) + 1
@@ -189,16 +209,20 @@ def bench_config(args, task: str, data_root: str, work_dir: str,
     return cfg
 
 
-def train_parts(cfg):
-    """Model, optimizer wrapper and training dataloader of a config."""
+def _runner(cfg):
     import logging
 
     from mmengine.logging import MMLogger
     from mmengine.runner import Runner
-
-    from medfm.engine.speed import to_channels_last
     runner = Runner.from_cfg(cfg)
     MMLogger.get_current_instance().setLevel(logging.WARNING)
+    return runner
+
+
+def train_parts(cfg):
+    """Model, optimizer wrapper and training dataloader of a config."""
+    from medfm.engine.speed import to_channels_last
+    runner = _runner(cfg)
     model = runner.model
     if any(h.get('type') == 'ChannelsLastHook'
            for h in cfg.get('custom_hooks', [])):
@@ -240,10 +264,11 @@ def measure_ceiling(args, task, data_root, work_dir) -> dict:
                 iters=args.iters)
 
 
-def measure_e2e(args, task, data_root, work_dir, cache_dir=None) -> dict:
-    cfg = bench_config(args, task, data_root, work_dir, cache_dir)
+def measure_e2e(args, task, data_root, work_dir, cache_dir=None,
+                span=False) -> dict:
+    cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     runner, model, wrapper = train_parts(cfg)
-    loader = runner.train_dataloader
+    loader = runner.train_loop.dataloader
     t_start = time.perf_counter()
     batches = forever(loader)
     train_steps(model, wrapper, batches, args.warmup)
@@ -264,7 +289,68 @@ def measure_e2e(args, task, data_root, work_dir, cache_dir=None) -> dict:
     if hits is not None:
         out['cache_hits'] = hits
     del batches
+    close_loader(loader)
     return out
+
+
+def close_loader(loader) -> None:
+    """Stop a loader's workers now, not whenever it is collected."""
+    if hasattr(loader, 'close'):  # SpanningDataLoader
+        loader.close()
+    it = getattr(loader, '_iterator', None)  # persistent workers
+    if it is not None:
+        it._shutdown_workers()
+        loader._iterator = None
+
+
+def pipeline_cost(cfg, n: int) -> dict:
+    """Milliseconds per image of each transform of the training pipeline,
+    in this process (what one dataloader worker spends per image)."""
+    from mmpretrain.registry import DATASETS
+    ds = DATASETS.build(cfg.train_dataloader.dataset)
+    transforms = ds.pipeline.transforms
+    spent = [0.0] * len(transforms)
+    for i in range(n):
+        results = ds.get_data_info(i % len(ds))
+        for k, t in enumerate(transforms):
+            t0 = time.perf_counter()
+            results = t(results)
+            spent[k] += time.perf_counter() - t0
+    per = {}
+    for t, dt in zip(transforms, spent):
+        name = type(t).__name__
+        per[name] = per.get(name, 0.0) + 1000 * dt / n
+    return dict(ms_per_image=sum(per.values()), per_transform_ms=per,
+                images=n)
+
+
+def measure_loader(args, task, data_root, work_dir, step_s: float,
+                   cache_dir=None, span=False) -> dict:
+    """The training dataloader feeding a simulated step of ``step_s``."""
+    cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
+    runner = _runner(cfg)
+    loader = runner.train_loop.dataloader
+    batches = forever(loader)
+    for _ in range(args.warmup):
+        next(batches)
+        time.sleep(step_s)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(args.iters):
+        n += len(next(batches)['inputs'])
+        time.sleep(step_s)
+    dt = time.perf_counter() - t0
+    bs = cfg.train_dataloader.batch_size
+    del batches
+    close_loader(loader)
+    cost = pipeline_cost(cfg, min(len(loader.dataset), 2 * bs))
+    # one worker per CPU, no other load: an upper bound, not a measurement
+    cost['workers_capacity_images_per_s'] = \
+        max(1, loader.num_workers) * 1000 / cost['ms_per_image']
+    return dict(images_per_s=n / dt, step_ms=1000 * step_s, pipeline=cost,
+                step_images_per_s=bs / step_s,
+                ratio_to_step=n / dt / (bs / step_s), workers=loader.num_workers,
+                batches_per_epoch=len(loader), iters=args.iters)
 
 
 # --------------------------------------------------------------------- eval
@@ -440,6 +526,29 @@ def measure_densenet(args) -> dict:
     return dict(size=size, batch=bs, iters=iters, images_per_s=out)
 
 
+def measure_classifier(args, task, data_root, work_dir) -> dict:
+    """The whole ``ImageClassifier`` train step (as section 1) in the
+    settings REFERENCE section 7 compares: fp32, bf16 + channels_last with
+    mmengine's AMP as configured by default (dynamic loss scaler), and the
+    project's bf16 (no loss scaler), with either DenseNet."""
+    variants = {'fp32': dict(amp=False, channels_last=False)}
+    if args.cuda:
+        variants.update({
+            'bf16+channels_last, loss scaler': dict(
+                amp=True, channels_last=True, loss_scaler=True),
+            'bf16+channels_last': dict(amp=True, channels_last=True),
+            'bf16+channels_last, DenseNetFast': dict(
+                amp=True, channels_last=True, backbone='DenseNetFast'),
+        })
+    out = {}
+    for name, change in variants.items():
+        sub = argparse.Namespace(**{**vars(args), 'backbone': 'DenseNet',
+                                    **change})
+        out[name] = measure_ceiling(sub, task, data_root,
+                                    work_dir)['images_per_s']
+    return dict(task=task, images_per_s=out)
+
+
 # --------------------------------------------------------------------- main
 def hardware(cuda: bool) -> dict:
     info = dict(python=platform.python_version(), cpus=os.cpu_count())
@@ -496,7 +605,8 @@ def main(argv=None) -> dict:
 
     try:
         caches = {}
-        if set(args.sections) & {'ceiling', 'e2e', 'eval', 'memory'}:
+        if set(args.sections) & {'ceiling', 'e2e', 'eval', 'memory',
+                                 'loader', 'densenet'}:
             res['data'] = {}
             for task in args.tasks:
                 t0 = time.perf_counter()
@@ -531,9 +641,11 @@ def main(argv=None) -> dict:
             res['e2e'] = {}
             for task in args.tasks:
                 row = {}
-                for tag, cache in (('files', None), ('cache', caches[task])):
+                for tag in args.variants:
+                    cached, span = VARIANTS[tag]
                     r = measure_e2e(args, task, data_root,
-                                    osp.join(work_dir, 'runs'), cache)
+                                    osp.join(work_dir, 'runs'),
+                                    caches[task] if cached else None, span)
                     ceil = res.get('ceiling', {}).get(task)
                     if ceil:
                         r['ratio_to_ceiling'] = r['images_per_s'] \
@@ -565,11 +677,41 @@ def main(argv=None) -> dict:
                     f' / RSS {v["rss_mib"]:.0f} MiB'
                     for n, v in r['per_worker'].items())
                 say(f'(4) worker memory ({tag}), per worker: {sizes}')
+        if 'loader' in args.sections:
+            res['loader'] = {}
+            for task in args.tasks:
+                ceil = res.get('ceiling', {}).get(task)
+                step_ms = args.step_ms or (
+                    1000 * ceil['batch'] / ceil['images_per_s'] if ceil
+                    else 100.0)
+                row = {}
+                for tag in args.variants:
+                    cached, span = VARIANTS[tag]
+                    r = measure_loader(args, task, data_root,
+                                       osp.join(work_dir, 'runs'),
+                                       step_ms / 1000,
+                                       caches[task] if cached else None, span)
+                    row[tag] = r
+                    say(f'(6) loader {task} {tag}, {r["workers"]} workers, '
+                        f'{r["batches_per_epoch"]} batches/epoch, step '
+                        f'{step_ms:.0f} ms: {r["images_per_s"]:.1f} images/s, '
+                        f'{100 * r["ratio_to_step"]:.0f}% of the step\'s '
+                        f'{r["step_images_per_s"]:.1f}; pipeline '
+                        f'{r["pipeline"]["ms_per_image"]:.2f} ms/image ('
+                        + ', '.join(f'{k} {v:.2f}' for k, v in
+                                    r['pipeline']['per_transform_ms'].items())
+                        + ')')
+                res['loader'][task] = row
         if 'densenet' in args.sections:
             r = measure_densenet(args)
             res['densenet'] = r
             for name, v in r['images_per_s'].items():
                 say(f'(5) backbone {name}: {v:.1f} images/s')
+            task = 'chest' if 'chest' in args.tasks else args.tasks[0]
+            r['classifier'] = measure_classifier(args, task, data_root,
+                                                 osp.join(work_dir, 'runs'))
+            for name, v in r['classifier']['images_per_s'].items():
+                say(f'(5) ImageClassifier {task} {name}: {v:.1f} images/s')
     finally:
         if not args.work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -248,6 +248,7 @@ def measure_ceiling(args, task, data_root, work_dir) -> dict:
     cfg = bench_config(args, task, data_root, work_dir)
     runner, model, wrapper = train_parts(cfg)
     batch = next(iter(runner.train_dataloader))
+    close_loader(runner.train_dataloader)
     n_img = len(batch['inputs'])
 
     def same():
@@ -602,6 +603,9 @@ def main(argv=None) -> dict:
 
     def say(msg):
         print(f'[{time.perf_counter() - t_all:6.1f} s] {msg}', flush=True)
+        if out_path:  # what is measured so far survives a timeout
+            from medfm.utils import write_json
+            write_json(out_path, res)
 
     try:
         caches = {}

@@ -246,7 +246,8 @@ def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
     """
     if fast:
         applied = tune_dataloaders(cfg, num_workers)
-        span_epochs(cfg)
+        if span_epochs(cfg):
+            applied['train_cfg'] = dict(type='EpochSpanningTrainLoop')
         no_bf16_loss_scaling(cfg)
         print_log(f'--fast: {applied}', logger='current')
     if channels_last:

@@ -31,6 +31,6 @@ bench() {  # bench NAME TIMEOUT ARGS...
     grep -v -i warn "$OUT/bench_$name.log" | tail -30
 }
 bench train "${TRAIN_TIMEOUT:-240}" --sections ceiling e2e "$@"
-bench eval "${EVAL_TIMEOUT:-150}" --sections eval memory --tasks chest \
+bench eval "${EVAL_TIMEOUT:-120}" --sections eval memory --tasks chest \
     --naive-runs "${NAIVE_RUNS:-2}"
-bench densenet "${DENSENET_TIMEOUT:-90}" --sections densenet --tasks chest --iters 80
+bench densenet "${DENSENET_TIMEOUT:-100}" --sections densenet --tasks chest --iters 80

@@ -24,7 +24,10 @@ def test_benchmark_quick_runs(tmp_path):
     assert 'cache_hits' not in e2e['files']
     assert set(e2e) == {'files', 'files+span', 'cache', 'cache+span'}
     loader = res['loader']['colon']
-    assert set(loader) == set(e2e)
+    assert set(loader) == set(e2e) | {'val', 'val in memory'}
+    val, mem = loader.pop('val'), loader.pop('val in memory')
+    assert val['images'] == mem['images'] == 8 and len(mem['pass_s']) == 3
+    assert mem['kept'] and not val['kept']
     for r in loader.values():
         assert r['step_ms'] == 5 and r['batches_per_epoch'] == 4
         assert 0 < r['ratio_to_step'] <= 1.05

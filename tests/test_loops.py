@@ -1,4 +1,5 @@
-"""EpochSpanningTrainLoop: one dataloader iterator for the whole run."""
+"""EpochSpanningTrainLoop (one dataloader iterator for the whole run) and
+InMemoryValLoop (validation images decoded once)."""
 import itertools
 
 import pytest
@@ -11,10 +12,12 @@ from torch.utils.data import BatchSampler
 from medfm.engine import (
     EpochSpanningBatchSampler,
     EpochSpanningTrainLoop,
+    InMemoryValLoop,
     SpanningDataLoader,
 )
+from medfm.engine.loops import BatchesInMemory, batch_nbytes, not_replayable
 from medfm.testing import tiny_config, tiny_densenet
-from medfm.utils.speed import span_epochs
+from medfm.utils.speed import span_epochs, val_in_memory
 
 CONFIG = 'configs/densenet/densenet121_chest.py'
 
@@ -130,3 +133,66 @@ def test_span_epochs_leaves_other_loops_alone():
     cfg = Config(dict(train_cfg=dict(type='EpochBasedTrainLoop',
                                      max_epochs=2)))
     assert span_epochs(cfg) and cfg.train_cfg.type == 'EpochSpanningTrainLoop'
+
+
+def _val_runner(demo_root, work_dir, in_memory, workers=0, **loop):
+    cfg = tiny_config(CONFIG, demo_root, str(work_dir), size=16, batch_size=4,
+                      cfg_options=tiny_densenet())
+    cfg.val_dataloader.update(num_workers=workers,
+                              persistent_workers=workers > 0)
+    if in_memory:
+        assert val_in_memory(cfg)
+        cfg.val_cfg.update(loop)
+    cfg.default_hooks.checkpoint.update(save_best=None)
+    runner = Runner.from_cfg(cfg)
+    runner.train()  # one epoch with validation: the first pass
+    return runner
+
+
+def test_in_memory_val_loop_replays_the_same_batches(demo_root, tmp_path):
+    stock = _val_runner(demo_root, tmp_path / 'stock', False, workers=2)
+    runner = _val_runner(demo_root, tmp_path / 'mem', True, workers=2)
+    loop = runner.val_loop
+    assert isinstance(loop, InMemoryValLoop)
+    kept = loop.dataloader.batches
+    assert len(kept) == len(loop.dataloader) == 2  # 8 val images, batches of 4
+    assert loop.dataloader.loader._iterator is None  # workers stopped
+    # replayed: the dataset is not read again
+    loop.dataloader.dataset.pipeline = None
+    first, second = loop.run(), loop.run()
+    expected = stock.val_loop.run()
+    assert first == second == expected
+    assert loop.dataloader.batches is kept
+    for batch in kept:  # predictions went to copies, not the kept samples
+        assert all('pred_score' not in s for s in batch['data_samples'])
+
+
+def test_in_memory_val_loop_reads_random_pipelines_every_pass(demo_root,
+                                                               tmp_path):
+    cfg = tiny_config(CONFIG, demo_root, str(tmp_path))
+    cfg.val_dataloader.dataset.pipeline.insert(
+        1, dict(type='RandomFlip', prob=0.5))
+    init_default_scope('mmpretrain')
+    loader = Runner.build_dataloader(cfg.val_dataloader)
+    assert not_replayable(loader.dataset) == \
+        'RandomFlip in the pipeline may be random'
+    wrapped = BatchesInMemory(loader, 2**30, not_replayable(loader.dataset))
+    assert len(list(wrapped)) == 2 and wrapped.batches is None
+
+
+def test_in_memory_val_loop_keeps_nothing_over_budget(demo_root, tmp_path):
+    runner = _val_runner(demo_root, tmp_path, True, max_bytes=1000)
+    loader = runner.val_loop.dataloader
+    assert loader.batches is None and 'budget' in loader.reason
+    batch = next(iter(loader.loader))
+    # 4 images of 3x16x16 uint8 plus their labels
+    assert batch_nbytes(batch) >= 4 * 3 * 16 * 16
+
+
+def test_val_in_memory_config():
+    from mmengine.config import Config
+    cfg = Config(dict(val_cfg=dict()))
+    assert val_in_memory(cfg) and cfg.val_cfg.type == 'InMemoryValLoop'
+    assert not val_in_memory(Config(dict(val_cfg=None)))
+    other = Config(dict(val_cfg=dict(type='MyValLoop')))
+    assert not val_in_memory(other) and other.val_cfg.type == 'MyValLoop'

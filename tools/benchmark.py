@@ -23,7 +23,10 @@ Prints, in one run, and writes to ``--out`` as JSON:
 6. ``loader``: the data path alone, on any machine: the training dataloader
    feeding a simulated model step (a sleep of ``--step-ms``, standing in for
    a GPU that computes while the CPU waits), images/s as a share of what the
-   step allows, with the restarting and the spanning epoch loop.
+   step allows, with the restarting and the spanning epoch loop, and each
+   transform's cost per image; then three passes of the validation
+   dataloader (data only) as mmengine's ``ValLoop`` and as
+   ``InMemoryValLoop`` iterate it.
 
 Examples:
     # CPU smoke run, small images (about 2-3 minutes on 2 cores)
@@ -323,6 +326,29 @@ def pipeline_cost(cfg, n: int) -> dict:
         per[name] = per.get(name, 0.0) + 1000 * dt / n
     return dict(ms_per_image=sum(per.values()), per_transform_ms=per,
                 images=n)
+
+
+def measure_val_passes(args, task, data_root, work_dir, in_memory: bool,
+                       passes: int = 3) -> dict:
+    """Seconds per pass of the validation dataloader (data only, from the
+    PNGs), as mmengine's ``ValLoop`` iterates it or as ``InMemoryValLoop``
+    does (batches of the first pass kept and replayed)."""
+    from mmengine.runner import Runner
+
+    from medfm.engine.loops import BatchesInMemory, not_replayable
+    cfg = bench_config(args, task, data_root, work_dir)
+    loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
+    if in_memory:
+        loader = BatchesInMemory(loader, 4 * 2**30,
+                                 not_replayable(loader.dataset))
+    times = []
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        n = sum(len(b['data_samples']) for b in loader)
+        times.append(time.perf_counter() - t0)
+    close_loader(getattr(loader, 'loader', loader))
+    return dict(images=n, pass_s=times, workers=cfg.val_dataloader.num_workers,
+                kept=bool(getattr(loader, 'batches', None)))
 
 
 def measure_loader(args, task, data_root, work_dir, step_s: float,
@@ -705,6 +731,13 @@ def main(argv=None) -> dict:
                         + ', '.join(f'{k} {v:.2f}' for k, v in
                                     r['pipeline']['per_transform_ms'].items())
                         + ')')
+                for tag, mem in (('val', False), ('val in memory', True)):
+                    r = measure_val_passes(args, task, data_root,
+                                           osp.join(work_dir, 'runs'), mem)
+                    row[tag] = r
+                    say(f'(6) loader {task} {tag}: {r["images"]} images, '
+                        f'{r["workers"]} workers, passes '
+                        + ', '.join(f'{t:.2f}' for t in r['pass_s']) + ' s')
                 res['loader'][task] = row
         if 'densenet' in args.sections:
             r = measure_densenet(args)

@@ -2,6 +2,7 @@ from .hooks import ClassCountCheckHook, EpochSeedHook, FiniteLossHook
 from .loops import (
     EpochSpanningBatchSampler,
     EpochSpanningTrainLoop,
+    InMemoryValLoop,
     SpanningDataLoader,
 )
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
@@ -9,4 +10,4 @@ from .speed import ChannelsLastHook, FastClsDataPreprocessor
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'ChannelsLastHook', 'FastClsDataPreprocessor',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
-           'SpanningDataLoader']
+           'InMemoryValLoop', 'SpanningDataLoader']

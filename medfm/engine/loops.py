@@ -17,13 +17,21 @@ trains. Each ``iter()`` of :class:`SpanningDataLoader` yields one epoch's
 batches from that iterator.
 
 Workers live for the whole run, as with ``persistent_workers=True``.
+
+:class:`InMemoryValLoop` is the validation side: the validation pipeline is
+deterministic (load, resize, pack), so every epoch's validation pass would
+decode and resize the same images again. It keeps the batches of the first
+pass in memory and replays them afterwards, within a memory budget.
 """
 from __future__ import annotations
 
 import math
 from typing import Iterator, List, Optional
 
-from mmengine.runner import EpochBasedTrainLoop
+import torch
+from mmengine.logging import print_log
+from mmengine.runner import EpochBasedTrainLoop, ValLoop
+from mmengine.structures import BaseDataElement
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Sampler
 
@@ -181,3 +189,140 @@ class EpochSpanningTrainLoop(EpochBasedTrainLoop):
             return super().run()
         finally:
             self.dataloader.close()
+
+
+#: transforms that give the same output for the same input every time
+DETERMINISTIC_TRANSFORMS = frozenset({
+    'LoadImageFromFile', 'LoadMedFMCImage', 'LoadImageFromFileOrCache',
+    'Resize', 'ResizeEdge', 'CenterCrop', 'EfficientNetCenterCrop',
+    'PackInputs', 'PackClsInputs', 'ToTensor', 'Normalize'})
+
+
+def not_replayable(dataset) -> Optional[str]:
+    """Why a dataset's samples may differ between passes (None if they
+    cannot: every transform of its pipeline is deterministic)."""
+    pipeline = getattr(dataset, 'pipeline', None)
+    transforms = getattr(pipeline, 'transforms', None)
+    if transforms is None:
+        return f'{type(dataset).__name__} has no pipeline to check'
+    for t in transforms:
+        name = type(t).__name__
+        if name not in DETERMINISTIC_TRANSFORMS:
+            return f'{name} in the pipeline may be random'
+    return None
+
+
+def batch_nbytes(batch) -> int:
+    """Bytes held by the tensors of a (nested) batch."""
+    if isinstance(batch, torch.Tensor):
+        return batch.numel() * batch.element_size()
+    if isinstance(batch, dict):
+        return sum(batch_nbytes(v) for v in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return sum(batch_nbytes(v) for v in batch)
+    if hasattr(batch, 'values') and callable(batch.values):  # DataSample
+        return sum(batch_nbytes(v) for v in batch.values())
+    return 0
+
+
+def fresh_copy(batch):
+    """A batch whose containers and data samples are new objects sharing the
+    tensors: the data preprocessor and the head write labels and predictions
+    into the samples they get, which must not reach the kept batch."""
+    if isinstance(batch, dict):
+        return {k: fresh_copy(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(fresh_copy(v) for v in batch)
+    if isinstance(batch, BaseDataElement):
+        return batch.new()
+    return batch
+
+
+class BatchesInMemory:
+    """A dataloader iterated once, then replayed from memory.
+
+    The first complete pass goes through ``loader`` and keeps its batches
+    (unless ``reason`` says why not, or they pass ``max_bytes``); later
+    passes yield the kept batches, and the loader's workers are stopped.
+    Other attributes (``dataset``, ``batch_size``, ...) are the loader's.
+
+    Args:
+        loader (DataLoader): The validation dataloader.
+        max_bytes (int): Memory budget for the kept batches.
+        reason (str, optional): Why not to keep anything (then it is just
+            ``loader``).
+    """
+
+    def __init__(self, loader, max_bytes: int,
+                 reason: Optional[str] = None) -> None:
+        self.loader = loader
+        self.max_bytes = max_bytes
+        self.reason = reason
+        self.batches: Optional[list] = None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str):
+        if name == 'loader':  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __iter__(self) -> Iterator:
+        if self.batches is not None:
+            for batch in self.batches:
+                yield fresh_copy(batch)
+            return
+        kept: Optional[list] = [] if self.reason is None else None
+        nbytes = 0
+        for batch in self.loader:
+            if kept is not None:
+                nbytes += batch_nbytes(batch)
+                if nbytes > self.max_bytes:
+                    self.reason = (f'its batches pass the budget of '
+                                   f'{self.max_bytes / 2**20:.0f} MiB')
+                    print_log(f'validation batches not kept in memory: '
+                              f'{self.reason}', logger='current', level=30)
+                    kept = None
+                else:
+                    kept.append(fresh_copy(batch))
+            yield batch
+        if kept is not None:  # a complete pass
+            self.batches = kept
+            it = getattr(self.loader, '_iterator', None)
+            if it is not None:  # persistent workers are no longer needed
+                it._shutdown_workers()
+                self.loader._iterator = None
+            print_log(f'validation: {len(kept)} batches '
+                      f'({nbytes / 2**20:.0f} MiB) kept in memory for the '
+                      'next passes', logger='current')
+
+
+@LOOPS.register_module()
+class InMemoryValLoop(ValLoop):
+    """``ValLoop`` that decodes the validation images once per run.
+
+    The first pass keeps its batches in memory (:class:`BatchesInMemory`);
+    later passes replay them: same inputs, so the same metrics, without the
+    loading, decoding and resizing. Pipelines with random transforms, and
+    batches over ``max_bytes``, go through the dataloader every time.
+    Use ``val_cfg = dict(type='InMemoryValLoop')``, or ``tools/train.py
+    --fast``.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (DataLoader | dict): The validation dataloader.
+        evaluator (Evaluator | dict | list): The evaluator.
+        fp16 (bool): As in ``ValLoop``.
+        max_bytes (int): Memory budget for the kept batches (default 4 GiB;
+            at 224 px a 64-image batch holds about 9.6 MB).
+    """
+
+    def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
+                 max_bytes: int = 4 * 2**30) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        reason = not_replayable(self.dataloader.dataset)
+        if reason:
+            print_log(f'InMemoryValLoop: {reason}; reading the validation '
+                      'images every pass', logger='current', level=30)
+        self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)

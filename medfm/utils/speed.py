@@ -15,6 +15,8 @@ What each switch does and why:
 * :func:`span_epochs`: one dataloader iterator for the whole run
   (:mod:`medfm.engine.loops`), so that the workers prepare the next epoch's
   first batches instead of restarting at every epoch.
+* :func:`val_in_memory`: validation batches decoded on the first pass and
+  replayed from memory afterwards (:mod:`medfm.engine.loops`).
 * :func:`no_bf16_loss_scaling`: bf16 has fp32's exponent range and needs no
   loss scaling; mmengine's ``AmpOptimWrapper`` scales anyway, paying
   an unscale pass, an inf/NaN check and a GPU->CPU sync every step.
@@ -231,6 +233,23 @@ def span_epochs(cfg: Config) -> bool:
     return kind == 'EpochSpanningTrainLoop'
 
 
+def val_in_memory(cfg: Config) -> bool:
+    """Validate with ``InMemoryValLoop``, in place (a ``val_cfg`` without a
+    type or with ``ValLoop`` only).
+
+    Returns:
+        bool: Whether the config now validates with it.
+    """
+    val_cfg = cfg.get('val_cfg')
+    if val_cfg is None:
+        return False
+    kind = val_cfg.get('type', 'ValLoop')
+    if kind == 'ValLoop':
+        val_cfg['type'] = 'InMemoryValLoop'
+        return True
+    return kind == 'InMemoryValLoop'
+
+
 def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
                 cache_dir: Optional[str] = None,
                 num_workers: Optional[int] = None) -> None:
@@ -238,8 +257,8 @@ def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
 
     Args:
         cfg (Config): The config, changed in place.
-        fast (bool): :func:`tune_dataloaders`, :func:`span_epochs` and
-            :func:`no_bf16_loss_scaling`.
+        fast (bool): :func:`tune_dataloaders`, :func:`span_epochs`,
+            :func:`val_in_memory` and :func:`no_bf16_loss_scaling`.
         channels_last (bool): :func:`enable_channels_last`.
         cache_dir (str, optional): :func:`use_image_cache`.
         num_workers (int, optional): Training workers for ``fast``.
@@ -248,6 +267,8 @@ def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
         applied = tune_dataloaders(cfg, num_workers)
         if span_epochs(cfg):
             applied['train_cfg'] = dict(type='EpochSpanningTrainLoop')
+        if val_in_memory(cfg):
+            applied['val_cfg'] = dict(type='InMemoryValLoop')
         no_bf16_loss_scaling(cfg)
         print_log(f'--fast: {applied}', logger='current')
     if channels_last:

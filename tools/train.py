@@ -30,7 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='mixed precision on a GPU (default bfloat16)')
     p.add_argument('--fast', action='store_true',
                    help='dataloaders tuned for throughput (workers from the CPU '
-                   'count, persistent, pinned, prefetching); no bf16 loss scaling')
+                   'count, pinned, prefetching), one training dataloader '
+                   'iterator for the run, validation images decoded once, '
+                   'no bf16 loss scaling')
     p.add_argument('--channels-last', action='store_true',
                    help='channels_last model and input (pays off with --amp)')
     p.add_argument('--cache', metavar='DIR',

@@ -7,7 +7,8 @@ unlabelled test list. The summary (mean ± std of each metric and of the
 challenge score) goes to ``<out>/summary.csv`` and ``<out>/summary.md``.
 
 Examples:
-    python tools/run_protocol.py configs/vpt/swin-b_vpt5_chest.py --shot 1
+    python tools/run_protocol.py configs/vpt/swin-b_vpt5_chest.py --shot 1 \
+        --amp --fast
     python tools/run_protocol.py configs/vpt/swin-b_vpt5_endo.py --shot 5 \
         --pool trainval.txt --predict --result-dir result \
         --cfg-options train_dataloader.num_workers=8
@@ -34,6 +35,7 @@ from medfm.protocol import (
 )
 from medfm.splits import load_pool, write_splits
 from medfm.utils import load_config, write_json
+from medfm.utils.speed import add_speed_args, apply_speed_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='unlabelled list for --predict')
     p.add_argument('--result-dir', help='result folder for --predict '
                    '(default <work-dir>/result)')
+    add_speed_args(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys of every experiment')
     return p.parse_args(argv)
@@ -66,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    apply_speed_args(cfg, args)
     task = task_of(cfg)
     name = osp.splitext(osp.basename(args.config))[0]
     out = args.work_dir or osp.join('work_dirs', 'protocol', name,

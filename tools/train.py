@@ -13,8 +13,8 @@ import argparse
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from medfm.utils import apply_amp, load_config
-from medfm.utils.speed import apply_speed
+from medfm.utils import load_config
+from medfm.utils.speed import add_speed_args, apply_speed_args
 from medfm.utils.tracking import add_trackers
 
 
@@ -25,18 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--resume', nargs='?', const='auto', default=None,
                    help='resume from the latest checkpoint of the work dir, '
                    'or from the given checkpoint')
-    p.add_argument('--amp', nargs='?', const='bfloat16', default=None,
-                   choices=['bfloat16', 'float16'],
-                   help='mixed precision on a GPU (default bfloat16)')
-    p.add_argument('--fast', action='store_true',
-                   help='dataloaders tuned for throughput (workers from the CPU '
-                   'count, pinned, prefetching), one training dataloader '
-                   'iterator for the run, validation images decoded once, '
-                   'no bf16 loss scaling')
-    p.add_argument('--channels-last', action='store_true',
-                   help='channels_last model and input (pays off with --amp)')
-    p.add_argument('--cache', metavar='DIR',
-                   help='read images from a cache built by tools/build_cache.py')
+    add_speed_args(p)
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale the learning rate with the total batch size')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -54,11 +43,7 @@ def build_cfg(args: argparse.Namespace):
     """The config with the command line applied."""
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
-    if args.amp:
-        apply_amp(cfg, args.amp)
-    apply_speed(cfg, fast=getattr(args, 'fast', False),
-                channels_last=getattr(args, 'channels_last', False),
-                cache_dir=getattr(args, 'cache', None))
+    apply_speed_args(cfg, args)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume:

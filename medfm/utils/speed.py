@@ -27,6 +27,7 @@ keeps it there.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Iterator, Optional
 
@@ -275,3 +276,33 @@ def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
         enable_channels_last(cfg)
     if cache_dir:
         use_image_cache(cfg, cache_dir)
+
+
+def add_speed_args(parser: argparse.ArgumentParser) -> None:
+    """The speed switches shared by ``tools/train.py`` and
+    ``tools/run_protocol.py``: ``--amp``, ``--fast``, ``--channels-last``,
+    ``--cache``."""
+    parser.add_argument('--amp', nargs='?', const='bfloat16', default=None,
+                        choices=['bfloat16', 'float16'],
+                        help='mixed precision on a GPU (default bfloat16)')
+    parser.add_argument('--fast', action='store_true',
+                        help='dataloaders tuned for throughput (workers from '
+                        'the CPU count, pinned, prefetching), one training '
+                        'dataloader iterator for the run, validation images '
+                        'decoded once, no bf16 loss scaling')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='channels_last model and input (pays off with '
+                        '--amp)')
+    parser.add_argument('--cache', metavar='DIR',
+                        help='read images from a cache built by '
+                        'tools/build_cache.py')
+
+
+def apply_speed_args(cfg: Config, args: argparse.Namespace) -> None:
+    """Apply the switches of :func:`add_speed_args` to ``cfg``, in place."""
+    from .config import apply_amp
+    if getattr(args, 'amp', None):
+        apply_amp(cfg, args.amp)
+    apply_speed(cfg, fast=getattr(args, 'fast', False),
+                channels_last=getattr(args, 'channels_last', False),
+                cache_dir=getattr(args, 'cache', None))

@@ -16,7 +16,10 @@ workers prepare the first batches of epoch ``e + 1`` while epoch ``e``
 trains. Each ``iter()`` of :class:`SpanningDataLoader` yields one epoch's
 batches from that iterator.
 
-Workers live for the whole run, as with ``persistent_workers=True``.
+Workers live for the whole run, as with ``persistent_workers=True``: a
+resumed run gets the same batches in the same order, but its workers draw
+other random augmentations than those of an uninterrupted run (with
+``num_workers=0`` it is exact; see ``EpochSeedHook``).
 
 :class:`InMemoryValLoop` is the validation side: the validation pipeline is
 deterministic (load, resize, pack), so every epoch's validation pass would

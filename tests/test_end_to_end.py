@@ -51,6 +51,20 @@ def test_train_then_test_sh(trained_run, demo_root):
     assert best in (1, 2)
 
 
+def test_train_sh_fast_with_workers(demo_root, tmp_path):
+    """--fast: worker processes, the spanning loop and the in-memory
+    validation through train.sh; the run ends (workers stopped) and every
+    epoch validates."""
+    p = run('bash', 'train.sh', CONFIG, '--fast', '--work-dir', str(tmp_path),
+            *_opts(demo_root, 3))
+    log = p.stdout + p.stderr
+    assert p.returncode == 0, log[-3000:]
+    assert "'type': 'EpochSpanningTrainLoop'" in log
+    assert 'kept in memory for the next passes' in log
+    assert log.count('Epoch(val) [') == 3
+    assert len(list(tmp_path.glob('epoch_*.pth'))) == 3
+
+
 def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
     out = tmp_path / 'm.json'
     p = run(sys.executable, 'tools/test.py', CONFIG,

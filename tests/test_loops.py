@@ -4,10 +4,11 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.dataset import DefaultSampler
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from torch.utils.data import BatchSampler
+from torch.utils.data import BatchSampler, DataLoader
 
 from medfm.engine import (
     EpochSpanningBatchSampler,
@@ -81,6 +82,9 @@ def test_spanning_loader_with_workers_keeps_order_and_iterator(demo_root,
     loader = SpanningDataLoader.from_loader(_loader(demo_root, tmp_path, 2))
     assert len(loader) == len(stock) == 6  # 16 images, batches of 3
     assert loader.sampler is loader.batch_sampler.sampler
+    assert (loader.batch_size, loader.drop_last) == (3, False)
+    # persistent workers: one iterator, one draw of torch's generator, as stock
+    assert loader.persistent_workers and not loader.draw_per_epoch
     streams = []
     for epoch in range(3):
         stock.sampler.set_epoch(epoch)
@@ -97,6 +101,21 @@ def test_spanning_loader_with_workers_keeps_order_and_iterator(demo_root,
     assert not any(w.is_alive() for w in workers)
 
 
+def test_spanning_loader_refuses_custom_batch_samplers():
+    data = list(range(6))
+    loader = DataLoader(data, batch_sampler=BatchSampler(
+        DefaultSampler(data, shuffle=False), 2, False))
+    with pytest.raises(TypeError, match='plain batching'):
+        SpanningDataLoader.from_loader(loader)
+    plain = SpanningDataLoader.from_loader(DataLoader(data, batch_size=2))
+    assert plain.draw_per_epoch  # a new iterator per epoch draws a seed
+
+
+def _dropout(module, args, output):
+    # torch's global generator at work in the model, as dropout/drop-path do
+    return tuple(F.dropout(x, 0.3, module.training) for x in output)
+
+
 def _train(demo_root, work_dir, spanning, max_epochs, resume=False):
     cfg = tiny_config(CONFIG, demo_root, str(work_dir), size=16, batch_size=4,
                       max_epochs=max_epochs, cfg_options=tiny_densenet())
@@ -107,6 +126,7 @@ def _train(demo_root, work_dir, spanning, max_epochs, resume=False):
         assert span_epochs(cfg)
         assert 'by_epoch' not in cfg.train_cfg
     runner = Runner.from_cfg(cfg)
+    runner.model.backbone.register_forward_hook(_dropout)
     runner.train()
     assert isinstance(runner.train_loop, EpochSpanningTrainLoop) == spanning
     assert runner.epoch == max_epochs
@@ -114,8 +134,9 @@ def _train(demo_root, work_dir, spanning, max_epochs, resume=False):
 
 
 def test_spanning_loop_trains_like_the_stock_loop(demo_root, tmp_path):
-    """Same batches, same augmentations (main process), same weights; and a
-    resumed spanning run starts at the right epoch."""
+    """Same batches, same augmentations (main process), same dropout
+    streams, same weights; and a resumed spanning run starts at the right
+    epoch."""
     stock = _train(demo_root, tmp_path / 'stock', False, 2)
     spanning = _train(demo_root, tmp_path / 'span', True, 2)
     _train(demo_root, tmp_path / 'resumed', True, 1)
@@ -157,6 +178,11 @@ def test_in_memory_val_loop_replays_the_same_batches(demo_root, tmp_path):
     kept = loop.dataloader.batches
     assert len(kept) == len(loop.dataloader) == 2  # 8 val images, batches of 4
     assert loop.dataloader.loader._iterator is None  # workers stopped
+    for batch in kept:  # private copies: no shared-memory file per tensor
+        tensors = [t for t in batch['inputs']] + [
+            v for s in batch['data_samples'] for v in s.values()
+            if isinstance(v, torch.Tensor)]
+        assert tensors and not any(t.is_shared() for t in tensors)
     # replayed: the dataset is not read again
     loop.dataloader.dataset.pipeline = None
     first, second = loop.run(), loop.run()

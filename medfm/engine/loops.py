@@ -11,10 +11,14 @@ splits (a 1-shot chest epoch is one batch).
 :class:`EpochSpanningTrainLoop` keeps a single dataloader iterator for the
 whole run. Its batch sampler (:class:`EpochSpanningBatchSampler`) goes
 through the wrapped sampler epoch after epoch (``set_epoch(e)`` before pass
-``e``, so the order is exactly the stock loader's) and never ends, so the
-workers prepare the first batches of epoch ``e + 1`` while epoch ``e``
-trains. Each ``iter()`` of :class:`SpanningDataLoader` yields one epoch's
-batches from that iterator.
+``e``, so the order is the stock loader's under ``DistSamplerSeedHook``,
+which every medfm config has) and never ends, so the workers prepare the
+first batches of epoch ``e + 1`` while epoch ``e`` trains. Each ``iter()``
+of :class:`SpanningDataLoader` yields one epoch's batches from that
+iterator; an epoch left part-way (not done by mmengine's loops) shifts the
+epochs that follow. Hooks that swap the dataset's pipeline mid-run (such as
+mmpretrain's ``SwitchRecipeHook``) need the stock loop: the workers keep
+the pipeline they started with.
 
 Workers live for the whole run, as with ``persistent_workers=True``: a
 resumed run gets the same batches in the same order, but its workers draw
@@ -101,12 +105,40 @@ class SpanningDataLoader(DataLoader):
 
     Build it from a dataloader with :meth:`from_loader`. ``sampler`` is the
     epoch sampler (what ``DistSamplerSeedHook`` sets the epoch of; the
-    batch sampler reads it when iteration starts).
+    batch sampler reads it when iteration starts); ``batch_size`` and
+    ``drop_last`` are the batch sampler's.
+
+    Args:
+        *args, **kwargs: ``DataLoader``'s, with ``batch_sampler`` an
+            :class:`EpochSpanningBatchSampler`.
+        draw_per_epoch (bool): Draw from torch's global random generator at
+            the start of every epoch, as creating a new dataloader iterator
+            does (mmengine's loop without persistent workers), so that
+            dropout and drop-path get the stock loop's random streams.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, draw_per_epoch: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.draw_per_epoch = draw_per_epoch
         self._stream: Optional[Iterator] = None
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        """int: Samples per batch."""
+        return self.batch_sampler.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value) -> None:
+        pass  # DataLoader.__init__ assigns None for a batch_sampler
+
+    @property
+    def drop_last(self) -> bool:  # type: ignore[override]
+        """bool: Whether each epoch's short last batch is dropped."""
+        return self.batch_sampler.drop_last
+
+    @drop_last.setter
+    def drop_last(self, value) -> None:
+        pass
 
     @property
     def sampler(self) -> Sampler:  # type: ignore[override]
@@ -120,13 +152,17 @@ class SpanningDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator:
         if self._stream is None:
-            self._stream = super().__iter__()
+            self._stream = super().__iter__()  # draws its base seed
+        elif self.draw_per_epoch:
+            # the draw a new iterator would make (its workers' base seed)
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
         for _ in range(len(self)):
             yield next(self._stream)
 
     def close(self) -> None:
         """Stop the workers (they also stop when the loader is deleted)."""
         stream, self._stream = self._stream, None
+        self._iterator = None  # kept by DataLoader for persistent workers
         shutdown = getattr(stream, '_shutdown_workers', None)
         if shutdown is not None:
             shutdown()
@@ -137,40 +173,40 @@ class SpanningDataLoader(DataLoader):
         epochs.
 
         Args:
-            loader (DataLoader): A map-style dataloader with a sampler, as
-                mmengine's ``Runner.build_dataloader`` returns.
+            loader (DataLoader): A map-style dataloader with a sampler and a
+                batch size (plain batching), as mmengine's
+                ``Runner.build_dataloader`` returns by default.
 
         Returns:
             SpanningDataLoader: The new loader; ``loader`` is left unused.
+
+        Raises:
+            TypeError: ``loader`` batches with its own batch sampler (one
+                that groups samples, say), which spanning would replace.
         """
         if isinstance(loader, SpanningDataLoader):
             return loader
-        batch_sampler = loader.batch_sampler
-        if loader.batch_size is not None:  # sampler + batch_size
-            sampler = loader.sampler
-            batch_size, drop_last = loader.batch_size, loader.drop_last
-        elif hasattr(batch_sampler, 'sampler') \
-                and isinstance(getattr(batch_sampler, 'batch_size', None), int):
-            sampler = batch_sampler.sampler
-            batch_size = batch_sampler.batch_size
-            drop_last = getattr(batch_sampler, 'drop_last', False)
-        else:
+        if loader.batch_size is None:
             raise TypeError(f'cannot span epochs with batch sampler '
-                            f'{type(batch_sampler).__name__}: it has no '
-                            'sampler and int batch_size')
+                            f'{type(loader.batch_sampler).__name__}: only '
+                            'plain batching (sampler + batch_size)')
+        persistent = loader.persistent_workers and loader.num_workers > 0
         kwargs = dict(num_workers=loader.num_workers,
                       collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, timeout=loader.timeout,
                       worker_init_fn=loader.worker_init_fn,
                       multiprocessing_context=loader.multiprocessing_context,
                       generator=loader.generator,
-                      pin_memory_device=loader.pin_memory_device)
+                      pin_memory_device=loader.pin_memory_device,
+                      persistent_workers=persistent)
+        if hasattr(loader, 'in_order'):  # torch >= 2.6
+            kwargs['in_order'] = loader.in_order
         if loader.num_workers > 0:
             kwargs['prefetch_factor'] = loader.prefetch_factor
         return cls(loader.dataset,
                    batch_sampler=EpochSpanningBatchSampler(
-                       sampler, batch_size, drop_last),
-                   **kwargs)
+                       loader.sampler, loader.batch_size, loader.drop_last),
+                   draw_per_epoch=not persistent, **kwargs)
 
 
 @LOOPS.register_module()
@@ -184,14 +220,19 @@ class EpochSpanningTrainLoop(EpochBasedTrainLoop):
 
     def __init__(self, runner, dataloader, *args, **kwargs) -> None:
         super().__init__(runner, dataloader, *args, **kwargs)
-        self.dataloader = SpanningDataLoader.from_loader(self.dataloader)
+        try:
+            self.dataloader = SpanningDataLoader.from_loader(self.dataloader)
+        except TypeError as e:
+            print_log(f'EpochSpanningTrainLoop: {e}; the dataloader restarts '
+                      'every epoch', logger='current', level=30)
 
     def run(self):
         """Train, then stop the dataloader workers."""
         try:
             return super().run()
         finally:
-            self.dataloader.close()
+            if isinstance(self.dataloader, SpanningDataLoader):
+                self.dataloader.close()
 
 
 #: transforms that give the same output for the same input every time
@@ -238,6 +279,22 @@ def fresh_copy(batch):
         return type(batch)(fresh_copy(v) for v in batch)
     if isinstance(batch, BaseDataElement):
         return batch.new()
+    return batch
+
+
+def private_copy(batch):
+    """A batch with every tensor cloned: tensors that arrive from dataloader
+    workers live in shared memory, one open file each, which a batch kept
+    for the whole run must not hold (1,000 images would pass the common
+    limit of 1,024 open files)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.clone()
+    if isinstance(batch, dict):
+        return {k: private_copy(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(private_copy(v) for v in batch)
+    if isinstance(batch, BaseDataElement):
+        return batch.new(**{k: private_copy(v) for k, v in batch.items()})
     return batch
 
 
@@ -288,7 +345,7 @@ class BatchesInMemory:
                               f'{self.reason}', logger='current', level=30)
                     kept = None
                 else:
-                    kept.append(fresh_copy(batch))
+                    kept.append(private_copy(batch))
             yield batch
         if kept is not None:  # a complete pass
             self.batches = kept

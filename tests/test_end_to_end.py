@@ -78,6 +78,33 @@ def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
         assert single[key] == pytest.approx(row[key], abs=1e-6)
 
 
+def _sweep(demo_root, work_dir, workers, cache):
+    from medfm.evaluation.epochs import CheckpointSweep
+    from medfm.utils import load_config
+    cfg = load_config(CONFIG, work_dir=str(work_dir))
+    cfg.test_dataloader.dataset.data_root = f'{demo_root}/endo'
+    cfg.test_dataloader.update(num_workers=workers,
+                               persistent_workers=workers > 0)
+    return CheckpointSweep(Runner.from_cfg(cfg), 'test', cache)
+
+
+def test_sweep_with_workers_keeps_private_unchanged_batches(
+        trained_run, demo_root, tmp_path):
+    """Batches decoded by worker processes are kept as private copies (no
+    shared-memory file each) and no checkpoint's predictions stay in them."""
+    sweep = _sweep(demo_root, tmp_path / 'a', 2, True)
+    plain = _sweep(demo_root, tmp_path / 'b', 0, False)
+    tensors = [t for b in sweep._cache for t in b['inputs']] + [
+        v for b in sweep._cache for s in b['data_samples'] for v in s.values()
+        if hasattr(v, 'is_shared')]
+    assert tensors and not any(t.is_shared() for t in tensors)
+    ckpt = str(trained_run / 'epoch_2.pth')
+    first = sweep.evaluate(ckpt)
+    assert sweep.evaluate(ckpt) == first == plain.evaluate(ckpt)
+    assert all('pred_score' not in s
+               for b in sweep._cache for s in b['data_samples'])
+
+
 def test_resume_continues(trained_run, demo_root, tmp_path):
     # copy the run, then resume it to 3 epochs
     import shutil

@@ -38,9 +38,10 @@ from typing import Iterator, List, Optional
 import torch
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, ValLoop
-from mmengine.structures import BaseDataElement
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Sampler
+
+from medfm.utils.batches import batch_nbytes, fresh_copy, private_copy
 
 
 class EpochSpanningBatchSampler(Sampler):
@@ -254,48 +255,6 @@ def not_replayable(dataset) -> Optional[str]:
         if name not in DETERMINISTIC_TRANSFORMS:
             return f'{name} in the pipeline may be random'
     return None
-
-
-def batch_nbytes(batch) -> int:
-    """Bytes held by the tensors of a (nested) batch."""
-    if isinstance(batch, torch.Tensor):
-        return batch.numel() * batch.element_size()
-    if isinstance(batch, dict):
-        return sum(batch_nbytes(v) for v in batch.values())
-    if isinstance(batch, (list, tuple)):
-        return sum(batch_nbytes(v) for v in batch)
-    if hasattr(batch, 'values') and callable(batch.values):  # DataSample
-        return sum(batch_nbytes(v) for v in batch.values())
-    return 0
-
-
-def fresh_copy(batch):
-    """A batch whose containers and data samples are new objects sharing the
-    tensors: the data preprocessor and the head write labels and predictions
-    into the samples they get, which must not reach the kept batch."""
-    if isinstance(batch, dict):
-        return {k: fresh_copy(v) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(fresh_copy(v) for v in batch)
-    if isinstance(batch, BaseDataElement):
-        return batch.new()
-    return batch
-
-
-def private_copy(batch):
-    """A batch with every tensor cloned: tensors that arrive from dataloader
-    workers live in shared memory, one open file each, which a batch kept
-    for the whole run must not hold (1,000 images would pass the common
-    limit of 1,024 open files)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.clone()
-    if isinstance(batch, dict):
-        return {k: private_copy(v) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(private_copy(v) for v in batch)
-    if isinstance(batch, BaseDataElement):
-        return batch.new(**{k: private_copy(v) for k, v in batch.items()})
-    return batch
 
 
 class BatchesInMemory:

@@ -94,15 +94,15 @@ def test_sweep_with_workers_keeps_private_unchanged_batches(
     shared-memory file each) and no checkpoint's predictions stay in them."""
     sweep = _sweep(demo_root, tmp_path / 'a', 2, True)
     plain = _sweep(demo_root, tmp_path / 'b', 0, False)
-    tensors = [t for b in sweep._cache for t in b['inputs']] + [
-        v for b in sweep._cache for s in b['data_samples'] for v in s.values()
+    tensors = [t for b in sweep._cache.batches for t in b['inputs']] + [
+        v for b in sweep._cache.batches for s in b['data_samples'] for v in s.values()
         if hasattr(v, 'is_shared')]
     assert tensors and not any(t.is_shared() for t in tensors)
     ckpt = str(trained_run / 'epoch_2.pth')
     first = sweep.evaluate(ckpt)
     assert sweep.evaluate(ckpt) == first == plain.evaluate(ckpt)
     assert all('pred_score' not in s
-               for b in sweep._cache for s in b['data_samples'])
+               for b in sweep._cache.batches for s in b['data_samples'])
 
 
 def test_resume_continues(trained_run, demo_root, tmp_path):

@@ -16,8 +16,9 @@ from medfm.engine import (
     InMemoryValLoop,
     SpanningDataLoader,
 )
-from medfm.engine.loops import BatchesInMemory, batch_nbytes, not_replayable
+from medfm.engine.loops import not_replayable
 from medfm.testing import tiny_config, tiny_densenet
+from medfm.utils.batches import BatchesInMemory, batch_nbytes
 from medfm.utils.speed import span_epochs, val_in_memory
 
 CONFIG = 'configs/densenet/densenet121_chest.py'

@@ -248,10 +248,11 @@ def forever(loader):
 
 
 def measure_ceiling(args, task, data_root, work_dir) -> dict:
+    from medfm.utils.batches import stop_workers
     cfg = bench_config(args, task, data_root, work_dir)
     runner, model, wrapper = train_parts(cfg)
     batch = next(iter(runner.train_dataloader))
-    close_loader(runner.train_dataloader)
+    stop_workers(runner.train_dataloader)
     n_img = len(batch['inputs'])
 
     def same():
@@ -270,6 +271,7 @@ def measure_ceiling(args, task, data_root, work_dir) -> dict:
 
 def measure_e2e(args, task, data_root, work_dir, cache_dir=None,
                 span=False) -> dict:
+    from medfm.utils.batches import stop_workers
     cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     runner, model, wrapper = train_parts(cfg)
     loader = runner.train_loop.dataloader
@@ -293,18 +295,8 @@ def measure_e2e(args, task, data_root, work_dir, cache_dir=None,
     if hits is not None:
         out['cache_hits'] = hits
     del batches
-    close_loader(loader)
+    stop_workers(loader)
     return out
-
-
-def close_loader(loader) -> None:
-    """Stop a loader's workers now, not whenever it is collected."""
-    if hasattr(loader, 'close'):  # SpanningDataLoader
-        loader.close()
-    it = getattr(loader, '_iterator', None)  # persistent workers
-    if it is not None:
-        it._shutdown_workers()
-        loader._iterator = None
 
 
 def pipeline_cost(cfg, n: int) -> dict:
@@ -335,7 +327,8 @@ def measure_val_passes(args, task, data_root, work_dir, in_memory: bool,
     does (batches of the first pass kept and replayed)."""
     from mmengine.runner import Runner
 
-    from medfm.engine.loops import BatchesInMemory, not_replayable
+    from medfm.engine.loops import not_replayable
+    from medfm.utils.batches import BatchesInMemory, stop_workers
     cfg = bench_config(args, task, data_root, work_dir)
     loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
     if in_memory:
@@ -346,14 +339,16 @@ def measure_val_passes(args, task, data_root, work_dir, in_memory: bool,
         t0 = time.perf_counter()
         n = sum(len(b['data_samples']) for b in loader)
         times.append(time.perf_counter() - t0)
-    close_loader(getattr(loader, 'loader', loader))
+    stop_workers(getattr(loader, 'loader', loader))
     return dict(images=n, pass_s=times, workers=cfg.val_dataloader.num_workers,
                 kept=bool(getattr(loader, 'batches', None)))
 
 
 def measure_loader(args, task, data_root, work_dir, step_s: float,
-                   cache_dir=None, span=False) -> dict:
-    """The training dataloader feeding a simulated step of ``step_s``."""
+                   cache_dir=None, span=False, cost=None) -> dict:
+    """The training dataloader feeding a simulated step of ``step_s``;
+    ``cost`` is :func:`pipeline_cost` of the same pipeline, if measured."""
+    from medfm.utils.batches import stop_workers
     cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     runner = _runner(cfg)
     loader = runner.train_loop.dataloader
@@ -369,11 +364,12 @@ def measure_loader(args, task, data_root, work_dir, step_s: float,
     dt = time.perf_counter() - t0
     bs = cfg.train_dataloader.batch_size
     del batches
-    close_loader(loader)
-    cost = pipeline_cost(cfg, min(len(loader.dataset), 2 * bs))
-    # one worker per CPU, no other load: an upper bound, not a measurement
-    cost['workers_capacity_images_per_s'] = \
-        max(1, loader.num_workers) * 1000 / cost['ms_per_image']
+    stop_workers(loader)
+    if cost is None:
+        cost = pipeline_cost(cfg, min(len(loader.dataset), 2 * bs))
+        # one worker per CPU, no other load: an upper bound, not a measurement
+        cost['workers_capacity_images_per_s'] = \
+            max(1, loader.num_workers) * 1000 / cost['ms_per_image']
     return dict(images_per_s=n / dt, step_ms=1000 * step_s, pipeline=cost,
                 step_images_per_s=bs / step_s,
                 ratio_to_step=n / dt / (bs / step_s), workers=loader.num_workers,
@@ -714,13 +710,15 @@ def main(argv=None) -> dict:
                 step_ms = args.step_ms or (
                     1000 * ceil['batch'] / ceil['images_per_s'] if ceil
                     else 100.0)
-                row = {}
+                row, costs = {}, {}  # the loop does not change the pipeline
                 for tag in args.variants:
                     cached, span = VARIANTS[tag]
                     r = measure_loader(args, task, data_root,
                                        osp.join(work_dir, 'runs'),
                                        step_ms / 1000,
-                                       caches[task] if cached else None, span)
+                                       caches[task] if cached else None, span,
+                                       costs.get(cached))
+                    costs[cached] = r['pipeline']
                     row[tag] = r
                     say(f'(6) loader {task} {tag}, {r["workers"]} workers, '
                         f'{r["batches_per_epoch"]} batches/epoch, step '

@@ -41,35 +41,32 @@ from mmengine.runner import EpochBasedTrainLoop, ValLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Sampler
 
-from medfm.utils.batches import batch_nbytes, fresh_copy, private_copy
+from medfm.utils.batches import BatchesInMemory
 
 
 class EpochSpanningBatchSampler(Sampler):
     """Batches of ``sampler``'s indices, epoch after epoch, without end.
 
     An epoch's last batch may be short (unless ``drop_last``); batches never
-    mix two epochs, so ``len(self)`` batches are exactly one epoch.
+    mix two epochs, so ``len(self)`` batches are exactly one epoch. The
+    first pass is epoch ``sampler.epoch`` when iteration starts (set by
+    ``DistSamplerSeedHook``, also after resuming), else 0.
 
     Args:
         sampler (Sampler): Index sampler, e.g. mmengine's ``DefaultSampler``;
             its ``set_epoch`` (if any) is called before each pass.
         batch_size (int): Samples per batch.
         drop_last (bool): Drop each epoch's short last batch.
-        start_epoch (int, optional): Epoch of the first pass; defaults to the
-            sampler's ``epoch`` attribute when iteration starts (set by
-            ``DistSamplerSeedHook``, also after resuming), else 0.
     """
 
     def __init__(self, sampler: Sampler, batch_size: int,
-                 drop_last: bool = False,
-                 start_epoch: Optional[int] = None) -> None:
+                 drop_last: bool = False) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'batch_size must be a positive int, got '
                              f'{batch_size!r}')
         self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self.start_epoch = start_epoch
         #: epoch whose indices the sampler is going through now
         self.epoch: Optional[int] = None
 
@@ -80,9 +77,7 @@ class EpochSpanningBatchSampler(Sampler):
             else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[List[int]]:
-        epoch = self.start_epoch
-        if epoch is None:
-            epoch = getattr(self.sampler, 'epoch', 0)
+        epoch = getattr(self.sampler, 'epoch', 0)
         while True:
             self.epoch = epoch
             if hasattr(self.sampler, 'set_epoch'):
@@ -255,66 +250,6 @@ def not_replayable(dataset) -> Optional[str]:
         if name not in DETERMINISTIC_TRANSFORMS:
             return f'{name} in the pipeline may be random'
     return None
-
-
-class BatchesInMemory:
-    """A dataloader iterated once, then replayed from memory.
-
-    The first complete pass goes through ``loader`` and keeps its batches
-    (unless ``reason`` says why not, or they pass ``max_bytes``); later
-    passes yield the kept batches, and the loader's workers are stopped.
-    Other attributes (``dataset``, ``batch_size``, ...) are the loader's.
-
-    Args:
-        loader (DataLoader): The validation dataloader.
-        max_bytes (int): Memory budget for the kept batches.
-        reason (str, optional): Why not to keep anything (then it is just
-            ``loader``).
-    """
-
-    def __init__(self, loader, max_bytes: int,
-                 reason: Optional[str] = None) -> None:
-        self.loader = loader
-        self.max_bytes = max_bytes
-        self.reason = reason
-        self.batches: Optional[list] = None
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name: str):
-        if name == 'loader':  # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.loader, name)
-
-    def __iter__(self) -> Iterator:
-        if self.batches is not None:
-            for batch in self.batches:
-                yield fresh_copy(batch)
-            return
-        kept: Optional[list] = [] if self.reason is None else None
-        nbytes = 0
-        for batch in self.loader:
-            if kept is not None:
-                nbytes += batch_nbytes(batch)
-                if nbytes > self.max_bytes:
-                    self.reason = (f'its batches pass the budget of '
-                                   f'{self.max_bytes / 2**20:.0f} MiB')
-                    print_log(f'validation batches not kept in memory: '
-                              f'{self.reason}', logger='current', level=30)
-                    kept = None
-                else:
-                    kept.append(private_copy(batch))
-            yield batch
-        if kept is not None:  # a complete pass
-            self.batches = kept
-            it = getattr(self.loader, '_iterator', None)
-            if it is not None:  # persistent workers are no longer needed
-                it._shutdown_workers()
-                self.loader._iterator = None
-            print_log(f'validation: {len(kept)} batches '
-                      f'({nbytes / 2**20:.0f} MiB) kept in memory for the '
-                      'next passes', logger='current')
 
 
 @LOOPS.register_module()

@@ -19,7 +19,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from ..compat import CheckpointError, load_checkpoint_file
-from ..utils.batches import fresh_copy, private_copy
+from ..utils.batches import BatchesInMemory
 
 EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
 
@@ -54,24 +54,17 @@ class CheckpointSweep:
         model = runner.model
         self.module = model.module if is_model_wrapper(model) else model
         self.model = model
-        self._cache: Optional[list] = None
+        self._cache: Optional[BatchesInMemory] = None
         if cache:
             t0 = time.time()
-            # private copies: no shared-memory file per tensor from workers
-            self._cache = [private_copy(b) for b in self.dataloader]
-            close = getattr(getattr(self.dataloader, '_iterator', None),
-                            '_shutdown_workers', None)
-            if close is not None:  # persistent workers: not needed any more
-                close()
-                self.dataloader._iterator = None
+            self._cache = BatchesInMemory(self.dataloader)
+            for _ in self._cache:  # decode now, once
+                pass
             print_log(f'Decoded {len(self.dataloader.dataset)} {split} images '
                       f'once in {time.time() - t0:.1f} s', logger='current')
 
     def _batches(self) -> Iterable[dict]:
-        if self._cache is None:
-            return self.dataloader
-        # the model writes predictions into the samples it gets
-        return (fresh_copy(b) for b in self._cache)
+        return self._cache if self._cache is not None else self.dataloader
 
     def load(self, checkpoint: str) -> None:
         """Swap in the weights of one checkpoint."""

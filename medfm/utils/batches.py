@@ -1,5 +1,6 @@
 """Batches kept in memory across passes (validation, checkpoint sweeps).
 
+:class:`BatchesInMemory` iterates a dataloader once and replays its batches.
 A batch that is evaluated again and again must be kept so that neither the
 dataloader nor the model changes it:
 
@@ -12,7 +13,10 @@ dataloader nor the model changes it:
 """
 from __future__ import annotations
 
+from typing import Iterator, Optional
+
 import torch
+from mmengine.logging import print_log
 from mmengine.structures import BaseDataElement
 
 
@@ -53,3 +57,75 @@ def private_copy(batch):
     if isinstance(batch, BaseDataElement):
         return batch.new(**{k: private_copy(v) for k, v in batch.items()})
     return batch
+
+
+def stop_workers(loader) -> None:
+    """Stop a dataloader's workers now rather than when it is collected:
+    ``close()`` where the loader has one (``SpanningDataLoader``), else the
+    persistent workers' iterator (a later ``iter()`` starts new ones)."""
+    close = getattr(loader, 'close', None)
+    if callable(close):
+        close()
+        return
+    it = getattr(loader, '_iterator', None)
+    if it is not None:
+        it._shutdown_workers()
+        loader._iterator = None
+
+
+class BatchesInMemory:
+    """A dataloader iterated once, then replayed from memory.
+
+    The first complete pass goes through ``loader`` and keeps private copies
+    of its batches (unless ``reason`` says why not, or they pass
+    ``max_bytes``); later passes yield fresh copies of the kept batches, and
+    the loader's workers are stopped. Other attributes (``dataset``,
+    ``batch_size``, ...) are the loader's.
+
+    Args:
+        loader (DataLoader): The dataloader.
+        max_bytes (int, optional): Memory budget for the kept batches; None
+            for no budget.
+        reason (str, optional): Why not to keep anything (then it is just
+            ``loader``).
+    """
+
+    def __init__(self, loader, max_bytes: Optional[int] = None,
+                 reason: Optional[str] = None) -> None:
+        self.loader = loader
+        self.max_bytes = max_bytes
+        self.reason = reason
+        self.batches: Optional[list] = None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str):
+        if name == 'loader':  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __iter__(self) -> Iterator:
+        if self.batches is not None:
+            for batch in self.batches:
+                yield fresh_copy(batch)
+            return
+        kept: Optional[list] = [] if self.reason is None else None
+        nbytes = 0
+        for batch in self.loader:
+            if kept is not None:
+                nbytes += batch_nbytes(batch)
+                if self.max_bytes is not None and nbytes > self.max_bytes:
+                    self.reason = (f'its batches pass the budget of '
+                                   f'{self.max_bytes / 2**20:.0f} MiB')
+                    print_log(f'batches not kept in memory: {self.reason}',
+                              logger='current', level=30)
+                    kept = None
+                else:
+                    kept.append(private_copy(batch))
+            yield batch
+        if kept is not None:  # a complete pass
+            self.batches = kept
+            stop_workers(self.loader)  # persistent workers: no longer needed
+            print_log(f'{len(kept)} batches ({nbytes / 2**20:.0f} MiB) kept '
+                      'in memory for the next passes', logger='current')

@@ -35,6 +35,8 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from .config import apply_amp
+
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: transforms whose output size does not depend on the input image
 _FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',
@@ -300,7 +302,6 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
 
 def apply_speed_args(cfg: Config, args: argparse.Namespace) -> None:
     """Apply the switches of :func:`add_speed_args` to ``cfg``, in place."""
-    from .config import apply_amp
     if getattr(args, 'amp', None):
         apply_amp(cfg, args.amp)
     apply_speed(cfg, fast=getattr(args, 'fast', False),

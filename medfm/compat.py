@@ -17,7 +17,11 @@ be allowed. The rule here is therefore:
 
 Without a GPU, mmengine's torchrun start-up and DDP wrapping assume CUDA;
 :func:`adapt_config_for_cpu` and the patched ``_init_dist_pytorch`` run
-multi-process training on gloo instead (tests, laptops).
+multi-process training on gloo instead (tests, laptops). mmengine never
+destroys the process group; a process that exits with it alive can abort in
+interpreter finalization ("terminate called without an active exception",
+exit code -6: gloo's threads still hold tensors), so the patched start-up
+also registers its destruction at exit.
 
 Other pitfalls of the stack are fixed by the install itself (see
 ``pyproject.toml``): ``setuptools<81`` keeps ``pkg_resources`` for mmengine,
@@ -26,6 +30,7 @@ Other pitfalls of the stack are fixed by the install itself (see
 """
 from __future__ import annotations
 
+import atexit
 import os
 import os.path as osp
 import pickle
@@ -113,8 +118,17 @@ def _init_dist_pytorch(backend: str, init_backend: str = 'torch', **kwargs) -> N
     machine the process group is started with gloo instead.
     """
     if torch.cuda.is_available():
-        return _ORIGINAL['init_dist_pytorch'](backend, init_backend, **kwargs)
-    torch.distributed.init_process_group(backend='gloo', **kwargs)
+        _ORIGINAL['init_dist_pytorch'](backend, init_backend, **kwargs)
+    else:
+        torch.distributed.init_process_group(backend='gloo', **kwargs)
+    atexit.register(destroy_process_group)
+
+
+def destroy_process_group() -> None:
+    """Destroy the default process group, if there is one (at exit: before
+    the interpreter tears down what gloo's and nccl's threads hold)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def adapt_config_for_cpu(cfg) -> None:

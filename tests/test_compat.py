@@ -74,3 +74,32 @@ def test_mmengine_uses_the_rule(tmp_path):
     torch.save({'x': Evil()}, path)
     with pytest.raises(CheckpointError):
         _load_checkpoint(str(path))
+
+
+def test_process_group_destroyed_at_exit(tmp_path):
+    """mmengine's torchrun start-up (patched) leaves no process group alive
+    into interpreter finalization, where gloo can abort the process."""
+    import subprocess
+    import sys
+    script = tmp_path / 'dist.py'
+    script.write_text('''
+import atexit
+import torch
+import torch.distributed as dist
+import medfm  # installs the compat patches
+from mmengine.dist import init_dist
+# registered first, so it runs last (atexit is last in, first out)
+atexit.register(lambda: print('alive at exit:', dist.is_initialized()))
+init_dist('pytorch')
+t = torch.ones(1)
+dist.all_reduce(t)
+print('initialized:', dist.is_initialized(), 'sum:', t.item())
+''')
+    env = dict(os.environ, RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
+               MASTER_ADDR='127.0.0.1', MASTER_PORT='29655',
+               CUDA_VISIBLE_DEVICES='')
+    p = subprocess.run([sys.executable, str(script)], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert 'initialized: True sum: 1.0' in p.stdout
+    assert 'alive at exit: False' in p.stdout

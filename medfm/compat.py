@@ -21,7 +21,8 @@ multi-process training on gloo instead (tests, laptops). mmengine never
 destroys the process group; a process that exits with it alive can abort in
 interpreter finalization ("terminate called without an active exception",
 exit code -6: gloo's threads still hold tensors), so the patched start-up
-also registers its destruction at exit.
+also registers its destruction at exit, followed by a garbage collection
+that frees the objects still holding it.
 
 Other pitfalls of the stack are fixed by the install itself (see
 ``pyproject.toml``): ``setuptools<81`` keeps ``pkg_resources`` for mmengine,
@@ -31,6 +32,7 @@ Other pitfalls of the stack are fixed by the install itself (see
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import os.path as osp
 import pickle
@@ -125,10 +127,17 @@ def _init_dist_pytorch(backend: str, init_backend: str = 'torch', **kwargs) -> N
 
 
 def destroy_process_group() -> None:
-    """Destroy the default process group, if there is one (at exit: before
-    the interpreter tears down what gloo's and nccl's threads hold)."""
+    """Destroy the default process group, if there is one, and free what
+    still holds it (at exit: before the interpreter tears down what gloo's
+    and nccl's threads hold).
+
+    The DDP-wrapped model keeps a reference to the process group and sits in
+    reference cycles with the runner, so without a collection here the group
+    (and its threads) would still be freed during finalization.
+    """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+        gc.collect()
 
 
 def adapt_config_for_cpu(cfg) -> None:

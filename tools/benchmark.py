@@ -176,6 +176,16 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def peak_memory_mib():
+    """Peak GPU memory allocated since the last call (None on the CPU)."""
+    import torch
+    if not torch.cuda.is_available():
+        return None
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.reset_peak_memory_stats()
+    return peak
+
+
 def bench_config(args, task: str, data_root: str, work_dir: str,
                  cache_dir=None, ann_file='train_20.txt', span=False):
     """The real config of a task, pointed at the benchmark data."""
@@ -259,6 +269,7 @@ def measure_ceiling(args, task, data_root, work_dir) -> dict:
         while True:
             yield batch
     batches = same()
+    peak_memory_mib()
     train_steps(model, wrapper, batches, args.warmup)
     sync()
     t0 = time.perf_counter()
@@ -266,7 +277,7 @@ def measure_ceiling(args, task, data_root, work_dir) -> dict:
     sync()
     dt = time.perf_counter() - t0
     return dict(images_per_s=n_img * args.iters / dt, batch=n_img,
-                iters=args.iters)
+                iters=args.iters, peak_memory_mib=peak_memory_mib())
 
 
 def measure_e2e(args, task, data_root, work_dir, cache_dir=None,
@@ -499,7 +510,9 @@ def measure_densenet(args) -> dict:
     from medfm.models import DenseNetFast
     device = 'cuda' if args.cuda else 'cpu'
     size, bs = args.size, args.batch_size
-    iters, warmup = max(args.iters // 2, 2), max(args.warmup // 2, 1)
+    iters, warmup = max(args.iters // 2, 2), max(args.warmup, 1)
+    # as the runner sets it for the classifier rows (cudnn_benchmark)
+    torch.backends.cudnn.benchmark = args.cuda
 
     class Wrap(torch.nn.Module):
         def __init__(self, backbone):
@@ -526,7 +539,7 @@ def measure_densenet(args) -> dict:
     modes = [('fp32', False, False)]
     if args.cuda:
         modes.append(('bf16+channels_last', True, True))
-    out = {}
+    out, peak = {}, {}
     for name, build in builders.items():
         for mode, bf16, cl in modes:
             torch.manual_seed(0)
@@ -545,8 +558,10 @@ def measure_densenet(args) -> dict:
                 step(model, opt, x, y, bf16)
             sync()
             out[f'{name} {mode}'] = bs * iters / (time.perf_counter() - t0)
+            peak[f'{name} {mode}'] = peak_memory_mib()
             del model, opt
-    return dict(size=size, batch=bs, iters=iters, images_per_s=out)
+    return dict(size=size, batch=bs, iters=iters, images_per_s=out,
+                peak_memory_mib=peak)
 
 
 def measure_classifier(args, task, data_root, work_dir) -> dict:
@@ -563,13 +578,13 @@ def measure_classifier(args, task, data_root, work_dir) -> dict:
             'bf16+channels_last, DenseNetFast': dict(
                 amp=True, channels_last=True, backbone='DenseNetFast'),
         })
-    out = {}
+    out, peak = {}, {}
     for name, change in variants.items():
         sub = argparse.Namespace(**{**vars(args), 'backbone': 'DenseNet',
                                     **change})
-        out[name] = measure_ceiling(sub, task, data_root,
-                                    work_dir)['images_per_s']
-    return dict(task=task, images_per_s=out)
+        r = measure_ceiling(sub, task, data_root, work_dir)
+        out[name], peak[name] = r['images_per_s'], r['peak_memory_mib']
+    return dict(task=task, images_per_s=out, peak_memory_mib=peak)
 
 
 # --------------------------------------------------------------------- main
@@ -662,7 +677,9 @@ def main(argv=None) -> dict:
                 r = measure_ceiling(args, task, data_root,
                                     osp.join(work_dir, 'runs'))
                 res['ceiling'][task] = r
-                say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s')
+                say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s'
+                    + (f', peak GPU memory {r["peak_memory_mib"]:.0f} MiB'
+                       if r['peak_memory_mib'] else ''))
         if 'e2e' in args.sections:
             res['e2e'] = {}
             for task in args.tasks:

@@ -1,36 +1,63 @@
 #!/usr/bin/env bash
 # The project's GPU check, as one script (see ../shared/device/README.md):
-# tools/benchmark.py at real image sizes in three timed parts (a timeout in one
-# keeps the others' figures), optionally the demo train.sh + test.sh with bf16
-# AMP first (DEMO=1). Everything it prints and writes lands in $OUT.
+# tools/benchmark.py at real image sizes in timed parts, most wanted first
+# (train: ceiling + e2e; densenet; eval + memory), then the demo's
+# train.sh --amp --fast + test.sh if time is left. All parts share one
+# deadline (BUDGET seconds from the start), and a part cut short keeps the
+# figures it wrote. At most 8 files land in $OUT (the device tool's limit).
+# Dry run on a CPU: DEVICE=cpu BENCH_ARGS="--quick --workers 2" bash tools/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-work_dirs/gpu_check}
+BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
+start=$SECONDS
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD
 fi
-export PYTHON=python3
+export PYTHON=python3 PYTHONUNBUFFERED=1
+LOG=$OUT/all.log
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python3 -c "import torch; print('torch', torch.__version__)"; nproc; } > "$OUT/gpu.txt" 2>&1
-if [ "${DEMO:-0}" = 1 ]; then
-    python3 tools/make_demo.py --out data/demo > /dev/null
-    { time bash train.sh configs/demo/densenet121_chest_demo.py --amp --fast \
-        --work-dir work_dirs/gpu_demo_chest; } > "$OUT/train.log" 2>&1
-    { time bash test.sh configs/demo/densenet121_chest_demo.py work_dirs/gpu_demo_chest; } \
-        > "$OUT/test.log" 2>&1
-    cp work_dirs/gpu_demo_chest/epochs_test.* "$OUT/" 2>/dev/null
-    tail -5 "$OUT/test.log"
-fi
-bench() {  # bench NAME TIMEOUT ARGS...
-    local name=$1 limit=$2; shift 2
-    timeout "$limit" python3 tools/benchmark.py --device cuda --amp --channels-last \
-        --out "$OUT/bench_$name.json" "$@" > "$OUT/bench_$name.log" 2>&1
-    echo "benchmark $name exit: $?" >> "$OUT/bench_$name.log"
-    grep -v -i warn "$OUT/bench_$name.log" | tail -30
+  python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
+  nproc; } > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+
+left() { echo $(( BUDGET - (SECONDS - start) )); }
+limit() {  # limit WANTED: WANTED capped by the time left
+    local l; l=$(left); echo $(( $1 < l ? $1 : l ))
 }
-bench train "${TRAIN_TIMEOUT:-240}" --sections ceiling e2e "$@"
-bench eval "${EVAL_TIMEOUT:-120}" --sections eval memory --tasks chest \
-    --naive-runs "${NAIVE_RUNS:-2}"
+part() {  # part NAME WANTED_SECONDS COMMAND...
+    local name=$1 t; t=$(limit "$2"); shift 2
+    if [ "$t" -lt 20 ]; then echo "== $name skipped: $(left) s left" | tee -a "$LOG"; return; fi
+    echo "== $name (limit $t s, at $(( SECONDS - start )) s)" | tee -a "$LOG"
+    local t0=$SECONDS
+    timeout "$t" "$@" > "$OUT/part.log" 2>&1
+    local rc=$?
+    cat "$OUT/part.log" >> "$LOG"
+    grep -v -i warn "$OUT/part.log" | grep -v '^\s*$' | tail -25
+    echo "== $name exit $rc after $(( SECONDS - t0 )) s" | tee -a "$LOG"
+}
+bench() {  # bench NAME WANTED_SECONDS ARGS...
+    local name=$1 wanted=$2; shift 2
+    # shellcheck disable=SC2086  # BENCH_ARGS: extra words for every part
+    part "$name" "$wanted" python3 tools/benchmark.py --device "${DEVICE:-cuda}" \
+        --amp --channels-last --out "$OUT/bench_$name.json" "$@" ${BENCH_ARGS:-}
+}
+bench train "${TRAIN_TIMEOUT:-230}" --sections ceiling e2e \
+    --variants cache+span cache files+span files "$@"
 bench densenet "${DENSENET_TIMEOUT:-100}" --sections densenet --tasks chest --iters 80
+bench eval "${EVAL_TIMEOUT:-140}" --sections eval memory --tasks chest \
+    --naive-runs "${NAIVE_RUNS:-2}"
+demo() {
+    python3 tools/make_demo.py --out data/demo > /dev/null &&
+    bash train.sh configs/demo/densenet121_chest_demo.py --amp --fast \
+        --work-dir work_dirs/gpu_demo_chest && echo "train.sh done at $SECONDS s" &&
+    bash test.sh configs/demo/densenet121_chest_demo.py work_dirs/gpu_demo_chest &&
+    cp work_dirs/gpu_demo_chest/epochs_test.csv "$OUT/" 2>/dev/null
+}
+export -f demo
+part "demo --amp --fast" 150 bash -c demo
+rm -f "$OUT/part.log"
+echo "QueueFeederThread lines in all logs: $(grep -c QueueFeederThread "$LOG")"
+echo "total $(( SECONDS - start )) s"

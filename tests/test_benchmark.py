@@ -11,7 +11,8 @@ def test_benchmark_quick_runs(tmp_path):
                 '--checkpoints', '2', '--naive-runs', '1', '--eval-images', '4',
                 '--memory-sizes', '8', '64', '--memory-batches', '2',
                 '--workers', '0', '--sections', 'ceiling', 'e2e', 'eval',
-                'memory', 'loader', 'densenet', '--step-ms', '5', '--out',
+                'memory', 'loader', 'densenet', 'classifier',
+                '--densenet-batch-sizes', '2', '3', '--step-ms', '5', '--out',
                 str(out)])
     saved = json.loads(out.read_text())
     assert saved['settings']['size'] == 32
@@ -36,8 +37,9 @@ def test_benchmark_quick_runs(tmp_path):
         assert 'RandomResizedCrop' in cost['per_transform_ms']
     dense = res['densenet']
     assert set(dense['images_per_s']) == {
-        'torchvision fp32', 'mmpretrain DenseNet fp32', 'DenseNetFast fp32'}
-    assert list(dense['classifier']['images_per_s']) == ['fp32']
+        f'{name} fp32{suffix}' for suffix in ('', ' batch 3')
+        for name in ('torchvision', 'mmpretrain DenseNet', 'DenseNetFast')}
+    assert list(res['classifier']['images_per_s']) == ['fp32']
     assert 0 < e2e['cache']['ratio_to_ceiling']
     ev = res['eval']
     assert ev['evaluated'] == 2 and ev['naive_runs'] == 1

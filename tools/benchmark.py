@@ -38,6 +38,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import os.path as osp
@@ -54,7 +55,9 @@ from datetime import datetime, timezone
 REAL_SIZES = {'chest': ((512, 512), True), 'colon': ((1024, 1024), False),
               'endo': ((1280, 1024), False)}
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet', 'loader')
+SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet', 'classifier',
+            'loader')
+DENSENETS = ('torchvision', 'mmpretrain DenseNet', 'DenseNetFast')
 #: e2e / loader variants: name -> (read from the cache, spanning loop)
 VARIANTS = {'files': (False, False), 'files+span': (False, True),
             'cache': (True, False), 'cache+span': (True, True)}
@@ -95,6 +98,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--step-ms', type=float,
                    help='simulated step of the loader section (default: the '
                    "task's measured ceiling step, else 100 ms)")
+    p.add_argument('--densenet-batch-sizes', type=int, nargs='+',
+                   help='batch sizes of the backbone-only rows (default '
+                   '--batch-size): images/s that grow with the batch mean '
+                   'per-step overhead (kernel launches), not GPU work')
+    p.add_argument('--densenets', nargs='+', choices=DENSENETS,
+                   default=list(DENSENETS), help='backbone-only rows')
     p.add_argument('--checkpoints', type=int, default=10)
     p.add_argument('--naive-runs', type=int,
                    help='tools/test.py processes actually run (default all; '
@@ -121,6 +130,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.short_side = args.short_side or 2 * args.size
+    args.densenet_batch_sizes = args.densenet_batch_sizes or [args.batch_size]
     args.naive_runs = min(args.naive_runs or args.checkpoints, args.checkpoints)
     return args
 
@@ -501,7 +511,7 @@ def measure_memory(args, data_root, work_dir, cache_dir=None) -> dict:
 
 
 # ----------------------------------------------------------------- densenet
-def measure_densenet(args) -> dict:
+def measure_densenet(args, report=print) -> dict:
     import torch
     import torch.nn.functional as F
     import torchvision
@@ -509,7 +519,7 @@ def measure_densenet(args) -> dict:
 
     from medfm.models import DenseNetFast
     device = 'cuda' if args.cuda else 'cpu'
-    size, bs = args.size, args.batch_size
+    size = args.size
     iters, warmup = max(args.iters // 2, 2), max(args.warmup, 1)
     # as the runner sets it for the classifier rows (cudnn_benchmark)
     torch.backends.cudnn.benchmark = args.cuda
@@ -540,28 +550,33 @@ def measure_densenet(args) -> dict:
     if args.cuda:
         modes.append(('bf16+channels_last', True, True))
     out, peak = {}, {}
-    for name, build in builders.items():
-        for mode, bf16, cl in modes:
-            torch.manual_seed(0)
-            model = build().to(device)
-            x = torch.randn(bs, 3, size, size, device=device)
-            y = (torch.rand(bs, 19, device=device) > 0.8).float()
-            if cl:
-                model = model.to(memory_format=torch.channels_last)
-                x = x.contiguous(memory_format=torch.channels_last)
-            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-            for _ in range(warmup):
-                step(model, opt, x, y, bf16)
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                step(model, opt, x, y, bf16)
-            sync()
-            out[f'{name} {mode}'] = bs * iters / (time.perf_counter() - t0)
-            peak[f'{name} {mode}'] = peak_memory_mib()
-            del model, opt
-    return dict(size=size, batch=bs, iters=iters, images_per_s=out,
-                peak_memory_mib=peak)
+    for bs, name, (mode, bf16, cl) in itertools.product(
+            args.densenet_batch_sizes, args.densenets, modes):
+        torch.manual_seed(0)
+        model = builders[name]().to(device)
+        x = torch.randn(bs, 3, size, size, device=device)
+        y = (torch.rand(bs, 19, device=device) > 0.8).float()
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        for _ in range(warmup):
+            step(model, opt, x, y, bf16)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            step(model, opt, x, y, bf16)
+        sync()
+        key = f'{name} {mode}' + (
+            f' batch {bs}' if bs != args.batch_size else '')
+        out[key] = bs * iters / (time.perf_counter() - t0)
+        peak[key] = peak_memory_mib()
+        report(f'(5) backbone {key}: {out[key]:.1f} images/s'
+               + (f', peak GPU memory {peak[key]:.0f} MiB'
+                  if peak[key] else ''))
+        del model, opt
+    return dict(size=size, batch=args.batch_size, iters=iters,
+                images_per_s=out, peak_memory_mib=peak)
 
 
 def measure_classifier(args, task, data_root, work_dir) -> dict:
@@ -647,7 +662,7 @@ def main(argv=None) -> dict:
     try:
         caches = {}
         if set(args.sections) & {'ceiling', 'e2e', 'eval', 'memory',
-                                 'loader', 'densenet'}:
+                                 'loader', 'densenet', 'classifier'}:
             res['data'] = {}
             for task in args.tasks:
                 t0 = time.perf_counter()
@@ -671,19 +686,18 @@ def main(argv=None) -> dict:
                     loader=loader)
                 say(f'{task}: {args.images} images, cache built in '
                     f'{t2 - t1:.1f} s')
-        if 'ceiling' in args.sections:
-            res['ceiling'] = {}
-            for task in args.tasks:
+        # each task's ceiling right before its end-to-end runs: the ratio
+        # then compares measurements taken under the same conditions
+        for task in args.tasks:
+            if 'ceiling' in args.sections:
                 r = measure_ceiling(args, task, data_root,
                                     osp.join(work_dir, 'runs'))
-                res['ceiling'][task] = r
+                res.setdefault('ceiling', {})[task] = r
                 say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s'
                     + (f', peak GPU memory {r["peak_memory_mib"]:.0f} MiB'
                        if r['peak_memory_mib'] else ''))
-        if 'e2e' in args.sections:
-            res['e2e'] = {}
-            for task in args.tasks:
-                row = {}
+            if 'e2e' in args.sections:
+                row = res.setdefault('e2e', {}).setdefault(task, {})
                 for tag in args.variants:
                     cached, span = VARIANTS[tag]
                     r = measure_e2e(args, task, data_root,
@@ -699,7 +713,6 @@ def main(argv=None) -> dict:
                         ' with start-up)'
                         + (f', {100 * r["ratio_to_ceiling"]:.0f}% of ceiling'
                            if 'ratio_to_ceiling' in r else ''))
-                res['e2e'][task] = row
         if 'eval' in args.sections:
             r = measure_eval(args, data_root, work_dir)
             res['eval'] = r
@@ -755,14 +768,13 @@ def main(argv=None) -> dict:
                         + ', '.join(f'{t:.2f}' for t in r['pass_s']) + ' s')
                 res['loader'][task] = row
         if 'densenet' in args.sections:
-            r = measure_densenet(args)
-            res['densenet'] = r
-            for name, v in r['images_per_s'].items():
-                say(f'(5) backbone {name}: {v:.1f} images/s')
+            res['densenet'] = measure_densenet(args, report=say)
+        if 'classifier' in args.sections:
             task = 'chest' if 'chest' in args.tasks else args.tasks[0]
-            r['classifier'] = measure_classifier(args, task, data_root,
-                                                 osp.join(work_dir, 'runs'))
-            for name, v in r['classifier']['images_per_s'].items():
+            r = measure_classifier(args, task, data_root,
+                                   osp.join(work_dir, 'runs'))
+            res['classifier'] = r
+            for name, v in r['images_per_s'].items():
                 say(f'(5) ImageClassifier {task} {name}: {v:.1f} images/s')
     finally:
         if not args.work_dir:

@@ -46,7 +46,8 @@ bench() {  # bench NAME WANTED_SECONDS ARGS...
 }
 bench train "${TRAIN_TIMEOUT:-230}" --sections ceiling e2e \
     --variants cache+span cache files+span files "$@"
-bench densenet "${DENSENET_TIMEOUT:-100}" --sections densenet --tasks chest --iters 80
+bench densenet "${DENSENET_TIMEOUT:-100}" --sections densenet classifier --tasks chest \
+    --iters 80
 bench eval "${EVAL_TIMEOUT:-140}" --sections eval memory --tasks chest \
     --naive-runs "${NAIVE_RUNS:-2}"
 demo() {

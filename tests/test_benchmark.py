@@ -38,7 +38,7 @@ def test_benchmark_quick_runs(tmp_path):
     dense = res['densenet']
     assert set(dense['images_per_s']) == {
         f'{name} fp32{suffix}' for suffix in ('', ' batch 3')
-        for name in ('torchvision', 'mmpretrain DenseNet', 'DenseNetFast')}
+        for name in ('torchvision', 'mmpretrain DenseNet')}
     assert list(res['classifier']['images_per_s']) == ['fp32']
     assert 0 < e2e['cache']['ratio_to_ceiling']
     ev = res['eval']

@@ -1,14 +1,11 @@
-"""Throughput switches: channels_last, tuned dataloaders, DenseNetFast."""
+"""Throughput switches: channels_last, tuned dataloaders, bf16 without loss scaling."""
 import copy
 
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from mmpretrain.models.backbones import DenseNet
 from mmpretrain.registry import MODELS
 
-from medfm.models import DenseNetFast
 from medfm.testing import tiny_config
 from medfm.utils.speed import (
     apply_speed,
@@ -93,33 +90,3 @@ def test_enable_channels_last_keeps_preprocessor_settings():
     assert cfg.data_preprocessor.to_rgb
     assert [h['type'] for h in cfg.custom_hooks].count('ChannelsLastHook') == 1
 
-
-@pytest.mark.parametrize('train', [False, True])
-def test_densenet_fast_equals_densenet(train):
-    torch.manual_seed(0)
-    arch = dict(growth_rate=8, depths=[2, 3], init_channels=16)
-    ref = DenseNet(arch=copy.deepcopy(arch))
-    fast = DenseNetFast(arch=copy.deepcopy(arch))
-    assert list(ref.state_dict()) == list(fast.state_dict())
-    fast.load_state_dict(ref.state_dict())
-    ref.train(train)
-    fast.train(train)
-    x = torch.randn(2, 3, 32, 32)
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out_ref, out_fast = ref(x1)[-1], fast(x2)[-1]
-    torch.testing.assert_close(out_fast, out_ref, rtol=0, atol=0)
-    if train:
-        out_ref.square().sum().backward()
-        out_fast.square().sum().backward()
-        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-6, atol=1e-6)
-        for (name, p1), (_, p2) in zip(ref.named_parameters(),
-                                       fast.named_parameters()):
-            torch.testing.assert_close(p2.grad, p1.grad, rtol=1e-5, atol=1e-6,
-                                       msg=name)
-
-
-def test_densenet_fast_builds_from_config():
-    model = MODELS.build(dict(type='DenseNetFast', arch='121'))
-    assert isinstance(model, DenseNet)
-    assert all(m.inplace for m in model.modules()
-               if isinstance(m, torch.nn.ReLU))

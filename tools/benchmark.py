@@ -15,11 +15,11 @@ Prints, in one run, and writes to ``--out`` as JSON:
    (one process, images decoded once, weights swapped) against the naive
    loop (one ``tools/test.py`` process per checkpoint), as a ratio.
 4. ``memory``: memory of the dataloader workers at two dataset sizes.
-5. ``densenet``: backbone-only training images/s of torchvision's DenseNet121,
-   mmpretrain's DenseNet and ``DenseNetFast``, fp32 and (on a GPU)
-   bf16 + channels_last; then the whole classifier step (as in 1) in fp32,
-   bf16 + channels_last with and without mmengine's loss scaler, and with
-   ``DenseNetFast``.
+5. ``densenet``: backbone-only training images/s of torchvision's DenseNet121
+   and mmpretrain's DenseNet, fp32 and (on a GPU) bf16 + channels_last, at
+   one or more batch sizes (``--densenet-batch-sizes``); ``classifier``: the
+   whole classifier step (as in 1) in fp32 and in bf16 + channels_last with
+   and without mmengine's loss scaler.
 6. ``loader``: the data path alone, on any machine: the training dataloader
    feeding a simulated model step (a sleep of ``--step-ms``, standing in for
    a GPU that computes while the CPU waits), images/s as a share of what the
@@ -57,7 +57,7 @@ REAL_SIZES = {'chest': ((512, 512), True), 'colon': ((1024, 1024), False),
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet', 'classifier',
             'loader')
-DENSENETS = ('torchvision', 'mmpretrain DenseNet', 'DenseNetFast')
+DENSENETS = ('torchvision', 'mmpretrain DenseNet')
 #: e2e / loader variants: name -> (read from the cache, spanning loop)
 VARIANTS = {'files': (False, False), 'files+span': (False, True),
             'cache': (True, False), 'cache+span': (True, True)}
@@ -71,8 +71,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--batch-size', type=int, help='64; --quick: 4')
     p.add_argument('--amp', action='store_true', help='bf16 autocast (GPU)')
     p.add_argument('--channels-last', action='store_true')
-    p.add_argument('--backbone', choices=['DenseNet', 'DenseNetFast'],
-                   default='DenseNet', help='backbone for ceiling/e2e')
     p.add_argument('--quick', action='store_true',
                    help='CPU smoke settings: small images, few iterations')
     p.add_argument('--tasks', nargs='+', choices=list(REAL_SIZES),
@@ -214,7 +212,6 @@ def bench_config(args, task: str, data_root: str, work_dir: str,
         cfg[key].dataset.ann_file = ann_file
     tune_dataloaders(cfg, num_workers=args.workers)
     cfg.env_cfg.cudnn_benchmark = args.cuda
-    cfg.model.backbone.type = args.backbone
     if args.amp and args.cuda:
         apply_amp(cfg, 'bfloat16')
         if not getattr(args, 'loss_scaler', False):
@@ -262,6 +259,36 @@ def train_steps(model, wrapper, batches, n: int) -> None:
         {k: float(v) for k, v in log_vars.items()}
 
 
+def timed_steps(model, wrapper, batches, iters: int, windows: int = 3):
+    """Images/s over ``iters`` steps, overall and per window.
+
+    The per-window rates show how steady the measurement is: a step bound by
+    kernel launches follows the host CPU's jitter.
+    """
+    bounds = [round(iters * k / windows) for k in range(windows + 1)]
+    rates, images, total = [], 0, 0.0
+    sync()
+    for lo, hi in zip(bounds, bounds[1:]):
+        if hi == lo:
+            continue
+        n = 0
+        t0 = time.perf_counter()
+        for _ in range(hi - lo):
+            batch = next(batches)
+            n += len(batch['inputs'])
+            log_vars = model.train_step(batch, wrapper)
+            {k: float(v) for k, v in log_vars.items()}  # as the logger does
+        sync()
+        dt = time.perf_counter() - t0
+        rates.append(n / dt)
+        images, total = images + n, total + dt
+    return images / total, rates
+
+
+def windows_text(r: dict) -> str:
+    return '/'.join(f'{v:.0f}' for v in r['window_images_per_s'])
+
+
 def forever(loader):
     while True:
         yield from loader
@@ -281,12 +308,8 @@ def measure_ceiling(args, task, data_root, work_dir) -> dict:
     batches = same()
     peak_memory_mib()
     train_steps(model, wrapper, batches, args.warmup)
-    sync()
-    t0 = time.perf_counter()
-    train_steps(model, wrapper, batches, args.iters)
-    sync()
-    dt = time.perf_counter() - t0
-    return dict(images_per_s=n_img * args.iters / dt, batch=n_img,
+    rate, windows = timed_steps(model, wrapper, batches, args.iters)
+    return dict(images_per_s=rate, window_images_per_s=windows, batch=n_img,
                 iters=args.iters, peak_memory_mib=peak_memory_mib())
 
 
@@ -296,23 +319,26 @@ def measure_e2e(args, task, data_root, work_dir, cache_dir=None,
     cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     runner, model, wrapper = train_parts(cfg)
     loader = runner.train_loop.dataloader
+    # The workers fill their prefetch queues while the model starts up: the
+    # warm-up consumes those batches too, so that the timed steps see the
+    # rate at which batches are made, not a queue built up beforehand.
+    in_flight = loader.num_workers * (getattr(loader, 'prefetch_factor', None)
+                                      or 2)
+    warmup = args.warmup + in_flight
     t_start = time.perf_counter()
     batches = forever(loader)
-    train_steps(model, wrapper, batches, args.warmup)
-    sync()
-    t0 = time.perf_counter()
-    train_steps(model, wrapper, batches, args.iters)
-    sync()
+    train_steps(model, wrapper, batches, warmup)
+    rate, windows = timed_steps(model, wrapper, batches, args.iters)
     t1 = time.perf_counter()
     bs = cfg.train_dataloader.batch_size
     hits = None
     if cache_dir and loader.num_workers == 0:
         hits = loader.dataset.pipeline.transforms[0].hits
-    out = dict(images_per_s=bs * args.iters / (t1 - t0),
-               with_startup_images_per_s=bs * (args.warmup + args.iters)
+    out = dict(images_per_s=rate, window_images_per_s=windows,
+               with_startup_images_per_s=bs * (warmup + args.iters)
                / (t1 - t_start),
                workers=loader.num_workers, batch=bs, iters=args.iters,
-               warmup=args.warmup)
+               warmup=warmup)
     if hits is not None:
         out['cache_hits'] = hits
     del batches
@@ -517,7 +543,6 @@ def measure_densenet(args, report=print) -> dict:
     import torchvision
     from mmpretrain.models.backbones import DenseNet
 
-    from medfm.models import DenseNetFast
     device = 'cuda' if args.cuda else 'cpu'
     size = args.size
     iters, warmup = max(args.iters // 2, 2), max(args.warmup, 1)
@@ -544,7 +569,6 @@ def measure_densenet(args, report=print) -> dict:
     builders = {
         'torchvision': lambda: torchvision.models.densenet121(num_classes=19),
         'mmpretrain DenseNet': lambda: Wrap(DenseNet('121')),
-        'DenseNetFast': lambda: Wrap(DenseNetFast('121')),
     }
     modes = [('fp32', False, False)]
     if args.cuda:
@@ -583,20 +607,17 @@ def measure_classifier(args, task, data_root, work_dir) -> dict:
     """The whole ``ImageClassifier`` train step (as section 1) in the
     settings REFERENCE section 7 compares: fp32, bf16 + channels_last with
     mmengine's AMP as configured by default (dynamic loss scaler), and the
-    project's bf16 (no loss scaler), with either DenseNet."""
+    project's bf16 (no loss scaler)."""
     variants = {'fp32': dict(amp=False, channels_last=False)}
     if args.cuda:
         variants.update({
             'bf16+channels_last, loss scaler': dict(
                 amp=True, channels_last=True, loss_scaler=True),
             'bf16+channels_last': dict(amp=True, channels_last=True),
-            'bf16+channels_last, DenseNetFast': dict(
-                amp=True, channels_last=True, backbone='DenseNetFast'),
         })
     out, peak = {}, {}
     for name, change in variants.items():
-        sub = argparse.Namespace(**{**vars(args), 'backbone': 'DenseNet',
-                                    **change})
+        sub = argparse.Namespace(**{**vars(args), **change})
         r = measure_ceiling(sub, task, data_root, work_dir)
         out[name], peak[name] = r['images_per_s'], r['peak_memory_mib']
     return dict(task=task, images_per_s=out, peak_memory_mib=peak)
@@ -648,7 +669,6 @@ def main(argv=None) -> dict:
                settings=dict(size=args.size, batch_size=args.batch_size,
                              amp=args.amp and args.cuda,
                              channels_last=args.channels_last,
-                             backbone=args.backbone,
                              image_scale=args.image_scale, images=args.images,
                              short_side=args.short_side, quick=args.quick))
     t_all = time.perf_counter()
@@ -694,6 +714,7 @@ def main(argv=None) -> dict:
                                     osp.join(work_dir, 'runs'))
                 res.setdefault('ceiling', {})[task] = r
                 say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s'
+                    f' (windows {windows_text(r)})'
                     + (f', peak GPU memory {r["peak_memory_mib"]:.0f} MiB'
                        if r['peak_memory_mib'] else ''))
             if 'e2e' in args.sections:
@@ -709,8 +730,8 @@ def main(argv=None) -> dict:
                             / ceil['images_per_s']
                     row[tag] = r
                     say(f'(2) e2e {task} from {tag}: {r["images_per_s"]:.1f} '
-                        f'images/s steady ({r["with_startup_images_per_s"]:.1f}'
-                        ' with start-up)'
+                        f'images/s steady (windows {windows_text(r)}; '
+                        f'{r["with_startup_images_per_s"]:.1f} with start-up)'
                         + (f', {100 * r["ratio_to_ceiling"]:.0f}% of ceiling'
                            if 'ratio_to_ceiling' in r else ''))
         if 'eval' in args.sections:

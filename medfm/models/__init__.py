@@ -1,8 +1,7 @@
 from .backbones import BEiTViTAnySize, SwinTransformerAnySize
-from .densenet_fast import DenseNetFast
 from .vpt import PromptedSwinTransformer, PromptedViT
 from .weight_init import PretrainedIfExists, count_parameters, load_pretrained
 
 __all__ = ['BEiTViTAnySize', 'SwinTransformerAnySize',
            'PretrainedIfExists', 'count_parameters', 'load_pretrained',
-           'PromptedSwinTransformer', 'PromptedViT', 'DenseNetFast']
+           'PromptedSwinTransformer', 'PromptedViT']

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The project's GPU check, as one script (see ../shared/device/README.md):
 # tools/benchmark.py at real image sizes in timed parts, most wanted first
-# (train: ceiling + e2e; densenet; eval + memory), then the demo's
-# train.sh --amp --fast + test.sh if time is left. All parts share one
-# deadline (BUDGET seconds from the start), and a part cut short keeps the
-# figures it wrote. At most 8 files land in $OUT (the device tool's limit).
+# (train: ceiling + e2e from the cache; classifier; eval + memory; files;
+# densenet), then the demo's train.sh --amp --fast + test.sh if time is
+# left. All parts share one deadline (BUDGET seconds from the start), and a
+# part cut short keeps the figures it wrote. At most 8 files land in $OUT (the device tool's limit).
 # Dry run on a CPU: DEVICE=cpu BENCH_ARGS="--quick --workers 2" bash tools/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-work_dirs/gpu_check}
@@ -44,12 +44,6 @@ bench() {  # bench NAME WANTED_SECONDS ARGS...
     part "$name" "$wanted" python3 tools/benchmark.py --device "${DEVICE:-cuda}" \
         --amp --channels-last --out "$OUT/bench_$name.json" "$@" ${BENCH_ARGS:-}
 }
-bench train "${TRAIN_TIMEOUT:-230}" --sections ceiling e2e \
-    --variants cache+span cache files+span files "$@"
-bench densenet "${DENSENET_TIMEOUT:-100}" --sections densenet classifier --tasks chest \
-    --iters 80
-bench eval "${EVAL_TIMEOUT:-140}" --sections eval memory --tasks chest \
-    --naive-runs "${NAIVE_RUNS:-2}"
 demo() {
     python3 tools/make_demo.py --out data/demo > /dev/null &&
     bash train.sh configs/demo/densenet121_chest_demo.py --amp --fast \
@@ -58,7 +52,23 @@ demo() {
     cp work_dirs/gpu_demo_chest/epochs_test.csv "$OUT/" 2>/dev/null
 }
 export -f demo
-part "demo --amp --fast" 150 bash -c demo
+# Each part's wanted seconds can be set (TRAIN_TIMEOUT=...); PARTS picks and
+# orders them. Runs A and B (docs/benchmarks.md) measured the backbone rows
+# (densenet) and the files variants already, so those come last.
+for p in ${PARTS:-train classifier eval files densenet demo}; do case $p in
+  train) bench train "${TRAIN_TIMEOUT:-200}" --sections ceiling e2e \
+      --variants cache+span cache --iters 60 "$@" ;;
+  classifier) bench classifier "${CLASSIFIER_TIMEOUT:-90}" --sections classifier \
+      --tasks chest --iters 60 ;;
+  eval) bench eval "${EVAL_TIMEOUT:-200}" --sections eval memory --tasks chest \
+      --naive-runs "${NAIVE_RUNS:-1}" ;;
+  files) bench files "${FILES_TIMEOUT:-150}" --sections ceiling e2e \
+      --variants files+span files ;;
+  densenet) bench densenet "${DENSENET_TIMEOUT:-100}" --sections densenet \
+      --tasks chest --densenet-batch-sizes 64 256 ;;
+  demo) part "demo --amp --fast" "${DEMO_TIMEOUT:-120}" bash -c demo ;;
+  *) echo "unknown part: $p" ;;
+esac; done
 rm -f "$OUT/part.log"
 echo "QueueFeederThread lines in all logs: $(grep -c QueueFeederThread "$LOG")"
 echo "total $(( SECONDS - start )) s"

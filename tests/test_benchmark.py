@@ -16,13 +16,19 @@ def test_benchmark_quick_runs(tmp_path):
                 str(out)])
     saved = json.loads(out.read_text())
     assert saved['settings']['size'] == 32
-    assert res['ceiling']['colon']['images_per_s'] > 0
+    ceil = res['ceiling']['colon']
+    # 2 timed steps in 3 windows: the empty one is skipped
+    assert len(ceil['window_images_per_s']) == 2
+    lo, hi = min(ceil['window_images_per_s']), max(ceil['window_images_per_s'])
+    assert lo <= ceil['images_per_s'] <= hi
     e2e = res['e2e']['colon']
     assert e2e['files']['images_per_s'] > 0 and e2e['cache']['images_per_s'] > 0
     # single-process loading: the cache served every training image
     assert e2e['cache']['cache_hits'] == 2 * (1 + 2)
     assert e2e['cache+span']['cache_hits'] == 2 * (1 + 2)
     assert 'cache_hits' not in e2e['files']
+    # no workers, no batches in flight: the warm-up is --warmup alone
+    assert e2e['cache']['warmup'] == 1
     assert set(e2e) == {'files', 'files+span', 'cache', 'cache+span'}
     loader = res['loader']['colon']
     assert set(loader) == set(e2e) | {'val', 'val in memory'}

@@ -184,7 +184,7 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def peak_memory_mib():
+def peak_memory_mib() -> float | None:
     """Peak GPU memory allocated since the last call (None on the CPU)."""
     import torch
     if not torch.cuda.is_available():
@@ -252,14 +252,20 @@ def train_parts(cfg):
     return runner, model, wrapper
 
 
-def train_steps(model, wrapper, batches, n: int) -> None:
+def train_steps(model, wrapper, batches, n: int) -> int:
+    """Run ``n`` training steps; returns the number of images seen."""
+    images = 0
     for _ in range(n):
-        log_vars = model.train_step(next(batches), wrapper)
+        batch = next(batches)
+        images += len(batch['inputs'])
+        log_vars = model.train_step(batch, wrapper)
         # the runner's logger reads every loss each iteration: a sync
         {k: float(v) for k, v in log_vars.items()}
+    return images
 
 
-def timed_steps(model, wrapper, batches, iters: int, windows: int = 3):
+def timed_steps(model, wrapper, batches, iters: int,
+                windows: int = 3) -> tuple[float, list[float]]:
     """Images/s over ``iters`` steps, overall and per window.
 
     The per-window rates show how steady the measurement is: a step bound by
@@ -271,13 +277,8 @@ def timed_steps(model, wrapper, batches, iters: int, windows: int = 3):
     for lo, hi in zip(bounds, bounds[1:]):
         if hi == lo:
             continue
-        n = 0
         t0 = time.perf_counter()
-        for _ in range(hi - lo):
-            batch = next(batches)
-            n += len(batch['inputs'])
-            log_vars = model.train_step(batch, wrapper)
-            {k: float(v) for k, v in log_vars.items()}  # as the logger does
+        n = train_steps(model, wrapper, batches, hi - lo)
         sync()
         dt = time.perf_counter() - t0
         rates.append(n / dt)

@@ -59,7 +59,7 @@ for p in ${PARTS:-train classifier eval files densenet demo}; do case $p in
   # chest last: in runs A and B its low figure was the process's first e2e run
   train) bench train "${TRAIN_TIMEOUT:-200}" --sections ceiling e2e \
       --tasks colon endo chest --variants cache+span cache --iters 60 "$@" ;;
-  classifier) bench classifier "${CLASSIFIER_TIMEOUT:-90}" --sections classifier \
+  classifier) bench classifier "${CLASSIFIER_TIMEOUT:-120}" --sections classifier \
       --tasks chest --iters 60 ;;
   eval) bench eval "${EVAL_TIMEOUT:-200}" --sections eval memory --tasks chest \
       --naive-runs "${NAIVE_RUNS:-1}" ;;

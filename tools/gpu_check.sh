@@ -6,20 +6,23 @@
 # left. All parts share one deadline (BUDGET seconds from the start), and a
 # part cut short keeps the figures it wrote. At most 8 files land in $OUT (the device tool's limit).
 # Dry run on a CPU: DEVICE=cpu BENCH_ARGS="--quick --workers 2" bash tools/gpu_check.sh
+# (PYTHON: the interpreter, python3 by default)
 set -uo pipefail
 OUT=${OUT:-work_dirs/gpu_check}
 BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
 start=$SECONDS
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-        --target /tmp/site .whl/*.whl || exit 1
+PYTHON=${PYTHON:-python3}
+WHEELS=${WHEELS:-.whl}  # the stack as wheels, for the bare device machine
+if [ -d "$WHEELS" ]; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --target /tmp/site "$WHEELS"/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD
 fi
-export PYTHON=python3 PYTHONUNBUFFERED=1
+export PYTHON PYTHONUNBUFFERED=1
 LOG=$OUT/all.log
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
+  "$PYTHON" -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
   nproc; } > "$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 
@@ -41,11 +44,11 @@ part() {  # part NAME WANTED_SECONDS COMMAND...
 bench() {  # bench NAME WANTED_SECONDS ARGS...
     local name=$1 wanted=$2; shift 2
     # shellcheck disable=SC2086  # BENCH_ARGS: extra words for every part
-    part "$name" "$wanted" python3 tools/benchmark.py --device "${DEVICE:-cuda}" \
+    part "$name" "$wanted" "$PYTHON" tools/benchmark.py --device "${DEVICE:-cuda}" \
         --amp --channels-last --out "$OUT/bench_$name.json" "$@" ${BENCH_ARGS:-}
 }
 demo() {
-    python3 tools/make_demo.py --out data/demo > /dev/null &&
+    "$PYTHON" tools/make_demo.py --out data/demo > /dev/null &&
     bash train.sh configs/demo/densenet121_chest_demo.py --amp --fast \
         --work-dir work_dirs/gpu_demo_chest && echo "train.sh done at $SECONDS s" &&
     bash test.sh configs/demo/densenet121_chest_demo.py work_dirs/gpu_demo_chest &&

@@ -95,6 +95,17 @@ class EpochSpanningBatchSampler(Sampler):
             epoch += 1
 
 
+def _from_batch_sampler(name: str, doc: str) -> property:
+    """A read-only ``DataLoader`` attribute forwarded to the batch sampler
+    (assignments, which ``DataLoader.__init__`` makes, are ignored)."""
+    def get(self):
+        return getattr(self.batch_sampler, name)
+
+    def ignore(self, value) -> None:
+        pass
+    return property(get, ignore, doc=doc)
+
+
 class SpanningDataLoader(DataLoader):
     """A ``DataLoader`` whose iterations are consecutive epochs of one
     never-ending iterator (see the module docstring).
@@ -118,33 +129,12 @@ class SpanningDataLoader(DataLoader):
         self.draw_per_epoch = draw_per_epoch
         self._stream: Optional[Iterator] = None
 
-    @property
-    def batch_size(self) -> int:  # type: ignore[override]
-        """int: Samples per batch."""
-        return self.batch_sampler.batch_size
-
-    @batch_size.setter
-    def batch_size(self, value) -> None:
-        pass  # DataLoader.__init__ assigns None for a batch_sampler
-
-    @property
-    def drop_last(self) -> bool:  # type: ignore[override]
-        """bool: Whether each epoch's short last batch is dropped."""
-        return self.batch_sampler.drop_last
-
-    @drop_last.setter
-    def drop_last(self, value) -> None:
-        pass
-
-    @property
-    def sampler(self) -> Sampler:  # type: ignore[override]
-        """Sampler: the wrapped epoch sampler."""
-        return self.batch_sampler.sampler
-
-    @sampler.setter
-    def sampler(self, value) -> None:
-        # DataLoader.__init__ assigns a placeholder SequentialSampler
-        pass
+    # DataLoader.__init__ assigns its own values to these (None, a
+    # placeholder SequentialSampler); they are the batch sampler's instead.
+    batch_size = _from_batch_sampler('batch_size', 'int: Samples per batch.')
+    drop_last = _from_batch_sampler(
+        'drop_last', "bool: Whether each epoch's short last batch is dropped.")
+    sampler = _from_batch_sampler('sampler', 'Sampler: the epoch sampler.')
 
     def __iter__(self) -> Iterator:
         if self._stream is None:

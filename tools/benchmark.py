@@ -86,7 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='distinct images drawn per task; the rest are links')
     p.add_argument('--iters', type=int, help='timed iterations (40; --quick: 4)')
     p.add_argument('--warmup', type=int, help='untimed iterations (10; '
-                   '--quick: 2)')
+                   '--quick: 2); sections 2 and 6 add the batches in flight '
+                   '(workers x prefetch_factor)')
     p.add_argument('--workers', type=int,
                    help='training dataloader workers (default: tune_dataloaders)')
     p.add_argument('--short-side', type=int,
@@ -290,6 +291,17 @@ def windows_text(r: dict) -> str:
     return '/'.join(f'{v:.0f}' for v in r['window_images_per_s'])
 
 
+def warmup_steps(args, loader) -> int:
+    """``--warmup`` plus the batches in flight.
+
+    The workers fill their prefetch queues while the model starts up: the
+    warm-up consumes those batches too, so that the timed steps see the rate
+    at which batches are made, not a queue built up beforehand.
+    """
+    return args.warmup + loader.num_workers * (
+        getattr(loader, 'prefetch_factor', None) or 2)
+
+
 def forever(loader):
     while True:
         yield from loader
@@ -320,12 +332,7 @@ def measure_e2e(args, task, data_root, work_dir, cache_dir=None,
     cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     runner, model, wrapper = train_parts(cfg)
     loader = runner.train_loop.dataloader
-    # The workers fill their prefetch queues while the model starts up: the
-    # warm-up consumes those batches too, so that the timed steps see the
-    # rate at which batches are made, not a queue built up beforehand.
-    in_flight = loader.num_workers * (getattr(loader, 'prefetch_factor', None)
-                                      or 2)
-    warmup = args.warmup + in_flight
+    warmup = warmup_steps(args, loader)
     t_start = time.perf_counter()
     batches = forever(loader)
     train_steps(model, wrapper, batches, warmup)
@@ -401,7 +408,7 @@ def measure_loader(args, task, data_root, work_dir, step_s: float,
     runner = _runner(cfg)
     loader = runner.train_loop.dataloader
     batches = forever(loader)
-    for _ in range(args.warmup):
+    for _ in range(warmup_steps(args, loader)):
         next(batches)
         time.sleep(step_s)
     t0 = time.perf_counter()

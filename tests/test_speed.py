@@ -89,4 +89,3 @@ def test_enable_channels_last_keeps_preprocessor_settings():
     assert cfg.data_preprocessor.type == 'FastClsDataPreprocessor'
     assert cfg.data_preprocessor.to_rgb
     assert [h['type'] for h in cfg.custom_hooks].count('ChannelsLastHook') == 1
-

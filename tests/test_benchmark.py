@@ -12,7 +12,8 @@ def test_benchmark_quick_runs(tmp_path):
                 '--memory-sizes', '8', '64', '--memory-batches', '2',
                 '--workers', '0', '--sections', 'ceiling', 'e2e', 'eval',
                 'memory', 'loader', 'densenet', 'classifier',
-                '--densenet-batch-sizes', '2', '3', '--step-ms', '5', '--out',
+                '--densenet-batch-sizes', '2', '3', '--step-ms', '5',
+                '--ceiling-after', '--out',
                 str(out)])
     saved = json.loads(out.read_text())
     assert saved['settings']['size'] == 32
@@ -47,6 +48,12 @@ def test_benchmark_quick_runs(tmp_path):
         for name in ('torchvision', 'mmpretrain DenseNet')}
     assert list(res['classifier']['images_per_s']) == ['fp32']
     assert 0 < e2e['cache']['ratio_to_ceiling']
+    # the ratio to the mean of the ceilings before and after the e2e runs
+    mean = (ceil['images_per_s']
+            + res['ceiling_after']['colon']['images_per_s']) / 2
+    for r in e2e.values():
+        assert abs(r['ratio_to_mean_ceiling'] * mean - r['images_per_s']) \
+            < 1e-6 * r['images_per_s']
     ev = res['eval']
     assert ev['evaluated'] == 2 and ev['naive_runs'] == 1
     assert ev['naive_extrapolated'] and ev['speedup'] > 0

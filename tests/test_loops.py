@@ -99,6 +99,10 @@ def test_spanning_loader_with_workers_keeps_order_and_iterator(demo_root,
     assert all(w.is_alive() for w in workers)
     loader.close()
     assert loader._stream is None
+    # torch joins each worker for up to 5 s, then terminates it: under load
+    # a terminated worker can still be exiting when close() returns
+    for w in workers:
+        w.join(timeout=30)
     assert not any(w.is_alive() for w in workers)
 
 

@@ -61,7 +61,8 @@ export -f demo
 for p in ${PARTS:-train classifier eval files densenet demo}; do case $p in
   # chest last: in runs A and B its low figure was the process's first e2e run
   train) bench train "${TRAIN_TIMEOUT:-200}" --sections ceiling e2e \
-      --tasks colon endo chest --variants cache+span cache --iters 60 "$@" ;;
+      --tasks colon endo chest --variants cache+span cache --iters 60 \
+      --ceiling-after "$@" ;;
   classifier) bench classifier "${CLASSIFIER_TIMEOUT:-120}" --sections classifier \
       --tasks chest --iters 60 ;;
   eval) bench eval "${EVAL_TIMEOUT:-200}" --sections eval memory --tasks chest \

@@ -60,7 +60,7 @@ export -f demo
 # (densenet) and the files variants already, so those come last.
 for p in ${PARTS:-train classifier eval files densenet demo}; do case $p in
   # chest last: in runs A and B its low figure was the process's first e2e run
-  train) bench train "${TRAIN_TIMEOUT:-200}" --sections ceiling e2e \
+  train) bench train "${TRAIN_TIMEOUT:-240}" --sections ceiling e2e \
       --tasks colon endo chest --variants cache+span cache --iters 60 \
       --ceiling-after "$@" ;;
   classifier) bench classifier "${CLASSIFIER_TIMEOUT:-120}" --sections classifier \

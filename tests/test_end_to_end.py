@@ -168,3 +168,29 @@ def test_amp_switch_builds_a_registered_wrapper(monkeypatch, tmp_path):
     assert apply_amp(cfg, 'bfloat16')
     assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type) is not None
     assert cfg.optim_wrapper.dtype == 'bfloat16'
+
+
+def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
+                                                  tmp_path):
+    """A diverged checkpoint (NaN scores) is reported and skipped, and the
+    next checkpoint is scored on its own predictions only."""
+    import shutil
+
+    import torch
+
+    from medfm.compat import load_checkpoint_file
+    from medfm.evaluation.epochs import sweep_run
+    work = tmp_path / 'run'
+    shutil.copytree(trained_run, work)
+    ckpt = load_checkpoint_file(str(work / 'epoch_1.pth'))
+    head = next(k for k in ckpt['state_dict'] if k.startswith('head.')
+                and k.endswith('weight'))
+    ckpt['state_dict'][head].fill_(float('nan'))
+    torch.save(ckpt, work / 'epoch_1.pth')
+    sweep = _sweep(demo_root, tmp_path / 'a', 0, True)
+    good = sweep.evaluate(str(work / 'epoch_2.pth'))
+    rows, skipped = sweep_run(sweep.runner, str(work))
+    assert [r['epoch'] for r in rows] == [2]
+    assert rows[0] == dict(epoch=2, **good)
+    assert len(skipped) == 1 and 'epoch_1.pth' in skipped[0]
+    assert 'NaN or infinite scores' in skipped[0]

@@ -7,7 +7,7 @@ from mmpretrain.evaluation import AveragePrecision
 from mmpretrain.structures import DataSample
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
-from medfm.evaluation import MedFMCScore, average_precision, roc_auc
+from medfm.evaluation import MedFMCScore, ScoreError, average_precision, roc_auc
 
 PRED = np.array([[0.9, 0.8, 0.3, 0.2],
                  [0.1, 0.2, 0.2, 0.1],
@@ -144,3 +144,43 @@ def test_evaluator_needs_task_type_or_labels():
     sample.set_gt_label(1)
     with pytest.raises(ValueError, match='set multi_label'):
         Evaluator(MedFMCScore()).offline_evaluate([sample])
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_non_finite_scores_refused_like_sklearn(bad):
+    pred = PRED.copy()
+    pred[2, 1] = bad
+    with pytest.raises(ValueError):
+        average_precision_score(TARGET[:, 1], pred[:, 1])
+    with pytest.raises(ScoreError, match='1 of 4 samples have NaN or infinite'
+                       ' scores.*sample 2'):
+        MedFMCScore.calculate(pred, TARGET, multi_label=True)
+
+
+def test_single_label_needs_probabilities_over_two_classes():
+    with pytest.raises(ScoreError, match='at least 2'):
+        MedFMCScore.calculate([[0.9], [0.2], [0.6]], [[1], [0], [0]], False)
+    # logits: their column 1 does not rank as softmax's positive probability
+    logits = np.array([[2.0, 1.0], [-3.0, -1.5], [0.0, 0.5], [1.0, -1.0]])
+    with pytest.raises(ScoreError, match='probabilities.*sample 0'):
+        MedFMCScore.calculate(logits, np.eye(2)[[0, 1, 1, 0]], False)
+    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    res = MedFMCScore.calculate(prob, np.eye(2)[[0, 1, 1, 0]], False)
+    assert res['Acc'] == 100 and res['AUC'] == 100
+    # multi-label: logits rank like sigmoids, accepted
+    sig = MedFMCScore.calculate(1 / (1 + np.exp(-logits)), np.eye(2)[[0, 1, 1, 0]], True)
+    assert MedFMCScore.calculate(logits, np.eye(2)[[0, 1, 1, 0]], True) == sig
+
+
+def test_targets_must_be_binary():
+    with pytest.raises(ScoreError, match='0/1.*sample 1'):
+        MedFMCScore.calculate(PRED, TARGET * [[1], [2], [1], [1]], True)
+
+
+def test_accuracy_equals_sklearn_exactly():
+    # the top score decides, whatever its value; float64, no float32 rounding
+    prob = np.array([[0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
+    y = np.array([0, 1, 0])
+    res = MedFMCScore.calculate(prob, np.eye(2)[y], False)
+    assert res['Acc'] == accuracy_score(y, prob.argmax(1)) * 100
+    assert res['Acc'] == pytest.approx(200 / 3, abs=1e-12)

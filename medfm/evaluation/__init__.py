@@ -1,3 +1,3 @@
-from .metrics import MedFMCScore, average_precision, roc_auc
+from .metrics import MedFMCScore, ScoreError, average_precision, roc_auc
 
-__all__ = ['MedFMCScore', 'average_precision', 'roc_auc']
+__all__ = ['MedFMCScore', 'ScoreError', 'average_precision', 'roc_auc']

@@ -20,6 +20,7 @@ from mmengine.runner import Runner
 
 from ..compat import CheckpointError, load_checkpoint_file
 from ..utils.batches import BatchesInMemory
+from .metrics import ScoreError
 
 EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
 
@@ -77,17 +78,24 @@ class CheckpointSweep:
         """Metrics of one checkpoint."""
         self.load(checkpoint)
         self.model.eval()
-        for batch in self._batches():
-            outputs = self.model.test_step(batch)
-            self.evaluator.process(data_samples=outputs, data_batch=batch)
-        return self.evaluator.evaluate(len(self.dataloader.dataset))
+        try:
+            for batch in self._batches():
+                outputs = self.model.test_step(batch)
+                self.evaluator.process(data_samples=outputs, data_batch=batch)
+            return self.evaluator.evaluate(len(self.dataloader.dataset))
+        finally:
+            # a metric that raised kept its results: the next checkpoint
+            # must not be scored on them
+            for metric in self.evaluator.metrics:
+                metric.results.clear()
 
 
 def sweep_run(runner: Runner, work_dir: str, split: str = 'test',
               cache: bool = True) -> Tuple[List[dict], List[str]]:
     """Evaluate all epoch checkpoints of ``work_dir``.
 
-    Truncated or unreadable checkpoints are reported and skipped.
+    Truncated or unreadable checkpoints, and checkpoints whose scores the
+    metrics refuse (NaN from a diverged model), are reported and skipped.
 
     Returns:
         tuple[list[dict], list[str]]: One row per evaluated epoch
@@ -105,7 +113,9 @@ def sweep_run(runner: Runner, work_dir: str, split: str = 'test',
         t0 = time.time()
         try:
             metrics = sweep.evaluate(path)
-        except CheckpointError as err:
+        except (CheckpointError, ScoreError) as err:
+            if isinstance(err, ScoreError):
+                err = f'{path}: {err}'
             skipped.append(str(err))
             print_log(f'SKIPPED epoch {epoch}: {err}', logger='current', level=40)
             continue

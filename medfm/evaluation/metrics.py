@@ -10,9 +10,18 @@ Definitions (``shared/REFERENCE.md`` §4), all in percent:
 * AUC: mean over classes of scikit-learn's ``roc_auc_score``. A class whose
   targets hold one value has no AUC: it is left out with a warning naming it
   (the MedFM baseline re-used the previous class's value instead).
-* Acc: top-1 accuracy (mmpretrain's ``Accuracy``), single-label tasks.
+* Acc: top-1 accuracy, the share of samples whose highest score is their
+  class (scikit-learn's ``accuracy_score`` of the arg-max), single-label
+  tasks. mmpretrain's ``Accuracy`` also requires the top score to exceed 0,
+  which counts a logit <= 0 as wrong.
 * score: the challenge's ranking score, the mean of the task's metrics
   (mAP and AUC, or Acc and AUC).
+
+Inputs scikit-learn refuses are refused here too, with :class:`ScoreError`:
+NaN or infinite scores (a diverged model), targets other than 0/1, and
+single-label scores that are not probabilities over at least two classes
+(logits would change the binary AUC, which ranks the positive class's
+probability).
 """
 from __future__ import annotations
 
@@ -22,11 +31,16 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
-from mmpretrain.evaluation import Accuracy
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import label_to_onehot
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
+#: tolerance on a single-label row's sum of probabilities (half precision)
+PROB_TOL = 0.02
+
+
+class ScoreError(ValueError):
+    """Scores or targets the metrics are not defined for."""
 
 
 def _as_2d(x: ArrayLike) -> np.ndarray:
@@ -96,6 +110,44 @@ def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
         rank_sum = avg_rank[inverse][y].sum()
         out[c] = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
     return out
+
+
+def check_inputs(pred: np.ndarray, target: np.ndarray,
+                 multi_label: bool) -> None:
+    """Raise :class:`ScoreError` for inputs the metrics are not defined for.
+
+    Args:
+        pred (np.ndarray): Scores, ``(N, C)``.
+        target (np.ndarray): Targets, ``(N, C)``.
+        multi_label (bool): Task type; single-label scores must be
+            probabilities over at least two classes.
+    """
+    if pred.shape != target.shape:
+        raise ScoreError(f'pred shape {pred.shape} != target shape '
+                         f'{target.shape}')
+    n = len(pred)
+    bad = np.flatnonzero(~np.isfinite(pred).all(1))
+    if len(bad):
+        raise ScoreError(f'{len(bad)} of {n} samples have NaN or infinite '
+                         f'scores (first: sample {bad[0]}, {pred[bad[0]]}): '
+                         'did the model diverge?')
+    bad = np.flatnonzero(~np.isin(target, (0, 1)).all(1))
+    if len(bad):
+        raise ScoreError(f'targets must be 0/1; sample {bad[0]} has '
+                         f'{target[bad[0]]}')
+    if multi_label:
+        return
+    if pred.shape[1] < 2:
+        raise ScoreError('single-label scores need one column per class '
+                         f'(at least 2); got {pred.shape[1]}')
+    sums = pred.sum(1)
+    bad = np.flatnonzero((pred.min(1) < -PROB_TOL) | (pred.max(1) > 1 + PROB_TOL)
+                         | (np.abs(sums - 1) > PROB_TOL))
+    if len(bad):
+        raise ScoreError(
+            f'single-label scores must be probabilities (softmax): sample '
+            f'{bad[0]} has {pred[bad[0]]} (sum {sums[bad[0]]:.4g}); '
+            'apply softmax to logits first')
 
 
 def _class_names(n: int, classes: Optional[Sequence[str]]) -> List[str]:
@@ -192,11 +244,14 @@ class MedFMCScore(BaseMetric):
 
         Returns:
             dict: Metric name to value, in percent.
+
+        Raises:
+            ScoreError: NaN or infinite scores, targets other than 0/1,
+                shapes that differ, or single-label scores that are not
+                probabilities over at least two classes.
         """
         pred, target = _as_2d(pred), _as_2d(target)
-        if pred.shape != target.shape:
-            raise ValueError(f'pred shape {pred.shape} != target shape '
-                             f'{target.shape}')
+        check_inputs(pred, target, multi_label)
         names = _class_names(pred.shape[1], classes)
         if not multi_label and pred.shape[1] == 2:
             # binary: the AUC of the positive class (sklearn's binary case)
@@ -220,10 +275,8 @@ class MedFMCScore(BaseMetric):
                 warnings.warn(f'AP is 0 for {", ".join(empty)}: no positives')
             results['mAP'] = float(ap.mean()) * 100
         else:
-            acc = Accuracy.calculate(torch.from_numpy(pred),
-                                     torch.from_numpy(target.argmax(1)),
-                                     topk=(1,))
-            results['Acc'] = float(acc[0][0])
+            hits = pred.argmax(1) == target.argmax(1)
+            results['Acc'] = float(hits.mean()) * 100
             ap = None
         results['AUC'] = auc
         results['score'] = (results.get('mAP', results.get('Acc')) + auc) / 2

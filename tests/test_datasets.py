@@ -103,8 +103,31 @@ def test_unlabelled_list(tmp_path):
 
 def test_mixed_labelled_and_unlabelled(tmp_path):
     root = _root(tmp_path, ['a.png', 'b.png'], ['a.png 1', 'b.png'])
-    with pytest.raises(AnnotationError, match='some lines have labels'):
+    with pytest.raises(AnnotationError, match=r"1 of 2 images have no labels, "
+                       r"e.g. \['b.png'\]"):
         ColonPath(ann_file='ann.txt', data_root=root)
+    (tmp_path / 'ann.json').write_text(json.dumps(dict(data_list=[
+        dict(img_path='a.png', gt_label=[3]), dict(img_path='b.png')])))
+    with pytest.raises(AnnotationError, match='ann.json: 1 of 2 images'):
+        Endo(ann_file='ann.json', data_root=root)
+
+
+@pytest.mark.parametrize('line,msg', [
+    # one label too many: the first is read as part of the file name
+    ('x.png 1 0 1 0 0', "file name 'x.png 1' does not end in an image"),
+    ('x.png 1 0 1', 'expected 4 labels'),
+])
+def test_extra_label_names_the_line(tmp_path, line, msg):
+    root = _root(tmp_path, ['x.png'], ['x.png 0 0 0 1', line])
+    with pytest.raises(AnnotationError, match=f'ann.txt, line 2: {msg}'):
+        Endo(ann_file='ann.txt', data_root=root, check_images=False)
+
+
+def test_two_spaces_before_the_labels(tmp_path):
+    root = _root(tmp_path, ['5C2EB54413D4CEC.png'],
+                 [CHEST_LINE.replace(' ', '  ')])
+    ds = ChestDR(ann_file='ann.txt', data_root=root)
+    assert ds.get_data_info(0)['img_path'].endswith('/5C2EB54413D4CEC.png')
 
 
 def test_duplicates_warn(tmp_path):
@@ -168,3 +191,32 @@ def test_mm_json_format(tmp_path):
     (tmp_path / 'ann.json').write_text(json.dumps(data))
     with pytest.raises(AnnotationError, match='has 2 classes'):
         Endo(ann_file='ann.json', data_root=root)
+
+
+def test_csv_with_an_unknown_label_column_is_refused(tmp_path):
+    """Only id columns beside the image may make a CSV unlabelled; any other
+    column means labels the dataset could not match (they were read as
+    all-negative before)."""
+    root = _root(tmp_path, ['a.png', 'b.png'], ['img_id,positive', 'a,1', 'b,0'],
+                 ann='c.csv')
+    with pytest.raises(AnnotationError, match=r"columns found: \['img_id', "
+                       r"'positive'\]"):
+        ColonPath(ann_file='c.csv', data_root=root)
+    # image and slide ids only: an unlabelled list
+    (tmp_path / 'u.csv').write_text('img_id,slide_id\na,s1\nb,s2\n')
+    ds = ColonPath(ann_file='u.csv', data_root=root)
+    assert [d.get('gt_label') for d in ds] == [None, None]
+    from medfm.analysis import label_matrix
+    with pytest.raises(ValueError, match='u.csv: the images have no labels'):
+        label_matrix(ds)
+
+
+def test_csv_ids_kept_as_written(tmp_path):
+    names = ['00123.png', '1E5.png', '13333_2021.12_0007_57297486.png']
+    rows = ['img_id,study_id,ulcer,erosion,polyp,tumor',
+            '00123,0012,1,0,0,0', '1E5,1,0,1,0,0',
+            '13333_2021.12_0007_57297486,13333_2021.12_0007,0,0,0,1']
+    root = _root(tmp_path, names, rows, ann='endo.csv')
+    ds = Endo(ann_file='endo.csv', data_root=root)
+    assert [d['img_path'].split('/')[-1] for d in ds] == names
+    assert [d['gt_label'] for d in ds] == [[0], [1], [3]]

@@ -42,6 +42,12 @@ def _norm(name: str) -> str:
     return re.sub(r'[\s\-]+', '_', str(name).strip().lower())
 
 
+def _is_id(column: str) -> bool:
+    """An image, study, slide or patient id column (not a label)."""
+    return re.search(r'(^|_)(id|img|image|file_?name|img_path|study|slide|'
+                     r'patient|case|subject)(_|$)', _norm(column)) is not None
+
+
 def parse_ann_line(line: str, num_classes: int,
                    multi_label: bool) -> Tuple[str, Label]:
     """Split one line of a baseline annotation list.
@@ -67,6 +73,10 @@ def parse_ann_line(line: str, num_classes: int,
         ('x.png', [0, 3])
         >>> parse_ann_line('x.png 0,1,1', 3, True)
         ('x.png', [1, 2])
+        >>> parse_ann_line('x.png 1 0 0 1 0', 4, True)
+        Traceback (most recent call last):
+        ...
+        medfm.datasets.base.AnnotationError: file name 'x.png 1' does not end in an image extension (.png, .jpg, .jpeg, .bmp, .tif, .tiff); expected 4 labels after it
     """
     line = line.strip()
     if line.lower().endswith(IMG_EXTENSIONS):
@@ -96,8 +106,16 @@ def parse_ann_line(line: str, num_classes: int,
                 f'class index must be an integer in [0, {num_classes - 1}], '
                 f'found {value!r}')
         label = int(value)
-    if not name.strip():
+    name = name.rstrip()
+    if not name:
         raise AnnotationError('missing file name')
+    if not name.lower().endswith(IMG_EXTENSIONS):
+        # e.g. one label too many: it was read as part of the name
+        raise AnnotationError(
+            f'file name {name!r} does not end in an image extension '
+            f'({", ".join(IMG_EXTENSIONS)}); expected '
+            + (f'{num_classes} labels' if multi_label else 'one class index')
+            + ' after it')
     return name, label
 
 
@@ -149,6 +167,12 @@ class MedFMCDataset(BaseDataset):
             samples = self._read_list()
         if not samples:
             raise AnnotationError(f'{self.ann_file}: no images listed')
+        unlabelled = [name for name, label in samples if label is None]
+        if 0 < len(unlabelled) < len(samples):
+            raise AnnotationError(
+                f'{self.ann_file}: {len(unlabelled)} of {len(samples)} images '
+                f'have no labels, e.g. {unlabelled[:3]}; a list is either '
+                'labelled or not')
         self._warn_duplicates([name for name, _ in samples])
 
         data_list = []
@@ -174,25 +198,25 @@ class MedFMCDataset(BaseDataset):
                     raise AnnotationError(
                         f'{self.ann_file}, line {lineno}: {err}: '
                         f'{line.rstrip()!r}') from None
-        labelled = {label is not None for _, label in samples}
-        if len(labelled) > 1:
-            raise AnnotationError(
-                f'{self.ann_file}: some lines have labels and some do not')
         return samples
 
     def _read_csv(self) -> List[Tuple[str, Label]]:
         import pandas as pd
-        df = pd.read_csv(self.ann_file, encoding='utf-8-sig')
-        columns = {_norm(c): c for c in df.columns}
+        header = pd.read_csv(self.ann_file, encoding='utf-8-sig', nrows=0)
+        columns = {_norm(c): c for c in header.columns}
         img_col = next((columns[k] for k in ('img_id', 'image', 'img_path',
                                              'filename', 'file_name')
                         if k in columns), None)
         if img_col is None:
             raise AnnotationError(
                 f'{self.ann_file}: no image column (img_id); columns found: '
-                f'{list(df.columns)}')
-        names = [n if osp.splitext(str(n))[1] else f'{n}.png'
-                 for n in df[img_col].astype(str)]
+                f'{list(header.columns)}')
+        # ids as written: '00123' must not become 123
+        text = [c for c in header.columns if c == img_col or _is_id(c)]
+        df = pd.read_csv(self.ann_file, encoding='utf-8-sig',
+                         dtype={c: str for c in text})
+        names = [n if n.lower().endswith(IMG_EXTENSIONS) else f'{n}.png'
+                 for n in df[img_col].astype(str).str.strip()]
         matrix = self._csv_label_matrix(df, columns)
         if matrix is None:
             return [(n, None) for n in names]
@@ -227,7 +251,7 @@ class MedFMCDataset(BaseDataset):
                     for v in df[columns['label']].tolist()]
         if not self.multi_label and found == classes[-1:]:
             return df[[columns[found[0]]]].values.tolist()
-        if not found and len(df.columns) <= 2:
+        if not found and all(_is_id(c) for c in df.columns):
             return None  # names only, and perhaps a study id: unlabelled
         raise AnnotationError(
             f'{self.ann_file}: class columns do not match the classes of '

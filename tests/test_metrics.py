@@ -168,8 +168,9 @@ def test_single_label_needs_probabilities_over_two_classes():
     res = MedFMCScore.calculate(prob, np.eye(2)[[0, 1, 1, 0]], False)
     assert res['Acc'] == 100 and res['AUC'] == 100
     # multi-label: logits rank like sigmoids, accepted
-    sig = MedFMCScore.calculate(1 / (1 + np.exp(-logits)), np.eye(2)[[0, 1, 1, 0]], True)
-    assert MedFMCScore.calculate(logits, np.eye(2)[[0, 1, 1, 0]], True) == sig
+    y = np.eye(2)[[0, 1, 1, 0]]
+    sig = MedFMCScore.calculate(1 / (1 + np.exp(-logits)), y, True)
+    assert MedFMCScore.calculate(logits, y, True) == sig
 
 
 def test_targets_must_be_binary():

@@ -1,12 +1,14 @@
 """Plots written as PNG files next to the tables."""
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .utils.io import atomic_write  # noqa: E402
 
@@ -17,18 +19,16 @@ def _save(fig, path: str) -> None:
     plt.close(fig)
 
 
-def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
-                       keys: Optional[Sequence[str]] = None,
-                       best_epoch: Optional[int] = None) -> None:
-    """Plot metrics (percent) against the epoch.
+def _integer_xticks(ax) -> None:
+    """Ticks on whole numbers only (epochs, iterations: no 1.5)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
-    Args:
-        rows (list[dict]): One dict per epoch with an ``epoch`` key.
-        path (str): PNG file to write.
-        title (str): Figure title.
-        keys (Sequence[str], optional): Metrics to plot; default all floats.
-        best_epoch (int, optional): Marked with a vertical line.
-    """
+
+def _epoch_metrics_figure(rows: List[Dict], title: str = '',
+                          keys: Optional[Sequence[str]] = None,
+                          best_epoch: Optional[int] = None,
+                          marks: Optional[Dict[str, int]] = None):
+    """The figure of :func:`plot_epoch_metrics`, not saved nor closed."""
     keys = keys or [k for k, v in rows[0].items()
                     if k != 'epoch' and isinstance(v, float)]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -37,12 +37,36 @@ def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
         ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1])
     if best_epoch is not None:
         ax.axvline(best_epoch, color='grey', ls='--', lw=1, label='best')
+    colors = ['tab:red', 'tab:purple', 'tab:brown', 'black', 'tab:olive']
+    for i, (label, epoch) in enumerate((marks or {}).items()):
+        ax.axvline(epoch, color=colors[i % len(colors)], ls='--', lw=1,
+                   label=label)
+    _integer_xticks(ax)
     ax.set_xlabel('epoch')
     ax.set_ylabel('%')
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    return fig
+
+
+def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
+                       keys: Optional[Sequence[str]] = None,
+                       best_epoch: Optional[int] = None,
+                       marks: Optional[Dict[str, int]] = None) -> None:
+    """Plot metrics (percent) against the epoch.
+
+    Args:
+        rows (list[dict]): One dict per epoch with an ``epoch`` key.
+        path (str): PNG file to write.
+        title (str): Figure title.
+        keys (Sequence[str], optional): Metrics to plot; default all floats.
+        best_epoch (int, optional): Marked with a vertical line ``best``.
+        marks (dict[str, int], optional): Label to epoch, each marked with a
+            labelled dashed vertical line (in the legend), e.g.
+            ``{'selected on val': 4}``.
+    """
+    _save(_epoch_metrics_figure(rows, title, keys, best_epoch, marks), path)
 
 
 def plot_bars(names: Sequence[str], values: Sequence[float], path: str,
@@ -57,15 +81,27 @@ def plot_bars(names: Sequence[str], values: Sequence[float], path: str,
     _save(fig, path)
 
 
-def plot_lines(series: Dict[str, Sequence[float]], x: Sequence, path: str,
-               title: str = '', xlabel: str = '', ylabel: str = '') -> None:
-    """Several named series against one x axis (training curves)."""
+def _lines_figure(series: Dict[str, Sequence[float]], x: Sequence,
+                  title: str = '', xlabel: str = '', ylabel: str = ''):
+    """The figure of :func:`plot_lines`, not saved nor closed."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, ys in series.items():
         ax.plot(list(x)[:len(ys)], ys, label=name)
+    if all(isinstance(v, Integral) for v in x):
+        _integer_xticks(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    return fig
+
+
+def plot_lines(series: Dict[str, Sequence[float]], x: Sequence, path: str,
+               title: str = '', xlabel: str = '', ylabel: str = '') -> None:
+    """Several named series against one x axis (training curves).
+
+    The x ticks are whole numbers when every ``x`` is an integer (epochs,
+    iterations).
+    """
+    _save(_lines_figure(series, x, title, xlabel, ylabel), path)

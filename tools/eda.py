@@ -19,10 +19,13 @@ from medfm.visualization import plot_bars
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('task', choices=list(TASKS))
+    p.add_argument('task', choices=list(TASKS), help='MedFMC task')
     p.add_argument('--data-root', help='default data/MedFMC/<task>')
-    p.add_argument('--ann', nargs='+', default=['train_20.txt'])
-    p.add_argument('--out', default='work_dirs/eda')
+    p.add_argument('--ann', nargs='+', default=['train_20.txt'],
+                   help='labelled annotation lists in --data-root '
+                   '(default: train_20.txt)')
+    p.add_argument('--out', default='work_dirs/eda',
+                   help='folder for the tables and plots (default: %(default)s)')
     return p.parse_args(argv)
 
 

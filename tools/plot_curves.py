@@ -2,7 +2,9 @@
 
 Example:
     python tools/plot_curves.py work_dirs/densenet121_chest
-Writes ``curves_loss.png`` and ``curves_val.png`` into the run folder.
+Writes ``curves_loss.png``, ``curves_lr.png`` (per logged iteration) and
+``curves_val.png`` (per validation epoch, the best ``medfmc/score`` marked)
+into the run folder, from its latest ``<timestamp>/vis_data/scalars.json``.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from medfm.visualization import plot_epoch_metrics, plot_lines
 
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('work_dir')
+    p.add_argument('work_dir', help='run folder (the --work-dir of train.sh)')
     args = p.parse_args(argv)
     records = read_scalars(args.work_dir)
     train = [r for r in records if 'loss' in r]
+    lr = [r for r in records if 'lr' in r]
     val = [r for r in records if any(k.startswith('medfmc/') for k in r)]
     written = []
     if train:
@@ -27,12 +30,23 @@ def main(argv=None) -> list:
                    [r['step'] for r in train], path, title='training loss',
                    xlabel='iteration', ylabel='loss')
         written.append(path)
+    if lr:
+        path = osp.join(args.work_dir, 'curves_lr.png')
+        plot_lines({'lr': [r['lr'] for r in lr]}, [r['step'] for r in lr],
+                   path, title='learning rate', xlabel='iteration',
+                   ylabel='learning rate')
+        written.append(path)
     if val:
         rows = [dict(epoch=r['step'], **{k: float(v) for k, v in r.items()
                                          if k.startswith('medfmc/')})
                 for r in val]
+        marks = None
+        scored = [r for r in rows if 'medfmc/score' in r]
+        if scored:
+            best = max(scored, key=lambda r: r['medfmc/score'])['epoch']
+            marks = {f'best score (epoch {best})': best}
         path = osp.join(args.work_dir, 'curves_val.png')
-        plot_epoch_metrics(rows, path, title='validation')
+        plot_epoch_metrics(rows, path, title='validation', marks=marks)
         written.append(path)
     print('written: ' + ', '.join(written))
     return written

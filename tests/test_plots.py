@@ -1,0 +1,119 @@
+"""Plots: the learning-rate curve, whole-number epoch ticks, epoch marks."""
+import json
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import pytest
+
+from medfm.visualization import _epoch_metrics_figure, _lines_figure, plot_epoch_metrics
+
+
+def _write_scalars(work_dir, records):
+    vis = work_dir / '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    (vis / 'scalars.json').write_text(
+        '\n'.join(json.dumps(r) for r in records) + '\n')
+
+
+def _rows(n=4):
+    return [{'epoch': e, 'medfmc/mAP': 30.0 + e, 'medfmc/score': 50.0 + e}
+            for e in range(1, n + 1)]
+
+
+def _run_plot_curves(work_dir):
+    p = subprocess.run([sys.executable, 'tools/plot_curves.py', str(work_dir)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_plot_curves_writes_lr(tmp_path):
+    # as LoggerHook writes them: lr with the loss every few iterations,
+    # the validation metrics once per epoch (step = epoch)
+    recs = []
+    for epoch in (1, 2, 3):
+        recs += [dict(lr=0.001 * (4 - epoch), loss=1.0 / it, epoch=epoch,
+                      iter=it, step=it) for it in (5 * epoch - 2, 5 * epoch)]
+        recs.append({'medfmc/mAP': 40.0, 'medfmc/AUC': 70.0,
+                     'medfmc/score': (55.0, 60.0, 58.0)[epoch - 1],
+                     'step': epoch})
+    _write_scalars(tmp_path, recs)
+    out = _run_plot_curves(tmp_path)
+    for name in ('curves_loss.png', 'curves_lr.png', 'curves_val.png'):
+        assert (tmp_path / name).stat().st_size > 0, name
+        assert name in out
+
+
+def test_plot_curves_lr_only(tmp_path):
+    # an lr record without a loss (and no validation) still gives the lr curve
+    _write_scalars(tmp_path, [dict(lr=0.1, step=1), dict(lr=0.05, step=2)])
+    _run_plot_curves(tmp_path)
+    assert (tmp_path / 'curves_lr.png').is_file()
+    assert not (tmp_path / 'curves_loss.png').exists()
+    assert not (tmp_path / 'curves_val.png').exists()
+
+
+def test_plot_curves_marks_best_val_epoch(tmp_path, monkeypatch):
+    import plot_curves  # tools/ is on sys.path (conftest)
+    calls = []
+    monkeypatch.setattr(plot_curves, 'plot_epoch_metrics',
+                        lambda rows, path, **kw: calls.append(kw))
+    recs = [{'medfmc/mAP': 40.0, 'medfmc/score': s, 'step': e}
+            for e, s in enumerate((55.0, 61.0, 61.0, 58.0), 1)]
+    _write_scalars(tmp_path, recs)
+    plot_curves.main([str(tmp_path)])
+    # the first of equal scores, as CheckpointHook's save_best (rule greater)
+    assert calls[0]['marks'] == {'best score (epoch 2)': 2}
+
+
+@pytest.mark.parametrize('n', [2, 3, 5, 12])
+def test_epoch_ticks_are_whole_numbers(n):
+    fig = _epoch_metrics_figure(_rows(n))
+    try:
+        ticks = fig.axes[0].get_xticks()
+        assert len(ticks) >= 2
+        assert all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)
+
+
+def test_line_ticks_whole_numbers_only_for_integer_x():
+    fig = _lines_figure({'loss': [3.0, 2.0, 1.5]}, [1, 2, 3])
+    try:
+        ticks = fig.axes[0].get_xticks()
+        assert all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)
+    fig = _lines_figure({'loss': [3.0, 2.0]}, [0.5, 1.0])
+    try:
+        assert not all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    finally:
+        plt.close(fig)
+
+
+def test_marks_in_legend():
+    marks = {'selected on val': 3, 'last': 4}
+    fig = _epoch_metrics_figure(_rows(), keys=['medfmc/score'], marks=marks)
+    try:
+        ax = fig.axes[0]
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ['score', 'selected on val', 'last']
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        for label, epoch in marks.items():
+            assert list(lines[label].get_xdata()) == [epoch, epoch]
+            assert lines[label].get_linestyle() == '--'
+    finally:
+        plt.close(fig)
+
+
+def test_plot_epoch_metrics_old_and_new_callers(tmp_path):
+    rows = _rows()
+    # as tools/test_epochs.py calls it
+    plot_epoch_metrics(rows, str(tmp_path / 'a.png'), title='t',
+                       keys=['medfmc/mAP', 'medfmc/score'], best_epoch=4)
+    plot_epoch_metrics(rows, str(tmp_path / 'b.png'), title='t',
+                       marks={'selected on val': 2})
+    assert (tmp_path / 'a.png').stat().st_size > 0
+    assert (tmp_path / 'b.png').stat().st_size > 0
+    assert not plt.get_fignums()  # saved figures are closed

@@ -5,9 +5,28 @@
 # densenet), then the demo's train.sh --amp --fast + test.sh if time is
 # left. All parts share one deadline (BUDGET seconds from the start), and a
 # part cut short keeps the figures it wrote. At most 8 files land in $OUT (the device tool's limit).
+# Usage: [VAR=value ...] bash tools/gpu_check.sh [extra args for the train part]
+#   OUT      where the figures and logs go (work_dirs/gpu_check)
+#   BUDGET   seconds for all parts together (540)
+#   PARTS    which parts, in order (train classifier eval files densenet demo)
+#   TRAIN_TIMEOUT, CLASSIFIER_TIMEOUT, EVAL_TIMEOUT, FILES_TIMEOUT,
+#   DENSENET_TIMEOUT, DEMO_TIMEOUT   seconds each part wants (240 120 200
+#            150 100 120), capped by what is left of BUDGET
+#   DEVICE   cuda (default) or cpu; without a GPU only DEVICE=cpu runs
+#   BENCH_ARGS  extra words for every benchmark part; NAIVE_RUNS (eval: 1)
+#   PYTHON   the interpreter (python3)
+#   WHEELS   a folder of wheels installed into /tmp/site first, if it exists (.whl)
 # Dry run on a CPU: DEVICE=cpu BENCH_ARGS="--quick --workers 2" bash tools/gpu_check.sh
-# (PYTHON: the interpreter, python3 by default)
 set -uo pipefail
+for a in "$@"; do case $a in
+    -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+esac; done
+if [ "${DEVICE:-cuda}" != cpu ] &&
+        ! { gpus=$(nvidia-smi -L 2>/dev/null) && [[ $gpus == *GPU* ]]; }; then
+    echo "gpu_check.sh: no GPU visible (nvidia-smi missing or failing);" \
+        "DEVICE=cpu for a dry run on the CPU" >&2
+    exit 1
+fi
 OUT=${OUT:-work_dirs/gpu_check}
 BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
@@ -55,8 +74,7 @@ demo() {
     cp work_dirs/gpu_demo_chest/epochs_test.csv "$OUT/" 2>/dev/null
 }
 export -f demo
-# Each part's wanted seconds can be set (TRAIN_TIMEOUT=...); PARTS picks and
-# orders them. Runs A and B (docs/benchmarks.md) measured the backbone rows
+# Runs A and B (docs/benchmarks.md) measured the backbone rows
 # (densenet) and the files variants already, so those come last.
 for p in ${PARTS:-train classifier eval files densenet demo}; do case $p in
   # chest last: in runs A and B its low figure was the process's first e2e run

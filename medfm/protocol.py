@@ -34,6 +34,7 @@ from .models import count_parameters
 from .splits import split_file_name
 from .testing import TASK_OF_DATASET
 from .utils import atomic_write, write_csv
+from .utils.config import check_fresh_work_dir
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
 METRIC_ORDER = ('mAP', 'Acc', 'AUC', 'score')
@@ -155,6 +156,7 @@ def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
         dict: ``work_dir``, ``checkpoint``, ``trainable``/``total``
         parameter counts and the test metrics (keys without prefix).
     """
+    check_fresh_work_dir(cfg)
     runner = Runner.from_cfg(cfg)
     total, trainable = count_parameters(runner.model)
     print_log(f'{cfg.experiment_name}: {trainable:,} trainable of {total:,} '

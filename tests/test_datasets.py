@@ -193,6 +193,27 @@ def test_mm_json_format(tmp_path):
         Endo(ann_file='ann.json', data_root=root)
 
 
+@pytest.mark.parametrize('cls,label,msg', [
+    # a 0/1 vector read as indices would make classes 0 and 1 positive
+    (Endo, [0, 1, 0, 0], 'repeats class indices'),
+    (Endo, [2, 2], 'repeats class indices'),
+    (ColonPath, [0, 1], 'single-label task takes one class index'),
+])
+def test_mm_json_label_vectors_refused(tmp_path, cls, label, msg):
+    root = _root(tmp_path, ['a.png', 'b.png'], [''])
+    data = dict(data_list=[dict(img_path='a.png', gt_label=[0]),
+                           dict(img_path='b.png', gt_label=label)])
+    (tmp_path / 'ann.json').write_text(json.dumps(data))
+    with pytest.raises(AnnotationError,
+                       match=rf'ann.json: data_list\[1\] \(b.png\).*{msg}'):
+        cls(ann_file='ann.json', data_root=root)
+    if cls is ColonPath:  # one index in a list is that index
+        data['data_list'][1]['gt_label'] = [1]
+        (tmp_path / 'ann.json').write_text(json.dumps(data))
+        ds = cls(ann_file='ann.json', data_root=root)
+        assert [d['gt_label'] for d in ds] == [0, 1]
+
+
 def test_csv_with_an_unknown_label_column_is_refused(tmp_path):
     """Only id columns beside the image may make a CSV unlabelled; any other
     column means labels the dataset could not match (they were read as

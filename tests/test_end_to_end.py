@@ -194,3 +194,28 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
     assert rows[0] == dict(epoch=2, **good)
     assert len(skipped) == 1 and 'epoch_1.pth' in skipped[0]
     assert 'NaN or infinite scores' in skipped[0]
+
+
+def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
+                                                  tmp_path):
+    """An endo checkpoint given to the chest config: no score from a
+    randomly initialised 19-class head."""
+    chest = 'configs/demo/densenet121_chest_demo.py'
+    p = run(sys.executable, 'tools/test.py', chest,
+            str(trained_run / 'epoch_2.pth'), '--work-dir', str(tmp_path),
+            '--out', str(tmp_path / 'm.json'), '--cfg-options',
+            f'test_dataloader.dataset.data_root={demo_root}/chest')
+    assert p.returncode != 0
+    assert 'size mismatch for head' in p.stderr
+    assert not (tmp_path / 'm.json').exists()
+
+
+def test_train_sh_refuses_a_folder_with_another_runs_checkpoints(
+        trained_run, demo_root):
+    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(trained_run),
+            *_opts(demo_root, 1))
+    assert p.returncode != 0
+    assert 'already holds checkpoints of an earlier run (epoch_1.pth, ' \
+        'epoch_2.pth)' in p.stderr
+    assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
+        ['epoch_1.pth', 'epoch_2.pth']

@@ -34,8 +34,11 @@ def main(argv=None) -> dict:
     work_dir = args.work_dir or osp.dirname(osp.abspath(args.checkpoint))
     cfg = load_config(args.config, args.cfg_options, work_dir)
     cfg.launcher = args.launcher
-    cfg.load_from = args.checkpoint
-    metrics = Runner.from_cfg(cfg).test()
+    runner = Runner.from_cfg(cfg)
+    # strict: a checkpoint of another task or model fails here, naming the
+    # mismatched keys, instead of scoring a randomly initialised head
+    runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
+    metrics = runner.test()
     if args.out:
         write_json(args.out, metrics)
     return metrics

@@ -14,6 +14,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from medfm.utils import load_config
+from medfm.utils.config import check_fresh_work_dir
 from medfm.utils.speed import add_speed_args, apply_speed_args
 from medfm.utils.tracking import add_trackers
 
@@ -55,7 +56,12 @@ def build_cfg(args: argparse.Namespace):
 
 
 def main(argv=None) -> None:
-    runner = Runner.from_cfg(build_cfg(parse_args(argv)))
+    cfg = build_cfg(parse_args(argv))
+    try:
+        check_fresh_work_dir(cfg)
+    except FileExistsError as err:
+        raise SystemExit(f'error: {err}') from None
+    runner = Runner.from_cfg(cfg)
     runner.train()
 
 

@@ -16,6 +16,7 @@ custom_hooks = [
     dict(type='ClassCountCheckHook'),  # head vs dataset classes, before step 1
     dict(type='FiniteLossHook'),  # stop at a NaN/inf loss
     dict(type='EpochSeedHook'),  # resumed runs draw the same augmentations
+    dict(type='KeepOtherRunsHook'),  # --resume OTHER/...: OTHER's best stays
 ]
 
 env_cfg = dict(

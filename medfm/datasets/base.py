@@ -283,8 +283,18 @@ class MedFMCDataset(BaseDataset):
                 raise AnnotationError(
                     f'{self.ann_file}: data_list[{i}] ({name}): gt_label '
                     f'{label!r} out of range for {len(self.CLASSES)} classes')
+            where = f'{self.ann_file}: data_list[{i}] ({name}): gt_label {label!r}'
+            if len(set(indices)) < len(indices):
+                raise AnnotationError(
+                    f'{where} repeats class indices; gt_label lists the '
+                    'indices of the positive classes, not a 0/1 vector')
             if label is not None and self.multi_label:
                 label = sorted(indices)
+            elif isinstance(label, (list, tuple)):
+                if len(indices) != 1:
+                    raise AnnotationError(
+                        f'{where}: a single-label task takes one class index')
+                label = indices[0]
             samples.append((name, label))
         return samples
 

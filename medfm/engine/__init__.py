@@ -1,4 +1,9 @@
-from .hooks import ClassCountCheckHook, EpochSeedHook, FiniteLossHook
+from .hooks import (
+    ClassCountCheckHook,
+    EpochSeedHook,
+    FiniteLossHook,
+    KeepOtherRunsHook,
+)
 from .loops import (
     EpochSpanningBatchSampler,
     EpochSpanningTrainLoop,
@@ -8,6 +13,7 @@ from .loops import (
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
+           'KeepOtherRunsHook',
            'ChannelsLastHook', 'FastClsDataPreprocessor',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'SpanningDataLoader']

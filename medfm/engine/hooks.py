@@ -1,4 +1,5 @@
-"""Hooks that stop a run early when its config cannot be right."""
+"""Hooks that stop a run early when its config cannot be right, and keep
+other runs' files safe."""
 from __future__ import annotations
 
 import math
@@ -43,6 +44,11 @@ class ClassCountCheckHook(Hook):
                 f'classes; set model.head.num_classes={len(classes)}')
 
     def before_train(self, runner) -> None:
+        dataset = runner.train_dataloader.dataset
+        if len(dataset) and 'gt_label' not in dataset.get_data_info(0):
+            raise ValueError(
+                f'the train dataset ({getattr(dataset, "ann_file", "")}) has '
+                'no labels: training needs a labelled list')
         self.check(runner, runner.train_dataloader, 'train')
         if runner.val_loop is not None:
             self.check(runner, runner.val_dataloader, 'val')
@@ -97,3 +103,39 @@ class EpochSeedHook(Hook):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+
+
+@HOOKS.register_module()
+class KeepOtherRunsHook(Hook):
+    """Never let a resumed run delete another run's best checkpoint.
+
+    mmengine's ``CheckpointHook`` remembers the best checkpoint's path in the
+    resumed state and deletes that file when a better epoch comes. Resuming
+    from another run's checkpoint (``--resume OTHER/epoch_3.pth`` with a new
+    ``--work-dir``) would delete ``OTHER/best_*.pth``. This hook forgets a
+    remembered best checkpoint outside the work dir before training starts;
+    the new run then saves its own.
+    """
+
+    priority = 'VERY_HIGH'  # before CheckpointHook reads the path
+
+    def before_train(self, runner) -> None:
+        import os.path as osp
+
+        from mmengine.hooks import CheckpointHook
+        out_dir = next((h.out_dir for h in runner.hooks
+                        if isinstance(h, CheckpointHook)), None)
+        if out_dir is None:
+            root = runner.work_dir
+        elif '://' in str(out_dir):
+            return  # a remote store: not ours to judge
+        else:  # as CheckpointHook.before_train joins them
+            root = osp.join(out_dir, osp.basename(runner.work_dir))
+        root = osp.realpath(root)
+        info = runner.message_hub.runtime_info
+        for key in [k for k in info if k.startswith('best_ckpt')]:
+            path = osp.realpath(str(info[key]))
+            if osp.commonpath([root, path]) != root:
+                runner.logger.info(f'{key} {info[key]} belongs to another '
+                                   'run: kept, and not replaced by this run')
+                info.pop(key)

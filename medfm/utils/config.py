@@ -1,6 +1,7 @@
 """Config handling shared by the tools."""
 from __future__ import annotations
 
+import glob
 import os.path as osp
 from typing import Optional
 
@@ -15,6 +16,14 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
     """Read a config, merge ``--cfg-options`` and set the work directory.
 
+    Two overrides mean more than their key:
+
+    * ``data_root=DIR`` sets the ``data_root`` of every dataloader's dataset
+      (the configs have no top-level ``data_root`` that would feed them).
+    * ``train_cfg.max_epochs=N``, without a ``param_scheduler`` override,
+      moves every scheduler that ended at the old last epoch to ``N``, so
+      that the cosine decay still ends with the run.
+
     Args:
         path (str): Config file.
         cfg_options (dict, optional): Overrides, as parsed by ``DictAction``.
@@ -26,7 +35,14 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     """
     cfg = Config.fromfile(path)
     if cfg_options:
+        cfg_options = dict(cfg_options)
+        data_root = cfg_options.pop('data_root', None)
+        old_epochs = cfg.get('train_cfg', {}).get('max_epochs')
         cfg.merge_from_dict(cfg_options)
+        if data_root is not None:
+            set_data_root(cfg, data_root)
+        if not any(k.startswith('param_scheduler') for k in cfg_options):
+            follow_max_epochs(cfg, old_epochs)
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -34,6 +50,67 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     sanitize_dataloaders(cfg)
     adapt_config_for_cpu(cfg)
     return cfg
+
+
+def set_data_root(cfg: Config, data_root: str) -> None:
+    """Point every dataloader's dataset (inside any wrappers) at ``data_root``."""
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        ds = loader['dataset']
+        while 'dataset' in ds:
+            ds = ds['dataset']
+        ds['data_root'] = data_root
+
+
+def follow_max_epochs(cfg: Config, old_epochs: Optional[int]) -> None:
+    """Move the epoch schedulers that ended at ``old_epochs`` to the new
+    ``train_cfg.max_epochs``.
+
+    Without this, ``--cfg-options train_cfg.max_epochs=40`` on a 20-epoch
+    cosine schedule spends epochs 21-40 at the minimum learning rate, and
+    ``max_epochs=5`` never decays.
+    """
+    new_epochs = cfg.get('train_cfg', {}).get('max_epochs')
+    if old_epochs is None or new_epochs in (None, old_epochs):
+        return
+    schedulers = cfg.get('param_scheduler') or []
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    for i, sched in enumerate(schedulers):
+        if not sched.get('by_epoch', True) or sched.get('end') != old_epochs:
+            continue
+        if sched.get('begin', 0) >= new_epochs:
+            continue  # it never starts in the shorter run
+        sched['end'] = new_epochs
+        if sched.get('T_max') == old_epochs - sched.get('begin', 0):
+            sched['T_max'] = new_epochs - sched.get('begin', 0)
+        print_log(f'param_scheduler[{i}] ({sched.get("type")}) now ends at '
+                  f'epoch {new_epochs} with train_cfg.max_epochs',
+                  logger='current')
+
+
+def check_fresh_work_dir(cfg: Config) -> None:
+    """Refuse to start a new run where another run left epoch checkpoints.
+
+    ``test.sh`` evaluates every ``epoch_N.pth`` of a folder: two runs in one
+    folder would be scored, and their best epoch picked, as one run.
+
+    Raises:
+        FileExistsError: ``cfg.work_dir`` holds ``epoch_*.pth`` and the
+            config does not resume.
+    """
+    if cfg.get('resume'):
+        return
+    found = sorted(glob.glob(osp.join(cfg.work_dir, 'epoch_*.pth')))
+    if found:
+        names = ', '.join(osp.basename(f) for f in found[:5])
+        raise FileExistsError(
+            f'{cfg.work_dir} already holds checkpoints of an earlier '
+            f'run ({names}{", ..." if len(found) > 5 else ""}); test.sh would '
+            'mix the two runs. Continue that run with --resume, choose '
+            'another --work-dir, or move those files away.')
 
 
 def sanitize_dataloaders(cfg: Config) -> None:

@@ -1,0 +1,75 @@
+"""Run folders and command-line overrides: what a second run, a resume from
+another run or a changed epoch count must not silently get wrong."""
+import pytest
+from mmengine.runner import Runner
+
+from medfm.testing import tiny_config
+from medfm.utils import load_config
+from medfm.utils.config import check_fresh_work_dir
+
+CONFIG = 'configs/densenet/densenet121_chest.py'
+
+
+def _ends(cfg):
+    return [(s['type'], s['end']) for s in cfg.param_scheduler]
+
+
+def test_max_epochs_moves_the_schedule_end():
+    cfg = load_config(CONFIG)
+    assert cfg.train_cfg.max_epochs == 20
+    assert _ends(cfg) == [('LinearLR', 1), ('CosineAnnealingLR', 20)]
+    longer = load_config(CONFIG, {'train_cfg.max_epochs': 40})
+    assert _ends(longer) == [('LinearLR', 1), ('CosineAnnealingLR', 40)]
+    # an explicit scheduler override wins
+    mine = load_config(CONFIG, {'train_cfg.max_epochs': 40,
+                                'param_scheduler.1.end': 30})
+    assert _ends(mine) == [('LinearLR', 1), ('CosineAnnealingLR', 30)]
+    # one epoch: the warm-up only; the cosine never starts
+    one = load_config(CONFIG, {'train_cfg.max_epochs': 1})
+    assert _ends(one) == [('LinearLR', 1), ('CosineAnnealingLR', 20)]
+
+
+def test_data_root_sets_every_loader():
+    cfg = load_config(CONFIG, {'data_root': '/data/elsewhere/chest'})
+    roots = {cfg[k].dataset.data_root for k in
+             ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+    assert roots == {'/data/elsewhere/chest'}
+    assert 'data_root' not in cfg
+
+
+def test_second_run_into_a_used_folder_is_refused(tmp_path):
+    cfg = load_config(CONFIG, work_dir=str(tmp_path))
+    check_fresh_work_dir(cfg)  # empty folder
+    (tmp_path / 'epoch_1.pth').write_bytes(b'x')
+    with pytest.raises(FileExistsError, match='epoch_1.pth.*--resume'):
+        check_fresh_work_dir(cfg)
+    cfg.resume = True
+    check_fresh_work_dir(cfg)
+
+
+def test_resume_forgets_another_runs_best_checkpoint(demo_root, tmp_path):
+    from mmengine.hooks import CheckpointHook
+
+    from medfm.engine import KeepOtherRunsHook
+    cfg = tiny_config(CONFIG, demo_root, str(tmp_path / 'run'))
+    runner = Runner.from_cfg(cfg)
+    assert any(isinstance(h, KeepOtherRunsHook) for h in runner.hooks)
+    other = tmp_path / 'other' / 'best_medfmc_score_epoch_3.pth'
+    own = tmp_path / 'run' / 'best_medfmc_score_epoch_2.pth'
+    hub = runner.message_hub
+    hub.update_info('best_ckpt', str(other))
+    KeepOtherRunsHook().before_train(runner)
+    assert 'best_ckpt' not in hub.runtime_info
+    hub.update_info('best_ckpt', str(own))
+    KeepOtherRunsHook().before_train(runner)
+    assert hub.get_info('best_ckpt') == str(own)
+    # it runs before the CheckpointHook reads the path
+    order = [type(h) for h in runner.hooks]
+    assert order.index(KeepOtherRunsHook) < order.index(CheckpointHook)
+
+
+def test_training_on_an_unlabelled_list_stops_clearly(demo_root, tmp_path):
+    cfg = tiny_config(CONFIG, demo_root, str(tmp_path), cfg_options={
+        'train_dataloader.dataset.ann_file': 'test_WithoutLabel.txt'})
+    with pytest.raises(ValueError, match='test_WithoutLabel.txt.*no labels'):
+        Runner.from_cfg(cfg).train()

@@ -79,7 +79,11 @@ def load_curves(run_dir: str, split: str = 'test'
         if osp.isfile(path):
             with open(path) as f:
                 data = json.load(f)
-            return data['rows'], data.get('best_epoch'), name
+            # the epoch validation selected; the highest score of this
+            # split only where the run has no selection
+            epoch = data.get('selected_epoch')
+            return data['rows'], (epoch if epoch is not None
+                                  else data.get('best_epoch')), name
     rows = []
     scalars = _latest_scalars(run_dir)
     if scalars:
@@ -377,7 +381,7 @@ def build_report(run_dir: str,
                if target is not None else {})
     summary = [('run', osp.abspath(run_dir)), ('config', config),
                ('checkpoint', osp.basename(checkpoint)),
-               ('best epoch', _fmt(best)), ('evaluated on', f'{split} '
+               ('reported epoch', _fmt(best)), ('evaluated on', f'{split} '
                                            f'({len(paths)} images)'),
                ('task', 'multi-label' if multi_label else 'single-label')]
     summary += [(k, _fmt(v)) for k, v in metrics.items() if not isinstance(v, list)]

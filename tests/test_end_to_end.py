@@ -41,7 +41,14 @@ def test_train_then_test_sh(trained_run, demo_root):
         ['epoch_1.pth', 'epoch_2.pth']
     p = run('bash', 'test.sh', CONFIG, str(trained_run), *_opts(demo_root, 2))
     assert p.returncode == 0, p.stderr[-3000:]
-    assert 'best epoch:' in p.stdout
+    # the epoch validation chose is reported; the test maximum only beside it
+    [best_file] = trained_run.glob('best_*.pth')
+    chosen = int(best_file.stem.rsplit('_', 1)[1])
+    assert f'selected on val: epoch {chosen} (score ' in p.stdout
+    assert 'highest score on test: epoch' in p.stdout
+    assert 'for reference only' in p.stdout
+    saved = json.loads((trained_run / 'epochs_test.json').read_text())
+    assert saved['selected_epoch'] == chosen
     with open(trained_run / 'epochs_test.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['epoch'] for r in rows] == ['1', '2']

@@ -1,4 +1,4 @@
-"""Evaluate every epoch checkpoint of a run: table, CSV, curve, best epoch.
+"""Evaluate every epoch checkpoint of a run: table, CSV, curve, selected epoch.
 
 Example:
     python tools/test_epochs.py configs/densenet/densenet121_chest.py \
@@ -15,7 +15,7 @@ from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-from medfm.evaluation.epochs import sweep_run
+from medfm.evaluation.epochs import selected_epoch, sweep_run
 from medfm.utils import load_config, write_csv, write_json
 from medfm.visualization import plot_epoch_metrics
 
@@ -45,20 +45,43 @@ def format_table(rows, keys) -> str:
 
 
 def report(rows, skipped, work_dir: str, split: str, title: str) -> None:
-    """Print the table and write CSV, JSON and PNG into the run folder."""
+    """Print the table and write CSV, JSON and PNG into the run folder.
+
+    On the test list the epoch to report is the one validation selected
+    (``best_*_epoch_N.pth``); the highest test score is shown beside it for
+    reference only, since picking it is selection on the test set.
+    """
     keys = [k for k, v in rows[0].items() if k != 'epoch' and isinstance(v, float)]
     score_key = next((k for k in keys if k.endswith('score')), keys[-1])
+    score = score_key.split('/')[-1]
     best = max(rows, key=lambda r: r[score_key])
+    by_epoch = {r['epoch']: r for r in rows}
+    selected = selected_epoch(work_dir) if split == 'test' else None
+    if selected not in by_epoch:
+        selected = None
     stem = osp.join(work_dir, f'epochs_{split}')
     write_csv(stem + '.csv', ['epoch'] + [k.split('/')[-1] for k in keys],
               [[r['epoch']] + [round(r[k], 4) for k in keys] for r in rows])
-    write_json(stem + '.json', dict(rows=rows, best_epoch=best['epoch'],
-                                    skipped=skipped))
-    plot_epoch_metrics(rows, stem + '.png', title=title, keys=keys,
-                       best_epoch=best['epoch'])
+    write_json(stem + '.json', dict(rows=rows, selected_epoch=selected,
+                                    best_epoch=best['epoch'], skipped=skipped))
+    marks = {f'highest {score} on {split}': best['epoch']}
+    if selected is not None:
+        marks = {'selected on val': selected, **marks}
+    plot_epoch_metrics(rows, stem + '.png', title=title, keys=keys, marks=marks)
     print(format_table(rows, keys))
-    print(f'best epoch: {best["epoch"]} ({score_key.split("/")[-1]} '
-          f'{best[score_key]:.2f})')
+    if split == 'val':
+        print(f'best epoch on val: {best["epoch"]} ({score} '
+              f'{best[score_key]:.2f})')
+    else:
+        if selected is not None:
+            print(f'selected on val: epoch {selected} ({score} '
+                  f'{by_epoch[selected][score_key]:.2f} on {split})')
+        else:
+            print('selected on val: none (no best_*_epoch_N.pth among the '
+                  'evaluated checkpoints)')
+        print(f'highest {score} on {split}: epoch {best["epoch"]} '
+              f'({best[score_key]:.2f}); for reference only: an epoch picked '
+              f'on the {split} list overstates the result')
     for msg in skipped:
         print(f'skipped: {msg}')
     print(f'written: {stem}.csv, {stem}.json, {stem}.png')

@@ -35,6 +35,18 @@ def find_epoch_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
     return sorted(found)
 
 
+def selected_epoch(work_dir: str) -> Optional[int]:
+    """The epoch a run's validation selected, or None.
+
+    mmengine's ``CheckpointHook`` (``save_best``) keeps it as
+    ``best_<metric>_epoch_N.pth``; with several, the newest counts.
+    """
+    found = [(osp.getmtime(p), int(m.group(1)))
+             for p in glob(osp.join(work_dir, 'best_*.pth'))
+             if (m := EPOCH_RE.search(p))]
+    return max(found)[1] if found else None
+
+
 class CheckpointSweep:
     """Evaluate many checkpoints of one config on one split.
 

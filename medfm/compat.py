@@ -27,7 +27,8 @@ that frees the objects still holding it.
 Other pitfalls of the stack are fixed by the install itself (see
 ``pyproject.toml``): ``setuptools<81`` keeps ``pkg_resources`` for mmengine,
 ``numpy<2.4`` keeps ``np.in1d`` for mmpretrain's retrieval metrics and
-``matplotlib<3.11`` keeps mmpretrain's browse tools working.
+``matplotlib<3.11`` keeps mmpretrain's browse tools working. mmcv-lite's
+warning about its missing compiled ops, printed by every command, is silenced.
 """
 from __future__ import annotations
 
@@ -36,9 +37,16 @@ import gc
 import os
 import os.path as osp
 import pickle
+import warnings
 from typing import Any, Optional, Union
 
 import torch
+
+# mmcv-lite has no compiled ops; mmcv warns at every start that one of them
+# (multi-scale deformable attention, never used by mmpretrain's classifiers)
+# is missing. Set before this package imports mmpretrain.
+warnings.filterwarnings('ignore', category=UserWarning,
+                        message='Fail to import ``MultiScaleDeformableAttention``')
 
 #: Name of the file mmengine's ``CheckpointHook`` writes into every run
 #: directory; its presence marks the directory's checkpoints as our own.

@@ -103,3 +103,13 @@ print('initialized:', dist.is_initialized(), 'sum:', t.item())
     assert p.returncode == 0, p.stderr[-3000:]
     assert 'initialized: True sum: 1.0' in p.stdout
     assert 'alive at exit: False' in p.stdout
+
+
+def test_import_prints_no_mmcv_lite_warning():
+    """mmcv-lite's missing-ops warning, printed by every command, is gone."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, '-c', 'import medfm; import mmpretrain.models'],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert 'MultiScaleDeformableAttention' not in p.stderr

@@ -72,3 +72,17 @@ def test_plot_curves(tmp_path):
     assert p.returncode == 0, p.stderr
     assert (tmp_path / 'curves_loss.png').is_file()
     assert (tmp_path / 'curves_val.png').is_file()
+
+
+def test_prepare_data_refuses_images_in_train_and_val(demo_root, tmp_path):
+    from medfm.datasets.prepare import prepare_task
+    src = tmp_path / 'release'
+    src.mkdir()
+    (src / 'images').symlink_to(f'{demo_root}/colon/images')
+    lines = open(f'{demo_root}/colon/colon_train.csv').read().splitlines()
+    (src / 'colon_train.csv').write_text('\n'.join(lines) + '\n')
+    (src / 'colon_val.csv').write_text('\n'.join(lines[:1] + lines[2:3]) + '\n')
+    with pytest.raises(ValueError, match='1 image names are in both '
+                       'colon_train.csv and colon_val.csv'):
+        prepare_task('colon', ColonPath, str(src), str(tmp_path / 'out'),
+                     val_dir=str(src))

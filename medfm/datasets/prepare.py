@@ -128,6 +128,12 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
     if val_dir:
         test = dataset_cls(ann_file=f'{task}_val.csv', data_root=val_dir)
         test_names: List[str] = [osp.basename(d['img_path']) for d in test]
+        both = sorted(set(names) & set(test_names))
+        if both:  # one images/ folder: the test set would hold training images
+            raise ValueError(
+                f'{len(both)} image names are in both {task}_train.csv and '
+                f'{task}_val.csv, e.g. {both[:3]}; the official validation set '
+                'is the test set here and must not share images with training')
         _link_images(test_names, osp.join(val_dir, 'images'),
                      osp.join(out_dir, 'images'))
         write_split(out_dir, 'test_WithLabel', task, test_names, label_matrix(test),

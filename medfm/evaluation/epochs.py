@@ -129,7 +129,7 @@ def sweep_run(runner: Runner, work_dir: str, split: str = 'test',
             if isinstance(err, ScoreError):
                 err = f'{path}: {err}'
             skipped.append(str(err))
-            print_log(f'SKIPPED epoch {epoch}: {err}', logger='current', level=40)
+            print_log(f'SKIPPED epoch {epoch}: {err}', logger='current', level=30)
             continue
         rows.append(dict(epoch=epoch, **metrics))
         shown = ', '.join(f'{k.split("/")[-1]} {v:.2f}' for k, v in metrics.items()

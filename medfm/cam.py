@@ -55,6 +55,7 @@ except ImportError as _err:  # pragma: no cover - the package is a dependency
                       "pip install 'grad-cam<1.5'") from _err
 
 from .compat import load_checkpoint_file
+from .utils.config import innermost
 
 #: method name (lower case, as on the command line) -> grad-cam class
 CAM_METHODS: Dict[str, type] = {
@@ -207,9 +208,7 @@ def _class_names(cfg: Config, checkpoint_meta: dict, num_classes: int) -> List[s
     from mmpretrain.registry import DATASETS
     names = (checkpoint_meta.get('dataset_meta') or {}).get('classes')
     if not names:
-        dataset = cfg.get('test_dataloader', {}).get('dataset', {})
-        while 'dataset' in dataset:
-            dataset = dataset['dataset']
+        dataset = innermost(cfg.get('test_dataloader', {}).get('dataset', {}))
         names = (dataset.get('metainfo') or {}).get('classes')
         if not names and dataset.get('type'):
             cls = DATASETS.get(dataset['type'])
@@ -332,9 +331,7 @@ class CAMVisualizer:
         model = build_classifier(cfg, checkpoint, device)
         num_classes = model.head.num_classes
         names = _class_names(cfg, model.checkpoint_meta, num_classes)
-        dataset = cfg.test_dataloader.dataset
-        while 'dataset' in dataset:
-            dataset = dataset.dataset
+        dataset = innermost(cfg.test_dataloader.dataset)
         return cls(model, dataset.pipeline, names, **kwargs)
 
     def _prepare(self, img_path: str):

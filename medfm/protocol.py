@@ -34,22 +34,16 @@ from .models import count_parameters
 from .splits import split_file_name
 from .testing import TASK_OF_DATASET
 from .utils import atomic_write, write_csv
-from .utils.config import check_fresh_work_dir
+from .utils.config import check_fresh_work_dir, innermost
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
 METRIC_ORDER = ('mAP', 'Acc', 'AUC', 'score')
 
 
-def _innermost(dataset: dict) -> dict:
-    while 'dataset' in dataset:  # RepeatDataset and other wrappers
-        dataset = dataset['dataset']
-    return dataset
-
-
 def task_of(cfg: Config) -> str:
     """The MedFMC task of a config, from its train (or test) dataset type."""
     loader = cfg.get('train_dataloader') or cfg.get('test_dataloader')
-    kind = _innermost(loader['dataset'])['type']
+    kind = innermost(loader['dataset'])['type']
     if kind not in TASK_OF_DATASET:
         raise ValueError(f'dataset type {kind!r} is not a MedFMC task '
                          f'({sorted(TASK_OF_DATASET)})')
@@ -58,7 +52,7 @@ def task_of(cfg: Config) -> str:
 
 def data_root_of(cfg: Config, loader: str = 'train_dataloader') -> str:
     """``data_root`` of a dataloader's dataset."""
-    return _innermost(cfg[loader]['dataset']).get('data_root', '')
+    return innermost(cfg[loader]['dataset']).get('data_root', '')
 
 
 def submission_path(result_dir: str, task: str, shot: int, exp: int) -> str:
@@ -101,9 +95,9 @@ def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
             f'python tools/make_splits.py {task} <pool> --out {split_dir} '
             '(or give run_protocol.py --pool)')
     cfg = copy.deepcopy(cfg)
-    _innermost(cfg.train_dataloader.dataset)['ann_file'] = osp.abspath(files['train'])
+    innermost(cfg.train_dataloader.dataset)['ann_file'] = osp.abspath(files['train'])
     if cfg.get('val_dataloader'):
-        _innermost(cfg.val_dataloader.dataset)['ann_file'] = osp.abspath(files['val'])
+        innermost(cfg.val_dataloader.dataset)['ann_file'] = osp.abspath(files['val'])
     if epochs is not None:
         cfg.train_cfg.max_epochs = epochs
         _clip_schedulers(cfg, epochs)
@@ -281,7 +275,7 @@ def predict(cfg: Config, checkpoint: str, ann_file: str,
     """
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     loader_cfg = copy.deepcopy(cfg.test_dataloader)
-    dataset = _innermost(loader_cfg['dataset'])
+    dataset = innermost(loader_cfg['dataset'])
     dataset['ann_file'] = ann_file
     if data_root is not None:
         dataset['data_root'] = data_root

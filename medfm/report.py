@@ -39,6 +39,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 from .evaluation.metrics import MedFMCScore, average_precision  # noqa: E402
+from .utils.config import innermost  # noqa: E402
 
 #: ids of the report's sections, in page order
 SECTIONS = ('summary', 'curves', 'per-class', 'roc-pr', 'confusion',
@@ -136,10 +137,7 @@ def find_checkpoint(run_dir: str, epoch: Optional[int]) -> str:
 
 
 def _dataset_cfg(cfg: Config, key: str) -> dict:
-    dataset = cfg[key].dataset
-    while 'dataset' in dataset:
-        dataset = dataset.dataset
-    return dataset
+    return innermost(cfg[key].dataset)
 
 
 def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'

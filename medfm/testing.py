@@ -13,18 +13,12 @@ from typing import Optional
 from mmengine.config import Config
 
 from .datasets import TASKS
-from .utils.config import load_config
+from .utils.config import innermost, load_config
 
 #: dataset type -> task folder of the demo data
 TASK_OF_DATASET = {cls.__name__: task for task, cls in TASKS.items()}
 _SIZED = ('RandomResizedCrop', 'Resize', 'CenterCrop', 'ResizeEdge',
           'RandomCrop', 'EfficientNetRandomCrop', 'EfficientNetCenterCrop')
-
-
-def _innermost(dataset: dict) -> dict:
-    while 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset, ...
-        dataset = dataset['dataset']
-    return dataset
 
 
 def _resize_pipeline(pipeline: list, size: int) -> list:
@@ -69,7 +63,7 @@ def tiny_config(config: str,
             continue
         loader.update(batch_size=batch_size, num_workers=0,
                       persistent_workers=False, pin_memory=False)
-        dataset = _innermost(loader.dataset)
+        dataset = innermost(loader.dataset)
         task = TASK_OF_DATASET[dataset['type']]
         dataset['data_root'] = osp.join(data_root, task)
         dataset['pipeline'] = _resize_pipeline(dataset['pipeline'], size)

@@ -51,16 +51,11 @@ def config_images(path: str, cfg_options: Optional[dict] = None
     """Image folders (``data_root``/``data_prefix``) of a config's datasets
     and the loading transform of their pipelines."""
     from medfm.utils import load_config
+    from medfm.utils.config import loader_datasets
     from medfm.utils.speed import pipeline_loader
     cfg = load_config(path, cfg_options)
     folders, loader = [], None
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader_cfg = cfg.get(key)
-        if not loader_cfg:
-            continue
-        ds = loader_cfg['dataset']
-        while 'dataset' in ds:  # wrappers such as RepeatDataset
-            ds = ds['dataset']
+    for _, ds in loader_datasets(cfg):
         prefix = ds.get('data_prefix', 'images')
         if isinstance(prefix, dict):
             prefix = prefix.get('img_path', prefix.get('img', ''))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import glob
 import os.path as osp
-from typing import Optional
+from typing import Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
@@ -52,15 +52,29 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def innermost(dataset: dict) -> dict:
+    """The dataset config inside any wrappers (``RepeatDataset``,
+    ``ClassBalancedDataset``, ...)."""
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
+
+
+def loader_datasets(cfg: Config) -> Iterator[Tuple[str, dict]]:
+    """``(loader key, innermost dataset config)`` of each dataloader in
+    ``cfg``; changing the dataset config changes ``cfg``."""
+    for key in LOADERS:
+        loader = cfg.get(key)
+        if loader:
+            yield key, innermost(loader['dataset'])
+
+
 def set_data_root(cfg: Config, data_root: str) -> None:
     """Point every dataloader's dataset (inside any wrappers) at ``data_root``."""
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(key)
-        if not loader:
-            continue
-        ds = loader['dataset']
-        while 'dataset' in ds:
-            ds = ds['dataset']
+    for _, ds in loader_datasets(cfg):
         ds['data_root'] = data_root
 
 
@@ -119,7 +133,7 @@ def sanitize_dataloaders(cfg: Config) -> None:
     PyTorch refuses ``persistent_workers=True`` with ``num_workers=0``, the
     usual setting on a laptop or in tests.
     """
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for key in LOADERS:
         loader = cfg.get(key)
         if loader and loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False

@@ -35,9 +35,8 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from .config import apply_amp
+from .config import LOADERS, apply_amp, innermost, loader_datasets
 
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: transforms whose output size does not depend on the input image
 _FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',
                'EfficientNetCenterCrop', 'RandomCrop')
@@ -52,13 +51,7 @@ def cpu_count() -> int:
 
 
 def _pipelines(cfg: Config) -> Iterator[list]:
-    for key in LOADERS:
-        loader = cfg.get(key)
-        if not loader:
-            continue
-        ds = loader['dataset']
-        while 'dataset' in ds:
-            ds = ds['dataset']
+    for _, ds in loader_datasets(cfg):
         yield ds['pipeline']
 
 
@@ -119,9 +112,7 @@ def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
             settings['prefetch_factor'] = prefetch_factor
         else:
             loader.pop('prefetch_factor', None)
-        ds = loader['dataset']
-        while 'dataset' in ds:
-            ds = ds['dataset']
+        ds = innermost(loader['dataset'])
         if loader.get('collate_fn') is None and fixed_size(ds['pipeline']):
             settings['collate_fn'] = dict(type='default_collate')
         loader.update(settings)

@@ -1,7 +1,9 @@
 """EpochSpanningTrainLoop (one dataloader iterator for the whole run) and
 InMemoryValLoop (validation images decoded once)."""
 import itertools
+import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -121,15 +123,19 @@ def _dropout(module, args, output):
     return tuple(F.dropout(x, 0.3, module.training) for x in output)
 
 
-def _train(demo_root, work_dir, spanning, max_epochs, resume=False):
+def _train(demo_root, work_dir, spanning, max_epochs, resume=False,
+           seed_samples=False, workers=0):
     cfg = tiny_config(CONFIG, demo_root, str(work_dir), size=16, batch_size=4,
                       max_epochs=max_epochs, cfg_options=tiny_densenet())
     cfg.train_cfg.val_interval = 100
     cfg.default_hooks.checkpoint.update(save_best=None)
     cfg.resume = resume
+    cfg.train_dataloader.update(num_workers=workers,
+                                persistent_workers=workers > 0)
     if spanning:
         assert span_epochs(cfg)
         assert 'by_epoch' not in cfg.train_cfg
+        cfg.train_cfg.seed_samples = seed_samples
     runner = Runner.from_cfg(cfg)
     runner.model.backbone.register_forward_hook(_dropout)
     runner.train()
@@ -139,9 +145,9 @@ def _train(demo_root, work_dir, spanning, max_epochs, resume=False):
 
 
 def test_spanning_loop_trains_like_the_stock_loop(demo_root, tmp_path):
-    """Same batches, same augmentations (main process), same dropout
-    streams, same weights; and a resumed spanning run starts at the right
-    epoch."""
+    """Without per-sample seeds: same batches, same augmentations (main
+    process), same dropout streams, same weights; and a resumed spanning run
+    starts at the right epoch."""
     stock = _train(demo_root, tmp_path / 'stock', False, 2)
     spanning = _train(demo_root, tmp_path / 'span', True, 2)
     _train(demo_root, tmp_path / 'resumed', True, 1)
@@ -149,6 +155,48 @@ def test_spanning_loop_trains_like_the_stock_loop(demo_root, tmp_path):
     for key, value in stock.items():
         torch.testing.assert_close(spanning[key], value, rtol=0, atol=0)
         torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+
+
+def test_seeded_samples_make_workers_and_resume_exact(demo_root, tmp_path):
+    """Per-sample seeds: the same weights with 0 and 2 worker processes, and
+    a run resumed with 2 workers equals an uninterrupted one (the workers'
+    own random streams would differ in both cases)."""
+    alone = _train(demo_root, tmp_path / 'w0', True, 2, seed_samples=True)
+    workers = _train(demo_root, tmp_path / 'w2', True, 2, seed_samples=True,
+                     workers=2)
+    _train(demo_root, tmp_path / 'r', True, 1, seed_samples=True, workers=2)
+    resumed = _train(demo_root, tmp_path / 'r', True, 2, resume=True,
+                     seed_samples=True, workers=2)
+    for key, value in alone.items():
+        torch.testing.assert_close(workers[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+    # and the seeds matter: without them the two worker counts differ
+    unseeded = _train(demo_root, tmp_path / 'u2', True, 2, workers=2)
+    assert any(not torch.equal(unseeded[k], v) for k, v in alone.items()
+               if v.is_floating_point())
+
+
+def test_seeded_samples_draw_by_epoch_and_index_only():
+    from medfm.engine.loops import SeededSamples, seeded
+
+    class Noise:  # a dataset whose samples are random draws
+        metainfo = dict(classes=('a',))
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, idx):
+            return (random.random(), float(np.random.rand()),
+                    float(torch.rand(())))
+    ds = SeededSamples(Noise(), seed=7)
+    assert ds.metainfo == dict(classes=('a',)) and len(ds) == 3
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = ds[(1, 2)]
+    assert torch.equal(torch.get_rng_state(), before)  # given back
+    assert ds[(1, 2)] == first != ds[(2, 2)] != ds[(1, 1)]
+    with seeded(7, 1, 2):
+        assert Noise()[0] == first
 
 
 def test_span_epochs_leaves_other_loops_alone():

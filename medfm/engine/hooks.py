@@ -91,7 +91,8 @@ class EpochSeedHook(Hook):
     so a resumed run would draw other augmentations than an uninterrupted
     one. Seeding with ``seed + epoch`` makes epoch ``k`` identical either way
     (in the main process and in workers started for that epoch; persistent
-    workers keep their own streams).
+    workers keep their own streams, which ``EpochSpanningTrainLoop`` makes
+    irrelevant by seeding every sample).
     """
 
     priority = 'VERY_LOW'

@@ -20,10 +20,15 @@ epochs that follow. Hooks that swap the dataset's pipeline mid-run (such as
 mmpretrain's ``SwitchRecipeHook``) need the stock loop: the workers keep
 the pipeline they started with.
 
-Workers live for the whole run, as with ``persistent_workers=True``: a
-resumed run gets the same batches in the same order, but its workers draw
-other random augmentations than those of an uninterrupted run (with
-``num_workers=0`` it is exact; see ``EpochSeedHook``).
+Workers live for the whole run, as with ``persistent_workers=True``. So
+that their random state does not matter, each sample is drawn with Python's,
+numpy's and torch's CPU generators seeded from ``(seed, epoch, index)``
+(:class:`SeededSamples`): a sample's augmentation in an epoch is the same
+whichever worker makes it, so results do not depend on the number of
+workers (``--fast`` derives it from the CPU count) and a resumed run draws
+exactly the augmentations of an uninterrupted one. ``seed_samples=False``
+keeps the generators' own streams instead, which then equal mmengine's
+stock loop with ``num_workers=0`` only.
 
 :class:`InMemoryValLoop` is the validation side: the validation pipeline is
 deterministic (load, resize, pack), so every epoch's validation pass would
@@ -33,15 +38,72 @@ pass in memory and replays them afterwards, within a memory budget.
 from __future__ import annotations
 
 import math
-from typing import Iterator, List, Optional
+import random
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, ValLoop
 from mmpretrain.registry import LOOPS
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medfm.utils.batches import BatchesInMemory
+
+
+@contextmanager
+def seeded(*key: int) -> Iterator[None]:
+    """Run a block with Python's, numpy's and torch's CPU generators seeded
+    from ``key``, then give them back their states.
+
+    Only the CPU generator of torch is touched (``torch.manual_seed`` would
+    also reseed CUDA's, which dropout on the GPU draws from).
+    """
+    states = random.getstate(), np.random.get_state(), \
+        torch.default_generator.get_state()
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.default_generator.set_state(states[2])
+
+
+class SeededSamples(Dataset):
+    """A dataset indexed by ``(epoch, index)``: each sample is drawn with the
+    random generators seeded from ``(seed, epoch, index)``.
+
+    A sample's random augmentation then depends on the seed, the epoch and
+    the sample only, not on which worker process makes it or what that
+    worker drew before. Other attributes (``metainfo``, ``pipeline``, ...)
+    are the wrapped dataset's.
+
+    Args:
+        dataset (Dataset): The dataset.
+        seed (int): The run's seed.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Tuple[int, int]):
+        epoch, idx = key
+        with seeded(self.seed, epoch, idx):
+            return self.dataset[idx]
+
+    def __getattr__(self, name: str):
+        if name in ('dataset', 'seed') or name.startswith('__'):
+            raise AttributeError(name)  # not yet set (unpickling)
+        return getattr(self.dataset, name)
 
 
 class EpochSpanningBatchSampler(Sampler):
@@ -57,16 +119,19 @@ class EpochSpanningBatchSampler(Sampler):
             its ``set_epoch`` (if any) is called before each pass.
         batch_size (int): Samples per batch.
         drop_last (bool): Drop each epoch's short last batch.
+        with_epoch (bool): Yield ``(epoch, index)`` pairs, for
+            :class:`SeededSamples`, instead of indices.
     """
 
     def __init__(self, sampler: Sampler, batch_size: int,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, with_epoch: bool = False) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'batch_size must be a positive int, got '
                              f'{batch_size!r}')
         self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last
+        self.with_epoch = with_epoch
         #: epoch whose indices the sampler is going through now
         self.epoch: Optional[int] = None
 
@@ -76,15 +141,15 @@ class EpochSpanningBatchSampler(Sampler):
         return n // self.batch_size if self.drop_last \
             else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[List[Union[int, Tuple[int, int]]]]:
         epoch = getattr(self.sampler, 'epoch', 0)
         while True:
             self.epoch = epoch
             if hasattr(self.sampler, 'set_epoch'):
                 self.sampler.set_epoch(epoch)
-            batch: List[int] = []
+            batch: List[Union[int, Tuple[int, int]]] = []
             for idx in self.sampler:
-                batch.append(idx)
+                batch.append((epoch, idx) if self.with_epoch else idx)
                 if len(batch) == self.batch_size:
                     yield batch
                     batch = []
@@ -154,7 +219,8 @@ class SpanningDataLoader(DataLoader):
             shutdown()
 
     @classmethod
-    def from_loader(cls, loader: DataLoader) -> 'SpanningDataLoader':
+    def from_loader(cls, loader: DataLoader,
+                    seed: Optional[int] = None) -> 'SpanningDataLoader':
         """The same loader (dataset, sampler, workers, collate, ...) spanning
         epochs.
 
@@ -162,6 +228,9 @@ class SpanningDataLoader(DataLoader):
             loader (DataLoader): A map-style dataloader with a sampler and a
                 batch size (plain batching), as mmengine's
                 ``Runner.build_dataloader`` returns by default.
+            seed (int, optional): Draw every sample with the generators
+                seeded from ``(seed, epoch, index)`` (:class:`SeededSamples`);
+                None keeps their running streams.
 
         Returns:
             SpanningDataLoader: The new loader; ``loader`` is left unused.
@@ -189,25 +258,40 @@ class SpanningDataLoader(DataLoader):
             kwargs['in_order'] = loader.in_order
         if loader.num_workers > 0:
             kwargs['prefetch_factor'] = loader.prefetch_factor
-        return cls(loader.dataset,
+        dataset = loader.dataset if seed is None \
+            else SeededSamples(loader.dataset, seed)
+        return cls(dataset,
                    batch_sampler=EpochSpanningBatchSampler(
-                       loader.sampler, loader.batch_size, loader.drop_last),
-                   draw_per_epoch=not persistent, **kwargs)
+                       loader.sampler, loader.batch_size, loader.drop_last,
+                       with_epoch=seed is not None),
+                   # seeded: the same draws with or without workers
+                   draw_per_epoch=not persistent or seed is not None,
+                   **kwargs)
 
 
 @LOOPS.register_module()
 class EpochSpanningTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` over a :class:`SpanningDataLoader`.
 
-    Same arguments as mmengine's ``EpochBasedTrainLoop``; use it with
-    ``train_cfg = dict(type='EpochSpanningTrainLoop', max_epochs=...,
-    val_interval=...)`` (no ``by_epoch``), or ``tools/train.py --fast``.
+    Same arguments as mmengine's ``EpochBasedTrainLoop``, plus
+    ``seed_samples``; use it with ``train_cfg =
+    dict(type='EpochSpanningTrainLoop', max_epochs=..., val_interval=...)``
+    (no ``by_epoch``), or ``tools/train.py --fast``.
+
+    Args:
+        seed_samples (bool): Seed each sample's augmentation from the run's
+            seed, the epoch and the sample (:class:`SeededSamples`; results
+            independent of the worker count, exact resume). Defaults to
+            True.
     """
 
-    def __init__(self, runner, dataloader, *args, **kwargs) -> None:
+    def __init__(self, runner, dataloader, *args, seed_samples: bool = True,
+                 **kwargs) -> None:
         super().__init__(runner, dataloader, *args, **kwargs)
+        seed = runner.seed if seed_samples else None
         try:
-            self.dataloader = SpanningDataLoader.from_loader(self.dataloader)
+            self.dataloader = SpanningDataLoader.from_loader(self.dataloader,
+                                                             seed)
         except TypeError as e:
             print_log(f'EpochSpanningTrainLoop: {e}; the dataloader restarts '
                       'every epoch', logger='current', level=30)

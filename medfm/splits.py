@@ -149,8 +149,11 @@ def make_split(pool: Pool, shot: int,
     """
     groups = pool.groups
     members: Dict[str, List[int]] = defaultdict(list)
-    for i, g in enumerate(groups):
-        members[g].append(i)
+    seen = set()
+    for i, (name, g) in enumerate(zip(pool.names, groups)):
+        if name not in seen:  # a line listed twice is one image
+            seen.add(name)
+            members[g].append(i)
     units = sorted(members)  # stable order, independent of dict order
     # unit x class: does the unit hold a positive image of the class
     positive = np.stack([pool.labels[members[u]].max(0) for u in units])
@@ -167,8 +170,10 @@ def make_split(pool: Pool, shot: int,
     in_train = np.zeros(len(groups), dtype=bool)
     for u in np.flatnonzero(taken):
         in_train[members[units[u]]] = True
+    first = np.zeros(len(groups), dtype=bool)
+    first[[i for m in members.values() for i in m]] = True
     return (np.flatnonzero(in_train).tolist(),
-            np.flatnonzero(~in_train).tolist())
+            np.flatnonzero(first & ~in_train).tolist())
 
 
 def experiment_rng(seed: int, shot: int, exp: int) -> np.random.Generator:
@@ -180,8 +185,12 @@ def write_splits(pool: Pool,
                  out_dir: str,
                  shots: Sequence[int] = SHOTS,
                  exps: Sequence[int] = EXPERIMENTS,
-                 seed: int = 0) -> List[str]:
+                 seed: int = 0,
+                 overwrite: bool = False) -> List[str]:
     """Write the train and val lists of every shot and experiment.
+
+    Every split is drawn before any file is written, so a failure leaves
+    nothing half done.
 
     Args:
         pool (Pool): The labelled training pool.
@@ -189,22 +198,39 @@ def write_splits(pool: Pool,
         shots (Sequence[int]): N values. Defaults to (1, 5, 10).
         exps (Sequence[int]): Experiment numbers. Defaults to 1..5.
         seed (int): Base seed; the same seed writes the same files.
+        overwrite (bool): Replace existing split files (the official ones
+            may sit in the same folder). Defaults to False.
 
     Returns:
         list[str]: The files written.
+
+    Raises:
+        FileExistsError: A split file exists and ``overwrite`` is False.
+        ValueError: A split leaves no image for validation.
     """
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
+    planned = []
     for shot in shots:
         for exp in exps:
             train, val = make_split(pool, shot, experiment_rng(seed, shot, exp))
+            if not val:
+                raise ValueError(
+                    f'{pool.task} {shot}-shot exp{exp}: the pool of '
+                    f'{len(set(pool.names))} images has none left for '
+                    'validation; use a larger pool or fewer shots')
             for part, idx in (('train', train), ('val', val)):
-                path = osp.join(out_dir,
-                                split_file_name(pool.task, shot, part, exp))
-                with open(path, 'w', encoding='utf-8') as f:
-                    f.writelines(pool.line(i) + '\n' for i in idx)
-                written.append(path)
-    return written
+                planned.append((osp.join(out_dir, split_file_name(
+                    pool.task, shot, part, exp)), idx))
+    existing = [p for p, _ in planned if osp.exists(p)]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f'{len(existing)} split file(s) exist already, e.g. '
+            f'{_examples(existing)}; choose another folder, or overwrite '
+            'them on purpose')
+    os.makedirs(out_dir, exist_ok=True)
+    for path, idx in planned:
+        with open(path, 'w', encoding='utf-8') as f:
+            f.writelines(pool.line(i) + '\n' for i in idx)
+    return [p for p, _ in planned]
 
 
 # --------------------------------------------------------------------- check
@@ -250,8 +276,8 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
 
     Reports duplicate lines, images and patients/slides shared by train and
     val, classes without any positive image in each list, and (when ``shot``
-    is given or found in the file name) classes whose count of positive
-    units differs from the shot.
+    is given or found in the file name) classes with fewer positive units
+    than the shot, and more units in all than the shot allows.
 
     Args:
         task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
@@ -301,10 +327,16 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
                     f'{len(shared_groups)} {unit}(s) have images in both '
                     f'train and val, e.g. {_examples(shared_groups)}')
     # units with a positive image, per class
-    per_class = []
+    per_class, short = [], []
     for c, name in enumerate(train.classes):
         units = {g for g, y in zip(train.groups, train.labels[:, c]) if y}
         per_class.append(f'{name} {len(units)}')
+        if shot is not None and 0 < len(units) < shot:
+            short.append(f'{name} {len(units)}')
+    if short:
+        report.problems.append(
+            f'fewer than {shot} {unit}s with a positive image for '
+            f'class(es) {", ".join(short)}')
     report.notes.append(
         f'{len(set(train.names))} train image(s) from '
         f'{len(set(train.groups))} {unit}(s); {unit}s per class: '

@@ -151,3 +151,51 @@ def test_checker_reports_empty_class(tmp_path):
     report = check_split('endo', str(path))
     assert any('no positive image for class(es) tumor' in p
                for p in report.problems)
+
+
+def test_existing_split_files_are_not_overwritten(tmp_path):
+    pool = load_pool('colon', _pool_file(tmp_path, 'colon'))
+    out = tmp_path / 'splits'
+    write_splits(pool, str(out), shots=[1], exps=[1])
+    official = out / split_file_name('colon', 1, 'train', 1)
+    official.write_text('kept.png 1\n')
+    with pytest.raises(FileExistsError, match='2 split file'):
+        write_splits(pool, str(out), shots=[1], exps=[1, 2])
+    assert official.read_text() == 'kept.png 1\n'
+    assert not (out / split_file_name('colon', 1, 'train', 2)).exists()
+    write_splits(pool, str(out), shots=[1], exps=[1], overwrite=True)
+    assert official.read_text() != 'kept.png 1\n'
+
+
+def test_pool_duplicates_and_a_pool_too_small(tmp_path):
+    pool_file = _pool_file(tmp_path, 'chest', n=40)
+    lines = _read_names(pool_file)
+    with open(pool_file, 'a') as f:
+        f.write('\n'.join(lines) + '\n')  # every line twice
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        pool = load_pool('chest', pool_file)
+        files = write_splits(pool, str(tmp_path / 'a'), shots=[1], exps=[1])
+    train, val = (_read_names(f) for f in files)
+    assert len(set(train)) == len(train) and len(set(val)) == len(val)
+    assert not set(train) & set(val) and len(train) + len(val) == 40
+    # every image needed for 10 shots: no validation list left
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with pytest.raises(ValueError, match='none left for validation'):
+            write_splits(pool, str(tmp_path / 'b'), shots=[10], exps=[1])
+    assert not (tmp_path / 'b').exists()
+
+
+def test_checker_flags_classes_short_of_the_shot(tmp_path):
+    pool = load_pool('endo', _pool_file(tmp_path, 'endo'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        write_splits(pool, str(tmp_path), shots=[1], exps=[1])
+    one = tmp_path / split_file_name('endo', 1, 'train', 1)
+    # a 1-shot list named as a 5-shot one
+    five = tmp_path / split_file_name('endo', 5, 'train', 1)
+    five.write_text(one.read_text())
+    report = check_split('endo', str(five), shot=None)
+    assert any('fewer than 5 patients with a positive image' in p
+               for p in report.problems), report.problems

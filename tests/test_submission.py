@@ -1,6 +1,7 @@
 """Submission files: exact format, list order, result folder layout."""
 import os.path as osp
 import re
+import zipfile
 
 import numpy as np
 import predict as predict_tool
@@ -51,7 +52,11 @@ def test_predict_tool_result_folder(colon_run, demo_root, tmp_path):
     out = predict_tool.main([cfg, ckpt, '--shot', '5', '--exp', '2',
                              '--result-dir', str(tmp_path / 'result'), '--zip'])
     assert out == str(tmp_path / 'result' / 'exp2' / 'colon_5-shot_submission.csv')
-    assert (tmp_path / 'result.zip').is_file()
+    # the zip holds the submission files, nothing else from the folder
+    (tmp_path / 'result' / 'notes.txt').write_text('private')
+    predict_tool.zip_submissions(None, str(tmp_path / 'result'))
+    with zipfile.ZipFile(tmp_path / 'result.zip') as z:
+        assert z.namelist() == ['exp2/colon_5-shot_submission.csv']
     lines = open(out).read().splitlines()
     listed = open(osp.join(demo_root, 'colon', 'test_WithoutLabel.txt')
                   ).read().splitlines()
@@ -65,7 +70,9 @@ def test_predict_tool_result_folder(colon_run, demo_root, tmp_path):
 def test_predict_labelled_list_same_scores(colon_run, tmp_path):
     # the labelled test list gives the same scores: labels are not used
     cfg, ckpt = colon_run
-    a = predict_tool.main([cfg, ckpt, '--out', str(tmp_path / 'a.csv')])
+    a = predict_tool.main([cfg, ckpt, '--out', str(tmp_path / 'a.csv'), '--zip'])
+    with zipfile.ZipFile(tmp_path / 'a.zip') as z:
+        assert z.namelist() == ['a.csv']
     b = predict_tool.main([cfg, ckpt, '--out', str(tmp_path / 'b.csv'),
                            '--ann-file', 'test_WithLabel.txt'])
     assert open(a).read() == open(b).read()

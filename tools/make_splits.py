@@ -36,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--shots', type=int, nargs='+', default=list(SHOTS))
     p.add_argument('--exps', type=int, nargs='+', default=list(EXPERIMENTS))
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace split files that exist (the official lists '
+                   'may be in the output folder)')
     return p.parse_args(argv)
 
 
@@ -43,7 +46,11 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     pool = load_pool(args.task, args.pool, args.data_root)
     out = args.out or osp.dirname(osp.join(args.data_root, args.pool)) or '.'
-    files = write_splits(pool, out, args.shots, args.exps, args.seed)
+    try:
+        files = write_splits(pool, out, args.shots, args.exps, args.seed,
+                             overwrite=args.overwrite)
+    except (FileExistsError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None
     print(f'{args.task}: pool of {len(pool.names)} images from '
           f'{len(set(pool.groups))} {UNIT[args.task]}s; wrote {len(files)} '
           f'files to {out}')

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-import shutil
+import zipfile
+from glob import glob
+from typing import Optional
 
 from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
@@ -40,7 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--shot', type=int, help='N of the file name')
     p.add_argument('--exp', type=int, help='experiment of the folder')
     p.add_argument('--zip', action='store_true',
-                   help='also zip the result folder (result.zip)')
+                   help="also zip the submission files: the result folder's "
+                   'exp*/*_submission.csv as RESULT_DIR.zip, or the --out '
+                   'file as OUT.zip')
     p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -61,10 +65,26 @@ def main(argv=None) -> str:
     write_submission(path, names, scores)
     print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')
     if args.zip:
-        root = args.result_dir if not args.out else osp.dirname(path) or '.'
-        archive = shutil.make_archive(osp.abspath(root), 'zip', root)
-        print(f'zipped {root} -> {archive}')
+        archive = zip_submissions(path if args.out else None, args.result_dir)
+        print(f'zipped -> {archive}')
     return path
+
+
+def zip_submissions(out: Optional[str], result_dir: str) -> str:
+    """Zip the submission files only: ``out`` alone, or every
+    ``exp*/*_submission.csv`` of the result folder (paths kept relative to
+    it, the challenge's ``result.zip`` layout)."""
+    if out:
+        files = [(out, osp.basename(out))]
+        archive = osp.splitext(out)[0] + '.zip'
+    else:
+        found = sorted(glob(osp.join(result_dir, 'exp*', '*_submission.csv')))
+        files = [(f, osp.relpath(f, result_dir)) for f in found]
+        archive = osp.normpath(result_dir) + '.zip'
+    with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as z:
+        for path, name in files:
+            z.write(path, name)
+    return archive
 
 
 if __name__ == '__main__':

@@ -33,7 +33,7 @@ from medfm.protocol import (
     write_submission,
     write_summary,
 )
-from medfm.splits import load_pool, write_splits
+from medfm.splits import check_split, load_pool, write_splits
 from medfm.utils import load_config, write_json
 from medfm.utils.speed import add_speed_args, apply_speed_args
 
@@ -90,6 +90,13 @@ def main(argv=None) -> dict:
         print_log(f'wrote {task} {args.shot}-shot splits of exp {missing} '
                   f'from {pool_path} to {split_dir}', logger='current')
 
+    for exp in args.exps:  # train on what the protocol says, or say why not
+        files = split_files(split_dir, task, args.shot, exp)
+        report = check_split(task, files['train'], files['val'], args.shot)
+        for problem in report.problems:
+            print_log(f'exp{exp} split: {problem}' + (
+                '; the best checkpoint is chosen on images it trained on'
+                if 'also in val' in problem else ''), logger='current', level=30)
     rows = []
     for exp in args.exps:
         exp_cfg = experiment_config(cfg, split_dir, args.shot, exp,

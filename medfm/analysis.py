@@ -35,10 +35,34 @@ def labels_per_image(y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return k, n
 
 
+def scalars_files(work_dir: str) -> List[str]:
+    """Every ``<timestamp>/vis_data/scalars.json`` of a run folder, oldest
+    first (one per start: the first run and each resume)."""
+    return sorted(glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+
+
 def read_scalars(work_dir: str) -> List[Dict]:
-    """The records of the latest ``vis_data/scalars.json`` of a run folder."""
-    files = sorted(glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    """The logged records of a run, resumes included, by step.
+
+    Each start of the run (the first and every ``--resume``) logs into its own
+    timestamped folder. The records of all of them are merged; where two
+    starts logged the same step (a resume redoes the iterations after its
+    checkpoint), the later start's record wins. Training records (loss,
+    learning rate) and validation records (``medfmc/...``, whose step is the
+    epoch) are kept apart.
+
+    Raises:
+        FileNotFoundError: The folder has no ``scalars.json``.
+    """
+    files = scalars_files(work_dir)
     if not files:
         raise FileNotFoundError(f'no */vis_data/scalars.json in {work_dir}')
-    with open(files[-1], encoding='utf-8') as f:
-        return [json.loads(line) for line in f if line.strip()]
+    merged: Dict[Tuple[bool, int], Dict] = {}
+    for path in files:
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                if line.strip():
+                    rec = json.loads(line)
+                    val = any(k.startswith('medfmc/') for k in rec)
+                    merged[(val, rec.get('step', -1))] = rec
+    return [merged[k] for k in sorted(merged, key=lambda k: (k[1], k[0]))]

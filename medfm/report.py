@@ -38,6 +38,7 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
+from .analysis import read_scalars, scalars_files  # noqa: E402
 from .evaluation.metrics import MedFMCScore, average_precision  # noqa: E402
 from .utils.config import innermost  # noqa: E402
 
@@ -57,11 +58,6 @@ th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.9e
 
 
 # ----------------------------------------------------------------- reading
-
-def _latest_scalars(run_dir: str) -> Optional[str]:
-    files = sorted(glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json')))
-    return files[-1] if files else None
-
 
 def load_curves(run_dir: str, split: str = 'test'
                 ) -> Tuple[List[dict], Optional[int], str]:
@@ -86,28 +82,22 @@ def load_curves(run_dir: str, split: str = 'test'
             return data['rows'], (epoch if epoch is not None
                                   else data.get('best_epoch')), name
     rows = []
-    scalars = _latest_scalars(run_dir)
-    if scalars:
-        with open(scalars) as f:
-            for line in f:
-                rec = json.loads(line)
-                metrics = {k: v for k, v in rec.items() if k.startswith('medfmc/')}
-                if metrics:  # a validation line: its step is the epoch
-                    rows.append(dict(epoch=int(rec['step']), **metrics))
-    return rows, None, osp.relpath(scalars, run_dir) if scalars else 'none'
+    files = scalars_files(run_dir)
+    for rec in read_scalars(run_dir) if files else []:
+        metrics = {k: v for k, v in rec.items() if k.startswith('medfmc/')}
+        if metrics:  # a validation line: its step is the epoch
+            rows.append(dict(epoch=int(rec['step']), **metrics))
+    return rows, None, ', '.join(osp.relpath(f, run_dir) for f in files) \
+        if files else 'none'
 
 
 def load_train_loss(run_dir: str) -> Tuple[List[int], List[float]]:
-    """Training loss per iteration from the latest ``scalars.json``."""
+    """Training loss per iteration, over every start of the run."""
     iters, losses = [], []
-    scalars = _latest_scalars(run_dir)
-    if scalars:
-        with open(scalars) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'loss' in rec:
-                    iters.append(rec['step'])
-                    losses.append(rec['loss'])
+    for rec in read_scalars(run_dir) if scalars_files(run_dir) else []:
+        if 'loss' in rec:
+            iters.append(rec['step'])
+            losses.append(rec['loss'])
     return iters, losses
 
 

@@ -117,3 +117,29 @@ def test_plot_epoch_metrics_old_and_new_callers(tmp_path):
     assert (tmp_path / 'a.png').stat().st_size > 0
     assert (tmp_path / 'b.png').stat().st_size > 0
     assert not plt.get_fignums()  # saved figures are closed
+
+
+def test_read_scalars_merges_a_resumed_run(tmp_path):
+    """A resume logs into a new timestamped folder: both starts are read,
+    and a step logged twice keeps the later start's record."""
+    from medfm.analysis import read_scalars
+    from medfm.report import load_curves, load_train_loss
+    first = [dict(loss=1.0, step=5), dict(loss=0.9, step=10),
+             {'medfmc/score': 50.0, 'step': 1}, dict(loss=0.8, step=15)]
+    resumed = [dict(loss=0.7, step=15), dict(loss=0.6, step=20),
+               {'medfmc/score': 60.0, 'step': 2}]
+    for stamp, recs in (('20260101_000000', first),
+                        ('20260101_010000', resumed)):
+        vis = tmp_path / stamp / 'vis_data'
+        vis.mkdir(parents=True)
+        (vis / 'scalars.json').write_text(
+            '\n'.join(json.dumps(r) for r in recs) + '\n')
+    recs = read_scalars(str(tmp_path))
+    assert [(r['step'], r.get('loss')) for r in recs if 'loss' in r] == \
+        [(5, 1.0), (10, 0.9), (15, 0.7), (20, 0.6)]
+    # the epoch-1 validation record and iteration 1 could share a step
+    assert [r['medfmc/score'] for r in recs if 'medfmc/score' in r] == [50, 60]
+    rows, _, source = load_curves(str(tmp_path))
+    assert [r['epoch'] for r in rows] == [1, 2] and source.count('scalars') == 2
+    assert load_train_loss(str(tmp_path)) == ([5, 10, 15, 20],
+                                              [1.0, 0.9, 0.7, 0.6])

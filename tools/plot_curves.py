@@ -4,7 +4,8 @@ Example:
     python tools/plot_curves.py work_dirs/densenet121_chest
 Writes ``curves_loss.png``, ``curves_lr.png`` (per logged iteration) and
 ``curves_val.png`` (per validation epoch, the best ``medfmc/score`` marked)
-into the run folder, from its latest ``<timestamp>/vis_data/scalars.json``.
+into the run folder, from its ``<timestamp>/vis_data/scalars.json`` files (the
+first start and every resume, merged).
 """
 from __future__ import annotations
 

@@ -17,11 +17,13 @@ from mmengine.runner import Runner
 
 from medfm.evaluation.epochs import selected_epoch, sweep_run
 from medfm.utils import load_config, write_csv, write_json
+from medfm.utils.config import WRAPPER_ENV, caller_path
 from medfm.visualization import plot_epoch_metrics
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog=WRAPPER_ENV)
     p.add_argument('config', help='config file of the run')
     p.add_argument('work_dir', help='run folder holding epoch_N.pth')
     p.add_argument('--split', default='test', choices=['test', 'val'])
@@ -32,7 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
     p.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.config = caller_path(args.config)
+    args.work_dir = caller_path(args.work_dir)
+    return args
 
 
 def format_table(rows, keys) -> str:

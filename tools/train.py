@@ -14,13 +14,14 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from medfm.utils import load_config
-from medfm.utils.config import check_fresh_work_dir
+from medfm.utils.config import WRAPPER_ENV, caller_path, check_fresh_work_dir
 from medfm.utils.speed import add_speed_args, apply_speed_args
 from medfm.utils.tracking import add_trackers
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog=WRAPPER_ENV)
     p.add_argument('config', help='config file')
     p.add_argument('--work-dir', help='output folder (default work_dirs/<config>)')
     p.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -37,7 +38,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
     p.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.config = caller_path(args.config)
+    args.work_dir = caller_path(args.work_dir, output=True)
+    if args.resume != 'auto':
+        args.resume = caller_path(args.resume)
+    args.cache = caller_path(args.cache)
+    return args
 
 
 def build_cfg(args: argparse.Namespace):

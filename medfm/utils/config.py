@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import os.path as osp
 from typing import Iterator, Optional, Tuple
 
@@ -53,6 +54,31 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
 
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: shell variable in which train.sh / test.sh pass the caller's directory
+CALLER_DIR = 'MEDFM_CALLER_DIR'
+#: what the wrappers' ``-h`` adds to the tools' options
+WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
+               'its port, default 29500); PYTHON: the interpreter.')
+
+
+def caller_path(path: Optional[str], output: bool = False) -> Optional[str]:
+    """A path typed to ``train.sh``/``test.sh``, which run from the repository.
+
+    Taken from the caller's directory (``$MEDFM_CALLER_DIR``) when it exists
+    there (``output``: when its parent folder does, for a new run folder),
+    else as given, i.e. from the repository.
+
+    Examples:
+        >>> caller_path('configs/x.py')  # not called through a wrapper
+        'configs/x.py'
+    """
+    caller = os.environ.get(CALLER_DIR)
+    if not path or not caller or osp.isabs(path):
+        return path
+    mine = osp.join(caller, path)
+    if osp.exists(mine) or (output and osp.isdir(osp.dirname(mine))):
+        return mine
+    return path
 
 
 def innermost(dataset: dict) -> dict:

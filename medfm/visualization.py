@@ -38,8 +38,11 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
     if best_epoch is not None:
         ax.axvline(best_epoch, color='grey', ls='--', lw=1, label='best')
     colors = ['tab:red', 'tab:purple', 'tab:brown', 'black', 'tab:olive']
-    for i, (label, epoch) in enumerate((marks or {}).items()):
-        ax.axvline(epoch, color=colors[i % len(colors)], ls='--', lw=1,
+    # wide to narrow, dashed then dotted: marks on one epoch stay visible
+    items = list((marks or {}).items())
+    for i, (label, epoch) in enumerate(items):
+        ax.axvline(epoch, color=colors[i % len(colors)],
+                   ls='--' if i % 2 == 0 else ':', lw=1 + 1.5 * (len(items) - 1 - i),
                    label=label)
     _integer_xticks(ax)
     ax.set_xlabel('epoch')

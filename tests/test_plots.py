@@ -102,7 +102,11 @@ def test_marks_in_legend():
         lines = {ln.get_label(): ln for ln in ax.get_lines()}
         for label, epoch in marks.items():
             assert list(lines[label].get_xdata()) == [epoch, epoch]
-            assert lines[label].get_linestyle() == '--'
+        # two marks on one epoch stay distinguishable: wider and dashed
+        # under narrower and dotted
+        first, second = lines['selected on val'], lines['last']
+        assert (first.get_linestyle(), second.get_linestyle()) == ('--', ':')
+        assert first.get_linewidth() > second.get_linewidth()
     finally:
         plt.close(fig)
 

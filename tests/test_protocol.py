@@ -57,3 +57,16 @@ def test_run_protocol_two_experiments(demo_root, tmp_path):
         lines = sub.read_text().splitlines()
         assert [line.split(',')[0] for line in lines] == test_names
         assert all(len(line.split(',')) == 5 for line in lines)
+
+
+def test_split_warnings_name_train_images_in_val(demo_root, tmp_path):
+    lines = open(osp.join(demo_root, 'colon', 'train_20.txt')).read().splitlines()
+    (tmp_path / 'colon_1-shot_train_exp1.txt').write_text(
+        '\n'.join(lines[:2]) + '\n')
+    (tmp_path / 'colon_1-shot_val_exp1.txt').write_text(
+        '\n'.join(lines) + '\n')  # the train images too
+    msgs = run_protocol.split_warnings('colon', str(tmp_path), 1, [1, 2])
+    assert any(m.startswith('exp1 split: 2 of 2 train image(s) are also in '
+                            'val') and m.endswith('images it trained on')
+               for m in msgs), msgs
+    assert not any(m.startswith('exp2') for m in msgs)  # no lists: skipped

@@ -275,3 +275,31 @@ def test_val_in_memory_config():
     assert not val_in_memory(Config(dict(val_cfg=None)))
     other = Config(dict(val_cfg=dict(type='MyValLoop')))
     assert not val_in_memory(other) and other.val_cfg.type == 'MyValLoop'
+
+
+def test_seeded_samples_need_epochs_and_the_resumed_seed(demo_root, tmp_path):
+    from mmengine.dataset import InfiniteSampler
+
+    from medfm.engine.loops import SeededSamples
+    data = list(range(6))
+    # a sampler without epochs would key every pass as epoch 0
+    with pytest.raises(TypeError, match='no epochs'):
+        SpanningDataLoader.from_loader(
+            DataLoader(data, sampler=InfiniteSampler(data), batch_size=2),
+            seed=0)
+    assert not isinstance(SpanningDataLoader.from_loader(DataLoader(
+        data, sampler=InfiniteSampler(data), batch_size=2)).dataset,
+        SeededSamples)
+    # the loop is built before --resume restores the run's seed: run()
+    # takes the seed the runner has then
+    cfg = tiny_config(CONFIG, demo_root, str(tmp_path), size=16, batch_size=4,
+                      max_epochs=1, cfg_options=tiny_densenet())
+    assert span_epochs(cfg)
+    runner = Runner.from_cfg(cfg)
+    loop = runner.build_train_loop(cfg.train_cfg)
+    assert loop.dataloader.dataset.seed == runner.seed
+    runner.set_randomness(seed=runner.seed + 1)  # what a resume does
+    loop._max_epochs = 0  # nothing to train
+    runner._train_loop = loop
+    loop.run()
+    assert loop.dataloader.dataset.seed == runner.seed

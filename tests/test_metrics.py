@@ -185,3 +185,55 @@ def test_accuracy_equals_sklearn_exactly():
     res = MedFMCScore.calculate(prob, np.eye(2)[y], False)
     assert res['Acc'] == accuracy_score(y, prob.argmax(1)) * 100
     assert res['Acc'] == pytest.approx(200 / 3, abs=1e-12)
+
+
+def test_evaluate_raises_score_error_and_clears():
+    metric = MedFMCScore(multi_label=True)
+    evaluator = Evaluator(metric)
+    samples = [DataSample().set_pred_score(torch.tensor([float('nan'), 0.2]))
+               .set_gt_label([0]),
+               DataSample().set_pred_score(torch.tensor([0.3, 0.9]))
+               .set_gt_label([1])]
+    evaluator.process(samples)
+    with pytest.raises(ScoreError, match='NaN or infinite'):
+        evaluator.evaluate(2)
+    assert metric.results == []
+
+
+SCRIPT = '''
+import torch
+from mmengine.dist import get_rank, init_dist
+from mmengine.evaluator import Evaluator
+from mmpretrain.structures import DataSample
+from medfm.evaluation import MedFMCScore, ScoreError
+init_dist('pytorch', backend='gloo')
+rank = get_rank()
+bad = float('nan') if rank == 1 else 0.4
+ev = Evaluator(MedFMCScore(multi_label=True))
+ev.process([DataSample().set_pred_score(torch.tensor([bad, 0.2]))
+            .set_gt_label([0]), DataSample().set_pred_score(
+                torch.tensor([0.3, 0.9])).set_gt_label([1])])
+try:
+    ev.evaluate(4)
+    print(f'rank {rank}: no error')
+except ScoreError:
+    print(f'rank {rank}: ScoreError')
+'''
+
+
+def test_score_error_raised_on_every_process(tmp_path):
+    """mmengine computes metrics on the first process only; the others must
+    raise too, or their next collective call mismatches (a NaN checkpoint
+    in a multi-GPU test.sh sweep)."""
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / 'ddp_nan.py'
+    script.write_text(SCRIPT)
+    p = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--master_port=29731', str(script)], capture_output=True, text=True,
+        timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert sorted(p.stdout.split('\n')[:-1]) == ['rank 0: ScoreError',
+                                                 'rank 1: ScoreError']

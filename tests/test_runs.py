@@ -58,8 +58,11 @@ def test_resume_forgets_another_runs_best_checkpoint(demo_root, tmp_path):
     own = tmp_path / 'run' / 'best_medfmc_score_epoch_2.pth'
     hub = runner.message_hub
     hub.update_info('best_ckpt', str(other))
+    hub.update_info('best_score', 80.0)
     KeepOtherRunsHook().before_train(runner)
+    # its score goes too: else no epoch of this run might count as best
     assert 'best_ckpt' not in hub.runtime_info
+    assert 'best_score' not in hub.runtime_info
     hub.update_info('best_ckpt', str(own))
     KeepOtherRunsHook().before_train(runner)
     assert hub.get_info('best_ckpt') == str(own)

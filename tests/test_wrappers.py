@@ -130,3 +130,19 @@ def test_gpu_check_without_gpu_stops_at_once(tmp_path, nvidia_smi):
     assert p.returncode == 1
     assert 'no GPU' in p.stderr and 'DEVICE=cpu' in p.stderr
     assert not out.exists()
+
+
+def test_an_existing_run_folder_in_the_repository_wins(tmp_path, monkeypatch):
+    """--work-dir work_dirs/x --resume from a directory that has a work_dirs/
+    but not x: the repository's x (with its checkpoints) is meant."""
+    import train
+    (tmp_path / 'work_dirs').mkdir()
+    run_dir = 'work_dirs/_caller_path_test_run'
+    (REPO / run_dir).mkdir()
+    try:
+        monkeypatch.setenv('MEDFM_CALLER_DIR', str(tmp_path))
+        monkeypatch.chdir(REPO)
+        args = train.parse_args([DEMO, '--work-dir', run_dir, '--resume'])
+        assert args.work_dir == run_dir
+    finally:
+        (REPO / run_dir).rmdir()

@@ -80,7 +80,7 @@ def zip_submissions(out: Optional[str], result_dir: str) -> str:
     else:
         found = sorted(glob(osp.join(result_dir, 'exp*', '*_submission.csv')))
         files = [(f, osp.relpath(f, result_dir)) for f in found]
-        archive = osp.normpath(result_dir) + '.zip'
+        archive = osp.abspath(result_dir) + '.zip'
     with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as z:
         for path, name in files:
             z.write(path, name)

@@ -114,8 +114,9 @@ class KeepOtherRunsHook(Hook):
     resumed state and deletes that file when a better epoch comes. Resuming
     from another run's checkpoint (``--resume OTHER/epoch_3.pth`` with a new
     ``--work-dir``) would delete ``OTHER/best_*.pth``. This hook forgets a
-    remembered best checkpoint outside the work dir before training starts;
-    the new run then saves its own.
+    remembered best checkpoint outside the work dir before training starts,
+    and its score: the new run's best is then chosen among its own epochs and
+    saved in its own folder, where ``test.sh`` looks for it.
     """
 
     priority = 'VERY_HIGH'  # before CheckpointHook reads the path
@@ -140,3 +141,4 @@ class KeepOtherRunsHook(Hook):
                 runner.logger.info(f'{key} {info[key]} belongs to another '
                                    'run: kept, and not replaced by this run')
                 info.pop(key)
+                info.pop(key.replace('best_ckpt', 'best_score', 1), None)

@@ -245,6 +245,12 @@ class SpanningDataLoader(DataLoader):
             raise TypeError(f'cannot span epochs with batch sampler '
                             f'{type(loader.batch_sampler).__name__}: only '
                             'plain batching (sampler + batch_size)')
+        if seed is not None and not hasattr(loader.sampler, 'epoch'):
+            # every pass would be keyed as epoch 0: the same augmentations
+            # (mmengine's InfiniteSampler has a set_epoch that does nothing)
+            raise TypeError(f'cannot seed samples by epoch with sampler '
+                            f'{type(loader.sampler).__name__}, which has no '
+                            'epochs')
         persistent = loader.persistent_workers and loader.num_workers > 0
         kwargs = dict(num_workers=loader.num_workers,
                       collate_fn=loader.collate_fn,
@@ -298,6 +304,11 @@ class EpochSpanningTrainLoop(EpochBasedTrainLoop):
 
     def run(self):
         """Train, then stop the dataloader workers."""
+        dataset = getattr(self.dataloader, 'dataset', None)
+        if isinstance(dataset, SeededSamples):
+            # the loop was built before --resume restored the run's seed;
+            # no worker has started yet
+            dataset.seed = self.runner.seed
         try:
             return super().run()
         finally:

@@ -220,12 +220,31 @@ class MedFMCScore(BaseMetric):
             self.results.append(dict(pred=score, target=target.float()))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Compute the metrics over all gathered samples."""
+        """Compute the metrics over all gathered samples.
+
+        A :class:`ScoreError` comes back as an ``error`` entry, which
+        :meth:`evaluate` raises on every process: mmengine computes the
+        metrics on the first process only, and the others must not be left
+        waiting for its broadcast.
+        """
         pred = torch.stack([r['pred'] for r in results])
         target = torch.stack([r['target'] for r in results])
         classes = (self.dataset_meta or {}).get('classes')
-        return self.calculate(pred, target, self._is_multi_label(),
-                              classes=classes, classwise=self.classwise)
+        try:
+            return self.calculate(pred, target, self._is_multi_label(),
+                                  classes=classes, classwise=self.classwise)
+        except ScoreError as err:
+            return {'error': str(err)}
+
+    def evaluate(self, size: int) -> Dict[str, float]:
+        """``BaseMetric.evaluate``, raising :class:`ScoreError` on every
+        process where the scores are refused."""
+        metrics = super().evaluate(size)
+        error = next((v for k, v in metrics.items()
+                      if k.rsplit('/', 1)[-1] == 'error'), None)
+        if error is not None:
+            raise ScoreError(error)
+        return metrics
 
     @staticmethod
     def calculate(pred: ArrayLike,

@@ -65,8 +65,9 @@ def caller_path(path: Optional[str], output: bool = False) -> Optional[str]:
     """A path typed to ``train.sh``/``test.sh``, which run from the repository.
 
     Taken from the caller's directory (``$MEDFM_CALLER_DIR``) when it exists
-    there (``output``: when its parent folder does, for a new run folder),
-    else as given, i.e. from the repository.
+    there, else as given (from the repository) when it exists there; a path
+    that exists in neither is taken from the caller's directory when it is
+    an ``output`` (a new run folder) whose parent folder exists there.
 
     Examples:
         >>> caller_path('configs/x.py')  # not called through a wrapper
@@ -76,7 +77,11 @@ def caller_path(path: Optional[str], output: bool = False) -> Optional[str]:
     if not path or not caller or osp.isabs(path):
         return path
     mine = osp.join(caller, path)
-    if osp.exists(mine) or (output and osp.isdir(osp.dirname(mine))):
+    if osp.exists(mine):
+        return mine
+    if osp.exists(path):
+        return path
+    if output and osp.isdir(osp.dirname(mine)):
         return mine
     return path
 

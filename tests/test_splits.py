@@ -110,13 +110,18 @@ def test_chest_and_endo_line_formats(tmp_path):
         assert set(labels.split(sep)) <= {'0', '1'}
 
 
-def test_checker_finds_planted_problems(tmp_path, capsys):
+def _endo_1shot(tmp_path):
+    """The 1-shot exp1 train and val lists of a synthetic endo pool."""
     pool = load_pool('endo', _pool_file(tmp_path, 'endo'))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         write_splits(pool, str(tmp_path), shots=[1], exps=[1])
-    train = tmp_path / split_file_name('endo', 1, 'train', 1)
-    val = tmp_path / split_file_name('endo', 1, 'val', 1)
+    return (tmp_path / split_file_name('endo', 1, 'train', 1),
+            tmp_path / split_file_name('endo', 1, 'val', 1))
+
+
+def test_checker_finds_planted_problems(tmp_path, capsys):
+    train, val = _endo_1shot(tmp_path)
     assert check_split('endo', str(train), str(val)).ok
     assert check_splits.main([str(tmp_path), '--strict'])[0].ok
 
@@ -188,11 +193,7 @@ def test_pool_duplicates_and_a_pool_too_small(tmp_path):
 
 
 def test_checker_flags_classes_short_of_the_shot(tmp_path):
-    pool = load_pool('endo', _pool_file(tmp_path, 'endo'))
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        write_splits(pool, str(tmp_path), shots=[1], exps=[1])
-    one = tmp_path / split_file_name('endo', 1, 'train', 1)
+    one, _ = _endo_1shot(tmp_path)
     # a 1-shot list named as a 5-shot one
     five = tmp_path / split_file_name('endo', 5, 'train', 1)
     five.write_text(one.read_text())

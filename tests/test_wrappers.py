@@ -138,7 +138,8 @@ def test_an_existing_run_folder_in_the_repository_wins(tmp_path, monkeypatch):
     import train
     (tmp_path / 'work_dirs').mkdir()
     run_dir = 'work_dirs/_caller_path_test_run'
-    (REPO / run_dir).mkdir()
+    had_work_dirs = (REPO / 'work_dirs').is_dir()  # not in a fresh clone
+    (REPO / run_dir).mkdir(parents=True)
     try:
         monkeypatch.setenv('MEDFM_CALLER_DIR', str(tmp_path))
         monkeypatch.chdir(REPO)
@@ -146,3 +147,5 @@ def test_an_existing_run_folder_in_the_repository_wins(tmp_path, monkeypatch):
         assert args.work_dir == run_dir
     finally:
         (REPO / run_dir).rmdir()
+        if not had_work_dirs:
+            (REPO / 'work_dirs').rmdir()

@@ -70,3 +70,33 @@ def test_split_warnings_name_train_images_in_val(demo_root, tmp_path):
                             'val') and m.endswith('images it trained on')
                for m in msgs), msgs
     assert not any(m.startswith('exp2') for m in msgs)  # no lists: skipped
+
+
+def test_run_protocol_continues_with_skip_done(demo_root, tmp_path):
+    """A second call refuses to train into finished folders, unless told to
+    keep them: --skip-done keeps exp1 (not trained again), runs exp2."""
+    import os
+
+    import pytest
+    cfg = _tiny_cfg_file('configs/vpt/vit-b_vpt5_endo.py', demo_root, tmp_path)
+    common = [cfg, '--shot', '1', '--epochs', '1', '--pool', 'train_20.txt',
+              '--split-dir', str(tmp_path / 'splits'),
+              '--work-dir', str(tmp_path / 'out')]
+    first = run_protocol.main(common + ['--exps', '1'])
+    ckpt = first['rows'][0]['checkpoint']
+    stamp = os.path.getmtime(ckpt)
+    with pytest.raises(SystemExit, match='--skip-done'):
+        run_protocol.main(common + ['--exps', '1', '2'])
+    again = run_protocol.main(common + ['--exps', '1', '2', '--skip-done'])
+    assert [r['exp'] for r in again['rows']] == [1, 2]
+    assert again['rows'][0] == first['rows'][0]
+    assert os.path.getmtime(ckpt) == stamp  # exp1 was not trained again
+    assert osp.isfile(again['rows'][1]['checkpoint'])
+    # exp2 as if it crashed after its checkpoint: no row, checkpoints there;
+    # --skip-done resumes it (here at its last epoch already: nothing to do)
+    os.remove(tmp_path / 'out' / 'experiments.json')
+    ckpt2 = again['rows'][1]['checkpoint']
+    stamp2 = os.path.getmtime(ckpt2)
+    third = run_protocol.main(common + ['--exps', '2', '--skip-done'])
+    assert third['rows'][0]['checkpoint'] == ckpt2
+    assert os.path.getmtime(ckpt2) == stamp2

@@ -16,9 +16,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import os.path as osp
 import warnings
-from typing import List, Sequence
+from glob import glob
+from typing import Dict, List, Sequence
 
 from mmengine.config import DictAction
 from mmengine.logging import print_log
@@ -55,6 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='checkpoint evaluated on the test list')
     p.add_argument('--work-dir', help='output folder (default work_dirs/'
                    'protocol/<config>/<task>_<N>-shot)')
+    p.add_argument('--skip-done', action='store_true',
+                   help='continue after a crash: keep the experiments an '
+                   'earlier call of the same command finished (their row in '
+                   'experiments.json and their checkpoint), resume an '
+                   'unfinished one from its last checkpoint, run the others')
     p.add_argument('--predict', action='store_true',
                    help='also write the submission file of each experiment')
     p.add_argument('--predict-list', default='test_WithoutLabel.txt',
@@ -65,6 +72,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys of every experiment')
     return p.parse_args(argv)
+
+
+def finished_rows(out: str) -> Dict[int, dict]:
+    """Experiment -> row of the experiments an earlier call finished (in
+    ``experiments.json``, its checkpoint still there)."""
+    path = osp.join(out, 'experiments.json')
+    if not osp.isfile(path):
+        return {}
+    with open(path, encoding='utf-8') as f:
+        rows = json.load(f)
+    return {int(r['exp']): r for r in rows
+            if osp.isfile(str(r.get('checkpoint', '')))}
 
 
 def split_warnings(task: str, split_dir: str, shot: int,
@@ -111,11 +130,25 @@ def main(argv=None) -> dict:
     for msg in split_warnings(task, split_dir, args.shot, args.exps):
         print_log(msg, logger='current', level=30)
     rows = []
+    done = finished_rows(out) if args.skip_done else {}
     for exp in args.exps:
         exp_cfg = experiment_config(cfg, split_dir, args.shot, exp,
                                     osp.join(out, f'exp{exp}'), args.epochs)
-        row = dict(exp=exp, **run_experiment(exp_cfg, args.checkpoint))
-        if args.predict:
+        if exp in done:
+            row = done[exp]
+            print_log(f'exp{exp}: finished earlier ({row["checkpoint"]}); '
+                      'kept', logger='current')
+        else:
+            if args.skip_done and glob(osp.join(exp_cfg.work_dir, 'epoch_*.pth')):
+                exp_cfg.resume = True  # interrupted: from its last checkpoint
+                print_log(f'exp{exp}: unfinished; resumed', logger='current')
+            try:
+                row = dict(exp=exp, **run_experiment(exp_cfg, args.checkpoint))
+            except FileExistsError as err:
+                raise SystemExit(
+                    f'error: {err} To continue an interrupted protocol, '
+                    'add --skip-done.') from None
+        if args.predict and not osp.isfile(str(row.get('submission', ''))):
             result_dir = args.result_dir or osp.join(out, 'result')
             names, scores = predict(exp_cfg, row['checkpoint'], args.predict_list)
             row['submission'] = write_submission(

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os.path as osp
 from glob import glob
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,6 +57,12 @@ def read_scalars(work_dir: str) -> List[Dict]:
     files = scalars_files(work_dir)
     if not files:
         raise FileNotFoundError(f'no */vis_data/scalars.json in {work_dir}')
+    return merge_scalars(files)
+
+
+def merge_scalars(files: List[str]) -> List[Dict]:
+    """The records of ``scalars.json`` files, oldest first, merged as
+    :func:`read_scalars` describes (no file, no record)."""
     merged: Dict[Tuple[bool, int], Dict] = {}
     for path in files:
         with open(path, encoding='utf-8') as f:
@@ -66,3 +72,12 @@ def read_scalars(work_dir: str) -> List[Dict]:
                     val = any(k.startswith('medfmc/') for k in rec)
                     merged[(val, rec.get('step', -1))] = rec
     return [merged[k] for k in sorted(merged, key=lambda k: (k[1], k[0]))]
+
+
+def best_epoch_of(rows: Sequence[dict], known: Optional[int] = None) -> Optional[int]:
+    """The epoch with the highest challenge score (or ``known``)."""
+    if known is not None:
+        return int(known)
+    scored = [r for r in rows if 'medfmc/score' in r]
+    return int(max(scored, key=lambda r: r['medfmc/score'])['epoch']) \
+        if scored else None

@@ -38,7 +38,11 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-from .analysis import read_scalars, scalars_files  # noqa: E402
+from .analysis import (  # noqa: E402
+    best_epoch_of,
+    merge_scalars,
+    scalars_files,
+)
 from .evaluation.metrics import MedFMCScore, average_precision  # noqa: E402
 from .utils.config import innermost  # noqa: E402
 
@@ -83,7 +87,7 @@ def load_curves(run_dir: str, split: str = 'test'
                                   else data.get('best_epoch')), name
     rows = []
     files = scalars_files(run_dir)
-    for rec in read_scalars(run_dir) if files else []:
+    for rec in merge_scalars(files):
         metrics = {k: v for k, v in rec.items() if k.startswith('medfmc/')}
         if metrics:  # a validation line: its step is the epoch
             rows.append(dict(epoch=int(rec['step']), **metrics))
@@ -94,20 +98,11 @@ def load_curves(run_dir: str, split: str = 'test'
 def load_train_loss(run_dir: str) -> Tuple[List[int], List[float]]:
     """Training loss per iteration, over every start of the run."""
     iters, losses = [], []
-    for rec in read_scalars(run_dir) if scalars_files(run_dir) else []:
+    for rec in merge_scalars(scalars_files(run_dir)):
         if 'loss' in rec:
             iters.append(rec['step'])
             losses.append(rec['loss'])
     return iters, losses
-
-
-def best_epoch_of(rows: Sequence[dict], known: Optional[int] = None) -> Optional[int]:
-    """The epoch with the highest challenge score (or ``known``)."""
-    if known is not None:
-        return int(known)
-    scored = [r for r in rows if 'medfmc/score' in r]
-    return int(max(scored, key=lambda r: r['medfmc/score'])['epoch']) \
-        if scored else None
 
 
 def find_checkpoint(run_dir: str, epoch: Optional[int]) -> str:

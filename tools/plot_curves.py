@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from medfm.analysis import read_scalars
+from medfm.analysis import best_epoch_of, read_scalars
 from medfm.visualization import plot_epoch_metrics, plot_lines
 
 
@@ -41,11 +41,8 @@ def main(argv=None) -> list:
         rows = [dict(epoch=r['step'], **{k: float(v) for k, v in r.items()
                                          if k.startswith('medfmc/')})
                 for r in val]
-        marks = None
-        scored = [r for r in rows if 'medfmc/score' in r]
-        if scored:
-            best = max(scored, key=lambda r: r['medfmc/score'])['epoch']
-            marks = {f'best score (epoch {best})': best}
+        best = best_epoch_of(rows)
+        marks = None if best is None else {f'best score (epoch {best})': best}
         path = osp.join(args.work_dir, 'curves_val.png')
         plot_epoch_metrics(rows, path, title='validation', marks=marks)
         written.append(path)

@@ -36,7 +36,7 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
     for k in keys:
         ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1])
     if best_epoch is not None:
-        ax.axvline(best_epoch, color='grey', ls='--', lw=1, label='best')
+        marks = {'best': best_epoch, **(marks or {})}
     colors = ['tab:red', 'tab:purple', 'tab:brown', 'black', 'tab:olive']
     # wide to narrow, dashed then dotted: marks on one epoch stay visible
     items = list((marks or {}).items())
@@ -64,7 +64,7 @@ def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
         path (str): PNG file to write.
         title (str): Figure title.
         keys (Sequence[str], optional): Metrics to plot; default all floats.
-        best_epoch (int, optional): Marked with a vertical line ``best``.
+        best_epoch (int, optional): Short for ``marks={'best': best_epoch}``.
         marks (dict[str, int], optional): Label to epoch, each marked with a
             labelled dashed vertical line (in the legend), e.g.
             ``{'selected on val': 4}``.

@@ -19,12 +19,12 @@ import argparse
 import json
 import os.path as osp
 import warnings
-from glob import glob
 from typing import Dict, List, Sequence
 
 from mmengine.config import DictAction
 from mmengine.logging import print_log
 
+from medfm.evaluation.epochs import find_epoch_checkpoints
 from medfm.protocol import (
     data_root_of,
     experiment_config,
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
             print_log(f'exp{exp}: finished earlier ({row["checkpoint"]}); '
                       'kept', logger='current')
         else:
-            if args.skip_done and glob(osp.join(exp_cfg.work_dir, 'epoch_*.pth')):
+            if args.skip_done and find_epoch_checkpoints(exp_cfg.work_dir):
                 exp_cfg.resume = True  # interrupted: from its last checkpoint
                 print_log(f'exp{exp}: unfinished; resumed', logger='current')
             try:

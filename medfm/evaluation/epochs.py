@@ -90,16 +90,12 @@ class CheckpointSweep:
         """Metrics of one checkpoint."""
         self.load(checkpoint)
         self.model.eval()
-        try:
-            for batch in self._batches():
-                outputs = self.model.test_step(batch)
-                self.evaluator.process(data_samples=outputs, data_batch=batch)
-            return self.evaluator.evaluate(len(self.dataloader.dataset))
-        finally:
-            # a metric that raised kept its results: the next checkpoint
-            # must not be scored on them
-            for metric in self.evaluator.metrics:
-                metric.results.clear()
+        for batch in self._batches():
+            outputs = self.model.test_step(batch)
+            self.evaluator.process(data_samples=outputs, data_batch=batch)
+        # MedFMCScore.evaluate clears its results also when it raises
+        # ScoreError: the next checkpoint is scored on its own samples
+        return self.evaluator.evaluate(len(self.dataloader.dataset))
 
 
 def sweep_run(runner: Runner, work_dir: str, split: str = 'test',

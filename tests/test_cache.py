@@ -90,6 +90,13 @@ def test_no_cache_is_load_image_from_file(images, tmp_path):
     with pytest.warns(UserWarning, match='grayscale'):
         load = LoadImageFromFileOrCache(cache_dir=cache_dir)
     assert load(dict(img_path=images[0]))['img'].shape[2] == 3
+    # ... nor one built with another bit depth for 16-bit images
+    cache_dir = str(tmp_path / 'depth')
+    build_image_cache(images, cache_dir, workers=1,
+                      loader=dict(type='LoadMedFMCImage'))
+    with pytest.warns(UserWarning, match='bit_depth'):
+        LoadImageFromFileOrCache(
+            cache_dir=cache_dir, loader=dict(type='LoadMedFMCImage', bit_depth=12))
 
 
 def test_wraps_any_loader(images, tmp_path):

@@ -35,6 +35,26 @@ def test_16bit_and_gray_pngs(tmp_path):
     assert _load(tmp_path / 'c.png').shape == (4, 4, 3)
 
 
+def test_16bit_scaled_alike_across_images(tmp_path):
+    """Two 12-bit images whose maxima straddle 2048 keep the same brightness;
+    a stated bit depth scales every image alike and refuses values beyond it."""
+    for name, top in (('a.png', 2047), ('b.png', 2048)):
+        cv2.imwrite(str(tmp_path / name), np.array([[0, 1000, top]], np.uint16))
+    a, b = _load(tmp_path / 'a.png'), _load(tmp_path / 'b.png')
+    assert a[0, 1, 0] == b[0, 1, 0] == round(1000 * 255 / 4095)
+    load16 = LoadMedFMCImage(bit_depth=16)
+    out = load16(dict(img_path=str(tmp_path / 'b.png')))['img']
+    assert out[0, 2, 0] == round(2048 * 255 / 65535)
+    with pytest.raises(ImageDecodeError, match=r'b\.png: a value of 2048 does '
+                       r'not fit in bit_depth=11'):
+        LoadMedFMCImage(bit_depth=11)(dict(img_path=str(tmp_path / 'b.png')))
+    with pytest.raises(ValueError, match='bit_depth must be 8 to 32'):
+        LoadMedFMCImage(bit_depth=4)
+    # 8-bit images are never rescaled, whatever the stated depth
+    cv2.imwrite(str(tmp_path / 'c.png'), np.array([[0, 100]], np.uint8))
+    assert load16(dict(img_path=str(tmp_path / 'c.png')))['img'][0, 1, 0] == 100
+
+
 @pytest.mark.parametrize('cut', [0, 60])
 def test_corrupt_png_names_file(tmp_path, cut):
     Image.new('RGB', (16, 16)).save(tmp_path / 'ok.png')

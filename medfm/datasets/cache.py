@@ -74,7 +74,8 @@ def resize_short_side(img: np.ndarray, short_side: Optional[int],
 
 def loader_key(loader: dict) -> dict:
     """The settings of a loading transform that decide the decoded pixels."""
-    keep = ('type', 'color_type', 'imdecode_backend', 'channel_order')
+    keep = ('type', 'color_type', 'imdecode_backend', 'channel_order',
+            'bit_depth')
     return {k: loader[k] for k in sorted(loader) if k in keep}
 
 

@@ -76,3 +76,29 @@ def test_training_on_an_unlabelled_list_stops_clearly(demo_root, tmp_path):
         'train_dataloader.dataset.ann_file': 'test_WithoutLabel.txt'})
     with pytest.raises(ValueError, match='test_WithoutLabel.txt.*no labels'):
         Runner.from_cfg(cfg).train()
+
+
+def _log_text(work_dir):
+    return ''.join(p.read_text() for p in work_dir.glob('*/*.log'))
+
+
+def test_resume_past_the_schedule_end_warns(demo_root, tmp_path):
+    from medfm.testing import tiny_densenet
+
+    def run(work_dir, max_epochs, resume_from=None):
+        cfg = tiny_config(CONFIG, demo_root, str(work_dir), size=16,
+                          max_epochs=max_epochs, cfg_options=tiny_densenet())
+        cfg.param_scheduler[1].update(end=2)  # the cosine ends at epoch 2
+        cfg.train_cfg.val_interval = 100
+        cfg.default_hooks.checkpoint.update(save_best=None)
+        cfg.update(resume=resume_from is not None, load_from=resume_from)
+        Runner.from_cfg(cfg).train()
+        return _log_text(work_dir)
+
+    warning = 'schedule resumed from the checkpoint ends at epoch 2'
+    assert warning not in run(tmp_path / 'a', 2)
+    # resuming an unfinished run within its schedule says nothing
+    assert warning not in run(tmp_path / 'b', 2, str(tmp_path / 'a/epoch_1.pth'))
+    text = run(tmp_path / 'c', 3, str(tmp_path / 'a/epoch_2.pth'))
+    assert (f'{warning}, but this run trains to epoch 3: mmengine continues the '
+            "checkpoint's schedule, so epoch 3 trains at its final") in text

@@ -3,6 +3,7 @@ from .hooks import (
     EpochSeedHook,
     FiniteLossHook,
     KeepOtherRunsHook,
+    ResumedScheduleHook,
 )
 from .loops import (
     EpochSpanningBatchSampler,
@@ -13,7 +14,7 @@ from .loops import (
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
-           'KeepOtherRunsHook',
+           'KeepOtherRunsHook', 'ResumedScheduleHook',
            'ChannelsLastHook', 'FastClsDataPreprocessor',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'SpanningDataLoader']

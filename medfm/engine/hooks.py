@@ -142,3 +142,55 @@ class KeepOtherRunsHook(Hook):
                                    'run: kept, and not replaced by this run')
                 info.pop(key)
                 info.pop(key.replace('best_ckpt', 'best_score', 1), None)
+
+
+def _end_epoch(state: dict, iters_per_epoch: int) -> float:
+    """Where a scheduler's state says it ends, in epochs."""
+    end = state.get('end', math.inf)
+    if state.get('by_epoch', True) or not iters_per_epoch:
+        return end
+    return end / iters_per_epoch
+
+
+@HOOKS.register_module()
+class ResumedScheduleHook(Hook):
+    """Warn when a resumed run's learning-rate schedule ends before it does.
+
+    ``--resume`` restores each parameter scheduler's state, its end included,
+    from the checkpoint. Resuming a finished 20-epoch run with
+    ``train_cfg.max_epochs=40`` therefore trains epochs 21-40 at the final
+    learning rate of the old schedule, whatever the config now says. mmengine's
+    cosine is computed step by step from the current rate, so the schedule
+    cannot simply be stretched at that point; the warning names the way to
+    train the longer schedule instead.
+    """
+
+    priority = 'VERY_LOW'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = checkpoint.get('param_schedulers')
+        if not getattr(runner, '_resume', False) or not isinstance(states, list):
+            return  # a load_from (weights only) or a test: nothing is restored
+        loop = runner.train_loop
+        max_epochs = getattr(loop, 'max_epochs', None)
+        if max_epochs is None:
+            return
+        try:
+            iters = len(runner.train_dataloader)
+        except TypeError:
+            iters = 0
+        ends = [_end_epoch(state, iters) for state in states
+                if isinstance(state, dict)]
+        last = max(ends, default=math.inf)
+        if last >= max_epochs:
+            return
+        first = math.floor(last) + 1
+        spent = (f'epoch {first} trains' if first == max_epochs else
+                 f'epochs {first}-{max_epochs} train')
+        runner.logger.warning(
+            f'the learning-rate schedule resumed from the checkpoint ends at '
+            f'epoch {last:g}, but this run trains to epoch {max_epochs}: '
+            f'mmengine continues the checkpoint\'s schedule, so {spent} at '
+            'its final learning rate. To train the longer schedule, start a '
+            'new run from these weights: --work-dir NEW --cfg-options '
+            'load_from=CHECKPOINT')

@@ -55,6 +55,18 @@ def test_16bit_scaled_alike_across_images(tmp_path):
     assert load16(dict(img_path=str(tmp_path / 'c.png')))['img'][0, 1, 0] == 100
 
 
+def test_exif_orientation_applied_as_mmcv_does(tmp_path):
+    from mmcv.transforms import LoadImageFromFile
+    img = Image.fromarray(np.tile(np.arange(40, dtype=np.uint8) * 6, (20, 1)))
+    exif = img.getexif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees
+    img.convert('RGB').save(tmp_path / 'r.jpg', exif=exif.tobytes())
+    ours = _load(tmp_path / 'r.jpg')
+    assert ours.shape == (40, 20, 3)
+    ref = LoadImageFromFile()(dict(img_path=str(tmp_path / 'r.jpg')))['img']
+    np.testing.assert_array_equal(ours, ref)
+
+
 @pytest.mark.parametrize('cut', [0, 60])
 def test_corrupt_png_names_file(tmp_path, cut):
     Image.new('RGB', (16, 16)).save(tmp_path / 'ok.png')

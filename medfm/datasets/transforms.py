@@ -106,7 +106,10 @@ def decode_image(content: bytes, path: str = '<bytes>',
             beyond ``bit_depth``.
     """
     buf = np.frombuffer(content, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    # keeps 16 bits and 1 channel, applies EXIF orientation as mmcv does
+    # (IMREAD_UNCHANGED would ignore it), drops alpha
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+    img = cv2.imdecode(buf, flags) if buf.size else None
     if img is None:
         raise ImageDecodeError(
             f'{path}: cannot decode the image ({len(content)} bytes): the file '

@@ -22,3 +22,7 @@ model = dict(
 auto_scale_lr = dict(base_batch_size=4)
 # the backbone is most of every checkpoint: keep the best and the last
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))
+
+# The ImageNet-21k ViT weights were trained on inputs scaled to [-1, 1].
+data_preprocessor = dict(
+    mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5], to_rgb=True)

@@ -121,3 +121,27 @@ def test_any_size_backbones_equal_mmpretrain_at_native_size(kind):
     out.sum().backward()
     assert all(p.grad is not None for n, p in ours.named_parameters()
                if 'relative_position_bias_table' in n)
+
+
+@pytest.mark.parametrize('kind', ['SwinTransformer', 'SwinTransformerAnySize',
+                                  'PromptedSwinTransformer'])
+def test_swin_checkpoint_of_the_old_layout_loads_its_final_norm(kind, tmp_path):
+    """The zoo's 2021 Swin files name the final norm ``norm.*`` and hold
+    ``attn_mask`` buffers; every Swin class reads them completely."""
+    cfg = dict(arch='tiny', img_size=64, window_size=2)
+    src = MODELS.build(dict(type='SwinTransformer', **cfg))
+    src.eval()  # (mmpretrain's Swin.train() returns None)
+    torch.nn.init.normal_(src.norm3.weight)  # so that a lost norm shows
+    old = {}
+    for key, value in src.state_dict().items():
+        old['backbone.' + key.replace('norm3.', 'norm.', 1)] = value
+    old['backbone.stages.0.blocks.1.attn.attn_mask'] = torch.zeros(4, 4, 4)
+    torch.save({'state_dict': old}, tmp_path / 'old.pth')
+    extra = dict(prompt_length=0) if kind.startswith('Prompted') else {}
+    model = MODELS.build(dict(type=kind, **cfg, **extra))
+    model.eval()
+    report = load_pretrained(model, str(tmp_path / 'old.pth'), prefix='backbone')
+    assert report['missing'] == [] and report['unexpected'] == []
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[-1], src(x)[-1])

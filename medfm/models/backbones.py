@@ -27,8 +27,34 @@ from mmpretrain.registry import MODELS
 from torch import nn
 
 
+class SwinOldKeysMixin:
+    """Read Swin checkpoints of the old key layout into a ``SwinTransformer``
+    subclass.
+
+    The zoo's Swin files (2021) name the final norm ``norm.*`` and hold
+    ``attn_mask`` buffers. ``SwinTransformer._load_from_state_dict`` renames
+    and drops them only when the class is exactly ``SwinTransformer``; in a
+    subclass the final norm would silently keep its initial values (the
+    pretrained loader is not strict).
+    """
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              *args, **kwargs) -> None:
+        version = local_metadata.get('version', None)
+        if version is None or version < 2:
+            last = f'{prefix}norm{len(self.stages) - 1}.'
+            for k in [k for k in state_dict if k.startswith(prefix + 'norm.')]:
+                state_dict[last + k[len(prefix) + 5:]] = state_dict.pop(k)
+        if version is None or version < 3:
+            for k in [k for k in state_dict
+                      if k.startswith(prefix) and 'attn_mask' in k]:
+                del state_dict[k]
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      *args, **kwargs)
+
+
 @MODELS.register_module()
-class SwinTransformerAnySize(SwinTransformer):
+class SwinTransformerAnySize(SwinOldKeysMixin, SwinTransformer):
     """``SwinTransformer`` that pads feature maps smaller than its window.
 
     Takes the arguments of :class:`mmpretrain.models.SwinTransformer`

@@ -35,6 +35,7 @@ from mmpretrain.models.utils import ShiftWindowMSA, resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from .backbones import SwinOldKeysMixin
 from .weight_init import count_parameters
 
 PROMPT_MODES = ('deep', 'shallow')
@@ -299,7 +300,7 @@ def _merge_prompts(merging: nn.Module, prompts: torch.Tensor) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class PromptedSwinTransformer(_PromptMixin, SwinTransformer):
+class PromptedSwinTransformer(_PromptMixin, SwinOldKeysMixin, SwinTransformer):
     """Swin Transformer with visual prompts, backbone frozen.
 
     Args:
@@ -344,21 +345,6 @@ class PromptedSwinTransformer(_PromptMixin, SwinTransformer):
         self.prompt_embeddings = nn.ParameterList(prompts)
         self.prompt_dropout = nn.Dropout(prompt_drop_rate)
         self._freeze()
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              *args, **kwargs) -> None:
-        # SwinTransformer renames old checkpoint keys only when the class is
-        # exactly SwinTransformer; do the same for this subclass
-        version = local_metadata.get('version', None)
-        if version is None or version < 2:
-            last = f'{prefix}norm{len(self.stages) - 1}.'
-            for k in [k for k in state_dict if k.startswith(prefix + 'norm.')]:
-                state_dict[last + k[len(prefix) + 5:]] = state_dict.pop(k)
-        if version is None or version < 3:
-            for k in [k for k in state_dict if 'attn_mask' in k]:
-                del state_dict[k]
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      *args, **kwargs)
 
     def _prompts(self, stage: int, block: int, batch: int) -> torch.Tensor:
         p = self.prompt_embeddings[stage][block]

@@ -10,7 +10,9 @@ Example::
 The output is ``{'state_dict': ..., 'meta': ...}`` with ``backbone.*`` keys;
 point a config's ``init_cfg.checkpoint`` at it. For EfficientNet also set
 ``conv_cfg=dict(type='Conv2d'), norm_cfg=dict(type='BN', eps=1e-5)`` in the
-backbone (torchvision pads and normalises differently from mmpretrain).
+backbone (``eps=1e-3`` for B5-B7; torchvision pads and normalises differently
+from mmpretrain). A file whose tensors do not fit the mmpretrain backbone
+exactly is refused (exit code 2).
 """
 from __future__ import annotations
 

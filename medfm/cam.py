@@ -300,6 +300,12 @@ class CAMVisualizer:
         self.crops = any('Crop' in t['type'] for t in test_pipeline)
         self.pipeline = Compose([TRANSFORMS.build(copy.deepcopy(t))
                                  for t in test_pipeline])
+        # the original is shown as the pipeline decodes it (16-bit scaling,
+        # EXIF orientation), not as cv2.imread would
+        loads = [t for t in test_pipeline if t['type'].startswith('Load')]
+        self.loader = TRANSFORMS.build(dict(copy.deepcopy(loads[0]) if loads
+                                            else dict(type='LoadMedFMCImage'),
+                                            to_float32=False))
         self.target_layers = ([get_layer(model, n) for n in target_layers]
                               if target_layers else default_target_layers(model))
         self._input_hw = (1, 1)
@@ -404,8 +410,9 @@ class CAMVisualizer:
         if self.crops:
             base = shown
         else:
-            base = cv2.cvtColor(cv2.imread(img_path, cv2.IMREAD_COLOR),
-                                cv2.COLOR_BGR2RGB)
+            base = self.loader(dict(img_path=img_path))['img']
+            base = cv2.cvtColor(base, cv2.COLOR_GRAY2RGB if base.ndim == 2
+                                else cv2.COLOR_BGR2RGB)
         h, w = base.shape[:2]
         results = []
         for c, m in zip(picked, maps):

@@ -108,6 +108,21 @@ def test_densenet_gradcam_is_the_weighted_feature_map(densenet_ckpt, demo_root):
     assert np.abs(results[0].heatmap - results[1].heatmap).mean() > 0.05
 
 
+def test_overlay_shows_the_image_as_the_model_reads_it(densenet_ckpt, demo_root,
+                                                       tmp_path):
+    """A 12-bit PNG is shown as LoadMedFMCImage scales it, not as cv2.imread
+    reads it (its high byte only, an almost black image)."""
+    cfg, ckpt = densenet_ckpt
+    vis = CAMVisualizer.from_config(cfg, ckpt)
+    img8 = cv2.imread(_image(demo_root))
+    path16 = str(tmp_path / 'x 12bit.png')
+    cv2.imwrite(path16, img8.astype(np.uint16) * 16)
+    over8 = vis(_image(demo_root), classes=[0])[0].overlay.astype(float)
+    over16 = vis(path16, classes=[0])[0].overlay.astype(float)
+    assert over16.shape == over8.shape
+    assert np.abs(over16 - over8).mean() < 3  # not darkened
+
+
 def test_predicted_classes_by_threshold(densenet_ckpt):
     cfg, ckpt = densenet_ckpt
     vis = CAMVisualizer.from_config(cfg, ckpt, thr=0.5)

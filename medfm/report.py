@@ -43,6 +43,11 @@ from .analysis import (  # noqa: E402
     merge_scalars,
     scalars_files,
 )
+from .evaluation.epochs import (  # noqa: E402
+    EPOCH_RE,
+    find_epoch_checkpoints,
+    selected_epoch,
+)
 from .evaluation.metrics import MedFMCScore, average_precision  # noqa: E402
 from .utils.config import innermost  # noqa: E402
 
@@ -105,11 +110,36 @@ def load_train_loss(run_dir: str) -> Tuple[List[int], List[float]]:
     return iters, losses
 
 
+def reported_epoch(run_dir: str, rows: Sequence[dict], known: Optional[int],
+                   source: str) -> Tuple[Optional[int], str]:
+    """The epoch a report shows, and how it was chosen.
+
+    In order: the epoch ``tools/test_epochs.py`` recorded as selected on
+    validation; the run's ``best_*_epoch_N.pth``; the best validation score
+    in the training log; only then the highest score of ``rows`` (which may
+    be test scores: selection on the evaluated list, said so).
+    """
+    if known is not None:
+        return int(known), 'selected on val'
+    chosen = selected_epoch(run_dir)
+    if chosen is not None:
+        return chosen, 'selected on val (best checkpoint)'
+    val_rows = rows if source.endswith('scalars.json') else [
+        {**r, 'epoch': int(r['step'])} for r in merge_scalars(scalars_files(run_dir))
+        if 'medfmc/score' in r]
+    if val_rows and any('medfmc/score' in r for r in val_rows):
+        return best_epoch_of(val_rows), 'best validation score in the log'
+    best = best_epoch_of(rows)
+    return best, ('n/a' if best is None else f'highest score in {source}: '
+                  'selection on the evaluated list overstates the result')
+
+
 def find_checkpoint(run_dir: str, epoch: Optional[int]) -> str:
-    """``epoch_<epoch>.pth``, else the ``best_*`` one, else the last one."""
+    """The checkpoint of ``epoch`` (``epoch_N.pth`` or the best copy of it),
+    else the ``best_*`` one, else the last one."""
     candidates = []
     if epoch is not None:
-        candidates.append(osp.join(run_dir, f'epoch_{epoch}.pth'))
+        candidates += [p for e, p in find_epoch_checkpoints(run_dir) if e == epoch]
     candidates += sorted(glob(osp.join(run_dir, 'best_*.pth')))
     last = osp.join(run_dir, 'last_checkpoint')
     if osp.isfile(last):
@@ -346,7 +376,11 @@ def build_report(run_dir: str,
     out = out or osp.join(run_dir, 'report.html')
 
     rows, known_best, source = load_curves(run_dir, split)
-    best = best_epoch_of(rows, known_best)
+    best, chosen_by = reported_epoch(run_dir, rows, known_best, source)
+    if checkpoint:  # the user's checkpoint: its own epoch, if it says one
+        m = EPOCH_RE.search(osp.basename(checkpoint))
+        best = int(m.group(1)) if m else None
+        chosen_by = 'the checkpoint given'
     checkpoint = checkpoint or find_checkpoint(run_dir, best)
     model = build_classifier(cfg, checkpoint, device)
     num_classes = model.head.num_classes
@@ -364,7 +398,8 @@ def build_report(run_dir: str,
                if target is not None else {})
     summary = [('run', osp.abspath(run_dir)), ('config', config),
                ('checkpoint', osp.basename(checkpoint)),
-               ('reported epoch', _fmt(best)), ('evaluated on', f'{split} '
+               ('reported epoch', _fmt(best)), ('epoch chosen by', chosen_by),
+               ('evaluated on', f'{split} '
                                            f'({len(paths)} images)'),
                ('task', 'multi-label' if multi_label else 'single-label')]
     summary += [(k, _fmt(v)) for k, v in metrics.items() if not isinstance(v, list)]
@@ -398,7 +433,8 @@ def build_report(run_dir: str,
                                     average_precision(pred, target) * 100))
         auc = list(metrics['AUC_classwise'])
         if not multi_label and num_classes == 2:
-            auc = [float('nan')] + auc  # binary: the AUC of the positive class
+            # binary: one AUC; the negative class's, on 1 - p, is the same
+            auc = auc * 2
         positives = target.sum(0).astype(int)
         table = _table(['class', 'positives', 'AP', 'AUC'],
                        [[n, int(p), _fmt(float(a)), _fmt(float(u))]
@@ -406,8 +442,8 @@ def build_report(run_dir: str,
                        'classwise')
         note = ('<p class="note">percent; n/a: the class\'s targets hold one '
                 'value, so it has no AUC and is left out of the mean' +
-                ('' if multi_label else '; binary AUC is that of the positive '
-                 'class') + '</p>')
+                ('' if multi_label or num_classes != 2 else '; binary: both '
+                 'classes share the one AUC') + '</p>')
         parts.append(_section('per-class', 'Per-class AP and AUC', table + note))
         # ROC / PR
         shown = list(range(num_classes)) if multi_label or num_classes > 2 \
@@ -456,7 +492,8 @@ def build_report(run_dir: str,
             truth = ([names[c] for c in np.flatnonzero(target[i])]
                      if target is not None else ['?'])
             for r in vis(path)[:3]:
-                caption = (f'{osp.basename(path)}<br>{html.escape(r.class_name)} '
+                caption = (f'{html.escape(osp.basename(path))}<br>'
+                           f'{html.escape(r.class_name)} '
                            f'score {r.score:.3f} &middot; true: '
                            f'{html.escape(", ".join(truth) or "none")}')
                 buf = io.BytesIO()

@@ -135,7 +135,7 @@ def test_predicted_classes_by_threshold(densenet_ckpt):
         vis.select_classes(np.zeros(4), [4])
 
 
-def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path):
+def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path, capsys):
     import vis_cam
     cfg, ckpt = densenet_ckpt
     config = tmp_path / 'tiny_endo.py'
@@ -158,6 +158,10 @@ def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path):
     # EigenCAM has no class: the same map for every class
     assert np.array_equal(cv2.imread(str(eig[0])), cv2.imread(str(eig[1])))
     assert vis_cam.main([str(config), ckpt, str(tmp_path / 'missing.png')]) == 1
+    assert vis_cam.main([str(config), ckpt]) == 1  # no image
+    # the module names, without any image
+    assert vis_cam.main([str(config), ckpt, '--preview-model']) == 0
+    assert 'backbone.transitions.3' in capsys.readouterr().out.split()
 
 
 @pytest.mark.parametrize('arch', sorted(BACKBONES))

@@ -58,6 +58,25 @@ def test_train_then_test_sh(trained_run, demo_root):
     assert best in (1, 2)
 
 
+def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, demo_root,
+                                                             tmp_path):
+    """With max_keep_ckpts (the VPT configs keep one) the selected epoch may
+    survive only as best_*_epoch_N.pth: test.sh still evaluates and reports it."""
+    import shutil
+    work = tmp_path / 'kept'
+    shutil.copytree(trained_run, work,
+                    ignore=shutil.ignore_patterns('epochs_test.*'))
+    [best_file] = work.glob('best_*.pth')
+    chosen = int(best_file.stem.rsplit('_', 1)[1])
+    (work / f'epoch_{chosen}.pth').unlink()
+    p = run('bash', 'test.sh', CONFIG, str(work), *_opts(demo_root, 2))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f'selected on val: epoch {chosen} (score ' in p.stdout
+    saved = json.loads((work / 'epochs_test.json').read_text())
+    assert [r['epoch'] for r in saved['rows']] == [1, 2]
+    assert saved['selected_epoch'] == chosen
+
+
 def test_train_sh_fast_with_workers(demo_root, tmp_path):
     """--fast: worker processes, the spanning loop and the in-memory
     validation through train.sh; the run ends (workers stopped) and every

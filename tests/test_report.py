@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from medfm.evaluation.metrics import MedFMCScore
-from medfm.report import SECTIONS, load_curves, section_ids
+from medfm.report import SECTIONS, load_curves, reported_epoch, section_ids
 from medfm.testing import tiny_config, tiny_densenet
 
 
@@ -98,18 +98,21 @@ def test_numbers_are_the_best_checkpoints(report):
     from medfm.report import predict
     from medfm.utils import load_config
     task, work, config, page, _ = report
-    rows, best, source = load_curves(str(work))
+    rows, known, source = load_curves(str(work))
     assert [r['epoch'] for r in rows] == [1, 2]
+    best, how = reported_epoch(str(work), rows, known, source)
+    [best_file] = work.glob('best_*.pth')
+    # the epoch validation selected, not the highest test score
+    assert best == int(best_file.stem.rsplit('_', 1)[1])
     if task == 'colon':
-        assert source == 'epochs_test.json'
-        # the epoch validation selected, not the highest test score
+        assert source == 'epochs_test.json' and how == 'selected on val'
         saved = json.loads((work / 'epochs_test.json').read_text())
-        assert saved['selected_epoch'] is not None
-        assert best == saved['selected_epoch']
+        assert saved['selected_epoch'] == best
     else:
-        assert source.endswith('scalars.json') and best is None
-        best = max(rows, key=lambda r: r['medfmc/score'])['epoch']
+        assert source.endswith('scalars.json') and known is None
+        assert how == 'selected on val (best checkpoint)'
     assert f'epoch_{best}.pth' in page
+    assert f'<td>epoch chosen by</td><td>{how}</td>' in page
     cfg = load_config(str(config))
     init_default_scope('mmpretrain')
     model = build_classifier(cfg, str(work / f'epoch_{best}.pth'))
@@ -119,9 +122,11 @@ def test_numbers_are_the_best_checkpoints(report):
     m = MedFMCScore.calculate(pred, target, task != 'colon', classwise=True)
     cells = re.findall(r'<table class="classwise">(.*?)</table>', page)[0]
     values = re.findall(r'<td>([\d.]+|n/a)</td><td>([\d.]+|n/a)</td></tr>', cells)
-    auc = m['AUC_classwise'] if task != 'colon' else [None] + m['AUC_classwise']
+    # binary: normal's AUC (on 1 - p) is tumor's
+    auc = m['AUC_classwise'] if task != 'colon' else m['AUC_classwise'] * 2
+    assert len(values) == len(auc)
     for (ap_cell, auc_cell), u in zip(values, auc):
-        if u is None or np.isnan(u):
+        if np.isnan(u):
             assert auc_cell == 'n/a'
         else:
             assert float(auc_cell) == pytest.approx(u, abs=0.006)
@@ -165,3 +170,42 @@ def test_renders_in_a_real_browser(report, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert section_ids(p.stdout) == list(SECTIONS)
     assert p.stdout.count('<img') == page.count('<img')
+
+
+def test_given_checkpoint_is_reported_with_its_own_epoch(report, tmp_path):
+    import report as report_tool
+    task, work, config, _, _ = report
+    if task != 'colon':
+        pytest.skip('one task is enough')
+    out = tmp_path / 'r.html'
+    assert report_tool.main([str(work), '--config', str(config), '--out', str(out),
+                             '--checkpoint', str(work / 'epoch_1.pth'),
+                             '--cam-images', '0']) == 0
+    page = out.read_text(encoding='utf-8')
+    assert '<td>reported epoch</td><td>1</td>' in page
+    assert '<td>epoch chosen by</td><td>the checkpoint given</td>' in page
+
+
+def test_reported_epoch_never_picks_on_test_while_val_has_chosen(tmp_path):
+    """With only the best copy of the selected epoch left (max_keep_ckpts=1),
+    or only a validation log, the report still shows validation's choice."""
+    from medfm.evaluation.epochs import find_epoch_checkpoints
+    test_rows = [dict(epoch=e, **{'medfmc/score': s})
+                 for e, s in ((3, 90.0), (4, 70.0), (5, 80.0))]
+    for name in ('epoch_5.pth', 'best_medfmc_score_epoch_4.pth'):
+        (tmp_path / name).write_bytes(b'')
+    assert [e for e, _ in find_epoch_checkpoints(str(tmp_path))] == [4, 5]
+    assert reported_epoch(str(tmp_path), test_rows, None, 'epochs_test.json') == \
+        (4, 'selected on val (best checkpoint)')
+    (tmp_path / 'best_medfmc_score_epoch_4.pth').unlink()
+    log = tmp_path / '20260101_000000' / 'vis_data'
+    log.mkdir(parents=True)
+    (log / 'scalars.json').write_text(''.join(
+        json.dumps({'medfmc/score': s, 'step': e}) + '\n'
+        for e, s in ((3, 60.0), (4, 75.0), (5, 70.0))))
+    assert reported_epoch(str(tmp_path), test_rows, None, 'epochs_test.json') == \
+        (4, 'best validation score in the log')
+    shutil.rmtree(tmp_path / '20260101_000000')
+    epoch, how = reported_epoch(str(tmp_path), test_rows, None, 'epochs_test.json')
+    assert epoch == 3 and how.startswith('highest score in epochs_test.json: '
+                                         'selection on the evaluated list')

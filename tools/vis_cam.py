@@ -30,7 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='config file')
     p.add_argument('checkpoint', help="checkpoint file ('none': initial weights)")
-    p.add_argument('images', nargs='+', help='image files or folders')
+    p.add_argument('images', nargs='*',
+                   help='image files or folders (none with --preview-model)')
     p.add_argument('--out-dir', default='cams', help='output folder')
     p.add_argument('--method', nargs='+', default=['gradcam'],
                    choices=sorted(CAM_METHODS), help='CAM method(s)')
@@ -70,6 +71,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    if args.preview_model:
+        vis = CAMVisualizer.from_config(cfg, checkpoint, device=args.device)
+        print('\n'.join(n for n, _ in vis.model.named_modules() if n))
+        return 0
     try:
         images = collect_images(args.images)[:args.limit]
     except FileNotFoundError as err:
@@ -84,9 +89,6 @@ def main(argv=None) -> int:
             cfg, checkpoint, device=args.device, method=method, thr=args.thr,
             target_layers=args.target_layers, eigen_smooth=args.eigen_smooth,
             aug_smooth=args.aug_smooth)
-        if args.preview_model:
-            print('\n'.join(n for n, _ in vis.model.named_modules() if n))
-            return 0
         for img in images:
             results = vis(img, args.classes)
             written += vis.save(results, args.out_dir)

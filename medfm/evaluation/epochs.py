@@ -26,13 +26,19 @@ EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
 
 
 def find_epoch_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
-    """``(epoch, path)`` of every ``epoch_N.pth`` in a run folder, by epoch."""
-    found = []
-    for path in glob(osp.join(work_dir, 'epoch_*.pth')):
-        m = EPOCH_RE.search(path)
-        if m:
-            found.append((int(m.group(1)), path))
-    return sorted(found)
+    """``(epoch, path)`` of every epoch's checkpoint in a run folder, by epoch.
+
+    ``epoch_N.pth``, and ``best_<metric>_epoch_N.pth`` for an epoch whose
+    ``epoch_N.pth`` is gone: with ``max_keep_ckpts`` (the VPT configs keep
+    one) the epoch validation selected often survives only as its best copy.
+    """
+    found = {}
+    for pattern in ('best_*.pth', 'epoch_*.pth'):  # epoch_N.pth wins
+        for path in sorted(glob(osp.join(work_dir, pattern))):
+            m = EPOCH_RE.search(path)
+            if m:
+                found[int(m.group(1))] = path
+    return sorted(found.items())
 
 
 def selected_epoch(work_dir: str) -> Optional[int]:

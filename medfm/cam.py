@@ -10,7 +10,8 @@ exact input the model is evaluated on.
   passes ``thr`` (or per requested class); single-label tasks (colon) get the
   top-1 class unless classes are requested.
 * CNNs: the default target layer is the last feature map (DenseNet: the final
-  norm + ReLU after the last dense block; other CNNs: the last norm layer).
+  norm + ReLU after the last dense block; EfficientNet: the final conv block
+  with its activation; other CNNs: the last norm layer).
 * ViT / Swin: token outputs ``(B, L, C)`` are reshaped to ``(B, C, h, w)``;
   ViT's extra tokens (cls, distillation) are dropped and the target is the
   norm before the last attention (after it the patch tokens no longer reach
@@ -40,6 +41,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
+from mmcv.cnn import ConvModule
 from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.dataset import default_collate
@@ -147,9 +149,17 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
     if transitions is not None and len(transitions):
         # DenseNet: the final norm + ReLU after the last dense block
         return [transitions[-1]]
+    parent_of = {id(child): module for module in backbone.modules()
+                 for child in module.children()}
     norms = [m for m in backbone.modules() if is_norm(m)]
     if not norms:
         raise ValueError('no norm layer in the backbone: name a target layer')
+    # EfficientNet ends in conv + norm + activation (a ConvModule): take its
+    # activated output, the features the head pools, as pytorch-grad-cam
+    # does with torchvision's features[-1]
+    parent = parent_of.get(id(norms[-1]))
+    if isinstance(parent, ConvModule) and parent.with_activation:
+        return [parent]
     return [norms[-1]]
 
 

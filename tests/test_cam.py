@@ -23,6 +23,7 @@ BACKBONES = {
                               feedforward_channels=64)),
     'convnext': dict(type='ConvNeXt', gap_before_final_norm=True,
                      arch=dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 32])),
+    'efficientnet': dict(type='EfficientNet', arch='b0'),
     'swin': dict(type='SwinTransformer', img_size=64, window_size=2,
                  arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
                            num_heads=[1, 1, 2, 2])),
@@ -168,13 +169,18 @@ def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path, capsys
 def test_other_backbones(arch, demo_root, tmp_path):
     cfg = tiny_config(CONFIG, demo_root, str(tmp_path), size=64)
     cfg.model.backbone = ConfigDict(BACKBONES[arch])
-    if arch != 'swin':
+    if arch not in ('swin', 'efficientnet'):
         cfg.model.neck = None  # cls token / ConvNeXt's pooled feature: no neck
-    cfg.model.head.in_channels = 128 if arch == 'swin' else 32
+    cfg.model.head.in_channels = dict(swin=128, efficientnet=1280).get(arch, 32)
     torch.manual_seed(0)
     model = build_classifier(cfg)
     model.init_weights()
     _opposite_heads(model)
+    if arch == 'efficientnet':
+        # its 1280 random channels give gradients so small that the map
+        # falls below grad-cam's 1e-7 scaling epsilon: a trained head's size
+        with torch.no_grad():
+            model.head.fc.weight.mul_(100)
     ckpt = tmp_path / 'w.pth'
     torch.save(model.state_dict(), ckpt)
     vis = CAMVisualizer.from_config(cfg, str(ckpt), method='gradcam')
@@ -183,6 +189,8 @@ def test_other_backbones(arch, demo_root, tmp_path):
         assert vis.target_layers == [vis.model.backbone.layers[-1].ln1]
     if arch == 'convnext':  # not the final norm, which sees a pooled 1x1 map
         assert vis.target_layers == [vis.model.backbone.stages[-1]]
+    if arch == 'efficientnet':  # conv + norm + Swish: the activated features
+        assert vis.target_layers == [vis.model.backbone.layers[-1]]
     if arch == 'vpt-vit':
         # a fully frozen model (linear probe) still gets its gradients
         for p in vis.model.parameters():

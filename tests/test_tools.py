@@ -50,7 +50,8 @@ def test_stratified_group_split_keeps_groups_and_balance():
 def test_eda_and_plot_curves(demo_root, tmp_path):
     p = subprocess.run([sys.executable, 'tools/eda.py', 'endo', '--data-root',
                         f'{demo_root}/endo', '--ann', 'train_20.txt',
-                        'test_WithLabel.txt', '--out', str(tmp_path)],
+                        f'{demo_root}/endo/test_WithLabel.txt',  # absolute
+                        '--out', str(tmp_path)],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert 'labels per image' in p.stdout

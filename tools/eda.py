@@ -33,7 +33,8 @@ def describe(task: str, data_root: str, ann: str, out: str) -> None:
     """Tables and plots of one annotation file."""
     ds = TASKS[task](ann_file=ann, data_root=data_root, check_images=False)
     y = label_matrix(ds)
-    stem = osp.join(out, f'{task}_{osp.splitext(ann)[0]}')
+    # the list's name only: an absolute --ann must not nest folders in out
+    stem = osp.join(out, f'{task}_{osp.splitext(osp.basename(ann))[0]}')
     freq = class_frequencies(y)
     write_csv(f'{stem}_class_frequency.csv', ['class', 'images', 'percent'],
               [[c, int(n), round(100 * n / len(y), 2)]

@@ -55,9 +55,15 @@ def data_root_of(cfg: Config, loader: str = 'train_dataloader') -> str:
     return innermost(cfg[loader]['dataset']).get('data_root', '')
 
 
-def submission_path(result_dir: str, task: str, shot: int, exp: int) -> str:
-    """``<result_dir>/exp<k>/<task>_<N>-shot_submission.csv``."""
-    return osp.join(result_dir, f'exp{exp}', f'{task}_{shot}-shot_submission.csv')
+def submission_path(result_dir: str, task: str, shot: int,
+                    exp: Optional[int] = None) -> str:
+    """``<result_dir>/exp<k>/<task>_<N>-shot_submission.csv``, or without an
+    experiment ``<result_dir>/<task>_<N>-shot_submission.csv``: the flat
+    ``result/`` of the challenge's validation phase (one model per task and
+    N, as the official MedFM README shows it)."""
+    name = f'{task}_{shot}-shot_submission.csv'
+    return osp.join(result_dir, name) if exp is None else \
+        osp.join(result_dir, f'exp{exp}', name)
 
 
 # ------------------------------------------------------------------ training

@@ -28,6 +28,9 @@ def test_write_submission_format(tmp_path):
         write_submission(str(tmp_path / 'bad.csv'), names, scores[:2])
     assert submission_path('result', 'colon', 10, 3) == osp.join(
         'result', 'exp3', 'colon_10-shot_submission.csv')
+    # the validation phase's flat result/
+    assert submission_path('result', 'colon', 10) == osp.join(
+        'result', 'colon_10-shot_submission.csv')
 
 
 @pytest.fixture(scope='module')
@@ -57,6 +60,13 @@ def test_predict_tool_result_folder(colon_run, demo_root, tmp_path):
     predict_tool.zip_submissions(None, str(tmp_path / 'result'))
     with zipfile.ZipFile(tmp_path / 'result.zip') as z:
         assert z.namelist() == ['exp2/colon_5-shot_submission.csv']
+    # without --exp: the flat layout, zipped alongside
+    flat = predict_tool.main([cfg, ckpt, '--shot', '5', '--result-dir',
+                              str(tmp_path / 'result'), '--zip'])
+    assert flat == str(tmp_path / 'result' / 'colon_5-shot_submission.csv')
+    with zipfile.ZipFile(tmp_path / 'result.zip') as z:
+        assert z.namelist() == ['colon_5-shot_submission.csv',
+                                'exp2/colon_5-shot_submission.csv']
     lines = open(out).read().splitlines()
     listed = open(osp.join(demo_root, 'colon', 'test_WithoutLabel.txt')
                   ).read().splitlines()

@@ -1,9 +1,11 @@
 """Score an unlabelled list and write the challenge's submission file.
 
 The file has one line per image, in list order: the file name, then one
-score per class (label order) with 8 decimals, no header. With ``--task``,
-``--shot`` and ``--exp`` it goes to the challenge's result folder,
-``<result-dir>/exp<k>/<task>_<N>-shot_submission.csv``.
+score per class (label order) with 8 decimals, no header. With ``--shot``
+and ``--exp`` it goes to the challenge's result folder,
+``<result-dir>/exp<k>/<task>_<N>-shot_submission.csv``; with ``--shot`` alone
+to ``<result-dir>/<task>_<N>-shot_submission.csv`` (the validation phase's
+flat ``result/``).
 
 Examples:
     python tools/predict.py configs/vpt/swin-b_vpt5_chest.py \
@@ -40,11 +42,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--result-dir', default='result',
                    help='result folder (default result)')
     p.add_argument('--shot', type=int, help='N of the file name')
-    p.add_argument('--exp', type=int, help='experiment of the folder')
+    p.add_argument('--exp', type=int,
+                   help='experiment of the folder (none: the flat result/ of the '
+                   'validation phase)')
     p.add_argument('--zip', action='store_true',
                    help="also zip the submission files: the result folder's "
-                   'exp*/*_submission.csv as RESULT_DIR.zip, or the --out '
-                   'file as OUT.zip')
+                   '*_submission.csv and exp*/*_submission.csv as '
+                   'RESULT_DIR.zip, or the --out file as OUT.zip')
     p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -56,10 +60,10 @@ def main(argv=None) -> str:
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     if args.out:
         path = args.out
-    elif args.shot is not None and args.exp is not None:
+    elif args.shot is not None:
         path = submission_path(args.result_dir, task_of(cfg), args.shot, args.exp)
     else:
-        raise SystemExit('give --out, or --shot and --exp for the result folder')
+        raise SystemExit('give --out, or --shot (and --exp) for the result folder')
     names, scores = predict(cfg, args.checkpoint, args.ann_file, args.data_root,
                             args.device)
     write_submission(path, names, scores)
@@ -72,13 +76,14 @@ def main(argv=None) -> str:
 
 def zip_submissions(out: Optional[str], result_dir: str) -> str:
     """Zip the submission files only: ``out`` alone, or every
-    ``exp*/*_submission.csv`` of the result folder (paths kept relative to
-    it, the challenge's ``result.zip`` layout)."""
+    ``*_submission.csv`` and ``exp*/*_submission.csv`` of the result folder
+    (paths kept relative to it, the challenge's ``result.zip`` layout)."""
     if out:
         files = [(out, osp.basename(out))]
         archive = osp.splitext(out)[0] + '.zip'
     else:
-        found = sorted(glob(osp.join(result_dir, 'exp*', '*_submission.csv')))
+        found = sorted(glob(osp.join(result_dir, '*_submission.csv')) +
+                       glob(osp.join(result_dir, 'exp*', '*_submission.csv')))
         files = [(f, osp.relpath(f, result_dir)) for f in found]
         archive = osp.abspath(result_dir) + '.zip'
     with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as z:

@@ -39,8 +39,13 @@ def trained_run(demo_root, tmp_path_factory):
 def test_train_then_test_sh(trained_run, demo_root):
     assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
         ['epoch_1.pth', 'epoch_2.pth']
+    saved_cfg = trained_run / 'densenet121_endo_demo.py'  # training's record
+    stamp = saved_cfg.stat().st_mtime_ns
     p = run('bash', 'test.sh', CONFIG, str(trained_run), *_opts(demo_root, 2))
     assert p.returncode == 0, p.stderr[-3000:]
+    # the evaluation's runner dumps its config into eval/, not over the run's
+    assert saved_cfg.stat().st_mtime_ns == stamp
+    assert (trained_run / 'eval' / 'densenet121_endo_demo.py').is_file()
     # the epoch validation chose is reported; the test maximum only beside it
     [best_file] = trained_run.glob('best_*.pth')
     chosen = int(best_file.stem.rsplit('_', 1)[1])
@@ -229,14 +234,20 @@ def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
                                                   tmp_path):
     """An endo checkpoint given to the chest config: no score from a
     randomly initialised 19-class head."""
+    import shutil
     chest = 'configs/demo/densenet121_chest_demo.py'
+    run_copy = tmp_path / 'run'
+    shutil.copytree(trained_run, run_copy, ignore=shutil.ignore_patterns('eval'))
     p = run(sys.executable, 'tools/test.py', chest,
-            str(trained_run / 'epoch_2.pth'), '--work-dir', str(tmp_path),
+            str(run_copy / 'epoch_2.pth'),
             '--out', str(tmp_path / 'm.json'), '--cfg-options',
             f'test_dataloader.dataset.data_root={demo_root}/chest')
     assert p.returncode != 0
     assert 'size mismatch for head' in p.stderr
     assert not (tmp_path / 'm.json').exists()
+    # its logs went to the run's eval/, the run folder got no chest config
+    assert (run_copy / 'eval' / 'densenet121_chest_demo.py').is_file()
+    assert not (run_copy / 'densenet121_chest_demo.py').exists()
 
 
 def test_train_sh_refuses_a_folder_with_another_runs_checkpoints(

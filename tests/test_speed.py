@@ -89,3 +89,24 @@ def test_enable_channels_last_keeps_preprocessor_settings():
     assert cfg.data_preprocessor.type == 'FastClsDataPreprocessor'
     assert cfg.data_preprocessor.to_rgb
     assert [h['type'] for h in cfg.custom_hooks].count('ChannelsLastHook') == 1
+
+
+def test_fast_and_cache_reach_the_datasets_of_a_concat_dataset(demo_root, tmp_path):
+    """train_20 + val_20 as one ConcatDataset: --fast and --cache treat each
+    part (they stopped with KeyError 'pipeline' on the wrapper)."""
+    from medfm.testing import tiny_densenet
+    cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
+                      str(tmp_path), size=32, batch_size=4,
+                      cfg_options=tiny_densenet())
+    part = cfg.train_dataloader.dataset
+    cfg.train_dataloader.dataset = dict(
+        type='ConcatDataset',
+        datasets=[part, dict(copy.deepcopy(part), ann_file='val_20.txt')])
+    apply_speed(cfg, fast=True, cache_dir=str(tmp_path / 'cache'), num_workers=0)
+    parts = cfg.train_dataloader.dataset.datasets
+    assert all(p['pipeline'][0]['type'] == 'LoadImageFromFileOrCache' for p in parts)
+    assert cfg.train_dataloader.collate_fn == dict(type='default_collate')
+    cfg.train_cfg.val_interval = 10
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == len(runner.train_dataloader) > 0

@@ -13,14 +13,15 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from medfm.utils import load_config, write_json
+from medfm.utils.config import eval_work_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='config file')
     p.add_argument('checkpoint', help='checkpoint file')
-    p.add_argument('--work-dir', help='folder for logs (default: beside the '
-                   'checkpoint)')
+    p.add_argument('--work-dir', help="folder for logs (default: eval/ in "
+                   "the checkpoint's folder, so the run's saved config stays)")
     p.add_argument('--out', help='write the metrics to this JSON file')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', default='none',
@@ -31,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    work_dir = args.work_dir or osp.dirname(osp.abspath(args.checkpoint))
+    work_dir = args.work_dir or eval_work_dir(
+        osp.dirname(osp.abspath(args.checkpoint)))
     cfg = load_config(args.config, args.cfg_options, work_dir)
     cfg.launcher = args.launcher
     runner = Runner.from_cfg(cfg)

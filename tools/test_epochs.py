@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 
 from medfm.evaluation.epochs import selected_epoch, sweep_run
 from medfm.utils import load_config, write_csv, write_json
-from medfm.utils.config import WRAPPER_ENV, caller_path
+from medfm.utils.config import WRAPPER_ENV, caller_path, eval_work_dir
 from medfm.visualization import plot_epoch_metrics
 
 
@@ -97,7 +97,9 @@ def main(argv=None) -> int:
     if not osp.isdir(args.work_dir):
         print(f'error: run folder {args.work_dir} not found', file=sys.stderr)
         return 1
-    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    # the runner's logs and config dump go to <run>/eval: the run's own
+    # saved config stays as training wrote it
+    cfg = load_config(args.config, args.cfg_options, eval_work_dir(args.work_dir))
     cfg.launcher = args.launcher
     try:
         rows, skipped = sweep_run(Runner.from_cfg(cfg), args.work_dir,

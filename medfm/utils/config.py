@@ -4,7 +4,7 @@ from __future__ import annotations
 import glob
 import os
 import os.path as osp
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
@@ -61,6 +61,17 @@ WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
                'its port, default 29500); PYTHON: the interpreter.')
 
 
+def eval_work_dir(run_dir: str) -> str:
+    """Where an evaluation of a run keeps its own logs and config dump.
+
+    mmengine's ``Runner`` saves its config as ``<work_dir>/<config name>.py``:
+    evaluating with the run folder as ``work_dir`` would replace the config
+    the training saved there (its ``--cfg-options``: few-shot lists, lr, data
+    root), which later reports read.
+    """
+    return osp.join(run_dir, 'eval')
+
+
 def caller_path(path: Optional[str], output: bool = False) -> Optional[str]:
     """A path typed to ``train.sh``/``test.sh``, which run from the repository.
 
@@ -94,13 +105,24 @@ def innermost(dataset: dict) -> dict:
     return dataset
 
 
+def leaf_datasets(dataset: dict) -> List[dict]:
+    """The dataset configs inside any wrappers, through ``dataset=`` and
+    ``ConcatDataset``'s ``datasets=[...]`` alike."""
+    if 'datasets' in dataset:
+        return [leaf for ds in dataset['datasets'] for leaf in leaf_datasets(ds)]
+    if 'dataset' in dataset:
+        return leaf_datasets(dataset['dataset'])
+    return [dataset]
+
+
 def loader_datasets(cfg: Config) -> Iterator[Tuple[str, dict]]:
-    """``(loader key, innermost dataset config)`` of each dataloader in
-    ``cfg``; changing the dataset config changes ``cfg``."""
+    """``(loader key, dataset config)`` of each dataset of each dataloader in
+    ``cfg``, inside any wrappers; changing the dataset config changes ``cfg``."""
     for key in LOADERS:
         loader = cfg.get(key)
         if loader:
-            yield key, innermost(loader['dataset'])
+            for dataset in leaf_datasets(loader['dataset']):
+                yield key, dataset
 
 
 def set_data_root(cfg: Config, data_root: str) -> None:

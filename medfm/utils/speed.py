@@ -35,7 +35,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from .config import LOADERS, apply_amp, innermost, loader_datasets
+from .config import LOADERS, apply_amp, leaf_datasets, loader_datasets
 
 #: transforms whose output size does not depend on the input image
 _FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',
@@ -52,7 +52,8 @@ def cpu_count() -> int:
 
 def _pipelines(cfg: Config) -> Iterator[list]:
     for _, ds in loader_datasets(cfg):
-        yield ds['pipeline']
+        if 'pipeline' in ds:
+            yield ds['pipeline']
 
 
 def fixed_size(pipeline: list) -> bool:
@@ -112,8 +113,9 @@ def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
             settings['prefetch_factor'] = prefetch_factor
         else:
             loader.pop('prefetch_factor', None)
-        ds = innermost(loader['dataset'])
-        if loader.get('collate_fn') is None and fixed_size(ds['pipeline']):
+        pipelines = [ds.get('pipeline') for ds in leaf_datasets(loader['dataset'])]
+        if loader.get('collate_fn') is None and all(
+                p is not None and fixed_size(p) for p in pipelines):
             settings['collate_fn'] = dict(type='default_collate')
         loader.update(settings)
         applied[key] = settings

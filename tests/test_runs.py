@@ -102,3 +102,25 @@ def test_resume_past_the_schedule_end_warns(demo_root, tmp_path):
     text = run(tmp_path / 'c', 3, str(tmp_path / 'a/epoch_2.pth'))
     assert (f'{warning}, but this run trains to epoch 3: mmengine continues the '
             "checkpoint's schedule, so epoch 3 trains at its final") in text
+
+
+def test_resume_drops_the_empty_state_of_a_disabled_loss_scaler(demo_root, tmp_path):
+    """bf16 with --fast saves GradScaler(enabled=False)'s empty state, which
+    an enabled scaler (a resume without --fast) refuses to load."""
+    import torch
+
+    from medfm.engine import ResumeCheckHook
+    with pytest.raises(RuntimeError, match='empty'):
+        torch.amp.GradScaler('cpu').load_state_dict({})
+    runner = Runner.from_cfg(tiny_config(CONFIG, demo_root, str(tmp_path)))
+    assert any(isinstance(h, ResumeCheckHook) for h in runner.hooks)
+    checkpoint = {'optimizer': {'state': {}, 'param_groups': [],
+                                'loss_scaler': {}}}
+    ResumeCheckHook().after_load_checkpoint(runner, checkpoint)
+    assert 'loss_scaler' in checkpoint['optimizer']  # not a resume: untouched
+    runner._resume = True
+    ResumeCheckHook().after_load_checkpoint(runner, checkpoint)
+    assert 'loss_scaler' not in checkpoint['optimizer']
+    kept = {'optimizer': {'loss_scaler': {'scale': 1024.0}}}
+    ResumeCheckHook().after_load_checkpoint(runner, kept)
+    assert kept['optimizer']['loss_scaler'] == {'scale': 1024.0}

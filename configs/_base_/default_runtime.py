@@ -17,7 +17,7 @@ custom_hooks = [
     dict(type='FiniteLossHook'),  # stop at a NaN/inf loss
     dict(type='EpochSeedHook'),  # resumed runs draw the same augmentations
     dict(type='KeepOtherRunsHook'),  # --resume OTHER/...: OTHER's best stays
-    dict(type='ResumedScheduleHook'),  # --resume to more epochs: says lr is spent
+    dict(type='ResumeCheckHook'),  # --resume: spent schedule, empty scaler
 ]
 
 env_cfg = dict(

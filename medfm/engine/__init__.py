@@ -3,7 +3,7 @@ from .hooks import (
     EpochSeedHook,
     FiniteLossHook,
     KeepOtherRunsHook,
-    ResumedScheduleHook,
+    ResumeCheckHook,
 )
 from .loops import (
     EpochSpanningBatchSampler,
@@ -14,7 +14,7 @@ from .loops import (
 from .speed import ChannelsLastHook, FastClsDataPreprocessor
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
-           'KeepOtherRunsHook', 'ResumedScheduleHook',
+           'KeepOtherRunsHook', 'ResumeCheckHook',
            'ChannelsLastHook', 'FastClsDataPreprocessor',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'SpanningDataLoader']

@@ -153,26 +153,35 @@ def _end_epoch(state: dict, iters_per_epoch: int) -> float:
 
 
 @HOOKS.register_module()
-class ResumedScheduleHook(Hook):
-    """Warn when a resumed run's learning-rate schedule ends before it does.
+class ResumeCheckHook(Hook):
+    """Make ``--resume`` fit what this run changed since the checkpoint.
 
-    ``--resume`` restores each parameter scheduler's state, its end included,
-    from the checkpoint. Resuming a finished 20-epoch run with
-    ``train_cfg.max_epochs=40`` therefore trains epochs 21-40 at the final
-    learning rate of the old schedule, whatever the config now says. mmengine's
-    cosine is computed step by step from the current rate, so the schedule
-    cannot simply be stretched at that point; the warning names the way to
-    train the longer schedule instead.
+    * A learning-rate schedule that ends before ``train_cfg.max_epochs``:
+      ``--resume`` restores each scheduler's state, its end included, so
+      resuming a finished 20-epoch run with ``max_epochs=40`` trains epochs
+      21-40 at the old schedule's final rate. mmengine's cosine is computed
+      step by step from the current rate and cannot be stretched at that
+      point; the warning names the way to a longer schedule instead.
+    * A bf16 run saved with loss scaling off (``--fast``) holds an empty
+      ``GradScaler`` state, which an enabled scaler (a resume without
+      ``--fast``) refuses to load; it is dropped, and the scaler starts anew.
     """
 
     priority = 'VERY_LOW'
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = checkpoint.get('param_schedulers')
-        if not getattr(runner, '_resume', False) or not isinstance(states, list):
+        if not getattr(runner, '_resume', False):
             return  # a load_from (weights only) or a test: nothing is restored
-        loop = runner.train_loop
-        max_epochs = getattr(loop, 'max_epochs', None)
+        optimizer = checkpoint.get('optimizer')
+        if isinstance(optimizer, dict) and optimizer.get('loss_scaler') == {}:
+            del optimizer['loss_scaler']
+        self._check_schedule(runner, checkpoint.get('param_schedulers'))
+
+    @staticmethod
+    def _check_schedule(runner, states) -> None:
+        if not isinstance(states, list):
+            return
+        max_epochs = getattr(runner.train_loop, 'max_epochs', None)
         if max_epochs is None:
             return
         try:

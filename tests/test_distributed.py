@@ -61,3 +61,13 @@ def test_two_processes_match_one(config, tmp_path):
     for a, b in zip(_rows(one), _rows(two)):
         for key in ('medfmc/mAP', 'medfmc/AUC', 'medfmc/score'):
             assert a[key] == pytest.approx(b[key], abs=0.01), (a, b)
+
+
+def test_channels_last_with_two_processes_keeps_ddp_buckets(config, tmp_path):
+    """The model is converted before DDP is built (ChannelsLastDDP): else
+    every gradient mismatches DDP's bucket layout and is copied."""
+    p = _run(['bash', 'train.sh', config, '--work-dir', str(tmp_path / 'cl'),
+              '--channels-last', '--cfg-options', 'train_cfg.max_epochs=1',
+              'train_dataloader.batch_size=4'], 2)
+    assert 'ChannelsLastDDP' in p.stdout + p.stderr  # the wrapper in use
+    assert 'Grad strides do not match bucket view strides' not in p.stderr

@@ -11,10 +11,10 @@ from .loops import (
     InMemoryValLoop,
     SpanningDataLoader,
 )
-from .speed import ChannelsLastHook, FastClsDataPreprocessor
+from .speed import ChannelsLastDDP, ChannelsLastHook, FastClsDataPreprocessor
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'KeepOtherRunsHook', 'ResumeCheckHook',
-           'ChannelsLastHook', 'FastClsDataPreprocessor',
+           'ChannelsLastDDP', 'ChannelsLastHook', 'FastClsDataPreprocessor',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'SpanningDataLoader']

@@ -2,7 +2,9 @@
 
 * :class:`ChannelsLastHook` converts the model's weights to the
   channels_last (NHWC) memory format before a run, which tensor-core
-  convolutions prefer, above all in bf16/fp16.
+  convolutions prefer, above all in bf16/fp16. With several processes
+  :class:`ChannelsLastDDP` converts them before DDP wraps the model: DDP lays
+  out its gradient buckets by the parameters' strides when it is built.
 * :class:`FastClsDataPreprocessor` is mmpretrain's ``ClsDataPreprocessor``
   (normalisation and BGR->RGB on the GPU, as before) that copies the uint8
   batch to the device without blocking (the dataloader pins it) and hands
@@ -15,7 +17,8 @@ from typing import Optional
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import MMDistributedDataParallel, is_model_wrapper
+from mmengine.registry import MODEL_WRAPPERS
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import HOOKS, MODELS
 
@@ -44,6 +47,25 @@ class ChannelsLastHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         to_channels_last(model)
+
+
+# mmengine's own registry: the Runner looks wrapper types up there, by name
+@MODEL_WRAPPERS.register_module()
+class ChannelsLastDDP(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` around a model converted to
+    channels_last first.
+
+    Converted after wrapping (as :class:`ChannelsLastHook` alone would), every
+    gradient mismatches DDP's bucket layout: torch warns "Grad strides do not
+    match bucket view strides" and copies each gradient at every step.
+
+    Args:
+        module (nn.Module): The model.
+        **kwargs: ``MMDistributedDataParallel``'s arguments.
+    """
+
+    def __init__(self, module: torch.nn.Module, **kwargs) -> None:
+        super().__init__(module=to_channels_last(module), **kwargs)
 
 
 @MODELS.register_module()

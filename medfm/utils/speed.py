@@ -134,9 +134,11 @@ def _data_preprocessor(cfg: Config) -> ConfigDict:
 def enable_channels_last(cfg: Config) -> None:
     """Train and test in channels_last memory format, in place.
 
-    Swaps the data preprocessor for ``FastClsDataPreprocessor`` and adds
-    ``ChannelsLastHook``. A config whose preprocessor is not mmpretrain's
-    ``ClsDataPreprocessor`` keeps it (only the model is converted).
+    Swaps the data preprocessor for ``FastClsDataPreprocessor``, adds
+    ``ChannelsLastHook`` and, for several processes, wraps the model in
+    ``ChannelsLastDDP`` (converted before DDP is built). A config whose
+    preprocessor is not mmpretrain's ``ClsDataPreprocessor`` keeps it (only
+    the model is converted); a config with its own wrapper type keeps it.
     """
     dp = _data_preprocessor(cfg)
     if dp.get('type', 'ClsDataPreprocessor') in ('ClsDataPreprocessor',
@@ -147,6 +149,14 @@ def enable_channels_last(cfg: Config) -> None:
     if not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
         hooks.append(dict(type='ChannelsLastHook'))
     cfg.custom_hooks = hooks
+    wrapper = cfg.get('model_wrapper_cfg')
+    if wrapper is None:  # mmengine's default DDP, plus the conversion
+        cfg.model_wrapper_cfg = dict(
+            type='ChannelsLastDDP', broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    elif wrapper.get('type', 'MMDistributedDataParallel') in (
+            'MMDistributedDataParallel', 'ChannelsLastDDP'):
+        wrapper.type = 'ChannelsLastDDP'
 
 
 #: image loading transforms that a cache can stand in for

@@ -136,6 +136,22 @@ def test_sweep_with_workers_keeps_private_unchanged_batches(
                for b in sweep._cache.batches for s in b['data_samples'])
 
 
+def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
+                                                   tmp_path):
+    """A random transform in the test pipeline: no frozen draw shared by
+    every checkpoint; each reads the images, as tools/test.py would."""
+    from medfm.evaluation.epochs import CheckpointSweep
+    from medfm.utils import load_config
+    cfg = load_config(CONFIG, work_dir=str(tmp_path))
+    ds = cfg.test_dataloader.dataset
+    ds.data_root = f'{demo_root}/endo'
+    ds.pipeline.insert(1, dict(type='RandomFlip', prob=0.5))
+    cfg.test_dataloader.num_workers = 0
+    sweep = CheckpointSweep(Runner.from_cfg(cfg), 'test', cache=True)
+    assert sweep._cache is None
+    assert 'medfmc/score' in sweep.evaluate(str(trained_run / 'epoch_2.pth'))
+
+
 def test_resume_continues(trained_run, demo_root, tmp_path):
     # copy the run, then resume it to 3 epochs
     import shutil

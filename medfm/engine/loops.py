@@ -49,7 +49,7 @@ from mmengine.runner import EpochBasedTrainLoop, ValLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from medfm.utils.batches import BatchesInMemory
+from medfm.utils.batches import BatchesInMemory, not_replayable
 
 
 @contextmanager
@@ -314,27 +314,6 @@ class EpochSpanningTrainLoop(EpochBasedTrainLoop):
         finally:
             if isinstance(self.dataloader, SpanningDataLoader):
                 self.dataloader.close()
-
-
-#: transforms that give the same output for the same input every time
-DETERMINISTIC_TRANSFORMS = frozenset({
-    'LoadImageFromFile', 'LoadMedFMCImage', 'LoadImageFromFileOrCache',
-    'Resize', 'ResizeEdge', 'CenterCrop', 'EfficientNetCenterCrop',
-    'PackInputs', 'PackClsInputs', 'ToTensor', 'Normalize'})
-
-
-def not_replayable(dataset) -> Optional[str]:
-    """Why a dataset's samples may differ between passes (None if they
-    cannot: every transform of its pipeline is deterministic)."""
-    pipeline = getattr(dataset, 'pipeline', None)
-    transforms = getattr(pipeline, 'transforms', None)
-    if transforms is None:
-        return f'{type(dataset).__name__} has no pipeline to check'
-    for t in transforms:
-        name = type(t).__name__
-        if name not in DETERMINISTIC_TRANSFORMS:
-            return f'{name} in the pipeline may be random'
-    return None
 
 
 @LOOPS.register_module()

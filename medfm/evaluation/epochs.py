@@ -19,7 +19,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from ..compat import CheckpointError, load_checkpoint_file
-from ..utils.batches import BatchesInMemory
+from ..utils.batches import BatchesInMemory, not_replayable
 from .metrics import ScoreError
 
 EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
@@ -74,6 +74,11 @@ class CheckpointSweep:
         self.module = model.module if is_model_wrapper(model) else model
         self.model = model
         self._cache: Optional[BatchesInMemory] = None
+        reason = not_replayable(self.dataloader.dataset) if cache else None
+        if reason:  # one frozen draw would be shared by every checkpoint
+            print_log(f'{reason}: each checkpoint reads the {split} images '
+                      'afresh, as tools/test.py does', logger='current', level=30)
+            cache = False
         if cache:
             t0 = time.time()
             self._cache = BatchesInMemory(self.dataloader)

@@ -129,3 +129,24 @@ class BatchesInMemory:
             stop_workers(self.loader)  # persistent workers: no longer needed
             print_log(f'{len(kept)} batches ({nbytes / 2**20:.0f} MiB) kept '
                       'in memory for the next passes', logger='current')
+
+
+#: transforms that give the same output for the same input every time
+DETERMINISTIC_TRANSFORMS = frozenset({
+    'LoadImageFromFile', 'LoadMedFMCImage', 'LoadImageFromFileOrCache',
+    'Resize', 'ResizeEdge', 'CenterCrop', 'EfficientNetCenterCrop',
+    'PackInputs', 'PackClsInputs', 'ToTensor', 'Normalize'})
+
+
+def not_replayable(dataset) -> Optional[str]:
+    """Why a dataset's samples may differ between passes (None if they
+    cannot: every transform of its pipeline is deterministic)."""
+    pipeline = getattr(dataset, 'pipeline', None)
+    transforms = getattr(pipeline, 'transforms', None)
+    if transforms is None:
+        return f'{type(dataset).__name__} has no pipeline to check'
+    for t in transforms:
+        name = type(t).__name__
+        if name not in DETERMINISTIC_TRANSFORMS:
+            return f'{name} in the pipeline may be random'
+    return None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: bash test.sh CONFIG WORK_DIR [options of tools/test_epochs.py]
-# Evaluates every epoch_N.pth of the run in WORK_DIR (-h lists the options).
+# Evaluates every epoch checkpoint of the run in WORK_DIR (-h: the options).
 # GPUS=N evaluates on N GPUs with torchrun (PORT: its port, 29500); PYTHON:
 # the interpreter. Paths given from elsewhere are found from here too.
 set -euo pipefail

@@ -313,9 +313,10 @@ class CAMVisualizer:
         # the original is shown as the pipeline decodes it (16-bit scaling,
         # EXIF orientation), not as cv2.imread would
         loads = [t for t in test_pipeline if t['type'].startswith('Load')]
-        self.loader = TRANSFORMS.build(dict(copy.deepcopy(loads[0]) if loads
-                                            else dict(type='LoadMedFMCImage'),
-                                            to_float32=False))
+        load = copy.deepcopy(loads[0]) if loads else dict(type='LoadMedFMCImage')
+        if load['type'] == 'LoadImageFromFileOrCache':  # the original image
+            load = load.get('loader') or dict(type='LoadImageFromFile')
+        self.loader = TRANSFORMS.build(dict(load, to_float32=False))
         self.target_layers = ([get_layer(model, n) for n in target_layers]
                               if target_layers else default_target_layers(model))
         self._input_hw = (1, 1)

@@ -78,18 +78,19 @@ def load_curves(run_dir: str, split: str = 'test'
 
     Returns:
         tuple[list[dict], int | None, str]: Rows (``epoch`` plus metric
-        keys), the best epoch if known, and where the rows came from.
+        keys), the epoch validation selected if the file says so, and where
+        the rows came from.
     """
     for name in (f'epochs_{split}.json', 'epochs_test.json', 'epochs_val.json'):
         path = osp.join(run_dir, name)
         if osp.isfile(path):
             with open(path) as f:
                 data = json.load(f)
-            # the epoch validation selected; the highest score of this
-            # split only where the run has no selection
-            epoch = data.get('selected_epoch')
-            return data['rows'], (epoch if epoch is not None
-                                  else data.get('best_epoch')), name
+            # on the validation list its best epoch is validation's choice;
+            # a test list's best_epoch is selection on test: not returned
+            epoch = data.get('best_epoch') if name == 'epochs_val.json' \
+                else data.get('selected_epoch')
+            return data['rows'], epoch, name
     rows = []
     files = scalars_files(run_dir)
     for rec in merge_scalars(files):

@@ -148,3 +148,23 @@ def test_training_uses_cache(demo_root, tmp_path):
     runner.train()
     assert runner.iter == 1
     assert load.hits == 2 and load.misses == 0
+
+
+def test_cache_of_an_older_version_is_not_served(images, tmp_path):
+    """A cache decoded before LoadMedFMCImage changed (version 1) holds other
+    pixels: it is ignored with a warning, and a rebuild rewrites it."""
+    import json
+    cache_dir = tmp_path / 'cache'
+    build_image_cache(images, str(cache_dir), workers=1,
+                      loader=dict(type='LoadMedFMCImage'))
+    index = json.loads((cache_dir / 'index.json').read_text())
+    index['version'] = 1
+    (cache_dir / 'index.json').write_text(json.dumps(index))
+    with pytest.warns(UserWarning, match='cache version 1, expected 2: reading'):
+        load = LoadImageFromFileOrCache(cache_dir=str(cache_dir),
+                                        loader=dict(type='LoadMedFMCImage'))
+    load(dict(img_path=images[0]))
+    assert (load.hits, load.misses) == (0, 1)
+    stats = build_image_cache(images, str(cache_dir), workers=1,
+                              loader=dict(type='LoadMedFMCImage'))
+    assert stats['written'] == len(images)

@@ -122,6 +122,16 @@ def test_overlay_shows_the_image_as_the_model_reads_it(densenet_ckpt, demo_root,
     over16 = vis(path16, classes=[0])[0].overlay.astype(float)
     assert over16.shape == over8.shape
     assert np.abs(over16 - over8).mean() < 3  # not darkened
+    # a run trained with --cache dumps a cached pipeline: the overlay shows
+    # the original image, read by the loader the cache stands in for
+    from medfm.utils.speed import use_image_cache
+    cached = cfg.copy()
+    use_image_cache(cached, str(tmp_path / 'no-cache'))
+    with pytest.warns(UserWarning, match='no index.json'):
+        vis = CAMVisualizer.from_config(cached, ckpt)
+    assert type(vis.loader).__name__ == 'LoadMedFMCImage'
+    np.testing.assert_array_equal(
+        vis(path16, classes=[0])[0].overlay.astype(float), over16)
 
 
 def test_predicted_classes_by_threshold(densenet_ckpt):

@@ -178,11 +178,14 @@ def test_given_checkpoint_is_reported_with_its_own_epoch(report, tmp_path):
     if task != 'colon':
         pytest.skip('one task is enough')
     out = tmp_path / 'r.html'
+    # the epoch validation did not select: the summary must follow the file
+    [best_file] = work.glob('best_*.pth')
+    other = 3 - int(best_file.stem.rsplit('_', 1)[1])
     assert report_tool.main([str(work), '--config', str(config), '--out', str(out),
-                             '--checkpoint', str(work / 'epoch_1.pth'),
+                             '--checkpoint', str(work / f'epoch_{other}.pth'),
                              '--cam-images', '0']) == 0
     page = out.read_text(encoding='utf-8')
-    assert '<td>reported epoch</td><td>1</td>' in page
+    assert f'<td>reported epoch</td><td>{other}</td>' in page
     assert '<td>epoch chosen by</td><td>the checkpoint given</td>' in page
 
 
@@ -209,3 +212,20 @@ def test_reported_epoch_never_picks_on_test_while_val_has_chosen(tmp_path):
     epoch, how = reported_epoch(str(tmp_path), test_rows, None, 'epochs_test.json')
     assert epoch == 3 and how.startswith('highest score in epochs_test.json: '
                                          'selection on the evaluated list')
+
+
+def test_a_test_lists_best_epoch_is_not_taken_for_validations_choice(tmp_path):
+    """An epochs_test.json without a selection (written before the sweep
+    evaluated best copies) names only the test maximum: the report goes on
+    to the run's best checkpoint."""
+    rows = [dict(epoch=e, **{'medfmc/score': s}) for e, s in ((2, 70.0), (3, 90.0))]
+    (tmp_path / 'epochs_test.json').write_text(json.dumps(
+        dict(rows=rows, selected_epoch=None, best_epoch=3)))
+    (tmp_path / 'best_medfmc_score_epoch_2.pth').write_bytes(b'')
+    loaded, known, source = load_curves(str(tmp_path))
+    assert known is None and source == 'epochs_test.json'
+    assert reported_epoch(str(tmp_path), loaded, known, source) == \
+        (2, 'selected on val (best checkpoint)')
+    # on the validation list, its best epoch is validation's choice
+    (tmp_path / 'epochs_test.json').rename(tmp_path / 'epochs_val.json')
+    assert load_curves(str(tmp_path), 'val')[1] == 3

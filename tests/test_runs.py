@@ -45,6 +45,12 @@ def test_second_run_into_a_used_folder_is_refused(tmp_path):
         check_fresh_work_dir(cfg)
     cfg.resume = True
     check_fresh_work_dir(cfg)
+    # an earlier run's best copy alone would be swept as an epoch too
+    (tmp_path / 'epoch_1.pth').unlink()
+    (tmp_path / 'best_medfmc_score_epoch_35.pth').write_bytes(b'x')
+    cfg.resume = False
+    with pytest.raises(FileExistsError, match='best_medfmc_score_epoch_35.pth'):
+        check_fresh_work_dir(cfg)
 
 
 def test_resume_forgets_another_runs_best_checkpoint(demo_root, tmp_path):

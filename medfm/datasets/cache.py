@@ -44,7 +44,8 @@ from ..utils.io import atomic_write
 from .transforms import put_image
 
 INDEX = 'index.json'
-CACHE_VERSION = 1
+#: 2: LoadMedFMCImage's 16-bit scaling and EXIF orientation changed
+CACHE_VERSION = 2
 
 
 def resize_short_side(img: np.ndarray, short_side: Optional[int],
@@ -322,13 +323,21 @@ class LoadImageFromFileOrCache(BaseTransform):
         self._cache: Optional[ImageCache] = None
         if cache_dir:
             cache = ImageCache(cache_dir)
-            if not cache.exists:
+            try:
+                meta = cache.meta if cache.exists else None
+            except ValueError as err:  # another version: other pixels
+                meta = {}
+                warnings.warn(f'{err}: reading the original images (rebuild '
+                              'the cache with tools/build_cache.py)')
+            if meta is None:
                 warnings.warn(f'image cache {cache_dir} has no {INDEX}: '
                               'reading the original images')
-            elif cache.meta.get('loader') != loader_key(self.loader_cfg):
+            elif not meta:
+                pass
+            elif meta.get('loader') != loader_key(self.loader_cfg):
                 warnings.warn(
                     f'image cache {cache_dir} was built with loader '
-                    f'{cache.meta.get("loader")}, the pipeline loads with '
+                    f'{meta.get("loader")}, the pipeline loads with '
                     f'{loader_key(self.loader_cfg)}: reading the original '
                     'images (rebuild the cache with tools/build_cache.py '
                     'from the config)')

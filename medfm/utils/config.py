@@ -161,16 +161,19 @@ def follow_max_epochs(cfg: Config, old_epochs: Optional[int]) -> None:
 def check_fresh_work_dir(cfg: Config) -> None:
     """Refuse to start a new run where another run left epoch checkpoints.
 
-    ``test.sh`` evaluates every ``epoch_N.pth`` of a folder: two runs in one
-    folder would be scored, and their best epoch picked, as one run.
+    ``test.sh`` evaluates every ``epoch_N.pth`` of a folder, and the
+    ``best_*_epoch_N.pth`` copy of an epoch whose ``epoch_N.pth`` is gone:
+    two runs in one folder would be scored, and their best epoch picked, as
+    one run.
 
     Raises:
-        FileExistsError: ``cfg.work_dir`` holds ``epoch_*.pth`` and the
-            config does not resume.
+        FileExistsError: ``cfg.work_dir`` holds ``epoch_*.pth`` or
+            ``best_*.pth`` and the config does not resume.
     """
     if cfg.get('resume'):
         return
-    found = sorted(glob.glob(osp.join(cfg.work_dir, 'epoch_*.pth')))
+    found = sorted(glob.glob(osp.join(cfg.work_dir, 'epoch_*.pth')) +
+                   glob.glob(osp.join(cfg.work_dir, 'best_*.pth')))
     if found:
         names = ', '.join(osp.basename(f) for f in found[:5])
         raise FileExistsError(

@@ -34,10 +34,14 @@ def images(tmp_path):
     return sorted(str(p) for p in folder.iterdir())
 
 
-def test_build_and_identical_pixels(images, tmp_path):
+def test_build_and_identical_pixels(images, tmp_path, capsys):
     cache_dir = str(tmp_path / 'cache')
-    stats = build_image_cache(images, cache_dir, short_side=32, workers=1)
+    stats = build_image_cache(images, cache_dir, short_side=32, workers=1,
+                              progress=True)
     assert stats == dict(written=4, kept=0, failed=[], total=4)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(' (')[0] for line in lines] == [
+        f'image cache: {i}/4 decoded' for i in (1, 2, 3, 4)]
     load = LoadImageFromFileOrCache(cache_dir=cache_dir)
     for path in images:
         out = load(dict(img_path=path))

@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     loader = loader or default_loader(args.color_type)
     stats = build_image_cache(sorted(set(files)), args.out,
                               short_side=args.short_side or None,
-                              loader=loader, workers=args.workers)
+                              loader=loader, workers=args.workers,
+                              progress=True)
     print(f'{args.out}: {stats["written"]} images decoded, {stats["kept"]} '
           f'already current, {len(stats["failed"])} failed, '
           f'{stats["total"]} in the cache ({time.time() - t0:.1f} s); '

@@ -31,6 +31,8 @@ import hashlib
 import json
 import os
 import os.path as osp
+import sys
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -228,7 +230,8 @@ def build_image_cache(sources: Iterable[str],
                       cache_dir: str,
                       short_side: Optional[int] = 448,
                       loader: Optional[dict] = None,
-                      workers: int = 0) -> dict:
+                      workers: int = 0,
+                      progress: bool = False) -> dict:
     """Decode and resize images once into ``cache_dir``.
 
     Entries that are already current (same settings, same source size and
@@ -245,6 +248,7 @@ def build_image_cache(sources: Iterable[str],
             decodes the images here too. Defaults to
             ``dict(type='LoadImageFromFile')``.
         workers (int): Worker processes; 0 uses every CPU.
+        progress (bool): Print a line at every tenth of the images decoded.
 
     Returns:
         dict: ``written``, ``kept``, ``failed`` (messages) and ``total``.
@@ -274,11 +278,24 @@ def build_image_cache(sources: Iterable[str],
         todo.append((src, cache_dir, short_side, loader))
     failed = []
     workers = workers or (os.cpu_count() or 1)
+    t0 = time.time()
+    step = max(1, len(todo) // 10)
+
+    def collect(done: Iterable[tuple]) -> List[tuple]:
+        results = []
+        for i, result in enumerate(done, 1):
+            results.append(result)
+            if progress and (i % step == 0 or i == len(todo)):
+                print(f'image cache: {i}/{len(todo)} decoded '
+                      f'({100 * i // len(todo)}%, {time.time() - t0:.0f} s)',
+                      file=sys.stdout, flush=True)
+        return results
+
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_cache_one, todo, chunksize=8))
+        with ProcessPoolExecutor(workers) as pool:  # results come in order
+            results = collect(pool.map(_cache_one, todo, chunksize=8))
     else:
-        results = [_cache_one(t) for t in todo]
+        results = collect(map(_cache_one, todo))
     for key, entry, error in results:
         if error:
             failed.append(error)

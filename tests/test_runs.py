@@ -97,7 +97,10 @@ def test_resume_past_the_schedule_end_warns(demo_root, tmp_path):
         cfg.param_scheduler[1].update(end=2)  # the cosine ends at epoch 2
         cfg.train_cfg.val_interval = 100
         cfg.default_hooks.checkpoint.update(save_best=None)
-        cfg.update(resume=resume_from is not None, load_from=resume_from)
+        cfg.update(resume=resume_from is not None, load_from=resume_from,
+                   # its own logger: runners started within one second would
+                   # share one (mmengine names it by config and time)
+                   experiment_name=f'resume_{work_dir.name}')
         Runner.from_cfg(cfg).train()
         return _log_text(work_dir)
 

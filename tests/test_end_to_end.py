@@ -271,7 +271,8 @@ def test_train_sh_refuses_a_folder_with_another_runs_checkpoints(
     p = run('bash', 'train.sh', CONFIG, '--work-dir', str(trained_run),
             *_opts(demo_root, 1))
     assert p.returncode != 0
-    assert 'already holds checkpoints of an earlier run (epoch_1.pth, ' \
-        'epoch_2.pth)' in p.stderr
+    [best] = trained_run.glob('best_*.pth')
+    assert ('already holds checkpoints of an earlier run (epoch_1.pth, '
+            f'epoch_2.pth, {best.name})') in p.stderr
     assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
         ['epoch_1.pth', 'epoch_2.pth']

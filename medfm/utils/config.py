@@ -172,8 +172,8 @@ def check_fresh_work_dir(cfg: Config) -> None:
     """
     if cfg.get('resume'):
         return
-    found = sorted(glob.glob(osp.join(cfg.work_dir, 'epoch_*.pth')) +
-                   glob.glob(osp.join(cfg.work_dir, 'best_*.pth')))
+    found = sorted(glob.glob(osp.join(cfg.work_dir, 'epoch_*.pth'))) + \
+        sorted(glob.glob(osp.join(cfg.work_dir, 'best_*.pth')))
     if found:
         names = ', '.join(osp.basename(f) for f in found[:5])
         raise FileExistsError(

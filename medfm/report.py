@@ -141,7 +141,9 @@ def find_checkpoint(run_dir: str, epoch: Optional[int]) -> str:
     candidates = []
     if epoch is not None:
         candidates += [p for e, p in find_epoch_checkpoints(run_dir) if e == epoch]
-    candidates += sorted(glob(osp.join(run_dir, 'best_*.pth')))
+    # newest first, as selected_epoch counts them
+    candidates += sorted(glob(osp.join(run_dir, 'best_*.pth')),
+                         key=osp.getmtime, reverse=True)
     last = osp.join(run_dir, 'last_checkpoint')
     if osp.isfile(last):
         with open(last) as f:

@@ -9,7 +9,12 @@ import pytest
 from mmengine.config import Config
 
 from medfm.testing import tiny_config, tiny_densenet
-from medfm.utils.tracking import CometVisBackend, add_trackers, tracker_backend
+from medfm.utils.tracking import (
+    CometVisBackend,
+    add_trackers,
+    local_backends_only,
+    tracker_backend,
+)
 
 CONFIG = 'configs/densenet/densenet121_colon.py'
 
@@ -109,6 +114,24 @@ def test_mlflow_store_holds_the_metrics(tracked_run):
     assert [m.value for m in history] == pytest.approx(scores, abs=1e-4)
 
 
+def test_evaluating_a_tracked_run_opens_no_second_run(tracked_run, demo_root):
+    """test.sh builds its runner from the saved config, trackers included:
+    only the local backends may stay."""
+    import test_epochs
+    from mlflow.tracking import MlflowClient
+    config = next(tracked_run.glob('*.py'))
+    assert 'MLflowVisBackend' in config.read_text()
+    before = list(FakeExperiment.instances)  # the training's
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, 'comet_ml',
+                   types.SimpleNamespace(Experiment=FakeExperiment))
+        assert test_epochs.main([str(config), str(tracked_run)]) == 0
+    assert FakeExperiment.instances == before
+    client = MlflowClient(f'sqlite:///{tracked_run.parent / "mlflow.db"}')
+    exp = client.get_experiment_by_name('medfm_test')
+    assert len(client.search_runs([exp.experiment_id])) == 1
+
+
 def test_comet_backend_gets_the_metrics(tracked_run):
     (exp,) = FakeExperiment.instances
     names = {k for k, _, _ in exp.metrics}
@@ -159,6 +182,27 @@ def test_tracker_specs(tmp_path, monkeypatch):
         tracker_backend('tensorbored')
     with pytest.raises(ValueError, match='key=value'):
         tracker_backend('wandb:project')
+    # names stay text: MLflow refuses a number as experiment name
+    named = tracker_backend('mlflow:exp_name=2024,run_name=007', work)
+    assert (named['exp_name'], named['run_name']) == ('2024', '007')
+
+
+def test_tracker_options_merge_into_the_configs_backend(tmp_path, monkeypatch):
+    monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
+    cfg = Config(dict(work_dir=str(tmp_path / 'r'), visualizer=dict(
+        vis_backends=[dict(type='LocalVisBackend'),
+                      dict(type='MLflowVisBackend', exp_name='chest'),
+                      dict(type='WandbVisBackend',
+                           init_kwargs=dict(project='p', entity='lab'))])))
+    changed = add_trackers(cfg, ['mlflow:run_name=r2', 'wandb:project=q'])
+    mlflow, wandb = cfg.visualizer.vis_backends[1:]
+    assert len(changed) == 2 and len(cfg.visualizer.vis_backends) == 3
+    # typed options win, defaults only fill gaps (the sqlite store)
+    assert (mlflow['exp_name'], mlflow['run_name']) == ('chest', 'r2')
+    assert mlflow['tracking_uri'] == f'sqlite:///{tmp_path}/mlflow.db'
+    assert wandb['init_kwargs'] == dict(project='q', entity='lab')
+    assert local_backends_only(cfg) == ['MLflowVisBackend', 'WandbVisBackend']
+    assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend']
 
 
 def test_add_trackers_and_train_flag(tmp_path):

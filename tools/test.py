@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 from medfm.utils import load_config, write_json
 from medfm.utils.config import eval_work_dir
+from medfm.utils.tracking import local_backends_only
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,6 +36,7 @@ def main(argv=None) -> dict:
     work_dir = args.work_dir or eval_work_dir(
         osp.dirname(osp.abspath(args.checkpoint)))
     cfg = load_config(args.config, args.cfg_options, work_dir)
+    local_backends_only(cfg)  # no second run in the training's tracker
     cfg.launcher = args.launcher
     runner = Runner.from_cfg(cfg)
     # strict: a checkpoint of another task or model fails here, naming the

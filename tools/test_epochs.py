@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 from medfm.evaluation.epochs import selected_epoch, sweep_run
 from medfm.utils import load_config, write_csv, write_json
 from medfm.utils.config import WRAPPER_ENV, caller_path, eval_work_dir
+from medfm.utils.tracking import local_backends_only
 from medfm.visualization import plot_epoch_metrics
 
 
@@ -100,6 +101,7 @@ def main(argv=None) -> int:
     # the runner's logs and config dump go to <run>/eval: the run's own
     # saved config stays as training wrote it
     cfg = load_config(args.config, args.cfg_options, eval_work_dir(args.work_dir))
+    local_backends_only(cfg)  # no second, empty run in the training's tracker
     cfg.launcher = args.launcher
     try:
         rows, skipped = sweep_run(Runner.from_cfg(cfg), args.work_dir,

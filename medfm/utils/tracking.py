@@ -41,15 +41,12 @@ TRACKERS: Dict[str, tuple] = {
 }
 
 
-def _parse_value(text: str) -> Union[str, int, float, bool]:
+def _parse_value(text: str) -> Union[str, bool]:
+    """``true``/``false`` as booleans; anything else stays text: names such
+    as ``run_name=007`` or ``exp_name=2024`` must not become numbers."""
     low = text.lower()
     if low in ('true', 'false'):
         return low == 'true'
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
     return text
 
 
@@ -116,7 +113,8 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
 def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
     """Add trackers to a config's visualizer (``tools/train.py --tracker``).
 
-    A tracker whose backend type is already there is not added twice.
+    A tracker whose backend type is already there is not added twice: its
+    ``--tracker`` options are merged into the config's entry instead.
 
     Args:
         cfg (Config): The config, changed in place.
@@ -124,7 +122,7 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
             changes nothing.
 
     Returns:
-        list[dict]: The backends added.
+        list[dict]: The backends added or changed.
 
     Examples:
         >>> cfg = Config(dict(visualizer=dict(
@@ -136,17 +134,52 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
         return []
     visualizer = cfg.setdefault('visualizer', dict(type='Visualizer'))
     backends = list(visualizer.get('vis_backends') or [])
-    present = {b.get('type') for b in backends}
     added = []
     for spec in specs:
         backend = tracker_backend(spec, cfg.get('work_dir'))
-        if backend['type'] in present:
+        same = next((b for b in backends if b.get('type') == backend['type']),
+                    None)
+        if same is None:
+            backends.append(backend)
+            added.append(backend)
             continue
-        present.add(backend['type'])
-        backends.append(backend)
-        added.append(backend)
+        # options typed on the command line win; defaults only fill gaps
+        typed = {item.partition('=')[0].strip()
+                 for item in spec.partition(':')[2].split(',') if item}
+        before = copy.deepcopy(same)
+        for key, value in backend.items():
+            if key == 'init_kwargs':
+                kwargs = dict(same.get('init_kwargs') or {})
+                kwargs.update(value)
+                same['init_kwargs'] = kwargs
+            elif key != 'type' and (key in typed or key not in same):
+                same[key] = value
+        if same != before:
+            added.append(same)
     visualizer['vis_backends'] = backends
     return added
+
+
+#: backends that write only into the run folder
+LOCAL_BACKENDS = ('LocalVisBackend', 'TensorboardVisBackend')
+
+
+def local_backends_only(cfg: Config) -> List[str]:
+    """Drop the visualizer's remote trackers, in place.
+
+    An evaluation (``test.sh``, ``tools/test.py``) builds its runner from the
+    config a training run saved, trackers included: it would open a second,
+    empty run in MLflow / W&B / Comet under the training run's name.
+
+    Returns:
+        list[str]: The backend types dropped.
+    """
+    visualizer = cfg.get('visualizer') or {}
+    backends = list(visualizer.get('vis_backends') or [])
+    kept = [b for b in backends if b.get('type') in LOCAL_BACKENDS]
+    if len(kept) != len(backends):
+        visualizer['vis_backends'] = kept
+    return [b.get('type') for b in backends if b not in kept]
 
 
 @VISBACKENDS.register_module()

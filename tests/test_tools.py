@@ -1,4 +1,5 @@
 """prepare_data (official CSV -> lists, group-aware split), eda, plot_curves."""
+import os
 import subprocess
 import sys
 
@@ -87,3 +88,42 @@ def test_prepare_data_refuses_images_in_train_and_val(demo_root, tmp_path):
                        'colon_train.csv and colon_val.csv'):
         prepare_task('colon', ColonPath, str(src), str(tmp_path / 'out'),
                      val_dir=str(src))
+    assert not (tmp_path / 'out').exists()  # refused before writing anything
+    with pytest.raises(ValueError, match='val_ratio must be between 0 and 1'):
+        prepare_task('colon', ColonPath, str(src), str(tmp_path / 'out'),
+                     val_ratio=20)
+
+
+def test_prepare_data_rerun_follows_a_moved_release(demo_root, tmp_path):
+    import shutil
+
+    from medfm.datasets.prepare import prepare_task
+    first = tmp_path / 'A'
+    shutil.copytree(f'{demo_root}/colon', first)
+    out = tmp_path / 'out'
+    prepare_task('colon', ColonPath, str(first), str(out), val_ratio=0.25)
+    assert (out / 'train_25.txt').is_file() and (out / 'val_25.txt').is_file()
+    moved = tmp_path / 'B'
+    first.rename(moved)
+    prepare_task('colon', ColonPath, str(moved), str(out), val_ratio=0.25)
+    links = list((out / 'images').iterdir())
+    assert links and all(os.readlink(p).startswith(str(moved)) for p in links)
+    assert len(ColonPath(ann_file='trainval.txt', data_root=str(out))) == len(links)
+    shutil.rmtree(moved)
+
+
+def test_csv_errors_name_the_physical_line(tmp_path):
+    from medfm.datasets import AnnotationError, Endo
+    (tmp_path / 'images').mkdir()
+    head = 'img_id,study_id,ulcer,erosion,polyp,tumor\n'
+    (tmp_path / 'a.csv').write_text(head + 'x1,s,0,0,0,1\n\n\nx2,s,0,2,0,0\n')
+    with pytest.raises(AnnotationError, match=r'a\.csv, line 5: labels must be 0'):
+        Endo(ann_file='a.csv', data_root=str(tmp_path), check_images=False)
+    (tmp_path / 'b.csv').write_text(head + 'x1,s,0,0,0,1\n,s,0,0,0,0\n')
+    with pytest.raises(AnnotationError, match=r"b\.csv, line 3: no image id"):
+        Endo(ann_file='b.csv', data_root=str(tmp_path), check_images=False)
+    (tmp_path / 'c.csv').write_text(head.replace('\n', ',age\n') +
+                                    'x1,s,0,0,0,1,63\n')
+    with pytest.warns(UserWarning, match=r"columns \['age'\] are neither ids"):
+        ds = Endo(ann_file='c.csv', data_root=str(tmp_path), check_images=False)
+    assert ds.get_data_info(0)['gt_label'] == [3]

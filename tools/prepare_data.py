@@ -19,7 +19,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='MedFMC_train/<task>: images/ and <task>_train.csv')
     p.add_argument('--val', help='MedFMC_val/<task>: becomes the test set')
     p.add_argument('--out', help='output folder (default data/MedFMC/<task>)')
-    p.add_argument('--val-ratio', type=float, default=0.2)
+    p.add_argument('--val-ratio', type=float, default=0.2,
+                   help='share of the training release held out for validation '
+                   '(0.2 writes train_20/val_20; 0.3 train_30/val_30)')
     p.add_argument('--seed', type=int, default=0)
     return p.parse_args(argv)
 
@@ -27,8 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out = args.out or f'data/MedFMC/{args.task}'
-    counts = prepare_task(args.task, TASKS[args.task], args.train, out,
-                          args.val, args.val_ratio, args.seed)
+    try:
+        counts = prepare_task(args.task, TASKS[args.task], args.train, out,
+                              args.val, args.val_ratio, args.seed)
+    except (ValueError, FileNotFoundError) as err:  # AnnotationError too
+        raise SystemExit(f'error: {err}') from None
     for stem, n in counts.items():
         print(f'{out}/{stem}.txt: {n} images')
     return counts

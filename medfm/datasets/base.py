@@ -213,15 +213,23 @@ class MedFMCDataset(BaseDataset):
                 f'{list(header.columns)}')
         # ids as written: '00123' must not become 123
         text = [c for c in header.columns if c == img_col or _is_id(c)]
+        # blank lines kept, then dropped here, so that row numbers are lines
         df = pd.read_csv(self.ann_file, encoding='utf-8-sig',
-                         dtype={c: str for c in text})
+                         dtype={c: str for c in text}, skip_blank_lines=False)
+        df = df.dropna(how='all')
+        lines = [int(i) + 2 for i in df.index]  # line 1 is the header
+        empty = df[img_col].isna().to_numpy()
+        if empty.any():
+            raise AnnotationError(
+                f'{self.ann_file}, line {lines[int(empty.argmax())]}: no image '
+                f'id in column {img_col!r}')
         names = [n if n.lower().endswith(IMG_EXTENSIONS) else f'{n}.png'
                  for n in df[img_col].astype(str).str.strip()]
         matrix = self._csv_label_matrix(df, columns)
         if matrix is None:
             return [(n, None) for n in names]
         samples = []
-        for row, (name, values) in enumerate(zip(names, matrix), 2):
+        for row, name, values in zip(lines, names, matrix):
             bad = [v for v in values if v not in (0, 1)]
             if bad:
                 raise AnnotationError(
@@ -244,6 +252,11 @@ class MedFMCDataset(BaseDataset):
         """The 0/1 class columns of a CSV, in class order (None if absent)."""
         classes = [_norm(c) for c in self.CLASSES]
         found = [c for c in classes if c in columns]
+        other = [c for c in df.columns if not _is_id(c) and _norm(c) not in
+                 classes + ['label'] and not str(c).startswith('Unnamed:')]
+        if found and other:  # metadata, or a misspelt class: say so
+            warnings.warn(f'{self.ann_file}: columns {other} are neither ids '
+                          f'nor classes of {type(self).__name__}: ignored')
         if len(found) == len(classes):
             return df[[columns[c] for c in classes]].values.tolist()
         if not self.multi_label and not found and 'label' in columns:

@@ -89,8 +89,11 @@ def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
     os.makedirs(dst_dir, exist_ok=True)
     for name in names:
         dst = osp.join(dst_dir, name)
+        src = osp.abspath(osp.join(src_dir, name))
+        if osp.islink(dst) and os.readlink(dst) != src:
+            os.remove(dst)  # a link into a release that moved or changed
         if not osp.lexists(dst):
-            os.symlink(osp.abspath(osp.join(src_dir, name)), dst)
+            os.symlink(src, dst)
 
 
 def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
@@ -111,21 +114,14 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
     Returns:
         dict: Number of images per written list.
     """
+    if not 0 < val_ratio < 1:
+        raise ValueError(f'val_ratio must be between 0 and 1, got {val_ratio}')
     counts = {}
     train = dataset_cls(ann_file=f'{task}_train.csv', data_root=train_dir)
     names = [osp.basename(d['img_path']) for d in train]
     y = label_matrix(train)
-    _link_images(names, osp.join(train_dir, 'images'), osp.join(out_dir, 'images'))
-    classes = train.CLASSES
-    write_split(out_dir, 'trainval', task, names, y, classes)
-    is_val = stratified_group_split(y, [group_of(task, n) for n in names],
-                                    val_ratio, seed)
-    for stem, mask in (('train_20', ~is_val), ('val_20', is_val)):
-        write_split(out_dir, stem, task, [n for n, m in zip(names, mask) if m],
-                    y[mask], classes)
-        counts[stem] = int(mask.sum())
-    counts['trainval'] = len(names)
-    if val_dir:
+    test = None
+    if val_dir:  # checked before anything is written
         test = dataset_cls(ann_file=f'{task}_val.csv', data_root=val_dir)
         test_names: List[str] = [osp.basename(d['img_path']) for d in test]
         both = sorted(set(names) & set(test_names))
@@ -134,6 +130,18 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
                 f'{len(both)} image names are in both {task}_train.csv and '
                 f'{task}_val.csv, e.g. {both[:3]}; the official validation set '
                 'is the test set here and must not share images with training')
+    _link_images(names, osp.join(train_dir, 'images'), osp.join(out_dir, 'images'))
+    classes = train.CLASSES
+    write_split(out_dir, 'trainval', task, names, y, classes)
+    is_val = stratified_group_split(y, [group_of(task, n) for n in names],
+                                    val_ratio, seed)
+    pct = round(100 * val_ratio)  # train_20/val_20: 20% held out
+    for stem, mask in ((f'train_{pct}', ~is_val), (f'val_{pct}', is_val)):
+        write_split(out_dir, stem, task, [n for n, m in zip(names, mask) if m],
+                    y[mask], classes)
+        counts[stem] = int(mask.sum())
+    counts['trainval'] = len(names)
+    if test is not None:
         _link_images(test_names, osp.join(val_dir, 'images'),
                      osp.join(out_dir, 'images'))
         write_split(out_dir, 'test_WithLabel', task, test_names, label_matrix(test),

@@ -465,7 +465,10 @@ def run_tool(cmd, env) -> float:
     return dt
 
 
-def measure_eval(args, data_root, work_dir) -> dict:
+def measure_eval(args, data_root, work_dir, report=None) -> dict:
+    """The sweep against the naive loop; ``report(partial)`` is called after
+    the sweep and after each naive run, so a timeout keeps what was measured."""
+    report = report or (lambda partial: None)
     task = 'chest' if 'chest' in args.tasks else args.tasks[0]
     lines = open(osp.join(data_root, task, 'train_20.txt')).read().split('\n')
     lines = [x for x in lines if x.strip()][:args.eval_images]
@@ -484,18 +487,22 @@ def measure_eval(args, data_root, work_dir) -> dict:
     sweep_s = run_tool(['tools/test_epochs.py', config, run_dir], env)
     with open(osp.join(run_dir, 'epochs_test.json')) as f:
         evaluated = len(json.load(f)['rows'])
+    result = dict(task=task, images=len(lines), checkpoints=args.checkpoints,
+                  evaluated=evaluated, project_s=sweep_s, naive_runs=0)
+    report(result)
     naive = []
     for epoch in range(1, args.naive_runs + 1):
         naive.append(run_tool(
             ['tools/test.py', config, osp.join(run_dir, f'epoch_{epoch}.pth'),
              '--work-dir', osp.join(work_dir, 'naive_logs')], env))
-    naive_total = sum(naive) / len(naive) * args.checkpoints
-    return dict(task=task, images=len(lines), checkpoints=args.checkpoints,
-                evaluated=evaluated, project_s=sweep_s, naive_runs=len(naive),
-                naive_per_checkpoint_s=sum(naive) / len(naive),
-                naive_s=naive_total,
-                naive_extrapolated=len(naive) < args.checkpoints,
-                speedup=naive_total / sweep_s)
+        naive_total = sum(naive) / len(naive) * args.checkpoints
+        result.update(naive_runs=len(naive),
+                      naive_per_checkpoint_s=sum(naive) / len(naive),
+                      naive_s=naive_total,
+                      naive_extrapolated=len(naive) < args.checkpoints,
+                      speedup=naive_total / sweep_s)
+        report(result)
+    return result
 
 
 # ------------------------------------------------------------------- memory
@@ -537,11 +544,14 @@ def measure_memory(args, data_root, work_dir, cache_dir=None) -> dict:
             next(it)
         mems = [proc_memory(w.pid) for w in it._workers]
         del it
-        results[str(n)] = dict(
-            rss_mib=sum(m.get('rss', 0) for m in mems) / workers,
-            pss_mib=sum(m.get('pss', 0) for m in mems) / workers,
-            uss_mib=sum(m.get('uss', 0) for m in mems) / workers)
+        if not all(mems):  # no smaps_rollup (e.g. under gVisor): no figure
+            raise RuntimeError('worker memory cannot be read from '
+                               '/proc/<pid>/smaps_rollup on this machine')
+        results[str(n)] = {f'{k}_mib': sum(m[k] for m in mems) / workers
+                           for k in ('rss', 'pss', 'uss')}
     a, b = (results[str(n)] for n in args.memory_sizes)
+    # the cache variant serves the images on disk, whatever n: its index
+    # does not grow with n here (it holds one entry per file)
     return dict(task=task, workers=workers, batches=args.memory_batches,
                 cached=bool(cache_dir), per_worker=results,
                 uss_growth_mib=b['uss_mib'] - a['uss_mib'],
@@ -760,26 +770,37 @@ def main(argv=None) -> dict:
                         f'the two: ' + ', '.join(
                             f'{tag} {100 * r["ratio_to_mean_ceiling"]:.0f}%'
                             for tag, r in row.items()))
-        if 'eval' in args.sections:
-            r = measure_eval(args, data_root, work_dir)
-            res['eval'] = r
-            say(f'(3) {r["checkpoints"]} checkpoints, {r["images"]} images: '
-                f'test_epochs.py {r["project_s"]:.1f} s, naive '
-                f'{r["naive_s"]:.1f} s'
-                + (f' ({r["naive_runs"]} run, x{r["checkpoints"]})'
-                   if r['naive_extrapolated'] else '')
-                + f': {r["speedup"]:.1f}x')
+        # memory first (it is short); eval saves its figures as they come
         if 'memory' in args.sections:
             res['memory'] = {}
             task = 'colon' if 'colon' in args.tasks else args.tasks[0]
             for tag, cache in (('files', None), ('cache', caches.get(task))):
-                r = measure_memory(args, data_root, work_dir, cache)
+                try:
+                    r = measure_memory(args, data_root, work_dir, cache)
+                except RuntimeError as err:  # recorded; the rest still runs
+                    res['memory']['error'] = str(err)
+                    say(f'(4) worker memory: {err}')
+                    break
                 res['memory'][tag] = r
                 sizes = ', '.join(
                     f'{n} images: USS {v["uss_mib"]:.0f} / PSS {v["pss_mib"]:.0f}'
                     f' / RSS {v["rss_mib"]:.0f} MiB'
                     for n, v in r['per_worker'].items())
                 say(f'(4) worker memory ({tag}), per worker: {sizes}')
+        if 'eval' in args.sections:
+            def eval_so_far(partial):
+                res['eval'] = partial
+                say(f'(3) {partial["checkpoints"]} checkpoints, '
+                    f'{partial["images"]} images: test_epochs.py '
+                    f'{partial["project_s"]:.1f} s ({partial["evaluated"]} '
+                    'evaluated)' + (
+                        f', naive {partial["naive_s"]:.1f} s'
+                        + (f' ({partial["naive_runs"]} run, '
+                           f'x{partial["checkpoints"]})'
+                           if partial['naive_extrapolated'] else '')
+                        + f': {partial["speedup"]:.1f}x'
+                        if partial['naive_runs'] else ''))
+            measure_eval(args, data_root, work_dir, eval_so_far)
         if 'loader' in args.sections:
             res['loader'] = {}
             for task in args.tasks:

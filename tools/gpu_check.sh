@@ -39,6 +39,11 @@ if [ -d "$WHEELS" ]; then
     export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHON PYTHONUNBUFFERED=1
+# a forgotten carry of .whl would fail every part: stop at once instead
+"$PYTHON" -c 'import mmengine, mmpretrain, mmcv, medfm' 2>&1 | tail -3
+"$PYTHON" -c 'import mmengine, mmpretrain, mmcv, medfm' 2>/dev/null || {
+    echo "gpu_check.sh: the stack does not import (carry the .whl folder?)" >&2
+    exit 1; }
 LOG=$OUT/all.log
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   "$PYTHON" -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
@@ -54,7 +59,7 @@ part() {  # part NAME WANTED_SECONDS COMMAND...
     if [ "$t" -lt 20 ]; then echo "== $name skipped: $(left) s left" | tee -a "$LOG"; return; fi
     echo "== $name (limit $t s, at $(( SECONDS - start )) s)" | tee -a "$LOG"
     local t0=$SECONDS
-    timeout "$t" "$@" > "$OUT/part.log" 2>&1
+    timeout -k 10 "$t" "$@" > "$OUT/part.log" 2>&1
     local rc=$?
     cat "$OUT/part.log" >> "$LOG"
     grep -v -i warn "$OUT/part.log" | grep -v '^\s*$' | tail -25
@@ -67,6 +72,9 @@ bench() {  # bench NAME WANTED_SECONDS ARGS...
         --amp --channels-last --out "$OUT/bench_$name.json" "$@" ${BENCH_ARGS:-}
 }
 demo() {
+    # a warm machine keeps ignored outputs: a second call must not find
+    # the first call's checkpoints (train.sh refuses a used work dir)
+    rm -rf work_dirs/gpu_demo_chest
     "$PYTHON" tools/make_demo.py --out data/demo > /dev/null &&
     bash train.sh configs/demo/densenet121_chest_demo.py --amp --fast \
         --work-dir work_dirs/gpu_demo_chest && echo "train.sh done at $SECONDS s" &&

@@ -228,6 +228,26 @@ def test_one_config_line(tmp_path):
     assert cfg.visualizer.type == 'UniversalVisualizer'
 
 
+def test_comet_offline_writes_to_the_run_folder(tmp_path, monkeypatch):
+    made = {}
+
+    class Offline(FakeExperiment):
+        def __init__(self, **kwargs):
+            made['offline'] = kwargs
+            super().__init__(**kwargs)
+
+    monkeypatch.setitem(sys.modules, 'comet_ml', types.SimpleNamespace(
+        Experiment=FakeExperiment, OfflineExperiment=Offline))
+    spec = tracker_backend('comet:offline=true,project_name=medfm')
+    assert spec['init_kwargs'] == dict(offline=True, project_name='medfm')
+    backend = CometVisBackend(save_dir=str(tmp_path), **{
+        k: v for k, v in spec.items() if k != 'type'})
+    backend.add_scalar('medfmc/score', 50.0, step=1)
+    backend.close()
+    assert made['offline'] == dict(project_name='medfm', log_code=False,
+                                   offline_directory=str(tmp_path))
+
+
 def test_comet_backend_needs_comet_ml(monkeypatch):
     monkeypatch.setitem(sys.modules, 'comet_ml', None)
     with pytest.raises(ImportError, match='pip install comet_ml'):

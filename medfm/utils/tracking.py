@@ -187,11 +187,14 @@ class CometVisBackend(BaseVisBackend):
     """Comet (comet.com) visualization backend.
 
     Args:
-        save_dir (str, optional): Unused; kept for the common interface.
+        save_dir (str, optional): Where an offline experiment's archive goes
+            (unless ``init_kwargs`` names an ``offline_directory``).
         init_kwargs (dict, optional): Arguments of ``comet_ml.Experiment``
             (``project_name``, ``workspace``, ...). The API key is best left
-            to the ``COMET_API_KEY`` environment variable; without one,
-            ``COMET_MODE=offline`` keeps the experiment on disk.
+            to the ``COMET_API_KEY`` environment variable. ``offline=True``
+            (``--tracker comet:offline=true``) logs with
+            ``comet_ml.OfflineExperiment`` to a zip file on disk, for
+            ``comet upload`` later.
         log_code (bool): Let Comet record the source code. Defaults to False.
     """
 
@@ -208,7 +211,13 @@ class CometVisBackend(BaseVisBackend):
         except ImportError as err:
             raise ImportError(
                 'Please run "pip install comet_ml" to log to Comet') from err
-        self._comet = comet_ml.Experiment(**self._init_kwargs)
+        kwargs = dict(self._init_kwargs)
+        if kwargs.pop('offline', False):
+            if self._save_dir:
+                kwargs.setdefault('offline_directory', self._save_dir)
+            self._comet = comet_ml.OfflineExperiment(**kwargs)
+        else:
+            self._comet = comet_ml.Experiment(**kwargs)
 
     @property  # type: ignore
     @force_init_env

@@ -35,6 +35,7 @@ import numpy as np
 
 from .analysis import label_matrix
 from .datasets import TASKS, MedFMCDataset, format_ann_line, group_of
+from .utils.io import atomic_write
 
 #: task -> dataset class (the parser of its annotation files)
 TASK_DATASETS = TASKS
@@ -225,10 +226,10 @@ def write_splits(pool: Pool,
         raise FileExistsError(
             f'{len(existing)} split file(s) exist already, e.g. '
             f'{_examples(existing)}; choose another folder, or overwrite '
-            'them on purpose')
+            'them on purpose (make_splits.py --overwrite)')
     os.makedirs(out_dir, exist_ok=True)
-    for path, idx in planned:
-        with open(path, 'w', encoding='utf-8') as f:
+    for path, idx in planned:  # all or nothing per file, like prepare_data
+        with atomic_write(path, encoding='utf-8') as f:
             f.writelines(pool.line(i) + '\n' for i in idx)
     return [p for p, _ in planned]
 

@@ -164,7 +164,8 @@ def test_existing_split_files_are_not_overwritten(tmp_path):
     write_splits(pool, str(out), shots=[1], exps=[1])
     official = out / split_file_name('colon', 1, 'train', 1)
     official.write_text('kept.png 1\n')
-    with pytest.raises(FileExistsError, match=r'2 split file.*make_splits.py --overwrite'):
+    with pytest.raises(FileExistsError,
+                       match=r'2 split file.*make_splits.py --overwrite'):
         write_splits(pool, str(out), shots=[1], exps=[1, 2])
     assert official.read_text() == 'kept.png 1\n'
     assert not (out / split_file_name('colon', 1, 'train', 2)).exists()

@@ -50,6 +50,17 @@ def _parse_value(text: str) -> Union[str, bool]:
     return text
 
 
+def _spec_options(spec: str) -> Dict[str, Union[str, bool]]:
+    """The ``key=value`` options typed after ``NAME:`` in a ``--tracker``."""
+    kwargs = {}
+    for item in filter(None, spec.partition(':')[2].split(',')):
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ValueError(f'tracker option {item!r} is not key=value')
+        kwargs[key.strip()] = _parse_value(value.strip())
+    return kwargs
+
+
 def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
     """The visualizer backend config of one ``--tracker`` value.
 
@@ -71,17 +82,11 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
         >>> tracker_backend('tensorboard')
         {'type': 'TensorboardVisBackend'}
     """
-    name, _, options = spec.partition(':')
-    name = name.strip().lower()
+    name = spec.partition(':')[0].strip().lower()
     if name not in TRACKERS:
         raise ValueError(f'unknown tracker {name!r}; choose from '
                          f'{", ".join(TRACKERS)}')
-    kwargs = {}
-    for item in filter(None, options.split(',')):
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise ValueError(f'tracker option {item!r} is not key=value')
-        kwargs[key.strip()] = _parse_value(value.strip())
+    kwargs = _spec_options(spec)
     backend: dict = dict(type=TRACKERS[name][0])
     if name in ('wandb', 'neptune', 'comet'):
         direct = {k: kwargs.pop(k) for k in list(kwargs)
@@ -144,8 +149,7 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
             added.append(backend)
             continue
         # options typed on the command line win; defaults only fill gaps
-        typed = {item.partition('=')[0].strip()
-                 for item in spec.partition(':')[2].split(',') if item}
+        typed = set(_spec_options(spec))
         before = copy.deepcopy(same)
         for key, value in backend.items():
             if key == 'init_kwargs':

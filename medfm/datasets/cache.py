@@ -343,23 +343,21 @@ class LoadImageFromFileOrCache(BaseTransform):
             try:
                 meta = cache.meta if cache.exists else None
             except ValueError as err:  # another version: other pixels
-                meta = {}
                 warnings.warn(f'{err}: reading the original images (rebuild '
                               'the cache with tools/build_cache.py)')
-            if meta is None:
-                warnings.warn(f'image cache {cache_dir} has no {INDEX}: '
-                              'reading the original images')
-            elif not meta:
-                pass
-            elif meta.get('loader') != loader_key(self.loader_cfg):
-                warnings.warn(
-                    f'image cache {cache_dir} was built with loader '
-                    f'{meta.get("loader")}, the pipeline loads with '
-                    f'{loader_key(self.loader_cfg)}: reading the original '
-                    'images (rebuild the cache with tools/build_cache.py '
-                    'from the config)')
             else:
-                self._cache = cache
+                if meta is None:
+                    warnings.warn(f'image cache {cache_dir} has no {INDEX}: '
+                                  'reading the original images')
+                elif meta.get('loader') != loader_key(self.loader_cfg):
+                    warnings.warn(
+                        f'image cache {cache_dir} was built with loader '
+                        f'{meta.get("loader")}, the pipeline loads with '
+                        f'{loader_key(self.loader_cfg)}: reading the original '
+                        'images (rebuild the cache with tools/build_cache.py '
+                        'from the config)')
+                else:
+                    self._cache = cache
         self.hits = 0
         self.misses = 0
 

@@ -91,14 +91,19 @@ def load_curves(run_dir: str, split: str = 'test'
             epoch = data.get('best_epoch') if name == 'epochs_val.json' \
                 else data.get('selected_epoch')
             return data['rows'], epoch, name
-    rows = []
     files = scalars_files(run_dir)
+    return _validation_rows(files), None, \
+        ', '.join(osp.relpath(f, run_dir) for f in files) if files else 'none'
+
+
+def _validation_rows(files: Sequence[str]) -> List[dict]:
+    """Validation metrics per epoch logged in ``scalars.json`` files."""
+    rows = []
     for rec in merge_scalars(files):
         metrics = {k: v for k, v in rec.items() if k.startswith('medfmc/')}
         if metrics:  # a validation line: its step is the epoch
             rows.append(dict(epoch=int(rec['step']), **metrics))
-    return rows, None, ', '.join(osp.relpath(f, run_dir) for f in files) \
-        if files else 'none'
+    return rows
 
 
 def load_train_loss(run_dir: str) -> Tuple[List[int], List[float]]:
@@ -125,11 +130,11 @@ def reported_epoch(run_dir: str, rows: Sequence[dict], known: Optional[int],
     chosen = selected_epoch(run_dir)
     if chosen is not None:
         return chosen, 'selected on val (best checkpoint)'
-    val_rows = rows if source.endswith('scalars.json') else [
-        {**r, 'epoch': int(r['step'])} for r in merge_scalars(scalars_files(run_dir))
-        if 'medfmc/score' in r]
-    if val_rows and any('medfmc/score' in r for r in val_rows):
-        return best_epoch_of(val_rows), 'best validation score in the log'
+    val_rows = rows if source.endswith('scalars.json') \
+        else _validation_rows(scalars_files(run_dir))
+    best = best_epoch_of(val_rows)
+    if best is not None:
+        return best, 'best validation score in the log'
     best = best_epoch_of(rows)
     return best, ('n/a' if best is None else f'highest score in {source}: '
                   'selection on the evaluated list overstates the result')

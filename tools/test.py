@@ -12,9 +12,8 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from medfm.utils import load_config, write_json
-from medfm.utils.config import eval_work_dir
-from medfm.utils.tracking import local_backends_only
+from medfm.utils import write_json
+from medfm.utils.config import load_eval_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,10 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    work_dir = args.work_dir or eval_work_dir(
-        osp.dirname(osp.abspath(args.checkpoint)))
-    cfg = load_config(args.config, args.cfg_options, work_dir)
-    local_backends_only(cfg)  # no second run in the training's tracker
+    cfg = load_eval_config(args.config, args.cfg_options,
+                           osp.dirname(osp.abspath(args.checkpoint)),
+                           args.work_dir)
     cfg.launcher = args.launcher
     runner = Runner.from_cfg(cfg)
     # strict: a checkpoint of another task or model fails here, naming the

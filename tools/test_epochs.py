@@ -16,9 +16,8 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from medfm.evaluation.epochs import selected_epoch, sweep_run
-from medfm.utils import load_config, write_csv, write_json
-from medfm.utils.config import WRAPPER_ENV, caller_path, eval_work_dir
-from medfm.utils.tracking import local_backends_only
+from medfm.utils import write_csv, write_json
+from medfm.utils.config import WRAPPER_ENV, caller_path, load_eval_config
 from medfm.visualization import plot_epoch_metrics
 
 
@@ -98,10 +97,9 @@ def main(argv=None) -> int:
     if not osp.isdir(args.work_dir):
         print(f'error: run folder {args.work_dir} not found', file=sys.stderr)
         return 1
-    # the runner's logs and config dump go to <run>/eval: the run's own
-    # saved config stays as training wrote it
-    cfg = load_config(args.config, args.cfg_options, eval_work_dir(args.work_dir))
-    local_backends_only(cfg)  # no second, empty run in the training's tracker
+    # logs in <run>/eval; the run's saved config and its tracker stay as
+    # training left them
+    cfg = load_eval_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     try:
         rows, skipped = sweep_run(Runner.from_cfg(cfg), args.work_dir,

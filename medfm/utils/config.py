@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
 from mmengine.logging import print_log
 
 from ..compat import adapt_config_for_cpu
+from .tracking import local_backends_only
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
@@ -61,15 +62,30 @@ WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
                'its port, default 29500); PYTHON: the interpreter.')
 
 
-def eval_work_dir(run_dir: str) -> str:
-    """Where an evaluation of a run keeps its own logs and config dump.
+def load_eval_config(path: str, cfg_options: Optional[dict], run_dir: str,
+                     work_dir: Optional[str] = None) -> Config:
+    """:func:`load_config` for evaluating a run (``test.sh``, ``tools/test.py``).
 
-    mmengine's ``Runner`` saves its config as ``<work_dir>/<config name>.py``:
-    evaluating with the run folder as ``work_dir`` would replace the config
-    the training saved there (its ``--cfg-options``: few-shot lists, lr, data
-    root), which later reports read.
+    The runner's logs and config dump go to ``work_dir``, by default
+    ``<run_dir>/eval``: mmengine's ``Runner`` saves its config as
+    ``<work_dir>/<config name>.py``, and with the run folder as ``work_dir``
+    it would replace the config the training saved there (its
+    ``--cfg-options``: few-shot lists, lr, data root), which later reports
+    read. Only the local trackers stay: the saved config's MLflow / W&B /
+    Comet backends would open a second, empty run under the training's name.
+
+    Args:
+        path (str): Config file.
+        cfg_options (dict, optional): ``--cfg-options``.
+        run_dir (str): The run folder evaluated.
+        work_dir (str, optional): Folder for the evaluation's own files.
+
+    Returns:
+        Config: The config.
     """
-    return osp.join(run_dir, 'eval')
+    cfg = load_config(path, cfg_options, work_dir or osp.join(run_dir, 'eval'))
+    local_backends_only(cfg)
+    return cfg
 
 
 def caller_path(path: Optional[str], output: bool = False) -> Optional[str]:

@@ -505,6 +505,18 @@ def measure_eval(args, data_root, work_dir, report=None) -> dict:
     return result
 
 
+def eval_line(r: dict) -> str:
+    """The printed line of :func:`measure_eval`'s figures so far."""
+    line = (f'(3) {r["checkpoints"]} checkpoints, {r["images"]} images: '
+            f'test_epochs.py {r["project_s"]:.1f} s ({r["evaluated"]} evaluated)')
+    if not r['naive_runs']:
+        return line
+    line += f', naive {r["naive_s"]:.1f} s'
+    if r['naive_extrapolated']:
+        line += f' ({r["naive_runs"]} run, x{r["checkpoints"]})'
+    return line + f': {r["speedup"]:.1f}x'
+
+
 # ------------------------------------------------------------------- memory
 def proc_memory(pid: int) -> dict:
     """RSS, PSS and private (USS) memory of a process, in MiB (Linux)."""
@@ -790,16 +802,7 @@ def main(argv=None) -> dict:
         if 'eval' in args.sections:
             def eval_so_far(partial):
                 res['eval'] = partial
-                say(f'(3) {partial["checkpoints"]} checkpoints, '
-                    f'{partial["images"]} images: test_epochs.py '
-                    f'{partial["project_s"]:.1f} s ({partial["evaluated"]} '
-                    'evaluated)' + (
-                        f', naive {partial["naive_s"]:.1f} s'
-                        + (f' ({partial["naive_runs"]} run, '
-                           f'x{partial["checkpoints"]})'
-                           if partial['naive_extrapolated'] else '')
-                        + f': {partial["speedup"]:.1f}x'
-                        if partial['naive_runs'] else ''))
+                say(eval_line(partial))
             measure_eval(args, data_root, work_dir, eval_so_far)
         if 'loader' in args.sections:
             res['loader'] = {}

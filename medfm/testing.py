@@ -12,8 +12,9 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from .cli import load_config
 from .datasets import TASKS
-from .utils.config import innermost, load_config
+from .utils.config import innermost
 
 #: dataset type -> task folder of the demo data
 TASK_OF_DATASET = {cls.__name__: task for task, cls in TASKS.items()}
@@ -56,7 +57,8 @@ def tiny_config(config: str,
     Returns:
         Config: The shrunken config.
     """
-    cfg = load_config(config, work_dir=work_dir)
+    # max_epochs through load_config: the schedule is resolved for it
+    cfg = load_config(config, {'train_cfg.max_epochs': max_epochs}, work_dir)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(key)
         if not loader:
@@ -67,8 +69,6 @@ def tiny_config(config: str,
         task = TASK_OF_DATASET[dataset['type']]
         dataset['data_root'] = osp.join(data_root, task)
         dataset['pipeline'] = _resize_pipeline(dataset['pipeline'], size)
-    if cfg.get('train_cfg') and 'max_epochs' in cfg.train_cfg:
-        cfg.train_cfg.max_epochs = max_epochs
     cfg.default_hooks.logger.interval = 1
     cfg.env_cfg.cudnn_benchmark = False
     if cfg_options:

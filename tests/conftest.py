@@ -12,7 +12,7 @@ sys.path.insert(0, str(REPO / 'tools'))
 @pytest.fixture(scope='session')
 def demo_root(tmp_path_factory) -> str:
     """A small synthetic MedFMC (all three tasks) shared by the session."""
-    from medfm.demo import make_demo
+    from medfm.datasets.demo import make_demo
     root = tmp_path_factory.mktemp('demo')
     make_demo(str(root), sizes=dict(train=16, val=8, test=8))
     return str(root)

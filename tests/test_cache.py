@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from mmengine.runner import Runner
 
+from medfm.cli.speed import use_image_cache
 from medfm.datasets.cache import (
     ImageCache,
     LoadImageFromFileOrCache,
@@ -16,7 +17,6 @@ from medfm.datasets.cache import (
     resize_short_side,
 )
 from medfm.testing import tiny_config
-from medfm.utils.speed import use_image_cache
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import ConfigDict
 
-from medfm.cam import CAMVisualizer, build_classifier
+from medfm.apis.inference import build_classifier, cam_visualizer
 from medfm.testing import tiny_config
 
 CONFIG = 'configs/densenet/densenet121_endo.py'  # multi-label, 4 classes
@@ -80,7 +80,7 @@ def test_densenet_gradcam_is_the_weighted_feature_map(densenet_ckpt, demo_root):
     min-max scaled and resized to the image.
     """
     cfg, ckpt = densenet_ckpt
-    vis = CAMVisualizer.from_config(cfg, ckpt, method='gradcam')
+    vis = cam_visualizer(cfg, ckpt, method='gradcam')
     assert vis.multi_label
     assert vis.target_layers == [vis.model.backbone.transitions[-1]]
     img = _image(demo_root)
@@ -114,7 +114,7 @@ def test_overlay_shows_the_image_as_the_model_reads_it(densenet_ckpt, demo_root,
     """A 12-bit PNG is shown as LoadMedFMCImage scales it, not as cv2.imread
     reads it (its high byte only, an almost black image)."""
     cfg, ckpt = densenet_ckpt
-    vis = CAMVisualizer.from_config(cfg, ckpt)
+    vis = cam_visualizer(cfg, ckpt)
     img8 = cv2.imread(_image(demo_root))
     path16 = str(tmp_path / 'x 12bit.png')
     cv2.imwrite(path16, img8.astype(np.uint16) * 16)
@@ -124,11 +124,11 @@ def test_overlay_shows_the_image_as_the_model_reads_it(densenet_ckpt, demo_root,
     assert np.abs(over16 - over8).mean() < 3  # not darkened
     # a run trained with --cache dumps a cached pipeline: the overlay shows
     # the original image, read by the loader the cache stands in for
-    from medfm.utils.speed import use_image_cache
+    from medfm.cli.speed import use_image_cache
     cached = cfg.copy()
     use_image_cache(cached, str(tmp_path / 'no-cache'))
     with pytest.warns(UserWarning, match='no index.json'):
-        vis = CAMVisualizer.from_config(cached, ckpt)
+        vis = cam_visualizer(cached, ckpt)
     assert type(vis.loader).__name__ == 'LoadMedFMCImage'
     np.testing.assert_array_equal(
         vis(path16, classes=[0])[0].overlay.astype(float), over16)
@@ -136,7 +136,7 @@ def test_overlay_shows_the_image_as_the_model_reads_it(densenet_ckpt, demo_root,
 
 def test_predicted_classes_by_threshold(densenet_ckpt):
     cfg, ckpt = densenet_ckpt
-    vis = CAMVisualizer.from_config(cfg, ckpt, thr=0.5)
+    vis = cam_visualizer(cfg, ckpt, thr=0.5)
     assert vis.select_classes(np.array([0.7, 0.2, 0.9, 0.1])) == [0, 2]
     # nothing above the threshold: the top class, so every image gets a map
     assert vis.select_classes(np.array([0.1, 0.3, 0.2, 0.1])) == [1]
@@ -193,7 +193,7 @@ def test_other_backbones(arch, demo_root, tmp_path):
             model.head.fc.weight.mul_(100)
     ckpt = tmp_path / 'w.pth'
     torch.save(model.state_dict(), ckpt)
-    vis = CAMVisualizer.from_config(cfg, str(ckpt), method='gradcam')
+    vis = cam_visualizer(cfg, str(ckpt), method='gradcam')
     if arch.endswith('vit'):
         # the norm in front of the last attention, cls token dropped
         assert vis.target_layers == [vis.model.backbone.layers[-1].ln1]

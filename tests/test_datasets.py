@@ -227,7 +227,7 @@ def test_csv_with_an_unknown_label_column_is_refused(tmp_path):
     (tmp_path / 'u.csv').write_text('img_id,slide_id\na,s1\nb,s2\n')
     ds = ColonPath(ann_file='u.csv', data_root=root)
     assert [d.get('gt_label') for d in ds] == [None, None]
-    from medfm.analysis import label_matrix
+    from medfm.datasets.stats import label_matrix
     with pytest.raises(ValueError, match='u.csv: the images have no labels'):
         label_matrix(ds)
 

@@ -10,7 +10,7 @@ import threading
 import download_weights
 import pytest
 
-from medfm.weights import (
+from medfm.models.weights import (
     ChecksumError,
     Entry,
     IncompleteError,
@@ -139,7 +139,7 @@ def test_manifest_matches_the_configs():
     """Every config's checkpoint is in the manifest, with the hash in its name."""
     from pathlib import Path
 
-    from medfm.weights import entries_of_config
+    from medfm.models.weights import entries_of_config
     manifest = load_manifest()
     for name, e in manifest.items():
         assert e.file.endswith(f'-{e.sha256_prefix}.pth'), name

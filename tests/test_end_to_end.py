@@ -110,8 +110,8 @@ def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
 
 
 def _sweep(demo_root, work_dir, workers, cache):
-    from medfm.evaluation.epochs import CheckpointSweep
-    from medfm.utils import load_config
+    from medfm.apis.inference import CheckpointSweep
+    from medfm.cli import load_config
     cfg = load_config(CONFIG, work_dir=str(work_dir))
     cfg.test_dataloader.dataset.data_root = f'{demo_root}/endo'
     cfg.test_dataloader.update(num_workers=workers,
@@ -140,8 +140,8 @@ def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
                                                    tmp_path):
     """A random transform in the test pipeline: no frozen draw shared by
     every checkpoint; each reads the images, as tools/test.py would."""
-    from medfm.evaluation.epochs import CheckpointSweep
-    from medfm.utils import load_config
+    from medfm.apis.inference import CheckpointSweep
+    from medfm.cli import load_config
     cfg = load_config(CONFIG, work_dir=str(tmp_path))
     ds = cfg.test_dataloader.dataset
     ds.data_root = f'{demo_root}/endo'
@@ -211,7 +211,7 @@ def test_amp_switch_builds_a_registered_wrapper(monkeypatch, tmp_path):
     import torch
     from mmpretrain.registry import OPTIM_WRAPPERS
 
-    from medfm.utils import apply_amp, load_config
+    from medfm.cli import apply_amp, load_config
     cfg = load_config(CONFIG, work_dir=str(tmp_path))
     assert not apply_amp(cfg) or torch.cuda.is_available()  # CPU: stays fp32
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
@@ -228,8 +228,8 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
 
     import torch
 
+    from medfm.apis.inference import sweep_run
     from medfm.compat import load_checkpoint_file
-    from medfm.evaluation.epochs import sweep_run
     work = tmp_path / 'run'
     shutil.copytree(trained_run, work)
     ckpt = load_checkpoint_file(str(work / 'epoch_1.pth'))

@@ -12,16 +12,16 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from torch.utils.data import BatchSampler, DataLoader
 
+from medfm.cli.speed import span_epochs, val_in_memory
 from medfm.engine import (
     EpochSpanningBatchSampler,
     EpochSpanningTrainLoop,
     InMemoryValLoop,
     SpanningDataLoader,
 )
+from medfm.engine.batches import BatchesInMemory, batch_nbytes
 from medfm.engine.loops import not_replayable
 from medfm.testing import tiny_config, tiny_densenet
-from medfm.utils.batches import BatchesInMemory, batch_nbytes
-from medfm.utils.speed import span_epochs, val_in_memory
 
 CONFIG = 'configs/densenet/densenet121_chest.py'
 

@@ -6,7 +6,11 @@ import sys
 import matplotlib.pyplot as plt
 import pytest
 
-from medfm.visualization import _epoch_metrics_figure, _lines_figure, plot_epoch_metrics
+from medfm.visualization.plots import (
+    _epoch_metrics_figure,
+    _lines_figure,
+    plot_epoch_metrics,
+)
 
 
 def _write_scalars(work_dir, records):
@@ -126,8 +130,8 @@ def test_plot_epoch_metrics_old_and_new_callers(tmp_path):
 def test_read_scalars_merges_a_resumed_run(tmp_path):
     """A resume logs into a new timestamped folder: both starts are read,
     and a step logged twice keeps the later start's record."""
-    from medfm.analysis import read_scalars
-    from medfm.report import load_curves, load_train_loss
+    from medfm.apis.report import load_curves, load_train_loss
+    from medfm.apis.runs import RunDir
     first = [dict(loss=1.0, step=5), dict(loss=0.9, step=10),
              {'medfmc/score': 50.0, 'step': 1}, dict(loss=0.8, step=15)]
     resumed = [dict(loss=0.7, step=15), dict(loss=0.6, step=20),
@@ -138,7 +142,7 @@ def test_read_scalars_merges_a_resumed_run(tmp_path):
         vis.mkdir(parents=True)
         (vis / 'scalars.json').write_text(
             '\n'.join(json.dumps(r) for r in recs) + '\n')
-    recs = read_scalars(str(tmp_path))
+    recs = RunDir(str(tmp_path)).scalars()
     assert [(r['step'], r.get('loss')) for r in recs if 'loss' in r] == \
         [(5, 1.0), (10, 0.9), (15, 0.7), (20, 0.6)]
     # the epoch-1 validation record and iteration 1 could share a step

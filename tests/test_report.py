@@ -10,8 +10,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from medfm.apis.report import SECTIONS, load_curves, section_ids
+from medfm.apis.runs import RunDir
 from medfm.evaluation.metrics import MedFMCScore
-from medfm.report import SECTIONS, load_curves, reported_epoch, section_ids
 from medfm.testing import tiny_config, tiny_densenet
 
 
@@ -94,13 +95,13 @@ def test_numbers_are_the_best_checkpoints(report):
     import torch
     from mmengine.registry import init_default_scope
 
-    from medfm.cam import build_classifier
-    from medfm.report import predict
-    from medfm.utils import load_config
+    from medfm.apis.inference import build_classifier
+    from medfm.apis.report import predict
+    from medfm.cli import load_config
     task, work, config, page, _ = report
     rows, known, source = load_curves(str(work))
     assert [r['epoch'] for r in rows] == [1, 2]
-    best, how = reported_epoch(str(work), rows, known, source)
+    best, how = RunDir(str(work)).reported_epoch(rows, known, source)
     [best_file] = work.glob('best_*.pth')
     # the epoch validation selected, not the highest test score
     assert best == int(best_file.stem.rsplit('_', 1)[1])
@@ -192,13 +193,13 @@ def test_given_checkpoint_is_reported_with_its_own_epoch(report, tmp_path):
 def test_reported_epoch_never_picks_on_test_while_val_has_chosen(tmp_path):
     """With only the best copy of the selected epoch left (max_keep_ckpts=1),
     or only a validation log, the report still shows validation's choice."""
-    from medfm.evaluation.epochs import find_epoch_checkpoints
     test_rows = [dict(epoch=e, **{'medfmc/score': s})
                  for e, s in ((3, 90.0), (4, 70.0), (5, 80.0))]
     for name in ('epoch_5.pth', 'best_medfmc_score_epoch_4.pth'):
         (tmp_path / name).write_bytes(b'')
-    assert [e for e, _ in find_epoch_checkpoints(str(tmp_path))] == [4, 5]
-    assert reported_epoch(str(tmp_path), test_rows, None, 'epochs_test.json') == \
+    run = RunDir(str(tmp_path))
+    assert [e for e, _ in run.epoch_checkpoints()] == [4, 5]
+    assert run.reported_epoch(test_rows, None, 'epochs_test.json') == \
         (4, 'selected on val (best checkpoint)')
     (tmp_path / 'best_medfmc_score_epoch_4.pth').unlink()
     log = tmp_path / '20260101_000000' / 'vis_data'
@@ -206,10 +207,10 @@ def test_reported_epoch_never_picks_on_test_while_val_has_chosen(tmp_path):
     (log / 'scalars.json').write_text(''.join(
         json.dumps({'medfmc/score': s, 'step': e}) + '\n'
         for e, s in ((3, 60.0), (4, 75.0), (5, 70.0))))
-    assert reported_epoch(str(tmp_path), test_rows, None, 'epochs_test.json') == \
+    assert run.reported_epoch(test_rows, None, 'epochs_test.json') == \
         (4, 'best validation score in the log')
     shutil.rmtree(tmp_path / '20260101_000000')
-    epoch, how = reported_epoch(str(tmp_path), test_rows, None, 'epochs_test.json')
+    epoch, how = run.reported_epoch(test_rows, None, 'epochs_test.json')
     assert epoch == 3 and how.startswith('highest score in epochs_test.json: '
                                          'selection on the evaluated list')
 
@@ -224,7 +225,7 @@ def test_a_test_lists_best_epoch_is_not_taken_for_validations_choice(tmp_path):
     (tmp_path / 'best_medfmc_score_epoch_2.pth').write_bytes(b'')
     loaded, known, source = load_curves(str(tmp_path))
     assert known is None and source == 'epochs_test.json'
-    assert reported_epoch(str(tmp_path), loaded, known, source) == \
+    assert RunDir(str(tmp_path)).reported_epoch(loaded, known, source) == \
         (2, 'selected on val (best checkpoint)')
     # on the validation list, its best epoch is validation's choice
     (tmp_path / 'epochs_test.json').rename(tmp_path / 'epochs_val.json')

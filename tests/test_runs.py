@@ -3,9 +3,9 @@ another run or a changed epoch count must not silently get wrong."""
 import pytest
 from mmengine.runner import Runner
 
+from medfm.apis.runs import RunDir
+from medfm.cli import load_config
 from medfm.testing import tiny_config
-from medfm.utils import load_config
-from medfm.utils.config import check_fresh_work_dir
 
 CONFIG = 'configs/densenet/densenet121_chest.py'
 
@@ -39,18 +39,18 @@ def test_data_root_sets_every_loader():
 
 def test_second_run_into_a_used_folder_is_refused(tmp_path):
     cfg = load_config(CONFIG, work_dir=str(tmp_path))
-    check_fresh_work_dir(cfg)  # empty folder
+    RunDir(cfg.work_dir).check_fresh(bool(cfg.get('resume')))  # empty folder
     (tmp_path / 'epoch_1.pth').write_bytes(b'x')
     with pytest.raises(FileExistsError, match='epoch_1.pth.*--resume'):
-        check_fresh_work_dir(cfg)
+        RunDir(cfg.work_dir).check_fresh(bool(cfg.get('resume')))
     cfg.resume = True
-    check_fresh_work_dir(cfg)
+    RunDir(cfg.work_dir).check_fresh(bool(cfg.get('resume')))
     # an earlier run's best copy alone would be swept as an epoch too
     (tmp_path / 'epoch_1.pth').unlink()
     (tmp_path / 'best_medfmc_score_epoch_35.pth').write_bytes(b'x')
     cfg.resume = False
     with pytest.raises(FileExistsError, match='best_medfmc_score_epoch_35.pth'):
-        check_fresh_work_dir(cfg)
+        RunDir(cfg.work_dir).check_fresh(bool(cfg.get('resume')))
 
 
 def test_resume_forgets_another_runs_best_checkpoint(demo_root, tmp_path):

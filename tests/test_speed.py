@@ -6,14 +6,14 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
-from medfm.testing import tiny_config
-from medfm.utils.speed import (
+from medfm.cli.speed import (
     apply_speed,
     enable_channels_last,
     fixed_size,
     no_bf16_loss_scaling,
     tune_dataloaders,
 )
+from medfm.testing import tiny_config
 
 
 def test_channels_last_trains_one_step(demo_root, tmp_path):

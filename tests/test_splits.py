@@ -7,10 +7,9 @@ import make_splits
 import numpy as np
 import pytest
 
-from medfm.datasets import format_ann_line
-from medfm.demo import NAMERS, _sample_labels
-from medfm.splits import (
-    GROUP_OF,
+from medfm.datasets import format_ann_line, task_class
+from medfm.datasets.demo import NAMERS, sample_labels
+from medfm.datasets.splits import (
     check_split,
     load_pool,
     make_split,
@@ -24,7 +23,7 @@ NUM_CLASSES = {'chest': 19, 'endo': 4, 'colon': 2}
 def _pool_file(tmp_path, task, n=240, seed=0):
     """A labelled list in the baseline format (no images needed)."""
     rng = np.random.default_rng(seed)
-    labels = _sample_labels(task, n, NUM_CLASSES[task], rng)
+    labels = sample_labels(task_class(task), n, rng)
     lines = [format_ann_line(task, NAMERS[task](rng, i)[0], y)
              for i, y in enumerate(labels)]
     path = tmp_path / f'{task}_pool.txt'
@@ -61,9 +60,9 @@ def test_split_invariants(tmp_path, task, shot):
 
 
 def test_group_ids():
-    assert GROUP_OF['endo']('13333_2021.12_0007_57297486.png') == \
+    assert task_class('endo').group_of('13333_2021.12_0007_57297486.png') == \
         '13333_2021.12_0007'
-    assert GROUP_OF['colon'](
+    assert task_class('colon').group_of(
         '1903326001_2019-06-11 12_07_06-lv1-3173-23728-2837-3546p0008.png') \
         == '1903326001_2019-06-11 12_07_06-lv1-3173-23728-2837-3546'
 

@@ -8,7 +8,7 @@ import predict as predict_tool
 import pytest
 from mmengine.runner import Runner
 
-from medfm.protocol import submission_path, write_submission
+from medfm.apis.protocol import submission_path, write_submission
 from medfm.testing import tiny_config
 
 LINE = re.compile(r'^[^,]+(,[01]\.\d{8})+$')

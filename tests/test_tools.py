@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from medfm.analysis import label_matrix
 from medfm.datasets import ChestDR, ColonPath, Endo, group_of
 from medfm.datasets.prepare import stratified_group_split
+from medfm.datasets.stats import label_matrix
 
 
 @pytest.mark.parametrize('task,cls', [('chest', ChestDR), ('colon', ColonPath),

@@ -8,13 +8,13 @@ from glob import glob
 import pytest
 from mmengine.config import Config
 
-from medfm.testing import tiny_config, tiny_densenet
-from medfm.utils.tracking import (
-    CometVisBackend,
+from medfm.cli.tracking import (
     add_trackers,
     local_backends_only,
     tracker_backend,
 )
+from medfm.testing import tiny_config, tiny_densenet
+from medfm.visualization.comet import CometVisBackend
 
 CONFIG = 'configs/densenet/densenet121_colon.py'
 

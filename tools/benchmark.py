@@ -52,8 +52,7 @@ import warnings
 from datetime import datetime, timezone
 
 #: task -> (image (width, height), grayscale) at the real sizes
-REAL_SIZES = {'chest': ((512, 512), True), 'colon': ((1024, 1024), False),
-              'endo': ((1280, 1024), False)}
+TASK_NAMES = ('chest', 'colon', 'endo')
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet', 'classifier',
             'loader')
@@ -73,8 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--quick', action='store_true',
                    help='CPU smoke settings: small images, few iterations')
-    p.add_argument('--tasks', nargs='+', choices=list(REAL_SIZES),
-                   default=list(REAL_SIZES))
+    p.add_argument('--tasks', nargs='+', choices=TASK_NAMES,
+                   default=list(TASK_NAMES))
     p.add_argument('--sections', nargs='+', choices=SECTIONS,
                    default=list(SECTIONS))
     p.add_argument('--image-scale', type=float,
@@ -149,21 +148,21 @@ def make_task_data(root: str, task: str, n: int, unique: int, scale: float,
     """
     import numpy as np
 
-    from medfm.datasets import format_ann_line
-    from medfm.demo import NAMERS, TASKS, _draw, _sample_labels
-    (w, h), gray = REAL_SIZES[task]
+    from medfm.datasets import task_class
+    from medfm.datasets.demo import NAMERS, draw, sample_labels
+    cls = task_class(task)
+    w, h = cls.IMAGE_SIZE
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
-    classes = TASKS[task][0].METAINFO['classes']
     rng = np.random.default_rng(seed)
     folder = osp.join(root, task, 'images')
     os.makedirs(folder, exist_ok=True)
-    labels = _sample_labels(task, n, len(classes), rng)
+    labels = sample_labels(cls, n, rng)
     lines, drawn = [], []
     for i, y in enumerate(labels):
         name, _ = NAMERS[task](rng, i)
         path = osp.join(folder, name)
         if i < unique:
-            _draw(y, size, gray, rng).save(path)
+            draw(y, size, cls.GRAYSCALE, rng).save(path)
             drawn.append(path)
         else:
             src = drawn[i % len(drawn)]
@@ -171,7 +170,7 @@ def make_task_data(root: str, task: str, n: int, unique: int, scale: float,
                 os.link(src, path)
             except OSError:
                 shutil.copyfile(src, path)
-        lines.append(format_ann_line(task, name, y))
+        lines.append(cls.format_line(name, y))
     with open(osp.join(root, task, 'train_20.txt'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return osp.join(root, task)
@@ -202,15 +201,15 @@ def peak_memory_mib() -> float | None:
 def bench_config(args, task: str, data_root: str, work_dir: str,
                  cache_dir=None, ann_file='train_20.txt', span=False):
     """The real config of a task, pointed at the benchmark data."""
-    from medfm.testing import tiny_config
-    from medfm.utils import apply_amp
-    from medfm.utils.speed import (
+    from medfm.cli import apply_amp
+    from medfm.cli.speed import (
         enable_channels_last,
         no_bf16_loss_scaling,
         span_epochs,
         tune_dataloaders,
         use_image_cache,
     )
+    from medfm.testing import tiny_config
     cfg = tiny_config(f'configs/densenet/densenet121_{task}.py', data_root,
                       work_dir, size=args.size, batch_size=args.batch_size)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -246,7 +245,7 @@ def _runner(cfg):
 
 def train_parts(cfg):
     """Model, optimizer wrapper and training dataloader of a config."""
-    from medfm.engine.speed import to_channels_last
+    from medfm.engine.channels_last import to_channels_last
     runner = _runner(cfg)
     model = runner.model
     if any(h.get('type') == 'ChannelsLastHook'
@@ -312,7 +311,7 @@ def forever(loader):
 
 
 def measure_ceiling(args, task, data_root, work_dir) -> dict:
-    from medfm.utils.batches import stop_workers
+    from medfm.engine.batches import stop_workers
     cfg = bench_config(args, task, data_root, work_dir)
     runner, model, wrapper = train_parts(cfg)
     batch = next(iter(runner.train_dataloader))
@@ -332,7 +331,7 @@ def measure_ceiling(args, task, data_root, work_dir) -> dict:
 
 def measure_e2e(args, task, data_root, work_dir, cache_dir=None,
                 span=False) -> dict:
-    from medfm.utils.batches import stop_workers
+    from medfm.engine.batches import stop_workers
     cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     runner, model, wrapper = train_parts(cfg)
     loader = runner.train_loop.dataloader
@@ -386,8 +385,8 @@ def measure_val_passes(args, task, data_root, work_dir, in_memory: bool,
     does (batches of the first pass kept and replayed)."""
     from mmengine.runner import Runner
 
+    from medfm.engine.batches import BatchesInMemory, stop_workers
     from medfm.engine.loops import not_replayable
-    from medfm.utils.batches import BatchesInMemory, stop_workers
     cfg = bench_config(args, task, data_root, work_dir)
     loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
     if in_memory:
@@ -407,7 +406,7 @@ def measure_loader(args, task, data_root, work_dir, step_s: float,
                    cache_dir=None, span=False, cost=None) -> dict:
     """The training dataloader feeding a simulated step of ``step_s``;
     ``cost`` is :func:`pipeline_cost` of the same pipeline, if measured."""
-    from medfm.utils.batches import stop_workers
+    from medfm.engine.batches import stop_workers
     cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     runner = _runner(cfg)
     loader = runner.train_loop.dataloader
@@ -687,8 +686,8 @@ def main(argv=None) -> dict:
     from mmengine.registry import DefaultScope
 
     import medfm  # noqa: F401  registers the project's modules
+    from medfm.cli.speed import pipeline_loader
     from medfm.datasets.cache import build_image_cache, list_images
-    from medfm.utils.speed import pipeline_loader
     DefaultScope.get_instance('medfm_benchmark', scope_name='mmpretrain')
     args.cuda = torch.cuda.is_available()
     if args.device == 'cuda' and not args.cuda:
@@ -731,7 +730,8 @@ def main(argv=None) -> dict:
                     list_images(osp.join(data_root, task, 'images')),
                     caches[task], short_side=args.short_side, loader=loader)
                 t2 = time.perf_counter()
-                (w, h), _ = REAL_SIZES[task]
+                from medfm.datasets import TASKS
+                w, h = TASKS[task].IMAGE_SIZE
                 res['data'][task] = dict(
                     image_size=[round(w * args.image_scale),
                                 round(h * args.image_scale)],

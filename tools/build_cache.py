@@ -50,9 +50,9 @@ def config_images(path: str, cfg_options: Optional[dict] = None
                   ) -> Tuple[List[str], Optional[dict]]:
     """Image folders (``data_root``/``data_prefix``) of a config's datasets
     and the loading transform of their pipelines."""
-    from medfm.utils import load_config
+    from medfm.cli import load_config
+    from medfm.cli.speed import pipeline_loader
     from medfm.utils.config import loader_datasets
-    from medfm.utils.speed import pipeline_loader
     cfg = load_config(path, cfg_options)
     folders, loader = [], None
     for _, ds in loader_datasets(cfg):

@@ -16,8 +16,8 @@ import os.path as osp
 import sys
 from typing import List
 
-from medfm.splits import (
-    TASK_DATASETS,
+from medfm.datasets import TASKS
+from medfm.datasets.splits import (
     SplitReport,
     check_split,
     find_val,
@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('paths', nargs='+',
                    help='train lists, or folders holding *_train_exp*.txt')
-    p.add_argument('--task', choices=sorted(TASK_DATASETS),
+    p.add_argument('--task', choices=sorted(TASKS),
                    help='task, when the file names do not say it')
     p.add_argument('--val', help='val list (with a single train list)')
     p.add_argument('--shot', type=int, help='expected N (default: from the '

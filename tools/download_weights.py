@@ -19,7 +19,7 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-from medfm.weights import (
+from medfm.models.weights import (
     MANIFEST,
     WeightsError,
     entries_of_config,

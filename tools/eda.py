@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from medfm.analysis import class_frequencies, label_matrix, labels_per_image
 from medfm.datasets import TASKS
+from medfm.datasets.stats import class_frequencies, label_matrix, labels_per_image
 from medfm.utils import write_csv
-from medfm.visualization import plot_bars
+from medfm.visualization.plots import plot_bars
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """Write the synthetic demo data (all three tasks) under data/demo."""
 import argparse
 
-from medfm.demo import DEFAULT_SIZES, TASKS, make_demo
+from medfm.datasets.demo import DEFAULT_SIZES, TASKS, make_demo
 
 
 def main(argv=None) -> None:

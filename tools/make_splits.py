@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from medfm.splits import (
+from medfm.datasets import TASKS
+from medfm.datasets.splits import (
     EXPERIMENTS,
     SHOTS,
-    TASK_DATASETS,
-    UNIT,
     check_split,
     find_val,
     load_pool,
@@ -27,7 +26,7 @@ from medfm.splits import (
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('task', choices=sorted(TASK_DATASETS))
+    p.add_argument('task', choices=sorted(TASKS))
     p.add_argument('pool', help='labelled annotation file of the training '
                    'pool (.txt list, official .csv, or .json)')
     p.add_argument('--data-root', default='',
@@ -52,7 +51,7 @@ def main(argv=None) -> list:
     except (FileExistsError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
     print(f'{args.task}: pool of {len(pool.names)} images from '
-          f'{len(set(pool.groups))} {UNIT[args.task]}s; wrote {len(files)} '
+          f'{len(set(pool.groups))} {TASKS[args.task].SHOT_UNIT}s; wrote {len(files)} '
           f'files to {out}')
     for train in files[::2]:
         report = check_split(args.task, train, find_val(train))

@@ -12,18 +12,18 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from medfm.analysis import best_epoch_of, read_scalars
-from medfm.visualization import plot_epoch_metrics, plot_lines
+from medfm.apis.runs import RunDir, best_epoch_of, validation_rows
+from medfm.visualization.plots import plot_epoch_metrics, plot_lines
 
 
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('work_dir', help='run folder (the --work-dir of train.sh)')
     args = p.parse_args(argv)
-    records = read_scalars(args.work_dir)
+    records = RunDir(args.work_dir).scalars()
     train = [r for r in records if 'loss' in r]
     lr = [r for r in records if 'lr' in r]
-    val = [r for r in records if any(k.startswith('medfmc/') for k in r)]
+    rows = validation_rows(records)
     written = []
     if train:
         path = osp.join(args.work_dir, 'curves_loss.png')
@@ -37,10 +37,7 @@ def main(argv=None) -> list:
                    path, title='learning rate', xlabel='iteration',
                    ylabel='learning rate')
         written.append(path)
-    if val:
-        rows = [dict(epoch=r['step'], **{k: float(v) for k, v in r.items()
-                                         if k.startswith('medfmc/')})
-                for r in val]
+    if rows:
         best = best_epoch_of(rows)
         marks = None if best is None else {f'best score (epoch {best})': best}
         path = osp.join(args.work_dir, 'curves_val.png')

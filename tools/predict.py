@@ -23,16 +23,20 @@ from glob import glob
 from typing import Optional
 
 from mmengine.config import DictAction
-from mmengine.registry import init_default_scope
 
-from medfm.protocol import predict, submission_path, task_of, write_submission
-from medfm.utils import load_config
+from medfm.apis.inference import predict_list
+from medfm.apis.protocol import submission_path, write_submission
+from medfm.apis.runs import RunDir
+from medfm.cli import load_config
+from medfm.datasets import task_of_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('config', help='config the checkpoint was trained with')
-    p.add_argument('checkpoint', help='checkpoint of a run')
+    p.add_argument('config', help="config the checkpoint was trained with "
+                   "('run': the saved config of the checkpoint's run folder)")
+    p.add_argument('checkpoint', help='checkpoint of a run, or a run folder '
+                   '(its best checkpoint)')
     p.add_argument('--ann-file', default='test_WithoutLabel.txt',
                    help='list to score, relative to the data root unless '
                    'absolute (default test_WithoutLabel.txt)')
@@ -56,16 +60,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    checkpoint, config = args.checkpoint, args.config
+    run = RunDir(checkpoint if osp.isdir(checkpoint) else osp.dirname(checkpoint))
+    if osp.isdir(checkpoint):
+        checkpoint = run.checkpoint('best')
+    if config == 'run':
+        config = run.config_path()
+        if config is None:
+            raise SystemExit(f'error: {run.path} holds no saved config')
+    cfg = load_config(config, args.cfg_options)
     if args.out:
         path = args.out
     elif args.shot is not None:
-        path = submission_path(args.result_dir, task_of(cfg), args.shot, args.exp)
+        path = submission_path(args.result_dir, task_of_config(cfg).TASK,
+                               args.shot, args.exp)
     else:
         raise SystemExit('give --out, or --shot (and --exp) for the result folder')
-    names, scores = predict(cfg, args.checkpoint, args.ann_file, args.data_root,
-                            args.device)
+    names, scores = predict_list(cfg, checkpoint, args.ann_file, args.data_root,
+                                 args.device)
     write_submission(path, names, scores)
     print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')
     if args.zip:

@@ -17,8 +17,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from medfm.cam import CAM_METHODS
-from medfm.report import build_report
+from medfm.apis.report import build_report
+from medfm.visualization.cam import CAM_METHODS
 
 
 def parse_args(argv=None) -> argparse.Namespace:

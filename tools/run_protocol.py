@@ -24,21 +24,22 @@ from typing import Dict, List, Sequence
 from mmengine.config import DictAction
 from mmengine.logging import print_log
 
-from medfm.evaluation.epochs import find_epoch_checkpoints
-from medfm.protocol import (
+from medfm.apis.inference import predict_list
+from medfm.apis.protocol import (
     data_root_of,
     experiment_config,
-    predict,
     run_experiment,
     split_files,
     submission_path,
-    task_of,
     write_submission,
     write_summary,
 )
-from medfm.splits import check_split, load_pool, write_splits
-from medfm.utils import load_config, write_json
-from medfm.utils.speed import add_speed_args, apply_speed_args
+from medfm.apis.runs import RunDir
+from medfm.cli import load_config
+from medfm.cli.speed import add_speed_args, apply_speed_args
+from medfm.datasets import task_of_config
+from medfm.datasets.splits import check_split, load_pool, write_splits
+from medfm.utils import write_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,9 +106,12 @@ def split_warnings(task: str, split_dir: str, shot: int,
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
+    options = dict(args.cfg_options or {})
+    if args.epochs is not None:  # through load_config: the schedule follows
+        options['train_cfg.max_epochs'] = args.epochs
+    cfg = load_config(args.config, options)
     apply_speed_args(cfg, args)
-    task = task_of(cfg)
+    task = task_of_config(cfg).TASK
     name = osp.splitext(osp.basename(args.config))[0]
     out = args.work_dir or osp.join('work_dirs', 'protocol', name,
                                     f'{task}_{args.shot}-shot')
@@ -133,13 +137,13 @@ def main(argv=None) -> dict:
     done = finished_rows(out) if args.skip_done else {}
     for exp in args.exps:
         exp_cfg = experiment_config(cfg, split_dir, args.shot, exp,
-                                    osp.join(out, f'exp{exp}'), args.epochs)
+                                    osp.join(out, f'exp{exp}'))
         if exp in done:
             row = done[exp]
             print_log(f'exp{exp}: finished earlier ({row["checkpoint"]}); '
                       'kept', logger='current')
         else:
-            if args.skip_done and find_epoch_checkpoints(exp_cfg.work_dir):
+            if args.skip_done and RunDir(exp_cfg.work_dir).epoch_checkpoints():
                 exp_cfg.resume = True  # interrupted: from its last checkpoint
                 print_log(f'exp{exp}: unfinished; resumed', logger='current')
             try:
@@ -150,7 +154,8 @@ def main(argv=None) -> dict:
                     'add --skip-done.') from None
         if args.predict and not osp.isfile(str(row.get('submission', ''))):
             result_dir = args.result_dir or osp.join(out, 'result')
-            names, scores = predict(exp_cfg, row['checkpoint'], args.predict_list)
+            names, scores = predict_list(exp_cfg, row['checkpoint'],
+                                         args.predict_list)
             row['submission'] = write_submission(
                 submission_path(result_dir, task, args.shot, exp), names, scores)
         rows.append(row)

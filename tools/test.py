@@ -12,8 +12,8 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from medfm.apis.runs import RunDir
 from medfm.utils import write_json
-from medfm.utils.config import load_eval_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,9 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = load_eval_config(args.config, args.cfg_options,
-                           osp.dirname(osp.abspath(args.checkpoint)),
-                           args.work_dir)
+    # compared with the config the checkpoint's run saved, if it has one
+    run = RunDir(osp.dirname(osp.abspath(args.checkpoint)))
+    cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     runner = Runner.from_cfg(cfg)
     # strict: a checkpoint of another task or model fails here, naming the

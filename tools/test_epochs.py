@@ -1,9 +1,11 @@
 """Evaluate every epoch checkpoint of a run: table, CSV, curve, selected epoch.
 
-Example:
-    python tools/test_epochs.py configs/densenet/densenet121_chest.py \
-        work_dirs/densenet121_chest
-Writes ``<work_dir>/epochs_<split>.{csv,json,png}``.
+Examples:
+    python tools/test_epochs.py work_dirs/densenet121_chest
+    python tools/test_epochs.py CONFIG work_dirs/densenet121_chest
+With the run folder alone the run's saved config is used (what it trained
+with); a config given too is compared with it and the differing keys are
+named. Writes ``<work_dir>/epochs_<split>.{csv,json,png}``.
 """
 from __future__ import annotations
 
@@ -15,17 +17,19 @@ from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-from medfm.evaluation.epochs import selected_epoch, sweep_run
+from medfm.apis.inference import sweep_run
+from medfm.apis.runs import RunDir
+from medfm.cli import WRAPPER_ENV, caller_path
 from medfm.utils import write_csv, write_json
-from medfm.utils.config import WRAPPER_ENV, caller_path, load_eval_config
-from medfm.visualization import plot_epoch_metrics
+from medfm.visualization.plots import plot_epoch_metrics
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog=WRAPPER_ENV)
-    p.add_argument('config', help='config file of the run')
-    p.add_argument('work_dir', help='run folder holding epoch_N.pth')
+    p.add_argument('paths', nargs='+', metavar='[CONFIG] WORK_DIR',
+                   help="the run folder holding epoch_N.pth, optionally after "
+                   "a config file (default: the run's saved config)")
     p.add_argument('--split', default='test', choices=['test', 'val'])
     p.add_argument('--no-cache', action='store_true',
                    help='decode the images again for every checkpoint '
@@ -35,8 +39,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
     p.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = p.parse_args(argv)
-    args.config = caller_path(args.config)
-    args.work_dir = caller_path(args.work_dir)
+    if len(args.paths) > 2:
+        p.error('give WORK_DIR, or CONFIG WORK_DIR')
+    *config, work_dir = args.paths
+    args.config = caller_path(config[0]) if config else None
+    args.work_dir = caller_path(work_dir)
     return args
 
 
@@ -61,7 +68,7 @@ def report(rows, skipped, work_dir: str, split: str, title: str) -> None:
     score = score_key.split('/')[-1]
     best = max(rows, key=lambda r: r[score_key])
     by_epoch = {r['epoch']: r for r in rows}
-    selected = selected_epoch(work_dir) if split == 'test' else None
+    selected = RunDir(work_dir).selected_epoch() if split == 'test' else None
     if selected not in by_epoch:
         selected = None
     stem = osp.join(work_dir, f'epochs_{split}')
@@ -97,13 +104,14 @@ def main(argv=None) -> int:
     if not osp.isdir(args.work_dir):
         print(f'error: run folder {args.work_dir} not found', file=sys.stderr)
         return 1
-    # logs in <run>/eval; the run's saved config and its tracker stay as
-    # training left them
-    cfg = load_eval_config(args.config, args.cfg_options, args.work_dir)
-    cfg.launcher = args.launcher
+    run = RunDir(args.work_dir)
     try:
-        rows, skipped = sweep_run(Runner.from_cfg(cfg), args.work_dir,
-                                  args.split, cache=not args.no_cache)
+        # logs in <run>/eval; the run's saved config and its tracker stay as
+        # training left them
+        cfg = run.eval_config(args.config, args.cfg_options)
+        cfg.launcher = args.launcher
+        rows, skipped = sweep_run(Runner.from_cfg(cfg), run, args.split,
+                                  cache=not args.no_cache)
     except FileNotFoundError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
@@ -113,7 +121,7 @@ def main(argv=None) -> int:
         return 1
     if is_main_process():
         report(rows, skipped, args.work_dir, args.split,
-               f'{osp.basename(args.config)} ({args.split})')
+               f'{osp.basename(args.config or run.config_path())} ({args.split})')
     return 0
 
 

@@ -13,10 +13,10 @@ import argparse
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from medfm.utils import load_config
-from medfm.utils.config import WRAPPER_ENV, caller_path, check_fresh_work_dir
-from medfm.utils.speed import add_speed_args, apply_speed_args
-from medfm.utils.tracking import add_trackers
+from medfm.apis.runs import RunDir
+from medfm.cli import WRAPPER_ENV, caller_path, load_config
+from medfm.cli.speed import add_speed_args, apply_speed_args
+from medfm.cli.tracking import add_trackers
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def build_cfg(args: argparse.Namespace):
 def main(argv=None) -> None:
     cfg = build_cfg(parse_args(argv))
     try:
-        check_fresh_work_dir(cfg)
+        RunDir(cfg.work_dir).check_fresh(bool(cfg.get('resume')))
     except FileExistsError as err:
         raise SystemExit(f'error: {err}') from None
     runner = Runner.from_cfg(cfg)

@@ -20,8 +20,10 @@ from typing import List
 
 from mmengine.config import DictAction
 
-from medfm.cam import CAM_METHODS, CAMVisualizer
-from medfm.utils import load_config
+from medfm.apis.inference import cam_visualizer
+from medfm.apis.runs import RunDir
+from medfm.cli import load_config
+from medfm.visualization.cam import CAM_METHODS
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -29,7 +31,8 @@ IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='config file')
-    p.add_argument('checkpoint', help="checkpoint file ('none': initial weights)")
+    p.add_argument('checkpoint', help="checkpoint file, or a run folder (its "
+                   "best checkpoint); 'none': initial weights")
     p.add_argument('images', nargs='*',
                    help='image files or folders (none with --preview-model)')
     p.add_argument('--out-dir', default='cams', help='output folder')
@@ -71,8 +74,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
+    if checkpoint and osp.isdir(checkpoint):
+        checkpoint = RunDir(checkpoint).checkpoint('best')
     if args.preview_model:
-        vis = CAMVisualizer.from_config(cfg, checkpoint, device=args.device)
+        vis = cam_visualizer(cfg, checkpoint, device=args.device)
         print('\n'.join(n for n, _ in vis.model.named_modules() if n))
         return 0
     try:
@@ -85,7 +90,7 @@ def main(argv=None) -> int:
         return 1
     written = []
     for method in args.method:
-        vis = CAMVisualizer.from_config(
+        vis = cam_visualizer(
             cfg, checkpoint, device=args.device, method=method, thr=args.thr,
             target_layers=args.target_layers, eigen_smooth=args.eigen_smooth,
             aug_smooth=args.aug_smooth)

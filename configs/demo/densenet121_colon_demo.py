@@ -29,7 +29,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
-         end=5, convert_to_iter_based=True),
+         convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=5)
 default_hooks = dict(logger=dict(interval=5))

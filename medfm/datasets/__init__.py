@@ -1,9 +1,19 @@
 from .base import AnnotationError, MedFMCDataset, parse_ann_line
 from .cache import ImageCache, LoadImageFromFileOrCache, build_image_cache
-from .medfmc import TASKS, ChestDR, ColonPath, Endo, format_ann_line, group_of
+from .medfmc import (
+    TASKS,
+    ChestDR,
+    ColonPath,
+    Endo,
+    format_ann_line,
+    group_of,
+    task_class,
+    task_of_config,
+)
 from .transforms import ImageDecodeError, LoadMedFMCImage, decode_image
 
 __all__ = ['AnnotationError', 'MedFMCDataset', 'parse_ann_line', 'ChestDR',
            'ColonPath', 'Endo', 'ImageCache', 'LoadImageFromFileOrCache',
            'build_image_cache', 'ImageDecodeError', 'LoadMedFMCImage',
-           'decode_image', 'TASKS', 'format_ann_line', 'group_of']
+           'decode_image', 'TASKS', 'format_ann_line', 'group_of', 'task_class',
+           'task_of_config']

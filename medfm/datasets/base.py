@@ -15,8 +15,10 @@ It reads four annotation formats, chosen by the file's extension:
   class, matched by name).
 * ``.json``/``.pkl``: mmpretrain's ``{"metainfo": ..., "data_list": ...}``.
 
-Task classes only declare ``METAINFO``: ``classes`` in label order and
-``multi_label``.
+Task classes declare ``METAINFO`` (``classes`` in label order and
+``multi_label``) and the task's facts: its name, what a shot counts and how
+(``group_of``), the line format (``format_line``), the CSV's group column,
+grayscale images, whether all-zero rows occur.
 """
 from __future__ import annotations
 
@@ -134,6 +136,33 @@ class MedFMCDataset(BaseDataset):
     """
 
     METAINFO = dict(classes=(), multi_label=False)
+    #: the task's name (file names, folders, the command line)
+    TASK = ''
+    #: what one "shot" of the few-shot protocol counts
+    SHOT_UNIT = 'image'
+    #: the release CSV's column naming a shot's unit (None: the image)
+    GROUP_COLUMN = None
+    #: the release's image (width, height)
+    IMAGE_SIZE = (224, 224)
+    #: grayscale images (chest X-rays)
+    GRAYSCALE = False
+    #: images without any label occur (an all-zero multi-label row)
+    EMPTY_ROWS = True
+
+    @classmethod
+    def group_of(cls, name: str) -> str:
+        """The unit a shot counts of one file name (here: the image)."""
+        return name
+
+    @classmethod
+    def format_line(cls, name: str, y: Sequence[int]) -> str:
+        """One line of the baseline's lists, the inverse of
+        :func:`parse_ann_line`: multi-label 0/1 separated by spaces, or the
+        class index."""
+        values = [int(v) for v in y]
+        if cls.METAINFO.get('multi_label'):
+            return f'{name} ' + ' '.join(map(str, values))
+        return f'{name} {values.index(max(values))}'
 
     def __init__(self,
                  ann_file: str,

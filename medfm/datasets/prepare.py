@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..analysis import label_matrix
 from ..utils.io import atomic_write, write_json
 from .medfmc import format_ann_line, group_of
+from .stats import label_matrix
 
 
 def stratified_group_split(labels: np.ndarray, groups: Sequence[str],

@@ -1,3 +1,4 @@
+from .channels_last import ChannelsLastDDP, ChannelsLastHook
 from .hooks import (
     ClassCountCheckHook,
     EpochSeedHook,
@@ -11,10 +12,9 @@ from .loops import (
     InMemoryValLoop,
     SpanningDataLoader,
 )
-from .speed import ChannelsLastDDP, ChannelsLastHook, FastClsDataPreprocessor
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'KeepOtherRunsHook', 'ResumeCheckHook',
-           'ChannelsLastDDP', 'ChannelsLastHook', 'FastClsDataPreprocessor',
+           'ChannelsLastDDP', 'ChannelsLastHook',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'SpanningDataLoader']

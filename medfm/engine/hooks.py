@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Optional
 
 import numpy as np
 import torch
@@ -144,24 +145,18 @@ class KeepOtherRunsHook(Hook):
                 info.pop(key.replace('best_ckpt', 'best_score', 1), None)
 
 
-def _end_epoch(state: dict, iters_per_epoch: int) -> float:
-    """Where a scheduler's state says it ends, in epochs."""
-    end = state.get('end', math.inf)
-    if state.get('by_epoch', True) or not iters_per_epoch:
-        return end
-    return end / iters_per_epoch
-
-
-@HOOKS.register_module()
 class ResumeCheckHook(Hook):
     """Make ``--resume`` fit what this run changed since the checkpoint.
 
-    * A learning-rate schedule that ends before ``train_cfg.max_epochs``:
-      ``--resume`` restores each scheduler's state, its end included, so
-      resuming a finished 20-epoch run with ``max_epochs=40`` trains epochs
-      21-40 at the old schedule's final rate. mmengine's cosine is computed
-      step by step from the current rate and cannot be stretched at that
-      point; the warning names the way to a longer schedule instead.
+    * The learning-rate schedule: ``--resume`` restores each scheduler's
+      state, its end included, so a run resumed with a larger
+      ``train_cfg.max_epochs`` would keep the checkpoint's schedule. The
+      schedulers built from this run's config (their ends resolved by
+      :func:`medfm.cli.resolve_schedule`) win instead: their ends replace the
+      checkpoint's, and the learning rate at the resumed iteration is put on
+      the new curve, so every later iteration has the rate of the same
+      schedule trained from the start. Where the old schedule had already
+      decayed, the epochs before the resume followed it: a warning says so.
     * A bf16 run saved with loss scaling off (``--fast``) holds an empty
       ``GradScaler`` state, which an enabled scaler (a resume without
       ``--fast``) refuses to load; it is dropped, and the scaler starts anew.
@@ -175,31 +170,98 @@ class ResumeCheckHook(Hook):
         optimizer = checkpoint.get('optimizer')
         if isinstance(optimizer, dict) and optimizer.get('loss_scaler') == {}:
             del optimizer['loss_scaler']
-        self._check_schedule(runner, checkpoint.get('param_schedulers'))
+        built = runner.param_schedulers
+        states = checkpoint.get('param_schedulers')
+        if isinstance(built, list) and isinstance(states, list):
+            iteration = int(checkpoint.get('meta', {}).get('iter', 0))
+            checkpoint['param_schedulers'] = fit_schedule_states(
+                built, states, iteration, optimizer, runner.logger)
 
-    @staticmethod
-    def _check_schedule(runner, states) -> None:
-        if not isinstance(states, list):
-            return
-        max_epochs = getattr(runner.train_loop, 'max_epochs', None)
-        if max_epochs is None:
-            return
-        try:
-            iters = len(runner.train_dataloader)
-        except TypeError:
-            iters = 0
-        ends = [_end_epoch(state, iters) for state in states
-                if isinstance(state, dict)]
-        last = max(ends, default=math.inf)
-        if last >= max_epochs:
-            return
-        first = math.floor(last) + 1
-        spent = (f'epoch {first} trains' if first == max_epochs else
-                 f'epochs {first}-{max_epochs} train')
-        runner.logger.warning(
-            f'the learning-rate schedule resumed from the checkpoint ends at '
-            f'epoch {last:g}, but this run trains to epoch {max_epochs}: '
-            f'mmengine continues the checkpoint\'s schedule, so {spent} at '
-            'its final learning rate. To train the longer schedule, start a '
-            'new run from these weights: --work-dir NEW --cfg-options '
-            'load_from=CHECKPOINT')
+
+def fit_schedule_states(built: list, states: list, iteration: int,
+                        optimizer: Optional[dict], logger) -> list:
+    """The checkpoint's scheduler states, fitted to the schedulers built from
+    this run's config (see :class:`ResumeCheckHook`).
+
+    Args:
+        built (list): This run's schedulers (iteration-based once built).
+        states (list): Their states saved in the checkpoint, in order; a
+            scheduler the checkpoint lacks (one the shorter run left out) is
+            added.
+        iteration (int): Iterations the checkpoint had trained.
+        optimizer (dict, optional): The checkpoint's optimizer state, whose
+            ``param_groups`` values are set where a scheduler moved.
+        logger: Where to say what changed.
+
+    Returns:
+        list: One state per built scheduler.
+    """
+    out = []
+    for i, sched in enumerate(built):
+        fresh = sched.state_dict()
+        state = dict(states[i]) if i < len(states) else None
+        keys = ('begin', 'end', 'T_max', 'total_iters')
+        if state is not None and all(state.get(k) == fresh.get(k) for k in keys):
+            out.append(state)
+            continue
+        decayed = state is not None and state.get('last_step', -1) > 0
+        old_end = None if state is None else state.get('end')
+        state = dict(state or fresh)
+        state.update({k: fresh[k] for k in keys if k in fresh})
+        begin, end = state['begin'], state['end']
+        state['_global_step'] = iteration
+        state['last_step'] = min(iteration, end - 1) - begin \
+            if iteration >= begin else -1
+        name = f'param_scheduler[{i}] ({type(sched).__name__})'
+        if state['last_step'] > 0 and begin <= iteration < end:
+            _put_on_curve(state, optimizer, name, logger)
+        if decayed:
+            logger.warning(
+                f'{name}: the checkpoint\'s schedule ended at iteration '
+                f'{old_end}, this run\'s ends at {end}: from iteration '
+                f'{iteration} on the learning rate follows this run\'s '
+                'schedule; the iterations before the resume followed the old '
+                'one (to train the new schedule from the start, begin a new '
+                'run: --work-dir NEW --cfg-options load_from=CHECKPOINT)')
+        else:
+            logger.info(f'{name} follows this run\'s schedule: ends at '
+                        f'iteration {end}')
+        out.append(state)
+    return out
+
+
+def _closed_form(state: dict) -> Optional[list]:
+    """Values of a cosine or linear scheduler at ``state['last_step']``
+    (None for other kinds: mmengine has no closed form for them)."""
+    t = state['last_step']
+    if 'T_max' in state:  # CosineAnnealingParamScheduler
+        out = []
+        for base in state['base_values']:
+            eta_min = state['eta_min'] if state.get('eta_min_ratio') is None \
+                else base * state['eta_min_ratio']
+            out.append(eta_min + (base - eta_min) *
+                       (1 + math.cos(math.pi * t / state['T_max'])) / 2)
+        return out
+    if 'total_iters' in state:  # LinearParamScheduler
+        frac = min(t, state['total_iters']) / state['total_iters']
+        factor = state['start_factor'] + \
+            (state['end_factor'] - state['start_factor']) * frac
+        return [base * factor for base in state['base_values']]
+    return None
+
+
+def _put_on_curve(state: dict, optimizer: Optional[dict], name: str,
+                  logger) -> None:
+    """Set the optimizer's current values to the scheduler's closed form at
+    the state's step (mmengine steps its schedulers from the current value)."""
+    values = _closed_form(state)
+    if values is None:
+        logger.warning(f'{name}: its value at the resumed iteration cannot be '
+                       'computed; it continues from the checkpoint\'s value')
+        return
+    state['_last_value'] = values
+    groups = (optimizer or {}).get('param_groups') or []
+    for group, value in zip(groups, values):
+        group[state['param_name']] = value
+
+

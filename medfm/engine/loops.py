@@ -49,7 +49,7 @@ from mmengine.runner import EpochBasedTrainLoop, ValLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from medfm.utils.batches import BatchesInMemory, not_replayable
+from .batches import BatchesInMemory, not_replayable
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 from .backbones import BEiTViTAnySize, SwinTransformerAnySize
+from .data_preprocessor import FastClsDataPreprocessor
 from .vpt import PromptedSwinTransformer, PromptedViT
 from .weight_init import PretrainedIfExists, count_parameters, load_pretrained
 
-__all__ = ['BEiTViTAnySize', 'SwinTransformerAnySize',
+__all__ = ['BEiTViTAnySize', 'SwinTransformerAnySize', 'FastClsDataPreprocessor',
            'PretrainedIfExists', 'count_parameters', 'load_pretrained',
            'PromptedSwinTransformer', 'PromptedViT']

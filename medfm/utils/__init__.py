@@ -1,5 +1,5 @@
-from .config import apply_amp, load_config, sanitize_dataloaders
+from .config import LOADERS, innermost, leaf_datasets, loader_datasets
 from .io import atomic_write, write_csv, write_json
 
-__all__ = ['apply_amp', 'load_config', 'sanitize_dataloaders', 'atomic_write',
-           'write_csv', 'write_json']
+__all__ = ['LOADERS', 'innermost', 'leaf_datasets', 'loader_datasets',
+           'atomic_write', 'write_csv', 'write_json']

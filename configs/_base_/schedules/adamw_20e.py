@@ -7,8 +7,9 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
+    # no `end`: the decay ends with the run, whatever sets max_epochs
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=1,
-         end=20, convert_to_iter_based=True),
+         convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=1)
 val_cfg = dict()

@@ -1,6 +1,7 @@
 """N-shot splits of the MedFM challenge: generate them and check them.
 
-The challenge's few-shot setting (``shared/REFERENCE.md`` §3):
+The challenge's few-shot setting (the unit of a shot is a fact of each
+dataset class: ``SHOT_UNIT``, ``group_of``):
 
 * chest: N *images* per class;
 * endo: N *patients* (studies) per class, with all their images; the study id
@@ -28,29 +29,20 @@ import re
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .analysis import label_matrix
-from .datasets import TASKS, MedFMCDataset, format_ann_line, group_of
-from .utils.io import atomic_write
+from ..utils.io import atomic_write
+from .base import MedFMCDataset
+from .medfmc import task_class
+from .stats import label_matrix
 
-#: task -> dataset class (the parser of its annotation files)
-TASK_DATASETS = TASKS
 SHOTS = (1, 5, 10)
 EXPERIMENTS = (1, 2, 3, 4, 5)
 _SPLIT_NAME = re.compile(
     r'^(?P<task>chest|colon|endo)_(?P<shot>\d+)-shot_(?P<part>train|val)'
     r'_exp(?P<exp>\d+)\.txt$')
-
-
-#: task -> function from file name to the unit a "shot" counts
-GROUP_OF: Dict[str, Callable[[str], str]] = {
-    task: partial(group_of, task) for task in TASKS}
-#: what a shot is, for messages
-UNIT = {'chest': 'image', 'endo': 'patient', 'colon': 'slide'}
 
 
 def split_file_name(task: str, shot: int, part: str, exp: int) -> str:
@@ -87,11 +79,11 @@ class Pool:
     @property
     def groups(self) -> List[str]:
         """The patient / slide (chest: the image) of every image."""
-        return [GROUP_OF[self.task](n) for n in self.names]
+        return [task_class(self.task).group_of(n) for n in self.names]
 
     def line(self, i: int) -> str:
         """Image ``i`` as a line of the baseline's annotation format."""
-        return format_ann_line(self.task, self.names[i], self.labels[i])
+        return task_class(self.task).format_line(self.names[i], self.labels[i])
 
 
 def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
@@ -109,9 +101,7 @@ def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
     Returns:
         Pool: The images, in file order, with their labels.
     """
-    if task not in TASK_DATASETS:
-        raise ValueError(f'unknown task {task!r}; choose from '
-                         f'{sorted(TASK_DATASETS)}')
+    task_class(task)  # an unknown task fails here, naming the known ones
     path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
     dataset = _read(task, path)
     infos = [dataset.get_data_info(i) for i in range(len(dataset))]
@@ -124,9 +114,9 @@ def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
 
 def _read(task: str, path: str) -> MedFMCDataset:
     # data_root='' and data_prefix='': img_path is the name as listed
-    return TASK_DATASETS[task](ann_file=path, data_root='', data_prefix='',
-                               check_images=False, lazy_init=False,
-                               serialize_data=False)
+    return task_class(task)(ann_file=path, data_root='', data_prefix='',
+                            check_images=False, lazy_init=False,
+                            serialize_data=False)
 
 
 # ------------------------------------------------------------------ generate
@@ -164,7 +154,7 @@ def make_split(pool: Pool, shot: int,
         if len(candidates) < shot:
             warnings.warn(
                 f'{pool.task} {shot}-shot: class {pool.classes[c]!r} has '
-                f'{len(candidates)} unused {UNIT[pool.task]}(s) with a '
+                f'{len(candidates)} unused {task_class(pool.task).SHOT_UNIT}(s) with a '
                 f'positive image, fewer than {shot}; taking all of them')
         chosen = rng.permutation(candidates)[:shot]
         taken[chosen] = True
@@ -294,7 +284,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
     if shot is None:
         meta = parse_split_file_name(train_file)
         shot = meta['shot'] if meta else None
-    unit = UNIT[task]
+    unit = task_class(task).SHOT_UNIT
     pools = {}
     for part, path in (('train', train_file), ('val', val_file)):
         if path is None:
@@ -321,7 +311,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
             report.problems.append(
                 f'{len(shared)} of {len(set(train.names))} train image(s) are '
                 f'also in val, e.g. {_examples(shared)}')
-        if task != 'chest':
+        if unit != 'image':
             shared_groups = set(train.groups) & set(val.groups)
             if shared_groups:
                 report.problems.append(
@@ -342,7 +332,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
         f'{len(set(train.names))} train image(s) from '
         f'{len(set(train.groups))} {unit}(s); {unit}s per class: '
         + ', '.join(per_class))
-    if shot is not None and task != 'chest':
+    if shot is not None and unit != 'image':
         # every unit was drawn for one class; more units than N * classes
         # means the file is not an N-shot list
         limit = shot * len(train.classes)

@@ -5,49 +5,35 @@
   checkpoint on the config's test list.
 * :func:`summarize` turns the experiments' metrics into mean and standard
   deviation; :func:`write_summary` writes them as CSV and Markdown.
-* :func:`predict` scores an annotation list (labelled or not) with a
-  checkpoint, running the model directly (no evaluator needed), and
-  :func:`write_submission` writes the challenge's submission file: one line
+* :func:`write_submission` writes the challenge's submission file: one line
   per image, in list order, the file name then one score per class with 8
-  decimals, no header, in ``result/exp<k>/<task>_<N>-shot_submission.csv``.
+  decimals, no header, in ``result/exp<k>/<task>_<N>-shot_submission.csv``,
+  from the scores of :func:`medfm.apis.inference.predict_list`.
 """
 from __future__ import annotations
 
 import copy
 import gc
-import glob
 import math
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from .compat import load_checkpoint_file
-from .models import count_parameters
-from .splits import split_file_name
-from .testing import TASK_OF_DATASET
-from .utils import atomic_write, write_csv
-from .utils.config import check_fresh_work_dir, innermost
+from ..datasets import task_of_config
+from ..datasets.splits import split_file_name
+from ..models import count_parameters
+from ..utils import atomic_write, innermost, write_csv
+from .runs import RunDir
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
 METRIC_ORDER = ('mAP', 'Acc', 'AUC', 'score')
-
-
-def task_of(cfg: Config) -> str:
-    """The MedFMC task of a config, from its train (or test) dataset type."""
-    loader = cfg.get('train_dataloader') or cfg.get('test_dataloader')
-    kind = innermost(loader['dataset'])['type']
-    if kind not in TASK_OF_DATASET:
-        raise ValueError(f'dataset type {kind!r} is not a MedFMC task '
-                         f'({sorted(TASK_OF_DATASET)})')
-    return TASK_OF_DATASET[kind]
 
 
 def data_root_of(cfg: Config, loader: str = 'train_dataloader') -> str:
@@ -74,7 +60,7 @@ def split_files(split_dir: str, task: str, shot: int, exp: int) -> Dict[str, str
 
 
 def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
-                      work_dir: str, epochs: Optional[int] = None) -> Config:
+                      work_dir: str) -> Config:
     """A copy of ``cfg`` for one experiment.
 
     The split is chosen by overriding the datasets' ``ann_file`` with
@@ -87,12 +73,11 @@ def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
         shot (int): N.
         exp (int): Experiment number.
         work_dir (str): Output folder of the run.
-        epochs (int, optional): Override of ``train_cfg.max_epochs``.
 
     Returns:
         Config: The experiment's config.
     """
-    task = task_of(cfg)
+    task = task_of_config(cfg).TASK
     files = split_files(split_dir, task, shot, exp)
     missing = [p for p in files.values() if not osp.isfile(p)]
     if missing:
@@ -104,45 +89,10 @@ def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
     innermost(cfg.train_dataloader.dataset)['ann_file'] = osp.abspath(files['train'])
     if cfg.get('val_dataloader'):
         innermost(cfg.val_dataloader.dataset)['ann_file'] = osp.abspath(files['val'])
-    if epochs is not None:
-        cfg.train_cfg.max_epochs = epochs
-        _clip_schedulers(cfg, epochs)
     cfg.work_dir = work_dir
     stamp = time.strftime('%Y%m%d_%H%M%S')  # unique logger/visualizer names
     cfg.experiment_name = f'{task}_{shot}-shot_exp{exp}_{stamp}'
     return cfg
-
-
-def _clip_schedulers(cfg: Config, epochs: int) -> None:
-    """Fit epoch-based scheduler ends to a shorter run (cosine ends at the end)."""
-    scheds = cfg.get('param_scheduler') or []
-    for s in scheds if isinstance(scheds, list) else [scheds]:
-        if s.get('by_epoch', True) and s.get('end', 0) > epochs:
-            s['end'] = epochs
-        if s.get('by_epoch', True) and s.get('begin', 0) >= epochs:
-            s['begin'] = max(0, epochs - 1)
-
-
-def pick_checkpoint(work_dir: str, which: str = 'best') -> str:
-    """The checkpoint of a finished run to evaluate.
-
-    Args:
-        work_dir (str): The run's folder.
-        which (str): ``'best'`` (best validation score, saved by the
-            CheckpointHook's ``save_best``; the last epoch when there is
-            none) or ``'last'``.
-
-    Returns:
-        str: Path of the checkpoint.
-    """
-    if which == 'best':
-        best = sorted(glob.glob(osp.join(work_dir, 'best_*.pth')), key=osp.getmtime)
-        if best:
-            return best[-1]
-    epochs = glob.glob(osp.join(work_dir, 'epoch_*.pth'))
-    if not epochs:
-        raise FileNotFoundError(f'no checkpoint in {work_dir}')
-    return max(epochs, key=lambda p: int(osp.basename(p)[6:-4]))
 
 
 def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
@@ -156,13 +106,14 @@ def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
         dict: ``work_dir``, ``checkpoint``, ``trainable``/``total``
         parameter counts and the test metrics (keys without prefix).
     """
-    check_fresh_work_dir(cfg)
+    run = RunDir(cfg.work_dir)
+    run.check_fresh(cfg.get('resume', False))
     runner = Runner.from_cfg(cfg)
     total, trainable = count_parameters(runner.model)
     print_log(f'{cfg.experiment_name}: {trainable:,} trainable of {total:,} '
               'parameters', logger='current')
     runner.train()
-    path = pick_checkpoint(cfg.work_dir, checkpoint)
+    path = run.checkpoint(checkpoint)
     runner.load_checkpoint(path)
     metrics = runner.test()
     row: Dict[str, object] = dict(work_dir=cfg.work_dir, checkpoint=path,
@@ -197,7 +148,13 @@ def summarize(rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float
     return out
 
 
-def _fmt(value: float) -> str:
+def fmt_percent(value: Optional[float]) -> str:
+    """A metric as the tables show it (``nan`` for a missing value).
+
+    Examples:
+        >>> fmt_percent(84.9412), fmt_percent(None)
+        ('84.94', 'nan')
+    """
     return 'nan' if value is None or math.isnan(value) else f'{value:.2f}'
 
 
@@ -236,75 +193,13 @@ def write_summary(out_dir: str, setting: Dict[str, object],
              '| metric | ' + ' | '.join(exps) + ' | mean ± std |',
              '|---|' + '---|' * len(exps) + '---|']
     for m in metrics:
-        cells = [_fmt(float(r[m])) for r in rows]
+        cells = [fmt_percent(float(r[m])) for r in rows]
         mean, std = stats[m]
         lines.append(f'| {m} | ' + ' | '.join(cells) +
-                     f' | {_fmt(mean)} ± {_fmt(std)} |')
+                     f' | {fmt_percent(mean)} ± {fmt_percent(std)} |')
     with atomic_write(paths['markdown'], encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')
     return paths
-
-
-# ---------------------------------------------------------------- prediction
-def _build_model(cfg: Config, checkpoint: str) -> torch.nn.Module:
-    from mmpretrain.registry import MODELS
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model = MODELS.build(model_cfg)
-    ckpt = load_checkpoint_file(checkpoint)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    model.load_state_dict(state, strict=True)
-    return model.eval()
-
-
-def predict(cfg: Config, checkpoint: str, ann_file: str,
-            data_root: Optional[str] = None,
-            device: Optional[str] = None) -> Tuple[List[str], np.ndarray]:
-    """Class scores of every image of an annotation list, in list order.
-
-    The config's test dataloader reads the list (labels are not needed); the
-    model runs directly, without an evaluator.
-
-    Args:
-        cfg (Config): The config the checkpoint was trained with.
-        checkpoint (str): A checkpoint of a run.
-        ann_file (str): The list, e.g. ``test_WithoutLabel.txt`` (relative to
-            ``data_root`` unless absolute).
-        data_root (str, optional): Override of the test dataset's data root.
-        device (str, optional): Defaults to CUDA when available.
-
-    Returns:
-        tuple[list[str], np.ndarray]: File names as listed and scores
-        ``(N, num_classes)`` (sigmoid for multi-label heads, softmax for
-        single-label ones).
-    """
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    loader_cfg = copy.deepcopy(cfg.test_dataloader)
-    dataset = innermost(loader_cfg['dataset'])
-    dataset['ann_file'] = ann_file
-    if data_root is not None:
-        dataset['data_root'] = data_root
-    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
-    if loader_cfg.get('num_workers', 0) == 0:
-        loader_cfg['persistent_workers'] = False
-    loader = Runner.build_dataloader(loader_cfg)
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    model = _build_model(cfg, checkpoint).to(device)
-    prefix = loader.dataset.img_prefix
-    names, scores = [], []
-    with torch.no_grad():
-        for batch in loader:
-            for sample in model.test_step(batch):
-                names.append(osp.relpath(sample.img_path, prefix) if prefix
-                             else sample.img_path)
-                scores.append(sample.pred_score.float().cpu().numpy())
-    expected = [osp.relpath(d['img_path'], prefix) if prefix else d['img_path']
-                for d in (loader.dataset.get_data_info(i)
-                          for i in range(len(loader.dataset)))]
-    if names != expected:  # a sampler that reorders or drops would break this
-        raise RuntimeError('predictions are not in list order')
-    return names, np.stack(scores)
 
 
 def write_submission(path: str, names: Sequence[str], scores: np.ndarray) -> str:

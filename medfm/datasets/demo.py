@@ -16,14 +16,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .datasets import ChestDR, ColonPath, Endo, format_ann_line
+from .base import MedFMCDataset
+from .medfmc import TASKS, task_class
 
-#: task -> (dataset class, image (width, height), grayscale)
-TASKS = {
-    'chest': (ChestDR, (128, 128), True),
-    'colon': (ColonPath, (128, 128), False),
-    'endo': (Endo, (160, 128), False),
-}
+#: task -> demo image (width, height): endoscopy frames are wider than tall
+IMAGE_SIZE = {'chest': (128, 128), 'colon': (128, 128), 'endo': (160, 128)}
 #: images per split and task
 DEFAULT_SIZES = {'train': 160, 'val': 64, 'test': 64}
 
@@ -49,7 +46,7 @@ def _colon_name(rng: np.random.Generator, i: int) -> Tuple[str, str]:
 NAMERS = {'chest': _chest_name, 'colon': _colon_name, 'endo': _endo_name}
 
 
-def _draw(labels: np.ndarray, size: Tuple[int, int], gray: bool,
+def draw(labels: np.ndarray, size: Tuple[int, int], gray: bool,
           rng: np.random.Generator) -> Image.Image:
     """An image whose marks encode its labels."""
     w, h = size
@@ -74,16 +71,20 @@ def _draw(labels: np.ndarray, size: Tuple[int, int], gray: bool,
     return Image.fromarray(tint, mode='RGB')
 
 
-def _sample_labels(task: str, n: int, num_classes: int,
-                   rng: np.random.Generator) -> np.ndarray:
-    if task == 'colon':
-        y = np.zeros((n, 2), dtype=int)
+def sample_labels(cls: 'type[MedFMCDataset]', n: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """``(n, C)`` 0/1 labels with skewed class frequencies, as the task's
+    class allows them (one class per image; or multi-label, all-zero rows
+    only where the task has them)."""
+    num_classes = len(cls.METAINFO['classes'])
+    if not cls.METAINFO['multi_label']:
+        y = np.zeros((n, num_classes), dtype=int)
         y[np.arange(n), (rng.random(n) < 0.4).astype(int)] = 1
         return y
     # skewed frequencies, from about 35% down to about 8%
     freq = np.linspace(0.35, 0.08, num_classes)
     y = (rng.random((n, num_classes)) < freq).astype(int)
-    if task == 'chest':  # every chest image has at least one finding
+    if not cls.EMPTY_ROWS:  # e.g. every chest image has at least one finding
         empty = y.sum(1) == 0
         y[empty, rng.integers(0, num_classes, empty.sum())] = 1
     return y
@@ -103,30 +104,30 @@ def make_task(root: str, task: str, sizes: Optional[Dict[str, int]] = None,
         dict: Split name to the list of image file names.
     """
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
-    cls, img_size, gray = TASKS[task]
-    classes = cls.METAINFO['classes']
+    cls = task_class(task)
     rng = np.random.default_rng(seed + sum(map(ord, task)))
     out = osp.join(root, task)
     os.makedirs(osp.join(out, 'images'), exist_ok=True)
     names: Dict[str, List[str]] = {}
     start = 0
     for split, n in sizes.items():
-        labels = _sample_labels(task, n, len(classes), rng)
+        labels = sample_labels(cls, n, rng)
         rows = []
         for i, y in enumerate(labels):
             name, group = NAMERS[task](rng, start + i)
-            _draw(y, img_size, gray, rng).save(osp.join(out, 'images', name))
+            draw(y, IMAGE_SIZE[task], cls.GRAYSCALE, rng).save(
+                osp.join(out, 'images', name))
             rows.append((name, group, y))
         start += n
         names[split] = [r[0] for r in rows]
         ann = {'train': 'train_20.txt', 'val': 'val_20.txt',
                'test': 'test_WithLabel.txt'}[split]
         _write_lines(osp.join(out, ann),
-                     [format_ann_line(task, name, y) for name, _, y in rows])
+                     [cls.format_line(name, y) for name, _, y in rows])
         if split == 'test':
             _write_lines(osp.join(out, 'test_WithoutLabel.txt'), names[split])
         else:
-            _write_csv(osp.join(out, f'{task}_{split}.csv'), task, classes, rows)
+            _write_csv(osp.join(out, f'{task}_{split}.csv'), cls, rows)
     return names
 
 
@@ -135,8 +136,9 @@ def _write_lines(path: str, lines: Sequence[str]) -> None:
         f.write('\n'.join(lines) + '\n')
 
 
-def _write_csv(path: str, task: str, classes: Sequence[str], rows) -> None:
-    group_col = {'endo': ['study_id'], 'colon': ['slide_id']}.get(task, [])
+def _write_csv(path: str, cls: 'type[MedFMCDataset]', rows) -> None:
+    classes = cls.METAINFO['classes']
+    group_col = [cls.GROUP_COLUMN] if cls.GROUP_COLUMN else []
     with open(path, 'w', newline='', encoding='utf-8') as f:
         writer = csv.writer(f)
         writer.writerow(['img_id', *group_col, *classes])

@@ -13,7 +13,8 @@ so the file can be mailed or archived alone):
 * ``confusion``: the confusion matrix (single-label tasks such as colon) or,
   for multi-label tasks, each class's TP/FP/FN/TN at the score threshold;
 * ``distribution``: positives per class in the training data;
-* ``gradcam``: Grad-CAM overlays of test images (:mod:`medfm.cam`).
+* ``gradcam``: Grad-CAM overlays of test images
+  (:mod:`medfm.visualization.cam`).
 """
 from __future__ import annotations
 
@@ -21,11 +22,9 @@ import base64
 import datetime
 import html
 import io
-import json
 import os
 import os.path as osp
 import re
-from glob import glob
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
@@ -38,18 +37,16 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-from .analysis import (  # noqa: E402
-    best_epoch_of,
-    merge_scalars,
-    scalars_files,
+from ..evaluation.metrics import MedFMCScore, average_precision  # noqa: E402
+from ..utils.config import innermost  # noqa: E402
+from .inference import (  # noqa: E402
+    Predictions,
+    build_classifier,
+    build_loader,
+    class_names,
+    predict_loader,
 )
-from .evaluation.epochs import (  # noqa: E402
-    EPOCH_RE,
-    find_epoch_checkpoints,
-    selected_epoch,
-)
-from .evaluation.metrics import MedFMCScore, average_precision  # noqa: E402
-from .utils.config import innermost  # noqa: E402
+from .runs import EPOCH_RE, RunDir  # noqa: E402
 
 #: ids of the report's sections, in page order
 SECTIONS = ('summary', 'curves', 'per-class', 'roc-pr', 'confusion',
@@ -81,113 +78,24 @@ def load_curves(run_dir: str, split: str = 'test'
         keys), the epoch validation selected if the file says so, and where
         the rows came from.
     """
-    for name in (f'epochs_{split}.json', 'epochs_test.json', 'epochs_val.json'):
-        path = osp.join(run_dir, name)
-        if osp.isfile(path):
-            with open(path) as f:
-                data = json.load(f)
+    run = RunDir(run_dir)
+    for name in dict.fromkeys((split, 'test', 'val')):
+        data = run.epoch_table(name)
+        if data is not None:
             # on the validation list its best epoch is validation's choice;
             # a test list's best_epoch is selection on test: not returned
-            epoch = data.get('best_epoch') if name == 'epochs_val.json' \
+            epoch = data.get('best_epoch') if name == 'val' \
                 else data.get('selected_epoch')
-            return data['rows'], epoch, name
-    files = scalars_files(run_dir)
-    return _validation_rows(files), None, \
+            return data['rows'], epoch, f'epochs_{name}.json'
+    files = run.scalars_files()
+    return run.validation_rows(), None, \
         ', '.join(osp.relpath(f, run_dir) for f in files) if files else 'none'
 
 
-def _validation_rows(files: Sequence[str]) -> List[dict]:
-    """Validation metrics per epoch logged in ``scalars.json`` files."""
-    rows = []
-    for rec in merge_scalars(files):
-        metrics = {k: v for k, v in rec.items() if k.startswith('medfmc/')}
-        if metrics:  # a validation line: its step is the epoch
-            rows.append(dict(epoch=int(rec['step']), **metrics))
-    return rows
-
-
-def load_train_loss(run_dir: str) -> Tuple[List[int], List[float]]:
-    """Training loss per iteration, over every start of the run."""
-    iters, losses = [], []
-    for rec in merge_scalars(scalars_files(run_dir)):
-        if 'loss' in rec:
-            iters.append(rec['step'])
-            losses.append(rec['loss'])
-    return iters, losses
-
-
-def reported_epoch(run_dir: str, rows: Sequence[dict], known: Optional[int],
-                   source: str) -> Tuple[Optional[int], str]:
-    """The epoch a report shows, and how it was chosen.
-
-    In order: the epoch ``tools/test_epochs.py`` recorded as selected on
-    validation; the run's ``best_*_epoch_N.pth``; the best validation score
-    in the training log; only then the highest score of ``rows`` (which may
-    be test scores: selection on the evaluated list, said so).
-    """
-    if known is not None:
-        return int(known), 'selected on val'
-    chosen = selected_epoch(run_dir)
-    if chosen is not None:
-        return chosen, 'selected on val (best checkpoint)'
-    val_rows = rows if source.endswith('scalars.json') \
-        else _validation_rows(scalars_files(run_dir))
-    best = best_epoch_of(val_rows)
-    if best is not None:
-        return best, 'best validation score in the log'
-    best = best_epoch_of(rows)
-    return best, ('n/a' if best is None else f'highest score in {source}: '
-                  'selection on the evaluated list overstates the result')
-
-
-def find_checkpoint(run_dir: str, epoch: Optional[int]) -> str:
-    """The checkpoint of ``epoch`` (``epoch_N.pth`` or the best copy of it),
-    else the ``best_*`` one, else the last one."""
-    candidates = []
-    if epoch is not None:
-        candidates += [p for e, p in find_epoch_checkpoints(run_dir) if e == epoch]
-    # newest first, as selected_epoch counts them
-    candidates += sorted(glob(osp.join(run_dir, 'best_*.pth')),
-                         key=osp.getmtime, reverse=True)
-    last = osp.join(run_dir, 'last_checkpoint')
-    if osp.isfile(last):
-        with open(last) as f:
-            candidates.append(f.read().strip())
-    for path in candidates:
-        if osp.isfile(path):
-            return path
-    raise FileNotFoundError(f'no checkpoint found in {run_dir}')
-
-
-def _dataset_cfg(cfg: Config, key: str) -> dict:
-    return innermost(cfg[key].dataset)
-
-
 def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
-            ) -> Tuple[np.ndarray, Optional[np.ndarray], List[str]]:
-    """Scores of every image of a split.
-
-    Returns:
-        tuple: Scores ``(N, C)``, one-hot targets ``(N, C)`` (None when the
-        list has no labels) and the image paths.
-    """
-    from mmengine.runner import Runner
-    from mmpretrain.structures import label_to_onehot
-    loader = Runner.build_dataloader(cfg[f'{split}_dataloader'])
-    scores, targets, paths = [], [], []
-    model.eval()
-    with torch.no_grad():
-        for batch in loader:
-            for s in model.test_step(batch):
-                scores.append(s.pred_score.cpu().float().numpy())
-                paths.append(s.img_path)
-                if 'gt_score' in s:
-                    targets.append(s.gt_score.cpu().float().numpy())
-                elif 'gt_label' in s:  # empty for an image without labels
-                    targets.append(label_to_onehot(
-                        s.gt_label, s.pred_score.numel()).float().numpy())
-    target = np.stack(targets) if len(targets) == len(scores) and targets else None
-    return np.stack(scores), target, paths
+            ) -> Predictions:
+    """Scores of every image of a split (:mod:`medfm.apis.inference`)."""
+    return predict_loader(model, build_loader(cfg, split))
 
 
 def class_counts(cfg: Config, num_classes: int) -> Tuple[np.ndarray, int, int]:
@@ -365,15 +273,12 @@ def build_report(run_dir: str,
     Returns:
         str: The path of the HTML file.
     """
-    import medfm  # noqa: F401  (registers datasets, metrics, transforms)
-
-    from .cam import CAMVisualizer, build_classifier
+    from ..visualization.cam import CAMVisualizer
     if config is None:
-        dumped = sorted(glob(osp.join(run_dir, '*.py')))
-        if len(dumped) != 1:
-            raise FileNotFoundError(
-                f'pass --config: {run_dir} holds {len(dumped)} config files')
-        config = dumped[0]
+        config = RunDir(run_dir).config_path()
+        if config is None:
+            raise FileNotFoundError(f'pass --config: {run_dir} holds no '
+                                    'saved config')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -383,20 +288,20 @@ def build_report(run_dir: str,
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     out = out or osp.join(run_dir, 'report.html')
 
+    run = RunDir(run_dir)
     rows, known_best, source = load_curves(run_dir, split)
-    best, chosen_by = reported_epoch(run_dir, rows, known_best, source)
+    best, chosen_by = run.reported_epoch(rows, known_best, source)
     if checkpoint:  # the user's checkpoint: its own epoch, if it says one
         m = EPOCH_RE.search(osp.basename(checkpoint))
         best = int(m.group(1)) if m else None
         chosen_by = 'the checkpoint given'
-    checkpoint = checkpoint or find_checkpoint(run_dir, best)
+    checkpoint = checkpoint or run.checkpoint(best if best is not None else 'best')
     model = build_classifier(cfg, checkpoint, device)
     num_classes = model.head.num_classes
-    dataset_cfg = _dataset_cfg(cfg, f'{split}_dataloader')
+    dataset_cfg = innermost(cfg[f'{split}_dataloader'].dataset)
     from mmpretrain.registry import DATASETS
     meta = getattr(DATASETS.get(dataset_cfg.type), 'METAINFO', {})
-    names = list((model.checkpoint_meta.get('dataset_meta') or {}).get('classes')
-                 or meta.get('classes') or [f'class{i}' for i in range(num_classes)])
+    names = class_names(cfg, model.checkpoint_meta, num_classes)
     multi_label = bool(meta.get('multi_label', num_classes > 2))
     pred, target, paths = predict(cfg, model, split)
 
@@ -414,7 +319,7 @@ def build_report(run_dir: str,
     parts.append(_section('summary', 'Summary', _table(None, summary, 'summary')))
 
     # curves
-    loss = load_train_loss(run_dir)
+    loss = run.train_loss()
     if rows or loss[0]:
         body = _img(fig_curves(rows, best, loss), 'metric curves')
         if rows:
@@ -487,7 +392,7 @@ def build_report(run_dir: str,
     counts, n_train, unlabelled = class_counts(cfg, num_classes)
     body = _img(fig_distribution(names, counts, unlabelled), 'class distribution')
     body += (f'<p class="note">{n_train} training images ('
-             f'{html.escape(str(_dataset_cfg(cfg, "train_dataloader").ann_file))})'
+             f'{html.escape(str(innermost(cfg.train_dataloader.dataset).ann_file))})'
              + (f', {unlabelled} without any label' if unlabelled else '') + '</p>')
     parts.append(_section('distribution', 'Class distribution (training data)', body))
 

@@ -9,7 +9,7 @@ What each switch does and why:
   one uint8 tensor and is normalised there in a few kernels instead of a
   few per image.
 * :func:`enable_channels_last`: channels_last weights and input
-  (:mod:`medfm.engine.speed`).
+  (:mod:`medfm.engine.channels_last`).
 * :func:`use_image_cache`: read decoded, resized images from a cache built by
   ``tools/build_cache.py`` (:mod:`medfm.datasets.cache`).
 * :func:`span_epochs`: one dataloader iterator for the whole run
@@ -22,7 +22,7 @@ What each switch does and why:
   an unscale pass, an inf/NaN check and a GPU->CPU sync every step.
 
 Normalisation (mean/std, BGR->RGB) already runs on the GPU in mmpretrain's
-``ClsDataPreprocessor``; :class:`medfm.engine.speed.FastClsDataPreprocessor`
+``ClsDataPreprocessor``; :class:`medfm.models.FastClsDataPreprocessor`
 keeps it there.
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from .config import LOADERS, apply_amp, leaf_datasets, loader_datasets
+from ..utils.config import LOADERS, leaf_datasets, loader_datasets
+from . import apply_amp
 
 #: transforms whose output size does not depend on the input image
 _FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',

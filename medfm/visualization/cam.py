@@ -1,10 +1,10 @@
 """Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models.
 
 Built on the ``grad-cam`` package (``pytorch_grad_cam``, pinned ``<1.5``
-like mmpretrain's own ``vis_cam.py``). The model is the config's
-``ImageClassifier`` built through the registries, the image goes through the
-config's test pipeline and ``data_preprocessor``, so the map explains the
-exact input the model is evaluated on.
+like mmpretrain's own ``vis_cam.py``). The model is a config's
+``ImageClassifier`` (built by :func:`medfm.apis.inference.build_classifier`),
+the image goes through the config's test pipeline and ``data_preprocessor``,
+so the map explains the exact input the model is evaluated on.
 
 * Multi-label tasks (chest, endo) get one map per class whose sigmoid score
   passes ``thr`` (or per requested class); single-label tasks (colon) get the
@@ -21,9 +21,10 @@ exact input the model is evaluated on.
 
 Example::
 
-    from medfm.cam import CAMVisualizer
-    vis = CAMVisualizer.from_config('configs/densenet/densenet121_chest.py',
-                                    'work_dirs/densenet121_chest/epoch_20.pth')
+    from medfm.apis.inference import cam_visualizer
+    from medfm.cli import load_config
+    vis = cam_visualizer(load_config('configs/densenet/densenet121_chest.py'),
+                         'work_dirs/densenet121_chest/epoch_20.pth')
     results = vis('image.png')          # one CAMResult per predicted class
     vis.save(results, 'cams')           # <image>_gradcam_<class>_<score>.png
 """
@@ -43,21 +44,16 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmcv.transforms import Compose
-from mmengine.config import Config
 from mmengine.dataset import default_collate
-from mmengine.logging import print_log
-from mmengine.registry import init_default_scope
 from mmengine.utils.dl_utils import is_norm
 
 try:
     import pytorch_grad_cam as gcam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 except ImportError as _err:  # pragma: no cover - the package is a dependency
-    raise ImportError("medfm.cam needs the grad-cam package: "
+    raise ImportError("medfm.visualization.cam needs the grad-cam package: "
                       "pip install 'grad-cam<1.5'") from _err
 
-from .compat import load_checkpoint_file
-from .utils.config import innermost
 
 #: method name (lower case, as on the command line) -> grad-cam class
 CAM_METHODS: Dict[str, type] = {
@@ -214,64 +210,12 @@ def overlay_heatmap(img_rgb: np.ndarray, heatmap: np.ndarray,
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _class_names(cfg: Config, checkpoint_meta: dict, num_classes: int) -> List[str]:
-    from mmpretrain.registry import DATASETS
-    names = (checkpoint_meta.get('dataset_meta') or {}).get('classes')
-    if not names:
-        dataset = innermost(cfg.get('test_dataloader', {}).get('dataset', {}))
-        names = (dataset.get('metainfo') or {}).get('classes')
-        if not names and dataset.get('type'):
-            cls = DATASETS.get(dataset['type'])
-            names = getattr(cls, 'METAINFO', {}).get('classes')
-    if not names or len(names) != num_classes:
-        names = [f'class{i}' for i in range(num_classes)]
-    return list(names)
-
-
-def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
-                     device: str = 'cpu') -> nn.Module:
-    """The config's model through the registries, with its data preprocessor.
-
-    Args:
-        cfg (Config): A medfm config.
-        checkpoint (str, optional): Weights (a run checkpoint or a plain state
-            dict, loaded with :func:`medfm.compat.load_checkpoint_file`).
-            None keeps the initial weights.
-        device (str): Torch device.
-
-    Returns:
-        nn.Module: The model in eval mode; its checkpoint's ``meta`` is kept
-        as ``model.checkpoint_meta``.
-    """
-    from mmpretrain.registry import MODELS
-
-    import medfm  # noqa: F401  (registers the project's modules)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
-    # pretrained weights are not needed: the checkpoint replaces them
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    model = MODELS.build(model_cfg)
-    meta: dict = {}
-    if checkpoint:
-        ckpt = load_checkpoint_file(checkpoint)
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-        model.load_state_dict(state, strict=True)
-        meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-    else:
-        print_log('Grad-CAM without a checkpoint: the maps show an untrained '
-                  'model', logger='current', level=30)
-    model.checkpoint_meta = meta
-    return model.to(device).eval()
-
-
 class CAMVisualizer:
     """Class activation maps of one model.
 
     Args:
         model (nn.Module): An mmpretrain ``ImageClassifier`` with its
-            ``data_preprocessor`` (see :func:`build_classifier`).
+            ``data_preprocessor`` (see :func:`medfm.apis.inference.build_classifier`).
         test_pipeline (list[dict]): The config's test pipeline.
         class_names (Sequence[str]): Names of the classes, in label order.
         method (str): ``'gradcam'``, ``'gradcam++'`` or ``'eigencam'``.
@@ -326,30 +270,6 @@ class CAMVisualizer:
         self.cam = CAM_METHODS[method](
             model=model, target_layers=self.target_layers,
             use_cuda=device.type == 'cuda', reshape_transform=reshape)
-
-    @classmethod
-    def from_config(cls, config: Union[str, Config],
-                    checkpoint: Optional[str] = None,
-                    device: str = 'cpu',
-                    cfg_options: Optional[dict] = None,
-                    **kwargs) -> 'CAMVisualizer':
-        """Build the model, pipeline and class names from a config.
-
-        Args:
-            config (str | Config): Config file or object.
-            checkpoint (str, optional): Weights; None for the initial ones.
-            device (str): Torch device.
-            cfg_options (dict, optional): Config overrides.
-            **kwargs: Passed to :class:`CAMVisualizer`.
-        """
-        cfg = Config.fromfile(config) if isinstance(config, str) else config
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
-        model = build_classifier(cfg, checkpoint, device)
-        num_classes = model.head.num_classes
-        names = _class_names(cfg, model.checkpoint_meta, num_classes)
-        dataset = innermost(cfg.test_dataloader.dataset)
-        return cls(model, dataset.pipeline, names, **kwargs)
 
     def _prepare(self, img_path: str):
         data = self.pipeline(dict(img_path=img_path))

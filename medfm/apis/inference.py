@@ -1,0 +1,317 @@
+"""The one inference path: a classifier from (config, checkpoint), run over a
+loader to scores, targets and image paths.
+
+Everything that scores images outside mmengine's own train/val/test loops
+comes through here: the checkpoint sweep of ``test.sh``, the protocol's test
+and submission files, ``tools/predict.py``, the report and Grad-CAM.
+
+:func:`sweep_run` evaluates every epoch checkpoint of a run with one model and
+one data pass: the naive way (one ``tools/test.py`` process per checkpoint)
+rebuilds the model and decodes every test image again for each checkpoint;
+here the dataloader runs once, its batches are kept in memory as uint8
+tensors, and each checkpoint only swaps the model's weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import os.path as osp
+import time
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+from ..compat import CheckpointError, load_checkpoint_file
+from ..datasets import task_of_config
+from ..engine.batches import BatchesInMemory, not_replayable
+from ..evaluation.metrics import ScoreError
+from ..utils.config import innermost
+from .runs import RunDir
+
+
+class Predictions(NamedTuple):
+    """Scores of a list of images, in list order.
+
+    Attributes:
+        scores (np.ndarray): ``(N, C)``: sigmoid (multi-label) or softmax.
+        targets (np.ndarray | None): One-hot ``(N, C)``; None for a list
+            without labels.
+        paths (list[str]): Image paths.
+    """
+    scores: np.ndarray
+    targets: Optional[np.ndarray]
+    paths: List[str]
+
+
+def load_weights(model: nn.Module, checkpoint: str) -> dict:
+    """Load a checkpoint's weights strictly, under the project's trust rule.
+
+    Strict: a checkpoint of another task or model fails here, naming the
+    mismatched keys, instead of scoring a randomly initialised head.
+
+    Returns:
+        dict: The checkpoint's ``meta`` (empty for a plain state dict).
+    """
+    ckpt = load_checkpoint_file(checkpoint)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    module = model.module if is_model_wrapper(model) else model
+    module.load_state_dict(state, strict=True)
+    return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+
+
+def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
+                     device: str = 'cpu') -> nn.Module:
+    """The config's model through the registries, with its data preprocessor.
+
+    Args:
+        cfg (Config): A medfm config.
+        checkpoint (str, optional): Weights (a run checkpoint or a plain state
+            dict, see :func:`load_weights`). None keeps the initial weights.
+        device (str): Torch device.
+
+    Returns:
+        nn.Module: The model in eval mode; its checkpoint's ``meta`` is kept
+        as ``model.checkpoint_meta``.
+    """
+    from mmpretrain.registry import MODELS
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
+    # pretrained weights are not needed: the checkpoint replaces them
+    model_cfg.get('backbone', {}).pop('init_cfg', None)
+    model = MODELS.build(model_cfg)
+    meta: dict = {}
+    if checkpoint:
+        meta = load_weights(model, checkpoint)
+    else:
+        print_log('no checkpoint: the model keeps its initial weights',
+                  logger='current', level=30)
+    model.checkpoint_meta = meta
+    return model.to(device).eval()
+
+
+def class_names(cfg: Config, meta: Optional[dict] = None,
+                num_classes: Optional[int] = None) -> List[str]:
+    """Class names in label order: the checkpoint's ``dataset_meta``, else the
+    test dataset's ``metainfo``, else its class's ``METAINFO``, else
+    ``class<i>``."""
+    from mmpretrain.registry import DATASETS
+    names = ((meta or {}).get('dataset_meta') or {}).get('classes')
+    if not names:
+        dataset = innermost(cfg.get('test_dataloader', {}).get('dataset', {}))
+        names = (dataset.get('metainfo') or {}).get('classes')
+        if not names and dataset.get('type'):
+            names = getattr(DATASETS.get(dataset['type']), 'METAINFO',
+                            {}).get('classes')
+    if num_classes is not None and (not names or len(names) != num_classes):
+        names = [f'class{i}' for i in range(num_classes)]
+    return list(names or [])
+
+
+def build_loader(cfg: Config, split: str = 'test', ann_file: Optional[str] = None,
+                 data_root: Optional[str] = None):
+    """A split's dataloader in list order (no shuffling), optionally on
+    another list or data root."""
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    loader_cfg = copy.deepcopy(cfg[f'{split}_dataloader'])
+    dataset = innermost(loader_cfg['dataset'])
+    if ann_file is not None:
+        dataset['ann_file'] = ann_file
+    if data_root is not None:
+        dataset['data_root'] = data_root
+    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    if loader_cfg.get('num_workers', 0) == 0:
+        loader_cfg['persistent_workers'] = False
+    return Runner.build_dataloader(loader_cfg)
+
+
+def autocast(model: nn.Module, enabled: bool):
+    """bf16 autocast on the model's GPU when ``enabled``; otherwise nothing."""
+    device = next(model.parameters()).device
+    if enabled and device.type == 'cuda':
+        return torch.autocast('cuda', dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def iter_outputs(model: nn.Module, batches: Iterable[dict],
+                 amp: bool = False) -> Iterator[Tuple[dict, list]]:
+    """``(batch, data samples)`` of the model's ``test_step`` on each batch."""
+    model.eval()
+    for batch in batches:
+        with autocast(model, amp):
+            yield batch, model.test_step(batch)
+
+
+def predict_loader(model: nn.Module, loader, amp: bool = False) -> Predictions:
+    """Scores, one-hot targets (when the list has labels) and paths of every
+    image of a loader."""
+    from mmpretrain.structures import label_to_onehot
+    scores, targets, paths = [], [], []
+    for _, samples in iter_outputs(model, loader, amp):
+        for s in samples:
+            scores.append(s.pred_score.float().cpu().numpy())
+            paths.append(s.img_path)
+            if 'gt_score' in s:
+                targets.append(s.gt_score.float().cpu().numpy())
+            elif 'gt_label' in s:  # empty for an image without labels
+                targets.append(label_to_onehot(
+                    s.gt_label, s.pred_score.numel()).float().numpy())
+    target = np.stack(targets) if targets and len(targets) == len(scores) else None
+    return Predictions(np.stack(scores), target, paths)
+
+
+def predict_list(cfg: Config, checkpoint: str, ann_file: str,
+                 data_root: Optional[str] = None, device: Optional[str] = None,
+                 amp: bool = False) -> Tuple[List[str], np.ndarray]:
+    """Class scores of every image of an annotation list, in list order.
+
+    The config's test dataloader reads the list (labels are not needed).
+
+    Args:
+        cfg (Config): The config the checkpoint was trained with.
+        checkpoint (str): A checkpoint of a run.
+        ann_file (str): The list, e.g. ``test_WithoutLabel.txt`` (relative to
+            ``data_root`` unless absolute).
+        data_root (str, optional): Override of the test dataset's data root.
+        device (str, optional): Defaults to CUDA when available.
+        amp (bool): bf16 autocast on a GPU.
+
+    Returns:
+        tuple[list[str], np.ndarray]: File names as listed and scores
+        ``(N, num_classes)``.
+    """
+    loader = build_loader(cfg, 'test', ann_file, data_root)
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    model = build_classifier(cfg, checkpoint, device)
+    pred = predict_loader(model, loader, amp)
+    prefix = loader.dataset.img_prefix
+    rel = (lambda p: osp.relpath(p, prefix)) if prefix else (lambda p: p)
+    names = [rel(p) for p in pred.paths]
+    expected = [rel(loader.dataset.get_data_info(i)['img_path'])
+                for i in range(len(loader.dataset))]
+    if names != expected:  # a sampler that reorders or drops would break this
+        raise RuntimeError('predictions are not in list order')
+    return names, pred.scores
+
+
+# ------------------------------------------------------- checkpoint sweep
+class CheckpointSweep:
+    """Evaluate many checkpoints of one config on one split.
+
+    Args:
+        runner (Runner): A runner built from the config (weights unused).
+        split (str): ``'test'`` or ``'val'``.
+        cache (bool): Keep the decoded batches in memory (default). Without
+            it every checkpoint reads the images again.
+    """
+
+    def __init__(self, runner: Runner, split: str = 'test',
+                 cache: bool = True) -> None:
+        self.runner = runner
+        self.dataloader = getattr(runner, f'{split}_dataloader')
+        evaluator_cfg = runner.cfg.get(f'{split}_evaluator')
+        self.evaluator = runner.build_evaluator(evaluator_cfg)
+        self.evaluator.dataset_meta = self.dataloader.dataset.metainfo
+        self.model = runner.model
+        # the test loop's fp16 switch (tools/test.py --amp style) applies here too
+        loop_cfg = runner.cfg.get(f'{split}_cfg') or {}
+        self.amp = bool(loop_cfg.get('fp16', False))
+        self._cache: Optional[BatchesInMemory] = None
+        reason = not_replayable(self.dataloader.dataset) if cache else None
+        if reason:  # one frozen draw would be shared by every checkpoint
+            print_log(f'{reason}: each checkpoint reads the {split} images '
+                      'afresh, as tools/test.py does', logger='current', level=30)
+            cache = False
+        if cache:
+            t0 = time.time()
+            self._cache = BatchesInMemory(self.dataloader)
+            for _ in self._cache:  # decode now, once
+                pass
+            print_log(f'Decoded {len(self.dataloader.dataset)} {split} images '
+                      f'once in {time.time() - t0:.1f} s', logger='current')
+
+    def _batches(self) -> Iterable[dict]:
+        return self._cache if self._cache is not None else self.dataloader
+
+    def load(self, checkpoint: str) -> None:
+        """Swap in the weights of one checkpoint."""
+        load_weights(self.model, checkpoint)
+
+    def evaluate(self, checkpoint: str) -> Dict[str, float]:
+        """Metrics of one checkpoint."""
+        self.load(checkpoint)
+        for batch, outputs in iter_outputs(self.model, self._batches(), self.amp):
+            self.evaluator.process(data_samples=outputs, data_batch=batch)
+        # MedFMCScore.evaluate clears its results also when it raises
+        # ScoreError: the next checkpoint is scored on its own samples
+        return self.evaluator.evaluate(len(self.dataloader.dataset))
+
+
+def sweep_run(runner: Runner, run: 'RunDir | str', split: str = 'test',
+              cache: bool = True) -> Tuple[List[dict], List[str]]:
+    """Evaluate all epoch checkpoints of a run.
+
+    Truncated or unreadable checkpoints, and checkpoints whose scores the
+    metrics refuse (NaN from a diverged model), are reported and skipped.
+
+    Returns:
+        tuple[list[dict], list[str]]: One row per evaluated epoch
+        (``epoch`` plus the metrics) and the messages of skipped ones.
+
+    Raises:
+        FileNotFoundError: The folder holds no ``epoch_N.pth``.
+    """
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    checkpoints = run.epoch_checkpoints()
+    if not checkpoints:
+        raise FileNotFoundError(f'no epoch_N.pth checkpoints in {run.path}')
+    sweep = CheckpointSweep(runner, split, cache)
+    rows, skipped = [], []
+    for epoch, path in checkpoints:
+        t0 = time.time()
+        try:
+            metrics = sweep.evaluate(path)
+        except (CheckpointError, ScoreError) as err:
+            if isinstance(err, ScoreError):
+                err = f'{path}: {err}'
+            skipped.append(str(err))
+            print_log(f'SKIPPED epoch {epoch}: {err}', logger='current', level=30)
+            continue
+        rows.append(dict(epoch=epoch, **metrics))
+        shown = ', '.join(f'{k.split("/")[-1]} {v:.2f}' for k, v in metrics.items()
+                          if isinstance(v, float))
+        print_log(f'epoch {epoch} ({len(rows)}/{len(checkpoints)}, '
+                  f'{time.time() - t0:.1f} s): {shown}', logger='current')
+    return rows, skipped
+
+
+def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,
+                   device: str = 'cpu', **kwargs):
+    """A :class:`medfm.visualization.cam.CAMVisualizer` of a config's model
+    with a checkpoint's weights, its test pipeline and its class names.
+
+    Args:
+        cfg (Config): The config.
+        checkpoint (str, optional): Weights; None for the initial ones.
+        device (str): Torch device.
+        **kwargs: Passed to ``CAMVisualizer``.
+    """
+    from ..visualization.cam import CAMVisualizer
+    model = build_classifier(cfg, checkpoint, device)
+    names = class_names(cfg, model.checkpoint_meta, model.head.num_classes)
+    dataset = innermost(cfg.test_dataloader.dataset)
+    return CAMVisualizer(model, dataset.pipeline, names, **kwargs)
+
+
+__all__ = ['Predictions', 'load_weights', 'build_classifier', 'class_names',
+           'build_loader', 'iter_outputs', 'predict_loader', 'predict_list',
+           'CheckpointSweep', 'sweep_run', 'cam_visualizer', 'task_of_config']

@@ -1,0 +1,340 @@
+"""The run folder as the truth: :class:`RunDir`.
+
+A training run leaves in its work dir the config it ran with (mmengine's dump,
+``<config name>.py``), ``epoch_N.pth`` checkpoints, the copy of the epoch
+validation selected (``best_<metric>_epoch_N.pth``, from the
+``CheckpointHook``'s ``save_best``), and one ``<timestamp>/vis_data/
+scalars.json`` per start (the first and each ``--resume``). Every tool that
+reads a run asks this class; it is the only code that globs a run folder.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os.path as osp
+import re
+from glob import glob
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+#: the epoch in ``epoch_N.pth`` and ``best_<metric>_epoch_N.pth``
+EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
+#: what :meth:`RunDir.config_differences` compares: what changes the scores
+#: of a checkpoint (the weights come from the checkpoint: ``init_cfg`` is not)
+SCORED_KEYS = ('model', 'data_preprocessor', 'test_dataloader.dataset.pipeline',
+               'test_evaluator')
+
+
+class RunDir:
+    """One run's folder.
+
+    Args:
+        path (str): The work dir of the run.
+
+    Examples:
+        >>> run = RunDir('work_dirs/none')
+        >>> run.epoch_checkpoints(), run.selected_epoch(), run.is_used()
+        ([], None, False)
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f'RunDir({self.path!r})'
+
+    def _glob(self, pattern: str) -> List[str]:
+        return sorted(glob(osp.join(glob_escape(self.path), pattern)))
+
+    # ------------------------------------------------------------ checkpoints
+    def best_checkpoints(self) -> List[str]:
+        """``best_*.pth`` copies, newest first (the newest is the one the
+        last start of the run selected)."""
+        return sorted(self._glob('best_*.pth'), key=osp.getmtime, reverse=True)
+
+    def epoch_checkpoints(self) -> List[Tuple[int, str]]:
+        """``(epoch, path)`` of every epoch's checkpoint, by epoch.
+
+        ``epoch_N.pth``, and ``best_<metric>_epoch_N.pth`` for an epoch whose
+        ``epoch_N.pth`` is gone: with ``max_keep_ckpts`` (the VPT configs keep
+        one) the epoch validation selected often survives only as its copy.
+        """
+        found: Dict[int, str] = {}
+        for path in self._glob('best_*.pth') + self._glob('epoch_*.pth'):
+            m = EPOCH_RE.search(path)
+            if m:  # epoch_N.pth, globbed last, wins
+                found[int(m.group(1))] = path
+        return sorted(found.items())
+
+    def selected_epoch(self) -> Optional[int]:
+        """The epoch validation selected (the newest ``best_*_epoch_N.pth``),
+        or None."""
+        for path in self.best_checkpoints():
+            m = EPOCH_RE.search(path)
+            if m:
+                return int(m.group(1))
+        return None
+
+    def checkpoint(self, which: 'str | int' = 'best') -> str:
+        """One checkpoint of the run.
+
+        Args:
+            which (str | int): ``'best'`` (the newest ``best_*.pth``, else the
+                last epoch), ``'last'`` (the highest epoch) or an epoch
+                number (its checkpoint, else the best, else the last).
+
+        Raises:
+            FileNotFoundError: The run holds no checkpoint.
+        """
+        epochs = self.epoch_checkpoints()
+        if isinstance(which, int) and not isinstance(which, bool):
+            for epoch, path in epochs:
+                if epoch == which:
+                    return path
+            which = 'best'
+        if which == 'best':
+            best = self.best_checkpoints()
+            if best:
+                return best[0]
+        elif which != 'last':
+            raise ValueError(f"which={which!r}: 'best', 'last' or an epoch")
+        if not epochs:
+            raise FileNotFoundError(f'no checkpoint in {self.path}')
+        return epochs[-1][1]
+
+    def is_used(self) -> bool:
+        """Whether an earlier run left checkpoints here."""
+        return bool(self._glob('epoch_*.pth') or self._glob('best_*.pth'))
+
+    def check_fresh(self, resume: bool = False) -> None:
+        """Refuse to start a new run where another run left checkpoints.
+
+        ``test.sh`` evaluates every ``epoch_N.pth`` of a folder, and the
+        ``best_*_epoch_N.pth`` copy of an epoch whose ``epoch_N.pth`` is gone:
+        two runs in one folder would be scored, and their best epoch picked,
+        as one run.
+
+        Raises:
+            FileExistsError: The folder holds ``epoch_*.pth`` or
+                ``best_*.pth`` and the run does not resume.
+        """
+        if resume:
+            return
+        found = self._glob('epoch_*.pth') + self._glob('best_*.pth')
+        if found:
+            names = ', '.join(osp.basename(f) for f in found[:5])
+            raise FileExistsError(
+                f'{self.path} already holds checkpoints of an earlier '
+                f'run ({names}{", ..." if len(found) > 5 else ""}); test.sh '
+                'would mix the two runs. Continue that run with --resume, '
+                'choose another --work-dir, or move those files away.')
+
+    # ----------------------------------------------------------------- config
+    def config_path(self) -> Optional[str]:
+        """The config the run saved (mmengine's dump in the folder's root;
+        the newest if a resume saved another name), or None."""
+        found = self._glob('*.py')
+        return max(found, key=osp.getmtime) if found else None
+
+    def config_differences(self, cfg: Config,
+                           keys: Sequence[str] = SCORED_KEYS) -> List[str]:
+        """Dotted keys where ``cfg`` and the run's saved config differ in what
+        scores a checkpoint (model, preprocessing, test pipeline, metric).
+
+        Args:
+            cfg (Config): The config an evaluation was given.
+            keys (Sequence[str]): Top-level dotted keys compared.
+
+        Returns:
+            list[str]: The differing leaf keys (empty without a saved config).
+        """
+        path = self.config_path()
+        if path is None:
+            return []
+        saved = Config.fromfile(path)
+        out: List[str] = []
+        for key in keys:
+            out += _diff(_get(saved, key), _get(cfg, key), key)
+        return out
+
+    def eval_config(self, config: Optional[str] = None,
+                    cfg_options: Optional[dict] = None,
+                    work_dir: Optional[str] = None) -> Config:
+        """The config to evaluate this run with.
+
+        Without ``config``, the run's saved config (what it trained with,
+        ``--cfg-options`` included). A ``config`` given explicitly is used,
+        and where it differs from the saved one in what scores a checkpoint
+        (:data:`SCORED_KEYS`) a warning names the differing keys: the README's
+        ``test.sh CONFIG WORK_DIR`` once scored a model trained at 64 px at
+        224 px without a word.
+
+        Args:
+            config (str, optional): A config file given on the command line.
+            cfg_options (dict, optional): ``--cfg-options``.
+            work_dir (str, optional): Folder for the evaluation's own files
+                (default ``<run>/eval``).
+
+        Raises:
+            FileNotFoundError: No config given and none saved in the run.
+        """
+        from ..cli import load_eval_config
+        saved = self.config_path()
+        if config is None:
+            if saved is None:
+                raise FileNotFoundError(
+                    f'{self.path} holds no saved config (<name>.py, written '
+                    'when training starts): give the config file too')
+            config = saved
+        cfg = load_eval_config(config, cfg_options, self.path, work_dir)
+        if saved is not None and osp.abspath(config) != osp.abspath(saved):
+            differing = self.config_differences(cfg)
+            if differing:
+                shown = ', '.join(differing[:12]) + (
+                    f' and {len(differing) - 12} more' if len(differing) > 12 else '')
+                print_log(
+                    f'{config} differs from the config the run trained with '
+                    f'({saved}) in {shown}: the checkpoints are scored with '
+                    f'{config}. Leave the config out to use the run\'s own.',
+                    logger='current', level=logging.WARNING)
+        return cfg
+
+    # ---------------------------------------------------------------- scalars
+    def scalars_files(self) -> List[str]:
+        """Every ``<timestamp>/vis_data/scalars.json``, oldest first."""
+        return self._glob(osp.join('*', 'vis_data', 'scalars.json'))
+
+    def scalars(self) -> List[Dict]:
+        """The logged records of the run, resumes included, by step.
+
+        Each start of the run logs into its own timestamped folder. The
+        records of all of them are merged; where two starts logged the same
+        step (a resume redoes the iterations after its checkpoint), the later
+        start's record wins. Training records (loss, learning rate) and
+        validation records (``medfmc/...``, whose step is the epoch) are kept
+        apart.
+
+        Raises:
+            FileNotFoundError: The folder has no ``scalars.json``.
+        """
+        files = self.scalars_files()
+        if not files:
+            raise FileNotFoundError(f'no */vis_data/scalars.json in {self.path}')
+        return merge_scalars(files)
+
+    def validation_rows(self) -> List[dict]:
+        """Validation metrics per epoch, as the training logged them."""
+        return validation_rows(merge_scalars(self.scalars_files()))
+
+    def train_loss(self) -> Tuple[List[int], List[float]]:
+        """Training loss per iteration, over every start of the run."""
+        recs = [r for r in merge_scalars(self.scalars_files()) if 'loss' in r]
+        return [r['step'] for r in recs], [r['loss'] for r in recs]
+
+    def epoch_table(self, split: str) -> Optional[dict]:
+        """``epochs_<split>.json`` of ``test.sh`` (rows, selected epoch), or
+        None."""
+        path = osp.join(self.path, f'epochs_{split}.json')
+        if not osp.isfile(path):
+            return None
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+
+    def reported_epoch(self, rows: Sequence[dict], known: Optional[int] = None,
+                       source: str = '') -> Tuple[Optional[int], str]:
+        """The epoch to report, and how it was chosen.
+
+        In order: ``known`` (the epoch ``test.sh`` recorded as selected on
+        validation); the run's ``best_*_epoch_N.pth``; the best validation
+        score in the training log; only then the highest score of ``rows``
+        (which may be test scores: selection on the evaluated list, said so).
+        """
+        if known is not None:
+            return int(known), 'selected on val'
+        chosen = self.selected_epoch()
+        if chosen is not None:
+            return chosen, 'selected on val (best checkpoint)'
+        best = best_epoch_of(self.validation_rows())
+        if best is not None:
+            return best, 'best validation score in the log'
+        best = best_epoch_of(rows)
+        return best, ('n/a' if best is None else f'highest score in {source}: '
+                      'selection on the evaluated list overstates the result')
+
+
+def glob_escape(path: str) -> str:
+    """``path`` with glob's special characters escaped (a run folder named
+    ``exp[1]`` would match nothing otherwise)."""
+    return re.sub(r'([\[\]*?])', r'[\1]', path)
+
+
+def merge_scalars(files: Sequence[str]) -> List[Dict]:
+    """The records of ``scalars.json`` files, oldest first, merged as
+    :meth:`RunDir.scalars` describes (no file, no record)."""
+    merged: Dict[Tuple[bool, int], Dict] = {}
+    for path in files:
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                if line.strip():
+                    rec = json.loads(line)
+                    val = any(k.startswith('medfmc/') for k in rec)
+                    merged[(val, rec.get('step', -1))] = rec
+    return [merged[k] for k in sorted(merged, key=lambda k: (k[1], k[0]))]
+
+
+def validation_rows(records: Sequence[dict]) -> List[dict]:
+    """Validation metrics per epoch among logged records (their step is the
+    epoch)."""
+    rows = []
+    for rec in records:
+        metrics = {k: v for k, v in rec.items() if k.startswith('medfmc/')}
+        if metrics:
+            rows.append(dict(epoch=int(rec['step']), **metrics))
+    return rows
+
+
+def best_epoch_of(rows: Sequence[dict], known: Optional[int] = None) -> Optional[int]:
+    """The epoch with the highest challenge score (or ``known``).
+
+    Examples:
+        >>> best_epoch_of([{'epoch': 1, 'medfmc/score': 50.0},
+        ...                {'epoch': 2, 'medfmc/score': 70.0}])
+        2
+    """
+    if known is not None:
+        return int(known)
+    scored = [r for r in rows if 'medfmc/score' in r]
+    return int(max(scored, key=lambda r: r['medfmc/score'])['epoch']) \
+        if scored else None
+
+
+_MISSING = object()
+
+
+def _get(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _diff(a, b, key: str) -> List[str]:
+    """Leaf keys where two config values differ (``init_cfg`` skipped)."""
+    if key.rsplit('.', 1)[-1] == 'init_cfg':
+        return []
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: List[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _diff(a.get(k, _MISSING), b.get(k, _MISSING), f'{key}.{k}')
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) \
+            and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += _diff(x, y, f'{key}.{i}')
+        return out
+    return [] if a == b else [key]

@@ -1,0 +1,32 @@
+"""Label statistics of a MedFMC dataset."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+
+def label_matrix(dataset) -> np.ndarray:
+    """0/1 matrix ``(N, C)`` of a MedFMC dataset's labels.
+
+    Raises:
+        ValueError: The dataset has no labels (an unlabelled list): its rows
+            would read as all-negative.
+    """
+    if len(dataset) and 'gt_label' not in dataset.get_data_info(0):
+        raise ValueError(f'{dataset.ann_file}: the images have no labels')
+    y = np.zeros((len(dataset), len(dataset.CLASSES)), dtype=int)
+    for i in range(len(dataset)):
+        y[i, dataset.get_cat_ids(i)] = 1
+    return y
+
+
+def class_frequencies(y: np.ndarray) -> np.ndarray:
+    """Images per class."""
+    return y.sum(0)
+
+
+def labels_per_image(y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(k, images with k labels)`` for every k that occurs."""
+    k, n = np.unique(y.sum(1), return_counts=True)
+    return k, n

@@ -1,0 +1,99 @@
+"""Comet (comet.com) as an mmengine visualizer backend.
+
+mmengine ships the backends of TensorBoard, MLflow, Weights & Biases,
+Neptune, ClearML, DVCLive and Aim; Comet has none there. The client package
+is imported only when the run starts logging.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import numpy as np
+from mmengine.config import Config
+from mmengine.registry import VISBACKENDS
+from mmengine.visualization.vis_backend import BaseVisBackend, force_init_env
+
+
+@VISBACKENDS.register_module()
+class CometVisBackend(BaseVisBackend):
+    """Comet (comet.com) visualization backend.
+
+    Args:
+        save_dir (str, optional): Where an offline experiment's archive goes
+            (unless ``init_kwargs`` names an ``offline_directory``).
+        init_kwargs (dict, optional): Arguments of ``comet_ml.Experiment``
+            (``project_name``, ``workspace``, ...). The API key is best left
+            to the ``COMET_API_KEY`` environment variable. ``offline=True``
+            (``--tracker comet:offline=true``) logs with
+            ``comet_ml.OfflineExperiment`` to a zip file on disk, for
+            ``comet upload`` later.
+        log_code (bool): Let Comet record the source code. Defaults to False.
+    """
+
+    def __init__(self, save_dir: Optional[str] = None,
+                 init_kwargs: Optional[dict] = None,
+                 log_code: bool = False) -> None:
+        super().__init__(save_dir)  # type: ignore
+        self._init_kwargs = dict(init_kwargs or {})
+        self._init_kwargs.setdefault('log_code', log_code)
+
+    def _init_env(self) -> None:
+        try:
+            import comet_ml
+        except ImportError as err:
+            raise ImportError(
+                'Please run "pip install comet_ml" to log to Comet') from err
+        kwargs = dict(self._init_kwargs)
+        if kwargs.pop('offline', False):
+            if self._save_dir:
+                kwargs.setdefault('offline_directory', self._save_dir)
+            self._comet = comet_ml.OfflineExperiment(**kwargs)
+        else:
+            self._comet = comet_ml.Experiment(**kwargs)
+
+    @property  # type: ignore
+    @force_init_env
+    def experiment(self):
+        """The ``comet_ml.Experiment``."""
+        return self._comet
+
+    @force_init_env
+    def add_config(self, config: Config, **kwargs) -> None:
+        """Log the config as parameters and as a file."""
+        self._comet.log_parameters(_flatten(config.to_dict()))
+        self._comet.log_text(config.pretty_text, metadata=dict(name='config.py'))
+
+    @force_init_env
+    def add_image(self, name: str, image: np.ndarray, step: int = 0,
+                  **kwargs) -> None:
+        """Log an RGB image."""
+        self._comet.log_image(image, name=name, step=step)
+
+    @force_init_env
+    def add_scalar(self, name: str, value, step: int = 0, **kwargs) -> None:
+        """Log one scalar."""
+        self._comet.log_metric(name, value, step=step)
+
+    @force_init_env
+    def add_scalars(self, scalar_dict: dict, step: int = 0,
+                    file_path: Optional[str] = None, **kwargs) -> None:
+        """Log several scalars at one step."""
+        assert 'step' not in scalar_dict, 'pass the step as an argument'
+        self._comet.log_metrics(scalar_dict, step=step)
+
+    def close(self) -> None:
+        """End the experiment (uploads what is pending)."""
+        if hasattr(self, '_comet'):
+            self._comet.end()
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f'{prefix}{k}'
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + '.'))
+        else:
+            out[key] = copy.deepcopy(v)
+    return out

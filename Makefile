@@ -21,7 +21,7 @@ demo: env
 	$(PY) tools/make_demo.py --out data/demo
 	for t in $(TASKS); do \
 	  PYTHON=$(PY) bash train.sh configs/demo/densenet121_$${t}_demo.py --work-dir work_dirs/demo_$$t && \
-	  PYTHON=$(PY) bash test.sh configs/demo/densenet121_$${t}_demo.py work_dirs/demo_$$t || exit 1; \
+	  PYTHON=$(PY) bash test.sh work_dirs/demo_$$t || exit 1; \
 	done
 
 lint: env

@@ -46,7 +46,7 @@ def tiny_config(config: str,
 
     Args:
         config (str): Path of a config in ``configs/``.
-        data_root (str): Root of demo data (``medfm.demo.make_demo``); the
+        data_root (str): Root of demo data (``medfm.datasets.demo.make_demo``); the
             task folder is taken from the dataset type.
         work_dir (str): Output folder.
         size (int): Image side for every resize and crop.

@@ -130,7 +130,7 @@ def test_plot_epoch_metrics_old_and_new_callers(tmp_path):
 def test_read_scalars_merges_a_resumed_run(tmp_path):
     """A resume logs into a new timestamped folder: both starts are read,
     and a step logged twice keeps the later start's record."""
-    from medfm.apis.report import load_curves, load_train_loss
+    from medfm.apis.report import load_curves
     from medfm.apis.runs import RunDir
     first = [dict(loss=1.0, step=5), dict(loss=0.9, step=10),
              {'medfmc/score': 50.0, 'step': 1}, dict(loss=0.8, step=15)]
@@ -149,5 +149,5 @@ def test_read_scalars_merges_a_resumed_run(tmp_path):
     assert [r['medfmc/score'] for r in recs if 'medfmc/score' in r] == [50, 60]
     rows, _, source = load_curves(str(tmp_path))
     assert [r['epoch'] for r in rows] == [1, 2] and source.count('scalars') == 2
-    assert load_train_loss(str(tmp_path)) == ([5, 10, 15, 20],
-                                              [1.0, 0.9, 0.7, 0.6])
+    assert RunDir(str(tmp_path)).train_loss() == ([5, 10, 15, 20],
+                                                  [1.0, 0.9, 0.7, 0.6])

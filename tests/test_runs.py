@@ -10,25 +10,6 @@ from medfm.testing import tiny_config
 CONFIG = 'configs/densenet/densenet121_chest.py'
 
 
-def _ends(cfg):
-    return [(s['type'], s['end']) for s in cfg.param_scheduler]
-
-
-def test_max_epochs_moves_the_schedule_end():
-    cfg = load_config(CONFIG)
-    assert cfg.train_cfg.max_epochs == 20
-    assert _ends(cfg) == [('LinearLR', 1), ('CosineAnnealingLR', 20)]
-    longer = load_config(CONFIG, {'train_cfg.max_epochs': 40})
-    assert _ends(longer) == [('LinearLR', 1), ('CosineAnnealingLR', 40)]
-    # an explicit scheduler override wins
-    mine = load_config(CONFIG, {'train_cfg.max_epochs': 40,
-                                'param_scheduler.1.end': 30})
-    assert _ends(mine) == [('LinearLR', 1), ('CosineAnnealingLR', 30)]
-    # one epoch: the warm-up only; the cosine never starts
-    one = load_config(CONFIG, {'train_cfg.max_epochs': 1})
-    assert _ends(one) == [('LinearLR', 1), ('CosineAnnealingLR', 20)]
-
-
 def test_data_root_sets_every_loader():
     cfg = load_config(CONFIG, {'data_root': '/data/elsewhere/chest'})
     roots = {cfg[k].dataset.data_root for k in
@@ -86,31 +67,6 @@ def test_training_on_an_unlabelled_list_stops_clearly(demo_root, tmp_path):
 
 def _log_text(work_dir):
     return ''.join(p.read_text() for p in work_dir.glob('*/*.log'))
-
-
-def test_resume_past_the_schedule_end_warns(demo_root, tmp_path):
-    from medfm.testing import tiny_densenet
-
-    def run(work_dir, max_epochs, resume_from=None):
-        cfg = tiny_config(CONFIG, demo_root, str(work_dir), size=16,
-                          max_epochs=max_epochs, cfg_options=tiny_densenet())
-        cfg.param_scheduler[1].update(end=2)  # the cosine ends at epoch 2
-        cfg.train_cfg.val_interval = 100
-        cfg.default_hooks.checkpoint.update(save_best=None)
-        cfg.update(resume=resume_from is not None, load_from=resume_from,
-                   # its own logger: runners started within one second would
-                   # share one (mmengine names it by config and time)
-                   experiment_name=f'resume_{work_dir.name}')
-        Runner.from_cfg(cfg).train()
-        return _log_text(work_dir)
-
-    warning = 'schedule resumed from the checkpoint ends at epoch 2'
-    assert warning not in run(tmp_path / 'a', 2)
-    # resuming an unfinished run within its schedule says nothing
-    assert warning not in run(tmp_path / 'b', 2, str(tmp_path / 'a/epoch_1.pth'))
-    text = run(tmp_path / 'c', 3, str(tmp_path / 'a/epoch_2.pth'))
-    assert (f'{warning}, but this run trains to epoch 3: mmengine continues the '
-            "checkpoint's schedule, so epoch 3 trains at its final") in text
 
 
 def test_resume_drops_the_empty_state_of_a_disabled_loss_scaler(demo_root, tmp_path):

@@ -49,7 +49,9 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable, Dict, Optional
 
 #: task -> (image (width, height), grayscale) at the real sizes
 TASK_NAMES = ('chest', 'colon', 'endo')
@@ -196,6 +198,11 @@ def peak_memory_mib() -> float | None:
     peak = torch.cuda.max_memory_allocated() / 2**20
     torch.cuda.reset_peak_memory_stats()
     return peak
+
+
+def gpu_memory_text(peak: Optional[float]) -> str:
+    """``, peak GPU memory N MiB``, or nothing on the CPU."""
+    return f', peak GPU memory {peak:.0f} MiB' if peak else ''
 
 
 def bench_config(args, task: str, data_root: str, work_dir: str,
@@ -629,8 +636,7 @@ def measure_densenet(args, report=print) -> dict:
         out[key] = bs * iters / (time.perf_counter() - t0)
         peak[key] = peak_memory_mib()
         report(f'(5) backbone {key}: {out[key]:.1f} images/s'
-               + (f', peak GPU memory {peak[key]:.0f} MiB'
-                  if peak[key] else ''))
+               + gpu_memory_text(peak[key]))
         del model, opt
     return dict(size=size, batch=args.batch_size, iters=iters,
                 images_per_s=out, peak_memory_mib=peak)
@@ -656,6 +662,194 @@ def measure_classifier(args, task, data_root, work_dir) -> dict:
     return dict(task=task, images_per_s=out, peak_memory_mib=peak)
 
 
+# ----------------------------------------------------------------- sections
+@dataclass
+class Bench:
+    """What the sections share: the options, the results so far, the data."""
+    args: argparse.Namespace
+    res: dict
+    work_dir: str
+    out_path: Optional[str]
+    t_all: float
+    #: task -> its decoded-image cache folder
+    caches: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data_root(self) -> str:
+        return osp.join(self.work_dir, 'data')
+
+    @property
+    def runs(self) -> str:
+        return osp.join(self.work_dir, 'runs')
+
+    def say(self, msg: str) -> None:
+        print(f'[{time.perf_counter() - self.t_all:6.1f} s] {msg}', flush=True)
+        if self.out_path:  # what is measured so far survives a timeout
+            from medfm.utils import write_json
+            write_json(self.out_path, self.res)
+
+
+def prepare_data(b: Bench) -> None:
+    """Each task's PNGs and decoded-image cache (``res['data']``)."""
+    from medfm.cli.speed import pipeline_loader
+    from medfm.datasets import TASKS
+    from medfm.datasets.cache import build_image_cache, list_images
+    args = b.args
+    b.res['data'] = {}
+    for task in args.tasks:
+        t0 = time.perf_counter()
+        make_task_data(b.data_root, task, args.images, args.unique,
+                       args.image_scale)
+        t1 = time.perf_counter()
+        b.caches[task] = osp.join(b.work_dir, 'cache', task)
+        # decoded by the same transform as the config's pipeline
+        loader = pipeline_loader(bench_config(
+            args, task, b.data_root, b.work_dir).train_dataloader.dataset.pipeline)
+        stats = build_image_cache(
+            list_images(osp.join(b.data_root, task, 'images')),
+            b.caches[task], short_side=args.short_side, loader=loader)
+        t2 = time.perf_counter()
+        w, h = TASKS[task].IMAGE_SIZE
+        b.res['data'][task] = dict(
+            image_size=[round(w * args.image_scale),
+                        round(h * args.image_scale)],
+            images=args.images, generate_s=t1 - t0,
+            cache_build_s=t2 - t1, cache_images=stats['total'],
+            loader=loader)
+        b.say(f'{task}: {args.images} images, cache built in '
+              f'{t2 - t1:.1f} s')
+
+
+def run_ceiling(b: Bench, task: str) -> None:
+    r = measure_ceiling(b.args, task, b.data_root, b.runs)
+    b.res.setdefault('ceiling', {})[task] = r
+    b.say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s'
+          f' (windows {windows_text(r)})' + gpu_memory_text(r['peak_memory_mib']))
+
+
+def run_e2e(b: Bench, task: str) -> None:
+    args = b.args
+    row = b.res.setdefault('e2e', {}).setdefault(task, {})
+    for tag in args.variants:
+        cached, span = VARIANTS[tag]
+        r = measure_e2e(args, task, b.data_root, b.runs,
+                        b.caches[task] if cached else None, span)
+        ceil = b.res.get('ceiling', {}).get(task)
+        if ceil:
+            r['ratio_to_ceiling'] = r['images_per_s'] / ceil['images_per_s']
+        row[tag] = r
+        b.say(f'(2) e2e {task} from {tag}: {r["images_per_s"]:.1f} '
+              f'images/s steady (windows {windows_text(r)}; '
+              f'{r["with_startup_images_per_s"]:.1f} with start-up)'
+              + (f', {100 * r["ratio_to_ceiling"]:.0f}% of ceiling'
+                 if 'ratio_to_ceiling' in r else ''))
+    if args.ceiling_after and 'ceiling' in args.sections:
+        ceiling_after(b, task, row)
+
+
+def ceiling_after(b: Bench, task: str, row: dict) -> None:
+    """The task's ceiling again, and each e2e row against the mean of two."""
+    after = measure_ceiling(b.args, task, b.data_root, b.runs)
+    b.res.setdefault('ceiling_after', {})[task] = after
+    mean = (after['images_per_s'] + b.res['ceiling'][task]['images_per_s']) / 2
+    for r in row.values():
+        r['ratio_to_mean_ceiling'] = r['images_per_s'] / mean
+    b.say(f'(1) ceiling {task} after e2e: '
+          f'{after["images_per_s"]:.1f} images/s (windows '
+          f'{windows_text(after)}); e2e against the mean of '
+          f'the two: ' + ', '.join(
+              f'{tag} {100 * r["ratio_to_mean_ceiling"]:.0f}%'
+              for tag, r in row.items()))
+
+
+def run_memory(b: Bench) -> None:
+    args = b.args
+    b.res['memory'] = {}
+    task = 'colon' if 'colon' in args.tasks else args.tasks[0]
+    for tag, cache in (('files', None), ('cache', b.caches.get(task))):
+        try:
+            r = measure_memory(args, b.data_root, b.work_dir, cache)
+        except RuntimeError as err:  # recorded; the rest still runs
+            b.res['memory']['error'] = str(err)
+            b.say(f'(4) worker memory: {err}')
+            break
+        b.res['memory'][tag] = r
+        sizes = ', '.join(
+            f'{n} images: USS {v["uss_mib"]:.0f} / PSS {v["pss_mib"]:.0f}'
+            f' / RSS {v["rss_mib"]:.0f} MiB'
+            for n, v in r['per_worker'].items())
+        b.say(f'(4) worker memory ({tag}), per worker: {sizes}')
+
+
+def run_eval(b: Bench) -> None:
+    def eval_so_far(partial):
+        b.res['eval'] = partial
+        b.say(eval_line(partial))
+    measure_eval(b.args, b.data_root, b.work_dir, eval_so_far)
+
+
+def run_loader(b: Bench) -> None:
+    args = b.args
+    b.res['loader'] = {}
+    for task in args.tasks:
+        ceil = b.res.get('ceiling', {}).get(task)
+        step_ms = args.step_ms or (
+            1000 * ceil['batch'] / ceil['images_per_s'] if ceil else 100.0)
+        row, costs = {}, {}  # the loop does not change the pipeline
+        for tag in args.variants:
+            cached, span = VARIANTS[tag]
+            r = measure_loader(args, task, b.data_root, b.runs, step_ms / 1000,
+                               b.caches[task] if cached else None, span,
+                               costs.get(cached))
+            costs[cached] = r['pipeline']
+            row[tag] = r
+            b.say(f'(6) loader {task} {tag}, {r["workers"]} workers, '
+                  f'{r["batches_per_epoch"]} batches/epoch, step '
+                  f'{step_ms:.0f} ms: {r["images_per_s"]:.1f} images/s, '
+                  f'{100 * r["ratio_to_step"]:.0f}% of the step\'s '
+                  f'{r["step_images_per_s"]:.1f}; pipeline '
+                  f'{r["pipeline"]["ms_per_image"]:.2f} ms/image ('
+                  + ', '.join(f'{k} {v:.2f}' for k, v in
+                              r['pipeline']['per_transform_ms'].items())
+                  + ')')
+        for tag, mem in (('val', False), ('val in memory', True)):
+            r = measure_val_passes(args, task, b.data_root, b.runs, mem)
+            row[tag] = r
+            b.say(f'(6) loader {task} {tag}: {r["images"]} images, '
+                  f'{r["workers"]} workers, passes '
+                  + ', '.join(f'{t:.2f}' for t in r['pass_s']) + ' s')
+        b.res['loader'][task] = row
+
+
+def run_densenet(b: Bench) -> None:
+    b.res['densenet'] = measure_densenet(b.args, report=b.say)
+
+
+def run_classifier(b: Bench) -> None:
+    args = b.args
+    task = 'chest' if 'chest' in args.tasks else args.tasks[0]
+    r = measure_classifier(args, task, b.data_root, b.runs)
+    b.res['classifier'] = r
+    for name, v in r['images_per_s'].items():
+        b.say(f'(5) ImageClassifier {task} {name}: {v:.1f} images/s')
+
+
+#: section -> what measures it: ``run(bench, task)`` for the sections of
+#: PER_TASK, ``run(bench)`` for the others
+RUNS: Dict[str, Callable] = {
+    'ceiling': run_ceiling, 'e2e': run_e2e, 'eval': run_eval,
+    'memory': run_memory, 'densenet': run_densenet,
+    'classifier': run_classifier, 'loader': run_loader,
+}
+#: run task by task first: each task's ceiling right before its end-to-end
+#: runs, so that the ratio compares measurements taken under the same
+#: conditions
+PER_TASK = ('ceiling', 'e2e')
+#: then these, once each: memory first (it is short); eval saves its figures
+#: as they come
+ONCE = ('memory', 'eval', 'loader', 'densenet', 'classifier')
+
+
 # --------------------------------------------------------------------- main
 def hardware(cuda: bool) -> dict:
     info = dict(python=platform.python_version(), cpus=os.cpu_count())
@@ -672,11 +866,10 @@ def hardware(cuda: bool) -> dict:
     return info
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def setup(args) -> None:
+    """Environment, imports and default scope; sets ``args.cuda``."""
     if args.device == 'cpu':
         os.environ['CUDA_VISIBLE_DEVICES'] = ''
-    out_path = osp.abspath(args.out) if args.out else None
     if args.work_dir:
         args.work_dir = osp.abspath(args.work_dir)
     warnings.filterwarnings('ignore')
@@ -686,17 +879,20 @@ def main(argv=None) -> dict:
     from mmengine.registry import DefaultScope
 
     import medfm  # noqa: F401  registers the project's modules
-    from medfm.cli.speed import pipeline_loader
-    from medfm.datasets.cache import build_image_cache, list_images
     DefaultScope.get_instance('medfm_benchmark', scope_name='mmpretrain')
     args.cuda = torch.cuda.is_available()
     if args.device == 'cuda' and not args.cuda:
         raise SystemExit('error: --device cuda but no GPU is available')
     if args.amp and not args.cuda:
         print('note: --amp needs a GPU; measuring fp32')
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out_path = osp.abspath(args.out) if args.out else None
+    setup(args)
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='medfm_bench_')
     os.makedirs(work_dir, exist_ok=True)
-    data_root = osp.join(work_dir, 'data')
     res = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                hardware=hardware(args.cuda),
                settings=dict(size=args.size, batch_size=args.batch_size,
@@ -704,154 +900,23 @@ def main(argv=None) -> dict:
                              channels_last=args.channels_last,
                              image_scale=args.image_scale, images=args.images,
                              short_side=args.short_side, quick=args.quick))
-    t_all = time.perf_counter()
-
-    def say(msg):
-        print(f'[{time.perf_counter() - t_all:6.1f} s] {msg}', flush=True)
-        if out_path:  # what is measured so far survives a timeout
-            from medfm.utils import write_json
-            write_json(out_path, res)
-
+    b = Bench(args, res, work_dir, out_path, time.perf_counter())
     try:
-        caches = {}
         # every section but the backbone rows (synthetic tensors) reads them
         if set(args.sections) - {'densenet'}:
-            res['data'] = {}
-            for task in args.tasks:
-                t0 = time.perf_counter()
-                make_task_data(data_root, task, args.images, args.unique,
-                               args.image_scale)
-                t1 = time.perf_counter()
-                caches[task] = osp.join(work_dir, 'cache', task)
-                # decoded by the same transform as the config's pipeline
-                loader = pipeline_loader(bench_config(
-                    args, task, data_root, work_dir).train_dataloader.dataset.pipeline)
-                stats = build_image_cache(
-                    list_images(osp.join(data_root, task, 'images')),
-                    caches[task], short_side=args.short_side, loader=loader)
-                t2 = time.perf_counter()
-                from medfm.datasets import TASKS
-                w, h = TASKS[task].IMAGE_SIZE
-                res['data'][task] = dict(
-                    image_size=[round(w * args.image_scale),
-                                round(h * args.image_scale)],
-                    images=args.images, generate_s=t1 - t0,
-                    cache_build_s=t2 - t1, cache_images=stats['total'],
-                    loader=loader)
-                say(f'{task}: {args.images} images, cache built in '
-                    f'{t2 - t1:.1f} s')
-        # each task's ceiling right before its end-to-end runs: the ratio
-        # then compares measurements taken under the same conditions
+            prepare_data(b)
         for task in args.tasks:
-            if 'ceiling' in args.sections:
-                r = measure_ceiling(args, task, data_root,
-                                    osp.join(work_dir, 'runs'))
-                res.setdefault('ceiling', {})[task] = r
-                say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s'
-                    f' (windows {windows_text(r)})'
-                    + (f', peak GPU memory {r["peak_memory_mib"]:.0f} MiB'
-                       if r['peak_memory_mib'] else ''))
-            if 'e2e' in args.sections:
-                row = res.setdefault('e2e', {}).setdefault(task, {})
-                for tag in args.variants:
-                    cached, span = VARIANTS[tag]
-                    r = measure_e2e(args, task, data_root,
-                                    osp.join(work_dir, 'runs'),
-                                    caches[task] if cached else None, span)
-                    ceil = res.get('ceiling', {}).get(task)
-                    if ceil:
-                        r['ratio_to_ceiling'] = r['images_per_s'] \
-                            / ceil['images_per_s']
-                    row[tag] = r
-                    say(f'(2) e2e {task} from {tag}: {r["images_per_s"]:.1f} '
-                        f'images/s steady (windows {windows_text(r)}; '
-                        f'{r["with_startup_images_per_s"]:.1f} with start-up)'
-                        + (f', {100 * r["ratio_to_ceiling"]:.0f}% of ceiling'
-                           if 'ratio_to_ceiling' in r else ''))
-                if args.ceiling_after and 'ceiling' in args.sections:
-                    after = measure_ceiling(args, task, data_root,
-                                            osp.join(work_dir, 'runs'))
-                    res.setdefault('ceiling_after', {})[task] = after
-                    mean = (after['images_per_s']
-                            + res['ceiling'][task]['images_per_s']) / 2
-                    for r in row.values():
-                        r['ratio_to_mean_ceiling'] = r['images_per_s'] / mean
-                    say(f'(1) ceiling {task} after e2e: '
-                        f'{after["images_per_s"]:.1f} images/s (windows '
-                        f'{windows_text(after)}); e2e against the mean of '
-                        f'the two: ' + ', '.join(
-                            f'{tag} {100 * r["ratio_to_mean_ceiling"]:.0f}%'
-                            for tag, r in row.items()))
-        # memory first (it is short); eval saves its figures as they come
-        if 'memory' in args.sections:
-            res['memory'] = {}
-            task = 'colon' if 'colon' in args.tasks else args.tasks[0]
-            for tag, cache in (('files', None), ('cache', caches.get(task))):
-                try:
-                    r = measure_memory(args, data_root, work_dir, cache)
-                except RuntimeError as err:  # recorded; the rest still runs
-                    res['memory']['error'] = str(err)
-                    say(f'(4) worker memory: {err}')
-                    break
-                res['memory'][tag] = r
-                sizes = ', '.join(
-                    f'{n} images: USS {v["uss_mib"]:.0f} / PSS {v["pss_mib"]:.0f}'
-                    f' / RSS {v["rss_mib"]:.0f} MiB'
-                    for n, v in r['per_worker'].items())
-                say(f'(4) worker memory ({tag}), per worker: {sizes}')
-        if 'eval' in args.sections:
-            def eval_so_far(partial):
-                res['eval'] = partial
-                say(eval_line(partial))
-            measure_eval(args, data_root, work_dir, eval_so_far)
-        if 'loader' in args.sections:
-            res['loader'] = {}
-            for task in args.tasks:
-                ceil = res.get('ceiling', {}).get(task)
-                step_ms = args.step_ms or (
-                    1000 * ceil['batch'] / ceil['images_per_s'] if ceil
-                    else 100.0)
-                row, costs = {}, {}  # the loop does not change the pipeline
-                for tag in args.variants:
-                    cached, span = VARIANTS[tag]
-                    r = measure_loader(args, task, data_root,
-                                       osp.join(work_dir, 'runs'),
-                                       step_ms / 1000,
-                                       caches[task] if cached else None, span,
-                                       costs.get(cached))
-                    costs[cached] = r['pipeline']
-                    row[tag] = r
-                    say(f'(6) loader {task} {tag}, {r["workers"]} workers, '
-                        f'{r["batches_per_epoch"]} batches/epoch, step '
-                        f'{step_ms:.0f} ms: {r["images_per_s"]:.1f} images/s, '
-                        f'{100 * r["ratio_to_step"]:.0f}% of the step\'s '
-                        f'{r["step_images_per_s"]:.1f}; pipeline '
-                        f'{r["pipeline"]["ms_per_image"]:.2f} ms/image ('
-                        + ', '.join(f'{k} {v:.2f}' for k, v in
-                                    r['pipeline']['per_transform_ms'].items())
-                        + ')')
-                for tag, mem in (('val', False), ('val in memory', True)):
-                    r = measure_val_passes(args, task, data_root,
-                                           osp.join(work_dir, 'runs'), mem)
-                    row[tag] = r
-                    say(f'(6) loader {task} {tag}: {r["images"]} images, '
-                        f'{r["workers"]} workers, passes '
-                        + ', '.join(f'{t:.2f}' for t in r['pass_s']) + ' s')
-                res['loader'][task] = row
-        if 'densenet' in args.sections:
-            res['densenet'] = measure_densenet(args, report=say)
-        if 'classifier' in args.sections:
-            task = 'chest' if 'chest' in args.tasks else args.tasks[0]
-            r = measure_classifier(args, task, data_root,
-                                   osp.join(work_dir, 'runs'))
-            res['classifier'] = r
-            for name, v in r['images_per_s'].items():
-                say(f'(5) ImageClassifier {task} {name}: {v:.1f} images/s')
+            for name in PER_TASK:
+                if name in args.sections:
+                    RUNS[name](b, task)
+        for name in ONCE:
+            if name in args.sections:
+                RUNS[name](b)
     finally:
         if not args.work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
-    res['total_s'] = time.perf_counter() - t_all
-    say('done')
+    res['total_s'] = time.perf_counter() - b.t_all
+    b.say('done')
     if out_path:
         from medfm.utils import write_json
         write_json(out_path, res)

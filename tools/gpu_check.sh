@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's GPU check, as one script (see ../shared/device/README.md):
+# The project's GPU check, as one script (docs/benchmarks.md says how to run it):
 # tools/benchmark.py at real image sizes in timed parts, most wanted first
 # (train: ceiling + e2e from the cache; classifier; eval + memory; files;
 # densenet), then the demo's train.sh --amp --fast + test.sh if time is

@@ -153,10 +153,10 @@ class RunDir:
         path = self.config_path()
         if path is None:
             return []
-        saved = Config.fromfile(path)
+        saved, given = Config.fromfile(path).to_dict(), cfg.to_dict()
         out: List[str] = []
         for key in keys:
-            out += _diff(_get(saved, key), _get(cfg, key), key)
+            out += _diff(_get(saved, key), _get(given, key), key)
         return out
 
     def eval_config(self, config: Optional[str] = None,

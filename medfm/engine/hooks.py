@@ -145,6 +145,7 @@ class KeepOtherRunsHook(Hook):
                 info.pop(key.replace('best_ckpt', 'best_score', 1), None)
 
 
+@HOOKS.register_module()
 class ResumeCheckHook(Hook):
     """Make ``--resume`` fit what this run changed since the checkpoint.
 

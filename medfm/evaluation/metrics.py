@@ -1,6 +1,6 @@
 """MedFMC metrics: mAP, macro ROC AUC, accuracy and the challenge score.
 
-Definitions (``shared/REFERENCE.md`` §4), all in percent:
+Definitions (the challenge's rules; scikit-learn's metrics), all in percent:
 
 * mAP: mean over classes of scikit-learn's ``average_precision_score``; a
   class without positives scores 0 (as in mmpretrain's ``AveragePrecision``).

@@ -83,3 +83,21 @@ def tiny_densenet() -> dict:
                                 _delete_=True),
                       init_cfg=None),
         head=dict(in_channels=32)))
+
+
+def logged(fn, *args, **kwargs):
+    """Call ``fn`` and return its result with what it logged through
+    mmengine's current logger (the messages, joined by spaces)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        logger.removeHandler(handler)
+    return result, ' '.join(r.getMessage() for r in records)

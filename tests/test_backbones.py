@@ -1,14 +1,13 @@
 """Each backbone of the zoo loads a checkpoint in mmpretrain's layout."""
-import logging
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 import medfm  # noqa: F401  (registers the medfm backbones and init_cfg)
 from medfm.models import load_pretrained
+from medfm.testing import logged
 
 BASES = ['efficientnet_b0', 'efficientnet_b4', 'vit-base-p16_384',
          'swin-tiny_224', 'swin-base_384', 'beitv2-base_224',
@@ -77,16 +76,7 @@ def test_missing_weights_name_the_fetch_command(tmp_path):
     cfg = _model_cfg('swin-tiny_224', str(tmp_path / 'swin_t-66df6be6.pth'))
     cfg.backbone.init_cfg['url'] = 'https://example.org/swin_t-66df6be6.pth'
     model = MODELS.build(cfg)
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        model.init_weights()
-    finally:
-        logger.removeHandler(handler)
-    text = ' '.join(r.getMessage() for r in records)
+    _, text = logged(model.init_weights)
     assert 'PRETRAINED WEIGHTS NOT FOUND' in text
     assert 'python tools/download_weights.py swin_t-66df6be6.pth' in text
 

@@ -12,7 +12,7 @@ from medfm.datasets.cache import (
     ImageCache,
     LoadImageFromFileOrCache,
     build_image_cache,
-    decode_image,
+    decode_with_loader,
     list_images,
     resize_short_side,
 )
@@ -45,11 +45,11 @@ def test_build_and_identical_pixels(images, tmp_path, capsys):
     load = LoadImageFromFileOrCache(cache_dir=cache_dir)
     for path in images:
         out = load(dict(img_path=path))
-        expected = resize_short_side(decode_image(path), 32)
+        expected = resize_short_side(decode_with_loader(path), 32)
         assert out['img'].dtype == np.uint8
         np.testing.assert_array_equal(out['img'], expected)
         assert out['ori_shape'] == expected.shape[:2]
-        assert min(expected.shape[:2]) == min(32, *decode_image(path).shape[:2])
+        assert min(expected.shape[:2]) == min(32, *decode_with_loader(path).shape[:2])
     assert (load.hits, load.misses) == (4, 0)
     # a gray PNG decodes to 3 channels, as LoadImageFromFile gives it
     assert load(dict(img_path=images[0]))['img'].shape[2] == 3
@@ -113,7 +113,7 @@ def test_wraps_any_loader(images, tmp_path):
                                     loader=dict(loader, to_float32=True))
     out = load(dict(img_path=images[0]))
     assert load.hits == 1 and out['img'].dtype == np.float32
-    expected = resize_short_side(decode_image(images[0], loader), 20)
+    expected = resize_short_side(decode_with_loader(images[0], loader), 20)
     assert expected.ndim == 2
     np.testing.assert_array_equal(out['img'], expected.astype(np.float32))
 

@@ -1,16 +1,14 @@
 """The run record (RunDir) and evaluation with the run's own config."""
-import logging
 import os
 import time
 
 import pytest
 import test_epochs
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from medfm.apis.runs import RunDir
-from medfm.testing import tiny_config, tiny_densenet
+from medfm.testing import logged, tiny_config, tiny_densenet
 
 
 def _touch(path, age=0.0):
@@ -63,19 +61,6 @@ def test_config_differences_name_the_scored_keys(tmp_path):
         'test_dataloader.dataset.pipeline.0.scale']
 
 
-def _logged(fn, *args):
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        result = fn(*args)
-    finally:
-        logger.removeHandler(handler)
-    return result, ' '.join(r.getMessage() for r in records)
-
-
 def test_test_sh_uses_the_runs_own_config(demo_root, tmp_path):
     """A run trained by a config that inherits another and changes the image
     size: evaluated with the parent config, the differing keys are named;
@@ -100,14 +85,14 @@ def test_test_sh_uses_the_runs_own_config(demo_root, tmp_path):
     Runner.from_cfg(cfg).train()
     assert RunDir(str(work)).config_path().endswith('child.py')
 
-    code, text = _logged(test_epochs.main, [str(work)])
+    code, text = logged(test_epochs.main, [str(work)])
     assert code == 0 and 'differs from the config' not in text
     own = RunDir(str(work)).epoch_table('test')['rows']
-    code, text = _logged(test_epochs.main, [str(child_file), str(work)])
+    code, text = logged(test_epochs.main, [str(child_file), str(work)])
     assert code == 0 and 'differs from the config' not in text
     assert RunDir(str(work)).epoch_table('test')['rows'] == own
 
-    code, text = _logged(test_epochs.main, [str(parent_file), str(work)])
+    code, text = logged(test_epochs.main, [str(parent_file), str(work)])
     assert code == 0
     assert 'differs from the config the run trained with' in text
     assert 'test_dataloader.dataset.pipeline.1.scale' in text

@@ -3,21 +3,19 @@
 longer run) gives, at every iteration, the learning rate of the same schedule
 written with its end at max_epochs."""
 import copy
-import logging
 from pathlib import Path
 
 import pytest
 import run_protocol
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS
 from mmengine.runner import Runner
 
 from medfm.apis.runs import RunDir
 from medfm.cli import load_config, resolve_schedule
-from medfm.testing import tiny_config, tiny_densenet
+from medfm.testing import logged, tiny_config, tiny_densenet
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = 'configs/densenet/densenet121_chest.py'
@@ -97,20 +95,6 @@ def test_resolved_ends():
     assert [(s['type'], s['end']) for s in one.param_scheduler] == [('LinearLR', 1)]
 
 
-def logged(fn, *args, **kwargs) -> str:
-    """What ``fn`` logs through mmengine's current logger."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        fn(*args, **kwargs)
-    finally:
-        logger.removeHandler(handler)
-    return ' '.join(r.getMessage() for r in records)
-
-
 def test_an_explicit_end_follows_its_files_max_epochs_or_is_warned():
     cfg = Config(dict(train_cfg=dict(max_epochs=30), param_scheduler=[
         dict(type='CosineAnnealingLR', begin=0, end=20, T_max=20)]))
@@ -119,7 +103,7 @@ def test_an_explicit_end_follows_its_files_max_epochs_or_is_warned():
     assert (sched['end'], sched['T_max']) == (30, 30)
     cut = Config(dict(train_cfg=dict(max_epochs=2), param_scheduler=[
         dict(type='CosineAnnealingLR', begin=0, end=20)]))
-    text = logged(resolve_schedule, cut, written_for=None)
+    _, text = logged(resolve_schedule, cut, written_for=None)
     assert cut.param_scheduler[0]['end'] == 20  # not the stock form: kept
     assert 'ends at epoch 20, after the last epoch (2): its decay is cut short' \
         in text

@@ -9,7 +9,7 @@ import os.path as osp
 from typing import Optional
 
 import torch
-from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
+from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..compat import adapt_config_for_cpu

@@ -90,7 +90,7 @@ def build_loader(loader: Optional[dict] = None):
     return TRANSFORMS.build(cfg)
 
 
-def decode_image(path: str, loader: Optional[dict] = None) -> np.ndarray:
+def decode_with_loader(path: str, loader: Optional[dict] = None) -> np.ndarray:
     """Decode one image with a pipeline's loading transform.
 
     Args:
@@ -206,7 +206,7 @@ def _cache_one(args: tuple) -> Tuple[str, Optional[dict], Optional[str]]:
     key = osp.abspath(src)
     try:
         stamp = _source_stamp(src)
-        img = resize_short_side(decode_image(src, loader), short_side)
+        img = resize_short_side(decode_with_loader(src, loader), short_side)
         name = entry_file(key)
         with atomic_write(osp.join(cache_dir, name), 'wb') as f:
             np.save(f, np.ascontiguousarray(img), allow_pickle=False)

@@ -239,3 +239,15 @@ def test_score_error_raised_on_every_process(tmp_path):
     import re
     assert sorted(re.findall(r'rank \d: [A-Za-z ]+?(?=rank|\n|$)', p.stdout)) \
         == ['rank 0: ScoreError', 'rank 1: ScoreError'], p.stdout
+
+
+def test_per_class_functions_do_not_warn():
+    """A class without positives (AP 0) or of one value (AUC NaN) is
+    reported once, by MedFMCScore; scikit-learn's own warning stays out."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        np.testing.assert_allclose(average_precision(PRED, TARGET),
+                                   [1, 5 / 6, 1, 0])
+        assert np.isnan(roc_auc(PRED, TARGET)[3])
+        assert np.isnan(roc_auc([[0.2], [0.3]], [[1], [1]])).all()

@@ -6,7 +6,7 @@ Definitions (the challenge's rules; scikit-learn's metrics), all in percent:
   class without positives scores 0 (as in mmpretrain's ``AveragePrecision``).
   mmpretrain's implementation breaks ties between equal scores by sort
   order, so it differs from scikit-learn when scores tie (saturated sigmoids,
-  half precision); the version here groups ties like scikit-learn.
+  half precision); scikit-learn's, used here, groups ties.
 * AUC: mean over classes of scikit-learn's ``roc_auc_score``. A class whose
   targets hold one value has no AUC: it is left out with a warning naming it
   (the MedFM baseline re-used the previous class's value instead).
@@ -49,7 +49,7 @@ def _as_2d(x: ArrayLike) -> np.ndarray:
 
 
 def average_precision(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
-    """Per-class average precision, equal to scikit-learn's.
+    """Per-class scikit-learn ``average_precision_score``.
 
     Args:
         pred (array-like): Scores, shape ``(N, C)``.
@@ -57,33 +57,20 @@ def average_precision(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
 
     Returns:
         np.ndarray: AP of each class in [0, 1]; 0 for a class without
-        positives.
+        positives (scikit-learn's value, without its warning).
 
     Examples:
         >>> average_precision([[0.9], [0.5], [0.5], [0.1]], [[1], [0], [1], [0]])
         array([0.83333333])
     """
+    from sklearn.metrics import average_precision_score  # 2 s to import
     pred, target = _as_2d(pred), _as_2d(target)
-    out = np.zeros(pred.shape[1])
-    for c in range(pred.shape[1]):
-        order = np.argsort(-pred[:, c], kind='mergesort')
-        scores, y = pred[order, c], target[order, c]
-        # the last index of every run of tied scores is one threshold
-        last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-        tps = np.cumsum(y)[last]
-        if tps[-1] == 0:
-            continue
-        precision = tps / (last + 1)
-        recall = tps / tps[-1]
-        out[c] = np.sum(np.diff(recall, prepend=0.0) * precision)
-    return out
+    return np.array([average_precision_score(t, p) if t.any() else 0.0
+                     for p, t in zip(pred.T, target.T)])
 
 
 def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
-    """Per-class ROC AUC, equal to scikit-learn's; NaN where undefined.
-
-    Computed as the Mann-Whitney statistic with average ranks for ties,
-    which equals the trapezoidal area under the ROC curve.
+    """Per-class scikit-learn ``roc_auc_score``; NaN where undefined.
 
     Args:
         pred (array-like): Scores, shape ``(N, C)``.
@@ -97,19 +84,10 @@ def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
         >>> roc_auc([[0.1], [0.4], [0.35], [0.8]], [[0], [0], [1], [1]])
         array([0.75])
     """
+    from sklearn.metrics import roc_auc_score
     pred, target = _as_2d(pred), _as_2d(target)
-    out = np.full(pred.shape[1], np.nan)
-    for c in range(pred.shape[1]):
-        y = target[:, c] == 1
-        n_pos, n_neg = int(y.sum()), int((~y).sum())
-        if n_pos == 0 or n_neg == 0:
-            continue
-        _, inverse, counts = np.unique(
-            pred[:, c], return_inverse=True, return_counts=True)
-        avg_rank = np.cumsum(counts) - (counts - 1) / 2.0
-        rank_sum = avg_rank[inverse][y].sum()
-        out[c] = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-    return out
+    return np.array([roc_auc_score(t, p) if 0 < t.sum() < len(t) else np.nan
+                     for p, t in zip(pred.T, target.T)])
 
 
 def check_inputs(pred: np.ndarray, target: np.ndarray,

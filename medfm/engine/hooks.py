@@ -10,37 +10,42 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmpretrain.engine.hooks import ClassNumCheckHook
 from mmpretrain.registry import HOOKS
 
 
-def _num_classes(runner):
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    return getattr(getattr(model, 'head', None), 'num_classes', None)
-
-
 @HOOKS.register_module()
-class ClassCountCheckHook(Hook):
+class ClassCountCheckHook(ClassNumCheckHook):
     """Fail before the first iteration if head and dataset disagree.
 
     A head with a different number of classes from its dataset either
     crashes deep inside the loss or, worse, trains silently on the wrong
-    label space.
+    label space. mmpretrain's ``ClassNumCheckHook`` (train, val and test
+    datasets), except that:
+
+    * only the head's ``num_classes`` is compared (mmpretrain's checks every
+      submodule that has one, the data preprocessor's ``None`` included),
+      and a mismatch raises a ``ValueError`` naming the dataset's file and
+      the config key to set;
+    * a dataset or head without classes is not checked;
+    * training checks the validation dataset too, before its first
+      iteration, and refuses a training list without labels.
     """
 
     priority = 'VERY_HIGH'
 
-    @staticmethod
-    def check(runner, dataloader, split: str) -> None:
-        """Compare the head's ``num_classes`` with one dataloader's dataset."""
-        num_classes = _num_classes(runner)
-        dataset = dataloader.dataset
+    def _check_head(self, runner, dataset) -> None:
+        """Compare the head's ``num_classes`` with the dataset's classes."""
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        num_classes = getattr(getattr(model, 'head', None), 'num_classes', None)
         classes = dataset.metainfo.get('classes')
         if num_classes is None or classes is None:
             return
         if num_classes != len(classes):
             raise ValueError(
                 f'The model head has num_classes={num_classes} but the '
-                f'{split} dataset {type(dataset).__name__} '
+                f'dataset {type(dataset).__name__} '
                 f'({getattr(dataset, "ann_file", "")}) has {len(classes)} '
                 f'classes; set model.head.num_classes={len(classes)}')
 
@@ -50,12 +55,9 @@ class ClassCountCheckHook(Hook):
             raise ValueError(
                 f'the train dataset ({getattr(dataset, "ann_file", "")}) has '
                 'no labels: training needs a labelled list')
-        self.check(runner, runner.train_dataloader, 'train')
+        super().before_train(runner)
         if runner.val_loop is not None:
-            self.check(runner, runner.val_dataloader, 'val')
-
-    def before_test(self, runner) -> None:
-        self.check(runner, runner.test_dataloader, 'test')
+            self.before_val(runner)
 
 
 @HOOKS.register_module()

@@ -19,6 +19,7 @@ so the file can be mailed or archived alone):
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import os
 import os.path as osp
@@ -177,18 +178,15 @@ def report_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
-def gather(run_dir: str,
-           config: Optional[str] = None,
-           checkpoint: Optional[str] = None,
-           split: str = 'test',
-           cam_images: int = 4,
-           cam_method: str = 'gradcam',
-           thr: float = 0.5,
-           device: str = 'cpu',
-           cfg_options: Optional[dict] = None) -> ReportData:
+def gather(run_dir: str, config: Optional[str] = None,
+           checkpoint: Optional[str] = None, split: str = 'test',
+           device: str = 'cpu', cfg_options: Optional[dict] = None,
+           **view) -> ReportData:
     """Read a run, load its reported checkpoint and score ``split``.
 
-    The arguments are those of :func:`build_report`.
+    The arguments are those of :func:`build_report`; ``view`` holds the
+    ones that only say how to show the data (``thr``, ``cam_images``,
+    ``cam_method``), passed on to :class:`ReportData`.
     """
     run = RunDir(run_dir)
     if config is None:
@@ -223,8 +221,7 @@ def gather(run_dir: str,
         source=source, loss=run.train_loss(), model=model, names=names,
         multi_label=multi_label, predictions=predictions, metrics=metrics,
         class_counts=class_counts(cfg, num_classes),
-        pipeline=dataset_cfg.pipeline, thr=thr, cam_images=cam_images,
-        cam_method=cam_method)
+        pipeline=dataset_cfg.pipeline, **view)
 
 
 # ---------------------------------------------------------------- sections
@@ -259,11 +256,19 @@ def render_curves(data: ReportData) -> str:
     return html_section('curves', 'Metrics per epoch', body)
 
 
-def _unlabelled(data: ReportData) -> Optional[str]:
-    """The note of a scored section when the split has no labels, else None."""
-    if data.predictions.targets is not None:
-        return None
-    return html_note(f'the {data.split} list has no labels: nothing to score')
+def scored(sid: str, title: str):
+    """Decorator of a section that scores the predictions: the function
+    returns the section's body, or the section holds a note when the split
+    has no labels."""
+    def wrap(body: Callable[[ReportData], str]) -> Callable[[ReportData], str]:
+        @functools.wraps(body)
+        def render(data: ReportData) -> str:
+            if data.predictions.targets is None:
+                return html_section(sid, title, html_note(
+                    f'the {data.split} list has no labels: nothing to score'))
+            return html_section(sid, title, body(data))
+        return render
+    return wrap
 
 
 def _binary(data: ReportData) -> bool:
@@ -271,12 +276,9 @@ def _binary(data: ReportData) -> bool:
     return not data.multi_label and data.num_classes == 2
 
 
+@scored('per-class', 'Per-class AP and AUC')
 def render_per_class(data: ReportData) -> str:
     """AP, AUC and positives of every class."""
-    title = 'Per-class AP and AUC'
-    note = _unlabelled(data)
-    if note:
-        return html_section('per-class', title, note)
     pred, target, _ = data.predictions
     ap = np.asarray(data.metrics.get('AP_classwise',
                                      average_precision(pred, target) * 100))
@@ -293,30 +295,23 @@ def render_per_class(data: ReportData) -> str:
                      'has no AUC and is left out of the mean' +
                      ('; binary: both classes share the one AUC'
                       if _binary(data) else ''))
-    return html_section('per-class', title, table + note)
+    return table + note
 
 
+@scored('roc-pr', 'ROC and precision-recall curves')
 def render_roc_pr(data: ReportData) -> str:
     """ROC and precision-recall curves per class (binary: the positive's)."""
-    title = 'ROC and precision-recall curves'
-    note = _unlabelled(data)
-    if note:
-        return html_section('roc-pr', title, note)
     pred, target, _ = data.predictions
     shown = [data.num_classes - 1] if _binary(data) \
         else list(range(data.num_classes))
     roc, pr = fig_roc_pr(pred, target, data.names, shown)
-    return html_section(
-        'roc-pr', title,
-        '<h3>ROC</h3>' + html_img(roc, 'ROC curves') +
-        '<h3>Precision-recall</h3>' + html_img(pr, 'precision-recall curves'))
+    return ('<h3>ROC</h3>' + html_img(roc, 'ROC curves') +
+            '<h3>Precision-recall</h3>' + html_img(pr, 'precision-recall curves'))
 
 
+@scored('confusion', 'Confusion')
 def render_confusion(data: ReportData) -> str:
     """The confusion matrix, or each class's TP/FP/FN/TN (multi-label)."""
-    note = _unlabelled(data)
-    if note:
-        return html_section('confusion', 'Confusion', note)
     pred, target, _ = data.predictions
     names, thr = data.names, data.thr
     if data.multi_label:
@@ -327,18 +322,16 @@ def render_confusion(data: ReportData) -> str:
                    int((~hit[:, c] & t[:, c]).sum()),
                    int((~hit[:, c] & ~t[:, c]).sum())]
                   for c, n in enumerate(names)]
-        body = (f'<p>Multi-label task: each class\'s confusion at score '
+        return (f'<p>Multi-label task: each class\'s confusion at score '
                 f'&gt; {thr}.</p>' + html_table(['class', 'TP', 'FP', 'FN', 'TN'],
                                                 counts, 'confusion'))
-    else:
-        matrix = np.zeros((data.num_classes, data.num_classes), dtype=int)
-        for t_, p_ in zip(target.argmax(1), pred.argmax(1)):
-            matrix[t_, p_] += 1
-        body = (html_img(fig_confusion(matrix, names), 'confusion matrix') +
-                html_table(['true \\ predicted'] + names,
-                           [[n] + list(map(int, r)) for n, r in zip(names, matrix)],
-                           'confusion'))
-    return html_section('confusion', 'Confusion', body)
+    matrix = np.zeros((data.num_classes, data.num_classes), dtype=int)
+    for t_, p_ in zip(target.argmax(1), pred.argmax(1)):
+        matrix[t_, p_] += 1
+    return (html_img(fig_confusion(matrix, names), 'confusion matrix') +
+            html_table(['true \\ predicted'] + names,
+                       [[n] + list(map(int, r)) for n, r in zip(names, matrix)],
+                       'confusion'))
 
 
 def render_distribution(data: ReportData) -> str:
@@ -422,8 +415,8 @@ def build_report(run_dir: str,
     Returns:
         str: The path of the HTML file.
     """
-    data = gather(run_dir, config, checkpoint, split, cam_images, cam_method,
-                  thr, device, cfg_options)
+    data = gather(run_dir, config, checkpoint, split, device, cfg_options,
+                  thr=thr, cam_images=cam_images, cam_method=cam_method)
     body = ''.join(render(data) for render in RENDERERS.values())
     title = f'medfm run report: {osp.basename(osp.abspath(run_dir))}'
     stamp = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')

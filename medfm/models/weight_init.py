@@ -5,6 +5,7 @@ import os.path as osp
 from typing import Dict, Optional, Tuple
 
 from mmengine.logging import print_log
+from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
@@ -64,22 +65,30 @@ def _head(keys: list, n: int = 5) -> str:
 
 
 @WEIGHT_INITIALIZERS.register_module()
-class PretrainedIfExists:
-    """``init_cfg`` that loads local pretrained weights, or warns loudly.
+class PretrainedIfExists(PretrainedInit):
+    """mmengine's ``Pretrained`` init_cfg, which warns loudly instead of
+    failing when the weights file is missing.
 
     Downloaded weights cannot be fetched at training time on every machine;
     when the file is missing the model keeps its random initialisation and
-    the log says how to fetch the file.
+    the log says how to fetch the file. An existing file is loaded by
+    :class:`mmengine.model.PretrainedInit`, through mmengine's checkpoint
+    loader, which :mod:`medfm.compat` makes apply the project's trust rule
+    (``weights_only`` for downloaded weights; everything under ``pretrain/``
+    is downloaded).
 
     Args:
         checkpoint (str): Path of the weights, usually ``pretrain/<file>``.
         prefix (str, optional): Key prefix to select and strip.
         url (str, optional): Where the file comes from, for the message.
+        map_location (str): Passed to the loader. Defaults to 'cpu'.
     """
 
     def __init__(self, checkpoint: str, prefix: Optional[str] = None,
-                 url: Optional[str] = None, **kwargs) -> None:
-        self.checkpoint, self.prefix, self.url = checkpoint, prefix, url
+                 url: Optional[str] = None, map_location: str = 'cpu',
+                 **kwargs) -> None:
+        super().__init__(checkpoint, prefix, map_location)
+        self.url = url
 
     def __call__(self, module: nn.Module) -> None:
         if not osp.isfile(self.checkpoint):
@@ -101,14 +110,14 @@ class PretrainedIfExists:
             if hasattr(child, 'init_weights') and not getattr(
                     child, 'is_init', False):
                 child.init_weights()
-        load_pretrained(module, self.checkpoint, self.prefix)
+                if hasattr(child, '_params_init_info'):
+                    update_init_info(child, 'Initialized by user-defined '
+                                     f'`init_weights` in {type(child).__name__}')
+        super().__call__(module)
         # mmpretrain's ViT/BEiT re-draw pos_embed after loading unless the
         # init_cfg type reads 'Pretrained' (they test the string)
         if isinstance(getattr(module, 'init_cfg', None), dict):
             module.init_cfg = dict(module.init_cfg, type='Pretrained')
-
-    def _get_init_info(self) -> str:
-        return f'{type(self).__name__}: load from {self.checkpoint}'
 
 
 def count_parameters(model: nn.Module) -> Tuple[int, int]:

@@ -241,3 +241,24 @@ def test_csv_ids_kept_as_written(tmp_path):
     ds = Endo(ann_file='endo.csv', data_root=root)
     assert [d['img_path'].split('/')[-1] for d in ds] == names
     assert [d['gt_label'] for d in ds] == [[0], [1], [3]]
+
+
+def test_mm_json_errors_name_the_file_and_entry(tmp_path):
+    """What mmengine's own loader would do otherwise: a TypeError or
+    ValueError without the file's name, and the file's metainfo merged into
+    the dataset's."""
+    root = _root(tmp_path, ['a.png'], [''])
+    for data, msg in [([dict(img_path='a.png', gt_label=[0])],
+                       'ann.json: expected a dict with "metainfo" and '
+                       '"data_list"'),
+                      (dict(metainfo={}, data_list=[dict(gt_label=[0])]),
+                       r'ann.json: data_list\[0\] has no "img_path"'),
+                      (dict(data_list=['a.png']),
+                       r'ann.json: data_list\[0\] has no "img_path"')]:
+        (tmp_path / 'ann.json').write_text(json.dumps(data))
+        with pytest.raises(AnnotationError, match=msg):
+            Endo(ann_file='ann.json', data_root=root)
+    (tmp_path / 'ann.json').write_text(json.dumps(dict(
+        metainfo=dict(classes=list(Endo.METAINFO['classes']), source='x'),
+        data_list=[dict(img_path='a.png', gt_label=[0])])))
+    assert 'source' not in Endo(ann_file='ann.json', data_root=root).metainfo

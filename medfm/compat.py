@@ -116,6 +116,23 @@ def load_checkpoint_file(filename: Union[str, os.PathLike],
         ) from err
 
 
+def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> dict:
+    """Load a checkpoint's weights into ``model`` strictly, with the trust rule.
+
+    Strict: a checkpoint of another task or model fails here, naming the
+    mismatched keys, instead of scoring a randomly initialised head.
+
+    Returns:
+        dict: The checkpoint's ``meta`` (empty for a plain state dict).
+    """
+    from mmengine.model import is_model_wrapper
+    ckpt = load_checkpoint_file(filename)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    module = model.module if is_model_wrapper(model) else model
+    module.load_state_dict(state, strict=True)
+    return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+
+
 def _load_from_local(filename: str, map_location: Any) -> Any:
     """mmengine's local-file checkpoint loader, with the trust rule."""
     return load_checkpoint_file(filename, map_location=map_location)

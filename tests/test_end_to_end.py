@@ -109,47 +109,54 @@ def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
         assert single[key] == pytest.approx(row[key], abs=1e-6)
 
 
-def _sweep(demo_root, work_dir, workers, cache):
-    from medfm.apis.inference import CheckpointSweep
+def _sweep_cfg(demo_root, work_dir, workers=0):
     from medfm.cli import load_config
     cfg = load_config(CONFIG, work_dir=str(work_dir))
     cfg.test_dataloader.dataset.data_root = f'{demo_root}/endo'
     cfg.test_dataloader.update(num_workers=workers,
                                persistent_workers=workers > 0)
-    return CheckpointSweep(Runner.from_cfg(cfg), 'test', cache)
+    return cfg
+
+
+def _sweep(demo_root, work_dir, workers, cache, checkpoints):
+    """A runner whose test loop is the checkpoint sweep."""
+    cfg = _sweep_cfg(demo_root, work_dir, workers)
+    cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
+                        cache=cache)
+    return Runner.from_cfg(cfg)
 
 
 def test_sweep_with_workers_keeps_private_unchanged_batches(
         trained_run, demo_root, tmp_path):
     """Batches decoded by worker processes are kept as private copies (no
     shared-memory file each) and no checkpoint's predictions stay in them."""
-    sweep = _sweep(demo_root, tmp_path / 'a', 2, True)
-    plain = _sweep(demo_root, tmp_path / 'b', 0, False)
-    tensors = [t for b in sweep._cache.batches for t in b['inputs']] + [
-        v for b in sweep._cache.batches for s in b['data_samples'] for v in s.values()
+    ckpt = str(trained_run / 'epoch_2.pth')
+    sweep = _sweep(demo_root, tmp_path / 'a', 2, True, [(2, ckpt), (2, ckpt)])
+    plain = _sweep(demo_root, tmp_path / 'b', 0, False, [(2, ckpt)])
+    rows = sweep.test()['rows']
+    kept = sweep.test_loop.dataloader.batches
+    tensors = [t for b in kept for t in b['inputs']] + [
+        v for b in kept for s in b['data_samples'] for v in s.values()
         if hasattr(v, 'is_shared')]
     assert tensors and not any(t.is_shared() for t in tensors)
-    ckpt = str(trained_run / 'epoch_2.pth')
-    first = sweep.evaluate(ckpt)
-    assert sweep.evaluate(ckpt) == first == plain.evaluate(ckpt)
-    assert all('pred_score' not in s
-               for b in sweep._cache.batches for s in b['data_samples'])
+    # the replayed pass scores as the decoding one and as a plain loader
+    assert rows[0] == rows[1] == plain.test()['rows'][0]
+    assert all('pred_score' not in s for b in kept for s in b['data_samples'])
 
 
 def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
                                                    tmp_path):
     """A random transform in the test pipeline: no frozen draw shared by
     every checkpoint; each reads the images, as tools/test.py would."""
-    from medfm.apis.inference import CheckpointSweep
-    from medfm.cli import load_config
-    cfg = load_config(CONFIG, work_dir=str(tmp_path))
-    ds = cfg.test_dataloader.dataset
-    ds.data_root = f'{demo_root}/endo'
-    ds.pipeline.insert(1, dict(type='RandomFlip', prob=0.5))
-    cfg.test_dataloader.num_workers = 0
-    sweep = CheckpointSweep(Runner.from_cfg(cfg), 'test', cache=True)
-    assert sweep._cache is None
-    assert 'medfmc/score' in sweep.evaluate(str(trained_run / 'epoch_2.pth'))
+    cfg = _sweep_cfg(demo_root, tmp_path)
+    cfg.test_dataloader.dataset.pipeline.insert(1, dict(type='RandomFlip',
+                                                        prob=0.5))
+    cfg.test_cfg = dict(type='CheckpointSweepLoop', cache=True, checkpoints=[
+        (2, str(trained_run / 'epoch_2.pth'))])
+    runner = Runner.from_cfg(cfg)
+    rows = runner.test()['rows']
+    assert runner.test_loop.dataloader.batches is None  # nothing kept
+    assert 'medfmc/score' in rows[0]
 
 
 def test_resume_continues(trained_run, demo_root, tmp_path):
@@ -237,11 +244,11 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
                 and k.endswith('weight'))
     ckpt['state_dict'][head].fill_(float('nan'))
     torch.save(ckpt, work / 'epoch_1.pth')
-    sweep = _sweep(demo_root, tmp_path / 'a', 0, True)
-    good = sweep.evaluate(str(work / 'epoch_2.pth'))
-    rows, skipped = sweep_run(sweep.runner, str(work))
+    good = _sweep(demo_root, tmp_path / 'a', 0, True,
+                  [(2, str(work / 'epoch_2.pth'))]).test()['rows'][0]
+    rows, skipped = sweep_run(_sweep_cfg(demo_root, tmp_path / 'b'), str(work))
     assert [r['epoch'] for r in rows] == [2]
-    assert rows[0] == dict(epoch=2, **good)
+    assert rows[0] == good
     assert len(skipped) == 1 and 'epoch_1.pth' in skipped[0]
     assert 'NaN or infinite scores' in skipped[0]
 

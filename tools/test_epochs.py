@@ -15,7 +15,6 @@ import sys
 
 from mmengine.config import DictAction
 from mmengine.dist import is_main_process
-from mmengine.runner import Runner
 
 from medfm.apis.inference import sweep_run
 from medfm.apis.runs import RunDir
@@ -110,8 +109,7 @@ def main(argv=None) -> int:
         # training left them
         cfg = run.eval_config(args.config, args.cfg_options)
         cfg.launcher = args.launcher
-        rows, skipped = sweep_run(Runner.from_cfg(cfg), run, args.split,
-                                  cache=not args.no_cache)
+        rows, skipped = sweep_run(cfg, run, args.split, cache=not args.no_cache)
     except FileNotFoundError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1

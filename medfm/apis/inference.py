@@ -6,32 +6,24 @@ comes through here: the checkpoint sweep of ``test.sh``, the protocol's test
 and submission files, ``tools/predict.py``, the report and Grad-CAM.
 
 :func:`sweep_run` evaluates every epoch checkpoint of a run with one model and
-one data pass: the naive way (one ``tools/test.py`` process per checkpoint)
-rebuilds the model and decodes every test image again for each checkpoint;
-here the dataloader runs once, its batches are kept in memory as uint8
-tensors, and each checkpoint only swaps the model's weights.
+one data pass (:class:`medfm.engine.loops.CheckpointSweepLoop`).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import os.path as osp
-import time
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from ..compat import CheckpointError, load_checkpoint_file
-from ..datasets import task_of_config
-from ..engine.batches import BatchesInMemory, not_replayable
-from ..evaluation.metrics import ScoreError
+from ..compat import load_weights
 from ..utils.config import innermost
 from .runs import RunDir
 
@@ -50,22 +42,6 @@ class Predictions(NamedTuple):
     paths: List[str]
 
 
-def load_weights(model: nn.Module, checkpoint: str) -> dict:
-    """Load a checkpoint's weights strictly, under the project's trust rule.
-
-    Strict: a checkpoint of another task or model fails here, naming the
-    mismatched keys, instead of scoring a randomly initialised head.
-
-    Returns:
-        dict: The checkpoint's ``meta`` (empty for a plain state dict).
-    """
-    ckpt = load_checkpoint_file(checkpoint)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    module = model.module if is_model_wrapper(model) else model
-    module.load_state_dict(state, strict=True)
-    return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-
-
 def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
                      device: str = 'cpu') -> nn.Module:
     """The config's model through the registries, with its data preprocessor.
@@ -73,7 +49,8 @@ def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
     Args:
         cfg (Config): A medfm config.
         checkpoint (str, optional): Weights (a run checkpoint or a plain state
-            dict, see :func:`load_weights`). None keeps the initial weights.
+            dict, loaded by :func:`medfm.compat.load_weights`). None keeps
+            the initial weights.
         device (str): Torch device.
 
     Returns:
@@ -204,64 +181,17 @@ def predict_list(cfg: Config, checkpoint: str, ann_file: str,
 
 
 # ------------------------------------------------------- checkpoint sweep
-class CheckpointSweep:
-    """Evaluate many checkpoints of one config on one split.
+def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
+              cache: bool = True) -> Tuple[List[dict], List[str]]:
+    """Evaluate all epoch checkpoints of a run on a split, through mmengine's
+    runner and :class:`medfm.engine.loops.CheckpointSweepLoop` (one model,
+    the images decoded once, hooks and the test loop's ``fp16`` applied).
 
     Args:
-        runner (Runner): A runner built from the config (weights unused).
+        cfg (Config): The evaluation's config (:meth:`RunDir.eval_config`).
+        run (RunDir | str): The run.
         split (str): ``'test'`` or ``'val'``.
-        cache (bool): Keep the decoded batches in memory (default). Without
-            it every checkpoint reads the images again.
-    """
-
-    def __init__(self, runner: Runner, split: str = 'test',
-                 cache: bool = True) -> None:
-        self.runner = runner
-        self.dataloader = getattr(runner, f'{split}_dataloader')
-        evaluator_cfg = runner.cfg.get(f'{split}_evaluator')
-        self.evaluator = runner.build_evaluator(evaluator_cfg)
-        self.evaluator.dataset_meta = self.dataloader.dataset.metainfo
-        self.model = runner.model
-        # the test loop's fp16 switch (tools/test.py --amp style) applies here too
-        loop_cfg = runner.cfg.get(f'{split}_cfg') or {}
-        self.amp = bool(loop_cfg.get('fp16', False))
-        self._cache: Optional[BatchesInMemory] = None
-        reason = not_replayable(self.dataloader.dataset) if cache else None
-        if reason:  # one frozen draw would be shared by every checkpoint
-            print_log(f'{reason}: each checkpoint reads the {split} images '
-                      'afresh, as tools/test.py does', logger='current', level=30)
-            cache = False
-        if cache:
-            t0 = time.time()
-            self._cache = BatchesInMemory(self.dataloader)
-            for _ in self._cache:  # decode now, once
-                pass
-            print_log(f'Decoded {len(self.dataloader.dataset)} {split} images '
-                      f'once in {time.time() - t0:.1f} s', logger='current')
-
-    def _batches(self) -> Iterable[dict]:
-        return self._cache if self._cache is not None else self.dataloader
-
-    def load(self, checkpoint: str) -> None:
-        """Swap in the weights of one checkpoint."""
-        load_weights(self.model, checkpoint)
-
-    def evaluate(self, checkpoint: str) -> Dict[str, float]:
-        """Metrics of one checkpoint."""
-        self.load(checkpoint)
-        for batch, outputs in iter_outputs(self.model, self._batches(), self.amp):
-            self.evaluator.process(data_samples=outputs, data_batch=batch)
-        # MedFMCScore.evaluate clears its results also when it raises
-        # ScoreError: the next checkpoint is scored on its own samples
-        return self.evaluator.evaluate(len(self.dataloader.dataset))
-
-
-def sweep_run(runner: Runner, run: 'RunDir | str', split: str = 'test',
-              cache: bool = True) -> Tuple[List[dict], List[str]]:
-    """Evaluate all epoch checkpoints of a run.
-
-    Truncated or unreadable checkpoints, and checkpoints whose scores the
-    metrics refuse (NaN from a diverged model), are reported and skipped.
+        cache (bool): Keep the decoded batches in memory.
 
     Returns:
         tuple[list[dict], list[str]]: One row per evaluated epoch
@@ -274,24 +204,16 @@ def sweep_run(runner: Runner, run: 'RunDir | str', split: str = 'test',
     checkpoints = run.epoch_checkpoints()
     if not checkpoints:
         raise FileNotFoundError(f'no epoch_N.pth checkpoints in {run.path}')
-    sweep = CheckpointSweep(runner, split, cache)
-    rows, skipped = [], []
-    for epoch, path in checkpoints:
-        t0 = time.time()
-        try:
-            metrics = sweep.evaluate(path)
-        except (CheckpointError, ScoreError) as err:
-            if isinstance(err, ScoreError):
-                err = f'{path}: {err}'
-            skipped.append(str(err))
-            print_log(f'SKIPPED epoch {epoch}: {err}', logger='current', level=30)
-            continue
-        rows.append(dict(epoch=epoch, **metrics))
-        shown = ', '.join(f'{k.split("/")[-1]} {v:.2f}' for k, v in metrics.items()
-                          if isinstance(v, float))
-        print_log(f'epoch {epoch} ({len(rows)}/{len(checkpoints)}, '
-                  f'{time.time() - t0:.1f} s): {shown}', logger='current')
-    return rows, skipped
+    cfg = copy.deepcopy(cfg)
+    if split != 'test':
+        cfg.test_dataloader = cfg[f'{split}_dataloader']
+        cfg.test_evaluator = cfg[f'{split}_evaluator']
+    fp16 = bool((cfg.get('test_cfg') or {}).get('fp16', False))
+    cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
+                        fp16=fp16, cache=cache)
+    cfg.load_from, cfg.resume = None, False  # the loop loads each checkpoint
+    out = Runner.from_cfg(cfg).test()
+    return out['rows'], out['skipped']
 
 
 def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,
@@ -314,4 +236,4 @@ def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,
 
 __all__ = ['Predictions', 'load_weights', 'build_classifier', 'class_names',
            'build_loader', 'iter_outputs', 'predict_loader', 'predict_list',
-           'CheckpointSweep', 'sweep_run', 'cam_visualizer', 'task_of_config']
+           'sweep_run', 'cam_visualizer']

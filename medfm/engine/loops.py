@@ -39,16 +39,19 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from mmengine.logging import print_log
-from mmengine.runner import EpochBasedTrainLoop, ValLoop
+from mmengine.runner import EpochBasedTrainLoop, TestLoop, ValLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..compat import CheckpointError, load_weights
+from ..evaluation.metrics import ScoreError
 from .batches import BatchesInMemory, not_replayable
 
 
@@ -344,3 +347,81 @@ class InMemoryValLoop(ValLoop):
             print_log(f'InMemoryValLoop: {reason}; reading the validation '
                       'images every pass', logger='current', level=30)
         self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)
+
+
+@LOOPS.register_module()
+class CheckpointSweepLoop(TestLoop):
+    """mmengine's ``TestLoop`` over several checkpoints of one run (``test.sh``).
+
+    The naive way (one ``tools/test.py`` per checkpoint) rebuilds the model
+    and decodes every test image again for each checkpoint. Here the first
+    checkpoint's pass keeps the decoded batches in memory
+    (:class:`BatchesInMemory`, as :class:`InMemoryValLoop`) and the others
+    replay them; each checkpoint only swaps the weights (strictly, under the
+    project's trust rule). Hooks run as in a test, each checkpoint's pass
+    between ``before_test_epoch`` and ``after_test_epoch``, and ``fp16=True``
+    runs it under autocast. A checkpoint that cannot be read, or whose scores
+    the metric refuses (NaN from a diverged model), is reported and skipped.
+    Use ``test_cfg = dict(type='CheckpointSweepLoop', checkpoints=[...])``;
+    ``runner.test()`` then returns ``dict(rows=..., skipped=...)``.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (DataLoader | dict): The test dataloader.
+        evaluator (Evaluator | dict | list): The evaluator.
+        checkpoints (Sequence[tuple[int, str]]): ``(epoch, path)`` pairs.
+        fp16 (bool): As in ``TestLoop``.
+        cache (bool): Keep the decoded batches (default). Without it every
+            checkpoint reads the images again (less memory).
+        max_bytes (int): Memory budget of the kept batches.
+    """
+
+    def __init__(self, runner, dataloader, evaluator,
+                 checkpoints: List[Tuple[int, str]], fp16: bool = False,
+                 cache: bool = True, max_bytes: int = 16 * 2**30) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self.checkpoints = [(int(e), str(p)) for e, p in checkpoints]
+        # one frozen draw of a random transform would be shared by all
+        reason = not_replayable(self.dataloader.dataset) if cache else \
+            'asked not to keep the decoded batches'
+        if reason and cache:
+            print_log(f'{reason}: each checkpoint reads the test images '
+                      'afresh, as tools/test.py does', logger='current', level=30)
+        self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)
+
+    def run(self) -> dict:
+        """Evaluate every checkpoint; ``dict(rows=[...], skipped=[...])``."""
+        rows: List[dict] = []
+        skipped: List[str] = []
+        self.runner.call_hook('before_test')
+        for n, (epoch, path) in enumerate(self.checkpoints, 1):
+            t0 = time.time()
+            try:
+                load_weights(self.runner.model, path)
+                metrics = self._evaluate()
+            except (CheckpointError, ScoreError) as err:
+                msg = str(err) if isinstance(err, CheckpointError) \
+                    else f'{path}: {err}'
+                skipped.append(msg)
+                print_log(f'SKIPPED epoch {epoch}: {msg}', logger='current',
+                          level=30)
+                continue
+            rows.append(dict(epoch=epoch, **metrics))
+            shown = ', '.join(f'{k.split("/")[-1]} {v:.2f}'
+                              for k, v in metrics.items() if isinstance(v, float))
+            print_log(f'epoch {epoch} ({n}/{len(self.checkpoints)}, '
+                      f'{time.time() - t0:.1f} s): {shown}', logger='current')
+        self.runner.call_hook('after_test')
+        return dict(rows=rows, skipped=skipped)
+
+    def _evaluate(self) -> dict:
+        self.runner.call_hook('before_test_epoch')
+        self.runner.model.eval()
+        self.test_loss.clear()
+        for idx, data_batch in enumerate(self.dataloader):
+            self.run_iter(idx, data_batch)
+        # MedFMCScore.evaluate clears its results also when it raises
+        # ScoreError: the next checkpoint is scored on its own samples
+        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        self.runner.call_hook('after_test_epoch', metrics=metrics)
+        return metrics

@@ -1,79 +1,11 @@
-"""Shrink a real config to tiny data and images, for tests and CPU smoke runs.
-
-The config stays the real one (model, head, optimizer, evaluator, hooks);
-only the data location, image size, batch size, workers and epoch count
-change.
-"""
+"""What the tests share: tiny configs (:func:`tiny_config`, from
+:mod:`medfm.cli.shrink`), a tiny DenseNet, and log capture. Imported by the
+tests only."""
 from __future__ import annotations
 
-import copy
-import os.path as osp
-from typing import Optional
+from .cli.shrink import tiny_config
 
-from mmengine.config import Config
-
-from .cli import load_config
-from .datasets import TASKS
-from .utils.config import innermost
-
-#: dataset type -> task folder of the demo data
-TASK_OF_DATASET = {cls.__name__: task for task, cls in TASKS.items()}
-_SIZED = ('RandomResizedCrop', 'Resize', 'CenterCrop', 'ResizeEdge',
-          'RandomCrop', 'EfficientNetRandomCrop', 'EfficientNetCenterCrop')
-
-
-def _resize_pipeline(pipeline: list, size: int) -> list:
-    out = []
-    for t in copy.deepcopy(pipeline):
-        kind = t.get('type')
-        if kind in _SIZED:
-            for key in ('scale', 'crop_size', 'edge_size'):
-                if key in t:
-                    t[key] = size if key != 'scale' or isinstance(t[key], int) \
-                        else (size, size)
-        out.append(t)
-    return out
-
-
-def tiny_config(config: str,
-                data_root: str,
-                work_dir: str,
-                size: int = 32,
-                batch_size: int = 4,
-                max_epochs: int = 1,
-                cfg_options: Optional[dict] = None) -> Config:
-    """Load a config and point it at small demo data.
-
-    Args:
-        config (str): Path of a config in ``configs/``.
-        data_root (str): Root of demo data (``medfm.datasets.demo.make_demo``); the
-            task folder is taken from the dataset type.
-        work_dir (str): Output folder.
-        size (int): Image side for every resize and crop.
-        batch_size (int): Batch size of every dataloader.
-        max_epochs (int): Training epochs.
-        cfg_options (dict, optional): Further overrides, applied last.
-
-    Returns:
-        Config: The shrunken config.
-    """
-    # max_epochs through load_config: the schedule is resolved for it
-    cfg = load_config(config, {'train_cfg.max_epochs': max_epochs}, work_dir)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(key)
-        if not loader:
-            continue
-        loader.update(batch_size=batch_size, num_workers=0,
-                      persistent_workers=False, pin_memory=False)
-        dataset = innermost(loader.dataset)
-        task = TASK_OF_DATASET[dataset['type']]
-        dataset['data_root'] = osp.join(data_root, task)
-        dataset['pipeline'] = _resize_pipeline(dataset['pipeline'], size)
-    cfg.default_hooks.logger.interval = 1
-    cfg.env_cfg.cudnn_benchmark = False
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
+__all__ = ['tiny_config', 'tiny_densenet', 'logged']
 
 
 def tiny_densenet() -> dict:

@@ -209,6 +209,7 @@ def bench_config(args, task: str, data_root: str, work_dir: str,
                  cache_dir=None, ann_file='train_20.txt', span=False):
     """The real config of a task, pointed at the benchmark data."""
     from medfm.cli import apply_amp
+    from medfm.cli.shrink import tiny_config
     from medfm.cli.speed import (
         enable_channels_last,
         no_bf16_loss_scaling,
@@ -216,7 +217,6 @@ def bench_config(args, task: str, data_root: str, work_dir: str,
         tune_dataloaders,
         use_image_cache,
     )
-    from medfm.testing import tiny_config
     cfg = tiny_config(f'configs/densenet/densenet121_{task}.py', data_root,
                       work_dir, size=args.size, batch_size=args.batch_size)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -1,0 +1,75 @@
+"""Shrink a real config to small data and images: tests, the benchmark and
+CPU smoke runs.
+
+The config stays the real one (model, head, optimizer, evaluator, hooks);
+only the data location, image size, batch size, workers and epoch count
+change.
+"""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+from mmpretrain.registry import DATASETS
+
+from ..utils.config import innermost
+from . import load_config
+
+_SIZED = ('RandomResizedCrop', 'Resize', 'CenterCrop', 'ResizeEdge',
+          'RandomCrop', 'EfficientNetRandomCrop', 'EfficientNetCenterCrop')
+
+
+def _resize_pipeline(pipeline: list, size: int) -> list:
+    out = []
+    for t in copy.deepcopy(pipeline):
+        kind = t.get('type')
+        if kind in _SIZED:
+            for key in ('scale', 'crop_size', 'edge_size'):
+                if key in t:
+                    t[key] = size if key != 'scale' or isinstance(t[key], int) \
+                        else (size, size)
+        out.append(t)
+    return out
+
+
+def tiny_config(config: str,
+                data_root: str,
+                work_dir: str,
+                size: int = 32,
+                batch_size: int = 4,
+                max_epochs: int = 1,
+                cfg_options: Optional[dict] = None) -> Config:
+    """Load a config and point it at small demo data.
+
+    Args:
+        config (str): Path of a config in ``configs/``.
+        data_root (str): Root of demo data (``medfm.datasets.demo.make_demo``); the
+            task folder is taken from the dataset type.
+        work_dir (str): Output folder.
+        size (int): Image side for every resize and crop.
+        batch_size (int): Batch size of every dataloader.
+        max_epochs (int): Training epochs.
+        cfg_options (dict, optional): Further overrides, applied last.
+
+    Returns:
+        Config: The shrunken config.
+    """
+    # max_epochs through load_config: the schedule is resolved for it
+    cfg = load_config(config, {'train_cfg.max_epochs': max_epochs}, work_dir)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        loader.update(batch_size=batch_size, num_workers=0,
+                      persistent_workers=False, pin_memory=False)
+        dataset = innermost(loader.dataset)
+        task = DATASETS.get(dataset['type']).TASK  # the demo's task folder
+        dataset['data_root'] = osp.join(data_root, task)
+        dataset['pipeline'] = _resize_pipeline(dataset['pipeline'], size)
+    cfg.default_hooks.logger.interval = 1
+    cfg.env_cfg.cudnn_benchmark = False
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg

@@ -39,7 +39,8 @@ def run(*args, cwd=REPO, **env):
 def test_missing_arguments_print_usage(script, fake_python):
     p = run(script, PYTHON=str(fake_python))
     assert p.returncode == 2
-    assert p.stderr.startswith(f'Usage: bash {script} CONFIG')
+    usage = {'train.sh': 'CONFIG', 'test.sh': '[CONFIG] WORK_DIR'}[script]
+    assert p.stderr.startswith(f'Usage: bash {script} {usage}')
     assert 'GPUS' in p.stderr and 'PYTHON' in p.stderr
     assert p.stdout == ''  # the tool was not started
 

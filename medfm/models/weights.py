@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import IO, Dict, Iterable, List, Optional
 
 #: Default manifest, relative to the repository root.
-MANIFEST = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'pretrain',
-                    'manifest.json')
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MANIFEST = osp.join(REPO, 'pretrain', 'manifest.json')
 _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8})\.pth$')
 _CHUNK = 1 << 20
 

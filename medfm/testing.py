@@ -76,10 +76,37 @@ def tiny_config(config: str,
     return cfg
 
 
+#: backbone type -> a small arch of it and the channels it puts out, so that
+#: every model base of configs/ trains a step on the CPU in well under a second
+TINY_ARCHS = {
+    'DenseNet': (dict(growth_rate=8, depths=[2, 2, 2], init_channels=16), 32),
+    'ConvNeXt': (dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 32]), 32),
+    'EfficientNet': ('b0', 1280),  # (mmpretrain has no smaller EfficientNet)
+    **{kind: (dict(embed_dims=32, num_layers=2, num_heads=2,
+                   feedforward_channels=64), 32)
+       for kind in ('VisionTransformer', 'PromptedViT', 'BEiTViT',
+                    'BEiTViTAnySize')},
+    **{kind: (dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2]),
+              128)
+       for kind in ('SwinTransformer', 'SwinTransformerAnySize',
+                    'PromptedSwinTransformer')},
+}
+
+
+def tiny_backbone(kind: str) -> dict:
+    """``cfg_options`` for a tiny arch of a backbone type (:data:`TINY_ARCHS`).
+
+    The backbone keeps its type and every other setting of the config (prompts,
+    image size, output type); its arch shrinks, it loads no weights, and the
+    head's input follows.
+    """
+    arch, channels = TINY_ARCHS[kind]
+    if isinstance(arch, dict):
+        arch = dict(arch, _delete_=True)
+    return dict(model=dict(backbone=dict(arch=arch, init_cfg=None),
+                           head=dict(in_channels=channels)))
+
+
 def tiny_densenet() -> dict:
     """``cfg_options`` for a DenseNet small enough for CPU tests (32 channels out)."""
-    return dict(model=dict(
-        backbone=dict(arch=dict(growth_rate=8, depths=[2, 2, 2], init_channels=16,
-                                _delete_=True),
-                      init_cfg=None),
-        head=dict(in_channels=32)))
+    return tiny_backbone('DenseNet')

@@ -1,3 +1,4 @@
+import gc
 import os
 import sys
 from pathlib import Path
@@ -7,6 +8,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.chdir(REPO)  # configs name pretrain/... and tools/ relative to the root
 sys.path.insert(0, str(REPO / 'tools'))
+
+# The stack's modules, imported once, are moved out of the garbage
+# collector's sight: every dataset mmengine builds calls gc.collect(), which
+# would otherwise walk these millions of objects each time.
+import mmengine.runner  # noqa: E402,F401
+import mmpretrain.models  # noqa: E402,F401
+import torch  # noqa: E402,F401
+
+import medfm  # noqa: E402,F401
+
+gc.collect()
+gc.freeze()
 
 
 @pytest.fixture(scope='session')

@@ -1,5 +1,11 @@
-"""train.sh then test.sh on demo data through subprocess; resume; bad configs."""
+"""train.sh then test.sh on demo data through subprocess; resume; bad configs.
+
+The wrappers themselves run as processes (the training, the first test.sh,
+--fast, a run folder without checkpoints); the other checks call the tools'
+``main`` in this process.
+"""
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +31,19 @@ def _opts(demo_root, epochs):
 
 def run(*cmd):
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+
+
+def _tool(name):
+    """tools/<name>.py as a module (tools/test.py would shadow stdlib's test)."""
+    spec = importlib.util.spec_from_file_location(f'medfm_tool_{name}',
+                                                  f'tools/{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _logs(work_dir):
+    return ''.join(p.read_text() for p in work_dir.glob('*/*.log'))
 
 
 @pytest.fixture(scope='module')
@@ -64,7 +83,7 @@ def test_train_then_test_sh(trained_run, demo_root):
 
 
 def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, demo_root,
-                                                             tmp_path):
+                                                             tmp_path, capsys):
     """With max_keep_ckpts (the VPT configs keep one) the selected epoch may
     survive only as best_*_epoch_N.pth: test.sh still evaluates and reports it."""
     import shutil
@@ -74,9 +93,9 @@ def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, demo_ro
     [best_file] = work.glob('best_*.pth')
     chosen = int(best_file.stem.rsplit('_', 1)[1])
     (work / f'epoch_{chosen}.pth').unlink()
-    p = run('bash', 'test.sh', CONFIG, str(work), *_opts(demo_root, 2))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert f'selected on val: epoch {chosen} (score ' in p.stdout
+    import test_epochs
+    assert test_epochs.main([CONFIG, str(work), *_opts(demo_root, 2)]) == 0
+    assert f'selected on val: epoch {chosen} (score ' in capsys.readouterr().out
     saved = json.loads((work / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in saved['rows']] == [1, 2]
     assert saved['selected_epoch'] == chosen
@@ -98,10 +117,8 @@ def test_train_sh_fast_with_workers(demo_root, tmp_path):
 
 def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
     out = tmp_path / 'm.json'
-    p = run(sys.executable, 'tools/test.py', CONFIG,
-            str(trained_run / 'epoch_2.pth'), '--out', str(out),
-            '--work-dir', str(tmp_path), *_opts(demo_root, 2))
-    assert p.returncode == 0, p.stderr[-3000:]
+    _tool('test').main([CONFIG, str(trained_run / 'epoch_2.pth'), '--out', str(out),
+                        '--work-dir', str(tmp_path), *_opts(demo_root, 2)])
     single = json.loads(out.read_text())
     sweep = json.loads((trained_run / 'epochs_test.json').read_text())
     row = next(r for r in sweep['rows'] if r['epoch'] == 2)
@@ -152,19 +169,20 @@ def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
     assert 'medfmc/score' in sweep.evaluate(str(trained_run / 'epoch_2.pth'))
 
 
-def test_resume_continues(trained_run, demo_root, tmp_path):
+def test_resume_continues(trained_run, demo_root, tmp_path, capfd):
     # copy the run, then resume it to 3 epochs
     import shutil
+
+    import train
     work = tmp_path / 'resumed'
     shutil.copytree(trained_run, work)
-    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(work), '--resume',
-            *_opts(demo_root, 3))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert 'resumed epoch: 2' in (p.stdout + p.stderr)
+    train.main([CONFIG, '--work-dir', str(work), '--resume', *_opts(demo_root, 3)])
+    out = ''.join(capfd.readouterr()) + _logs(work)
+    assert 'resumed epoch: 2' in out
     assert (work / 'epoch_3.pth').is_file()
     # the 2-epoch schedule restored from epoch_2.pth is spent before epoch 3
     assert ('schedule resumed from the checkpoint ends at epoch 2, but this run '
-            'trains to epoch 3' in (p.stdout + p.stderr))
+            'trains to epoch 3' in out)
 
 
 def test_test_sh_without_checkpoints(tmp_path):
@@ -181,15 +199,17 @@ def test_class_count_mismatch_stops(demo_root, tmp_path):
         Runner.from_cfg(cfg).train()
 
 
-def test_truncated_checkpoint_skipped(trained_run, demo_root, tmp_path):
+def test_truncated_checkpoint_skipped(trained_run, demo_root, tmp_path, capsys):
     import shutil
+
+    import test_epochs
     work = tmp_path / 'run'
     shutil.copytree(trained_run, work)
     ckpt = work / 'epoch_1.pth'
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    p = run('bash', 'test.sh', CONFIG, str(work), *_opts(demo_root, 2))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert 'skipped:' in p.stdout and 'epoch_1.pth' in p.stdout
+    assert test_epochs.main([CONFIG, str(work), *_opts(demo_root, 2)]) == 0
+    out = capsys.readouterr().out
+    assert 'skipped:' in out and 'epoch_1.pth' in out
     rows = json.loads((work / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in rows['rows']] == [2]
     assert 'truncated or corrupt' in rows['skipped'][0]
@@ -254,12 +274,10 @@ def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
     chest = 'configs/demo/densenet121_chest_demo.py'
     run_copy = tmp_path / 'run'
     shutil.copytree(trained_run, run_copy, ignore=shutil.ignore_patterns('eval'))
-    p = run(sys.executable, 'tools/test.py', chest,
-            str(run_copy / 'epoch_2.pth'),
-            '--out', str(tmp_path / 'm.json'), '--cfg-options',
-            f'test_dataloader.dataset.data_root={demo_root}/chest')
-    assert p.returncode != 0
-    assert 'size mismatch for head' in p.stderr
+    with pytest.raises(RuntimeError, match='size mismatch for head'):
+        _tool('test').main([chest, str(run_copy / 'epoch_2.pth'),
+                            '--out', str(tmp_path / 'm.json'), '--cfg-options',
+                            f'test_dataloader.dataset.data_root={demo_root}/chest'])
     assert not (tmp_path / 'm.json').exists()
     # its logs went to the run's eval/, the run folder got no chest config
     assert (run_copy / 'eval' / 'densenet121_chest_demo.py').is_file()
@@ -268,11 +286,14 @@ def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
 
 def test_train_sh_refuses_a_folder_with_another_runs_checkpoints(
         trained_run, demo_root):
-    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(trained_run),
-            *_opts(demo_root, 1))
-    assert p.returncode != 0
+    """(tools/train.py refuses; train.sh passes its exit on, as the
+    subprocess tests above show)"""
+    import train
     [best] = trained_run.glob('best_*.pth')
+    with pytest.raises(SystemExit) as stop:
+        train.main([CONFIG, '--work-dir', str(trained_run), *_opts(demo_root, 1)])
+    assert stop.value.code != 0
     assert ('already holds checkpoints of an earlier run (epoch_1.pth, '
-            f'epoch_2.pth, {best.name})') in p.stderr
+            f'epoch_2.pth, {best.name})') in str(stop.value.code)
     assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
         ['epoch_1.pth', 'epoch_2.pth']

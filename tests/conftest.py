@@ -6,6 +6,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# One intra-op thread, here and in the tools' processes the tests start
+# (they inherit it): on a 2-core machine shared with other work, torch's
+# OpenMP threads wait on each other and a tiny step takes seconds instead of
+# milliseconds. A value set by the caller wins.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.chdir(REPO)  # configs name pretrain/... and tools/ relative to the root
 sys.path.insert(0, str(REPO / 'tools'))
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 from mmengine.runner import Runner
 
-from medfm.testing import tiny_config
+from medfm.testing import tiny_config, tiny_densenet
 
 CONFIG = 'configs/demo/densenet121_endo_demo.py'
 ENV = dict(os.environ, PYTHON=sys.executable)
@@ -192,9 +192,10 @@ def test_test_sh_without_checkpoints(tmp_path):
 
 
 def test_class_count_mismatch_stops(demo_root, tmp_path):
+    options = tiny_densenet()
+    options['model']['head']['num_classes'] = 4
     cfg = tiny_config('configs/densenet/densenet121_chest.py', demo_root,
-                      str(tmp_path), cfg_options=dict(model=dict(
-                          head=dict(num_classes=4))))
+                      str(tmp_path), cfg_options=options)
     with pytest.raises(ValueError, match='num_classes=4.*has 19 classes'):
         Runner.from_cfg(cfg).train()
 

@@ -110,3 +110,31 @@ def tiny_backbone(kind: str) -> dict:
 def tiny_densenet() -> dict:
     """``cfg_options`` for a DenseNet small enough for CPU tests (32 channels out)."""
     return tiny_backbone('DenseNet')
+
+
+class RecordingExperiment:
+    """Stands in for ``comet_ml.Experiment`` and records what it is sent."""
+
+    instances: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.metrics, self.params, self.ended = kwargs, [], {}, False
+        RecordingExperiment.instances.append(self)
+
+    def log_metrics(self, d, step=None):
+        self.metrics += [(k, v, step) for k, v in d.items()]
+
+    def log_metric(self, k, v, step=None):
+        self.metrics.append((k, v, step))
+
+    def log_parameters(self, d):
+        self.params.update(d)
+
+    def log_text(self, text, metadata=None):
+        self.text = text
+
+    def log_image(self, image, name=None, step=None):
+        pass
+
+    def end(self):
+        self.ended = True

@@ -1,6 +1,7 @@
 import gc
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,36 @@ def demo_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp('demo')
     make_demo(str(root), sizes=dict(train=16, val=8, test=8))
     return str(root)
+
+
+@pytest.fixture(scope='session')
+def colon_run(demo_root, tmp_path_factory):
+    """One tiny run shared by the report and tracking tests: two epochs of a
+    tiny DenseNet on the colon demo data (2 iterations each) through
+    tools/train.py, tracked by MLflow (``mlflow.db`` beside the run) and a
+    recording Comet, then tools/test_epochs.py.
+
+    Returns (run folder, its tiny config file). Tests that change the run
+    folder work on a copy (``shutil.copytree``).
+    """
+    import test_epochs
+    import train
+
+    from medfm.testing import RecordingExperiment, tiny_config, tiny_densenet
+    root = tmp_path_factory.mktemp('colon')
+    work = root / 'colon_run'
+    cfg = tiny_config('configs/densenet/densenet121_colon.py', demo_root,
+                      str(work), size=64, batch_size=4, max_epochs=2,
+                      cfg_options=tiny_densenet())
+    cfg.train_dataloader.dataset.indices = 8
+    config = root / 'tiny_colon.py'
+    cfg.dump(str(config))
+    RecordingExperiment.instances.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, 'comet_ml',
+                   types.SimpleNamespace(Experiment=RecordingExperiment))
+        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
+        train.main([str(config), '--work-dir', str(work),
+                    '--tracker', 'mlflow:exp_name=medfm_test', 'comet'])
+    assert test_epochs.main([str(config), str(work)]) == 0
+    return work, config

@@ -1,8 +1,8 @@
 """train.sh then test.sh on demo data through subprocess; resume; bad configs.
 
 The wrappers themselves run as processes (the training, the first test.sh,
---fast, a run folder without checkpoints); the other checks call the tools'
-``main`` in this process.
+--fast); the other checks call the tools' ``main`` in this process. The demo
+config runs with a tiny DenseNet.
 """
 import csv
 import importlib.util
@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 from medfm.testing import tiny_config, tiny_densenet
 
 CONFIG = 'configs/demo/densenet121_endo_demo.py'
+REPO = os.getcwd()  # (conftest.py: the repository)
 ENV = dict(os.environ, PYTHON=sys.executable)
 
 
@@ -47,20 +48,34 @@ def _logs(work_dir):
 
 
 @pytest.fixture(scope='module')
-def trained_run(demo_root, tmp_path_factory):
+def config(tmp_path_factory) -> str:
+    """The demo configs with a tiny DenseNet (tiny_densenet), under their own
+    names (the runner names the config it saves after the file): the endo
+    one's path."""
+    folder = tmp_path_factory.mktemp('configs')
+    for task in ('endo', 'chest'):
+        name = f'densenet121_{task}_demo.py'
+        (folder / name).write_text(
+            f"_base_ = ['{REPO}/configs/demo/{name}']\n"
+            f"model = {tiny_densenet()['model']!r}\n")
+    return str(folder / 'densenet121_endo_demo.py')
+
+
+@pytest.fixture(scope='module')
+def trained_run(config, demo_root, tmp_path_factory):
     work = tmp_path_factory.mktemp('run')
-    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(work),
+    p = run('bash', 'train.sh', config, '--work-dir', str(work),
             *_opts(demo_root, 2))
     assert p.returncode == 0, p.stderr[-3000:]
     return work
 
 
-def test_train_then_test_sh(trained_run, demo_root):
+def test_train_then_test_sh(trained_run, config, demo_root):
     assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
         ['epoch_1.pth', 'epoch_2.pth']
     saved_cfg = trained_run / 'densenet121_endo_demo.py'  # training's record
     stamp = saved_cfg.stat().st_mtime_ns
-    p = run('bash', 'test.sh', CONFIG, str(trained_run), *_opts(demo_root, 2))
+    p = run('bash', 'test.sh', config, str(trained_run), *_opts(demo_root, 2))
     assert p.returncode == 0, p.stderr[-3000:]
     # the evaluation's runner dumps its config into eval/, not over the run's
     assert saved_cfg.stat().st_mtime_ns == stamp
@@ -82,8 +97,9 @@ def test_train_then_test_sh(trained_run, demo_root):
     assert best in (1, 2)
 
 
-def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, demo_root,
-                                                             tmp_path, capsys):
+def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, config,
+                                                             demo_root, tmp_path,
+                                                             capsys):
     """With max_keep_ckpts (the VPT configs keep one) the selected epoch may
     survive only as best_*_epoch_N.pth: test.sh still evaluates and reports it."""
     import shutil
@@ -94,18 +110,18 @@ def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, demo_ro
     chosen = int(best_file.stem.rsplit('_', 1)[1])
     (work / f'epoch_{chosen}.pth').unlink()
     import test_epochs
-    assert test_epochs.main([CONFIG, str(work), *_opts(demo_root, 2)]) == 0
+    assert test_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
     assert f'selected on val: epoch {chosen} (score ' in capsys.readouterr().out
     saved = json.loads((work / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in saved['rows']] == [1, 2]
     assert saved['selected_epoch'] == chosen
 
 
-def test_train_sh_fast_with_workers(demo_root, tmp_path):
+def test_train_sh_fast_with_workers(config, demo_root, tmp_path):
     """--fast: worker processes, the spanning loop and the in-memory
     validation through train.sh; the run ends (workers stopped) and every
     epoch validates."""
-    p = run('bash', 'train.sh', CONFIG, '--fast', '--work-dir', str(tmp_path),
+    p = run('bash', 'train.sh', config, '--fast', '--work-dir', str(tmp_path),
             *_opts(demo_root, 3))
     log = p.stdout + p.stderr
     assert p.returncode == 0, log[-3000:]
@@ -115,9 +131,9 @@ def test_train_sh_fast_with_workers(demo_root, tmp_path):
     assert len(list(tmp_path.glob('epoch_*.pth'))) == 3
 
 
-def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
+def test_single_checkpoint_matches_sweep(trained_run, config, demo_root, tmp_path):
     out = tmp_path / 'm.json'
-    _tool('test').main([CONFIG, str(trained_run / 'epoch_2.pth'), '--out', str(out),
+    _tool('test').main([config, str(trained_run / 'epoch_2.pth'), '--out', str(out),
                         '--work-dir', str(tmp_path), *_opts(demo_root, 2)])
     single = json.loads(out.read_text())
     sweep = json.loads((trained_run / 'epochs_test.json').read_text())
@@ -126,10 +142,10 @@ def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
         assert single[key] == pytest.approx(row[key], abs=1e-6)
 
 
-def _sweep(demo_root, work_dir, workers, cache):
+def _sweep(config, demo_root, work_dir, workers, cache):
     from medfm.evaluation.epochs import CheckpointSweep
     from medfm.utils import load_config
-    cfg = load_config(CONFIG, work_dir=str(work_dir))
+    cfg = load_config(config, work_dir=str(work_dir))
     cfg.test_dataloader.dataset.data_root = f'{demo_root}/endo'
     cfg.test_dataloader.update(num_workers=workers,
                                persistent_workers=workers > 0)
@@ -137,11 +153,11 @@ def _sweep(demo_root, work_dir, workers, cache):
 
 
 def test_sweep_with_workers_keeps_private_unchanged_batches(
-        trained_run, demo_root, tmp_path):
+        trained_run, config, demo_root, tmp_path):
     """Batches decoded by worker processes are kept as private copies (no
     shared-memory file each) and no checkpoint's predictions stay in them."""
-    sweep = _sweep(demo_root, tmp_path / 'a', 2, True)
-    plain = _sweep(demo_root, tmp_path / 'b', 0, False)
+    sweep = _sweep(config, demo_root, tmp_path / 'a', 2, True)
+    plain = _sweep(config, demo_root, tmp_path / 'b', 0, False)
     tensors = [t for b in sweep._cache.batches for t in b['inputs']] + [
         v for b in sweep._cache.batches for s in b['data_samples'] for v in s.values()
         if hasattr(v, 'is_shared')]
@@ -153,13 +169,13 @@ def test_sweep_with_workers_keeps_private_unchanged_batches(
                for b in sweep._cache.batches for s in b['data_samples'])
 
 
-def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
+def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, config, demo_root,
                                                    tmp_path):
     """A random transform in the test pipeline: no frozen draw shared by
     every checkpoint; each reads the images, as tools/test.py would."""
     from medfm.evaluation.epochs import CheckpointSweep
     from medfm.utils import load_config
-    cfg = load_config(CONFIG, work_dir=str(tmp_path))
+    cfg = load_config(config, work_dir=str(tmp_path))
     ds = cfg.test_dataloader.dataset
     ds.data_root = f'{demo_root}/endo'
     ds.pipeline.insert(1, dict(type='RandomFlip', prob=0.5))
@@ -169,14 +185,17 @@ def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
     assert 'medfmc/score' in sweep.evaluate(str(trained_run / 'epoch_2.pth'))
 
 
-def test_resume_continues(trained_run, demo_root, tmp_path, capfd):
+def test_resume_continues(trained_run, config, demo_root, tmp_path, capfd):
     # copy the run, then resume it to 3 epochs
     import shutil
 
     import train
     work = tmp_path / 'resumed'
     shutil.copytree(trained_run, work)
-    train.main([CONFIG, '--work-dir', str(work), '--resume', *_opts(demo_root, 3)])
+    # its own logger: mmengine names it by config and time, and an earlier
+    # runner of this process started within the same second would lend its
+    train.main([config, '--work-dir', str(work), '--resume', *_opts(demo_root, 3),
+                'experiment_name=resumed_run'])
     out = ''.join(capfd.readouterr()) + _logs(work)
     assert 'resumed epoch: 2' in out
     assert (work / 'epoch_3.pth').is_file()
@@ -185,10 +204,11 @@ def test_resume_continues(trained_run, demo_root, tmp_path, capfd):
             'trains to epoch 3' in out)
 
 
-def test_test_sh_without_checkpoints(tmp_path):
-    p = run('bash', 'test.sh', CONFIG, str(tmp_path))
-    assert p.returncode != 0
-    assert 'no epoch_N.pth checkpoints' in p.stderr
+def test_test_sh_without_checkpoints(tmp_path, capsys):
+    """(tools/test_epochs.py refuses; test.sh passes its exit on)"""
+    import test_epochs
+    assert test_epochs.main([CONFIG, str(tmp_path)]) != 0
+    assert 'no epoch_N.pth checkpoints' in capsys.readouterr().err
 
 
 def test_class_count_mismatch_stops(demo_root, tmp_path):
@@ -200,7 +220,8 @@ def test_class_count_mismatch_stops(demo_root, tmp_path):
         Runner.from_cfg(cfg).train()
 
 
-def test_truncated_checkpoint_skipped(trained_run, demo_root, tmp_path, capsys):
+def test_truncated_checkpoint_skipped(trained_run, config, demo_root, tmp_path,
+                                      capsys):
     import shutil
 
     import test_epochs
@@ -208,7 +229,7 @@ def test_truncated_checkpoint_skipped(trained_run, demo_root, tmp_path, capsys):
     shutil.copytree(trained_run, work)
     ckpt = work / 'epoch_1.pth'
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    assert test_epochs.main([CONFIG, str(work), *_opts(demo_root, 2)]) == 0
+    assert test_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
     out = capsys.readouterr().out
     assert 'skipped:' in out and 'epoch_1.pth' in out
     rows = json.loads((work / 'epochs_test.json').read_text())
@@ -241,7 +262,7 @@ def test_amp_switch_builds_a_registered_wrapper(monkeypatch, tmp_path):
     assert cfg.optim_wrapper.dtype == 'bfloat16'
 
 
-def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
+def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, config, demo_root,
                                                   tmp_path):
     """A diverged checkpoint (NaN scores) is reported and skipped, and the
     next checkpoint is scored on its own predictions only."""
@@ -258,7 +279,7 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
                 and k.endswith('weight'))
     ckpt['state_dict'][head].fill_(float('nan'))
     torch.save(ckpt, work / 'epoch_1.pth')
-    sweep = _sweep(demo_root, tmp_path / 'a', 0, True)
+    sweep = _sweep(config, demo_root, tmp_path / 'a', 0, True)
     good = sweep.evaluate(str(work / 'epoch_2.pth'))
     rows, skipped = sweep_run(sweep.runner, str(work))
     assert [r['epoch'] for r in rows] == [2]
@@ -267,12 +288,12 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
     assert 'NaN or infinite scores' in skipped[0]
 
 
-def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
+def test_test_py_refuses_another_tasks_checkpoint(trained_run, config, demo_root,
                                                   tmp_path):
     """An endo checkpoint given to the chest config: no score from a
     randomly initialised 19-class head."""
     import shutil
-    chest = 'configs/demo/densenet121_chest_demo.py'
+    chest = config.replace('_endo_', '_chest_')
     run_copy = tmp_path / 'run'
     shutil.copytree(trained_run, run_copy, ignore=shutil.ignore_patterns('eval'))
     with pytest.raises(RuntimeError, match='size mismatch for head'):
@@ -286,13 +307,13 @@ def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
 
 
 def test_train_sh_refuses_a_folder_with_another_runs_checkpoints(
-        trained_run, demo_root):
+        trained_run, config, demo_root):
     """(tools/train.py refuses; train.sh passes its exit on, as the
     subprocess tests above show)"""
     import train
     [best] = trained_run.glob('best_*.pth')
     with pytest.raises(SystemExit) as stop:
-        train.main([CONFIG, '--work-dir', str(trained_run), *_opts(demo_root, 1)])
+        train.main([config, '--work-dir', str(trained_run), *_opts(demo_root, 1)])
     assert stop.value.code != 0
     assert ('already holds checkpoints of an earlier run (epoch_1.pth, '
             f'epoch_2.pth, {best.name})') in str(stop.value.code)

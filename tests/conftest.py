@@ -1,12 +1,31 @@
+import gc
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# One intra-op thread, here and in the tools' processes the tests start
+# (they inherit it): on a 2-core machine shared with other work, torch's
+# OpenMP threads wait on each other and a tiny step takes seconds instead of
+# milliseconds. A value set by the caller wins.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.chdir(REPO)  # configs name pretrain/... and tools/ relative to the root
 sys.path.insert(0, str(REPO / 'tools'))
+
+# The stack's modules, imported once, are moved out of the garbage
+# collector's sight: every dataset mmengine builds calls gc.collect(), which
+# would otherwise walk these millions of objects each time.
+import mmengine.runner  # noqa: E402,F401
+import mmpretrain.models  # noqa: E402,F401
+import torch  # noqa: E402,F401
+
+import medfm  # noqa: E402,F401
+
+gc.collect()
+gc.freeze()
 
 
 @pytest.fixture(scope='session')
@@ -16,3 +35,36 @@ def demo_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp('demo')
     make_demo(str(root), sizes=dict(train=16, val=8, test=8))
     return str(root)
+
+
+@pytest.fixture(scope='session')
+def colon_run(demo_root, tmp_path_factory):
+    """One tiny run shared by the report and tracking tests: two epochs of a
+    tiny DenseNet on the colon demo data (2 iterations each) through
+    tools/train.py, tracked by MLflow (``mlflow.db`` beside the run) and a
+    recording Comet, then tools/test_epochs.py.
+
+    Returns (run folder, its tiny config file). Tests that change the run
+    folder work on a copy (``shutil.copytree``).
+    """
+    import test_epochs
+    import train
+
+    from medfm.testing import RecordingExperiment, tiny_config, tiny_densenet
+    root = tmp_path_factory.mktemp('colon')
+    work = root / 'colon_run'
+    cfg = tiny_config('configs/densenet/densenet121_colon.py', demo_root,
+                      str(work), size=64, batch_size=4, max_epochs=2,
+                      cfg_options=tiny_densenet())
+    cfg.train_dataloader.dataset.indices = 8
+    config = root / 'tiny_colon.py'
+    cfg.dump(str(config))
+    RecordingExperiment.instances.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, 'comet_ml',
+                   types.SimpleNamespace(Experiment=RecordingExperiment))
+        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
+        train.main([str(config), '--work-dir', str(work),
+                    '--tracker', 'mlflow:exp_name=medfm_test', 'comet'])
+    assert test_epochs.main([str(config), str(work)]) == 0
+    return work, config

@@ -1,45 +1,51 @@
-"""Every config in configs/ builds through the registries and trains one step."""
+"""Every config in configs/ builds through the registries and trains one step.
+
+The step trains a tiny arch of the config's backbone (same type, same
+settings otherwise, :func:`medfm.testing.tiny_backbone`); the config's own
+full-size backbone is built once per distinct backbone, to check that its
+features fit the config's head.
+"""
+import copy
+import functools
+import json
 import os.path as osp
 from pathlib import Path
 
 import mmpretrain
 import pytest
+import torch
 import yaml
 from mmengine import Config
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
 
-from medfm.testing import tiny_config
+from medfm.testing import tiny_backbone, tiny_config
 
 CONFIGS = sorted(str(p) for p in Path('configs').rglob('*.py')
                  if '_base_' not in p.parts)
 
 
+@functools.lru_cache(maxsize=None)
+def _composed(config: str) -> Config:
+    """The config as Config.fromfile composes it (read only: shared)."""
+    return Config.fromfile(config)
+
+
+def _weights(cfg) -> str:
+    init = cfg.model.backbone.get('init_cfg') or {}
+    return (init.get('checkpoint') or '').rsplit('/', 1)[-1]
+
+
 def test_configs_found():
     assert any('densenet121_chest' in c for c in CONFIGS)
     assert len(CONFIGS) >= 30
+    # the normalisation check below compares at least 30 configs with the
+    # mmpretrain configs that trained their weights
+    assert sum(bool(_weights(_composed(c))) for c in CONFIGS) >= 30
 
 
-@pytest.mark.parametrize('config', CONFIGS)
-def test_config_trains_one_step(config, demo_root, tmp_path):
-    cfg = tiny_config(config, demo_root, str(tmp_path), size=32, batch_size=2)
-    # one optimizer step; no validation and no checkpoint (ViT-B/Swin-B
-    # checkpoints are 1 GB each): tests/test_end_to_end.py covers those
-    cfg.train_dataloader.dataset.indices = 2
-    cfg.default_hooks.checkpoint = None
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    assert runner.iter == 1
-    # the evaluator of the config builds and accepts the model's outputs
-    evaluator = runner.build_evaluator(
-        tiny_config(config, demo_root, str(tmp_path)).test_evaluator)
-    evaluator.dataset_meta = runner.train_dataloader.dataset.metainfo
-    batch = next(iter(runner.train_dataloader))
-    evaluator.process(runner.model.test_step(batch), batch)
-    assert 'medfmc/score' in evaluator.evaluate(2)
-
-
+@functools.lru_cache(maxsize=None)
 def _zoo_configs():
     """mmpretrain's model zoo: weights file name -> the config that made it."""
     mim = osp.join(osp.dirname(mmpretrain.__file__), '.mim')
@@ -57,19 +63,64 @@ def _normalisation(cfg):
     return dp.get('mean'), dp.get('std'), dp.get('to_rgb')
 
 
-def test_inputs_normalised_as_the_pretrained_weights_expect():
-    """Each config normalises as mmpretrain's config that trained its weights
-    (a frozen VPT backbone cannot adapt to other input statistics)."""
-    zoo = _zoo_configs()
-    checked = 0
-    for config in CONFIGS:
-        cfg = Config.fromfile(config)
-        init = cfg.model.backbone.get('init_cfg') or {}
-        weights = (init.get('checkpoint') or '').rsplit('/', 1)[-1]
-        if not weights:
-            continue
+@functools.lru_cache(maxsize=None)
+def _full_size_channels(backbone: str, neck: str) -> int:
+    """Feature channels of a full-size backbone (and neck) on a 32 px image;
+    built once per distinct backbone of the configs."""
+    init_default_scope('mmpretrain')
+    model = [MODELS.build(json.loads(backbone))]
+    if json.loads(neck):
+        model.append(MODELS.build(json.loads(neck)))
+    x = torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        for m in model:
+            m.eval()
+            x = m(x)
+    return x[-1].shape[1]
+
+
+def _as_key(part) -> str:
+    part = copy.deepcopy(part.to_dict() if part else None)
+    if part:
+        part.pop('init_cfg', None)  # (no weights are read)
+    return json.dumps(part, sort_keys=True)
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config(config, demo_root, tmp_path):
+    # Each config normalises as mmpretrain's config that trained its weights
+    # (a frozen VPT backbone cannot adapt to other input statistics).
+    composed = _composed(config)
+    weights = _weights(composed)
+    if weights:
+        zoo = _zoo_configs()
         assert weights in zoo, f'{config}: {weights} is not in mmpretrain\'s zoo'
-        assert _normalisation(cfg) == _normalisation(Config.fromfile(zoo[weights])), \
+        assert _normalisation(composed) == \
+            _normalisation(Config.fromfile(zoo[weights])), \
             f'{config} normalises unlike {zoo[weights]}'
-        checked += 1
-    assert checked >= 30
+    # the config's full-size backbone feeds its head
+    assert _full_size_channels(_as_key(composed.model.backbone),
+                               _as_key(composed.model.get('neck'))) == \
+        composed.model.head.in_channels
+
+    # everything of the config through the registries, one optimizer step
+    # on a tiny arch of its backbone; no validation and no checkpoint
+    # (tests/test_end_to_end.py covers those)
+    kind = composed.model.backbone.type
+    cfg = tiny_config(config, demo_root, str(tmp_path), size=32, batch_size=2,
+                      cfg_options=tiny_backbone(kind))
+    assert cfg.model.backbone.type == kind
+    evaluator_cfg = copy.deepcopy(cfg.test_evaluator)
+    cfg.train_dataloader.dataset.indices = 2
+    cfg.default_hooks.checkpoint = None
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 1
+    # the evaluator of the config builds and accepts the model's outputs
+    evaluator = runner.build_evaluator(evaluator_cfg)
+    evaluator.dataset_meta = runner.train_dataloader.dataset.metainfo
+    batch = next(iter(runner.train_dataloader))
+    evaluator.process(runner.model.test_step(batch), batch)
+    assert 'medfmc/score' in evaluator.evaluate(2)

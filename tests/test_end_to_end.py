@@ -1,5 +1,11 @@
-"""train.sh then test.sh on demo data through subprocess; resume; bad configs."""
+"""train.sh then test.sh on demo data through subprocess; resume; bad configs.
+
+The wrappers themselves run as processes (the training, the first test.sh,
+--fast); the other checks call the tools' ``main`` in this process. The demo
+config runs with a tiny DenseNet.
+"""
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,9 +14,10 @@ import sys
 import pytest
 from mmengine.runner import Runner
 
-from medfm.testing import tiny_config
+from medfm.testing import tiny_config, tiny_densenet
 
 CONFIG = 'configs/demo/densenet121_endo_demo.py'
+REPO = os.getcwd()  # (conftest.py: the repository)
 ENV = dict(os.environ, PYTHON=sys.executable)
 
 
@@ -27,21 +34,48 @@ def run(*cmd):
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
 
 
+def _tool(name):
+    """tools/<name>.py as a module (tools/test.py would shadow stdlib's test)."""
+    spec = importlib.util.spec_from_file_location(f'medfm_tool_{name}',
+                                                  f'tools/{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _logs(work_dir):
+    return ''.join(p.read_text() for p in work_dir.glob('*/*.log'))
+
+
 @pytest.fixture(scope='module')
-def trained_run(demo_root, tmp_path_factory):
+def config(tmp_path_factory) -> str:
+    """The demo configs with a tiny DenseNet (tiny_densenet), under their own
+    names (the runner names the config it saves after the file): the endo
+    one's path."""
+    folder = tmp_path_factory.mktemp('configs')
+    for task in ('endo', 'chest'):
+        name = f'densenet121_{task}_demo.py'
+        (folder / name).write_text(
+            f"_base_ = ['{REPO}/configs/demo/{name}']\n"
+            f"model = {tiny_densenet()['model']!r}\n")
+    return str(folder / 'densenet121_endo_demo.py')
+
+
+@pytest.fixture(scope='module')
+def trained_run(config, demo_root, tmp_path_factory):
     work = tmp_path_factory.mktemp('run')
-    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(work),
+    p = run('bash', 'train.sh', config, '--work-dir', str(work),
             *_opts(demo_root, 2))
     assert p.returncode == 0, p.stderr[-3000:]
     return work
 
 
-def test_train_then_test_sh(trained_run, demo_root):
+def test_train_then_test_sh(trained_run, config, demo_root):
     assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
         ['epoch_1.pth', 'epoch_2.pth']
     saved_cfg = trained_run / 'densenet121_endo_demo.py'  # training's record
     stamp = saved_cfg.stat().st_mtime_ns
-    p = run('bash', 'test.sh', CONFIG, str(trained_run), *_opts(demo_root, 2))
+    p = run('bash', 'test.sh', config, str(trained_run), *_opts(demo_root, 2))
     assert p.returncode == 0, p.stderr[-3000:]
     # the evaluation's runner dumps its config into eval/, not over the run's
     assert saved_cfg.stat().st_mtime_ns == stamp
@@ -63,8 +97,9 @@ def test_train_then_test_sh(trained_run, demo_root):
     assert best in (1, 2)
 
 
-def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, demo_root,
-                                                             tmp_path):
+def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, config,
+                                                             demo_root, tmp_path,
+                                                             capsys):
     """With max_keep_ckpts (the VPT configs keep one) the selected epoch may
     survive only as best_*_epoch_N.pth: test.sh still evaluates and reports it."""
     import shutil
@@ -74,19 +109,19 @@ def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, demo_ro
     [best_file] = work.glob('best_*.pth')
     chosen = int(best_file.stem.rsplit('_', 1)[1])
     (work / f'epoch_{chosen}.pth').unlink()
-    p = run('bash', 'test.sh', CONFIG, str(work), *_opts(demo_root, 2))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert f'selected on val: epoch {chosen} (score ' in p.stdout
+    import test_epochs
+    assert test_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
+    assert f'selected on val: epoch {chosen} (score ' in capsys.readouterr().out
     saved = json.loads((work / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in saved['rows']] == [1, 2]
     assert saved['selected_epoch'] == chosen
 
 
-def test_train_sh_fast_with_workers(demo_root, tmp_path):
+def test_train_sh_fast_with_workers(config, demo_root, tmp_path):
     """--fast: worker processes, the spanning loop and the in-memory
     validation through train.sh; the run ends (workers stopped) and every
     epoch validates."""
-    p = run('bash', 'train.sh', CONFIG, '--fast', '--work-dir', str(tmp_path),
+    p = run('bash', 'train.sh', config, '--fast', '--work-dir', str(tmp_path),
             *_opts(demo_root, 3))
     log = p.stdout + p.stderr
     assert p.returncode == 0, log[-3000:]
@@ -96,12 +131,10 @@ def test_train_sh_fast_with_workers(demo_root, tmp_path):
     assert len(list(tmp_path.glob('epoch_*.pth'))) == 3
 
 
-def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
+def test_single_checkpoint_matches_sweep(trained_run, config, demo_root, tmp_path):
     out = tmp_path / 'm.json'
-    p = run(sys.executable, 'tools/test.py', CONFIG,
-            str(trained_run / 'epoch_2.pth'), '--out', str(out),
-            '--work-dir', str(tmp_path), *_opts(demo_root, 2))
-    assert p.returncode == 0, p.stderr[-3000:]
+    _tool('test').main([config, str(trained_run / 'epoch_2.pth'), '--out', str(out),
+                        '--work-dir', str(tmp_path), *_opts(demo_root, 2)])
     single = json.loads(out.read_text())
     sweep = json.loads((trained_run / 'epochs_test.json').read_text())
     row = next(r for r in sweep['rows'] if r['epoch'] == 2)
@@ -109,30 +142,31 @@ def test_single_checkpoint_matches_sweep(trained_run, demo_root, tmp_path):
         assert single[key] == pytest.approx(row[key], abs=1e-6)
 
 
-def _sweep_cfg(demo_root, work_dir, workers=0):
+def _sweep_cfg(config, demo_root, work_dir, workers=0):
     from medfm.cli import load_config
-    cfg = load_config(CONFIG, work_dir=str(work_dir))
+    cfg = load_config(config, work_dir=str(work_dir))
     cfg.test_dataloader.dataset.data_root = f'{demo_root}/endo'
     cfg.test_dataloader.update(num_workers=workers,
                                persistent_workers=workers > 0)
     return cfg
 
 
-def _sweep(demo_root, work_dir, workers, cache, checkpoints):
+def _sweep(config, demo_root, work_dir, workers, cache, checkpoints):
     """A runner whose test loop is the checkpoint sweep."""
-    cfg = _sweep_cfg(demo_root, work_dir, workers)
+    cfg = _sweep_cfg(config, demo_root, work_dir, workers)
     cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
                         cache=cache)
     return Runner.from_cfg(cfg)
 
 
 def test_sweep_with_workers_keeps_private_unchanged_batches(
-        trained_run, demo_root, tmp_path):
+        trained_run, config, demo_root, tmp_path):
     """Batches decoded by worker processes are kept as private copies (no
     shared-memory file each) and no checkpoint's predictions stay in them."""
     ckpt = str(trained_run / 'epoch_2.pth')
-    sweep = _sweep(demo_root, tmp_path / 'a', 2, True, [(2, ckpt), (2, ckpt)])
-    plain = _sweep(demo_root, tmp_path / 'b', 0, False, [(2, ckpt)])
+    sweep = _sweep(config, demo_root, tmp_path / 'a', 2, True,
+                   [(2, ckpt), (2, ckpt)])
+    plain = _sweep(config, demo_root, tmp_path / 'b', 0, False, [(2, ckpt)])
     rows = sweep.test()['rows']
     kept = sweep.test_loop.dataloader.batches
     tensors = [t for b in kept for t in b['inputs']] + [
@@ -144,11 +178,11 @@ def test_sweep_with_workers_keeps_private_unchanged_batches(
     assert all('pred_score' not in s for b in kept for s in b['data_samples'])
 
 
-def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
+def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, config, demo_root,
                                                    tmp_path):
     """A random transform in the test pipeline: no frozen draw shared by
     every checkpoint; each reads the images, as tools/test.py would."""
-    cfg = _sweep_cfg(demo_root, tmp_path)
+    cfg = _sweep_cfg(config, demo_root, tmp_path)
     cfg.test_dataloader.dataset.pipeline.insert(1, dict(type='RandomFlip',
                                                         prob=0.5))
     cfg.test_cfg = dict(type='CheckpointSweepLoop', cache=True, checkpoints=[
@@ -159,44 +193,52 @@ def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, demo_root,
     assert 'medfmc/score' in rows[0]
 
 
-def test_resume_continues(trained_run, demo_root, tmp_path):
+def test_resume_continues(trained_run, config, demo_root, tmp_path, capfd):
     # copy the run, then resume it to 3 epochs
     import shutil
+
+    import train
     work = tmp_path / 'resumed'
     shutil.copytree(trained_run, work)
-    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(work), '--resume',
-            *_opts(demo_root, 3))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert 'resumed epoch: 2' in (p.stdout + p.stderr)
+    # its own logger: mmengine names it by config and time, and an earlier
+    # runner of this process started within the same second would lend its
+    train.main([config, '--work-dir', str(work), '--resume', *_opts(demo_root, 3),
+                'experiment_name=resumed_run'])
+    out = ''.join(capfd.readouterr()) + _logs(work)
+    assert 'resumed epoch: 2' in out
     assert (work / 'epoch_3.pth').is_file()
     # epoch 3 follows the 3-epoch schedule; epoch 2 had decayed on the old one
-    assert ("the iterations before the resume followed the old one"
-            in (p.stdout + p.stderr))
+    assert 'the iterations before the resume followed the old one' in out
 
 
-def test_test_sh_without_checkpoints(tmp_path):
-    p = run('bash', 'test.sh', CONFIG, str(tmp_path))
-    assert p.returncode != 0
-    assert 'no epoch_N.pth checkpoints' in p.stderr
+def test_test_sh_without_checkpoints(tmp_path, capsys):
+    """(tools/test_epochs.py refuses; test.sh passes its exit on)"""
+    import test_epochs
+    assert test_epochs.main([CONFIG, str(tmp_path)]) != 0
+    assert 'no epoch_N.pth checkpoints' in capsys.readouterr().err
 
 
 def test_class_count_mismatch_stops(demo_root, tmp_path):
+    options = tiny_densenet()
+    options['model']['head']['num_classes'] = 4
     cfg = tiny_config('configs/densenet/densenet121_chest.py', demo_root,
-                      str(tmp_path), cfg_options=dict(model=dict(
-                          head=dict(num_classes=4))))
+                      str(tmp_path), cfg_options=options)
     with pytest.raises(ValueError, match='num_classes=4.*has 19 classes'):
         Runner.from_cfg(cfg).train()
 
 
-def test_truncated_checkpoint_skipped(trained_run, demo_root, tmp_path):
+def test_truncated_checkpoint_skipped(trained_run, config, demo_root, tmp_path,
+                                      capsys):
     import shutil
+
+    import test_epochs
     work = tmp_path / 'run'
     shutil.copytree(trained_run, work)
     ckpt = work / 'epoch_1.pth'
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    p = run('bash', 'test.sh', CONFIG, str(work), *_opts(demo_root, 2))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert 'skipped:' in p.stdout and 'epoch_1.pth' in p.stdout
+    assert test_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
+    out = capsys.readouterr().out
+    assert 'skipped:' in out and 'epoch_1.pth' in out
     rows = json.loads((work / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in rows['rows']] == [2]
     assert 'truncated or corrupt' in rows['skipped'][0]
@@ -227,7 +269,7 @@ def test_amp_switch_builds_a_registered_wrapper(monkeypatch, tmp_path):
     assert cfg.optim_wrapper.dtype == 'bfloat16'
 
 
-def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
+def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, config, demo_root,
                                                   tmp_path):
     """A diverged checkpoint (NaN scores) is reported and skipped, and the
     next checkpoint is scored on its own predictions only."""
@@ -244,29 +286,28 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, demo_root,
                 and k.endswith('weight'))
     ckpt['state_dict'][head].fill_(float('nan'))
     torch.save(ckpt, work / 'epoch_1.pth')
-    good = _sweep(demo_root, tmp_path / 'a', 0, True,
+    good = _sweep(config, demo_root, tmp_path / 'a', 0, True,
                   [(2, str(work / 'epoch_2.pth'))]).test()['rows'][0]
-    rows, skipped = sweep_run(_sweep_cfg(demo_root, tmp_path / 'b'), str(work))
+    rows, skipped = sweep_run(_sweep_cfg(config, demo_root, tmp_path / 'b'),
+                              str(work))
     assert [r['epoch'] for r in rows] == [2]
     assert rows[0] == good
     assert len(skipped) == 1 and 'epoch_1.pth' in skipped[0]
     assert 'NaN or infinite scores' in skipped[0]
 
 
-def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
+def test_test_py_refuses_another_tasks_checkpoint(trained_run, config, demo_root,
                                                   tmp_path):
     """An endo checkpoint given to the chest config: no score from a
     randomly initialised 19-class head."""
     import shutil
-    chest = 'configs/demo/densenet121_chest_demo.py'
+    chest = config.replace('_endo_', '_chest_')
     run_copy = tmp_path / 'run'
     shutil.copytree(trained_run, run_copy, ignore=shutil.ignore_patterns('eval'))
-    p = run(sys.executable, 'tools/test.py', chest,
-            str(run_copy / 'epoch_2.pth'),
-            '--out', str(tmp_path / 'm.json'), '--cfg-options',
-            f'test_dataloader.dataset.data_root={demo_root}/chest')
-    assert p.returncode != 0
-    assert 'size mismatch for head' in p.stderr
+    with pytest.raises(RuntimeError, match='size mismatch for head'):
+        _tool('test').main([chest, str(run_copy / 'epoch_2.pth'),
+                            '--out', str(tmp_path / 'm.json'), '--cfg-options',
+                            f'test_dataloader.dataset.data_root={demo_root}/chest'])
     assert not (tmp_path / 'm.json').exists()
     # its logs went to the run's eval/, the run folder got no chest config
     assert (run_copy / 'eval' / 'densenet121_chest_demo.py').is_file()
@@ -274,12 +315,15 @@ def test_test_py_refuses_another_tasks_checkpoint(trained_run, demo_root,
 
 
 def test_train_sh_refuses_a_folder_with_another_runs_checkpoints(
-        trained_run, demo_root):
-    p = run('bash', 'train.sh', CONFIG, '--work-dir', str(trained_run),
-            *_opts(demo_root, 1))
-    assert p.returncode != 0
+        trained_run, config, demo_root):
+    """(tools/train.py refuses; train.sh passes its exit on, as the
+    subprocess tests above show)"""
+    import train
     [best] = trained_run.glob('best_*.pth')
+    with pytest.raises(SystemExit) as stop:
+        train.main([config, '--work-dir', str(trained_run), *_opts(demo_root, 1)])
+    assert stop.value.code != 0
     assert ('already holds checkpoints of an earlier run (epoch_1.pth, '
-            f'epoch_2.pth, {best.name})') in p.stderr
+            f'epoch_2.pth, {best.name})') in str(stop.value.code)
     assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
         ['epoch_1.pth', 'epoch_2.pth']

@@ -1,7 +1,5 @@
 """Plots: the learning-rate curve, whole-number epoch ticks, epoch marks."""
 import json
-import subprocess
-import sys
 
 import matplotlib.pyplot as plt
 import pytest
@@ -25,14 +23,13 @@ def _rows(n=4):
             for e in range(1, n + 1)]
 
 
-def _run_plot_curves(work_dir):
-    p = subprocess.run([sys.executable, 'tools/plot_curves.py', str(work_dir)],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
+def _run_plot_curves(work_dir, capsys):
+    import plot_curves  # tools/ is on sys.path (conftest)
+    plot_curves.main([str(work_dir)])
+    return capsys.readouterr().out
 
 
-def test_plot_curves_writes_lr(tmp_path):
+def test_plot_curves_writes_lr(tmp_path, capsys):
     # as LoggerHook writes them: lr with the loss every few iterations,
     # the validation metrics once per epoch (step = epoch)
     recs = []
@@ -43,16 +40,16 @@ def test_plot_curves_writes_lr(tmp_path):
                      'medfmc/score': (55.0, 60.0, 58.0)[epoch - 1],
                      'step': epoch})
     _write_scalars(tmp_path, recs)
-    out = _run_plot_curves(tmp_path)
+    out = _run_plot_curves(tmp_path, capsys)
     for name in ('curves_loss.png', 'curves_lr.png', 'curves_val.png'):
         assert (tmp_path / name).stat().st_size > 0, name
         assert name in out
 
 
-def test_plot_curves_lr_only(tmp_path):
+def test_plot_curves_lr_only(tmp_path, capsys):
     # an lr record without a loss (and no validation) still gives the lr curve
     _write_scalars(tmp_path, [dict(lr=0.1, step=1), dict(lr=0.05, step=2)])
-    _run_plot_curves(tmp_path)
+    _run_plot_curves(tmp_path, capsys)
     assert (tmp_path / 'curves_lr.png').is_file()
     assert not (tmp_path / 'curves_loss.png').exists()
     assert not (tmp_path / 'curves_val.png').exists()

@@ -5,16 +5,14 @@ import os.path as osp
 
 import run_protocol
 
-from medfm.testing import tiny_config
-
-# a ViT small enough for the CPU, with the VPT config's real everything else
-TINY_VIT = {'model.backbone.arch': 'deit-tiny', 'model.backbone.init_cfg': None,
-            'model.head.in_channels': 192}
+from medfm.testing import tiny_backbone, tiny_config
 
 
 def _tiny_cfg_file(config, demo_root, tmp_path):
     cfg = tiny_config(config, demo_root, str(tmp_path / 'unused'), size=32,
-                      batch_size=4, cfg_options=TINY_VIT)
+                      # a ViT small enough for the CPU, with the VPT
+                      # config's real everything else
+                      batch_size=4, cfg_options=tiny_backbone('PromptedViT'))
     path = str(tmp_path / 'tiny.py')
     cfg.dump(path)
     return path

@@ -18,21 +18,26 @@ from medfm.testing import tiny_config, tiny_densenet
 
 @pytest.fixture(scope='module', params=['colon', 'endo'])
 def report(request, demo_root, tmp_path_factory):
-    """tools/train.py (2 epochs), tools/test_epochs.py, then tools/report.py."""
+    """tools/train.py (2 epochs), tools/test_epochs.py, then tools/report.py.
+
+    colon: the session's shared run (conftest.py), evaluated by
+    tools/test_epochs.py; endo: its own run, curves from mmengine's
+    scalars.json instead.
+    """
     import report as report_tool
-    import test_epochs
     import train
     task = request.param
     root = tmp_path_factory.mktemp(f'report_{task}')
-    work = root / 'run'
-    cfg = tiny_config(f'configs/densenet/densenet121_{task}.py', demo_root,
-                      str(work), size=64, batch_size=8, max_epochs=2,
-                      cfg_options=tiny_densenet())
-    config = root / f'tiny_{task}.py'
-    cfg.dump(str(config))
-    train.main([str(config), '--work-dir', str(work)])
-    if task == 'colon':  # endo: curves from mmengine's scalars.json instead
-        assert test_epochs.main([str(config), str(work)]) == 0
+    if task == 'colon':
+        work, config = request.getfixturevalue('colon_run')
+    else:
+        work = root / 'run'
+        cfg = tiny_config(f'configs/densenet/densenet121_{task}.py', demo_root,
+                          str(work), size=64, batch_size=8, max_epochs=2,
+                          cfg_options=tiny_densenet())
+        config = root / f'tiny_{task}.py'
+        cfg.dump(str(config))
+        train.main([str(config), '--work-dir', str(work)])
     out = root / 'report.html'
     assert report_tool.main([str(work), '--config', str(config), '--out', str(out),
                              '--cam-images', '2', '--thr', '0.5']) == 0

@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from medfm.datasets import ColonPath, ImageDecodeError, LoadMedFMCImage
-from medfm.testing import tiny_config
+from medfm.testing import tiny_config, tiny_densenet
 
 PIPELINE = [dict(type='LoadMedFMCImage'), dict(type='PackInputs')]
 
@@ -81,9 +81,10 @@ def test_corrupt_png_names_file(tmp_path, cut):
 
 
 def test_nan_loss_stops_with_iteration(demo_root, tmp_path):
+    options = tiny_densenet()
+    options['model']['head']['loss'] = dict(loss_weight=float('nan'))
     cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
-                      str(tmp_path), cfg_options=dict(model=dict(head=dict(
-                          loss=dict(loss_weight=float('nan'))))))
+                      str(tmp_path), cfg_options=options)
     with pytest.raises(FloatingPointError, match=r'loss is nan at iteration 1 '):
         Runner.from_cfg(cfg).train()
 
@@ -134,6 +135,7 @@ def test_same_seed_same_metrics(demo_root, tmp_path):
     for run in ('a', 'b'):
         cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
                           str(tmp_path / run), cfg_options=dict(
+                              tiny_densenet(),
                               randomness=dict(seed=3, deterministic=True)))
         runner = Runner.from_cfg(cfg)
         runner.train()

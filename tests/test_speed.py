@@ -13,12 +13,13 @@ from medfm.cli.speed import (
     no_bf16_loss_scaling,
     tune_dataloaders,
 )
-from medfm.testing import tiny_config
+from medfm.testing import tiny_config, tiny_densenet
 
 
 def test_channels_last_trains_one_step(demo_root, tmp_path):
     cfg = tiny_config('configs/densenet/densenet121_chest.py', demo_root,
-                      str(tmp_path), size=32, batch_size=2)
+                      str(tmp_path), size=32, batch_size=2,
+                      cfg_options=tiny_densenet())
     apply_speed(cfg, fast=True, channels_last=True, num_workers=0)
     cfg.train_dataloader.dataset.indices = 2
     cfg.train_cfg.val_interval = 10
@@ -94,7 +95,6 @@ def test_enable_channels_last_keeps_preprocessor_settings():
 def test_fast_and_cache_reach_the_datasets_of_a_concat_dataset(demo_root, tmp_path):
     """train_20 + val_20 as one ConcatDataset: --fast and --cache treat each
     part (they stopped with KeyError 'pipeline' on the wrapper)."""
-    from medfm.testing import tiny_densenet
     cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
                       str(tmp_path), size=32, batch_size=4,
                       cfg_options=tiny_densenet())

@@ -9,7 +9,7 @@ import pytest
 from mmengine.runner import Runner
 
 from medfm.apis.protocol import submission_path, write_submission
-from medfm.testing import tiny_config
+from medfm.testing import tiny_backbone, tiny_config
 
 LINE = re.compile(r'^[^,]+(,[01]\.\d{8})+$')
 
@@ -38,10 +38,8 @@ def colon_run(demo_root, tmp_path_factory):
     """A tiny VPT model trained one step on the colon demo data."""
     work = tmp_path_factory.mktemp('colon_run')
     cfg = tiny_config('configs/vpt/vit-b_vpt5_colon.py', demo_root, str(work),
-                      size=32, batch_size=4, cfg_options={
-                          'model.backbone.arch': 'deit-tiny',
-                          'model.backbone.init_cfg': None,
-                          'model.head.in_channels': 192})
+                      size=32, batch_size=4,
+                      cfg_options=tiny_backbone('PromptedViT'))
     cfg.train_dataloader.dataset.indices = 4
     cfg.train_cfg.val_interval = 10
     Runner.from_cfg(cfg).train()

@@ -1,7 +1,10 @@
-"""prepare_data (official CSV -> lists, group-aware split), eda, plot_curves."""
+"""prepare_data (official CSV -> lists, group-aware split), eda, plot_curves.
+
+The tools run through their ``main`` in this process (tools/ is on sys.path,
+see conftest.py); tests/test_wrappers.py and test_end_to_end.py start real
+processes.
+"""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,11 +17,10 @@ from medfm.datasets.stats import label_matrix
 @pytest.mark.parametrize('task,cls', [('chest', ChestDR), ('colon', ColonPath),
                                       ('endo', Endo)])
 def test_prepare_data(task, cls, demo_root, tmp_path):
+    import prepare_data
     out = tmp_path / task
-    p = subprocess.run([sys.executable, 'tools/prepare_data.py', task, '--train',
-                        f'{demo_root}/{task}', '--val', f'{demo_root}/{task}',
-                        '--out', str(out)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    prepare_data.main([task, '--train', f'{demo_root}/{task}', '--val',
+                       f'{demo_root}/{task}', '--out', str(out)])
     trainval = cls(ann_file='trainval.txt', data_root=str(out))
     train = cls(ann_file='train_20.txt', data_root=str(out))
     val = cls(ann_file='val_20.json', data_root=str(out))
@@ -48,14 +50,12 @@ def test_stratified_group_split_keeps_groups_and_balance():
     assert np.array_equal(val, stratified_group_split(y, groups, 0.2, seed=1))
 
 
-def test_eda_and_plot_curves(demo_root, tmp_path):
-    p = subprocess.run([sys.executable, 'tools/eda.py', 'endo', '--data-root',
-                        f'{demo_root}/endo', '--ann', 'train_20.txt',
-                        f'{demo_root}/endo/test_WithLabel.txt',  # absolute
-                        '--out', str(tmp_path)],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert 'labels per image' in p.stdout
+def test_eda_and_plot_curves(demo_root, tmp_path, capsys):
+    import eda
+    eda.main(['endo', '--data-root', f'{demo_root}/endo', '--ann', 'train_20.txt',
+              f'{demo_root}/endo/test_WithLabel.txt',  # absolute
+              '--out', str(tmp_path)])
+    assert 'labels per image' in capsys.readouterr().out
     table = (tmp_path / 'endo_train_20_class_frequency.csv').read_text().splitlines()
     assert table[0] == 'class,images,percent' and len(table) == 5
     assert (tmp_path / 'endo_test_WithLabel_labels_per_image.png').stat().st_size > 0
@@ -69,9 +69,8 @@ def test_plot_curves(tmp_path):
     recs += [{'medfmc/mAP': 30.0 + i, 'medfmc/AUC': 60.0, 'step': i}
              for i in (1, 2)]
     (run / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in recs))
-    p = subprocess.run([sys.executable, 'tools/plot_curves.py', str(tmp_path)],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    import plot_curves
+    plot_curves.main([str(tmp_path)])
     assert (tmp_path / 'curves_loss.png').is_file()
     assert (tmp_path / 'curves_val.png').is_file()
 

@@ -13,7 +13,7 @@ from medfm.cli.tracking import (
     local_backends_only,
     tracker_backend,
 )
-from medfm.testing import tiny_config, tiny_densenet
+from medfm.testing import RecordingExperiment as FakeExperiment
 from medfm.visualization.comet import CometVisBackend
 
 CONFIG = 'configs/densenet/densenet121_colon.py'
@@ -21,53 +21,11 @@ CONFIG = 'configs/densenet/densenet121_colon.py'
 
 
 
-class FakeExperiment:
-    """Records what CometVisBackend sends to ``comet_ml.Experiment``."""
-
-    instances = []
-
-    def __init__(self, **kwargs):
-        self.kwargs, self.metrics, self.params, self.ended = kwargs, [], {}, False
-        FakeExperiment.instances.append(self)
-
-    def log_metrics(self, d, step=None):
-        self.metrics += [(k, v, step) for k, v in d.items()]
-
-    def log_metric(self, k, v, step=None):
-        self.metrics.append((k, v, step))
-
-    def log_parameters(self, d):
-        self.params.update(d)
-
-    def log_text(self, text, metadata=None):
-        self.text = text
-
-    def log_image(self, image, name=None, step=None):
-        pass
-
-    def end(self):
-        self.ended = True
-
-
 @pytest.fixture(scope='module')
-def tracked_run(demo_root, tmp_path_factory):
-    """Two tiny epochs through tools/train.py with --tracker mlflow comet."""
-    import train
-    root = tmp_path_factory.mktemp('tracked')
-    work = root / 'colon_run'
-    cfg = tiny_config(CONFIG, demo_root, str(work), size=32, batch_size=4,
-                      max_epochs=2, cfg_options=tiny_densenet())
-    cfg.train_dataloader.dataset.indices = 8
-    config = root / 'tiny_colon.py'
-    cfg.dump(str(config))
-    FakeExperiment.instances.clear()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, 'comet_ml',
-                   types.SimpleNamespace(Experiment=FakeExperiment))
-        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
-        train.main([str(config), '--work-dir', str(work),
-                    '--tracker', 'mlflow:exp_name=medfm_test', 'comet'])
-    return work
+def tracked_run(colon_run):
+    """Two tiny epochs through tools/train.py with --tracker mlflow comet
+    (conftest.py's shared colon run)."""
+    return colon_run[0]
 
 
 def test_tensorboard_on_by_default():
@@ -114,18 +72,22 @@ def test_mlflow_store_holds_the_metrics(tracked_run):
     assert [m.value for m in history] == pytest.approx(scores, abs=1e-4)
 
 
-def test_evaluating_a_tracked_run_opens_no_second_run(tracked_run, demo_root):
+def test_evaluating_a_tracked_run_opens_no_second_run(tracked_run, tmp_path):
     """test.sh builds its runner from the saved config, trackers included:
     only the local backends may stay."""
+    import shutil
+
     import test_epochs
     from mlflow.tracking import MlflowClient
-    config = next(tracked_run.glob('*.py'))
+    run_copy = tmp_path / tracked_run.name  # (the saved config still names
+    shutil.copytree(tracked_run, run_copy)  # the run's MLflow store)
+    config = next(run_copy.glob('*.py'))
     assert 'MLflowVisBackend' in config.read_text()
     before = list(FakeExperiment.instances)  # the training's
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, 'comet_ml',
                    types.SimpleNamespace(Experiment=FakeExperiment))
-        assert test_epochs.main([str(config), str(tracked_run)]) == 0
+        assert test_epochs.main([str(config), str(run_copy)]) == 0
     assert FakeExperiment.instances == before
     client = MlflowClient(f'sqlite:///{tracked_run.parent / "mlflow.db"}')
     exp = client.get_experiment_by_name('medfm_test')

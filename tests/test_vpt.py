@@ -82,8 +82,11 @@ def test_trainable_count_is_logged(monkeypatch):
 
 def test_zero_prompts_equal_stock_backbones():
     torch.manual_seed(0)
-    stock = SwinTransformer(arch='tiny', img_size=64)
-    ours = PromptedSwinTransformer(arch='tiny', img_size=64, prompt_length=0)
+    # Swin-T's layout (window 7, two blocks a stage: shifted windows) at a
+    # sixth of its width
+    arch = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2])
+    stock = SwinTransformer(arch=arch, img_size=64)
+    ours = PromptedSwinTransformer(arch=arch, img_size=64, prompt_length=0)
     ours.load_state_dict(stock.state_dict())
     stock.eval()
     ours.eval()

@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # torch/torchvision pair known to work with mmpretrain 1.2.0; override for your CUDA
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 TASKS ?= chest endo colon
+# test processes (pytest-xdist; one test file each at a time)
+WORKERS ?= auto
 
 .PHONY: env demo test lint clean
 
@@ -28,7 +30,7 @@ lint: env
 	$(PY) -m ruff check medfm tools configs tests
 
 test: lint
-	$(PY) -m pytest -q --doctest-modules medfm tests
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --doctest-modules medfm tests
 
 clean:
 	rm -rf work_dirs data/demo

@@ -216,6 +216,9 @@ def test_test_sh_without_checkpoints(tmp_path, capsys):
     import test_epochs
     assert test_epochs.main([CONFIG, str(tmp_path)]) != 0
     assert 'no epoch_N.pth checkpoints' in capsys.readouterr().err
+    # the short form says the same (not that the saved config is missing)
+    assert test_epochs.main([str(tmp_path)]) != 0
+    assert 'no epoch_N.pth checkpoints' in capsys.readouterr().err
 
 
 def test_class_count_mismatch_stops(demo_root, tmp_path):

@@ -54,6 +54,10 @@ def test_config_differences_name_the_scored_keys(tmp_path):
                 pipeline=[dict(type='Resize', scale=scale)]))))
     config(64, 'a.pth').dump(str(tmp_path / 'saved.py'))
     run = RunDir(str(tmp_path))
+    # a *.py beside no checkpoint is not taken for a run's config (it is code)
+    assert run.config_path() is None
+    _touch(tmp_path / 'epoch_1.pth')
+    assert run.config_path() == str(tmp_path / 'saved.py')
     assert run.config_differences(config(64, 'a.pth')) == []
     # neither the pretrained weights (the checkpoint replaces them) nor the
     # data location is scored; the image size is

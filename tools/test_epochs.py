@@ -104,6 +104,10 @@ def main(argv=None) -> int:
         print(f'error: run folder {args.work_dir} not found', file=sys.stderr)
         return 1
     run = RunDir(args.work_dir)
+    if not run.epoch_checkpoints():  # said before the missing saved config
+        print(f'error: no epoch_N.pth checkpoints in {args.work_dir}',
+              file=sys.stderr)
+        return 1
     try:
         # logs in <run>/eval; the run's saved config and its tracker stay as
         # training left them

@@ -134,7 +134,14 @@ class RunDir:
     # ----------------------------------------------------------------- config
     def config_path(self) -> Optional[str]:
         """The config the run saved (mmengine's dump in the folder's root;
-        the newest if a resume saved another name), or None."""
+        the newest if a resume saved another name), or None.
+
+        Only in a folder that holds a run (checkpoints, or mmengine's
+        ``last_checkpoint``): a config is Python and runs when loaded, so a
+        ``*.py`` beside a checkpoint elsewhere is not taken for one.
+        """
+        if not (self.is_used() or osp.isfile(osp.join(self.path, 'last_checkpoint'))):
+            return None
         found = self._glob('*.py')
         return max(found, key=osp.getmtime) if found else None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os.path as osp
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -119,21 +119,15 @@ def autocast(model: nn.Module, enabled: bool):
 
 
 @torch.no_grad()
-def iter_outputs(model: nn.Module, batches: Iterable[dict],
-                 amp: bool = False) -> Iterator[Tuple[dict, list]]:
-    """``(batch, data samples)`` of the model's ``test_step`` on each batch."""
-    model.eval()
-    for batch in batches:
-        with autocast(model, amp):
-            yield batch, model.test_step(batch)
-
-
 def predict_loader(model: nn.Module, loader, amp: bool = False) -> Predictions:
     """Scores, one-hot targets (when the list has labels) and paths of every
     image of a loader."""
     from mmpretrain.structures import label_to_onehot
     scores, targets, paths = [], [], []
-    for _, samples in iter_outputs(model, loader, amp):
+    model.eval()
+    for batch in loader:
+        with autocast(model, amp):
+            samples = model.test_step(batch)
         for s in samples:
             scores.append(s.pred_score.float().cpu().numpy())
             paths.append(s.img_path)
@@ -234,6 +228,5 @@ def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,
     return CAMVisualizer(model, dataset.pipeline, names, **kwargs)
 
 
-__all__ = ['Predictions', 'load_weights', 'build_classifier', 'class_names',
-           'build_loader', 'iter_outputs', 'predict_loader', 'predict_list',
-           'sweep_run', 'cam_visualizer']
+__all__ = ['Predictions', 'build_classifier', 'class_names', 'build_loader',
+           'predict_loader', 'predict_list', 'sweep_run', 'cam_visualizer']

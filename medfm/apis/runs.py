@@ -104,9 +104,13 @@ class RunDir:
             raise FileNotFoundError(f'no checkpoint in {self.path}')
         return epochs[-1][1]
 
+    def _checkpoint_files(self) -> List[str]:
+        """Every ``epoch_*.pth`` then every ``best_*.pth``."""
+        return self._glob('epoch_*.pth') + self._glob('best_*.pth')
+
     def is_used(self) -> bool:
         """Whether an earlier run left checkpoints here."""
-        return bool(self._glob('epoch_*.pth') or self._glob('best_*.pth'))
+        return bool(self._checkpoint_files())
 
     def check_fresh(self, resume: bool = False) -> None:
         """Refuse to start a new run where another run left checkpoints.
@@ -122,7 +126,7 @@ class RunDir:
         """
         if resume:
             return
-        found = self._glob('epoch_*.pth') + self._glob('best_*.pth')
+        found = self._checkpoint_files()
         if found:
             names = ', '.join(osp.basename(f) for f in found[:5])
             raise FileExistsError(
@@ -145,19 +149,21 @@ class RunDir:
         found = self._glob('*.py')
         return max(found, key=osp.getmtime) if found else None
 
-    def config_differences(self, cfg: Config,
-                           keys: Sequence[str] = SCORED_KEYS) -> List[str]:
+    def config_differences(self, cfg: Config, keys: Sequence[str] = SCORED_KEYS,
+                           saved: Optional[str] = None) -> List[str]:
         """Dotted keys where ``cfg`` and the run's saved config differ in what
         scores a checkpoint (model, preprocessing, test pipeline, metric).
 
         Args:
             cfg (Config): The config an evaluation was given.
             keys (Sequence[str]): Top-level dotted keys compared.
+            saved (str, optional): The saved config, if already found
+                (default :meth:`config_path`).
 
         Returns:
             list[str]: The differing leaf keys (empty without a saved config).
         """
-        path = self.config_path()
+        path = saved or self.config_path()
         if path is None:
             return []
         saved, given = Config.fromfile(path).to_dict(), cfg.to_dict()
@@ -197,7 +203,7 @@ class RunDir:
             config = saved
         cfg = load_eval_config(config, cfg_options, self.path, work_dir)
         if saved is not None and osp.abspath(config) != osp.abspath(saved):
-            differing = self.config_differences(cfg)
+            differing = self.config_differences(cfg, saved=saved)
             if differing:
                 shown = ', '.join(differing[:12]) + (
                     f' and {len(differing) - 12} more' if len(differing) > 12 else '')
@@ -302,16 +308,14 @@ def validation_rows(records: Sequence[dict]) -> List[dict]:
     return rows
 
 
-def best_epoch_of(rows: Sequence[dict], known: Optional[int] = None) -> Optional[int]:
-    """The epoch with the highest challenge score (or ``known``).
+def best_epoch_of(rows: Sequence[dict]) -> Optional[int]:
+    """The epoch with the highest challenge score, or None.
 
     Examples:
         >>> best_epoch_of([{'epoch': 1, 'medfmc/score': 50.0},
         ...                {'epoch': 2, 'medfmc/score': 70.0}])
         2
     """
-    if known is not None:
-        return int(known)
     scored = [r for r in rows if 'medfmc/score' in r]
     return int(max(scored, key=lambda r: r['medfmc/score'])['epoch']) \
         if scored else None

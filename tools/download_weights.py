@@ -10,7 +10,10 @@ Examples::
 
 An interrupted download is resumed by running the same command again; every
 file is checked against the sha256 prefix in ``pretrain/manifest.json``
-before it gets its final name.
+before it gets its final name. A manifest entry with an unusable
+``sha256_prefix`` (fewer than 8 hex digits) or a ``file`` that is not a bare
+file name (``..``, absolute, a folder) stops the tool, exit status 2, before
+anything is downloaded.
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ from typing import List, Optional
 
 from medfm.models.weights import (
     MANIFEST,
+    ManifestError,
     WeightsError,
+    dest_path,
     entries_of_config,
     fetch,
     load_manifest,
@@ -52,10 +57,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    manifest = load_manifest(args.manifest)
+    try:
+        manifest = load_manifest(args.manifest)
+    except (ManifestError, OSError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     if args.list:
         for name, e in manifest.items():
-            here = 'present' if osp.isfile(osp.join(args.root, e.file)) \
+            here = 'present' if osp.isfile(dest_path(args.root, e)) \
                 else 'missing'
             print(f'{name:18s} {here:8s} {e.licence:13s} {e.file}')
         return 0
@@ -73,8 +82,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     failed = 0
     for entry in {e.file: e for e in entries}.values():
-        path = osp.join(args.root, entry.file)
         try:
+            path = dest_path(args.root, entry)
             if args.verify:
                 if not osp.isfile(path):
                     raise WeightsError(f'{path} is missing')

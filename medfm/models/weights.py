@@ -6,12 +6,20 @@ tool appends them to the file name). :func:`fetch` downloads into
 ``<file>.part``, resumes an interrupted download with an HTTP ``Range``
 request, checks the sha256 and only then renames the file into place, so a
 file under its final name is always complete and verified.
+
+:func:`load_manifest` refuses, before anything is downloaded, an entry whose
+``sha256_prefix`` is not :data:`MIN_HASH_HEX` (8) to 64 hex digits (an empty
+or short prefix would accept almost any file) and an entry whose ``file`` is
+not a bare file name (absolute, ``..``, a ``/`` or ``\\`` separator, a Windows
+drive): every file lies directly in the weights folder, and :func:`dest_path`
+checks that again wherever a file name is joined to that folder.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
 import json
+import ntpath
 import os
 import os.path as osp
 import re
@@ -28,6 +36,11 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MANIFEST = osp.join(REPO, 'pretrain', 'manifest.json')
 _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8})\.pth$')
 _CHUNK = 1 << 20
+#: Fewest hex digits of a sha256 a manifest entry may give: the 8 that
+#: OpenMMLab's publish tool puts in every model-zoo file name (32 bits, so a
+#: wrong or tampered file passes by chance once in ~4e9).
+MIN_HASH_HEX = 8
+_HEX = re.compile(r'[0-9a-f]+')
 
 
 class WeightsError(RuntimeError):
@@ -46,16 +59,22 @@ class IncompleteError(WeightsError):
     """The connection ended before the whole file arrived (resumable)."""
 
 
+class ManifestError(WeightsError):
+    """The manifest is malformed or an entry is unsafe; nothing is fetched."""
+
+
 @dataclass
 class Entry:
     """One manifest entry.
 
     Args:
         name (str): Manifest key, e.g. ``'swin-base-384'``.
-        file (str): File name under the weights directory.
+        file (str): Bare file name directly in the weights directory (no
+            folder, no ``..``, not absolute).
         url (str): Download URL.
-        sha256_prefix (str): Leading hex digits of the file's sha256 (8 for
-            OpenMMLab files; a full 64-digit hash also works).
+        sha256_prefix (str): Leading hex digits of the file's sha256, at
+            least :data:`MIN_HASH_HEX` (8, as in OpenMMLab file names); a
+            full 64-digit hash also works.
         licence (str): Licence of the upstream weights.
         source (str): Upstream repository.
     """
@@ -68,23 +87,115 @@ class Entry:
     source: str = ''
 
 
+def hash_problem(prefix) -> Optional[str]:
+    """Why ``prefix`` is no usable sha256 prefix, or None when it is.
+
+    A usable prefix is :data:`MIN_HASH_HEX` (8) to 64 hex digits (either
+    case).
+    """
+    if not isinstance(prefix, str):
+        return f'{prefix!r} is not a string'
+    need = (f'it must be {MIN_HASH_HEX} to 64 hex digits of the file\'s '
+            'sha256 (an empty or short prefix would accept almost any file)')
+    if not prefix:
+        return f'is empty; {need}'
+    if not _HEX.fullmatch(prefix.lower()):
+        return f'{prefix!r} is not hexadecimal; {need}'
+    if not MIN_HASH_HEX <= len(prefix) <= 64:
+        return f'{prefix!r} has {len(prefix)} hex digits; {need}'
+    return None
+
+
+def file_problem(file) -> Optional[str]:
+    """Why ``file`` cannot be a weights file name, or None when it can.
+
+    A weights file lies directly in the weights folder (``--root``), so its
+    name must be a bare file name: not empty, not absolute (POSIX or
+    Windows), no ``..``, no ``/``, ``\\`` or ``:`` (drive) and no NUL.
+    """
+    if not isinstance(file, str):
+        return f'{file!r} is not a string'
+    need = ('it must be a bare file name in the weights folder (--root), '
+            'e.g. \'densenet121_4xb256_in1k_20220426-07450f99.pth\'')
+    if not file.strip():
+        return f'is empty; {need}'
+    if osp.isabs(file) or ntpath.isabs(file) or ntpath.splitdrive(file)[0]:
+        return f'{file!r} is an absolute path; {need}'
+    if '..' in re.split(r'[/\\]', file) or file in ('.', '..'):
+        return f'{file!r} leads outside the weights folder; {need}'
+    if re.search(r'[/\\:\x00]', file):
+        return f'{file!r} is a path, not a file name; {need}'
+    return None
+
+
 def load_manifest(path: str = MANIFEST) -> Dict[str, Entry]:
-    """Read the manifest.
+    """Read and check the manifest, before anything is downloaded.
+
+    Every entry needs ``file``, ``url`` and ``sha256_prefix``. ``file`` must
+    be a bare file name (see :func:`file_problem`: an absolute path, ``..``,
+    a separator or a drive would put the download outside ``--root``) and
+    ``sha256_prefix`` :data:`MIN_HASH_HEX` (8) to 64 hex digits (see
+    :func:`hash_problem`: an empty or short prefix accepts any file).
 
     Args:
         path (str): JSON manifest with a ``models`` mapping.
 
     Returns:
         dict: Manifest key -> :class:`Entry`.
+
+    Raises:
+        ManifestError: The file is not such a manifest or an entry breaks a
+            rule; the message names the manifest, the entry and the field.
     """
-    with open(path, encoding='utf-8') as f:
-        models = json.load(f)['models']
-    return {
-        name: Entry(name=name, file=m['file'], url=m['url'],
-                    sha256_prefix=m['sha256_prefix'].lower(),
-                    licence=m.get('licence', ''), source=m.get('source', ''))
-        for name, m in models.items()
-    }
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except ValueError as err:
+        raise ManifestError(f'{path}: not valid JSON ({err})') from err
+    models = data.get('models') if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise ManifestError(f'{path}: no "models" mapping')
+    out = {}
+    for name, m in models.items():
+        where = f'{path}: entry {name!r}'
+        if not isinstance(m, dict):
+            raise ManifestError(f'{where} is not a mapping')
+        for field in ('file', 'url', 'sha256_prefix'):
+            if field not in m:
+                raise ManifestError(f'{where} has no field {field!r}')
+        for field, check in (('file', file_problem),
+                             ('sha256_prefix', hash_problem)):
+            problem = check(m[field])
+            if problem:
+                raise ManifestError(f'{where}, field {field!r}: {problem}')
+        if not isinstance(m['url'], str) or not m['url']:
+            raise ManifestError(f"{where}, field 'url': {m['url']!r} is not "
+                                'a URL')
+        out[name] = Entry(name=name, file=m['file'], url=m['url'],
+                          sha256_prefix=m['sha256_prefix'].lower(),
+                          licence=m.get('licence', ''),
+                          source=m.get('source', ''))
+    return out
+
+
+def dest_path(root: str, entry: Entry) -> str:
+    """``entry.file`` joined to ``root``, refused unless directly inside it.
+
+    :func:`load_manifest` already refuses such entries; this guards every
+    other way an :class:`Entry` is made (configs, code).
+
+    Raises:
+        WeightsError: ``entry.file`` is not a bare file name (see
+            :func:`file_problem`) or the joined path leaves ``root``.
+    """
+    problem = file_problem(entry.file)
+    dest = osp.join(root, entry.file) if problem is None else None
+    if problem is None and osp.dirname(osp.abspath(dest)) != osp.abspath(root):
+        problem = f'{entry.file!r} leads outside the weights folder'
+    if problem is not None:
+        raise WeightsError(f"{entry.name}: field 'file': {problem}; refusing "
+                           f'to read or write it (weights folder {root})')
+    return dest
 
 
 def resolve(names: Iterable[str], manifest: Dict[str, Entry]) -> List[Entry]:
@@ -162,7 +273,12 @@ def verify(path: str, prefix: str) -> str:
 
     Raises:
         ChecksumError: It does not start with ``prefix``.
+        WeightsError: ``prefix`` is empty, short or not hex (see
+            :func:`hash_problem`), so it cannot tell files apart.
     """
+    problem = hash_problem(prefix)
+    if problem is not None:
+        raise WeightsError(f'{path}: cannot verify: sha256_prefix {problem}')
     digest = sha256_of(path)
     if not digest.startswith(prefix.lower()):
         raise ChecksumError(
@@ -241,10 +357,15 @@ def fetch(entry: Entry,
             kept and the next call resumes it.
         ChecksumError: The finished file has another sha256; the ``.part``
             file is deleted, so the next call starts afresh.
-        WeightsError: Any other HTTP error.
+        WeightsError: ``entry.file`` would leave ``root`` (see
+            :func:`dest_path`), ``entry.sha256_prefix`` is unusable (see
+            :func:`hash_problem`), or any other HTTP error.
     """
+    dest = dest_path(root, entry)
+    problem = hash_problem(entry.sha256_prefix)
+    if problem is not None:
+        raise WeightsError(f'{entry.name}: sha256_prefix {problem}')
     os.makedirs(root, exist_ok=True)
-    dest = osp.join(root, entry.file)
     if osp.isfile(dest):
         verify(dest, entry.sha256_prefix)
         return dest
@@ -300,7 +421,8 @@ def _finish(part: str, dest: str, entry: Entry) -> str:
     try:
         verify(part, entry.sha256_prefix)
     except ChecksumError as err:
-        os.remove(part)
+        if osp.lexists(part):
+            os.remove(part)
         raise ChecksumError(
             f'{entry.file}: downloaded file has the wrong checksum ({err}); '
             'it was deleted. Run the command again; if it fails again the '
@@ -311,6 +433,7 @@ def _finish(part: str, dest: str, entry: Entry) -> str:
 
 __all__ = [
     'Entry', 'WeightsError', 'OfflineError', 'ChecksumError',
-    'IncompleteError', 'load_manifest', 'resolve', 'entries_of_config',
-    'sha256_of', 'verify', 'fetch', 'MANIFEST'
+    'IncompleteError', 'ManifestError', 'load_manifest', 'resolve',
+    'entries_of_config', 'sha256_of', 'verify', 'fetch', 'dest_path',
+    'hash_problem', 'file_problem', 'MANIFEST', 'MIN_HASH_HEX'
 ]

@@ -3,17 +3,17 @@
 mmpretrain is no longer maintained and mmengine 0.10.7 predates torch 2.6,
 whose ``torch.load`` unpickles only plain tensors by default
 (``weights_only=True``). A run checkpoint written by mmengine holds its
-``MessageHub`` (``HistoryBuffer`` objects, numpy arrays), so resuming or
-testing one fails with ``UnpicklingError``. Allow-listing those classes is not
-enough: numpy 2 pickles dtypes through ``builtins.getattr``, which must never
-be allowed. The rule here is therefore:
-
-* a checkpoint that one of this project's runs wrote (it sits in a run
-  directory: mmengine's ``last_checkpoint`` file is beside it) is unpickled
-  fully;
-* anything else, and everything under a ``pretrain`` directory, is loaded with
-  ``weights_only=True`` and refused with a clear message if it holds more
-  than tensors.
+``MessageHub`` (``HistoryBuffer`` objects, numpy arrays, scalars and dtypes),
+so resuming or testing one fails with ``UnpicklingError``. Unpickling fully
+would run any code a checkpoint carries, so the rule here is: **every**
+checkpoint, the project's own included, is loaded with ``weights_only=True``
+plus an explicit allow-list of the types mmengine writes
+(:data:`ALLOWED_GLOBALS`). The one function among them, ``getattr``, is
+replaced by one that only fetches ``HistoryBuffer``'s statistics methods
+(numpy and mmengine pickle those as ``getattr(HistoryBuffer, 'mean')``). A
+checkpoint that needs any other type is refused, naming the type and the
+file. A checkpoint whose SHA-256 was recorded when its run saved it
+(:mod:`medfm.utils.integrity`) is verified first.
 
 Without a GPU, mmengine's torchrun start-up and DDP wrapping assume CUDA;
 :func:`adapt_config_for_cpu` and the patched ``_init_dist_pytorch`` run
@@ -42,73 +42,120 @@ from typing import Any, Optional, Union
 
 import torch
 
+from .utils import integrity
+
 # mmcv-lite has no compiled ops; mmcv warns at every start that one of them
 # (multi-scale deformable attention, never used by mmpretrain's classifiers)
 # is missing. Set before this package imports mmpretrain.
 warnings.filterwarnings('ignore', category=UserWarning,
                         message='Fail to import ``MultiScaleDeformableAttention``')
 
-#: Name of the file mmengine's ``CheckpointHook`` writes into every run
-#: directory; its presence marks the directory's checkpoints as our own.
-RUN_MARKER = 'last_checkpoint'
+_INTEGRITY_NOTED: set = set()
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint could not be read: truncated, corrupt or untrusted."""
+    """A checkpoint could not be read: truncated, corrupt, changed or untrusted."""
 
 
-def is_run_checkpoint(filename: Union[str, os.PathLike]) -> bool:
-    """Tell whether a file is a checkpoint written by one of our runs.
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's weights do not fit the model they are loaded into."""
 
-    Args:
-        filename (str | PathLike): Path of the checkpoint.
 
-    Returns:
-        bool: True if mmengine's ``last_checkpoint`` marker is beside it and
-        no directory on its path is called ``pretrain``.
+def _safe_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` as a checkpoint may call it: HistoryBuffer's statistics only."""
+    from mmengine.logging import HistoryBuffer
+    # the four every buffer holds, and any registered with
+    # HistoryBuffer.register_statistics
+    if obj is HistoryBuffer and (name in ('min', 'max', 'mean', 'current')
+                                 or name in HistoryBuffer._statistics_methods):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'Unsupported global: getattr({obj!r}, {name!r}) is not allowed')
+
+
+def allowed_globals() -> list:
+    """The types (and their pickled names) a checkpoint may hold.
+
+    What mmengine writes into a run checkpoint beyond tensors: its
+    ``HistoryBuffer`` (with its statistics methods), numpy arrays, scalars
+    and dtypes, under numpy 2's module names and numpy 1's.
     """
-    path = osp.abspath(osp.expanduser(str(filename)))
-    if 'pretrain' in path.split(os.sep)[:-1]:
-        return False
-    return osp.isfile(osp.join(osp.dirname(path), RUN_MARKER))
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    multiarray = np._core.multiarray if hasattr(np, '_core') \
+        else np.core.multiarray
+    allowed = [HistoryBuffer, np.ndarray, np.dtype,
+               (_safe_getattr, 'builtins.getattr'),
+               (_safe_getattr, '__builtin__.getattr')]
+    for name in ('_reconstruct', 'scalar'):
+        func = getattr(multiarray, name)
+        allowed += [(func, f'numpy._core.multiarray.{name}'),
+                    (func, f'numpy.core.multiarray.{name}')]
+    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25 pickles these
+    if dtypes is not None:
+        allowed += [getattr(dtypes, n) for n in dir(dtypes)
+                    if n.endswith('DType') and isinstance(getattr(dtypes, n), type)]
+    return allowed
+
+
+def _refused_types(filename: str, err: Exception) -> str:
+    """The types a checkpoint needs beyond the allow-list, for a message."""
+    allowed = {f'{g.__module__}.{g.__qualname__}' if not isinstance(g, tuple)
+               else g[1] for g in allowed_globals()}
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+        names = sorted(set(needed) - allowed)
+    except Exception:  # not a zip checkpoint: the unpickler's words
+        names = []
+    if names:
+        return ', '.join(names)
+    return str(err).splitlines()[0]
 
 
 def load_checkpoint_file(filename: Union[str, os.PathLike],
-                         map_location: Any = 'cpu',
-                         trusted: Optional[bool] = None) -> Any:
+                         map_location: Any = 'cpu') -> Any:
     """Load a checkpoint file with the project's trust rule.
+
+    Tensors, plain data and the allow-listed types only
+    (:func:`allowed_globals`); a checkpoint with a recorded SHA-256 is
+    verified first, one without is loaded with a note that it is unverified.
 
     Args:
         filename (str | PathLike): Path of the checkpoint.
         map_location: Passed to :func:`torch.load`.
-        trusted (bool, optional): Force full unpickling (True) or
-            ``weights_only`` (False). None applies :func:`is_run_checkpoint`.
 
     Returns:
         The loaded object.
 
     Raises:
         FileNotFoundError: The file does not exist.
-        CheckpointError: The file is truncated or corrupt, or it is not a run
-            checkpoint and holds more than tensors.
+        CheckpointError: The file changed since its run saved it, is
+            truncated or corrupt, or needs a type outside the allow-list.
     """
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} not found')
-    if trusted is None:
-        trusted = is_run_checkpoint(filename)
     try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=not trusted)
+        verified = integrity.verify(filename)
+    except integrity.IntegrityError as err:
+        raise CheckpointError(str(err)) from None
+    if verified is None and osp.abspath(filename) not in _INTEGRITY_NOTED:
+        _INTEGRITY_NOTED.add(osp.abspath(filename))
+        from mmengine.logging import print_log
+        print_log(f'{filename}: no SHA-256 recorded for it (not saved by a '
+                  'run of this project): loaded unverified', logger='current')
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(filename, map_location=map_location,
+                              weights_only=True)
     except pickle.UnpicklingError as err:
-        if trusted:
-            raise CheckpointError(f'{filename}: corrupt checkpoint ({err})') from err
         raise CheckpointError(
-            f'{filename}: refused to unpickle it: it holds objects other than '
-            'tensors and it is not a checkpoint written by a run of this '
-            f'project (no {RUN_MARKER!r} file beside it). Downloaded weights '
-            'must be plain state dicts. Original error: '
-            f'{str(err).splitlines()[0]}') from err
+            f'{filename}: refused to unpickle it: it needs '
+            f'{_refused_types(filename, err)}, which is not among the types '
+            'a checkpoint may hold (tensors, plain data, numpy arrays and '
+            "mmengine's HistoryBuffer). Loading it could run code it "
+            'carries. Weights from elsewhere must be plain state dicts.'
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(
             f'{filename}: cannot read the checkpoint, it is truncated or '
@@ -116,19 +163,55 @@ def load_checkpoint_file(filename: Union[str, os.PathLike],
         ) from err
 
 
+def state_mismatch(module: torch.nn.Module, state: dict,
+                   shown: int = 3) -> Optional[str]:
+    """Say in a few lines how a state dict does not fit a module (None if it fits).
+
+    Args:
+        module (nn.Module): The model.
+        state (dict): The checkpoint's state dict.
+        shown (int): How many keys of each kind to name.
+
+    Returns:
+        str | None: Counts of missing, unexpected and reshaped keys with the
+        first few of each.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [f'{k} (checkpoint {tuple(state[k].shape)}, model '
+                f'{tuple(own[k].shape)})' for k in own
+                if k in state and hasattr(state[k], 'shape')
+                and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = [f'{len(keys)} {what} ({", ".join(keys[:shown])}'
+             f'{", ..." if len(keys) > shown else ""})'
+             for what, keys in (('keys missing', missing),
+                                ('unexpected keys', unexpected),
+                                ('keys of another shape', reshaped)) if keys]
+    return '; '.join(parts) or None
+
+
 def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> dict:
     """Load a checkpoint's weights into ``model`` strictly, with the trust rule.
 
-    Strict: a checkpoint of another task or model fails here, naming the
-    mismatched keys, instead of scoring a randomly initialised head.
+    Strict: a checkpoint of another task or model is refused, with a summary
+    of the mismatched keys, instead of scoring a randomly initialised head.
 
     Returns:
         dict: The checkpoint's ``meta`` (empty for a plain state dict).
+
+    Raises:
+        CheckpointMismatchError: The weights do not fit the model.
     """
     from mmengine.model import is_model_wrapper
     ckpt = load_checkpoint_file(filename)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     module = model.module if is_model_wrapper(model) else model
+    mismatch = state_mismatch(module, state) if isinstance(state, dict) \
+        else 'it holds no state dict'
+    if mismatch:
+        raise CheckpointMismatchError(
+            f'{filename} does not fit the model: {mismatch}')
     module.load_state_dict(state, strict=True)
     return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
 

@@ -35,7 +35,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--efficientnet-arch', default=None,
                         help='b0 ... b7, for EfficientNet files')
     args = parser.parse_args(argv)
-    state = load_checkpoint_file(args.src, trusted=False)  # weights_only
+    state = load_checkpoint_file(args.src)
     state = state.get('state_dict', state)
     try:
         kind = detect_arch(state)

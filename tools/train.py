@@ -9,14 +9,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from medfm.apis.runs import RunDir
+from medfm.apis.runs import RunDir, RunLockedError
 from medfm.cli import WRAPPER_ENV, caller_path, load_config
 from medfm.cli.speed import add_speed_args, apply_speed_args
 from medfm.cli.tracking import add_trackers
+from medfm.utils.integrity import DiskFullError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,12 +67,16 @@ def build_cfg(args: argparse.Namespace):
 
 def main(argv=None) -> None:
     cfg = build_cfg(parse_args(argv))
+    run = RunDir(cfg.work_dir)
+    # one process of a multi-GPU run holds the folder for all of them
+    held = run.lock() if int(os.environ.get('RANK', 0)) == 0 \
+        else contextlib.nullcontext()
     try:
-        RunDir(cfg.work_dir).check_fresh(bool(cfg.get('resume')))
-    except FileExistsError as err:
+        with held:
+            run.check_fresh(bool(cfg.get('resume')))
+            Runner.from_cfg(cfg).train()
+    except (FileExistsError, RunLockedError, DiskFullError) as err:
         raise SystemExit(f'error: {err}') from None
-    runner = Runner.from_cfg(cfg)
-    runner.train()
 
 
 if __name__ == '__main__':

@@ -6,9 +6,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # one checkpoint per epoch: test.sh evaluates all of them
+    # one checkpoint per epoch: test.sh evaluates all of them; written
+    # atomically, each SHA-256 recorded in SHA256SUMS and checked at load
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=-1,
-                    save_best='medfmc/score', rule='greater'),
+                    save_best='medfmc/score', rule='greater',
+                    backend_args=dict(backend='medfm_run')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )

@@ -23,7 +23,7 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from ..compat import load_weights
+from ..compat import CheckpointMismatchError, load_weights
 from ..utils.config import innermost
 from .runs import RunDir
 
@@ -67,7 +67,11 @@ def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
     model = MODELS.build(model_cfg)
     meta: dict = {}
     if checkpoint:
-        meta = load_weights(model, checkpoint)
+        try:
+            meta = load_weights(model, checkpoint)
+        except CheckpointMismatchError as err:
+            raise CheckpointMismatchError(
+                mismatch_note(str(err), osp.dirname(str(checkpoint)))) from None
     else:
         print_log('no checkpoint: the model keeps its initial weights',
                   logger='current', level=30)
@@ -207,7 +211,18 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
                         fp16=fp16, cache=cache)
     cfg.load_from, cfg.resume = None, False  # the loop loads each checkpoint
     out = Runner.from_cfg(cfg).test()
-    return out['rows'], out['skipped']
+    return out['rows'], [mismatch_note(msg, run) for msg in out['skipped']]
+
+
+def mismatch_note(message: str, run: 'RunDir | str') -> str:
+    """A 'does not fit the model' message, with the config the run saved."""
+    if 'does not fit the model' not in message:
+        return message
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    saved = run.config_path()
+    return message + (f'. The run that saved it used {saved}: evaluate it '
+                      'with that config' if saved else
+                      '. Evaluate it with the config it was trained with')
 
 
 def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,

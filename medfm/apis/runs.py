@@ -9,15 +9,23 @@ reads a run asks this class; it is the only code that globs a run folder.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import os.path as osp
 import re
+import socket
+import sys
+import time
 from glob import glob
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
+
+from ..utils import integrity
 
 #: the epoch in ``epoch_N.pth`` and ``best_<metric>_epoch_N.pth``
 EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
@@ -25,6 +33,12 @@ EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
 #: of a checkpoint (the weights come from the checkpoint: ``init_cfg`` is not)
 SCORED_KEYS = ('model', 'data_preprocessor', 'test_dataloader.dataset.pipeline',
                'test_evaluator')
+#: the file a training run holds locked for its life (one run per folder)
+LOCK_FILE = '.medfm-run.lock'
+
+
+class RunLockedError(RuntimeError):
+    """Another training run holds the folder."""
 
 
 class RunDir:
@@ -134,6 +148,56 @@ class RunDir:
                 f'run ({names}{", ..." if len(found) > 5 else ""}); test.sh '
                 'would mix the two runs. Continue that run with --resume, '
                 'choose another --work-dir, or move those files away.')
+
+    def integrity(self) -> Dict[str, Optional[bool]]:
+        """Each checkpoint's state: True (matches the SHA-256 recorded when
+        the run saved it), False (changed since) or None (no sum recorded).
+        """
+        sums = integrity.read_sums(self.path)
+        return {path: (None if osp.basename(path) not in sums else
+                       integrity.sha256_file(path) == sums[osp.basename(path)])
+                for path in self._checkpoint_files()}
+
+    # ------------------------------------------------------------------- lock
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one training run (an exclusive ``flock``).
+
+        The lock file names the holder (process, host, start, command); a
+        second run into the folder stops at once naming it. The kernel
+        releases the lock when its process dies, so a lock left by a killed
+        run is taken over, with a note.
+
+        Raises:
+            RunLockedError: Another live process holds the folder.
+        """
+        os.makedirs(self.path, exist_ok=True)
+        path = osp.join(self.path, LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLockedError(
+                    f'{self.path} is in use by another training run '
+                    f'({_read_holder(fd) or "holder unknown"}); wait for it '
+                    'to finish or choose another --work-dir') from None
+            stale = _read_holder(fd)
+            if stale:
+                print_log(f'{self.path}: taking over the lock of a run that '
+                          f'was killed ({stale})', logger='current')
+            holder = (f'process {os.getpid()} on {socket.gethostname()}, '
+                      f'started {time.strftime("%Y-%m-%d %H:%M:%S")}: '
+                      f'{" ".join(sys.argv)}')
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode(), 0)
+            os.fsync(fd)
+            try:
+                yield
+            finally:  # only a killed run leaves its name behind
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
 
     # ----------------------------------------------------------------- config
     def config_path(self) -> Optional[str]:
@@ -275,6 +339,11 @@ class RunDir:
         best = best_epoch_of(rows)
         return best, ('n/a' if best is None else f'highest score in {source}: '
                       'selection on the evaluated list overstates the result')
+
+
+def _read_holder(fd: int) -> str:
+    """Who holds (or held) a lock file, as its holder wrote it."""
+    return os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip()
 
 
 def glob_escape(path: str) -> str:

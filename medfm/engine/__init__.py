@@ -1,4 +1,5 @@
 from .channels_last import ChannelsLastDDP, ChannelsLastHook
+from .checkpoint_io import RunFileBackend
 from .hooks import (
     ClassCountCheckHook,
     EpochSeedHook,
@@ -17,4 +18,4 @@ __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'KeepOtherRunsHook', 'ResumeCheckHook',
            'ChannelsLastDDP', 'ChannelsLastHook',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
-           'InMemoryValLoop', 'SpanningDataLoader']
+           'InMemoryValLoop', 'RunFileBackend', 'SpanningDataLoader']

@@ -31,7 +31,7 @@ def load_pretrained(module: nn.Module,
     Returns:
         dict: ``missing``, ``unexpected`` and ``mismatched`` key lists.
     """
-    ckpt = load_checkpoint_file(checkpoint, trusted=False)
+    ckpt = load_checkpoint_file(checkpoint)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(state, dict):
         raise TypeError(f'{checkpoint}: no state dict inside')

@@ -30,6 +30,8 @@ def atomic_write(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file 0600: give it the mode open() would have
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -49,3 +51,10 @@ def write_csv(path: str, header: Sequence[str], rows: List[Sequence]) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

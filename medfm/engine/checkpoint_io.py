@@ -1,0 +1,40 @@
+"""Checkpoint files written atomically, each with its SHA-256 recorded.
+
+mmengine's ``CheckpointHook`` writes every checkpoint (epoch, best, last) and
+the ``last_checkpoint`` pointer through a file backend chosen by its
+``backend_args``; the base runtime config picks this one
+(``backend_args=dict(backend='medfm_run')``). It is mmengine's local backend
+with :func:`medfm.utils.integrity.save_bytes` for writes: a temporary name
+then a rename (a kill or a full disk leaves no partial file), and for
+``*.pth`` the SHA-256 recorded in the folder's ``SHA256SUMS``, which every
+load verifies.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from pathlib import Path
+from typing import Union
+
+from mmengine.fileio import LocalBackend, register_backend
+
+from ..utils import integrity
+
+
+@register_backend('medfm_run')
+class RunFileBackend(LocalBackend):
+    """mmengine's ``LocalBackend`` with atomic, checksummed writes."""
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        """Write bytes atomically; record the SHA-256 of a checkpoint."""
+        integrity.save_bytes(obj, filepath, checksum=str(filepath).endswith('.pth'))
+
+    def put_text(self, obj: str, filepath: Union[str, Path],
+                 encoding: str = 'utf-8') -> None:
+        """Write text atomically."""
+        integrity.save_bytes(obj.encode(encoding), filepath, checksum=False)
+
+    def remove(self, filepath: Union[str, Path]) -> None:
+        """Remove a file and its recorded sum."""
+        super().remove(filepath)
+        if osp.isfile(osp.join(osp.dirname(str(filepath)), integrity.SUMS_FILE)):
+            integrity.record(filepath, None)

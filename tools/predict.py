@@ -28,6 +28,7 @@ from medfm.apis.inference import predict_list
 from medfm.apis.protocol import submission_path, write_submission
 from medfm.apis.runs import RunDir
 from medfm.cli import load_config
+from medfm.compat import CheckpointError
 from medfm.datasets import task_of_config
 
 
@@ -76,8 +77,11 @@ def main(argv=None) -> str:
                                args.shot, args.exp)
     else:
         raise SystemExit('give --out, or --shot (and --exp) for the result folder')
-    names, scores = predict_list(cfg, checkpoint, args.ann_file, args.data_root,
-                                 args.device)
+    try:
+        names, scores = predict_list(cfg, checkpoint, args.ann_file,
+                                     args.data_root, args.device)
+    except CheckpointError as err:  # refused, changed, or another model's
+        raise SystemExit(f'error: {err}') from None
     write_submission(path, names, scores)
     print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')
     if args.zip:

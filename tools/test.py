@@ -12,7 +12,9 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from medfm.apis.inference import load_checkpoint
 from medfm.apis.runs import RunDir
+from medfm.compat import CheckpointError
 from medfm.utils import write_json
 
 
@@ -36,10 +38,14 @@ def main(argv=None) -> dict:
     run = RunDir(osp.dirname(osp.abspath(args.checkpoint)))
     cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
+    cfg.load_from, cfg.resume = None, False  # the one checkpoint is loaded here
     runner = Runner.from_cfg(cfg)
-    # strict: a checkpoint of another task or model fails here, naming the
-    # mismatched keys, instead of scoring a randomly initialised head
-    runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
+    # strict: a checkpoint of another task or model is refused, with a
+    # summary, instead of scoring a randomly initialised head
+    try:
+        load_checkpoint(runner.model, args.checkpoint)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise SystemExit(f'error: {err}') from None
     metrics = runner.test()
     if args.out:
         write_json(args.out, metrics)

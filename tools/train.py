@@ -19,6 +19,7 @@ from medfm.apis.runs import RunDir, RunLockedError
 from medfm.cli import WRAPPER_ENV, caller_path, load_config
 from medfm.cli.speed import add_speed_args, apply_speed_args
 from medfm.cli.tracking import add_trackers
+from medfm.compat import CheckpointError
 from medfm.utils.integrity import DiskFullError
 
 
@@ -75,7 +76,8 @@ def main(argv=None) -> None:
         with held:
             run.check_fresh(bool(cfg.get('resume')))
             Runner.from_cfg(cfg).train()
-    except (FileExistsError, RunLockedError, DiskFullError) as err:
+    except (FileExistsError, RunLockedError, DiskFullError,
+            CheckpointError) as err:  # --resume/load_from refused
         raise SystemExit(f'error: {err}') from None
 
 

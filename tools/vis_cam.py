@@ -23,6 +23,7 @@ from mmengine.config import DictAction
 from medfm.apis.inference import cam_visualizer
 from medfm.apis.runs import RunDir
 from medfm.cli import load_config
+from medfm.compat import CheckpointError
 from medfm.visualization.cam import CAM_METHODS
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -71,7 +72,14 @@ def collect_images(paths: List[str]) -> List[str]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        return _main(parse_args(argv))
+    except CheckpointError as err:  # refused, changed, or another model's
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+
+
+def _main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.cfg_options)
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
     if checkpoint and osp.isdir(checkpoint):

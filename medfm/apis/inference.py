@@ -67,16 +67,32 @@ def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
     model = MODELS.build(model_cfg)
     meta: dict = {}
     if checkpoint:
-        try:
-            meta = load_weights(model, checkpoint)
-        except CheckpointMismatchError as err:
-            raise CheckpointMismatchError(
-                mismatch_note(str(err), osp.dirname(str(checkpoint)))) from None
+        meta = load_checkpoint(model, checkpoint)
     else:
         print_log('no checkpoint: the model keeps its initial weights',
                   logger='current', level=30)
     model.checkpoint_meta = meta
     return model.to(device).eval()
+
+
+def load_checkpoint(model: nn.Module, checkpoint: str) -> dict:
+    """Load a checkpoint into a model strictly, under the trust rule
+    (:func:`medfm.compat.load_weights`: allow-listed types, the SHA-256 its
+    run recorded).
+
+    Returns:
+        dict: The checkpoint's ``meta``.
+
+    Raises:
+        CheckpointError: The file is refused, changed or corrupt; or
+            (:class:`CheckpointMismatchError`) its weights do not fit the
+            model: the message names the config the run saved.
+    """
+    try:
+        return load_weights(model, checkpoint)
+    except CheckpointMismatchError as err:
+        raise CheckpointMismatchError(
+            mismatch_note(str(err), osp.dirname(str(checkpoint)))) from None
 
 
 def class_names(cfg: Config, meta: Optional[dict] = None,

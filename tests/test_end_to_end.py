@@ -283,6 +283,7 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, config, demo_root
 
     from medfm.apis.inference import sweep_run
     from medfm.compat import load_checkpoint_file
+    from medfm.utils import integrity
     work = tmp_path / 'run'
     shutil.copytree(trained_run, work)
     ckpt = load_checkpoint_file(str(work / 'epoch_1.pth'))
@@ -290,6 +291,8 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, config, demo_root
                 and k.endswith('weight'))
     ckpt['state_dict'][head].fill_(float('nan'))
     torch.save(ckpt, work / 'epoch_1.pth')
+    # as the diverged run would have saved it: its SHA-256 recorded
+    integrity.record(work / 'epoch_1.pth', integrity.sha256_file(work / 'epoch_1.pth'))
     good = _sweep(config, demo_root, tmp_path / 'a', 0, True,
                   [(2, str(work / 'epoch_2.pth'))]).test()['rows'][0]
     rows, skipped = sweep_run(_sweep_cfg(config, demo_root, tmp_path / 'b'),
@@ -308,7 +311,9 @@ def test_test_py_refuses_another_tasks_checkpoint(trained_run, config, demo_root
     chest = config.replace('_endo_', '_chest_')
     run_copy = tmp_path / 'run'
     shutil.copytree(trained_run, run_copy, ignore=shutil.ignore_patterns('eval'))
-    with pytest.raises(RuntimeError, match='size mismatch for head'):
+    with pytest.raises(SystemExit, match=r'epoch_2.pth does not fit the model: '
+                       r'2 keys of another shape \(head.fc.weight \(checkpoint '
+                       r'\(4, 32\), model \(19, 32\)\)'):
         _tool('test').main([chest, str(run_copy / 'epoch_2.pth'),
                             '--out', str(tmp_path / 'm.json'), '--cfg-options',
                             f'test_dataloader.dataset.data_root={demo_root}/chest'])

@@ -35,6 +35,9 @@ class IntegrityError(RuntimeError):
 class DiskFullError(OSError):
     """A save ran out of disk space; the previous files are intact."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message alone, without [Errno 28]
+
 
 def sha256_file(path: Union[str, os.PathLike]) -> str:
     """The SHA-256 of a file, as hex."""

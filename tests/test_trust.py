@@ -245,3 +245,31 @@ def test_stale_lock_is_taken_over_and_a_full_disk_loses_nothing(
     assert set(torch.serialization.get_unsafe_globals_in_checkpoint(
         str(work / 'epoch_1.pth'))) <= _allowed_names()  # --amp's too
     assert ckpt['meta']['epoch'] == 1
+
+
+def _mmpretrain_test(argv, monkeypatch):
+    """mmpretrain's own tools/test.py, in this process."""
+    import runpy
+
+    import mmpretrain
+    script = os.path.join(os.path.dirname(mmpretrain.__file__), '.mim', 'tools',
+                          'test.py')
+    monkeypatch.setattr(sys, 'argv', [script, *argv])
+    runpy.run_path(script, run_name='__main__')
+
+
+def test_mmpretrain_test_py_loads_under_the_rule(run_copy, tmp_path, monkeypatch):
+    """mmpretrain's tools/test.py on a project config (custom_imports pulls in
+    medfm and its loader): a run's checkpoint is verified and scores; a
+    changed one is refused."""
+    run, config = run_copy
+    out = tmp_path / 'metrics.json'
+    _mmpretrain_test([config, str(run / 'epoch_2.pth'), '--work-dir',
+                      str(tmp_path / 'a'), '--out', str(out), '--out-item',
+                      'metrics'], monkeypatch)
+    assert 0 <= json.loads(out.read_text())['medfmc/score'] <= 100
+    ckpt = run / 'epoch_1.pth'
+    ckpt.write_bytes(ckpt.read_bytes()[:-10] + b'\0' * 10)
+    with pytest.raises(Exception, match='epoch_1.pth: the file changed'):
+        _mmpretrain_test([config, str(ckpt), '--work-dir', str(tmp_path / 'b')],
+                         monkeypatch)

@@ -134,12 +134,35 @@ def test_train_sh_fast_with_workers(config, demo_root, tmp_path):
 def test_single_checkpoint_matches_sweep(trained_run, config, demo_root, tmp_path):
     out = tmp_path / 'm.json'
     _tool('test').main([config, str(trained_run / 'epoch_2.pth'), '--out', str(out),
-                        '--work-dir', str(tmp_path), *_opts(demo_root, 2)])
+                        '--out-item', 'metrics', '--work-dir', str(tmp_path),
+                        *_opts(demo_root, 2)])
     single = json.loads(out.read_text())
     sweep = json.loads((trained_run / 'epochs_test.json').read_text())
     row = next(r for r in sweep['rows'] if r['epoch'] == 2)
     for key in ('medfmc/mAP', 'medfmc/AUC', 'medfmc/score'):
         assert single[key] == pytest.approx(row[key], abs=1e-6)
+
+
+def test_test_py_out_writes_predictions_as_mmpretrain(trained_run, config,
+                                                       demo_root, tmp_path):
+    """--out without --out-item: per-sample predictions, as mmpretrain's
+    tools/test.py; a CSV table here, whose scores give the same metric."""
+    from medfm.evaluation import MedFMCScore
+    out = tmp_path / 'pred.csv'
+    metrics = _tool('test').main([config, str(trained_run / 'epoch_2.pth'),
+                                  '--out', str(out), '--work-dir', str(tmp_path),
+                                  *_opts(demo_root, 2)])
+    with open(out, newline='') as f:
+        rows = list(csv.DictReader(f))
+    names = [line.rsplit(' ', 4)[0] for line in
+             open(f'{demo_root}/endo/test_WithLabel.txt').read().splitlines()]
+    assert [os.path.basename(r['img_path']) for r in rows] == names
+    classes = ['ulcer', 'erosion', 'polyp', 'tumor']
+    scores = [[float(r[f'score_{c}']) for c in classes] for r in rows]
+    labels = [[int(r[f'label_{c}']) for c in classes] for r in rows]
+    again = MedFMCScore.calculate(scores, labels, multi_label=True)
+    for key in ('mAP', 'AUC'):
+        assert metrics[f'medfmc/{key}'] == pytest.approx(again[key], abs=1e-3)
 
 
 def _sweep_cfg(config, demo_root, work_dir, workers=0):

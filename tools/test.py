@@ -1,8 +1,14 @@
 """Evaluate one checkpoint on a config's test split.
 
-Example:
+Examples:
     python tools/test.py configs/densenet/densenet121_chest.py \
-        work_dirs/densenet121_chest/epoch_20.pth --out metrics.json
+        work_dirs/densenet121_chest/epoch_20.pth --out predictions.csv
+    python tools/test.py CONFIG CHECKPOINT --out metrics.json --out-item metrics
+
+``--out``/``--out-item`` follow mmpretrain's tools/test.py: per-sample
+predictions by default, the metrics with ``--out-item metrics``. The
+predictions are a ``.csv`` or ``.json`` table (image, class scores, labels);
+``.pkl`` writes mmengine's pickle dump exactly as mmpretrain does.
 """
 from __future__ import annotations
 
@@ -24,7 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('checkpoint', help='checkpoint file')
     p.add_argument('--work-dir', help="folder for logs (default: eval/ in "
                    "the checkpoint's folder, so the run's saved config stays)")
-    p.add_argument('--out', help='write the metrics to this JSON file')
+    p.add_argument('--out', help='write the per-sample predictions (.csv, '
+                   '.json, or .pkl as mmpretrain) or, with --out-item metrics, '
+                   'the metrics (JSON) to this file')
+    p.add_argument('--out-item', choices=['pred', 'metrics'], default='pred',
+                   help='what --out holds (default pred, as mmpretrain)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
@@ -46,10 +56,25 @@ def main(argv=None) -> dict:
         load_checkpoint(runner.model, args.checkpoint)
     except (CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f'error: {err}') from None
+    if args.out and args.out_item == 'pred':
+        dump = prediction_dump(args.out)
+        runner.test_evaluator.metrics.append(dump)
+        dump.dataset_meta = runner.test_evaluator.dataset_meta  # class names
     metrics = runner.test()
-    if args.out:
+    if args.out and args.out_item == 'metrics':
         write_json(args.out, metrics)
+    if args.out:
+        print(f'{args.out_item} written to {args.out}')
     return metrics
+
+
+def prediction_dump(path: str):
+    """The metric that writes per-sample predictions to ``path``."""
+    if path.endswith(('.pkl', '.pickle')):
+        from mmengine.evaluator import DumpResults
+        return DumpResults(out_file_path=path)
+    from medfm.evaluation import DumpPredictions
+    return DumpPredictions(out_file_path=path)
 
 
 if __name__ == '__main__':

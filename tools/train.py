@@ -31,6 +31,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--resume', nargs='?', const='auto', default=None,
                    help='resume from the latest checkpoint of the work dir, '
                    'or from the given checkpoint')
+    p.add_argument('--no-validate', action='store_true',
+                   help='no validation during training (as mmpretrain): no '
+                   'best checkpoint; test.sh then reports every epoch with '
+                   'none selected')
     add_speed_args(p)
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale the learning rate with the total batch size')
@@ -62,6 +66,10 @@ def build_cfg(args: argparse.Namespace):
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+        if cfg.default_hooks.get('checkpoint'):
+            cfg.default_hooks.checkpoint.save_best = None  # needs validation
     add_trackers(cfg, args.tracker)
     return cfg
 

@@ -1,6 +1,6 @@
 """One dataset class for the three MedFMC tasks.
 
-It reads four annotation formats, chosen by the file's extension:
+It reads three annotation formats, chosen by the file's extension:
 
 * ``.txt``: the baseline's lists, one image per line, parsed from the right
   because colon file names contain spaces::
@@ -13,7 +13,18 @@ It reads four annotation formats, chosen by the file's extension:
   such a list is for prediction.
 * ``.csv``: the official release (an ``img_id`` column and one 0/1 column per
   class, matched by name).
-* ``.json``/``.pkl``: mmpretrain's ``{"metainfo": ..., "data_list": ...}``.
+* ``.json``: mmpretrain's ``{"metainfo": ..., "data_list": ...}``.
+
+Pickle files (``.pkl``, ``.pickle``, or any file that starts with a pickle
+protocol 2-5 header) are refused: unpickling runs whatever code the file
+names, and an annotation file is data that may come from anyone.
+
+Every image a list names must lie in the image folder
+(``data_root``/``data_prefix``), compared as normalised absolute paths
+without resolving links (a symlinked data folder works): a name such as
+``../../chest/images/X.png`` or an absolute path elsewhere stops naming the
+file and line, unless the dataset is built with
+``allow_outside_data_root=True``.
 
 Task classes declare ``METAINFO`` (``classes`` in label order and
 ``multi_label``) and the task's facts: its name, what a shot counts and how
@@ -22,21 +33,66 @@ grayscale images, whether all-zero rows occur.
 """
 from __future__ import annotations
 
+import json
+import os
 import os.path as osp
 import re
 import warnings
 from collections import Counter
 from typing import List, Optional, Sequence, Tuple, Union
 
-import mmengine
 from mmpretrain.datasets import BaseDataset
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+#: annotation files that are refused, never unpickled
+PICKLE_EXTENSIONS = ('.pkl', '.pickle')
 Label = Union[int, List[int], None]
 
 
 class AnnotationError(ValueError):
     """An annotation file (or one of its lines) is malformed."""
+
+
+def is_pickle(path: str) -> bool:
+    """Whether a file is a pickle: by its extension (``.pkl``,
+    ``.pickle``) or its first two bytes (the PROTO opcode 0x80 and a
+    protocol 2 to 5), whatever its extension."""
+    if path.lower().endswith(PICKLE_EXTENSIONS):
+        return True
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def outside_folder(name: str, folder: str) -> Optional[str]:
+    """Where an image name leads when it leaves ``folder``, else None.
+
+    Lexical: the normalised absolute paths are compared, links are not
+    resolved (a data folder that is a symlink, or holds symlinked images,
+    is fine).
+
+    Args:
+        name (str): The name as listed (relative to ``folder``, or
+            absolute).
+        folder (str): The image folder ('' is the current directory).
+
+    Returns:
+        str | None: The normalised absolute path of an image outside the
+        folder, or None when it is inside.
+
+    Examples:
+        >>> outside_folder('a b/c.png', '/data/colon/images') is None
+        True
+        >>> outside_folder('../../chest/images/X.png', '/data/endo/images')
+        '/data/chest/images/X.png'
+        >>> outside_folder('/data/endo/images/x.png', '/data/endo/images') is None
+        True
+    """
+    root = osp.abspath(folder or os.curdir)
+    full = osp.normpath(osp.join(root, name))
+    inside = full == root or full.startswith(
+        root if root.endswith(os.sep) else root + os.sep)
+    return None if inside else full
 
 
 def _norm(name: str) -> str:
@@ -125,13 +181,17 @@ class MedFMCDataset(BaseDataset):
     """Base class of the MedFMC datasets.
 
     Args:
-        ann_file (str): Annotation file (``.txt``, ``.csv``, ``.json`` or
-            ``.pkl``), relative to ``data_root`` unless absolute.
+        ann_file (str): Annotation file (``.txt``, ``.csv`` or ``.json``),
+            relative to ``data_root`` unless absolute. Pickle files are
+            refused.
         data_root (str): Root of the task's data. Defaults to ''.
         data_prefix (str | dict): Folder of the images, relative to
             ``data_root``. Defaults to ``'images'``.
         check_images (bool): Fail at build time, naming the files, if images
             are missing. Defaults to True.
+        allow_outside_data_root (bool): Accept image names that lead out of
+            the image folder (``../``, absolute paths elsewhere). Defaults to
+            False: such a name stops naming the file and line.
         **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`.
     """
 
@@ -169,8 +229,10 @@ class MedFMCDataset(BaseDataset):
                  data_root: str = '',
                  data_prefix: Union[str, dict] = 'images',
                  check_images: bool = True,
+                 allow_outside_data_root: bool = False,
                  **kwargs) -> None:
         self.check_images = check_images
+        self.allow_outside_data_root = bool(allow_outside_data_root)
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,
@@ -188,9 +250,19 @@ class MedFMCDataset(BaseDataset):
         ext = osp.splitext(self.ann_file)[1].lower()
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(f'annotation file {self.ann_file} not found')
+        # made absolute once: the folder every listed image must lie in
+        self._image_folder = osp.abspath(self.img_prefix or os.curdir)
+        if is_pickle(self.ann_file):
+            raise AnnotationError(
+                f'{self.ann_file}: a pickle file; annotation files are never '
+                'unpickled (unpickling runs whatever code the file names). '
+                'Write it as JSON in mmengine\'s format instead, {"metainfo": '
+                '{"classes": [...]}, "data_list": [{"img_path": ..., '
+                '"gt_label": ...}, ...]} (e.g. mmengine.dump(data, '
+                '"ann.json")), or as a .txt list or .csv')
         if ext == '.csv':
             samples = self._read_csv()
-        elif ext in ('.json', '.pkl', '.pickle'):
+        elif ext == '.json':
             samples = self._read_mm_format()
         else:
             samples = self._read_list()
@@ -227,6 +299,7 @@ class MedFMCDataset(BaseDataset):
                     raise AnnotationError(
                         f'{self.ann_file}, line {lineno}: {err}: '
                         f'{line.rstrip()!r}') from None
+                self._check_inside(samples[-1][0], f'line {lineno}')
         return samples
 
     def _read_csv(self) -> List[Tuple[str, Label]]:
@@ -254,6 +327,8 @@ class MedFMCDataset(BaseDataset):
                 f'id in column {img_col!r}')
         names = [n if n.lower().endswith(IMG_EXTENSIONS) else f'{n}.png'
                  for n in df[img_col].astype(str).str.strip()]
+        for row, name in zip(lines, names):
+            self._check_inside(name, f'line {row}, column {img_col!r}')
         matrix = self._csv_label_matrix(df, columns)
         if matrix is None:
             return [(n, None) for n in names]
@@ -301,7 +376,14 @@ class MedFMCDataset(BaseDataset):
             f' columns found: {list(df.columns)}')
 
     def _read_mm_format(self) -> List[Tuple[str, Label]]:
-        data = mmengine.load(self.ann_file)
+        # json itself, not mmengine.load, which picks its reader (pickle
+        # among them) by the file's extension
+        try:
+            with open(self.ann_file, encoding='utf-8-sig') as f:
+                data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise AnnotationError(
+                f'{self.ann_file}: not a JSON file ({err})') from None
         if not isinstance(data, dict) or 'data_list' not in data:
             raise AnnotationError(
                 f'{self.ann_file}: expected a dict with "metainfo" and '
@@ -319,6 +401,11 @@ class MedFMCDataset(BaseDataset):
             except (TypeError, KeyError):
                 raise AnnotationError(
                     f'{self.ann_file}: data_list[{i}] has no "img_path"') from None
+            if not isinstance(name, str):
+                raise AnnotationError(
+                    f'{self.ann_file}: data_list[{i}]: img_path must be a '
+                    f'string, found {name!r}')
+            self._check_inside(name, f'data_list[{i}]')
             indices = [label] if isinstance(label, int) else (label or [])
             if any(not isinstance(j, int) or not 0 <= j < len(self.CLASSES)
                    for j in indices):
@@ -341,6 +428,22 @@ class MedFMCDataset(BaseDataset):
         return samples
 
     # ---------------------------------------------------------------- checks
+    def _check_inside(self, name: str, where: str) -> None:
+        """Refuse an image name that leads out of the image folder."""
+        if self.allow_outside_data_root:
+            return
+        full = outside_folder(name, self._image_folder)
+        if full is not None:
+            folder = self._image_folder
+            if not self.img_prefix:  # data_root and data_prefix are ''
+                folder += ' (the current directory)'
+            raise AnnotationError(
+                f'{self.ann_file}, {where}: image {name!r} is outside the '
+                f'image folder {folder} '
+                f'(it leads to {full}); a list may only name images under '
+                'data_root/data_prefix. If that is intended, build the '
+                'dataset with allow_outside_data_root=True')
+
     def _warn_duplicates(self, names: Sequence[str]) -> None:
         dups = [n for n, c in Counter(names).items() if c > 1]
         if dups:

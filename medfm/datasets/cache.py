@@ -43,7 +43,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
 from ..utils.io import atomic_write
-from .transforms import put_image
+from .transforms import DecoderMessages, check_decoder_messages, put_image
 
 INDEX = 'index.json'
 #: 2: LoadMedFMCImage's 16-bit scaling and EXIF orientation changed
@@ -100,8 +100,15 @@ def decode_with_loader(path: str, loader: Optional[dict] = None) -> np.ndarray:
 
     Returns:
         np.ndarray: The image as that transform gives it.
+
+    Raises:
+        ImageDecodeError: The decoder reports damaged data (a JPEG), whatever
+            the transform: mmcv's ``LoadImageFromFile`` decodes through
+            libjpeg too but does not check (see :class:`DecoderMessages`).
     """
-    results = build_loader(loader)(dict(img_path=path))
+    with DecoderMessages() as messages:
+        results = build_loader(loader)(dict(img_path=path))
+    check_decoder_messages(messages, path)
     if results is None or results.get('img') is None:
         raise OSError(f'cannot decode image {path}')
     return results['img']

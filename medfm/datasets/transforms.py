@@ -11,10 +11,22 @@ depth is guessed per image as the smallest of the common detector depths
 (10, 12, 14, 16 bits) that holds its maximum: a guess from the exact maximum
 would make an image twice as bright when its brightest pixel fell from 2048
 to 2047.
+
+A damaged JPEG does not stop libjpeg: it warns ("Corrupt JPEG data: premature
+end of data segment", "... extraneous bytes before marker"), fills in or drops
+data and hands back an image with garbage pixels. OpenCV leaves the warning
+to libjpeg's default (a line on stderr), Pillow drops it; neither tells the
+caller. :func:`decode_image` therefore listens to what the decoder prints
+while it decodes a JPEG (:class:`DecoderMessages`) and refuses the image on
+such a warning. libpng reports damage (a bad CRC, a truncated or short IDAT)
+as an error, which OpenCV already turns into a failed decode.
 """
 from __future__ import annotations
 
-from typing import Optional
+import os
+import tempfile
+import threading
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -25,6 +37,126 @@ from mmpretrain.registry import TRANSFORMS
 
 class ImageDecodeError(ValueError):
     """An image file is corrupt, truncated or not an image."""
+
+
+#: libjpeg's warnings about damaged data, which it then fills in or drops
+#: (``JWRN_HIT_MARKER``, ``JWRN_EXTRANEOUS_DATA``, ``JWRN_HUFF_BAD_CODE``,
+#: ``JWRN_MUST_RESYNC``, ``JWRN_JPEG_EOF``, ``JWRN_BOGUS_PROGRESSION``).
+#: Harmless ones ("Warning: unknown JFIF revision number") are not among them.
+CORRUPT_JPEG_MESSAGES = ('Corrupt JPEG data', 'Premature end of JPEG file',
+                         'Inconsistent progression sequence')
+
+
+def is_jpeg(content: bytes) -> bool:
+    """Whether bytes start as a JPEG file does (SOI, then a marker)."""
+    return content[:3] == b'\xff\xd8\xff'
+
+
+class DecoderMessages:
+    """Collects what C code prints on standard error (file descriptor 2)
+    while the block runs, e.g. libjpeg's warnings inside ``cv2.imdecode``.
+
+    Neither OpenCV nor Pillow lets the caller see libjpeg's warnings, so the
+    descriptor is pointed at an in-memory file for the block and put back
+    after it. Lines starting with one of ``keep`` end up in :attr:`lines`;
+    anything else written meanwhile (e.g. another thread's output) is passed
+    on to standard error afterwards.
+
+    Each process (a dataloader worker) captures on its own; the threads of a
+    process take turns (a re-entrant lock), so that one thread's messages are
+    not read as another's. Where no capture can be set up the block runs
+    as it would without, and :attr:`lines` stays empty.
+
+    Args:
+        keep (tuple[str]): Prefixes of the lines to keep. Defaults to
+            :data:`CORRUPT_JPEG_MESSAGES`.
+
+    Examples:
+        >>> with DecoderMessages() as messages:
+        ...     _ = cv2.imdecode(np.frombuffer(b'not an image', np.uint8), 1)
+        >>> messages.lines
+        []
+    """
+
+    _lock = threading.RLock()
+
+    def __init__(self, keep: Tuple[str, ...] = CORRUPT_JPEG_MESSAGES) -> None:
+        self.keep = tuple(keep)
+        self.lines: List[str] = []
+        self._fd: Optional[int] = None
+        self._saved: Optional[int] = None
+
+    @staticmethod
+    def _scratch() -> int:
+        if hasattr(os, 'memfd_create'):  # Linux: no file on disk
+            return os.memfd_create('medfm-decoder-messages')
+        with tempfile.TemporaryFile() as f:
+            return os.dup(f.fileno())
+
+    def __enter__(self) -> 'DecoderMessages':
+        self._lock.acquire()
+        try:
+            self._fd = self._scratch()
+            try:
+                self._saved = os.dup(2)
+            except OSError:  # descriptor 2 is closed: closed again after
+                self._saved = None
+            os.dup2(self._fd, 2)
+        except OSError:  # no capture: the block runs as it would without
+            self._release()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is None:
+            return
+        try:
+            if self._saved is not None:
+                os.dup2(self._saved, 2)
+            else:
+                os.close(2)
+            size = os.fstat(self._fd).st_size
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            text = os.read(self._fd, size) if size else b''
+        finally:
+            self._release()
+        passed = []
+        for line in text.decode('utf-8', 'replace').splitlines(keepends=True):
+            if line.startswith(self.keep):
+                self.lines.append(line.strip())
+            else:
+                passed.append(line)
+        if passed:
+            try:
+                os.write(2, ''.join(passed).encode('utf-8', 'replace'))
+            except OSError:
+                pass
+
+    def _release(self) -> None:
+        for fd in (self._fd, self._saved):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._saved = None
+        self._lock.release()
+
+
+def _new_lock_in_child() -> None:
+    # a lock held by another thread when the process forked (a dataloader
+    # worker) would never be released in the child
+    DecoderMessages._lock = threading.RLock()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def check_decoder_messages(messages: DecoderMessages, path: str) -> None:
+    """Raise :class:`ImageDecodeError`, naming ``path``, if the decoder
+    reported damaged data while ``messages`` listened."""
+    if messages.lines:
+        raise ImageDecodeError(
+            f'{path}: corrupt image data: the JPEG decoder reports '
+            f'"{messages.lines[0]}" and would fill in or drop pixels; replace '
+            'the file or take it out of the list')
 
 
 #: Bit depths of medical detectors, for guessing an image's depth.
@@ -102,14 +234,20 @@ def decode_image(content: bytes, path: str = '<bytes>',
         np.ndarray: ``(H, W, 3)`` or ``(H, W)`` uint8 array.
 
     Raises:
-        ImageDecodeError: The bytes are not a decodable image, or hold values
-            beyond ``bit_depth``.
+        ImageDecodeError: The bytes are not a decodable image, the decoder
+            reports damaged data (a JPEG, see :class:`DecoderMessages`), or
+            they hold values beyond ``bit_depth``.
     """
     buf = np.frombuffer(content, dtype=np.uint8)
     # keeps 16 bits and 1 channel, applies EXIF orientation as mmcv does
     # (IMREAD_UNCHANGED would ignore it), drops alpha
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-    img = cv2.imdecode(buf, flags) if buf.size else None
+    if is_jpeg(content):
+        with DecoderMessages() as messages:
+            img = cv2.imdecode(buf, flags)
+        check_decoder_messages(messages, path)
+    else:
+        img = cv2.imdecode(buf, flags) if buf.size else None
     if img is None:
         raise ImageDecodeError(
             f'{path}: cannot decode the image ({len(content)} bytes): the file '

@@ -55,11 +55,17 @@ def test_tensorboard_event_files_hold_the_metrics(tracked_run):
 
 def test_mlflow_store_holds_the_metrics(tracked_run):
     from mlflow.tracking import MlflowClient
-    db = tracked_run.parent / 'mlflow.db'
-    assert db.is_file()  # shared by the runs beside the work dir
-    client = MlflowClient(f'sqlite:///{db}')
+    store = tracked_run.parent / 'mlflow'  # shared by the runs beside it
+    client = MlflowClient(f'sqlite:///{store / "mlflow.db"}')
     exp = client.get_experiment_by_name('medfm_test')
     (run,) = client.search_runs([exp.experiment_id])
+    # the artifacts (the run's .json/.log/.py) beside the store, not ./mlruns
+    assert exp.artifact_location == str(store / 'artifacts')
+    uploaded = list((store / 'artifacts' / run.info.run_id).rglob('*'))
+    assert {p.suffix for p in uploaded} >= {'.py', '.log'}
+    # a local store needs no server: mmengine's warning is not repeated
+    log = ''.join(p.read_text() for p in tracked_run.glob('*/*.log'))
+    assert 'mlflow server is running' not in log
     assert run.info.run_name == 'colon_run'
     assert run.info.status == 'FINISHED'
     history = client.get_metric_history(run.info.run_id, 'medfmc/score')
@@ -89,7 +95,7 @@ def test_evaluating_a_tracked_run_opens_no_second_run(tracked_run, tmp_path):
                    types.SimpleNamespace(Experiment=FakeExperiment))
         assert test_epochs.main([str(config), str(run_copy)]) == 0
     assert FakeExperiment.instances == before
-    client = MlflowClient(f'sqlite:///{tracked_run.parent / "mlflow.db"}')
+    client = MlflowClient(f'sqlite:///{tracked_run.parent / "mlflow" / "mlflow.db"}')
     exp = client.get_experiment_by_name('medfm_test')
     assert len(client.search_runs([exp.experiment_id])) == 1
 
@@ -103,23 +109,30 @@ def test_comet_backend_gets_the_metrics(tracked_run):
     assert exp.ended
 
 
-def test_mlflow_file_store(tmp_path, monkeypatch):
-    """The plain file store (./mlruns), which MLflow 3 allows on request."""
+def test_mlflow_file_store_as_documented(colon_run, tmp_path, monkeypatch, capfd):
+    """docs/tracking.md's file-store command, as written: the store and its
+    artifacts in work_dirs/mlflow/, no 'Malformed experiment' from MLflow
+    scanning run folders, no 'server is running' warning."""
+    import train
     from mlflow.tracking import MlflowClient
-    from mmengine.visualization import MLflowVisBackend
+    monkeypatch.chdir(tmp_path)  # ($PWD of the docs)
     monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
-    uri = f'file://{tmp_path}/mlruns'
-    backend = MLflowVisBackend(save_dir=str(tmp_path / 'vis'), exp_name='fs',
-                               tracking_uri=uri, artifact_suffix=('.py',))
-    backend.add_config(Config(dict(work_dir=str(tmp_path), a=dict(b=1))))
-    backend.add_scalars({'medfmc/mAP': 12.5}, step=1)
-    backend.add_scalars({'medfmc/mAP': 25.0}, step=2)
-    backend.close()
+    uri = f'file://{tmp_path}/work_dirs/mlflow/mlruns'
+    train.main([str(colon_run[1]), '--work-dir', 'work_dirs/colon_fs',
+                '--tracker', f'mlflow:tracking_uri={uri}',
+                '--cfg-options', 'train_cfg.max_epochs=1'])
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name('fs').experiment_id])
-    assert [(m.step, m.value) for m in
-            client.get_metric_history(run.info.run_id, 'medfmc/mAP')] == \
-        [(1, 12.5), (2, 25.0)]
+    exp = client.get_experiment_by_name('medfm')
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_name == 'colon_fs'
+    assert [m.step for m in client.get_metric_history(
+        run.info.run_id, 'medfmc/score')] == [1]
+    assert exp.artifact_location == str(tmp_path / 'work_dirs/mlflow/artifacts')
+    assert not (tmp_path / 'mlruns').exists()
+    out = capfd.readouterr()
+    log = out.out + out.err + ''.join(
+        p.read_text() for p in (tmp_path / 'work_dirs/colon_fs').glob('*/*.log'))
+    assert 'Malformed' not in log and 'mlflow server is running' not in log
 
 
 def test_tracker_specs(tmp_path, monkeypatch):
@@ -127,8 +140,8 @@ def test_tracker_specs(tmp_path, monkeypatch):
     monkeypatch.delenv('NEPTUNE_PROJECT', raising=False)
     work = str(tmp_path / 'run1')
     assert tracker_backend('mlflow', work) == dict(
-        type='MLflowVisBackend', exp_name='medfm', run_name='run1',
-        tracking_uri=f'sqlite:///{tmp_path}/mlflow.db')
+        type='MedFMMLflowVisBackend', exp_name='medfm', run_name='run1',
+        tracking_uri=f'sqlite:///{tmp_path}/mlflow/mlflow.db')
     monkeypatch.setenv('MLFLOW_TRACKING_URI', 'http://mlflow.lab:5000')
     assert tracker_backend('mlflow:exp_name=chest', work)['tracking_uri'] == \
         'http://mlflow.lab:5000'
@@ -161,9 +174,10 @@ def test_tracker_options_merge_into_the_configs_backend(tmp_path, monkeypatch):
     assert len(changed) == 2 and len(cfg.visualizer.vis_backends) == 3
     # typed options win, defaults only fill gaps (the sqlite store)
     assert (mlflow['exp_name'], mlflow['run_name']) == ('chest', 'r2')
-    assert mlflow['tracking_uri'] == f'sqlite:///{tmp_path}/mlflow.db'
+    assert mlflow['tracking_uri'] == f'sqlite:///{tmp_path}/mlflow/mlflow.db'
+    assert mlflow['type'] == 'MedFMMLflowVisBackend'  # quiet, artifacts beside
     assert wandb['init_kwargs'] == dict(project='q', entity='lab')
-    assert local_backends_only(cfg) == ['MLflowVisBackend', 'WandbVisBackend']
+    assert local_backends_only(cfg) == ['MedFMMLflowVisBackend', 'WandbVisBackend']
     assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend']
 
 

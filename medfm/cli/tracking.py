@@ -29,7 +29,7 @@ from mmengine.config import Config
 TRACKERS: Dict[str, tuple] = {
     'local': ('LocalVisBackend', None),
     'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
-    'mlflow': ('MLflowVisBackend', 'mlflow'),
+    'mlflow': ('MedFMMLflowVisBackend', 'mlflow'),
     'wandb': ('WandbVisBackend', 'wandb'),
     'neptune': ('NeptuneVisBackend', 'neptune'),
     'comet': ('CometVisBackend', 'comet_ml'),
@@ -58,6 +58,10 @@ def _spec_options(spec: str) -> Dict[str, Union[str, bool]]:
         kwargs[key.strip()] = _parse_value(value.strip())
     return kwargs
 
+#: mmengine backend types that ``--tracker`` replaces with the project's
+#: subclass when it merges into a config's entry
+UPGRADES = {'MLflowVisBackend': 'MedFMMLflowVisBackend'}
+
 
 def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
     """The visualizer backend config of one ``--tracker`` value.
@@ -67,9 +71,9 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
             backend's arguments; for wandb, neptune and comet any other key
             goes into ``init_kwargs`` (e.g. ``wandb:project=medfm``).
         work_dir (str, optional): The run folder. MLflow then logs to a
-            sqlite store shared by the runs beside it
-            (``<work_dir>/../mlflow.db``) unless ``MLFLOW_TRACKING_URI`` or
-            ``tracking_uri`` says otherwise.
+            sqlite store shared by the runs beside it, with its artifacts
+            (``<work_dir>/../mlflow/mlflow.db`` and ``.../mlflow/artifacts``)
+            unless ``MLFLOW_TRACKING_URI`` or ``tracking_uri`` says otherwise.
 
     Returns:
         dict: A ``vis_backends`` entry.
@@ -101,9 +105,10 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
         uri = kwargs.pop('tracking_uri', None) or os.environ.get('MLFLOW_TRACKING_URI')
         if uri is None and work_dir:
             # MLflow 3 refuses new file stores (./mlruns) by default: a
-            # sqlite file beside the run folders, shared by them
+            # sqlite file beside the run folders, shared by them, in a
+            # folder of its own (its artifacts go beside it)
             uri = 'sqlite:///' + osp.join(
-                osp.dirname(osp.abspath(work_dir)), 'mlflow.db')
+                osp.dirname(osp.abspath(work_dir)), 'mlflow', 'mlflow.db')
         if uri:
             backend['tracking_uri'] = uri
         backend.setdefault('exp_name', 'medfm')
@@ -140,7 +145,8 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
     added = []
     for spec in specs:
         backend = tracker_backend(spec, cfg.get('work_dir'))
-        same = next((b for b in backends if b.get('type') == backend['type']),
+        same = next((b for b in backends
+                     if UPGRADES.get(b.get('type'), b.get('type')) == backend['type']),
                     None)
         if same is None:
             backends.append(backend)
@@ -154,8 +160,8 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
                 kwargs = dict(same.get('init_kwargs') or {})
                 kwargs.update(value)
                 same['init_kwargs'] = kwargs
-            elif key != 'type' and (key in typed or key not in same):
-                same[key] = value
+            elif key == 'type' or key in typed or key not in same:
+                same[key] = value  # (mmengine's MLflow backend: ours)
         if same != before:
             added.append(same)
     visualizer['vis_backends'] = backends

@@ -3,8 +3,10 @@
 Example:
     python tools/eda.py chest --data-root data/MedFMC/chest \
         --ann train_20.txt val_20.txt test_WithLabel.txt --out work_dirs/eda
-Writes ``<task>_class_frequency.{csv,png}`` and
-``<task>_labels_per_image.{csv,png}`` per annotation file.
+Writes ``<task>_<list>_class_frequency.{csv,png}`` per annotation file, and
+for multi-label tasks (chest, endo: the dataset class's ``multi_label``)
+``<task>_<list>_labels_per_image.{csv,png}``; a single-label task (colon)
+has one label per image, so it gets no such table or plot.
 """
 from __future__ import annotations
 
@@ -42,15 +44,23 @@ def describe(task: str, data_root: str, ann: str, out: str) -> None:
     plot_bars(ds.CLASSES, freq.tolist(), f'{stem}_class_frequency.png',
               title=f'{task} {ann}: images per class ({len(y)} images)',
               xlabel='images')
-    k, n = labels_per_image(y)
-    write_csv(f'{stem}_labels_per_image.csv', ['labels', 'images'],
-              [[int(a), int(b)] for a, b in zip(k, n)])
-    plot_bars([str(a) for a in k], n.tolist(), f'{stem}_labels_per_image.png',
-              title=f'{task} {ann}: labels per image', xlabel='images')
+    multi_label = ds.multi_label  # the dataset class says
+    if multi_label:  # single-label: one label per image, nothing to plot
+        k, n = labels_per_image(y)
+        write_csv(f'{stem}_labels_per_image.csv', ['labels', 'images'],
+                  [[int(a), int(b)] for a, b in zip(k, n)])
+        plot_bars([str(a) for a in k], n.tolist(),
+                  f'{stem}_labels_per_image.png',
+                  title=f'{task} {ann}: labels per image', xlabel='images')
     print(f'{task} {ann}: {len(y)} images')
     for c, v in sorted(zip(ds.CLASSES, freq), key=lambda t: -t[1]):
         print(f'  {c:<26}{int(v):>6}  {100 * v / len(y):6.2f}%')
-    print('  labels per image: ' + ', '.join(f'{a}: {b}' for a, b in zip(k, n)))
+    if multi_label:
+        print('  labels per image: '
+              + ', '.join(f'{a}: {b}' for a, b in zip(k, n)))
+    else:
+        print('  single-label task: one label per image (no labels-per-image '
+              'plot)')
 
 
 def main(argv=None) -> None:

@@ -7,7 +7,8 @@ Examples:
         --config configs/densenet/densenet121_colon.py
 Writes ``<run>/report.html`` (images embedded): metric curves, per-class AP
 and AUC of the best epoch, ROC and PR curves, confusion, class distribution
-of the training data and a Grad-CAM gallery.
+of the training data and a Grad-CAM gallery. Scoring the split and the
+gallery show their progress on stderr.
 """
 from __future__ import annotations
 

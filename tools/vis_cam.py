@@ -9,6 +9,9 @@ Examples:
 
 One PNG per image, method and class (the predicted classes unless
 ``--classes`` names some), named ``<image>_<method>_<class>_<score>.png``.
+A map that is zero everywhere (no evidence for the class at the layer) is
+written too, and named in a ``note:`` line of the output. Progress goes to
+stderr (:func:`medfm.utils.progress.track`).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from medfm.apis.inference import cam_visualizer
 from medfm.apis.runs import RunDir
 from medfm.cli import load_config
 from medfm.compat import CheckpointError
+from medfm.utils.progress import track
 from medfm.visualization.cam import CAM_METHODS
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -96,18 +100,25 @@ def _main(args: argparse.Namespace) -> int:
     if not images:
         print('error: no images found', file=sys.stderr)
         return 1
-    written = []
+    written, blank = [], 0
     for method in args.method:
         vis = cam_visualizer(
             cfg, checkpoint, device=args.device, method=method, thr=args.thr,
             target_layers=args.target_layers, eigen_smooth=args.eigen_smooth,
             aug_smooth=args.aug_smooth)
-        for img in images:
+        for img in track(images, f'{method} maps'):
             results = vis(img, args.classes)
             written += vis.save(results, args.out_dir)
             shown = ', '.join(f'{r.class_name} {r.score:.3f}' for r in results)
             print(f'{method} {osp.basename(img)}: {shown}')
-    print(f'{len(written)} overlays written to {args.out_dir}')
+            for r in results:
+                if r.note:
+                    blank += 1
+                    print(f'  note: {method} {osp.basename(img)} '
+                          f'{r.class_name}: {r.note}; {r.file_name()} shows '
+                          'no heat')
+    print(f'{len(written)} overlays written to {args.out_dir}'
+          + (f' ({blank} without heat: see the notes)' if blank else ''))
     return 0
 
 

@@ -14,7 +14,11 @@ so the file can be mailed or archived alone):
   for multi-label tasks, each class's TP/FP/FN/TN at the score threshold;
 * ``distribution``: positives per class in the training data;
 * ``gradcam``: Grad-CAM overlays of test images
-  (:mod:`medfm.visualization.cam`).
+  (:mod:`medfm.visualization.cam`); a map with no heat (zero everywhere) is
+  captioned so.
+
+The long steps (scoring the split, the Grad-CAM gallery) show their progress
+on stderr (:func:`medfm.utils.progress.track`).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from mmengine.registry import init_default_scope
 
 from ..evaluation.metrics import MedFMCScore, average_precision
 from ..utils.config import innermost
+from ..utils.progress import track
 from ..visualization.report_html import (
     array_png,
     fig_confusion,
@@ -88,8 +93,12 @@ def load_curves(run_dir: str, split: str = 'test'
 
 def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
             ) -> Predictions:
-    """Scores of every image of a split (:mod:`medfm.apis.inference`)."""
-    return predict_loader(model, build_loader(cfg, split))
+    """Scores of every image of a split (:mod:`medfm.apis.inference`), with
+    progress per batch on stderr."""
+    loader = build_loader(cfg, split)
+    n = len(loader.dataset)
+    return predict_loader(model, track(loader, f'scoring {n} {split} images '
+                                       '(batches)', total=len(loader)))
 
 
 def class_counts(cfg: Config, num_classes: int) -> Tuple[np.ndarray, int, int]:
@@ -349,11 +358,12 @@ def render_gradcam(data: ReportData) -> str:
     """Grad-CAM overlays of the first ``cam_images`` images of the split."""
     from ..visualization.cam import CAMVisualizer
     _, target, paths = data.predictions
-    figures = []
+    figures, blank = [], 0
     if data.cam_images > 0:
         vis = CAMVisualizer(data.model, data.pipeline, data.names,
                             method=data.cam_method, thr=data.thr)
-        for i, path in enumerate(paths[:data.cam_images]):
+        shown = paths[:data.cam_images]
+        for i, path in enumerate(track(shown, f'{data.cam_method} gallery')):
             truth = ([data.names[c] for c in np.flatnonzero(target[i])]
                      if target is not None else ['?'])
             for r in vis(path)[:3]:
@@ -361,14 +371,20 @@ def render_gradcam(data: ReportData) -> str:
                            f'{html.escape(r.class_name)} '
                            f'score {r.score:.3f} &middot; true: '
                            f'{html.escape(", ".join(truth) or "none")}')
+                if r.note:
+                    blank += 1
+                    caption += f'<br><span class="blank">{html.escape(r.note)}</span>'
                 image = html_img(array_png(r.overlay), r.file_name())
                 figures.append(f'<figure>{image}'
                                f'<figcaption>{caption}</figcaption></figure>')
-    body = (html_note(f'{html.escape(data.cam_method)} of the predicted classes '
-                      f'(score &gt; {data.thr}, else the top class) of the first '
-                      f'{data.cam_images} {data.split} images.')
-            + '<div class="gallery">' + ''.join(figures) + '</div>'
-            if figures else html_note('no Grad-CAM images requested'))
+    note = (f'{html.escape(data.cam_method)} of the predicted classes '
+            f'(score &gt; {data.thr}, else the top class) of the first '
+            f'{data.cam_images} {data.split} images.')
+    if blank:
+        note += (f' {blank} of {len(figures)} maps show no heat; their '
+                 'captions say why.')
+    body = (html_note(note) + '<div class="gallery">' + ''.join(figures)
+            + '</div>' if figures else html_note('no Grad-CAM images requested'))
     return html_section('gradcam', 'Grad-CAM', body)
 
 

@@ -22,15 +22,23 @@ NaN or infinite scores (a diverged model), targets other than 0/1, and
 single-label scores that are not probabilities over at least two classes
 (logits would change the binary AUC, which ranks the positive class's
 probability).
+
+A model whose predictions are all identical (every sample the same scores:
+a network that has not started to learn, e.g. EfficientNet-B0 from scratch
+after one epoch) gets a warning in the run's log from
+:meth:`MedFMCScore.compute_metrics`: its AUC is exactly 50, however the
+images differ.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import label_to_onehot
 
@@ -128,6 +136,28 @@ def check_inputs(pred: np.ndarray, target: np.ndarray,
             'apply softmax to logits first')
 
 
+def identical_note(pred: np.ndarray) -> Optional[str]:
+    """A warning when every sample has the same scores, else None.
+
+    Args:
+        pred (np.ndarray): Scores, ``(N, C)``.
+
+    Examples:
+        >>> identical_note(np.array([[0.2, 0.8], [0.2, 0.8]]))[:44]
+        'all 2 predictions are identical (scores 0.2,'
+        >>> identical_note(np.array([[0.2, 0.8], [0.3, 0.7]])) is None
+        True
+    """
+    if len(pred) < 2 or not (pred == pred[0]).all():
+        return None
+    shown = ', '.join(f'{v:.4g}' for v in pred[0][:6])
+    more = ', ...' if pred.shape[1] > 6 else ''
+    return (f'all {len(pred)} predictions are identical (scores {shown}{more}):'
+            ' the model does not tell the images apart, so every AUC is 50.00 '
+            'by construction; it has not learned (yet): check the learning '
+            'rate, the pretrained weights and the loss')
+
+
 def _class_names(n: int, classes: Optional[Sequence[str]]) -> List[str]:
     return list(classes) if classes and len(classes) == n else \
         [f'class {i}' for i in range(n)]
@@ -203,10 +233,14 @@ class MedFMCScore(BaseMetric):
         A :class:`ScoreError` comes back as an ``error`` entry, which
         :meth:`evaluate` raises on every process: mmengine computes the
         metrics on the first process only, and the others must not be left
-        waiting for its broadcast.
+        waiting for its broadcast. Predictions that are all identical are
+        scored as usual, with a warning in the log (:func:`identical_note`).
         """
         pred = torch.stack([r['pred'] for r in results])
         target = torch.stack([r['target'] for r in results])
+        note = identical_note(pred.numpy())
+        if note is not None:
+            print_log(note, logger='current', level=logging.WARNING)
         classes = (self.dataset_meta or {}).get('classes')
         try:
             return self.calculate(pred, target, self._is_multi_label(),

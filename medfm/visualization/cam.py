@@ -18,6 +18,11 @@ so the map explains the exact input the model is evaluated on.
   the cls token).
 * EigenCAM uses no gradient and no class: its map is the first principal
   component of the activations, the same for every class.
+* A map that is zero everywhere (Grad-CAM's ReLU keeps no positive evidence
+  for the class at the layer, e.g. a head whose weights for it are zero) is
+  still drawn (the overlay is the image under a uniform blue),
+  and its :attr:`CAMResult.note` says so (:func:`blank_note`); the tool and
+  the report print the note.
 
 Example::
 
@@ -77,6 +82,8 @@ class CAMResult:
             original image.
         overlay (np.ndarray): ``(H, W, 3)`` uint8 RGB heatmap over the image.
         predicted (bool): The class is predicted (not only requested).
+        note (str): Why the overlay shows no heat, when it shows none
+            (:func:`blank_note`); empty otherwise.
     """
 
     img_path: str
@@ -87,6 +94,7 @@ class CAMResult:
     heatmap: np.ndarray = field(repr=False)
     overlay: np.ndarray = field(repr=False)
     predicted: bool = True
+    note: str = ''
 
     def file_name(self) -> str:
         """``<image stem>_<method>_<class>_<score>.png``."""
@@ -98,6 +106,40 @@ class CAMResult:
 def _safe(name: str) -> str:
     """A file name without separators, spaces or shell-hostile characters."""
     return re.sub(r'[^\w.\-]+', '_', name)
+
+
+#: the note of a map that is zero everywhere
+ZERO_MAP_NOTE = 'map is zero everywhere (no evidence for the class at this layer)'
+
+
+def blank_note(cam: np.ndarray) -> str:
+    """Why a scaled CAM shows no heat, or ``''`` when it shows some.
+
+    Args:
+        cam (np.ndarray): A map as grad-cam returns it, min-max scaled into
+            [0, 1] (a map that is constant, zero included, comes back as
+            zeros).
+
+    Returns:
+        str: :data:`ZERO_MAP_NOTE` for a map that is zero everywhere; a note
+        for one whose peak is below one of the overlay's 255 colour steps
+        (it is drawn as blank as a zero map); else ``''``.
+
+    Examples:
+        >>> blank_note(np.zeros((3, 3)))
+        'map is zero everywhere (no evidence for the class at this layer)'
+        >>> blank_note(np.full((3, 3), 1e-3))[:34]
+        'map is nearly zero everywhere (pea'
+        >>> blank_note(np.eye(3))
+        ''
+    """
+    peak = float(np.max(cam)) if np.size(cam) else 0.0
+    if not peak > 0:  # zero, or NaN
+        return ZERO_MAP_NOTE
+    if peak < 1 / 255:
+        return (f'map is nearly zero everywhere (peak {peak:.1e}, under one '
+                'colour step: the overlay shows no heat)')
+    return ''
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -353,7 +395,8 @@ class CAMVisualizer:
             results.append(CAMResult(
                 img_path=img_path, class_index=c, class_name=self.class_names[c],
                 score=float(scores[c]), method=self.method, heatmap=heat,
-                overlay=overlay_heatmap(base, heat), predicted=c in predicted))
+                overlay=overlay_heatmap(base, heat), predicted=c in predicted,
+                note=blank_note(m)))
         return results
 
     @staticmethod

@@ -37,20 +37,50 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
         ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1])
     if best_epoch is not None:
         marks = {'best': best_epoch, **(marks or {})}
-    colors = ['tab:red', 'tab:purple', 'tab:brown', 'black', 'tab:olive']
-    # wide to narrow, dashed then dotted: marks on one epoch stay visible
-    items = list((marks or {}).items())
-    for i, (label, epoch) in enumerate(items):
-        ax.axvline(epoch, color=colors[i % len(colors)],
-                   ls='--' if i % 2 == 0 else ':', lw=1 + 1.5 * (len(items) - 1 - i),
-                   label=label)
+    mark_handles = _draw_marks(ax, list((marks or {}).items()))
     _integer_xticks(ax)
     ax.set_xlabel('epoch')
     ax.set_ylabel('%')
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend([mark_handles.get(id(h), h) for h in handles], labels)
     return fig
+
+
+#: colour, line style and marker of the first, second, ... epoch mark
+MARK_STYLES = [('tab:red', '--', 'v'), ('tab:purple', ':', 'D'),
+               ('tab:brown', '--', 's'), ('black', ':', '^'),
+               ('tab:olive', '--', 'P')]
+
+
+def _draw_marks(ax, items: List[tuple]) -> Dict[int, tuple]:
+    """Draw labelled epoch marks: a vertical line and a marker at the top.
+
+    Marks on one epoch all stay visible: the lines go from wide and dashed
+    to narrow and dotted, each later one drawn above the earlier ones (and
+    above the metric curves); their markers, each of its own shape and
+    colour, stack down from the top instead of covering one another.
+
+    Returns:
+        dict: ``id`` of each vertical line to its legend handle (the line
+        and its marker).
+    """
+    handles: Dict[int, tuple] = {}
+    stacked: Dict[int, int] = {}
+    for i, (label, epoch) in enumerate(items):
+        color, ls, marker = MARK_STYLES[i % len(MARK_STYLES)]
+        line = ax.axvline(epoch, color=color, ls=ls,
+                          lw=1 + 1.5 * (len(items) - 1 - i), label=label,
+                          zorder=3 + i)
+        k = stacked.get(epoch, 0)
+        stacked[epoch] = k + 1
+        dot, = ax.plot([epoch], [0.96 - 0.08 * k], ls='none', marker=marker,
+                       ms=9, color=color, markeredgecolor='white',
+                       transform=ax.get_xaxis_transform(), clip_on=False,
+                       zorder=3 + i, label='_nolegend_')
+        handles[id(line)] = (line, dot)
+    return handles
 
 
 def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
@@ -66,8 +96,9 @@ def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
         keys (Sequence[str], optional): Metrics to plot; default all floats.
         best_epoch (int, optional): Short for ``marks={'best': best_epoch}``.
         marks (dict[str, int], optional): Label to epoch, each marked with a
-            labelled dashed vertical line (in the legend), e.g.
-            ``{'selected on val': 4}``.
+            labelled vertical line and a marker at the top (in the legend),
+            e.g. ``{'selected on val': 4}``; marks on one epoch stay visible
+            (:func:`_draw_marks`).
     """
     _save(_epoch_metrics_figure(rows, title, keys, best_epoch, marks), path)
 

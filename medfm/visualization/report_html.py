@@ -27,6 +27,7 @@ padding:.25em .6em;text-align:right}th{background:#f3f3f3}td:first-child,
 th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.9em}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}.gallery figure{margin:0;width:250px}
 .gallery img{width:250px}.gallery figcaption{font-size:.8em;word-break:break-all}
+.gallery .blank{color:#b00000;word-break:normal}
 """
 
 
@@ -56,6 +57,13 @@ def numeric_keys(rows: Sequence[dict]) -> List[str]:
 def fig_curves(rows: Sequence[dict], best: Optional[int],
                loss: Tuple[List[int], List[float]]) -> str:
     """Metrics per epoch and the training loss, side by side."""
+    return fig_png(curves_figure(rows, best, loss))
+
+
+def curves_figure(rows: Sequence[dict], best: Optional[int],
+                  loss: Tuple[List[int], List[float]]):
+    """The figure of :func:`fig_curves`, not encoded nor closed: whole-number
+    ticks on both x axes (epochs, iterations)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     keys = numeric_keys(rows)
     epochs = [r['epoch'] for r in rows]
@@ -70,9 +78,10 @@ def fig_curves(rows: Sequence[dict], best: Optional[int],
         axes[0].legend(fontsize=8)
     axes[1].plot(*loss, lw=1)
     axes[1].set(xlabel='iteration', ylabel='loss', title='training loss')
+    _integer_xticks(axes[1])
     for ax in axes:
         ax.grid(alpha=0.3)
-    return fig_png(fig)
+    return fig
 
 
 def _grid(n: int):
@@ -88,6 +97,20 @@ def _grid(n: int):
 def fig_roc_pr(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
                classes: Sequence[int]) -> Tuple[str, str]:
     """One ROC and one precision-recall panel per class."""
+    roc, pr = roc_pr_figures(pred, target, names, classes)
+    return fig_png(roc), fig_png(pr)
+
+
+def roc_pr_figures(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
+                   classes: Sequence[int]):
+    """The ROC and precision-recall figures of :func:`fig_roc_pr`, not
+    encoded nor closed.
+
+    The precision-recall curve is drawn as steps (``drawstyle='steps-post'``,
+    as scikit-learn's ``PrecisionRecallDisplay``): precision holds between
+    two thresholds, and no straight segment suggests a precision that was
+    never reached.
+    """
     from sklearn.metrics import precision_recall_curve, roc_curve
     figs = []
     for kind in ('roc', 'pr'):
@@ -108,14 +131,14 @@ def fig_roc_pr(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
                 ax.set_ylabel('TPR', fontsize=8)
             else:
                 prec, rec, _ = precision_recall_curve(y, s)
-                ax.plot(rec, prec)
+                ax.plot(rec, prec, drawstyle='steps-post')
                 ax.axhline(y.mean(), color='grey', ls=':', lw=1)
                 ax.set_xlabel('recall', fontsize=8)
                 ax.set_ylabel('precision', fontsize=8)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
         fig.tight_layout()
-        figs.append(fig_png(fig))
+        figs.append(fig)
     return figs[0], figs[1]
 
 

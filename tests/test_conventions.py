@@ -3,6 +3,8 @@ tools/train.py --no-validate, output files readable by labmates."""
 import os
 import stat
 
+import pytest
+
 from medfm.testing import tiny_config, tiny_densenet
 
 
@@ -50,3 +52,16 @@ def test_written_files_follow_the_umask(tmp_path):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {'a.csv': 0o644, 'b.json': 0o644, 'c.txt': 0o644,
                      'd.pth': 0o644, 'SHA256SUMS': 0o644, 'e.csv': 0o640}
+
+
+def test_unlabelled_validation_list_is_refused_before_training(demo_root, tmp_path):
+    import train
+    config = _tiny_colon(demo_root, tmp_path)
+    work = tmp_path / 'run'
+    with pytest.raises(ValueError, match=r'the val dataset \(.*test_WithoutLabel'
+                       r'.txt\) has no labels: validation needs a labelled list'):
+        train.main([config, '--work-dir', str(work), '--cfg-options',
+                    'val_dataloader.dataset.ann_file=test_WithoutLabel.txt'])
+    assert not list(work.glob('*.pth'))  # stopped before the first epoch
+    log = ''.join(p.read_text() for p in work.glob('*/*.log'))
+    assert 'Epoch(train)' not in log

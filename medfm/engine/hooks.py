@@ -50,14 +50,21 @@ class ClassCountCheckHook(ClassNumCheckHook):
                 f'classes; set model.head.num_classes={len(classes)}')
 
     def before_train(self, runner) -> None:
-        dataset = runner.train_dataloader.dataset
-        if len(dataset) and 'gt_label' not in dataset.get_data_info(0):
-            raise ValueError(
-                f'the train dataset ({getattr(dataset, "ann_file", "")}) has '
-                'no labels: training needs a labelled list')
+        _require_labels(runner.train_dataloader.dataset, 'train')
         super().before_train(runner)
         if runner.val_loop is not None:
+            # refused now, not after the first training epoch
+            _require_labels(runner.val_loop.dataloader.dataset, 'val')
             self.before_val(runner)
+
+
+def _require_labels(dataset, split: str) -> None:
+    """Refuse a training or validation list without labels, naming it."""
+    if len(dataset) and 'gt_label' not in dataset.get_data_info(0):
+        raise ValueError(
+            f'the {split} dataset ({getattr(dataset, "ann_file", "")}) has no '
+            f'labels: {"training" if split == "train" else "validation"} '
+            'needs a labelled list')
 
 
 @HOOKS.register_module()

@@ -3,4 +3,5 @@ from .comet import CometVisBackend
 from .mlflow_store import MedFMMLflowVisBackend
 from .plots import plot_bars, plot_epoch_metrics, plot_lines
 
-__all__ = ['CometVisBackend', 'MedFMMLflowVisBackend', 'plot_bars', 'plot_epoch_metrics', 'plot_lines']
+__all__ = ['CometVisBackend', 'MedFMMLflowVisBackend', 'plot_bars',
+           'plot_epoch_metrics', 'plot_lines']

@@ -48,10 +48,13 @@ def colon_run(demo_root, tmp_path_factory):
     return path, str(work / 'epoch_1.pth')
 
 
-def test_predict_tool_result_folder(colon_run, demo_root, tmp_path):
+def test_predict_tool_result_folder(colon_run, demo_root, tmp_path, capsys):
     cfg, ckpt = colon_run
     out = predict_tool.main([cfg, ckpt, '--shot', '5', '--exp', '2',
                              '--result-dir', str(tmp_path / 'result'), '--zip'])
+    # progress on stderr, as plain lines when it is not a terminal
+    n = len(open(osp.join(demo_root, 'colon', 'test_WithoutLabel.txt')).readlines())
+    assert f'predicting {n} images: ' in capsys.readouterr().err
     assert out == str(tmp_path / 'result' / 'exp2' / 'colon_5-shot_submission.csv')
     # the zip holds the submission files, nothing else from the folder
     (tmp_path / 'result' / 'notes.txt').write_text('private')

@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 
 from ..compat import CheckpointMismatchError, load_weights
 from ..utils.config import innermost
+from ..utils.progress import track
 from .runs import RunDir
 
 
@@ -183,7 +184,8 @@ def predict_list(cfg: Config, checkpoint: str, ann_file: str,
     loader = build_loader(cfg, 'test', ann_file, data_root)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = build_classifier(cfg, checkpoint, device)
-    pred = predict_loader(model, loader, amp)
+    n = len(loader.dataset)
+    pred = predict_loader(model, track(loader, f'predicting {n} images'), amp)
     prefix = loader.dataset.img_prefix
     rel = (lambda p: osp.relpath(p, prefix)) if prefix else (lambda p: p)
     names = [rel(p) for p in pred.paths]

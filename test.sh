@@ -2,15 +2,25 @@
 # Usage: bash test.sh [CONFIG] WORK_DIR [options of tools/test_epochs.py]
 # Evaluates every epoch checkpoint of the run in WORK_DIR with the config it
 # saved (a CONFIG given is compared with it; -h: the options).
-# GPUS=N evaluates on N GPUs with torchrun (PORT: its port, 29500); PYTHON:
-# the interpreter. Paths given from elsewhere are found from here too.
+# GPUS=N evaluates on N GPUs of this machine with torchrun; over several
+# machines run it on each with NNODES (machines, 1), NODE_RANK (this one's, 0
+# to NNODES-1), MASTER_ADDR (NODE_RANK 0's address, 127.0.0.1) and PORT (its
+# port, 29500). PYTHON: the interpreter. Paths given from elsewhere are found
+# from here too. On Slurm: slurm_test.sh (docs/launch.md).
 set -euo pipefail
-if [ $# -lt 1 ]; then sed -n '2,6s/^# \{0,1\}//p' "$0" >&2; exit 2; fi
+if [ $# -lt 1 ]; then sed -n '2,9s/^# \{0,1\}//p' "$0" >&2; exit 2; fi
 export MEDFM_CALLER_DIR=$PWD
 cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python}
 GPUS=${GPUS:-1}
-if [ "$GPUS" -gt 1 ]; then
-    exec torchrun --nproc_per_node="$GPUS" --master_port="${PORT:-29500}" \
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+PORT=${PORT:-29500}
+if [ "$GPUS" -gt 1 ] || [ "$NNODES" -gt 1 ]; then
+    exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" \
+        --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
+        --nproc_per_node="$GPUS" --master_port="$PORT" \
         tools/test_epochs.py "$@" --launcher pytorch
 fi
-exec "${PYTHON:-python}" tools/test_epochs.py "$@"
+exec "$PYTHON" tools/test_epochs.py "$@"

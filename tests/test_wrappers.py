@@ -1,4 +1,5 @@
-"""train.sh, test.sh and tools/gpu_check.sh: usage, --help, relative paths.
+"""train.sh, test.sh, slurm_train.sh, slurm_test.sh and tools/gpu_check.sh:
+usage, --help, relative paths, what reaches torchrun and srun.
 
 A fake interpreter (``PYTHON``) prints its working directory and arguments,
 so these tests check what the wrappers pass on without training anything;
@@ -41,7 +42,8 @@ def test_missing_arguments_print_usage(script, fake_python):
     assert p.returncode == 2
     usage = {'train.sh': 'CONFIG', 'test.sh': '[CONFIG] WORK_DIR'}[script]
     assert p.stderr.startswith(f'Usage: bash {script} {usage}')
-    assert 'GPUS' in p.stderr and 'PYTHON' in p.stderr
+    for var in ('GPUS', 'NNODES', 'NODE_RANK', 'MASTER_ADDR', 'PORT', 'PYTHON'):
+        assert var in p.stderr
     assert p.stdout == ''  # the tool was not started
 
 
@@ -58,15 +60,112 @@ def test_arguments_pass_through_unchanged(tmp_path, fake_python):
                                      'tools/train.py', *typed]
 
 
-def test_torchrun_gets_the_same_arguments(tmp_path):
-    bin_dir = tmp_path / 'bin'
-    _exe(bin_dir / 'torchrun', 'pwd; printf "%s\\n" "$@"\n')
-    env = dict(GPUS='2', PORT='29999', PATH=f'{bin_dir}:{os.environ["PATH"]}')
-    p = run(REPO / 'test.sh', DEMO, 'run', cwd=tmp_path, **env)
+def test_torchrun_gets_the_same_arguments(tmp_path, fake_python):
+    """GPUS>1: torchrun is started through PYTHON (no torchrun on PATH needed)
+    with mmpretrain's defaults for the single machine."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'PORT')}
+    p = subprocess.run([BASH, REPO / 'test.sh', DEMO, 'run'], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(env, GPUS='2', PYTHON=str(fake_python)))
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
-        str(REPO), '--nproc_per_node=2', '--master_port=29999',
-        'tools/test_epochs.py', DEMO, 'run', '--launcher', 'pytorch']
+        str(REPO), '-m', 'torch.distributed.run', '--nnodes=1',
+        '--node_rank=0', '--master_addr=127.0.0.1', '--nproc_per_node=2',
+        '--master_port=29500', 'tools/test_epochs.py', DEMO, 'run',
+        '--launcher', 'pytorch']
+
+
+@pytest.mark.parametrize('script,tool', [('train.sh', 'tools/train.py'),
+                                         ('test.sh', 'tools/test_epochs.py')])
+@pytest.mark.parametrize('gpus', ['1', '4'])
+def test_multi_node_variables_reach_torchrun(script, tool, gpus, tmp_path,
+                                             fake_python):
+    """NNODES, NODE_RANK, MASTER_ADDR and PORT (mmpretrain's dist_train.sh
+    names); NNODES>1 starts torchrun even with one GPU a machine."""
+    p = run(REPO / script, 'a.py', '--x', cwd=tmp_path, PYTHON=str(fake_python),
+            GPUS=gpus, NNODES='2', NODE_RANK='1', MASTER_ADDR='10.0.0.7',
+            PORT='29321')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        str(REPO), '-m', 'torch.distributed.run', '--nnodes=2',
+        '--node_rank=1', '--master_addr=10.0.0.7', f'--nproc_per_node={gpus}',
+        '--master_port=29321', tool, 'a.py', '--x', '--launcher', 'pytorch']
+
+
+@pytest.mark.parametrize('script', ['train.sh', 'test.sh'])
+def test_one_process_ignores_the_torchrun_variables(script, tmp_path,
+                                                    fake_python):
+    p = run(REPO / script, 'a.py', cwd=tmp_path, PYTHON=str(fake_python),
+            GPUS='1', NNODES='1', NODE_RANK='0', PORT='29321')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[1:] == [
+        {'train.sh': 'tools/train.py', 'test.sh': 'tools/test_epochs.py'}[script],
+        'a.py']
+
+
+@pytest.fixture
+def fake_srun(tmp_path):
+    """srun printing its cwd, MEDFM_CALLER_DIR, MASTER_PORT, then one
+    argument a line; PATH with it first."""
+    bin_dir = tmp_path / 'bin'
+    _exe(bin_dir / 'srun', 'pwd; echo "$MEDFM_CALLER_DIR"; echo "$MASTER_PORT"'
+         '; printf "%s\\n" "$@"\n')
+    return f'{bin_dir}:{os.environ["PATH"]}'
+
+
+def _srun_env(**env):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS',
+                          'PORT', 'MASTER_PORT')}
+    return dict(clean, **env)
+
+
+def test_slurm_train_passes_mmpretrains_srun_options(tmp_path, fake_srun):
+    p = subprocess.run(
+        [BASH, REPO / 'slurm_train.sh', 'gpu', 'chest', 'cfgs/a.py', 'runs/a',
+         '--amp', '--cfg-options', 'x=1'], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, env=_srun_env(
+            PATH=fake_srun, GPUS='16', CPUS_PER_TASK='4', PYTHON='py3',
+            SRUN_ARGS='--qos=high --time=1:00:00', PORT='29444'))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        str(REPO), str(tmp_path), '29444', '-p', 'gpu', '--job-name=chest',
+        '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8',
+        '--cpus-per-task=4', '--kill-on-bad-exit=1', '--qos=high',
+        '--time=1:00:00', 'py3', '-u', 'tools/train.py', 'cfgs/a.py',
+        '--work-dir=runs/a', '--launcher', 'slurm', '--amp', '--cfg-options',
+        'x=1']
+
+
+@pytest.mark.parametrize('paths', [['runs/a'], ['cfgs/a.py', 'runs/a']])
+def test_slurm_test_takes_an_optional_config(paths, tmp_path, fake_srun):
+    p = subprocess.run(
+        [BASH, REPO / 'slurm_test.sh', 'gpu', 'eval', *paths, '--split', 'val'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=_srun_env(PATH=fake_srun, GPUS='2', MASTER_PORT='29555'))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        str(REPO), str(tmp_path), '29555', '-p', 'gpu', '--job-name=eval',
+        '--gres=gpu:2', '--ntasks=2', '--ntasks-per-node=2',
+        '--cpus-per-task=5', '--kill-on-bad-exit=1', 'python', '-u',
+        'tools/test_epochs.py', *paths, '--split', 'val', '--launcher', 'slurm']
+
+
+@pytest.mark.parametrize('script,args,usage', [
+    ('slurm_train.sh', ['p', 'j', 'c.py'],
+     'PARTITION JOB_NAME CONFIG WORK_DIR'),
+    ('slurm_test.sh', ['p', 'j'], 'PARTITION JOB_NAME [CONFIG] WORK_DIR')])
+def test_slurm_scripts_print_usage(script, args, usage, tmp_path, fake_srun):
+    p = subprocess.run([BASH, REPO / script, *args], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60,
+                       env=_srun_env(PATH=fake_srun))
+    assert p.returncode == 2
+    assert p.stderr.startswith(f'Usage: bash {script} {usage}')
+    for var in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS', 'PORT',
+                'PYTHON'):
+        assert var in p.stderr
+    assert p.stdout == ''  # srun was not started
 
 
 @pytest.mark.parametrize('script', ['train.sh', 'test.sh'])

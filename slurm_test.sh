@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Usage: bash slurm_test.sh PARTITION JOB_NAME [CONFIG] WORK_DIR [options of
+#        tools/test_epochs.py]   (what test.sh does, on Slurm)
+# Evaluates every epoch checkpoint of the run in WORK_DIR with srun on GPUS
+# GPUs (8), GPUS_PER_NODE a machine (GPUS, at most 8), one task a GPU with
+# CPUS_PER_TASK CPUs (5); SRUN_ARGS: more options of srun; PORT (or
+# MASTER_PORT): the port (29500); PYTHON: the interpreter. Paths given from
+# elsewhere are found from here too.
+set -euo pipefail
+if [ $# -lt 3 ]; then sed -n '2,8s/^# \{0,1\}//p' "$0" >&2; exit 2; fi
+export MEDFM_CALLER_DIR=$PWD
+cd "$(dirname "$0")"
+PARTITION=$1
+JOB_NAME=$2
+shift 2
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+SRUN_ARGS=${SRUN_ARGS:-}
+export MASTER_PORT=${MASTER_PORT:-${PORT:-29500}}  # read by mmengine
+# shellcheck disable=SC2086  # SRUN_ARGS: several options
+exec srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" \
+    --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" \
+    --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS} \
+    "${PYTHON:-python}" -u tools/test_epochs.py "$@" --launcher slurm

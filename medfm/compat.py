@@ -234,6 +234,29 @@ def _init_dist_pytorch(backend: str, init_backend: str = 'torch', **kwargs) -> N
     atexit.register(destroy_process_group)
 
 
+def _init_dist_slurm(backend: str, port: Optional[int] = None,
+                     init_backend: str = 'torch', **kwargs) -> None:
+    """mmengine's Slurm initialisation, which also works without a GPU.
+
+    mmengine reads the world from Slurm's variables (``SLURM_PROCID``,
+    ``SLURM_NTASKS``, ``SLURM_LOCALID``, the master from ``SLURM_NODELIST``
+    through ``scontrol``) and then calls ``torch.cuda.set_device``; on a
+    CPU-only machine that call is skipped and the group is started with gloo.
+    """
+    if torch.cuda.is_available():
+        _ORIGINAL['init_dist_slurm'](backend, port=port,
+                                     init_backend=init_backend, **kwargs)
+    else:
+        set_device = torch.cuda.set_device
+        torch.cuda.set_device = lambda device: None  # no GPU to choose
+        try:
+            _ORIGINAL['init_dist_slurm']('gloo', port=port,
+                                         init_backend=init_backend, **kwargs)
+        finally:
+            torch.cuda.set_device = set_device
+    atexit.register(destroy_process_group)
+
+
 def destroy_process_group() -> None:
     """Destroy the default process group, if there is one, and free what
     still holds it (at exit: before the interpreter tears down what gloo's
@@ -278,3 +301,6 @@ def apply() -> None:
     if 'init_dist_pytorch' not in _ORIGINAL:
         _ORIGINAL['init_dist_pytorch'] = dist_utils._init_dist_pytorch
         dist_utils._init_dist_pytorch = _init_dist_pytorch
+    if 'init_dist_slurm' not in _ORIGINAL:
+        _ORIGINAL['init_dist_slurm'] = dist_utils._init_dist_slurm
+        dist_utils._init_dist_slurm = _init_dist_slurm

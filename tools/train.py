@@ -77,9 +77,11 @@ def build_cfg(args: argparse.Namespace):
 def main(argv=None) -> None:
     cfg = build_cfg(parse_args(argv))
     run = RunDir(cfg.work_dir)
-    # one process of a multi-GPU run holds the folder for all of them
-    held = run.lock() if int(os.environ.get('RANK', 0)) == 0 \
-        else contextlib.nullcontext()
+    # one process of a multi-GPU run holds the folder for all of them (its
+    # rank, before the process group exists: torchrun's RANK, srun's
+    # SLURM_PROCID)
+    rank = os.environ.get('SLURM_PROCID' if cfg.launcher == 'slurm' else 'RANK', 0)
+    held = run.lock() if int(rank) == 0 else contextlib.nullcontext()
     try:
         with held:
             run.check_fresh(bool(cfg.get('resume')))

@@ -128,7 +128,9 @@ def resolve_schedule(cfg: Config, written_for: Optional[int] = None) -> None:
 CALLER_DIR = 'MEDFM_CALLER_DIR'
 #: what the wrappers' ``-h`` adds to the tools' options
 WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
-               'its port, default 29500); PYTHON: the interpreter.')
+               'its port, default 29500); several machines: NNODES, NODE_RANK, '
+               'MASTER_ADDR; PYTHON: the interpreter. Slurm: slurm_train.sh, '
+               'slurm_test.sh (docs/launch.md).')
 
 
 def load_eval_config(path: str, cfg_options: Optional[dict], run_dir: str,

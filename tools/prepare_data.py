@@ -23,6 +23,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='share of the training release held out for validation '
                    '(0.2 writes train_20/val_20; 0.3 train_30/val_30)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace lists in the output folder whose content '
+                   'would change (e.g. train_20/val_20 of an earlier run with '
+                   'another --seed, which runs may have trained on); without '
+                   'it such a rerun stops before writing anything')
     return p.parse_args(argv)
 
 
@@ -31,8 +36,10 @@ def main(argv=None) -> dict:
     out = args.out or f'data/MedFMC/{args.task}'
     try:
         counts = prepare_task(args.task, TASKS[args.task], args.train, out,
-                              args.val, args.val_ratio, args.seed)
-    except (ValueError, FileNotFoundError) as err:  # AnnotationError too
+                              args.val, args.val_ratio, args.seed,
+                              overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        # AnnotationError too
         raise SystemExit(f'error: {err}') from None
     for stem, n in counts.items():
         print(f'{out}/{stem}.txt: {n} images')

@@ -15,6 +15,12 @@ It reads three annotation formats, chosen by the file's extension:
   class, matched by name).
 * ``.json``: mmpretrain's ``{"metainfo": ..., "data_list": ...}``.
 
+Annotation files are read as UTF-8 (a UTF-8 byte order mark is fine); a file
+in another encoding (UTF-16, Latin-1) stops naming the file, the line and
+the byte. Labels are the ASCII digits ``0``/``1`` (and ASCII class indices):
+Unicode digits (``²``, Arabic ``١``) are refused, not read as numbers. An
+image listed twice with different labels stops, naming both places.
+
 Pickle files (``.pkl``, ``.pickle``, or any file that starts with a pickle
 protocol 2-5 header) are refused: unpickling runs whatever code the file
 names, and an annotation file is data that may come from anyone.
@@ -38,7 +44,6 @@ import os
 import os.path as osp
 import re
 import warnings
-from collections import Counter
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmpretrain.datasets import BaseDataset
@@ -47,6 +52,13 @@ IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 #: annotation files that are refused, never unpickled
 PICKLE_EXTENSIONS = ('.pkl', '.pickle')
 Label = Union[int, List[int], None]
+#: one listed image: file name, label, where in the annotation file
+Sample = Tuple[str, Label, str]
+#: the only digits labels are written with (str.isdigit() and int() also
+#: take Unicode digits: '\u00b2', '\u0661')
+_ASCII_INDEX = re.compile(r'[0-9]+')
+#: a CSV label cell: 0 or 1 (as pandas writes a float column: 1.0)
+_CSV_BINARY = re.compile(r'([01])(\.0*)?')
 
 
 class AnnotationError(ValueError):
@@ -95,6 +107,53 @@ def outside_folder(name: str, folder: str) -> Optional[str]:
     return None if inside else full
 
 
+def decode_text(data: bytes, path: str) -> str:
+    r"""An annotation file's bytes as text: UTF-8, with or without a byte
+    order mark.
+
+    Args:
+        data (bytes): The file's bytes.
+        path (str): Its name, for error messages.
+
+    Returns:
+        str: The text, without the byte order mark.
+
+    Raises:
+        AnnotationError: The bytes are not UTF-8 text (UTF-16, Latin-1,
+            binary); the message names the line and byte.
+
+    Examples:
+        >>> decode_text('\ufeffa.png 1\n'.encode('utf-8'), 'x.txt')
+        'a.png 1\n'
+        >>> decode_text(b'a.png 1\n\xe9.png 0\n', 'x.txt')  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        medfm.datasets.base.AnnotationError: x.txt, line 2 (byte 8): not UTF-8 ...
+    """
+    advice = ('annotation files are read as UTF-8: save it as UTF-8 (a UTF-8 '
+              'byte order mark is fine), e.g. iconv -f <its encoding> -t '
+              'UTF-8, or "CSV UTF-8" in a spreadsheet')
+    if data.startswith((b'\xff\xfe', b'\xfe\xff')):
+        raise AnnotationError(
+            f'{path}: UTF-16 text (it starts with a UTF-16 byte order mark); '
+            + advice)
+    if b'\x00' in data:  # UTF-16 without a byte order mark, or binary
+        line = data.count(b'\n', 0, data.index(b'\x00')) + 1
+        raise AnnotationError(
+            f'{path}, line {line}: holds NUL bytes (UTF-16 text without a '
+            'byte order mark, or not text); ' + advice)
+    try:
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError as err:
+        line = data.count(b'\n', 0, err.start) + 1
+        byte = data[err.start]
+        raise AnnotationError(
+            f'{path}, line {line} (byte {err.start}): not UTF-8 text (byte '
+            f'0x{byte:02x}, {bytes([byte]).decode("cp1252", "replace")!r} in '
+            'Windows-1252/Latin-1); ' + advice) from None
+    return text
+
+
 def _norm(name: str) -> str:
     """Normalise a class or column name for matching."""
     return re.sub(r'[\s\-]+', '_', str(name).strip().lower())
@@ -104,6 +163,15 @@ def _is_id(column: str) -> bool:
     """An image, study, slide or patient id column (not a label)."""
     return re.search(r'(^|_)(id|img|image|file_?name|img_path|study|slide|'
                      r'patient|case|subject)(_|$)', _norm(column)) is not None
+
+
+def _unicode_digits(text: str) -> str:
+    """A hint for labels written with non-ASCII digits ('' if none)."""
+    odd = sorted({c for c in text if c.isdigit() and c not in '0123456789'})
+    if not odd:
+        return ''
+    return (f' ({", ".join(map(repr, odd))}: not the ASCII digits 0-9, which '
+            'are the only ones labels are written with)')
 
 
 def parse_ann_line(line: str, num_classes: int,
@@ -122,7 +190,8 @@ def parse_ann_line(line: str, num_classes: int,
         (single-label), or None for a line that is a file name only.
 
     Raises:
-        AnnotationError: The labels are malformed.
+        AnnotationError: The labels are malformed (labels are the ASCII
+            digits: a Unicode digit such as ``'\u0661'`` is refused).
 
     Examples:
         >>> parse_ann_line('a b.png 1', 2, False)
@@ -152,17 +221,18 @@ def parse_ann_line(line: str, num_classes: int,
         if any(v not in ('0', '1') for v in values):
             raise AnnotationError(
                 f'labels must be 0 or 1, found {" ".join(values)!r} '
-                f'(expected {num_classes} labels after the file name)')
+                f'(expected {num_classes} labels after the file name)'
+                + _unicode_digits(''.join(values)))
         label: Label = [i for i, v in enumerate(values) if v == '1']
     else:
         parts = line.rsplit(None, 1)
         if len(parts) != 2:
             raise AnnotationError('expected a file name and a class index')
         name, value = parts
-        if not value.isdigit() or int(value) >= num_classes:
+        if not _ASCII_INDEX.fullmatch(value) or int(value) >= num_classes:
             raise AnnotationError(
                 f'class index must be an integer in [0, {num_classes - 1}], '
-                f'found {value!r}')
+                f'found {value!r}' + _unicode_digits(value))
         label = int(value)
     name = name.rstrip()
     if not name:
@@ -268,16 +338,16 @@ class MedFMCDataset(BaseDataset):
             samples = self._read_list()
         if not samples:
             raise AnnotationError(f'{self.ann_file}: no images listed')
-        unlabelled = [name for name, label in samples if label is None]
+        unlabelled = [name for name, label, _ in samples if label is None]
         if 0 < len(unlabelled) < len(samples):
             raise AnnotationError(
                 f'{self.ann_file}: {len(unlabelled)} of {len(samples)} images '
                 f'have no labels, e.g. {unlabelled[:3]}; a list is either '
                 'labelled or not')
-        self._warn_duplicates([name for name, _ in samples])
+        self._check_duplicates(samples)
 
         data_list = []
-        for name, label in samples:
+        for name, label, _ in samples:
             info = dict(img_path=osp.join(self.img_prefix, name))
             if label is not None:
                 info['gt_label'] = label
@@ -286,74 +356,130 @@ class MedFMCDataset(BaseDataset):
             self._check_images(data_list)
         return data_list
 
-    def _read_list(self) -> List[Tuple[str, Label]]:
+    def _read_text(self) -> str:
+        """The annotation file as text (UTF-8; see :func:`decode_text`)."""
+        with open(self.ann_file, 'rb') as f:
+            return decode_text(f.read(), self.ann_file)
+
+    def _read_list(self) -> List[Sample]:
         num_classes, multi = len(self.CLASSES), self.multi_label
         samples = []
-        with open(self.ann_file, encoding='utf-8-sig') as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    samples.append(parse_ann_line(line, num_classes, multi))
-                except AnnotationError as err:
-                    raise AnnotationError(
-                        f'{self.ann_file}, line {lineno}: {err}: '
-                        f'{line.rstrip()!r}') from None
-                self._check_inside(samples[-1][0], f'line {lineno}')
+        # split on line ends only ('\n', '\r\n', '\r'), as open() does
+        # (str.splitlines also splits on '\x85', '\u2028', ...)
+        text = self._read_text().replace('\r\n', '\n').replace('\r', '\n')
+        lines = text.split('\n')
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                name, label = parse_ann_line(line, num_classes, multi)
+            except AnnotationError as err:
+                raise AnnotationError(
+                    f'{self.ann_file}, line {lineno}: {err}: '
+                    f'{line.rstrip()!r}') from None
+            self._check_inside(name, f'line {lineno}')
+            samples.append((name, label, f'line {lineno}'))
         return samples
 
-    def _read_csv(self) -> List[Tuple[str, Label]]:
+    def _read_csv(self) -> List[Sample]:
+        import io
+
         import pandas as pd
-        header = pd.read_csv(self.ann_file, encoding='utf-8-sig', nrows=0)
-        columns = {_norm(c): c for c in header.columns}
+        text = self._read_text()
+        if not text.strip():
+            raise AnnotationError(
+                f'{self.ann_file}: an empty file; a CSV starts with a header '
+                'line (img_id and one column per class)')
+        try:
+            # every cell as written ('00123' stays an id, 'True' a string),
+            # only an empty cell is missing; blank lines kept, then dropped
+            # here, so that row numbers are lines
+            df = pd.read_csv(io.StringIO(text), dtype=str,
+                             keep_default_na=False, na_values=[''],
+                             skip_blank_lines=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise AnnotationError(
+                f'{self.ann_file}: not a CSV file pandas can read: '
+                f'{str(err).strip()}') from None
+        columns = {_norm(c): c for c in df.columns}
         img_col = next((columns[k] for k in ('img_id', 'image', 'img_path',
                                              'filename', 'file_name')
                         if k in columns), None)
         if img_col is None:
             raise AnnotationError(
                 f'{self.ann_file}: no image column (img_id); columns found: '
-                f'{list(header.columns)}')
-        # ids as written: '00123' must not become 123
-        text = [c for c in header.columns if c == img_col or _is_id(c)]
-        # blank lines kept, then dropped here, so that row numbers are lines
-        df = pd.read_csv(self.ann_file, encoding='utf-8-sig',
-                         dtype={c: str for c in text}, skip_blank_lines=False)
-        df = df.dropna(how='all')
+                f'{list(df.columns)}')
+        blank = df.apply(lambda col: col.isna() | (col.str.strip() == '')
+                         ).all(axis=1)
+        df = df[~blank]
         lines = [int(i) + 2 for i in df.index]  # line 1 is the header
-        empty = df[img_col].isna().to_numpy()
-        if empty.any():
+        ids = df[img_col].fillna('').str.strip().tolist()
+        if '' in ids:
             raise AnnotationError(
-                f'{self.ann_file}, line {lines[int(empty.argmax())]}: no image '
+                f'{self.ann_file}, line {lines[ids.index("")]}: no image '
                 f'id in column {img_col!r}')
         names = [n if n.lower().endswith(IMG_EXTENSIONS) else f'{n}.png'
-                 for n in df[img_col].astype(str).str.strip()]
+                 for n in ids]
         for row, name in zip(lines, names):
             self._check_inside(name, f'line {row}, column {img_col!r}')
-        matrix = self._csv_label_matrix(df, columns)
-        if matrix is None:
-            return [(n, None) for n in names]
+        kind, label_cols = self._csv_label_columns(df, columns)
+        if kind is None:
+            return [(n, None, f'line {row}') for row, n in zip(lines, names)]
+        cells = df[label_cols].values.tolist()
         samples = []
-        for row, name, values in zip(lines, names, matrix):
-            bad = [v for v in values if v not in (0, 1)]
-            if bad:
-                raise AnnotationError(
-                    f'{self.ann_file}, line {row}: labels must be 0 or 1, '
-                    f'found {bad[0]!r}')
+        for row, name, raw in zip(lines, names, cells):
+            where = f'{self.ann_file}, line {row}'
+            if kind == 'index':
+                samples.append((name, self._csv_index(raw[0], label_cols[0],
+                                                      where), f'line {row}'))
+                continue
+            values = [self._csv_binary(v, c, where)
+                      for v, c in zip(raw, label_cols)]
             if self.multi_label:
-                samples.append(
-                    (name, [i for i, v in enumerate(values) if v == 1]))
-            elif len(values) == 1:  # one column for the positive class
-                samples.append((name, int(values[0])))
+                label: Label = [i for i, v in enumerate(values) if v == 1]
+            elif kind == 'positive':  # one column for the positive class
+                label = values[0]
             elif sum(values) != 1:
                 raise AnnotationError(
-                    f'{self.ann_file}, line {row}: exactly one class column '
-                    f'must be 1 for a single-label task, found {values}')
+                    f'{where}: exactly one class column must be 1 for a '
+                    f'single-label task, found {values}')
             else:
-                samples.append((name, list(values).index(1)))
+                label = values.index(1)
+            samples.append((name, label, f'line {row}'))
         return samples
 
-    def _csv_label_matrix(self, df, columns: dict) -> Optional[list]:
-        """The 0/1 class columns of a CSV, in class order (None if absent)."""
+    @staticmethod
+    def _csv_binary(cell, column: str, where: str) -> int:
+        """A CSV label cell: ASCII 0 or 1 (1.0 as pandas writes floats)."""
+        text = '' if not isinstance(cell, str) else cell.strip()
+        match = _CSV_BINARY.fullmatch(text)
+        if match is None:
+            found = 'an empty cell' if not text else repr(cell)
+            raise AnnotationError(
+                f'{where}: labels must be 0 or 1, found {found} in column '
+                f'{column!r}')
+        return int(match.group(1))
+
+    def _csv_index(self, cell, column: str, where: str) -> int:
+        """A CSV class-index cell (a ``label`` column): ASCII digits."""
+        text = '' if not isinstance(cell, str) else cell.strip()
+        n = len(self.CLASSES)
+        if not _ASCII_INDEX.fullmatch(text) or int(text) >= n:
+            found = 'an empty cell' if not text else repr(cell)
+            raise AnnotationError(
+                f'{where}: class index must be an integer in [0, {n - 1}], '
+                f'found {found} in column {column!r}')
+        return int(text)
+
+    def _csv_label_columns(self, df, columns: dict):
+        """Which columns of a CSV hold the labels, and how.
+
+        Returns:
+            tuple: ``('binary', [one 0/1 column per class, in class
+            order])``, ``('positive', [the last class's 0/1 column])``
+            (single-label), ``('index', ['label'])`` (single-label: the class
+            index), or ``(None, [])`` for ids only (unlabelled).
+        """
         classes = [_norm(c) for c in self.CLASSES]
         found = [c for c in classes if c in columns]
         other = [c for c in df.columns if not _is_id(c) and _norm(c) not in
@@ -362,26 +488,25 @@ class MedFMCDataset(BaseDataset):
             warnings.warn(f'{self.ann_file}: columns {other} are neither ids '
                           f'nor classes of {type(self).__name__}: ignored')
         if len(found) == len(classes):
-            return df[[columns[c] for c in classes]].values.tolist()
+            return 'binary', [columns[c] for c in classes]
         if not self.multi_label and not found and 'label' in columns:
-            return [[1 if v == i else 0 for i in range(len(classes))]
-                    for v in df[columns['label']].tolist()]
+            return 'index', [columns['label']]
         if not self.multi_label and found == classes[-1:]:
-            return df[[columns[found[0]]]].values.tolist()
+            return 'positive', [columns[found[0]]]
         if not found and all(_is_id(c) for c in df.columns):
-            return None  # names only, and perhaps a study id: unlabelled
+            return None, []  # names only, and perhaps a study id: unlabelled
         raise AnnotationError(
             f'{self.ann_file}: class columns do not match the classes of '
             f'{type(self).__name__}; missing {sorted(set(classes) - set(found))},'
             f' columns found: {list(df.columns)}')
 
-    def _read_mm_format(self) -> List[Tuple[str, Label]]:
+    def _read_mm_format(self) -> List[Sample]:
         # json itself, not mmengine.load, which picks its reader (pickle
         # among them) by the file's extension
+        text = self._read_text()
         try:
-            with open(self.ann_file, encoding='utf-8-sig') as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
             raise AnnotationError(
                 f'{self.ann_file}: not a JSON file ({err})') from None
         if not isinstance(data, dict) or 'data_list' not in data:
@@ -407,8 +532,8 @@ class MedFMCDataset(BaseDataset):
                     f'string, found {name!r}')
             self._check_inside(name, f'data_list[{i}]')
             indices = [label] if isinstance(label, int) else (label or [])
-            if any(not isinstance(j, int) or not 0 <= j < len(self.CLASSES)
-                   for j in indices):
+            if any(not isinstance(j, int) or isinstance(j, bool)
+                   or not 0 <= j < len(self.CLASSES) for j in indices):
                 raise AnnotationError(
                     f'{self.ann_file}: data_list[{i}] ({name}): gt_label '
                     f'{label!r} out of range for {len(self.CLASSES)} classes')
@@ -424,7 +549,7 @@ class MedFMCDataset(BaseDataset):
                     raise AnnotationError(
                         f'{where}: a single-label task takes one class index')
                 label = indices[0]
-            samples.append((name, label))
+            samples.append((name, label, f'data_list[{i}]'))
         return samples
 
     # ---------------------------------------------------------------- checks
@@ -444,8 +569,36 @@ class MedFMCDataset(BaseDataset):
                 'data_root/data_prefix. If that is intended, build the '
                 'dataset with allow_outside_data_root=True')
 
-    def _warn_duplicates(self, names: Sequence[str]) -> None:
-        dups = [n for n, c in Counter(names).items() if c > 1]
+    def _describe(self, label: Label) -> str:
+        """A label as class indices and names, for messages."""
+        if isinstance(label, int):
+            return f'{label} ({self.CLASSES[label]})'
+        return '[' + ', '.join(f'{i} ({self.CLASSES[i]})' for i in label) + ']'
+
+    def _check_duplicates(self, samples: Sequence[Sample]) -> None:
+        """Stop at an image listed twice with different labels, naming both
+        places; warn about images listed twice alike (they are kept)."""
+        first = {}
+        conflicts, dups = [], []
+        for name, label, where in samples:
+            if name not in first:
+                first[name] = (label, where)
+                continue
+            if name not in dups:
+                dups.append(name)
+            if first[name][0] != label:
+                conflicts.append((name, first[name], (label, where)))
+        if conflicts:
+            name, (a, at_a), (b, at_b) = conflicts[0]
+            more = {c[0] for c in conflicts} - {name}
+            raise AnnotationError(
+                f'{self.ann_file}: image {name!r} is listed with different '
+                f'labels: {at_a}: {self._describe(a)}; {at_b}: '
+                f'{self._describe(b)}'
+                + (f' ({len(more)} more image(s) too, e.g. '
+                   f'{sorted(more)[:3]})' if more else '')
+                + '; an image has one set of labels: correct the list or '
+                'remove one of the lines')
         if dups:
             warnings.warn(
                 f'{self.ann_file}: {len(dups)} image(s) listed more than once, '

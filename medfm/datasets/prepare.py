@@ -11,16 +11,23 @@ writes the baseline's list format plus mmpretrain's JSON:
   labels and keeping a patient's (endo) or slide's (colon) images on one side;
 * ``test_WithLabel.txt`` / ``test_WithoutLabel.txt``: the official
   validation set, which serves as the labelled test set.
+
+A rerun that would change a list already in the output folder (another
+``--seed`` or ``--val-ratio``, another release) stops before anything is
+written, naming the files: runs may have trained on them. ``overwrite=True``
+(``prepare_data.py --overwrite``) replaces them; a rerun that writes the same
+lists passes.
 """
 from __future__ import annotations
 
+import json
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..utils.io import atomic_write, write_json
+from ..utils.io import atomic_write
 from .medfmc import format_ann_line, group_of
 from .stats import label_matrix
 
@@ -72,17 +79,47 @@ def stratified_group_split(labels: np.ndarray, groups: Sequence[str],
     return side[inverse] == 1
 
 
-def write_split(out_dir: str, stem: str, task: str, names: Sequence[str],
-                labels: np.ndarray, classes: Sequence[str]) -> None:
-    """Write ``<stem>.txt`` (baseline list) and ``<stem>.json`` (mmpretrain)."""
-    with atomic_write(osp.join(out_dir, f'{stem}.txt'), encoding='utf-8') as f:
-        f.writelines(format_ann_line(task, n, y) + '\n' for n, y in zip(names, labels))
+def render_split(stem: str, task: str, names: Sequence[str],
+                 labels: np.ndarray, classes: Sequence[str]) -> Dict[str, str]:
+    """The text of ``<stem>.txt`` (baseline list) and ``<stem>.json``
+    (mmpretrain), by file name."""
     multi = task != 'colon'
-    write_json(osp.join(out_dir, f'{stem}.json'), dict(
+    data = dict(
         metainfo=dict(classes=list(classes)),
         data_list=[dict(img_path=n, gt_label=np.flatnonzero(y).tolist()
                         if multi else int(np.argmax(y)))
-                   for n, y in zip(names, labels)]))
+                   for n, y in zip(names, labels)])
+    return {
+        f'{stem}.txt': ''.join(format_ann_line(task, n, y) + '\n'
+                               for n, y in zip(names, labels)),
+        # as medfm.utils.io.write_json writes it
+        f'{stem}.json': json.dumps(data, indent=2, default=float)}
+
+
+def write_split(out_dir: str, stem: str, task: str, names: Sequence[str],
+                labels: np.ndarray, classes: Sequence[str]) -> None:
+    """Write ``<stem>.txt`` (baseline list) and ``<stem>.json`` (mmpretrain)."""
+    for name, text in render_split(stem, task, names, labels, classes).items():
+        with atomic_write(osp.join(out_dir, name), encoding='utf-8') as f:
+            f.write(text)
+
+
+def changed_files(out_dir: str, files: Dict[str, str]) -> List[str]:
+    """The files of ``files`` (name -> text) that exist in ``out_dir`` with
+    other content."""
+    changed = []
+    for name, text in files.items():
+        path = osp.join(out_dir, name)
+        if not osp.lexists(path):
+            continue
+        try:
+            with open(path, 'rb') as f:
+                same = f.read() == text.encode('utf-8')
+        except OSError:
+            same = False
+        if not same:
+            changed.append(name)
+    return changed
 
 
 def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
@@ -98,7 +135,7 @@ def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
 
 def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
                  val_dir: Optional[str] = None, val_ratio: float = 0.2,
-                 seed: int = 0) -> Dict[str, int]:
+                 seed: int = 0, overwrite: bool = False) -> Dict[str, int]:
     """Convert one task of the official release.
 
     Args:
@@ -110,9 +147,18 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
         val_dir (str, optional): ``MedFMC_val/<task>``; becomes the test set.
         val_ratio (float): Validation share of the training set.
         seed (int): Split seed.
+        overwrite (bool): Replace lists in ``out_dir`` whose content would
+            change. Defaults to False: such lists stop the run before
+            anything is written.
 
     Returns:
         dict: Number of images per written list.
+
+    Raises:
+        FileExistsError: A list exists with other content and ``overwrite``
+            is False.
+        ValueError: A bad ``val_ratio``, or an image in both the training
+            and the validation release.
     """
     if not 0 < val_ratio < 1:
         raise ValueError(f'val_ratio must be between 0 and 1, got {val_ratio}')
@@ -130,23 +176,35 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
                 f'{len(both)} image names are in both {task}_train.csv and '
                 f'{task}_val.csv, e.g. {both[:3]}; the official validation set '
                 'is the test set here and must not share images with training')
-    _link_images(names, osp.join(train_dir, 'images'), osp.join(out_dir, 'images'))
     classes = train.CLASSES
-    write_split(out_dir, 'trainval', task, names, y, classes)
+    files = render_split('trainval', task, names, y, classes)
     is_val = stratified_group_split(y, [group_of(task, n) for n in names],
                                     val_ratio, seed)
     pct = round(100 * val_ratio)  # train_20/val_20: 20% held out
     for stem, mask in ((f'train_{pct}', ~is_val), (f'val_{pct}', is_val)):
-        write_split(out_dir, stem, task, [n for n, m in zip(names, mask) if m],
-                    y[mask], classes)
+        files.update(render_split(
+            stem, task, [n for n, m in zip(names, mask) if m], y[mask],
+            classes))
         counts[stem] = int(mask.sum())
     counts['trainval'] = len(names)
     if test is not None:
+        files.update(render_split('test_WithLabel', task, test_names,
+                                  label_matrix(test), classes))
+        files['test_WithoutLabel.txt'] = ''.join(n + '\n' for n in test_names)
+        counts['test_WithLabel'] = len(test_names)
+    changed = changed_files(out_dir, files)
+    if changed and not overwrite:  # checked before anything is written
+        raise FileExistsError(
+            f'{len(changed)} file(s) in {out_dir} exist with other content '
+            f'and would be replaced: {", ".join(changed)} (written by an '
+            'earlier run with another --seed or --val-ratio, or from another '
+            'release?). Runs may have trained on them: choose another --out, '
+            'or replace them on purpose with --overwrite')
+    _link_images(names, osp.join(train_dir, 'images'), osp.join(out_dir, 'images'))
+    if test is not None:
         _link_images(test_names, osp.join(val_dir, 'images'),
                      osp.join(out_dir, 'images'))
-        write_split(out_dir, 'test_WithLabel', task, test_names, label_matrix(test),
-                    classes)
-        with atomic_write(osp.join(out_dir, 'test_WithoutLabel.txt')) as f:
-            f.writelines(n + '\n' for n in test_names)
-        counts['test_WithLabel'] = len(test_names)
+    for name, text in files.items():
+        with atomic_write(osp.join(out_dir, name), encoding='utf-8') as f:
+            f.write(text)
     return counts

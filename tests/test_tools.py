@@ -16,11 +16,12 @@ from medfm.datasets.stats import label_matrix
 
 @pytest.mark.parametrize('task,cls', [('chest', ChestDR), ('colon', ColonPath),
                                       ('endo', Endo)])
-def test_prepare_data(task, cls, demo_root, tmp_path):
+def test_prepare_data(task, cls, demo_root, tmp_path, capsys):
     import prepare_data
     out = tmp_path / task
     prepare_data.main([task, '--train', f'{demo_root}/{task}', '--val',
                        f'{demo_root}/{task}', '--out', str(out)])
+    assert f'linking images into {out}/images: ' in capsys.readouterr().err
     trainval = cls(ann_file='trainval.txt', data_root=str(out))
     train = cls(ann_file='train_20.txt', data_root=str(out))
     val = cls(ann_file='val_20.json', data_root=str(out))

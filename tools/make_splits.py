@@ -22,6 +22,7 @@ from medfm.datasets.splits import (
     load_pool,
     write_splits,
 )
+from medfm.utils.progress import track
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,7 +54,7 @@ def main(argv=None) -> list:
     print(f'{args.task}: pool of {len(pool.names)} images from '
           f'{len(set(pool.groups))} {TASKS[args.task].SHOT_UNIT}s; wrote {len(files)} '
           f'files to {out}')
-    for train in files[::2]:
+    for train in track(files[::2], 'checking the splits'):
         report = check_split(args.task, train, find_val(train))
         print(report.format())
     return files

@@ -31,8 +31,6 @@ import hashlib
 import json
 import os
 import os.path as osp
-import sys
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -43,6 +41,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
 from ..utils.io import atomic_write
+from ..utils.progress import track
 from .transforms import DecoderMessages, check_decoder_messages, put_image
 
 INDEX = 'index.json'
@@ -255,7 +254,7 @@ def build_image_cache(sources: Iterable[str],
             decodes the images here too. Defaults to
             ``dict(type='LoadImageFromFile')``.
         workers (int): Worker processes; 0 uses every CPU.
-        progress (bool): Print a line at every tenth of the images decoded.
+        progress (bool): Show progress (:func:`medfm.utils.progress.track`).
 
     Returns:
         dict: ``written``, ``kept``, ``failed`` (messages) and ``total``.
@@ -285,18 +284,11 @@ def build_image_cache(sources: Iterable[str],
         todo.append((src, cache_dir, short_side, loader))
     failed = []
     workers = workers or (os.cpu_count() or 1)
-    t0 = time.time()
-    step = max(1, len(todo) // 10)
 
     def collect(done: Iterable[tuple]) -> List[tuple]:
-        results = []
-        for i, result in enumerate(done, 1):
-            results.append(result)
-            if progress and (i % step == 0 or i == len(todo)):
-                print(f'image cache: {i}/{len(todo)} decoded '
-                      f'({100 * i // len(todo)}%, {time.time() - t0:.0f} s)',
-                      file=sys.stdout, flush=True)
-        return results
+        if progress:
+            done = track(done, 'image cache: decoding', total=len(todo))
+        return list(done)
 
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(workers) as pool:  # results come in order

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..utils.io import atomic_write
+from ..utils.progress import track
 from .medfmc import format_ann_line, group_of
 from .stats import label_matrix
 
@@ -124,7 +125,7 @@ def changed_files(out_dir: str, files: Dict[str, str]) -> List[str]:
 
 def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
     os.makedirs(dst_dir, exist_ok=True)
-    for name in names:
+    for name in track(names, f'linking images into {dst_dir}'):
         dst = osp.join(dst_dir, name)
         src = osp.abspath(osp.join(src_dir, name))
         if osp.islink(dst) and os.readlink(dst) != src:

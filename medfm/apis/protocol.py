@@ -9,16 +9,30 @@
   per image, in list order, the file name then one score per class with 8
   decimals, no header, in ``result/exp<k>/<task>_<N>-shot_submission.csv``,
   from the scores of :func:`medfm.apis.inference.predict_list`.
+* :func:`protocol_job` is one experiment as a job (train and test, then its
+  submission file); :func:`run_inprocess`, :func:`run_local` (concurrent
+  processes, one per listed device) and :func:`run_submitit` (one Slurm job
+  each) run a list of them and yield each :class:`Outcome` as it finishes.
+* :func:`write_grid_summary` is the table of a grid of tasks x shots: mean ±
+  std per setting and the challenge's overall score.
 """
 from __future__ import annotations
 
 import copy
 import gc
+import json
+import logging
 import math
 import os
 import os.path as osp
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from typing import Dict, Optional, Sequence, Tuple
+import traceback
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,6 +44,7 @@ from ..datasets import task_of_config
 from ..datasets.splits import split_file_name
 from ..models import count_parameters
 from ..utils import atomic_write, innermost, write_csv
+from .inference import predict_list
 from .runs import RunDir
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
@@ -127,6 +142,267 @@ def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
     return row
 
 
+# ---------------------------------------------------------------------- jobs
+def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
+                 predict: Optional[Dict[str, str]] = None,
+                 row: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """One experiment as a job: train and test it, then its submission file.
+
+    The same function runs in this process, in a process of its own
+    (:func:`run_local`) or in a Slurm job (:func:`run_submitit`, which
+    pickles it: it stays a module-level function). The run folder is held
+    (:meth:`RunDir.lock`) while it trains.
+
+    Args:
+        cfg (Config): The experiment's config (:func:`experiment_config`;
+            ``resume`` set to continue an interrupted run).
+        exp (int): Experiment number.
+        checkpoint (str): ``'best'`` or ``'last'``.
+        predict (dict, optional): ``ann_file`` (unlabelled list) and ``path``
+            (submission file): also write the submission file, unless the
+            row names one that exists.
+        row (dict, optional): The row of an experiment finished earlier: not
+            trained again (only its submission file is written).
+
+    Returns:
+        dict: ``exp`` and :func:`run_experiment`'s row, with ``start_time``
+        and ``end_time`` (seconds since the epoch) and ``pid`` of the
+        training, and ``submission`` when written.
+    """
+    if row is None:
+        start = time.time()
+        with RunDir(cfg.work_dir).lock():
+            row = dict(exp=exp, **run_experiment(cfg, checkpoint))
+        row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
+                   pid=os.getpid())
+    else:
+        row = dict(row)
+    if predict and not osp.isfile(str(row.get('submission', ''))):
+        names, scores = predict_list(cfg, str(row['checkpoint']),
+                                     predict['ann_file'])
+        row['submission'] = write_submission(predict['path'], names, scores)
+    return row
+
+
+class Job(NamedTuple):
+    """An experiment to run: :func:`protocol_job`'s keyword arguments.
+
+    Attributes:
+        name (str): How reports name it (``endo 1-shot exp2``).
+        kwargs (dict): For :func:`protocol_job`.
+        log (str): Where :func:`run_local` writes the process's output.
+    """
+    name: str
+    kwargs: dict
+    log: str
+
+
+class Outcome(NamedTuple):
+    """A finished :class:`Job`: its row, or why it failed and its log."""
+    job: Job
+    row: Optional[Dict[str, object]]
+    error: Optional[str] = None
+    log: Optional[str] = None
+
+
+def run_inprocess(jobs: Sequence[Job]) -> Iterator[Outcome]:
+    """Run the jobs one after another in this process; a job that raises is
+    reported (its traceback logged) and the next one runs."""
+    for job in jobs:
+        try:
+            row = protocol_job(**job.kwargs)
+        except Exception as err:  # reported; the others still run
+            print_log(f'{job.name}:\n{traceback.format_exc()}',
+                      logger='current', level=logging.ERROR)
+            yield Outcome(job, None, f'{type(err).__name__}: {err}',
+                          job.kwargs['cfg'].work_dir)
+        else:
+            yield Outcome(job, row)
+
+
+#: the command of a :func:`run_local` process (the job's file follows)
+_JOB_COMMAND = 'from medfm.apis.protocol import job_main; job_main()'
+
+
+def job_main() -> None:
+    """Entry of a :func:`run_local` process: the last argument is the job,
+    a pickled ``dict(kwargs=..., result=...)`` that the parent wrote in its
+    private temporary folder; the row goes as JSON to ``result``."""
+    with open(sys.argv[-1], 'rb') as f:
+        spec = pickle.load(f)
+    row = protocol_job(**spec['kwargs'])
+    with atomic_write(spec['result'], encoding='utf-8') as f:
+        json.dump(row, f, default=float)
+
+
+def device_env(device: str) -> Dict[str, str]:
+    """The environment of a process that may use one device: ``'cpu'`` (no
+    GPU visible) or a GPU index (``CUDA_VISIBLE_DEVICES``), counted among
+    the GPUs this process sees (its own ``CUDA_VISIBLE_DEVICES``, if set).
+
+    Examples:
+        >>> device_env('cpu')
+        {'CUDA_VISIBLE_DEVICES': ''}
+    """
+    if device == 'cpu':
+        return {'CUDA_VISIBLE_DEVICES': ''}
+    if not device.isdigit():
+        raise ValueError(f'device {device!r}: a GPU index (0, 1, ...) or cpu')
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES', '').strip()
+    if visible:
+        ids = [v.strip() for v in visible.split(',')]
+        if int(device) >= len(ids):
+            raise ValueError(f'GPU {device}: CUDA_VISIBLE_DEVICES={visible} '
+                             f'shows {len(ids)} GPU(s)')
+        device = ids[int(device)]
+    return {'CUDA_VISIBLE_DEVICES': device}
+
+
+def last_line(path: str) -> str:
+    """The last non-empty line of a log (a traceback's exception)."""
+    try:
+        with open(path, 'rb') as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            lines = f.read().decode('utf-8', 'replace').splitlines()
+    except OSError:
+        return ''
+    return next((line.strip() for line in reversed(lines) if line.strip()), '')
+
+
+def run_local(jobs: Sequence[Job], devices: Sequence[str], poll: float = 0.2,
+              command: Optional[Sequence[str]] = None) -> Iterator[Outcome]:
+    """Run the jobs concurrently, each in a process of its own, at most one
+    per entry of ``devices`` at a time, and yield each as it finishes.
+
+    Each process sees only its device (``CUDA_VISIBLE_DEVICES``; ``'cpu'``:
+    none) and writes its output to ``job.log`` (appended). A failed job is
+    yielded with its log's last line; the others go on. Processes still
+    running when the caller stops iterating are terminated.
+
+    Args:
+        jobs (Sequence[Job]): The jobs, started in this order.
+        devices (Sequence[str]): ``'0'``, ``'1'``, ... or ``'cpu'``; a device
+            listed twice takes two jobs at once.
+        poll (float): Seconds between two looks at the processes.
+        command (Sequence[str], optional): The processes' command (default:
+            this Python running :func:`job_main`), given one more argument:
+            a file holding ``dict(kwargs=..., result=...)`` pickled; it
+            writes the row as JSON to ``result``.
+    """
+    command = list(command or [sys.executable, '-c', _JOB_COMMAND])
+    envs = [device_env(d) for d in devices]  # refuse a bad name up front
+    pending = list(jobs)
+    started = 0
+    running: Dict[int, tuple] = {}  # slot -> (job, process, result, log file)
+    tmp = tempfile.mkdtemp(prefix='medfm-protocol-')
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    pythonpath = os.pathsep.join(  # the children import this very medfm
+        p for p in (root, os.environ.get('PYTHONPATH')) if p)
+    try:
+        while pending or running:
+            for slot, device in enumerate(devices):
+                if slot in running or not pending:
+                    continue
+                job = pending.pop(0)
+                started += 1
+                result = osp.join(tmp, f'job{started}.json')
+                spec = osp.join(tmp, f'job{started}.pkl')
+                with open(spec, 'wb') as f:
+                    pickle.dump(dict(kwargs=job.kwargs, result=result), f)
+                os.makedirs(osp.dirname(osp.abspath(job.log)), exist_ok=True)
+                log = open(job.log, 'ab')
+                log.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} {job.name} '
+                          f'on {device}\n'.encode())
+                log.flush()
+                proc = subprocess.Popen(
+                    command + [spec], stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **envs[slot], 'PYTHONPATH': pythonpath,
+                         'PYTHONUNBUFFERED': '1'})
+                running[slot] = (job, proc, result, log)
+                print_log(f'{job.name}: started on {device} (log {job.log})',
+                          logger='current')
+            for slot, (job, proc, result, log) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[slot]
+                log.close()
+                if proc.returncode == 0 and osp.isfile(result):
+                    with open(result, encoding='utf-8') as f:
+                        yield Outcome(job, json.load(f), None, job.log)
+                else:
+                    yield Outcome(job, None, f'exit status {proc.returncode}: '
+                                  f'{last_line(job.log)}', job.log)
+            time.sleep(poll)
+    finally:
+        for job, proc, _, log in running.values():
+            proc.terminate()
+            proc.wait()
+            log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
+                 cluster: str = 'slurm', timeout_min: int = 720, gpus: int = 1,
+                 cpus: int = 8, mem_gb: Optional[int] = None,
+                 slurm_options: Optional[Dict[str, str]] = None,
+                 poll: Optional[float] = None) -> Iterator[Outcome]:
+    """Submit one job per experiment through submitit, wait for them and
+    yield each as it finishes.
+
+    Args:
+        jobs (Sequence[Job]): The jobs.
+        folder (str): submitit's folder (its pickles and each job's logs).
+        partition (str, optional): Slurm partition.
+        cluster (str): ``'slurm'``, or ``'local'``: submitit's local
+            executor, the same jobs as processes of this machine.
+        timeout_min (int): Time limit of each job.
+        gpus (int): GPUs of each job.
+        cpus (int): CPUs of each job.
+        mem_gb (int, optional): Memory of each job.
+        slurm_options (dict, optional): Further ``sbatch`` options
+            (``account``, ``qos``, ``constraint``, ...).
+        poll (float, optional): Seconds between two looks at the jobs
+            (default 30 on Slurm, 0.5 locally).
+    """
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError('--slurm needs submitit: pip install submitit (or '
+                          "pip install -e '.[slurm]')") from None
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    params = dict(timeout_min=timeout_min, gpus_per_node=gpus,
+                  cpus_per_task=cpus, nodes=1, tasks_per_node=1)
+    if mem_gb:
+        params['mem_gb'] = mem_gb
+    if partition:
+        params['slurm_partition'] = partition
+    if slurm_options:
+        params['slurm_additional_parameters'] = dict(slurm_options)
+    executor.update_parameters(**params)
+    submitted, handles = {}, []
+    for job in jobs:
+        executor.update_parameters(name='medfm_' + job.name.replace(' ', '_'))
+        handle = executor.submit(protocol_job, **job.kwargs)
+        submitted[handle.job_id] = job
+        handles.append(handle)
+        print_log(f'{job.name}: job {handle.job_id} (log {handle.paths.stdout})',
+                  logger='current')
+    if poll is None:
+        poll = 30.0 if cluster == 'slurm' else 0.5
+    for handle in submitit.helpers.as_completed(handles, poll_frequency=poll):
+        job = submitted[handle.job_id]
+        try:
+            row = handle.result()
+        except Exception as err:  # failed, cancelled, timed out
+            error = last_line(str(handle.paths.stderr)) or \
+                str(err).strip().splitlines()[0]
+            yield Outcome(job, None, f'job {handle.job_id}: {error}',
+                          str(handle.paths.stderr))
+        else:
+            yield Outcome(job, row, None, str(handle.paths.stdout))
+
+
 # ------------------------------------------------------------------- summary
 def summarize(rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float]]:
     """Mean and sample standard deviation of each metric over experiments.
@@ -201,6 +477,100 @@ def write_summary(out_dir: str, setting: Dict[str, object],
         f.write('\n'.join(lines) + '\n')
     return paths
 
+
+def grid_stats(settings: Sequence[Dict[str, object]]
+               ) -> Tuple[List[str], List[Dict[str, Tuple[float, float]]],
+                          Dict[str, float]]:
+    """The metrics, each setting's :func:`summarize` and the overall means.
+
+    The overall value of a metric is the mean over the settings of their
+    mean (the challenge's overall score, for ``score``); it is NaN when a
+    setting has no finished experiment or lacks the metric (colon has no
+    mAP, chest and endo no Acc).
+
+    Args:
+        settings (Sequence[dict]): ``task``, ``shot``, ``config`` and
+            ``rows`` (the finished experiments) of each task x shot.
+    """
+    stats = [summarize(s['rows']) for s in settings]
+    metrics = [m for m in METRIC_ORDER if any(m in st for st in stats)]
+    overall = {m: (float(np.mean([st[m][0] for st in stats]))
+                   if stats and all(m in st for st in stats) else math.nan)
+               for m in metrics}
+    return metrics, stats, overall
+
+
+def write_grid_summary(out_dir: str, title: str,
+                       settings: Sequence[Dict[str, object]],
+                       failed: Sequence[str] = ()) -> Dict[str, str]:
+    """Write the table of a grid of tasks x shots: ``summary.csv`` and
+    ``summary.md``.
+
+    One row per setting (mean and sample standard deviation over its
+    experiments of each metric) and an ``overall`` row: the mean over the
+    settings of each metric's mean, ``score``'s being the challenge's overall
+    score (:func:`grid_stats`).
+
+    Args:
+        out_dir (str): Output folder.
+        title (str): What ran (the config).
+        settings (Sequence[dict]): ``task``, ``shot``, ``config``, ``rows``
+            and optionally ``failed`` (how many experiments failed).
+        failed (Sequence[str]): One line per failed experiment.
+
+    Returns:
+        dict: ``csv`` and ``markdown``: the paths written.
+    """
+    metrics, stats, overall = grid_stats(settings)
+    paths = dict(csv=osp.join(out_dir, 'summary.csv'),
+                 markdown=osp.join(out_dir, 'summary.md'))
+    os.makedirs(out_dir, exist_ok=True)
+    total = sum(len(s['rows']) for s in settings)
+    n_failed = sum(int(s.get('failed', 0)) for s in settings)
+    rows = []
+    for s, st in zip(settings, stats):
+        rows.append([s['task'], s['shot'], s['config'], len(s['rows']),
+                     s.get('failed', 0),
+                     *[f'{v:.4f}' if m in st else '' for m in metrics
+                       for v in st.get(m, (0, 0))]])
+    rows.append(['overall', 'all', title, total, n_failed,
+                 *[c for m in metrics for c in (
+                     '' if math.isnan(overall[m]) else f'{overall[m]:.4f}', '')]])
+    write_csv(paths['csv'], ['task', 'shot', 'config', 'experiments', 'failed']
+              + [f'{m}_{s}' for m in metrics for s in ('mean', 'std')], rows)
+
+    def cell(st, m):
+        return '–' if m not in st else \
+            f'{fmt_percent(st[m][0])} ± {fmt_percent(st[m][1])}'
+
+    tasks = list(dict.fromkeys(s['task'] for s in settings))
+    shots = list(dict.fromkeys(s['shot'] for s in settings))
+    lines = [f'# Protocol grid: {title}', '',
+             f'{len(tasks)} task(s) x {len(shots)} shot(s), {total} '
+             f'experiment(s) finished, {n_failed} failed. Test list metrics '
+             'in percent: mean ± sample standard deviation over the '
+             'experiments; **overall**: the mean over the settings of their '
+             'means.', '',
+             '| task | shot | config | experiments | ' + ' | '.join(metrics) + ' |',
+             '|---|---|---|---|' + '---|' * len(metrics)]
+    for s, st in zip(settings, stats):
+        lines.append(f'| {s["task"]} | {s["shot"]} | {s["config"]} | '
+                     f'{len(s["rows"])} | '
+                     + ' | '.join(cell(st, m) for m in metrics) + ' |')
+    lines.append(f'| **overall** | all | | {total} | ' + ' | '.join(
+        '–' if math.isnan(overall[m]) else f'**{fmt_percent(overall[m])}**'
+        for m in metrics) + ' |')
+    score = overall.get('score', math.nan)
+    lines += ['', f'Overall score (the challenge\'s: mean over the '
+              f'{len(settings)} task x shot setting(s) of the mean score): '
+              f'**{fmt_percent(score)}**' + (
+                  ' (a setting has no finished experiment)'
+                  if math.isnan(score) and total else '')]
+    if failed:
+        lines += ['', 'Failed:', ''] + [f'* {line}' for line in failed]
+    with atomic_write(paths['markdown'], encoding='utf-8') as f:
+        f.write('\n'.join(lines) + '\n')
+    return paths
 
 def write_submission(path: str, names: Sequence[str], scores: np.ndarray) -> str:
     """Write a submission file: ``name,score,...`` (8 decimals, no header).

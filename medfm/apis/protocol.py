@@ -122,7 +122,8 @@ def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
         parameter counts and the test metrics (keys without prefix).
     """
     run = RunDir(cfg.work_dir)
-    run.check_fresh(cfg.get('resume', False))
+    run.check_fresh(cfg.get('resume', False),
+                    hint='Continue the protocol with --skip-done')
     runner = Runner.from_cfg(cfg)
     total, trainable = count_parameters(runner.model)
     print_log(f'{cfg.experiment_name}: {trainable:,} trainable of {total:,} '

@@ -126,13 +126,19 @@ class RunDir:
         """Whether an earlier run left checkpoints here."""
         return bool(self._checkpoint_files())
 
-    def check_fresh(self, resume: bool = False) -> None:
+    def check_fresh(self, resume: bool = False,
+                    hint: str = 'Continue that run with --resume') -> None:
         """Refuse to start a new run where another run left checkpoints.
 
         ``test.sh`` evaluates every ``epoch_N.pth`` of a folder, and the
         ``best_*_epoch_N.pth`` copy of an epoch whose ``epoch_N.pth`` is gone:
         two runs in one folder would be scored, and their best epoch picked,
         as one run.
+
+        Args:
+            resume (bool): The run continues the folder's run.
+            hint (str): How to continue, for the message (the protocol's
+                ``--skip-done``).
 
         Raises:
             FileExistsError: The folder holds ``epoch_*.pth`` or
@@ -146,8 +152,8 @@ class RunDir:
             raise FileExistsError(
                 f'{self.path} already holds checkpoints of an earlier '
                 f'run ({names}{", ..." if len(found) > 5 else ""}); test.sh '
-                'would mix the two runs. Continue that run with --resume, '
-                'choose another --work-dir, or move those files away.')
+                f'would mix the two runs. {hint}, choose another '
+                '--work-dir, or move those files away.')
 
     def integrity(self) -> Dict[str, Optional[bool]]:
         """Each checkpoint's state: True (matches the SHA-256 recorded when

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .cli.shrink import tiny_config
 
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
-           'RecordingExperiment', 'logged']
+           'RecordingExperiment', 'logged', 'load_tool']
 
 
 #: backbone type -> a small arch of it and the channels it puts out, so that
@@ -89,3 +89,15 @@ def logged(fn, *args, **kwargs):
     finally:
         logger.removeHandler(handler)
     return result, ' '.join(r.getMessage() for r in records)
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module, to call its ``main(argv)`` in-process
+    (imported by path: ``tools/test.py`` would shadow the stdlib's ``test``)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / 'tools' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(f'medfm_tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

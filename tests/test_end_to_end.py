@@ -5,7 +5,6 @@ The wrappers themselves run as processes (the training, the first test.sh,
 config runs with a tiny DenseNet.
 """
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,7 +13,7 @@ import sys
 import pytest
 from mmengine.runner import Runner
 
-from medfm.testing import tiny_config, tiny_densenet
+from medfm.testing import load_tool, tiny_config, tiny_densenet
 
 CONFIG = 'configs/demo/densenet121_endo_demo.py'
 REPO = os.getcwd()  # (conftest.py: the repository)
@@ -32,15 +31,6 @@ def _opts(demo_root, epochs):
 
 def run(*cmd):
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
-
-
-def _tool(name):
-    """tools/<name>.py as a module (tools/test.py would shadow stdlib's test)."""
-    spec = importlib.util.spec_from_file_location(f'medfm_tool_{name}',
-                                                  f'tools/{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _logs(work_dir):
@@ -133,7 +123,7 @@ def test_train_sh_fast_with_workers(config, demo_root, tmp_path):
 
 def test_single_checkpoint_matches_sweep(trained_run, config, demo_root, tmp_path):
     out = tmp_path / 'm.json'
-    _tool('test').main([config, str(trained_run / 'epoch_2.pth'), '--out', str(out),
+    load_tool('test').main([config, str(trained_run / 'epoch_2.pth'), '--out', str(out),
                         '--out-item', 'metrics', '--work-dir', str(tmp_path),
                         *_opts(demo_root, 2)])
     single = json.loads(out.read_text())
@@ -149,7 +139,7 @@ def test_test_py_out_writes_predictions_as_mmpretrain(trained_run, config,
     tools/test.py; a CSV table here, whose scores give the same metric."""
     from medfm.evaluation import MedFMCScore
     out = tmp_path / 'pred.csv'
-    metrics = _tool('test').main([config, str(trained_run / 'epoch_2.pth'),
+    metrics = load_tool('test').main([config, str(trained_run / 'epoch_2.pth'),
                                   '--out', str(out), '--work-dir', str(tmp_path),
                                   *_opts(demo_root, 2)])
     with open(out, newline='') as f:
@@ -337,7 +327,7 @@ def test_test_py_refuses_another_tasks_checkpoint(trained_run, config, demo_root
     with pytest.raises(SystemExit, match=r'epoch_2.pth does not fit the model: '
                        r'2 keys of another shape \(head.fc.weight \(checkpoint '
                        r'\(4, 32\), model \(19, 32\)\)'):
-        _tool('test').main([chest, str(run_copy / 'epoch_2.pth'),
+        load_tool('test').main([chest, str(run_copy / 'epoch_2.pth'),
                             '--out', str(tmp_path / 'm.json'), '--cfg-options',
                             f'test_dataloader.dataset.data_root={demo_root}/chest'])
     assert not (tmp_path / 'm.json').exists()

@@ -3,7 +3,6 @@ checkpoint, a changed checkpoint is reported, a checkpoint of another model
 is summarised, one run per folder, and a full disk loses nothing."""
 import contextlib
 import errno
-import importlib.util
 import json
 import logging
 import os
@@ -18,19 +17,10 @@ from mmengine.logging import MMLogger
 
 from medfm.apis.runs import LOCK_FILE, RunDir
 from medfm.compat import allowed_globals, load_checkpoint_file
-from medfm.testing import logged, tiny_config, tiny_densenet
+from medfm.testing import load_tool, logged, tiny_config, tiny_densenet
 from medfm.utils import integrity
 
 ENV = dict(os.environ, PYTHON=sys.executable)
-
-
-def _tool(name):
-    """tools/<name>.py as a module (tools/test.py would shadow stdlib's test)."""
-    spec = importlib.util.spec_from_file_location(f'medfm_tool_{name}',
-                                                  f'tools/{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Evil:
@@ -91,13 +81,13 @@ def test_malicious_checkpoint_runs_no_code_in_any_tool(colon_run, tmp_path,
     assert f'SKIPPED epoch 1: {ckpt}: refused to unpickle it: it needs ' \
         'posix.system' in out
     with pytest.raises(SystemExit, match='refused to unpickle.*posix.system'):
-        _tool('test').main([config, str(ckpt), '--work-dir', str(tmp_path / 't')])
+        load_tool('test').main([config, str(ckpt), '--work-dir', str(tmp_path / 't')])
     with pytest.raises(SystemExit, match='refused to unpickle'):
-        _tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv'),
+        load_tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv'),
                                '--device', 'cpu'])
-    assert _tool('vis_cam').main([config, str(ckpt), '--preview-model']) == 1
+    assert load_tool('vis_cam').main([config, str(ckpt), '--preview-model']) == 1
     assert 'refused to unpickle' in capsys.readouterr().err
-    train = _tool('train')
+    train = load_tool('train')
     with pytest.raises(SystemExit, match='refused to unpickle'):
         train.main([config, '--work-dir', str(tmp_path / 'r1'), '--resume', str(ckpt)])
     with pytest.raises(SystemExit, match='refused to unpickle'):
@@ -119,19 +109,19 @@ def test_changed_checkpoint_is_skipped_by_test_sh_refused_by_the_others(
     ckpt.write_bytes(bytes(data))
     assert RunDir(str(run)).integrity()[str(ckpt)] is False
 
-    assert _tool('test_epochs').main([config, str(run)]) == 0
+    assert load_tool('test_epochs').main([config, str(run)]) == 0
     table = json.loads((run / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in table['rows']] == [2]
     [skipped] = table['skipped']
     assert skipped.startswith(f'{ckpt}: the file changed since its run saved it')
     assert 'skipped:' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='epoch_1.pth: the file changed'):
-        _tool('test').main([config, str(ckpt), '--work-dir', str(tmp_path / 't')])
+        load_tool('test').main([config, str(ckpt), '--work-dir', str(tmp_path / 't')])
     with pytest.raises(SystemExit, match='epoch_1.pth: the file changed'):
-        _tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv'),
+        load_tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv'),
                                '--device', 'cpu'])
     with pytest.raises(SystemExit, match='epoch_1.pth: the file changed'):
-        _tool('train').main([config, '--work-dir', str(tmp_path / 'r'),
+        load_tool('train').main([config, '--work-dir', str(tmp_path / 'r'),
                              '--resume', str(ckpt)])
     # a copy without its run's sums (downloaded, shared) loads, with a note
     alone = tmp_path / 'alone'
@@ -150,7 +140,7 @@ def test_checkpoint_of_another_model_is_summarised(run_copy, demo_root, tmp_path
     tiny_config('configs/densenet/densenet121_endo.py', demo_root,
                 str(tmp_path / 'w'), size=32).dump(str(endo))
     with pytest.raises(SystemExit) as stop:
-        _tool('test').main([str(endo), str(run / 'epoch_2.pth'),
+        load_tool('test').main([str(endo), str(run / 'epoch_2.pth'),
                             '--work-dir', str(tmp_path / 't')])
     msg = str(stop.value.code)
     assert 'epoch_2.pth does not fit the model: ' in msg
@@ -160,7 +150,7 @@ def test_checkpoint_of_another_model_is_summarised(run_copy, demo_root, tmp_path
     assert f'The run that saved it used {run / "tiny_colon.py"}' in msg
     assert len(msg) < 1200
     # test.sh (test_epochs) skips every epoch with the same few lines
-    assert _tool('test_epochs').main([str(endo), str(run)]) == 1
+    assert load_tool('test_epochs').main([str(endo), str(run)]) == 1
 
 
 def _tiny_colon(demo_root, folder, epochs):
@@ -186,7 +176,7 @@ def test_second_run_into_a_folder_is_refused_while_the_first_finishes(
         assert time.time() < deadline
         time.sleep(0.05)
     with pytest.raises(SystemExit) as stop:
-        _tool('train').main([config, '--work-dir', str(work)])
+        load_tool('train').main([config, '--work-dir', str(work)])
     assert f'{work} is in use by another training run (process {first.pid} ' \
         in str(stop.value.code)
     out, _ = first.communicate(timeout=600)
@@ -228,7 +218,7 @@ def test_stale_lock_is_taken_over_and_a_full_disk_loses_nothing(
     MMLogger.get_current_instance().addHandler(handler)
     try:
         with pytest.raises(SystemExit) as stop:
-            _tool('train').main([config, '--work-dir', str(work), '--amp'])
+            load_tool('train').main([config, '--work-dir', str(work), '--amp'])
     finally:
         MMLogger.get_current_instance().removeHandler(handler)
     assert 'taking over the lock of a run that was killed (process 999999' \

@@ -16,6 +16,15 @@ defaults follow TensorFlow ("same" padding, eps 1e-3); to get torchvision's
 outputs, build the backbone with :func:`torchvision_efficientnet_cfg`, e.g.
 ``conv_cfg=dict(type='Conv2d'), norm_cfg=dict(type='BN', eps=1e-5)`` for B0.
 
+Hugging Face ``transformers`` ViTs (:func:`convert_hf`): ``Dinov2Model``
+(RAD-DINO) and ``ViTModel`` (Phikon) are the pre-norm ViT that mmpretrain's
+``VisionTransformer`` implements; :func:`hf_backbone_cfg` gives the backbone
+settings that make it compute what the ``transformers`` model computes (its
+``cls_token`` output is ``last_hidden_state[:, 0]``, its ``raw`` output the
+whole ``last_hidden_state``). The separate query/key/value projections are
+concatenated into mmpretrain's fused ``qkv``; DINOv2's layer scales become the
+``gamma1``/``gamma2`` of each layer.
+
 Every converted backbone is checked key by key and shape by shape against a
 freshly built mmpretrain backbone, so no tensor is dropped silently.
 """
@@ -23,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -170,4 +179,273 @@ def convert_torchvision(state: Dict[str, torch.Tensor],
     return out
 
 
-__all__ = ['convert_torchvision', 'detect_arch', 'torchvision_efficientnet_cfg']
+# --------------------------------------------------------------------------
+# Hugging Face transformers ViTs (DINOv2 / ViT layouts)
+# --------------------------------------------------------------------------
+
+#: Medical foundation backbones published in the ``transformers`` layout that
+#: mmpretrain's ``VisionTransformer`` computes exactly. ``config`` holds the
+#: published ``config.json`` values the backbone depends on (as we know them;
+#: :func:`hf_backbone_cfg` of the real file is what the converter records and
+#: compares); ``mean``/``std`` (0-255 scale) and ``size`` are those of the
+#: published image processor; ``checkpoint`` is where the configs expect the
+#: converted file.
+HF_MODELS: Dict[str, dict] = {
+    'rad-dino': dict(
+        repo='microsoft/rad-dino',
+        model_type='dinov2',
+        architecture='Dinov2Model',
+        description='DINOv2 ViT-B/14 trained on chest X-rays (Microsoft)',
+        config=dict(model_type='dinov2', hidden_size=768, num_hidden_layers=12,
+                    num_attention_heads=12, mlp_ratio=4, patch_size=14,
+                    image_size=518, layer_norm_eps=1e-6, layerscale_value=1.0,
+                    qkv_bias=True, hidden_act='gelu', use_swiglu_ffn=False),
+        # BitImageProcessor: shortest edge to 518 (bicubic), centre crop 518,
+        # mean 0.5307 and std 0.2583 on every channel (of [0, 1] pixels)
+        mean=[135.3285] * 3,  # 0.5307 * 255
+        std=[65.8665] * 3,  # 0.2583 * 255
+        size=518,
+        checkpoint='pretrain/rad-dino_vit-b14_518_mmpretrain.pth'),
+    'phikon': dict(
+        repo='owkin/phikon',
+        model_type='vit',
+        architecture='ViTModel',
+        description='iBOT ViT-B/16 trained on histopathology tiles (Owkin)',
+        config=dict(model_type='vit', hidden_size=768, num_hidden_layers=12,
+                    num_attention_heads=12, intermediate_size=3072,
+                    patch_size=16, image_size=224, layer_norm_eps=1e-12,
+                    qkv_bias=True, hidden_act='gelu'),
+        # ViTImageProcessor: 224 x 224, ImageNet mean and std
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        size=224,
+        checkpoint='pretrain/phikon_vit-b16_224_mmpretrain.pth'),
+}
+
+# transformers' defaults (the same in 4.45 and 5.x) of the config fields
+# used below that a config.json may leave out
+_HF_DEFAULTS = {
+    'dinov2': dict(mlp_ratio=4, hidden_act='gelu', layer_norm_eps=1e-6,
+                   num_channels=3, qkv_bias=True, layerscale_value=1.0,
+                   use_swiglu_ffn=False),
+    'vit': dict(intermediate_size=3072, hidden_act='gelu', layer_norm_eps=1e-12,
+                num_channels=3, qkv_bias=True),
+}
+
+
+_HF_REQUIRED = ('hidden_size', 'num_hidden_layers', 'num_attention_heads',
+                'patch_size', 'image_size')
+
+
+def _size(value) -> int:
+    """A square size of a transformers config (int or [h, w])."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ValueError(f'non-square size {list(value)} is not supported')
+        value = value[0]
+    return int(value)
+
+
+def hf_backbone_cfg(config: dict) -> dict:
+    """mmpretrain ``VisionTransformer`` settings that compute what a
+    ``transformers`` ``Dinov2Model`` / ``ViTModel`` of this config computes.
+
+    Args:
+        config (dict): The model's ``config.json``.
+
+    Returns:
+        dict: Keyword arguments of ``VisionTransformer`` (``arch`` as a dict),
+        with ``out_type='cls_token'`` (``last_hidden_state[:, 0]``).
+
+    Raises:
+        ValueError: A model type or setting mmpretrain's ViT does not
+            compute (SwiGLU FFN, an activation other than exact GELU), or a
+            config without its geometry (sizes, layers, heads).
+
+    Examples:
+        >>> cfg = hf_backbone_cfg(HF_MODELS['rad-dino']['config'])
+        >>> cfg['patch_size'], cfg['img_size'], cfg['layer_scale_init_value']
+        (14, 518, 1.0)
+    """
+    kind = config.get('model_type')
+    if kind not in _HF_DEFAULTS:
+        raise ValueError(f'model_type {kind!r} is not a transformers DINOv2 or '
+                         f'ViT (known: {sorted(_HF_DEFAULTS)})')
+    # the geometry is never taken from defaults (save_pretrained always
+    # writes it; transformers 4 and 5 differ on DINOv2's default patch size)
+    lacking = [k for k in _HF_REQUIRED if k not in config]
+    if lacking:
+        raise ValueError(f'config.json gives no {", ".join(lacking)}')
+    c = dict(_HF_DEFAULTS[kind], **{k: v for k, v in config.items()
+                                    if k in _HF_DEFAULTS[kind]
+                                    or k in _HF_REQUIRED})
+    if c['hidden_act'] != 'gelu':
+        raise ValueError(f"hidden_act {c['hidden_act']!r}: mmpretrain's ViT "
+                         'computes the exact GELU only')
+    if c.get('use_swiglu_ffn'):
+        raise ValueError('use_swiglu_ffn: DINOv2 with a SwiGLU FFN (giant) is '
+                         'not supported by this converter')
+    hidden = int(c['hidden_size'])
+    ffn = int(hidden * c['mlp_ratio']) if kind == 'dinov2' \
+        else int(c['intermediate_size'])
+    cfg = dict(
+        arch=dict(embed_dims=hidden, num_layers=int(c['num_hidden_layers']),
+                  num_heads=int(c['num_attention_heads']),
+                  feedforward_channels=ffn),
+        img_size=_size(c['image_size']),
+        patch_size=_size(c['patch_size']),
+        qkv_bias=bool(c['qkv_bias']),
+        norm_cfg=dict(type='LN', eps=float(c['layer_norm_eps'])),
+        final_norm=True,
+        out_type='cls_token',
+    )
+    if kind == 'dinov2':
+        # any value > 0 creates the gammas; the checkpoint's are loaded
+        cfg['layer_scale_init_value'] = float(c['layerscale_value']) or 1e-5
+    if int(c['num_channels']) != 3:
+        cfg['in_channels'] = int(c['num_channels'])
+    return cfg
+
+
+_HF_LAYER = r'(?:encoder\.layer|layers)\.(\d+)\.'
+_HF_COMMON = [
+    (r'embeddings\.cls_token', 'cls_token'),
+    (r'embeddings\.position_embeddings', 'pos_embed'),
+    (r'embeddings\.patch_embeddings\.projection\.(weight|bias)',
+     r'patch_embed.projection.\1'),
+    (r'layernorm\.(weight|bias)', r'ln1.\1'),  # the final norm
+    # published layout (attention.attention.query) and transformers 5's
+    # in-memory one (attention.o_proj, layers.N for ViTModel)
+    (_HF_LAYER + r'attention\.(?:output\.dense|o_proj)\.(weight|bias)',
+     r'layers.\1.attn.proj.\2'),
+]
+_HF_RULES = {
+    'dinov2': _HF_COMMON + [
+        (_HF_LAYER + r'norm1\.(weight|bias)', r'layers.\1.ln1.\2'),
+        (_HF_LAYER + r'norm2\.(weight|bias)', r'layers.\1.ln2.\2'),
+        (_HF_LAYER + r'layer_scale1\.lambda1', r'layers.\1.attn.gamma1.weight'),
+        (_HF_LAYER + r'layer_scale2\.lambda1', r'layers.\1.ffn.gamma2.weight'),
+        (_HF_LAYER + r'mlp\.fc1\.(weight|bias)', r'layers.\1.ffn.layers.0.0.\2'),
+        (_HF_LAYER + r'mlp\.fc2\.(weight|bias)', r'layers.\1.ffn.layers.1.\2'),
+    ],
+    'vit': _HF_COMMON + [
+        (_HF_LAYER + r'layernorm_before\.(weight|bias)', r'layers.\1.ln1.\2'),
+        (_HF_LAYER + r'layernorm_after\.(weight|bias)', r'layers.\1.ln2.\2'),
+        (_HF_LAYER + r'(?:intermediate\.dense|mlp\.fc1)\.(weight|bias)',
+         r'layers.\1.ffn.layers.0.0.\2'),
+        (_HF_LAYER + r'(?:output\.dense|mlp\.fc2)\.(weight|bias)',
+         r'layers.\1.ffn.layers.1.\2'),
+    ],
+}
+_HF_QKV = re.compile(_HF_LAYER + r'attention\.(?:attention\.)?'
+                     r'(query|key|value|q_proj|k_proj|v_proj)\.(weight|bias)')
+_QKV_PART = {'query': 0, 'q_proj': 0, 'key': 1, 'k_proj': 1,
+             'value': 2, 'v_proj': 2}
+#: tensors of the transformers models that are no part of the features:
+#: the mask token of masked-image pretraining, ViTModel's tanh pooler (not
+#: the CLS feature) and the classifier of a *ForImageClassification file
+_HF_DROPPED = re.compile(r'embeddings\.mask_token|pooler\.dense\.(weight|bias)'
+                         r'|classifier\..*')
+_HF_PREFIXES = {'dinov2': 'dinov2.', 'vit': 'vit.'}
+
+
+def _few(keys: List[str], n: int = 3) -> str:
+    return ', '.join(keys[:n]) + (f' and {len(keys) - n} more'
+                                  if len(keys) > n else '')
+
+
+def convert_hf(state: Dict[str, torch.Tensor], config: dict
+               ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Rename a ``transformers`` DINOv2 / ViT state dict into mmpretrain's
+    ``VisionTransformer`` layout.
+
+    Args:
+        state (dict): The model's tensors, in the published layout
+            (``encoder.layer.N.attention.attention.query.weight``; what
+            ``save_pretrained`` writes) or transformers 5's in-memory one
+            (``attention.q_proj``); with or without the ``dinov2.``/``vit.``
+            prefix of a ``*ForImageClassification`` file.
+        config (dict): The model's ``config.json``.
+
+    Returns:
+        tuple: ``backbone.*`` tensors (in the order of the mmpretrain
+        backbone's state dict) and the source keys left out on purpose
+        (mask token, ViT pooler, classifier).
+
+    Raises:
+        ValueError: Tensors of no known place, one target filled twice, a
+            q/k/v triple incomplete, or tensors whose names, count or shapes
+            do not line up with ``VisionTransformer(**hf_backbone_cfg(config))``.
+    """
+    from mmpretrain.models.backbones import VisionTransformer
+    cfg = hf_backbone_cfg(config)
+    kind = config['model_type']
+    prefix = _HF_PREFIXES[kind]
+    rules = [(re.compile(p), r) for p, r in _HF_RULES[kind]]
+    sources: Dict[str, List[str]] = {}
+    converted: Dict[str, torch.Tensor] = {}
+    qkv: Dict[str, Dict[int, Tuple[str, torch.Tensor]]] = {}
+    unknown, dropped, twice = [], [], []
+    for key, value in state.items():
+        name = key[len(prefix):] if key.startswith(prefix) else key
+        if _HF_DROPPED.fullmatch(name):
+            dropped.append(key)
+            continue
+        m = _HF_QKV.fullmatch(name)
+        if m:
+            dst = f'layers.{m[1]}.attn.qkv.{m[3]}'
+            parts = qkv.setdefault(dst, {})
+            part = _QKV_PART[m[2]]
+            if part in parts:
+                twice.append(f'{dst} from {parts[part][0]} and {key}')
+            parts[part] = (key, value)
+            continue
+        for pattern, repl in rules:
+            if pattern.fullmatch(name):
+                dst = pattern.sub(repl, name)
+                break
+        else:
+            unknown.append(key)
+            continue
+        sources.setdefault(dst, []).append(key)
+        converted[dst] = value
+    twice += [f'{dst} from {" and ".join(keys)}'
+              for dst, keys in sources.items() if len(keys) > 1]
+    incomplete = []
+    for dst, parts in qkv.items():
+        if len(parts) < 3:
+            have = [parts[i][0] for i in sorted(parts)]
+            lacks = [('query', 'key', 'value')[i] for i in range(3)
+                     if i not in parts]
+            incomplete.append(f'{dst} has {", ".join(have)} but no '
+                              f'{"/".join(lacks)}')
+            continue
+        shapes = [tuple(parts[i][1].shape) for i in range(3)]
+        if len(set(shapes)) != 1:
+            incomplete.append(f'{dst}: query/key/value of shapes {shapes}')
+            continue
+        converted[dst] = torch.cat([parts[i][1] for i in range(3)], dim=0)
+    problems = []
+    if unknown:
+        problems.append(f'{len(unknown)} tensors of no known place in a '
+                        f'transformers {kind} model ({_few(unknown)})')
+    if twice:
+        problems.append(f'{len(twice)} mmpretrain tensors filled twice '
+                        f'({_few(twice)})')
+    if incomplete:
+        problems.append(f'{len(incomplete)} fused qkv tensors incomplete '
+                        f'({_few(incomplete)})')
+    if problems:
+        raise ValueError('cannot convert: ' + '; '.join(problems))
+    target = VisionTransformer(**cfg).state_dict()
+    a = cfg['arch']
+    _check_against({'backbone.' + k: v for k, v in converted.items()}, target,
+                   f"VisionTransformer ({a['embed_dims']} dims, "
+                   f"{a['num_layers']} layers, {a['num_heads']} heads, patch "
+                   f"{cfg['patch_size']}, {cfg['img_size']} px)")
+    out = OrderedDict(('backbone.' + k, converted[k]) for k in target)
+    return out, dropped
+
+
+__all__ = ['convert_torchvision', 'detect_arch', 'torchvision_efficientnet_cfg',
+           'HF_MODELS', 'hf_backbone_cfg', 'convert_hf']

@@ -21,6 +21,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 from medfm.compat import load_checkpoint_file
+from medfm.models.convert import HF_MODELS
 from medfm.testing import tiny_backbone, tiny_config
 
 CONFIGS = sorted(str(p) for p in Path('configs').rglob('*.py')
@@ -65,6 +66,23 @@ def _normalisation(cfg):
 
 
 @functools.lru_cache(maxsize=None)
+def _zoo_normalisation(weights: str):
+    """How mmpretrain normalises for a weights file: as the config its
+    metafile names; where that config states nothing (the headless CLIP
+    ViT-L/14 config), as every zoo config that loads the file by name, which
+    must agree."""
+    norm = _normalisation(Config.fromfile(_zoo_configs()[weights]))
+    if norm != (None, None, None):
+        return norm
+    mim = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
+    found = {json.dumps(_normalisation(Config.fromfile(str(p))))
+             for p in Path(mim).rglob('*.py') if weights in p.read_text()}
+    found.discard(json.dumps(norm))
+    assert len(found) == 1, f'{weights}: mmpretrain normalises as {found}'
+    return tuple(json.loads(found.pop()))
+
+
+@functools.lru_cache(maxsize=None)
 def _full_size_channels(backbone: str, neck: str) -> int:
     """Feature channels of a full-size backbone (and neck) on a 32 px image;
     built once per distinct backbone of the configs."""
@@ -93,11 +111,17 @@ def test_config(config, demo_root, tmp_path):
     # (a frozen VPT backbone cannot adapt to other input statistics).
     composed = _composed(config)
     weights = _weights(composed)
-    if weights:
+    converted = {osp.basename(m['checkpoint']): m for m in HF_MODELS.values()}
+    if weights in converted:
+        # converted from transformers (tools/convert_hf.py): normalised as the
+        # model's published image processor
+        mean, std, _ = _normalisation(composed)
+        assert mean == pytest.approx(converted[weights]['mean']), config
+        assert std == pytest.approx(converted[weights]['std']), config
+    elif weights:
         zoo = _zoo_configs()
         assert weights in zoo, f'{config}: {weights} is not in mmpretrain\'s zoo'
-        assert _normalisation(composed) == \
-            _normalisation(Config.fromfile(zoo[weights])), \
+        assert _normalisation(composed) == _zoo_normalisation(weights), \
             f'{config} normalises unlike {zoo[weights]}'
     # the config's full-size backbone feeds its head
     assert _full_size_channels(_as_key(composed.model.backbone),

@@ -135,3 +135,17 @@ def test_swin_checkpoint_of_the_old_layout_loads_its_final_norm(kind, tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x)[-1], src(x)[-1])
+
+
+def test_missing_converted_weights_say_how_to_make_them(tmp_path):
+    """Weights converted from transformers are not in the manifest: the
+    warning says how to make the file, not to download it."""
+    from mmengine import Config
+    cfg = Config.fromfile('configs/_base_/models/rad-dino_vit-b14_518.py').model
+    cfg.backbone.init_cfg.checkpoint = str(tmp_path / 'none.pth')
+    cfg.backbone.update(arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                                  feedforward_channels=64), img_size=28)
+    _, text = logged(MODELS.build(cfg).init_weights)
+    assert 'PRETRAINED WEIGHTS NOT FOUND' in text
+    assert 'tools/convert_hf.py SRC DST --model rad-dino' in text
+    assert 'download_weights' not in text

@@ -74,33 +74,38 @@ class PretrainedIfExists(PretrainedInit):
     the log says how to fetch the file. An existing file is loaded by
     :class:`mmengine.model.PretrainedInit`, through mmengine's checkpoint
     loader, which :mod:`medfm.compat` makes apply the project's trust rule
-    (``weights_only`` for downloaded weights; everything under ``pretrain/``
-    is downloaded).
+    (``weights_only`` and the allow-list).
 
     Args:
         checkpoint (str): Path of the weights, usually ``pretrain/<file>``.
         prefix (str, optional): Key prefix to select and strip.
         url (str, optional): Where the file comes from, for the message.
         map_location (str): Passed to the loader. Defaults to 'cpu'.
+        hint (str, optional): How to make the file, for weights that
+            ``tools/download_weights.py`` cannot fetch (converted ones).
     """
 
     def __init__(self, checkpoint: str, prefix: Optional[str] = None,
                  url: Optional[str] = None, map_location: str = 'cpu',
-                 **kwargs) -> None:
+                 hint: Optional[str] = None, **kwargs) -> None:
         super().__init__(checkpoint, prefix, map_location)
         self.url = url
+        self.hint = hint
 
     def __call__(self, module: nn.Module) -> None:
         if not osp.isfile(self.checkpoint):
             name = osp.basename(self.checkpoint)
-            how = f'run: python tools/download_weights.py {name}'
-            if self.url:
-                how += f' (or download {self.url} to {self.checkpoint})'
+            if self.hint:
+                how = self.hint
+            else:
+                how = (f'run: python tools/download_weights.py {name}'
+                       + (f' (or download {self.url} to {self.checkpoint})'
+                          if self.url else '')
+                       + '. python tools/download_weights.py --config CONFIG '
+                       'fetches every file a config names')
             print_log(f'PRETRAINED WEIGHTS NOT FOUND: {self.checkpoint}. '
                       f'{type(module).__name__} starts from random weights; '
-                      f'to start from pretrained ones, {how}. '
-                      'python tools/download_weights.py --config CONFIG '
-                      'fetches every file a config names.',
+                      f'to start from pretrained ones, {how}.',
                       logger='current', level=30)
             return
         # mmengine runs only type='Pretrained' after the submodules' own

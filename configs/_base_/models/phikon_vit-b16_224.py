@@ -22,7 +22,10 @@ model = dict(
         init_cfg=dict(
             type='PretrainedIfExists',
             checkpoint='pretrain/phikon_vit-b16_224_mmpretrain.pth',
-            prefix='backbone')),
+            prefix='backbone',
+            # not in the weights manifest: converted from transformers
+            hint='download owkin/phikon from Hugging Face and convert it with '
+            'tools/convert_hf.py SRC DST --model phikon (docs/medical_backbones.md)')),
     neck=None,
     head=dict(
         type='LinearClsHead',

@@ -22,7 +22,10 @@ model = dict(
         init_cfg=dict(
             type='PretrainedIfExists',
             checkpoint='pretrain/rad-dino_vit-b14_518_mmpretrain.pth',
-            prefix='backbone')),
+            prefix='backbone',
+            # not in the weights manifest: converted from transformers
+            hint='download microsoft/rad-dino from Hugging Face and convert it with '
+            'tools/convert_hf.py SRC DST --model rad-dino (docs/medical_backbones.md)')),
     neck=None,
     head=dict(
         type='MultiLabelLinearClsHead',

@@ -27,10 +27,21 @@ Prints, in one run, and writes to ``--out`` as JSON:
    transform's cost per image; then three passes of the validation
    dataloader (data only) as mmengine's ``ValLoop`` and as
    ``InMemoryValLoop`` iterate it.
+7. ``bootstrap``: 95% bootstrap intervals (``--bootstrap-draws`` draws,
+   1,000 by default) of the MedFMC metrics at the largest test lists, on
+   synthetic scores: colon's evaluation phase (10,650 images, 2 classes, in
+   slides of 25 alike patches; by image and by slide) and chest (2,626
+   images, 19 classes); and the vectorised draws against a plain loop of
+   ``MedFMCScore.calculate`` (scikit-learn) per draw on 1,000 chest-like
+   images (``--bootstrap-loop`` draws; the vectorised time is the median of
+   5 runs), as a ratio, with their largest difference. No data, no model.
 
 Examples:
     # CPU smoke run, small images (about 2-3 minutes on 2 cores)
     python tools/benchmark.py --quick --out bench_cpu.json
+    # bootstrap intervals at the largest test lists (CPU, seconds)
+    python tools/benchmark.py --device cpu --sections bootstrap \
+        --out bench_bootstrap.json
     # GPU, real sizes, the project's fast settings
     python tools/benchmark.py --device cuda --amp --channels-last \
         --out bench_gpu.json
@@ -57,7 +68,7 @@ from typing import Callable, Dict, Optional
 TASK_NAMES = ('chest', 'colon', 'endo')
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet', 'classifier',
-            'loader')
+            'loader', 'bootstrap')
 DENSENETS = ('torchvision', 'mmpretrain DenseNet')
 #: e2e / loader variants: name -> (read from the cache, spanning loop)
 VARIANTS = {'files': (False, False), 'files+span': (False, True),
@@ -120,6 +131,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    '--quick: 100 2000)')
     p.add_argument('--memory-batches', type=int, help='batches read before '
                    'measuring (30; --quick: 6)')
+    g = p.add_argument_group('bootstrap section')
+    g.add_argument('--bootstrap-draws', type=int, default=1000,
+                   help='draws per interval (default %(default)s)')
+    g.add_argument('--bootstrap-loop', type=int, default=100,
+                   help='draws of the plain-loop comparison (default '
+                   '%(default)s)')
     p.add_argument('--work-dir', help='keep data and runs here (default: a '
                    'temporary folder, removed)')
     p.add_argument('--out', help='write the results to this JSON file')
@@ -662,6 +679,95 @@ def measure_classifier(args, task, data_root, work_dir) -> dict:
     return dict(task=task, images_per_s=out, peak_memory_mib=peak)
 
 
+# ---------------------------------------------------------------- bootstrap
+#: patches per synthetic colon slide
+BOOTSTRAP_SLIDE = 25
+#: bootstrap rows: name -> (images, classes, multi-label, resampled by
+#: groups of this many images); both colon rows score the same synthetic
+#: slides (patches of a slide alike)
+BOOTSTRAP_LISTS = {
+    'colon 10650 x 2': (10650, 2, False, None),
+    'colon 10650 x 2, by slide': (10650, 2, False, BOOTSTRAP_SLIDE),
+    'chest 2626 x 19': (2626, 19, True, None),
+}
+
+
+def synthetic_scores(n: int, classes: int, multi: bool, seed: int = 0):
+    """Scores that carry some signal, and their 0/1 targets. Single-label:
+    slides of :data:`BOOTSTRAP_SLIDE` patches, mostly of one class, with a
+    score shift of their own (what makes patches of a slide alike)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    if multi:
+        target = (rng.random((n, classes)) < np.linspace(0.3, 0.02, classes)
+                  ).astype(float)
+        return np.clip(0.3 * target + 0.7 * rng.random((n, classes)), 0, 1), \
+            target
+    slide = np.arange(n) // BOOTSTRAP_SLIDE
+    tumor = rng.random(slide.max() + 1) < 0.4
+    y = rng.random(n) < np.where(tumor[slide], 0.9, 0.05)
+    target = np.eye(classes)[y.astype(int)]
+    logits = 1.5 * target + rng.normal(size=(n, classes))
+    logits[:, -1] += rng.normal(0, 1, slide.max() + 1)[slide]
+    pred = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return pred, target
+
+
+def measure_bootstrap(args, report=print) -> dict:
+    """Seconds of :func:`bootstrap_ci` per list size, and the vectorised
+    draws against a per-draw loop of ``MedFMCScore.calculate``."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score  # noqa: F401  (2 s: not timed)
+
+    from medfm.evaluation import MedFMCScore
+    from medfm.evaluation.bootstrap import (
+        bootstrap_ci,
+        metric_draws,
+        resample_weights,
+    )
+    res = dict(draws=args.bootstrap_draws, lists={})
+    for name, (n, c, multi, per_group) in BOOTSTRAP_LISTS.items():
+        pred, target = synthetic_scores(n, c, multi)
+        groups = None if per_group is None else np.arange(n) // per_group
+        t0 = time.perf_counter()
+        ci = bootstrap_ci(pred, target, multi, groups, n=args.bootstrap_draws)
+        dt = time.perf_counter() - t0
+        res['lists'][name] = dict(images=n, classes=c, seconds=dt,
+                                  units=n if groups is None else
+                                  int(groups.max()) + 1, score=ci['score'])
+        report(f'(7) bootstrap {name}: {args.bootstrap_draws} draws in '
+               f'{dt:.2f} s (score {ci["score"]["value"]:.2f} '
+               f'[{ci["score"]["low"]:.2f}, {ci["score"]["high"]:.2f}])')
+    n, c, draws = 1000, 19, args.bootstrap_loop
+    pred, target = synthetic_scores(n, c, True, seed=1)
+    weights = resample_weights(n, draws, seed=0)
+    times = []
+    for _ in range(5):  # a few milliseconds: the median of 5
+        t0 = time.perf_counter()
+        fast = metric_draws(pred, target, True, weights)
+        times.append(time.perf_counter() - t0)
+    t_fast = float(np.median(times))
+    t0 = time.perf_counter()
+    slow = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # classes a draw has no positives of
+        for w in weights:
+            idx = np.repeat(np.arange(n), w)
+            slow.append(MedFMCScore.calculate(pred[idx], target[idx], True))
+    t_loop = time.perf_counter() - t0
+    diff = max(abs(fast[k][b] - row[k]) for b, row in enumerate(slow)
+               for k in row if not np.isnan(row[k]))
+    res['loop'] = dict(images=n, classes=c, draws=draws,
+                       vectorised_ms_per_draw=1000 * t_fast / draws,
+                       loop_ms_per_draw=1000 * t_loop / draws,
+                       speedup=t_loop / t_fast, max_abs_diff=float(diff))
+    report(f'(7) bootstrap {n} x {c}, {draws} draws: vectorised '
+           f'{1000 * t_fast / draws:.2f} ms/draw, plain loop '
+           f'{1000 * t_loop / draws:.1f} ms/draw: {t_loop / t_fast:.0f}x; '
+           f'largest difference {diff:.1e} (percent points)')
+    return res
+
+
 # ----------------------------------------------------------------- sections
 @dataclass
 class Bench:
@@ -834,12 +940,17 @@ def run_classifier(b: Bench) -> None:
         b.say(f'(5) ImageClassifier {task} {name}: {v:.1f} images/s')
 
 
+def run_bootstrap(b: Bench) -> None:
+    b.res['bootstrap'] = measure_bootstrap(b.args, report=b.say)
+
+
 #: section -> what measures it: ``run(bench, task)`` for the sections of
 #: PER_TASK, ``run(bench)`` for the others
 RUNS: Dict[str, Callable] = {
     'ceiling': run_ceiling, 'e2e': run_e2e, 'eval': run_eval,
     'memory': run_memory, 'densenet': run_densenet,
     'classifier': run_classifier, 'loader': run_loader,
+    'bootstrap': run_bootstrap,
 }
 #: run task by task first: each task's ceiling right before its end-to-end
 #: runs, so that the ratio compares measurements taken under the same
@@ -847,7 +958,7 @@ RUNS: Dict[str, Callable] = {
 PER_TASK = ('ceiling', 'e2e')
 #: then these, once each: memory first (it is short); eval saves its figures
 #: as they come
-ONCE = ('memory', 'eval', 'loader', 'densenet', 'classifier')
+ONCE = ('memory', 'eval', 'loader', 'densenet', 'classifier', 'bootstrap')
 
 
 # --------------------------------------------------------------------- main
@@ -903,7 +1014,7 @@ def main(argv=None) -> dict:
     b = Bench(args, res, work_dir, out_path, time.perf_counter())
     try:
         # every section but the backbone rows (synthetic tensors) reads them
-        if set(args.sections) - {'densenet'}:
+        if set(args.sections) - {'densenet', 'bootstrap'}:
             prepare_data(b)
         for task in args.tasks:
             for name in PER_TASK:

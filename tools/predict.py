@@ -51,9 +51,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='experiment of the folder (none: the flat result/ of the '
                    'validation phase)')
     p.add_argument('--zip', action='store_true',
-                   help="also zip the submission files: the result folder's "
-                   '*_submission.csv and exp*/*_submission.csv as '
-                   'RESULT_DIR.zip, or the --out file as OUT.zip')
+                   help="also zip the submission files of this file's phase "
+                   "as RESULT_DIR.zip: the result folder's *_submission.csv "
+                   '(no --exp: validation phase) or exp1..5/*_submission.csv '
+                   '(--exp: evaluation phase), never both; or the --out file '
+                   'as OUT.zip')
     p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -85,22 +87,40 @@ def main(argv=None) -> str:
     write_submission(path, names, scores)
     print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')
     if args.zip:
-        archive = zip_submissions(path if args.out else None, args.result_dir)
-        print(f'zipped -> {archive}')
+        phase = 'validation' if args.exp is None else 'evaluation'
+        archive = zip_submissions(path if args.out else None, args.result_dir,
+                                  phase)
+        print(f'zipped -> {archive}' + ('' if args.out else f' ({phase} phase)'))
     return path
 
 
-def zip_submissions(out: Optional[str], result_dir: str) -> str:
-    """Zip the submission files only: ``out`` alone, or every
-    ``*_submission.csv`` and ``exp*/*_submission.csv`` of the result folder
-    (paths kept relative to it, the challenge's ``result.zip`` layout)."""
+def zip_submissions(out: Optional[str], result_dir: str,
+                    phase: Optional[str] = None) -> str:
+    """Zip the submission files only: ``out`` alone, or those of one phase
+    of the result folder, paths kept relative to it (the challenge's
+    ``result.zip`` layout): ``'validation'``, the flat ``*_submission.csv``;
+    ``'evaluation'``, ``exp1/`` .. ``exp5/*_submission.csv``. A zip never
+    holds both. ``phase=None``: the one phase the folder holds (an error
+    when it holds both)."""
     if out:
         files = [(out, osp.basename(out))]
         archive = osp.splitext(out)[0] + '.zip'
     else:
-        found = sorted(glob(osp.join(result_dir, '*_submission.csv')) +
-                       glob(osp.join(result_dir, 'exp*', '*_submission.csv')))
-        files = [(f, osp.relpath(f, result_dir)) for f in found]
+        found = {
+            'validation': sorted(glob(osp.join(result_dir, '*_submission.csv'))),
+            'evaluation': sorted(glob(osp.join(
+                result_dir, 'exp[1-5]', '*_submission.csv')))}
+        if phase is None:
+            held = [k for k, v in found.items() if v]
+            if len(held) > 1:
+                raise SystemExit(
+                    f'error: {result_dir} holds both phases (flat files and '
+                    'exp<k>/): say which to zip; a submission is one phase')
+            phase = held[0] if held else 'validation'
+        if phase not in found:
+            raise ValueError(f'phase {phase!r}: validation or evaluation')
+        files = [(f, osp.relpath(f, result_dir).replace(osp.sep, '/'))
+                 for f in found[phase]]
         archive = osp.abspath(result_dir) + '.zip'
     with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as z:
         for path, name in files:

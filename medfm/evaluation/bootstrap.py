@@ -1,0 +1,397 @@
+"""Bootstrap intervals of the MedFMC metrics, and paired comparisons of runs.
+
+Medical papers give a 95% interval beside each figure; here it is the
+percentile bootstrap:
+
+* :func:`bootstrap_ci`: the metrics of :meth:`MedFMCScore.calculate` (mAP or
+  Acc, AUC, score) and, for each, the interval of its values over ``n``
+  resamples of the test list (1,000 by default, seeded: the same call gives
+  the same interval).
+* :func:`paired_bootstrap`: two runs (or ensembles) scored on the same list
+  and the same resamples: the interval of the difference B - A and the share
+  of draws where B scores higher.
+* :func:`format_ci`: ``'82.4 [79.1, 85.6]'`` for tables and reports.
+
+What is resampled: images, with replacement, as many as the list holds; with
+``groups`` (:func:`unit_groups`: the patient of an endoscopy image, the
+slide of a colon patch) whole groups are drawn with replacement, each with
+all of its images, as many groups as the list holds. Images of one patient
+or slide are not independent, and resampling them one by one gives
+intervals that are too narrow. Chest X-rays carry no patient id: their unit
+is the image.
+
+Each draw's value is what :meth:`MedFMCScore.calculate` (scikit-learn's
+``average_precision_score`` and ``roc_auc_score``, ties grouped) gives on
+that resample, computed for all draws at once from counts: draw ``b`` holds
+image ``i`` ``W[b, i]`` times (:func:`resample_weights`), and AP and AUC are
+weighted sums over the images sorted by score once per class (AUC: the
+Mann-Whitney statistic with ties counted one half; AP: precision at each
+distinct score, weighted by the positives there). Classes a draw leaves
+without positives (or without negatives) are treated as ``calculate``
+treats them:
+
+* AP of a class without positives is 0, and it stays in the mean (mAP);
+* AUC of a class whose targets hold one value is left out of the mean; a
+  draw in which no class has an AUC has no AUC (nor score) and is left out
+  of those metrics' intervals: ``draws`` says how many draws an interval
+  rests on.
+
+The point value is ``calculate`` on the whole list (its warnings included),
+so it is exactly the figure reported without intervals.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Hashable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .metrics import ArrayLike, MedFMCScore, _as_2d, check_inputs
+
+#: default number of bootstrap draws
+DRAWS = 1000
+#: default interval level
+LEVEL = 0.95
+#: draws generated at a time by :func:`resample_weights` (fixed, so that
+#: the draws of a seed do not depend on the list's size or memory)
+_GEN_BLOCK = 100
+#: elements of one (draws x images) block of the metric computation
+_BLOCK = 1 << 21
+
+
+def resample_weights(size: int, n: int = DRAWS, seed: int = 0,
+                     groups: Optional[Sequence[Hashable]] = None) -> np.ndarray:
+    """How often each image is drawn in each of ``n`` bootstrap resamples.
+
+    Args:
+        size (int): Images in the list.
+        n (int): Draws. Defaults to 1000.
+        seed (int): Seed of NumPy's ``default_rng``. Defaults to 0.
+        groups (Sequence, optional): One group id per image (a patient, a
+            slide): groups are drawn with replacement and bring all their
+            images. None: images are drawn.
+
+    Returns:
+        np.ndarray: ``(n, size)`` int32 counts; row ``b`` is draw ``b``
+        (``np.repeat(np.arange(size), W[b])`` lists its images).
+
+    Examples:
+        >>> w = resample_weights(5, n=3, seed=1)
+        >>> w.shape, w.sum(1).tolist()
+        ((3, 5), [5, 5, 5])
+        >>> w = resample_weights(4, n=200, groups=['a', 'a', 'b', 'c'])
+        >>> bool((w[:, 0] == w[:, 1]).all())  # a group comes whole
+        True
+    """
+    if n < 1:
+        raise ValueError(f'n must be at least 1, got {n}')
+    if groups is None:
+        units, inverse = size, None
+    else:
+        if len(groups) != size:
+            raise ValueError(f'{len(groups)} group ids for {size} images')
+        _, inverse = np.unique(np.asarray(groups, dtype=object).astype(str),
+                               return_inverse=True)
+        units = int(inverse.max()) + 1 if size else 0
+    rng = np.random.default_rng(seed)
+    counts = np.empty((n, units), dtype=np.int32)
+    for start in range(0, n, _GEN_BLOCK):
+        k = min(_GEN_BLOCK, n - start)
+        idx = rng.integers(0, units, size=(k, units))
+        idx += np.arange(k)[:, None] * units  # one bincount for k draws
+        counts[start:start + k] = np.bincount(
+            idx.ravel(), minlength=k * units).reshape(k, units)
+    return counts if inverse is None else counts[:, inverse.ravel()]
+
+
+class _Ranked:
+    """One score column sorted once (descending): where its positives and
+    their tie groups lie, so that each draw needs one cumulative sum."""
+
+    def __init__(self, score: np.ndarray, positive: np.ndarray) -> None:
+        self.order = np.argsort(-score, kind='stable')
+        s = score[self.order]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        ends = np.r_[starts[1:], len(s)] - 1  # a tie group is one threshold
+        self.pos_idx = np.flatnonzero(positive[self.order])
+        # the groups that hold positives: their last and previous positions,
+        # and how many positives lie up to each
+        groups = np.unique(np.searchsorted(starts, self.pos_idx, 'right') - 1)
+        self.end, self.prev = ends[groups], starts[groups] - 1
+        self.k_end = np.searchsorted(self.pos_idx, self.end, 'right')
+        self.k_prev = np.searchsorted(self.pos_idx, self.prev, 'right')
+
+    def stats(self, w: np.ndarray):
+        """AP and AUC (fractions) of each draw of the counts ``w`` (B, N).
+
+        Per tie group g holding positives, with ``tp``/``cw`` the positive /
+        total weight at or above it and ``wp``/``wn`` its own positive /
+        negative weight: AP = sum(wp * tp / cw) / P (scikit-learn's step
+        sum), AUC = sum(wp * (Q - (cw - tp) + wn / 2)) / (P Q) (the
+        Mann-Whitney statistic, ties one half).
+        """
+        cw_all = np.cumsum(w[:, self.order], axis=1, dtype=np.float64)
+        total = cw_all[:, -1]
+        if not len(self.pos_idx):
+            return np.zeros(len(w)), np.full(len(w), np.nan)
+        cpos = np.zeros((len(w), len(self.pos_idx) + 1))
+        np.cumsum(w[:, self.order[self.pos_idx]], axis=1, out=cpos[:, 1:])
+        tp, p = cpos[:, self.k_end], cpos[:, -1]
+        wp = tp - cpos[:, self.k_prev]
+        cw = cw_all[:, self.end]
+        cw_prev = np.where(self.prev >= 0, cw_all[:, np.maximum(self.prev, 0)],
+                           0.0)
+        wn = cw - cw_prev - wp
+        q = total - p
+        with np.errstate(invalid='ignore', divide='ignore'):
+            # wp > 0 implies cw > 0: 0/0 terms (groups not drawn) are dropped
+            prec = np.where(wp > 0, tp / cw, 0.0)
+            ap = np.where(p > 0, (wp * prec).sum(1) / p, 0.0)
+            auc = (wp * (q[:, None] - (cw - tp) + 0.5 * wn)).sum(1) / (p * q)
+        auc[(p == 0) | (q == 0)] = np.nan
+        return ap, auc
+
+
+def _mean_defined(values: np.ndarray) -> np.ndarray:
+    """Row means over the non-NaN entries; NaN for a row without any."""
+    ok = ~np.isnan(values)
+    count = ok.sum(1)
+    total = np.where(ok, values, 0.0).sum(1)
+    return np.divide(total, count, out=np.full(len(values), np.nan),
+                     where=count > 0)
+
+
+def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
+                 weights: np.ndarray) -> Dict[str, np.ndarray]:
+    """The metrics of every resample, vectorised over the draws.
+
+    Args:
+        pred (array-like): Scores, ``(N, C)``.
+        target (array-like): 0/1 targets, ``(N, C)``.
+        multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
+        weights (np.ndarray): ``(B, N)`` counts (:func:`resample_weights`).
+
+    Returns:
+        dict: The keys of :meth:`MedFMCScore.calculate` (``mAP`` or ``Acc``,
+        ``AUC``, ``score``), each a ``(B,)`` array in percent: draw ``b``'s
+        value is ``calculate`` on the images of that draw. NaN where a draw
+        has no AUC (no class with both positives and negatives).
+    """
+    pred, target = _as_2d(pred), _as_2d(target)
+    check_inputs(pred, target, multi_label)
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[1] != len(pred):
+        raise ValueError(f'weights of shape {weights.shape} for {len(pred)} '
+                         'images; expected (draws, images)')
+    if not multi_label and pred.shape[1] == 2:
+        auc_cols = [1]  # binary: the positive class's AUC, as calculate
+    else:
+        auc_cols = list(range(pred.shape[1]))
+    ap_cols = list(range(pred.shape[1])) if multi_label else []
+    ranked = {c: _Ranked(pred[:, c], target[:, c] == 1)
+              for c in sorted(set(auc_cols) | set(ap_cols))}
+    hits = (pred.argmax(1) == target.argmax(1)).astype(np.float64)
+
+    n_draws = len(weights)
+    first = 'mAP' if multi_label else 'Acc'
+    out = {first: np.empty(n_draws), 'AUC': np.empty(n_draws)}
+    step = max(1, _BLOCK // max(1, len(pred)))
+    for lo in range(0, n_draws, step):
+        w = weights[lo:lo + step]
+        ap = np.zeros((len(w), len(ap_cols)))
+        auc = np.full((len(w), len(auc_cols)), np.nan)
+        for c, r in ranked.items():
+            ap_c, auc_c = r.stats(w)
+            if c in ap_cols:
+                ap[:, ap_cols.index(c)] = ap_c
+            if c in auc_cols:
+                auc[:, auc_cols.index(c)] = auc_c
+        if multi_label:
+            out[first][lo:lo + step] = ap.mean(1) * 100
+        else:
+            out[first][lo:lo + step] = (w @ hits) / w.sum(1, dtype=np.float64) * 100
+        out['AUC'][lo:lo + step] = _mean_defined(auc) * 100
+    out['score'] = (out[first] + out['AUC']) / 2
+    return out
+
+
+def _bounds(level: float):
+    if not 0 < level < 1:
+        raise ValueError(f'level must lie in (0, 1), got {level}')
+    return 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+
+def _interval(values: np.ndarray, level: float):
+    ok = values[~np.isnan(values)]
+    if not len(ok):
+        return math.nan, math.nan, 0
+    low, high = np.percentile(ok, _bounds(level))
+    return float(low), float(high), int(len(ok))
+
+
+def bootstrap_ci(pred: ArrayLike,
+                 target: ArrayLike,
+                 multi_label: bool,
+                 groups: Optional[Sequence[Hashable]] = None,
+                 n: int = DRAWS,
+                 seed: int = 0,
+                 level: float = LEVEL,
+                 classes: Optional[Sequence[str]] = None
+                 ) -> Dict[str, Dict[str, float]]:
+    """The task's metrics with percentile bootstrap intervals.
+
+    Args:
+        pred (array-like): Scores (sigmoid or softmax), ``(N, C)``.
+        target (array-like): One-hot / multi-hot targets, ``(N, C)``.
+        multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
+        groups (Sequence, optional): One group id per image (patient,
+            slide): whole groups are resampled (:func:`unit_groups`).
+        n (int): Draws. Defaults to 1000.
+        seed (int): Seed of the resamples. Defaults to 0.
+        level (float): Interval level. Defaults to 0.95.
+        classes (Sequence[str], optional): Class names for warnings.
+
+    Returns:
+        dict: For each key of :meth:`MedFMCScore.calculate` (``mAP`` or
+        ``Acc``, ``AUC``, ``score``; percent) a dict with ``value`` (the
+        point value, ``calculate`` on the whole list), ``low`` and ``high``
+        (the percentiles ``(1 - level) / 2`` and ``(1 + level) / 2`` of the
+        draws) and ``draws`` (the draws with a value: fewer than ``n`` when
+        some had no AUC).
+
+    Raises:
+        ScoreError: Inputs ``calculate`` refuses.
+
+    Examples:
+        >>> pred = np.array([[.9], [.8], [.4], [.35], [.3], [.1]])
+        >>> target = np.array([[1], [1], [0], [1], [0], [0]])
+        >>> ci = bootstrap_ci(pred, target, multi_label=True, n=200)
+        >>> round(ci['AUC']['value'], 2), ci['AUC']['draws'] <= 200
+        (88.89, True)
+        >>> ci['AUC']['low'] <= ci['AUC']['value'] <= ci['AUC']['high']
+        True
+    """
+    point = MedFMCScore.calculate(pred, target, multi_label, classes=classes)
+    weights = resample_weights(len(_as_2d(pred)), n, seed, groups)
+    draws = metric_draws(pred, target, multi_label, weights)
+    out = {}
+    for key, value in point.items():
+        low, high, ok = _interval(draws[key], level)
+        out[key] = dict(value=value, low=low, high=high, draws=ok)
+    return out
+
+
+def paired_bootstrap(pred_a: ArrayLike,
+                     pred_b: ArrayLike,
+                     target: ArrayLike,
+                     multi_label: bool,
+                     groups: Optional[Sequence[Hashable]] = None,
+                     n: int = DRAWS,
+                     seed: int = 0,
+                     level: float = LEVEL,
+                     classes: Optional[Sequence[str]] = None
+                     ) -> Dict[str, Dict[str, float]]:
+    """Run B against run A on the same list and the same resamples.
+
+    Args:
+        pred_a (array-like): Scores of run A, ``(N, C)``.
+        pred_b (array-like): Scores of run B, same images, same order.
+        target (array-like): Targets, ``(N, C)``.
+        multi_label, groups, n, seed, level, classes: As
+            :func:`bootstrap_ci`.
+
+    Returns:
+        dict: For each metric: ``a`` and ``b`` (point values), ``diff``
+        (``b - a``), ``low`` and ``high`` (percentile interval of the
+        difference over the draws), ``b_better`` (the share of draws in
+        which B's value is higher; equal values count as not higher) and
+        ``draws`` (draws where both have a value).
+
+    Examples:
+        >>> target = np.array([[1], [1], [0], [1], [0], [0]])
+        >>> a = np.array([[.9], [.2], [.4], [.35], [.3], [.1]])
+        >>> b = np.array([[.9], [.8], [.4], [.35], [.3], [.1]])
+        >>> res = paired_bootstrap(a, b, target, multi_label=True, n=200)
+        >>> round(res['AUC']['diff'], 2), res['AUC']['b_better'] > 0.5
+        (22.22, True)
+    """
+    pa, pb = _as_2d(pred_a), _as_2d(pred_b)
+    if pa.shape != pb.shape:
+        raise ValueError(f'runs A and B have scores of shapes {pa.shape} and '
+                         f'{pb.shape}: a paired comparison needs the same list')
+    point_a = MedFMCScore.calculate(pa, target, multi_label, classes=classes)
+    point_b = MedFMCScore.calculate(pb, target, multi_label, classes=classes)
+    weights = resample_weights(len(pa), n, seed, groups)
+    draws_a = metric_draws(pa, target, multi_label, weights)
+    draws_b = metric_draws(pb, target, multi_label, weights)
+    out = {}
+    for key in point_a:
+        diff = draws_b[key] - draws_a[key]
+        low, high, ok = _interval(diff, level)
+        valid = ~np.isnan(diff)
+        better = float((diff[valid] > 0).mean()) if ok else math.nan
+        out[key] = dict(a=point_a[key], b=point_b[key],
+                        diff=point_b[key] - point_a[key], low=low, high=high,
+                        b_better=better, draws=ok)
+    return out
+
+
+def format_ci(value: Union[float, Mapping[str, float]],
+              low: Optional[float] = None,
+              high: Optional[float] = None,
+              digits: int = 1) -> str:
+    """A value and its interval as papers print them.
+
+    Args:
+        value (float | dict): The value, or an entry of
+            :func:`bootstrap_ci` (``value``, ``low``, ``high``) or of
+            :func:`paired_bootstrap` (``diff``, ``low``, ``high``).
+        low, high (float, optional): The interval (taken from ``value`` when
+            it is a dict).
+        digits (int): Decimals. Defaults to 1.
+
+    Examples:
+        >>> format_ci(82.4321, 79.09, 85.6)
+        '82.4 [79.1, 85.6]'
+        >>> format_ci({'value': 50.0, 'low': float('nan'), 'high': 60.0}, digits=2)
+        '50.00 [nan, 60.00]'
+        >>> format_ci({'diff': 1.25, 'low': -0.5, 'high': 3.0})
+        '+1.2 [-0.5, +3.0]'
+    """
+    signed = False
+    if isinstance(value, Mapping):
+        entry = value
+        signed = 'diff' in entry and 'value' not in entry
+        value = entry['diff'] if signed else entry['value']
+        low = entry.get('low') if low is None else low
+        high = entry.get('high') if high is None else high
+
+    def fmt(v) -> str:
+        if v is None or math.isnan(v):
+            return 'nan'
+        return f'{v:+.{digits}f}' if signed else f'{v:.{digits}f}'
+
+    if low is None and high is None:
+        return fmt(value)
+    return f'{fmt(value)} [{fmt(low)}, {fmt(high)}]'
+
+
+def unit_groups(task: str, names: Sequence[str]) -> Optional[np.ndarray]:
+    """The resampling unit of each image of a task's list, or None.
+
+    Endoscopy images are grouped by patient (study id), colon patches by
+    slide (:meth:`MedFMCDataset.group_of`, the unit a shot counts); chest
+    X-rays have no patient id and are resampled image by image (None).
+
+    Examples:
+        >>> unit_groups('endo', ['13333_2021.12_0007_1.png',
+        ...                      '13333_2021.12_0007_2.png']).tolist()
+        ['13333_2021.12_0007', '13333_2021.12_0007']
+        >>> unit_groups('chest', ['a.png']) is None
+        True
+    """
+    from ..datasets import task_class
+    cls = task_class(task)
+    if cls.SHOT_UNIT == 'image':
+        return None
+    return np.array([cls.group_of(name) for name in names], dtype=object)

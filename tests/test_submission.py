@@ -61,13 +61,13 @@ def test_predict_tool_result_folder(colon_run, demo_root, tmp_path, capsys):
     predict_tool.zip_submissions(None, str(tmp_path / 'result'))
     with zipfile.ZipFile(tmp_path / 'result.zip') as z:
         assert z.namelist() == ['exp2/colon_5-shot_submission.csv']
-    # without --exp: the flat layout, zipped alongside
+    # without --exp: the flat layout (validation phase); its zip holds that
+    # phase only, never both
     flat = predict_tool.main([cfg, ckpt, '--shot', '5', '--result-dir',
                               str(tmp_path / 'result'), '--zip'])
     assert flat == str(tmp_path / 'result' / 'colon_5-shot_submission.csv')
     with zipfile.ZipFile(tmp_path / 'result.zip') as z:
-        assert z.namelist() == ['colon_5-shot_submission.csv',
-                                'exp2/colon_5-shot_submission.csv']
+        assert z.namelist() == ['colon_5-shot_submission.csv']
     lines = open(out).read().splitlines()
     listed = open(osp.join(demo_root, 'colon', 'test_WithoutLabel.txt')
                   ).read().splitlines()

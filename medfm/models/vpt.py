@@ -35,6 +35,7 @@ from mmpretrain.models.utils import ShiftWindowMSA, resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from .adapt import set_trainable
 from .backbones import SwinOldKeysMixin
 from .weight_init import count_parameters
 
@@ -65,14 +66,16 @@ class _PromptMixin:
         self.freeze_backbone = freeze_backbone
 
     def _freeze(self) -> None:
-        if not self.freeze_backbone:
-            return
-        for name, param in self.named_parameters():
-            param.requires_grad = name.startswith('prompt')
+        # the decision is medfm.models.adapt's, as for every adaptation
+        if self.freeze_backbone:
+            set_trainable(self, 'vpt' if self.prompt_length else 'linear_probe')
 
     def _log_parameters(self) -> None:
         total, trainable = count_parameters(self)
-        frozen = 'backbone frozen' if self.freeze_backbone else 'all trainable'
+        rest = [p.requires_grad for n, p in self.named_parameters()
+                if not n.startswith('prompt')]
+        frozen = ('backbone frozen' if not any(rest) else 'all trainable'
+                  if all(rest) else 'backbone partly trainable')
         print_log(f'{type(self).__name__}: {self.prompt_length} '
                   f'{self.prompt_mode} prompt(s), {trainable:,} trainable of '
                   f'{total:,} parameters ({frozen})', logger='current')

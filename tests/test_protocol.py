@@ -3,6 +3,7 @@ import csv
 import math
 import os.path as osp
 
+import pytest
 import run_protocol
 
 from medfm.testing import tiny_backbone, tiny_config
@@ -47,6 +48,25 @@ def test_run_protocol_two_experiments(demo_root, tmp_path):
                             (float(r['mAP']) + float(r['AUC'])) / 2, abs_tol=1e-3)
     md = open(result['markdown']).read()
     assert '| score |' in md and '±' in md and 'exp2' in md
+    # the 95% interval of the mean: the experiments' saved test predictions,
+    # resampled together, patients whole (endo)
+    assert 'resamples of the test list (by patient)' in md
+    from medfm.evaluation import MedFMCScore, mean_bootstrap_ci, read_predictions
+    from medfm.evaluation.bootstrap import unit_groups
+    tables = [read_predictions(osp.join(r['work_dir'], 'test_predictions.csv'))
+              for r in result['rows']]
+    for (names, pred, target), r in zip(tables, rows):
+        assert MedFMCScore.calculate(pred, target, True)['score'] == \
+            pytest.approx(float(r['score']), abs=1e-3)
+    again = mean_bootstrap_ci([t[1] for t in tables], tables[0][2], True,
+                              unit_groups('endo', [osp.basename(n) for n in
+                                                   tables[0][0]]))
+    for metric in ('mAP', 'AUC', 'score'):
+        low, high = float(s[f'{metric}_ci_low']), float(s[f'{metric}_ci_high'])
+        assert (low, high) == pytest.approx(
+            (again[metric]['low'], again[metric]['high']), abs=1e-3)
+        assert low <= float(s[f'{metric}_mean']) + 1e-6
+        assert float(s[f'{metric}_mean']) - 1e-6 <= high
     # one submission per experiment, in the challenge's result layout
     test_names = open(osp.join(demo_root, 'endo', 'test_WithoutLabel.txt')
                       ).read().split()

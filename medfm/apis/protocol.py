@@ -40,15 +40,19 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from ..datasets import task_of_config
+from ..datasets import task_class, task_of_config
 from ..datasets.splits import split_file_name
+from ..evaluation import DumpPredictions, mean_bootstrap_ci, read_predictions
+from ..evaluation.bootstrap import unit_groups
 from ..models import count_parameters
 from ..utils import atomic_write, innermost, write_csv
-from .inference import predict_list
+from .inference import load_checkpoint, predict_list
 from .runs import RunDir
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
 METRIC_ORDER = ('mAP', 'Acc', 'AUC', 'score')
+#: each experiment's test-list scores, in its folder
+PREDICTIONS = 'test_predictions.csv'
 
 
 def data_root_of(cfg: Config, loader: str = 'train_dataloader') -> str:
@@ -130,7 +134,11 @@ def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
               'parameters', logger='current')
     runner.train()
     path = run.checkpoint(checkpoint)
-    runner.load_checkpoint(path)
+    load_checkpoint(runner.model, path)  # strict, verified
+    # each image's scores, for the summary's bootstrap interval
+    dump = DumpPredictions(osp.join(cfg.work_dir, PREDICTIONS))
+    runner.test_evaluator.metrics.append(dump)
+    dump.dataset_meta = runner.test_evaluator.dataset_meta
     metrics = runner.test()
     row: Dict[str, object] = dict(work_dir=cfg.work_dir, checkpoint=path,
                                   trainable=trainable, total=total)
@@ -450,6 +458,7 @@ def write_summary(out_dir: str, setting: Dict[str, object],
     """
     stats = summarize(rows)
     metrics = list(stats)
+    ci = setting_ci(setting['task'], rows)
     paths = {k: osp.join(out_dir, f) for k, f in (
         ('experiments', 'experiments.csv'), ('csv', 'summary.csv'),
         ('markdown', 'summary.md'))}
@@ -457,26 +466,54 @@ def write_summary(out_dir: str, setting: Dict[str, object],
               [[r['exp'], *[f'{float(r[m]):.4f}' for m in metrics],
                 r.get('checkpoint', '')] for r in rows])
     head = ['task', 'shot', 'config', 'experiments']
+    kinds = ('mean', 'std') + (('ci_low', 'ci_high') if ci else ())
     write_csv(paths['csv'],
-              head + [f'{m}_{s}' for m in metrics for s in ('mean', 'std')],
+              head + [f'{m}_{k}' for m in metrics for k in kinds],
               [[setting['task'], setting['shot'], setting['config'], len(rows),
-                *[f'{v:.4f}' for m in metrics for v in stats[m]]]])
+                *[f'{v:.4f}' for m in metrics for v in
+                  stats[m] + ((ci[m]['low'], ci[m]['high']) if ci else ())]]])
     exps = [f'exp{r["exp"]}' for r in rows]
     lines = [f'# {setting["task"]} {setting["shot"]}-shot: {setting["config"]}',
              '',
              f'{len(rows)} experiment(s), test list metrics in percent; '
-             'mean ± sample standard deviation.',
+             'mean ± sample standard deviation'
+             + (f'; 95% CI: percentile bootstrap of the mean over '
+                f'{ci[metrics[0]]["draws"]} resamples of the test list (by '
+                f'{task_class(setting["task"]).SHOT_UNIT})' if ci else '') + '.',
              '',
-             '| metric | ' + ' | '.join(exps) + ' | mean ± std |',
-             '|---|' + '---|' * len(exps) + '---|']
+             '| metric | ' + ' | '.join(exps) + ' | mean ± std |'
+             + (' 95% CI |' if ci else ''),
+             '|---|' + '---|' * len(exps) + '---|' + ('---|' if ci else '')]
     for m in metrics:
         cells = [fmt_percent(float(r[m])) for r in rows]
         mean, std = stats[m]
         lines.append(f'| {m} | ' + ' | '.join(cells) +
-                     f' | {fmt_percent(mean)} ± {fmt_percent(std)} |')
+                     f' | {fmt_percent(mean)} ± {fmt_percent(std)} |'
+                     + (f' [{fmt_percent(ci[m]["low"])}, '
+                        f'{fmt_percent(ci[m]["high"])}] |' if ci else ''))
     with atomic_write(paths['markdown'], encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')
     return paths
+
+
+def setting_ci(task: str, rows: Sequence[Dict[str, object]],
+               n: int = 1000, seed: int = 0) -> Optional[Dict[str, dict]]:
+    """The 95% bootstrap interval of a setting's mean metrics
+    (:func:`medfm.evaluation.mean_bootstrap_ci` over the experiments'
+    ``test_predictions.csv``, patients or slides resampled whole), or None
+    when an experiment has no such file or the lists differ.
+    """
+    files = [osp.join(str(r.get('work_dir', '')), PREDICTIONS) for r in rows]
+    if not rows or not all(osp.isfile(f) for f in files):
+        return None
+    tables = [read_predictions(f) for f in files]
+    names, _, target = tables[0]
+    if target is None or any(t[0] != names for t in tables):
+        return None
+    groups = unit_groups(task, [osp.basename(n) for n in names])
+    return mean_bootstrap_ci([t[1] for t in tables], target,
+                             task_class(task).METAINFO['multi_label'],
+                             groups=groups, n=n, seed=seed)
 
 
 def grid_stats(settings: Sequence[Dict[str, object]]

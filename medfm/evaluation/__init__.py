@@ -1,6 +1,7 @@
-from .bootstrap import bootstrap_ci, format_ci, paired_bootstrap
-from .dump import DumpPredictions
+from .bootstrap import bootstrap_ci, format_ci, mean_bootstrap_ci, paired_bootstrap
+from .dump import DumpPredictions, read_predictions
 from .metrics import MedFMCScore, ScoreError, average_precision, roc_auc
 
 __all__ = ['DumpPredictions', 'MedFMCScore', 'ScoreError', 'average_precision',
-           'roc_auc', 'bootstrap_ci', 'paired_bootstrap', 'format_ci']
+           'roc_auc', 'bootstrap_ci', 'mean_bootstrap_ci', 'paired_bootstrap',
+           'format_ci', 'read_predictions']

@@ -336,6 +336,51 @@ def paired_bootstrap(pred_a: ArrayLike,
     return out
 
 
+def mean_bootstrap_ci(preds: Sequence[ArrayLike],
+                      target: ArrayLike,
+                      multi_label: bool,
+                      groups: Optional[Sequence[Hashable]] = None,
+                      n: int = DRAWS,
+                      seed: int = 0,
+                      level: float = LEVEL) -> Dict[str, Dict[str, float]]:
+    """Interval of the mean over several runs scored on one list (the
+    protocol's experiments of one setting).
+
+    Each draw resamples the list once and scores every run on that same
+    resample; the draw's value is the mean over the runs. The interval is
+    thus the test list's sampling uncertainty of the setting's mean; the
+    spread between experiments is the standard deviation reported beside it.
+
+    Args:
+        preds (Sequence[array-like]): Each run's scores, ``(N, C)``, the
+            same images in the same order.
+        target, multi_label, groups, n, seed, level: As :func:`bootstrap_ci`.
+
+    Returns:
+        dict: As :func:`bootstrap_ci`; ``value`` is the mean over the runs of
+        :meth:`MedFMCScore.calculate`.
+
+    Examples:
+        >>> target = np.array([[1], [1], [0], [1], [0], [0]])
+        >>> a = np.array([[.9], [.2], [.4], [.35], [.3], [.1]])
+        >>> b = np.array([[.9], [.8], [.4], [.35], [.3], [.1]])
+        >>> ci = mean_bootstrap_ci([a, b], target, multi_label=True, n=200)
+        >>> round(ci['AUC']['value'], 2)
+        77.78
+    """
+    if not preds:
+        raise ValueError('no runs to average')
+    points = [MedFMCScore.calculate(p, target, multi_label) for p in preds]
+    weights = resample_weights(len(_as_2d(preds[0])), n, seed, groups)
+    draws = [metric_draws(p, target, multi_label, weights) for p in preds]
+    out = {}
+    for key in points[0]:
+        low, high, ok = _interval(np.mean([d[key] for d in draws], axis=0), level)
+        out[key] = dict(value=float(np.mean([p[key] for p in points])),
+                        low=low, high=high, draws=ok)
+    return out
+
+
 def format_ci(value: Union[float, Mapping[str, float]],
               low: Optional[float] = None,
               high: Optional[float] = None,

@@ -81,3 +81,28 @@ class DumpPredictions(BaseMetric):
                 row += [int(i in r['gt_label']) for i in range(len(classes))]
             rows.append(row)
         return header, rows
+
+
+def read_predictions(path: str):
+    """A table :class:`DumpPredictions` wrote as CSV: image paths, scores
+    ``(N, C)`` and 0/1 labels ``(N, C)`` (None when unlabelled).
+
+    Raises:
+        ValueError: The file is not such a table (names the file).
+    """
+    import csv
+
+    import numpy as np
+    with open(path, newline='', encoding='utf-8') as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0][:1] != ['img_path']:
+        raise ValueError(f'{path}: not a predictions table (header img_path, '
+                         'score_<class>..., label_<class>...)')
+    head = rows[0]
+    scores = [i for i, h in enumerate(head) if h.startswith('score_')]
+    labels = [i for i, h in enumerate(head) if h.startswith('label_')]
+    body = rows[1:]
+    pred = np.array([[float(r[i]) for i in scores] for r in body])
+    target = np.array([[int(r[i]) for i in labels] for r in body]) \
+        if labels else None
+    return [r[0] for r in body], pred, target

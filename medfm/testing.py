@@ -18,11 +18,14 @@ TINY_ARCHS = {
     **{kind: (dict(embed_dims=32, num_layers=2, num_heads=2,
                    feedforward_channels=64), 32)
        for kind in ('VisionTransformer', 'PromptedViT', 'BEiTViT',
-                    'BEiTViTAnySize')},
+                    'BEiTViTAnySize', 'ViTEVA02')},
     **{kind: (dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2]),
               128)
        for kind in ('SwinTransformer', 'SwinTransformerAnySize',
                     'PromptedSwinTransformer')},
+    **{kind: (dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2],
+                   extra_norm_every_n_blocks=0), 128)
+       for kind in ('SwinTransformerV2', 'SwinTransformerV2AnySize')},
 }
 
 

@@ -1,12 +1,13 @@
-"""Swin and BEiT backbones that also run on inputs smaller than they were built for.
+"""Swin, Swin V2 and BEiT backbones that also run on inputs smaller than they
+were built for.
 
-mmpretrain's ``SwinTransformer`` refuses a feature map smaller than its
-window unless ``pad_small_map=True``, and that flag also changes the native
-computation (it keeps the cyclic shift where the map equals the window,
-which the original Swin, and so every pretrained checkpoint, does not).
-``BEiTViT`` holds relative position biases for one patch grid only. Both
-therefore fail on the 32-pixel images of the smoke tests and on any
-resolution below their own.
+mmpretrain's ``SwinTransformer`` and ``SwinTransformerV2`` refuse a feature
+map smaller than their window unless ``pad_small_map=True``, and that flag
+also changes the native computation (it keeps the cyclic shift where the map
+equals the window, which the original Swin, and so every pretrained
+checkpoint, does not). ``BEiTViT`` holds relative position biases for one
+patch grid only. All three therefore fail on the 32-pixel images of the
+smoke tests and on any resolution below their own.
 
 The subclasses here compute exactly what their parents compute at the
 native resolution, have the same state-dict keys (checkpoints load
@@ -21,7 +22,7 @@ from typing import Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmpretrain.models.backbones import BEiTViT, SwinTransformer
+from mmpretrain.models.backbones import BEiTViT, SwinTransformer, SwinTransformerV2
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
@@ -76,6 +77,44 @@ class SwinTransformerAnySize(SwinOldKeysMixin, SwinTransformer):
         height, width = args[1]
         for block in stage.blocks:
             block.attn.pad_small_map = min(height, width) < block.attn.window_size
+
+
+@MODELS.register_module()
+class SwinTransformerV2AnySize(SwinTransformerV2):
+    """``SwinTransformerV2`` that pads feature maps smaller than its window.
+
+    Takes the arguments of :class:`mmpretrain.models.SwinTransformerV2`
+    (``pad_small_map`` is managed here and must not be given). A V2 stage
+    merges patches before its blocks, so the padding is set per block, from
+    the map the block receives.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        if kwargs.get('pad_small_map'):
+            raise ValueError('SwinTransformerV2AnySize sets pad_small_map per '
+                             'input; do not pass it')
+        super().__init__(*args, **kwargs)
+        for stage in self.stages:
+            for block in stage.blocks:
+                block.register_forward_pre_hook(self._set_padding)
+        self._register_load_state_dict_pre_hook(self._keep_own_tables)
+
+    @staticmethod
+    def _set_padding(block: nn.Module, args: tuple) -> None:
+        # args = (x, hw_shape); as in SwinTransformerAnySize, a map equal to
+        # the window keeps the original (unshifted) path
+        height, width = args[1]
+        block.attn.pad_small_map = min(height, width) < block.attn.window_size
+
+    def _keep_own_tables(self, state_dict, prefix, *args, **kwargs) -> None:
+        # The parent's load hook drops the checkpoint's relative position
+        # index and coordinate tables (derived from the window size) so that
+        # the module keeps its own; hand its own back, so that loaders do
+        # not list them as missing keys.
+        for name, buf in self.named_buffers():
+            if name.endswith(('relative_position_index',
+                              'relative_coords_table')):
+                state_dict.setdefault(prefix + name, buf)
 
 
 def _relative_index(grid: Tuple[int, int], num_relative: int,

@@ -1,0 +1,16 @@
+_base_ = [
+    '../_base_/models/convnext-v2-base_224.py',
+    '../_base_/datasets/colon.py',
+    '../_base_/schedules/adamw_20e_convnext.py',
+    '../_base_/default_runtime.py',
+]
+
+# tumor vs normal: one softmax over two classes
+model = dict(
+    head=dict(
+        _delete_=True,
+        type='LinearClsHead',
+        num_classes=2,
+        in_channels=1024,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1,)))

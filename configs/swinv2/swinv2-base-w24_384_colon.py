@@ -1,0 +1,16 @@
+_base_ = [
+    '../_base_/models/swinv2-base-w24_384.py',
+    '../_base_/datasets/colon_384px.py',
+    '../_base_/schedules/adamw_20e_swin.py',
+    '../_base_/default_runtime.py',
+]
+
+# tumor vs normal: one softmax over two classes
+model = dict(
+    head=dict(
+        _delete_=True,
+        type='LinearClsHead',
+        num_classes=2,
+        in_channels=1024,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1,)))

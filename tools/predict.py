@@ -28,6 +28,7 @@ from medfm.apis.inference import predict_list
 from medfm.apis.protocol import submission_path, write_submission
 from medfm.apis.runs import RunDir
 from medfm.cli import load_config
+from medfm.cli.tta import add_tta_arguments, tta_from_args
 from medfm.compat import CheckpointError
 from medfm.datasets import task_of_config
 
@@ -57,12 +58,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    '(--exp: evaluation phase), never both; or the --out file '
                    'as OUT.zip')
     p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
+    add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> str:
     args = parse_args(argv)
+    tta = tta_from_args(args)
     checkpoint, config = args.checkpoint, args.config
     run = RunDir(checkpoint if osp.isdir(checkpoint) else osp.dirname(checkpoint))
     if osp.isdir(checkpoint):
@@ -81,7 +84,7 @@ def main(argv=None) -> str:
         raise SystemExit('give --out, or --shot (and --exp) for the result folder')
     try:
         names, scores = predict_list(cfg, checkpoint, args.ann_file,
-                                     args.data_root, args.device)
+                                     args.data_root, args.device, tta=tta)
     except CheckpointError as err:  # refused, changed, or another model's
         raise SystemExit(f'error: {err}') from None
     write_submission(path, names, scores)

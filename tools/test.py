@@ -8,7 +8,11 @@ Examples:
 ``--out``/``--out-item`` follow mmpretrain's tools/test.py: per-sample
 predictions by default, the metrics with ``--out-item metrics``. The
 predictions are a ``.csv`` or ``.json`` table (image, class scores, labels);
-``.pkl`` writes mmengine's pickle dump exactly as mmpretrain does.
+``.pkl`` writes mmengine's pickle dump exactly as mmpretrain does. ``--tta``
+averages the scores of each image unflipped and flipped (mmpretrain's
+``AverageClsScoreTTA``, the views derived from the config's test pipeline:
+:mod:`medfm.cli.tta`). A run trained with ``EMAHook`` is scored on the EMA
+weights its checkpoints hold.
 """
 from __future__ import annotations
 
@@ -16,10 +20,10 @@ import argparse
 import os.path as osp
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
-from medfm.apis.inference import load_checkpoint
+from medfm.apis.inference import test_runner
 from medfm.apis.runs import RunDir
+from medfm.cli.tta import add_tta_arguments, tta_from_args
 from medfm.compat import CheckpointError
 from medfm.utils import write_json
 
@@ -35,6 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    'the metrics (JSON) to this file')
     p.add_argument('--out-item', choices=['pred', 'metrics'], default='pred',
                    help='what --out holds (default pred, as mmpretrain)')
+    add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
@@ -44,16 +49,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    tta = tta_from_args(args)
     # compared with the config the checkpoint's run saved, if it has one
     run = RunDir(osp.dirname(osp.abspath(args.checkpoint)))
     cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
-    cfg.load_from, cfg.resume = None, False  # the one checkpoint is loaded here
-    runner = Runner.from_cfg(cfg)
     # strict: a checkpoint of another task or model is refused, with a
     # summary, instead of scoring a randomly initialised head
     try:
-        load_checkpoint(runner.model, args.checkpoint)
+        runner = test_runner(cfg, args.checkpoint, tta, run)
     except (CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f'error: {err}') from None
     if args.out and args.out_item == 'pred':

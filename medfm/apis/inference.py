@@ -7,13 +7,24 @@ and submission files, ``tools/predict.py``, the report and Grad-CAM.
 
 :func:`sweep_run` evaluates every epoch checkpoint of a run with one model and
 one data pass (:class:`medfm.engine.loops.CheckpointSweepLoop`).
+
+Test-time augmentation (``tta``) is :func:`medfm.cli.tta.apply_tta` of the
+config, here and in every tool. Weights: a run trained with ``EMAHook``
+(mmpretrain's, over mmengine's) saves the EMA weights as each checkpoint's
+``state_dict`` (the raw ones go to ``ema_state_dict``), and validation
+selected its epoch on the EMA weights; :func:`ema_weights` says whether a
+run's checkpoints hold them, and the hook is dropped from an evaluation's
+config (:func:`drop_ema_hook`), whose ``before_test_epoch`` would otherwise
+swap in its own copy of the model's weights from before the first
+checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import os.path as osp
-from typing import List, NamedTuple, Optional, Tuple
+import time
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,7 +34,10 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
+from ..cli.tracking import local_backends_only
+from ..cli.tta import apply_tta, tta_label
 from ..compat import CheckpointMismatchError, load_weights
+from ..engine.loops import bare_model
 from ..utils.config import innermost
 from ..utils.progress import track
 from .runs import RunDir
@@ -62,9 +76,11 @@ def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = copy.deepcopy(cfg.model)
     if cfg.get('data_preprocessor') is not None:
+        # a TTA model (apply_tta) hands it to the model it wraps
         model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
     # pretrained weights are not needed: the checkpoint replaces them
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
+    inner = model_cfg.get('module') or model_cfg  # inside a TTA model
+    inner.get('backbone', {}).pop('init_cfg', None)
     model = MODELS.build(model_cfg)
     meta: dict = {}
     if checkpoint:
@@ -90,7 +106,7 @@ def load_checkpoint(model: nn.Module, checkpoint: str) -> dict:
             model: the message names the config the run saved.
     """
     try:
-        return load_weights(model, checkpoint)
+        return load_weights(bare_model(model), checkpoint)
     except CheckpointMismatchError as err:
         raise CheckpointMismatchError(
             mismatch_note(str(err), osp.dirname(str(checkpoint)))) from None
@@ -161,9 +177,21 @@ def predict_loader(model: nn.Module, loader, amp: bool = False) -> Predictions:
     return Predictions(np.stack(scores), target, paths)
 
 
+TTA = Union[None, bool, dict]
+
+
+def with_tta(cfg: Config, tta: TTA = None) -> Config:
+    """``cfg`` itself without ``tta``; with it, :func:`medfm.cli.tta.apply_tta`
+    of ``cfg`` (``tta`` True, or a dict of its keyword arguments:
+    ``flips``, ``scales``)."""
+    if not tta:
+        return cfg
+    return apply_tta(cfg, **(tta if isinstance(tta, dict) else {}))
+
+
 def predict_list(cfg: Config, checkpoint: str, ann_file: str,
                  data_root: Optional[str] = None, device: Optional[str] = None,
-                 amp: bool = False) -> Tuple[List[str], np.ndarray]:
+                 amp: bool = False, tta: TTA = None) -> Tuple[List[str], np.ndarray]:
     """Class scores of every image of an annotation list, in list order.
 
     The config's test dataloader reads the list (labels are not needed).
@@ -176,16 +204,20 @@ def predict_list(cfg: Config, checkpoint: str, ann_file: str,
         data_root (str, optional): Override of the test dataset's data root.
         device (str, optional): Defaults to CUDA when available.
         amp (bool): bf16 autocast on a GPU.
+        tta (bool | dict, optional): Test-time augmentation
+            (:func:`with_tta`): the scores averaged over the views.
 
     Returns:
         tuple[list[str], np.ndarray]: File names as listed and scores
         ``(N, num_classes)``.
     """
+    cfg = with_tta(cfg, tta)
     loader = build_loader(cfg, 'test', ann_file, data_root)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model = build_classifier(cfg, checkpoint, device)
     n = len(loader.dataset)
-    pred = predict_loader(model, track(loader, f'predicting {n} images'), amp)
+    label = f' ({tta_label(cfg)})' if tta else ''
+    pred = predict_loader(model, track(loader, f'predicting {n} images{label}'), amp)
     prefix = loader.dataset.img_prefix
     rel = (lambda p: osp.relpath(p, prefix)) if prefix else (lambda p: p)
     names = [rel(p) for p in pred.paths]
@@ -196,18 +228,137 @@ def predict_list(cfg: Config, checkpoint: str, ann_file: str,
     return names, pred.scores
 
 
+# ------------------------------------------------------------------ weights
+def has_ema_hook(cfg: Config) -> bool:
+    """Whether a config trains with an ``EMAHook`` (mmpretrain's or
+    mmengine's)."""
+    return any(str(h.get('type', '')).split('.')[-1] == 'EMAHook'
+               for h in cfg.get('custom_hooks') or [])
+
+
+def drop_ema_hook(cfg: Config) -> bool:
+    """Remove ``EMAHook`` from a config that evaluates checkpoints.
+
+    The checkpoints already hold the EMA weights as ``state_dict``; the
+    hook's ``before_test_epoch`` would swap in its copy of the weights the
+    model had before them. Returns whether the config had one.
+    """
+    had = has_ema_hook(cfg)
+    if had:
+        cfg.custom_hooks = [h for h in cfg.custom_hooks
+                            if str(h.get('type', '')).split('.')[-1] != 'EMAHook']
+    return had
+
+
+def ema_weights(cfg: Config, run: 'RunDir | str | None' = None) -> bool:
+    """Whether the checkpoints of a run hold EMA weights: its saved config
+    (what trained it) or, without one, ``cfg`` has ``EMAHook``."""
+    saved = None
+    if run is not None:
+        run = run if isinstance(run, RunDir) else RunDir(run)
+        saved = run.config_path()
+    if saved is not None:
+        return has_ema_hook(Config.fromfile(saved))
+    return has_ema_hook(cfg)
+
+
+#: what a table or log says of EMA weights
+EMA_NOTE = ('EMA weights (the state_dict EMAHook saved in each checkpoint; '
+            'validation selected the epoch on them)')
+
+
+def eval_note(ema: bool, cfg: Config) -> str:
+    """``'EMA weights, TTA (...)'``, or what of it applies."""
+    return ', '.join(p for p in ('EMA weights' if ema else '', tta_label(cfg)) if p)
+
+
+def _own_names(cfg: Config, suffix: str) -> None:
+    """An evaluation runner built in the process of another (the training,
+    a plain sweep) gets a logger and visualizer of its own: mmengine shares
+    them by experiment name (by default the config's name and the second)."""
+    name = cfg.get('experiment_name') or '{}_{}'.format(
+        osp.splitext(osp.basename(cfg.filename or 'config'))[0],
+        time.strftime('%Y%m%d_%H%M%S'))
+    cfg.experiment_name = f'{name}_{suffix}'
+
+
+# ------------------------------------------------------- one checkpoint
+def test_runner(cfg: Config, checkpoint: str, tta: TTA = None,
+                run: 'RunDir | str | None' = None) -> Runner:
+    """A runner of the config's test loop with one checkpoint's weights
+    (strictly, under the trust rule), optionally with TTA.
+
+    A run trained with ``EMAHook`` is scored on the EMA weights (its
+    checkpoints' ``state_dict``, what validation selected on); the hook is
+    not built. Given a training config (the protocol's: its ``work_dir`` a
+    run's folder), the runner writes into ``<work_dir>/eval``, not over the
+    run's saved config, and logs to the local trackers only.
+
+    Args:
+        cfg (Config): The evaluation's config (unchanged).
+        checkpoint (str): The checkpoint.
+        tta (bool | dict, optional): Test-time augmentation (:func:`with_tta`).
+        run (RunDir | str, optional): The checkpoint's run (default its
+            folder), whose saved config says whether it holds EMA weights.
+
+    Returns:
+        Runner: Call ``.test()`` for the metrics. ``runner.eval_note`` says
+        which weights and TTA (for a log line).
+    """
+    cfg = with_tta(copy.deepcopy(cfg), tta)
+    folder = osp.dirname(osp.abspath(checkpoint))
+    if run is None:
+        run = folder
+    ema = ema_weights(cfg, run)
+    drop_ema_hook(cfg)
+    work_dir = osp.abspath(cfg.get('work_dir') or '.')
+    if work_dir == folder or RunDir(work_dir).is_used():  # a run's folder
+        cfg.work_dir = osp.join(work_dir, 'eval')
+        local_backends_only(cfg)
+        _own_names(cfg, 'eval')
+    if tta:
+        _own_names(cfg, 'tta')
+    cfg.load_from, cfg.resume = None, False  # the one checkpoint is loaded here
+    runner = Runner.from_cfg(cfg)
+    load_checkpoint(runner.model, checkpoint)
+    runner.eval_note = eval_note(ema, cfg)
+    if runner.eval_note:
+        print_log(f'{checkpoint}: {EMA_NOTE if ema else "weights as trained"}'
+                  f'{", " + tta_label(cfg) if tta else ""}', logger='current')
+    return runner
+
+
+def evaluate_checkpoint(cfg: Config, checkpoint: str, tta: TTA = None) -> dict:
+    """The test metrics of one checkpoint (:func:`test_runner`): its EMA
+    weights for a run trained with ``EMAHook``, with TTA when asked.
+
+    A training runner scores the raw weights instead after mmengine's
+    ``runner.load_checkpoint`` (mmpretrain's ``EMAHook`` puts the raw
+    weights into the model on a load, and ``runner.test()`` rebuilds the
+    average from the model); :func:`load_checkpoint` into its model, then
+    its ``test()``, scores the EMA weights.
+    """
+    return test_runner(cfg, checkpoint, tta).test()
+
+
 # ------------------------------------------------------- checkpoint sweep
 def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
-              cache: bool = True) -> Tuple[List[dict], List[str]]:
+              cache: bool = True, tta: TTA = None) -> Tuple[List[dict], List[str]]:
     """Evaluate all epoch checkpoints of a run on a split, through mmengine's
     runner and :class:`medfm.engine.loops.CheckpointSweepLoop` (one model,
     the images decoded once, hooks and the test loop's ``fp16`` applied).
+
+    A run trained with ``EMAHook`` is scored on the EMA weights, which
+    validation selected on (said in the log); with ``tta`` every checkpoint
+    is scored with test-time augmentation (its own runner, logs in
+    ``<work_dir>/tta``).
 
     Args:
         cfg (Config): The evaluation's config (:meth:`RunDir.eval_config`).
         run (RunDir | str): The run.
         split (str): ``'test'`` or ``'val'``.
         cache (bool): Keep the decoded batches in memory.
+        tta (bool | dict, optional): Test-time augmentation (:func:`with_tta`).
 
     Returns:
         tuple[list[dict], list[str]]: One row per evaluated epoch
@@ -224,11 +375,23 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
     if split != 'test':
         cfg.test_dataloader = cfg[f'{split}_dataloader']
         cfg.test_evaluator = cfg[f'{split}_evaluator']
+    if tta:
+        cfg = with_tta(cfg, tta)
+        cfg.work_dir = osp.join(cfg.work_dir, 'tta')  # a log of its own
+        _own_names(cfg, 'tta')
+    ema = ema_weights(cfg, run)
+    drop_ema_hook(cfg)
     fp16 = bool((cfg.get('test_cfg') or {}).get('fp16', False))
+    note = eval_note(ema, cfg)
     cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
-                        fp16=fp16, cache=cache)
+                        fp16=fp16, cache=cache, note=note)
     cfg.load_from, cfg.resume = None, False  # the loop loads each checkpoint
-    out = Runner.from_cfg(cfg).test()
+    runner = Runner.from_cfg(cfg)
+    if note:
+        print_log(f'scoring {len(checkpoints)} checkpoints of {run.path} on '
+                  f'{split}: {EMA_NOTE if ema else "weights as trained"}'
+                  f'{", " + tta_label(cfg) if tta else ""}', logger='current')
+    out = runner.test()
     return out['rows'], [mismatch_note(msg, run) for msg in out['skipped']]
 
 
@@ -262,4 +425,6 @@ def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,
 
 
 __all__ = ['Predictions', 'build_classifier', 'class_names', 'build_loader',
-           'predict_loader', 'predict_list', 'sweep_run', 'cam_visualizer']
+           'predict_loader', 'predict_list', 'sweep_run', 'cam_visualizer',
+           'with_tta', 'test_runner', 'evaluate_checkpoint', 'ema_weights',
+           'has_ema_hook', 'drop_ema_hook']

@@ -46,13 +46,14 @@ from typing import Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from mmengine.logging import print_log
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop, TestLoop, ValLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..compat import CheckpointError, load_weights
 from ..evaluation.metrics import ScoreError
-from .batches import BatchesInMemory, not_replayable
+from .batches import DETERMINISTIC_TRANSFORMS, BatchesInMemory, not_replayable
 
 
 @contextmanager
@@ -365,6 +366,11 @@ class CheckpointSweepLoop(TestLoop):
     Use ``test_cfg = dict(type='CheckpointSweepLoop', checkpoints=[...])``;
     ``runner.test()`` then returns ``dict(rows=..., skipped=...)``.
 
+    The model may be a TTA model (``AverageClsScoreTTA``, through
+    :func:`medfm.cli.tta.apply_tta`): the weights go into the model it
+    wraps, and a test pipeline whose ``TestTimeAug`` only flips (and
+    resizes) is replayed from memory too.
+
     Args:
         runner (Runner): The runner.
         dataloader (DataLoader | dict): The test dataloader.
@@ -374,15 +380,18 @@ class CheckpointSweepLoop(TestLoop):
         cache (bool): Keep the decoded batches (default). Without it every
             checkpoint reads the images again (less memory).
         max_bytes (int): Memory budget of the kept batches.
+        note (str): Said in each checkpoint's log line (which weights, TTA).
     """
 
     def __init__(self, runner, dataloader, evaluator,
                  checkpoints: List[Tuple[int, str]], fp16: bool = False,
-                 cache: bool = True, max_bytes: int = 16 * 2**30) -> None:
+                 cache: bool = True, max_bytes: int = 16 * 2**30,
+                 note: str = '') -> None:
         super().__init__(runner, dataloader, evaluator, fp16)
         self.checkpoints = [(int(e), str(p)) for e, p in checkpoints]
+        self.note = note
         # one frozen draw of a random transform would be shared by all
-        reason = not_replayable(self.dataloader.dataset) if cache else \
+        reason = sweep_replay_reason(self.dataloader.dataset) if cache else \
             'asked not to keep the decoded batches'
         if reason and cache:
             print_log(f'{reason}: each checkpoint reads the test images '
@@ -397,7 +406,7 @@ class CheckpointSweepLoop(TestLoop):
         for n, (epoch, path) in enumerate(self.checkpoints, 1):
             t0 = time.time()
             try:
-                load_weights(self.runner.model, path)
+                load_weights(bare_model(self.runner.model), path)
                 metrics = self._evaluate()
             except (CheckpointError, ScoreError) as err:
                 msg = str(err) if isinstance(err, CheckpointError) \
@@ -409,8 +418,10 @@ class CheckpointSweepLoop(TestLoop):
             rows.append(dict(epoch=epoch, **metrics))
             shown = ', '.join(f'{k.split("/")[-1]} {v:.2f}'
                               for k, v in metrics.items() if isinstance(v, float))
+            note = f', {self.note}' if self.note else ''
             print_log(f'epoch {epoch} ({n}/{len(self.checkpoints)}, '
-                      f'{time.time() - t0:.1f} s): {shown}', logger='current')
+                      f'{time.time() - t0:.1f} s{note}): {shown}',
+                      logger='current')
         self.runner.call_hook('after_test')
         return dict(rows=rows, skipped=skipped)
 
@@ -425,3 +436,37 @@ class CheckpointSweepLoop(TestLoop):
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         return metrics
+
+
+def bare_model(model):
+    """The model whose ``state_dict`` a checkpoint holds: ``model`` without
+    its DDP wrapper and TTA model (mmengine's ``load_state_dict`` unwraps the
+    same two)."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+def _flips_only(transform) -> bool:
+    """Whether a transform is a ``RandomFlip`` that always or never flips."""
+    return type(transform).__name__ == 'RandomFlip' and \
+        getattr(transform, 'prob', None) in (0, 1) and \
+        isinstance(getattr(transform, 'direction', None), str)
+
+
+def sweep_replay_reason(dataset) -> Optional[str]:
+    """:func:`medfm.engine.batches.not_replayable`, except that a
+    ``TestTimeAug`` whose views are made of deterministic steps and flips of
+    probability 0 or 1 (:func:`medfm.cli.tta.tta_pipeline`) gives the same
+    views every pass."""
+    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms', None)
+    if not transforms or type(transforms[-1]).__name__ != 'TestTimeAug':
+        return not_replayable(dataset)
+    for view in transforms[-1].subroutines:
+        for t in view.transforms:
+            if type(t).__name__ not in DETERMINISTIC_TRANSFORMS and not _flips_only(t):
+                return f'{type(t).__name__} in the TTA views may be random'
+    for t in transforms[:-1]:
+        if type(t).__name__ not in DETERMINISTIC_TRANSFORMS:
+            return f'{type(t).__name__} in the pipeline may be random'
+    return None

@@ -1,0 +1,6 @@
+# DenseNet121 on chest with the asymmetric loss preset (docs/tta_ema_presets.md).
+_base_ = [
+    '../densenet/densenet121_chest.py',
+    '../_base_/presets/loss_asymmetric.py',
+]
+model = dict(head=dict(loss=_base_.preset_loss))

@@ -25,7 +25,7 @@ def test_run_protocol_two_experiments(demo_root, tmp_path):
     result = run_protocol.main([
         cfg, '--shot', '1', '--exps', '1', '2', '--epochs', '1',
         '--pool', 'train_20.txt', '--split-dir', str(tmp_path / 'splits'),
-        '--work-dir', str(out), '--predict', '--fast',
+        '--work-dir', str(out), '--predict', '--fast', '--tta',
         '--cfg-options', 'default_hooks.logger.interval=1'])
     # the splits were written from the pool, and used
     for exp in (1, 2):
@@ -48,6 +48,10 @@ def test_run_protocol_two_experiments(demo_root, tmp_path):
                             (float(r['mAP']) + float(r['AUC'])) / 2, abs_tol=1e-3)
     md = open(result['markdown']).read()
     assert '| score |' in md and '±' in md and 'exp2' in md
+    # --tta: each experiment also scored with flip TTA, summarised beside
+    assert '| score_tta |' in md
+    assert math.isclose(float(s['score_tta_mean']),
+                        sum(float(r['score_tta']) for r in rows) / 2, abs_tol=1e-3)
     # the 95% interval of the mean: the experiments' saved test predictions,
     # resampled together, patients whole (endo)
     assert 'resamples of the test list (by patient)' in md

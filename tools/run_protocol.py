@@ -58,6 +58,7 @@ from medfm.apis.protocol import (
 from medfm.apis.runs import RunDir
 from medfm.cli import apply_amp, load_config
 from medfm.cli.speed import add_speed_args, apply_speed, cpu_count
+from medfm.cli.tta import add_tta_arguments, tta_from_args
 from medfm.datasets import TASKS, task_of_config
 from medfm.datasets.splits import check_split, load_pool, write_splits
 from medfm.utils import write_json
@@ -115,6 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--result-dir', help='result folder for --predict '
                    '(default <setting folder>/result)')
     add_speed_args(p)
+    add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys of every experiment')
     g = p.add_argument_group(
@@ -320,7 +322,8 @@ def plan(args: argparse.Namespace):
                         used.append(exp_cfg.work_dir)
                 job = Job(f'{task} {shot}-shot exp{exp}',
                           dict(cfg=exp_cfg, exp=exp, checkpoint=args.checkpoint,
-                               predict=predict, row=row),
+                               predict=predict, row=row,
+                               tta=tta_from_args(args)),
                           osp.join(exp_cfg.work_dir, 'protocol.log'))
                 jobs.append(job)
                 owner[job.name] = setting

@@ -3,7 +3,7 @@
 _base_ = [
     '../_base_/models/rad-dino_vit-b14_518.py',
     '../_base_/datasets/chest.py',
-    '../_base_/schedules/adamw_20e_vit-lrd.py',
+    '../_base_/schedules/adamw_20e_vit-lrd-flat.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -33,7 +33,3 @@ test_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-
-# the ViT schedule, and no weight decay on any 1-D parameter (the layer
-# scales, which the schedule's keys miss)
-optim_wrapper = dict(paramwise_cfg=dict(flat_decay_mult=0.0))

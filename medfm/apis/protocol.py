@@ -46,7 +46,7 @@ from ..evaluation import DumpPredictions, mean_bootstrap_ci, read_predictions
 from ..evaluation.bootstrap import unit_groups
 from ..models import count_parameters
 from ..utils import atomic_write, innermost, write_csv
-from .inference import load_checkpoint, predict_list
+from .inference import evaluate_checkpoint, load_checkpoint, predict_list
 from .runs import RunDir
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
@@ -114,12 +114,15 @@ def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
     return cfg
 
 
-def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
+def run_experiment(cfg: Config, checkpoint: str = 'best',
+                   tta: Optional[dict] = None) -> Dict[str, object]:
     """Train one experiment, then evaluate a checkpoint on the test list.
 
     Args:
         cfg (Config): The experiment's config (:func:`experiment_config`).
         checkpoint (str): ``'best'`` or ``'last'``.
+        tta (dict, optional): Also score it with test-time augmentation
+            (:func:`medfm.cli.tta.apply_tta` arguments): ``<metric>_tta``.
 
     Returns:
         dict: ``work_dir``, ``checkpoint``, ``trainable``/``total``
@@ -144,6 +147,10 @@ def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
                                   trainable=trainable, total=total)
     row.update({k.split('/')[-1]: float(v) for k, v in metrics.items()
                 if isinstance(v, (int, float))})
+    if tta is not None:
+        row.update({k.split('/')[-1] + '_tta': float(v) for k, v in
+                    evaluate_checkpoint(cfg, path, tta).items()
+                    if isinstance(v, (int, float))})
     del runner
     gc.collect()
     if torch.cuda.is_available():
@@ -154,7 +161,8 @@ def run_experiment(cfg: Config, checkpoint: str = 'best') -> Dict[str, object]:
 # ---------------------------------------------------------------------- jobs
 def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
                  predict: Optional[Dict[str, str]] = None,
-                 row: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+                 row: Optional[Dict[str, object]] = None,
+                 tta: Optional[dict] = None) -> Dict[str, object]:
     """One experiment as a job: train and test it, then its submission file.
 
     The same function runs in this process, in a process of its own
@@ -172,6 +180,8 @@ def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
             row names one that exists.
         row (dict, optional): The row of an experiment finished earlier: not
             trained again (only its submission file is written).
+        tta (dict, optional): Test-time augmentation for the test metrics
+            (``<metric>_tta`` beside the plain ones) and the submission.
 
     Returns:
         dict: ``exp`` and :func:`run_experiment`'s row, with ``start_time``
@@ -181,14 +191,14 @@ def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
     if row is None:
         start = time.time()
         with RunDir(cfg.work_dir).lock():
-            row = dict(exp=exp, **run_experiment(cfg, checkpoint))
+            row = dict(exp=exp, **run_experiment(cfg, checkpoint, tta))
         row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
                    pid=os.getpid())
     else:
         row = dict(row)
     if predict and not osp.isfile(str(row.get('submission', ''))):
         names, scores = predict_list(cfg, str(row['checkpoint']),
-                                     predict['ann_file'])
+                                     predict['ann_file'], tta=tta)
         row['submission'] = write_submission(predict['path'], names, scores)
     return row
 
@@ -423,7 +433,7 @@ def summarize(rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float
         dict: metric -> ``(mean, std)``; std is 0 for a single experiment.
     """
     out = {}
-    for key in METRIC_ORDER:
+    for key in (*METRIC_ORDER, *(f'{m}_tta' for m in METRIC_ORDER)):
         values = [float(r[key]) for r in rows if key in r]
         if not values:
             continue
@@ -467,11 +477,16 @@ def write_summary(out_dir: str, setting: Dict[str, object],
                 r.get('checkpoint', '')] for r in rows])
     head = ['task', 'shot', 'config', 'experiments']
     kinds = ('mean', 'std') + (('ci_low', 'ci_high') if ci else ())
+
+    def span(m: str) -> tuple:  # (TTA metrics have no saved predictions)
+        if not ci:
+            return ()
+        return (ci[m]['low'], ci[m]['high']) if m in ci else (math.nan, math.nan)
+
     write_csv(paths['csv'],
               head + [f'{m}_{k}' for m in metrics for k in kinds],
               [[setting['task'], setting['shot'], setting['config'], len(rows),
-                *[f'{v:.4f}' for m in metrics for v in
-                  stats[m] + ((ci[m]['low'], ci[m]['high']) if ci else ())]]])
+                *[f'{v:.4f}' for m in metrics for v in stats[m] + span(m)]]])
     exps = [f'exp{r["exp"]}' for r in rows]
     lines = [f'# {setting["task"]} {setting["shot"]}-shot: {setting["config"]}',
              '',
@@ -490,7 +505,8 @@ def write_summary(out_dir: str, setting: Dict[str, object],
         lines.append(f'| {m} | ' + ' | '.join(cells) +
                      f' | {fmt_percent(mean)} ± {fmt_percent(std)} |'
                      + (f' [{fmt_percent(ci[m]["low"])}, '
-                        f'{fmt_percent(ci[m]["high"])}] |' if ci else ''))
+                        f'{fmt_percent(ci[m]["high"])}] |' if ci and m in ci
+                        else ' – |' if ci else ''))
     with atomic_write(paths['markdown'], encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')
     return paths

@@ -1,0 +1,17 @@
+# endo data at 518 px (DINOv2's position embedding holds the grid of 518 px)
+_base_ = ['./endo.py']
+
+train_pipeline = [
+    dict(type='LoadMedFMCImage'),
+    dict(type='RandomResizedCrop', scale=518, backend='pillow'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadMedFMCImage'),
+    dict(type='Resize', scale=518, backend='pillow'),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

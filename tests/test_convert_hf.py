@@ -370,6 +370,7 @@ def test_configs_build_the_published_backbone(name):
             backbone['arch'] = {k: VisionTransformer.arch_zoo[arch][k]
                                 for k in expected['arch']}
         assert backbone == expected, path
+        assert 'tools/convert_hf.py' in init.pop('hint')  # not downloadable
         assert init == dict(type='PretrainedIfExists', prefix='backbone',
                             checkpoint=known['checkpoint']), path
         assert cfg.model.head.in_channels == expected['arch']['embed_dims']

@@ -3,7 +3,6 @@ train.sh / test.sh through torchrun (GPUS, NNODES, NODE_RANK, MASTER_ADDR,
 PORT) and slurm_train.sh / slurm_test.sh through srun (a stand-in here)."""
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -64,14 +63,18 @@ def _rows(work_dir):
 
 
 def test_two_processes_match_one(config, tmp_path):
+    """Two processes through mmpretrain's launcher variables (NNODES,
+    NODE_RANK, MASTER_ADDR, PORT) with the venv off PATH (torchrun started
+    as $PYTHON -m torch.distributed.run) train and evaluate as one does."""
     one, two = tmp_path / 'one', tmp_path / 'two'
     _run(['bash', 'train.sh', config, '--work-dir', str(one)], 1)
-    _run(['bash', 'train.sh', config, '--work-dir', str(two), '--cfg-options',
-          'train_dataloader.batch_size=4'], 2)
+    log = _launch(['train.sh', config, '--work-dir', two, '--cfg-options',
+                   'train_dataloader.batch_size=4'], _torchrun_env())
+    _world_of_two(log, 'pytorch')
     # the per-epoch evaluation, distributed and not, on the same checkpoints
     _run(['bash', 'test.sh', config, str(two)], 1)
     single_eval = _rows(two)
-    _run(['bash', 'test.sh', config, str(two)], 2)
+    _world_of_two(_launch(['test.sh', config, two], _torchrun_env()), 'pytorch')
     for a, b in zip(_rows(two), single_eval):
         assert a == pytest.approx(b)
     _run(['bash', 'test.sh', config, str(one)], 1)
@@ -140,31 +143,6 @@ SHORT = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.batch_size
 def _torchrun_env():
     return _launch_env(GPUS='2', NNODES='1', NODE_RANK='0',
                        MASTER_ADDR='127.0.0.1', PORT=str(_free_port()))
-
-
-@pytest.fixture(scope='module')
-def torchrun_run(config, tmp_path_factory):
-    """A one-epoch run trained by train.sh on two processes, started through
-    the torchrun variables with the venv off PATH: (run folder, its log)."""
-    run_dir = tmp_path_factory.mktemp('torchrun') / 'run'
-    log = _launch(['train.sh', config, '--work-dir', run_dir, *SHORT],
-                  _torchrun_env())
-    return run_dir, log
-
-
-def test_train_sh_torchrun_variables_with_python_off_path(torchrun_run):
-    """NNODES, NODE_RANK, MASTER_ADDR and PORT reach torchrun, which starts
-    from PYTHON: no torchrun on PATH."""
-    run_dir, log = torchrun_run
-    _world_of_two(log, 'pytorch')
-    assert (run_dir / 'epoch_1.pth').is_file()
-
-
-def test_test_sh_torchrun_variables(torchrun_run, tmp_path):
-    run_dir = tmp_path / 'run'
-    shutil.copytree(torchrun_run[0], run_dir)
-    _world_of_two(_launch(['test.sh', run_dir], _torchrun_env()), 'pytorch')
-    assert [r['epoch'] for r in _rows(run_dir)] == [1]
 
 
 SRUN = """#!{python}
@@ -248,53 +226,26 @@ def slurm(tmp_path):
     return _launch_env(bin_dir, SRUN_LOG=str(log), GPUS='2'), log
 
 
-def _slurm_blocker(train=False):
-    """Why --launcher slurm cannot run here yet, or None."""
-    import torch
-    from mmengine.dist import utils
-    reasons = []
-    if not torch.cuda.is_available() and \
-            utils._init_dist_slurm.__module__ == 'mmengine.dist.utils':
-        reasons.append("mmengine's _init_dist_slurm calls "
-                       'torch.cuda.set_device, which fails without a GPU, and '
-                       'medfm.compat does not adapt it to gloo yet')
-    if train and 'SLURM_PROCID' not in (REPO / 'tools/train.py').read_text():
-        reasons.append('tools/train.py takes the run lock in every srun task '
-                       "(it reads torchrun's RANK only): the second task stops "
-                       "with 'in use by another training run'")
-    return '; '.join(reasons) or None
-
-
 def _srun_calls(log):
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def test_slurm_train_sh_on_two_processes(config, slurm, tmp_path):
-    """srun's two tasks form the world from SLURM_PROCID, SLURM_NTASKS,
-    SLURM_LOCALID and SLURM_NODELIST (through scontrol), on gloo."""
-    blocker = _slurm_blocker(train=True)
-    if blocker:
-        pytest.skip(blocker)
+def test_slurm_scripts_on_two_processes(config, slurm, tmp_path):
+    """slurm_train.sh then slurm_test.sh: srun's two tasks form the world
+    from SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID and SLURM_NODELIST
+    (through scontrol), on gloo."""
     env, srun_log = slurm
     run_dir = tmp_path / 'run'
     log = _launch(['slurm_train.sh', 'cpu', 'tiny', config, run_dir, *SHORT],
                   dict(env, PORT=str(_free_port())))
     _world_of_two(log, 'slurm')
     assert (run_dir / 'epoch_1.pth').is_file()
-    assert _srun_calls(srun_log)[0][:7] == [
-        '-p', 'cpu', '--job-name=tiny', '--gres=gpu:2', '--ntasks=2',
-        '--ntasks-per-node=2', '--cpus-per-task=5']
-
-
-def test_slurm_test_sh_on_two_processes(torchrun_run, slurm, tmp_path):
-    blocker = _slurm_blocker()
-    if blocker:
-        pytest.skip(blocker)
-    env, srun_log = slurm
-    run_dir = tmp_path / 'run'
-    shutil.copytree(torchrun_run[0], run_dir)
     log = _launch(['slurm_test.sh', 'cpu', 'tiny-eval', run_dir],
                   dict(env, PORT=str(_free_port())))
     _world_of_two(log, 'slurm')
     assert [r['epoch'] for r in _rows(run_dir)] == [1]
-    assert _srun_calls(srun_log)[0][4] == '--ntasks=2'
+    train_call, test_call = _srun_calls(srun_log)
+    assert train_call[:7] == [
+        '-p', 'cpu', '--job-name=tiny', '--gres=gpu:2', '--ntasks=2',
+        '--ntasks-per-node=2', '--cpus-per-task=5']
+    assert test_call[4] == '--ntasks=2'

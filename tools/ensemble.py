@@ -1,0 +1,139 @@
+"""Combine several runs into one submission file: mean, weighted mean, rank
+average or per-class best member, fitted and chosen on validation only.
+
+Members are run folders (their saved config and best checkpoint), protocol
+setting folders (``<task>_<N>-shot/``: its five ``exp<k>/`` runs) or
+``CONFIG:CHECKPOINT`` pairs, optionally named ``NAME=...``. Each is scored
+through the inference path of ``tools/predict.py`` on the fitting list
+(``--val-ann``, else the members' validation list(s), less the images any
+member trained on) and on the test list; the scores are cached under
+``<work-dir>/scores/``. The weights, per-class choices and the strategy are
+fitted on the fitting list only; the labelled test list (when present) only
+gives the test metrics shown beside them.
+
+Writes the submission file (``--shot N`` [``--exp k``] into the result
+folder, or ``--out FILE``), checked as the challenge reads it, and
+``<work-dir>/ensemble.md``, ``ensemble.csv`` and ``ensemble.json``.
+
+Examples:
+    python tools/ensemble.py work_dirs/protocol/swin-b_vpt5_colon/colon_10-shot \
+        --shot 10 --result-dir result
+    python tools/ensemble.py vpt=work_dirs/vpt_colon lp=work_dirs/lp_colon \
+        --val-ann colon_val_common.txt --shot 10 --exp 1 --strategy weighted
+    python tools/ensemble.py run:work_dirs/x/epoch_10.pth \
+        run:work_dirs/x/epoch_20.pth --out sub.csv --zip
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os.path as osp
+
+from mmengine.config import DictAction
+
+from medfm.apis.ensemble import (
+    ROUNDS,
+    STRATEGIES,
+    parse_members,
+    run_ensemble,
+    task_of,
+)
+from medfm.apis.submission import SubmissionError
+from medfm.compat import CheckpointError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('members', nargs='+', metavar='MEMBER',
+                   help='[NAME=]RUN_DIR, a protocol setting folder (its '
+                   'exp<k>/ runs), or [NAME=]CONFIG:CHECKPOINT (CONFIG: a '
+                   "file, a run folder (its saved config) or 'run' (the "
+                   "checkpoint's run))")
+    p.add_argument('--checkpoint', default='best',
+                   help="checkpoint of a run folder: best (default), last or "
+                   'an epoch')
+    p.add_argument('--shot', type=int, help='N of the file name')
+    p.add_argument('--exp', type=int, help='experiment folder (evaluation '
+                   'phase); none: the flat result folder (validation phase)')
+    p.add_argument('--result-dir', default='result',
+                   help='result folder (default result)')
+    p.add_argument('--out', help='submission file (instead of the result '
+                   'folder layout)')
+    p.add_argument('--work-dir', help='tables and cached scores (default '
+                   'work_dirs/ensemble/<task>[_<N>-shot][/exp<k>])')
+    p.add_argument('--val-ann', help='labelled list to fit and choose on '
+                   '(default: the members\' validation list, or the images '
+                   'all of them hold); images a member trained on are left out')
+    p.add_argument('--test-ann', default='test_WithoutLabel.txt',
+                   help='list of the submission, relative to the data root '
+                   'unless absolute (default %(default)s)')
+    p.add_argument('--test-labels', default='test_WithLabel.txt',
+                   help="labelled test list, for the test metrics only "
+                   "('none': no test metrics; default %(default)s)")
+    p.add_argument('--data-root', help="the task folder for every member's "
+                   'datasets (images and lists)')
+    p.add_argument('--strategy', default='auto',
+                   choices=['auto', *STRATEGIES],
+                   help='auto (default): validation chooses; or write this one')
+    p.add_argument('--rounds', type=int, default=ROUNDS,
+                   help='rounds of the weight search (default %(default)s)')
+    p.add_argument('--zip', action='store_true',
+                   help="also zip the result folder's files of this phase "
+                   '(as tools/predict.py --zip)')
+    p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='overrides for every member')
+    return p.parse_args(argv)
+
+
+def predict_tool():
+    """tools/predict.py, for its zip_submissions."""
+    path = osp.join(osp.dirname(osp.abspath(__file__)), 'predict.py')
+    spec = importlib.util.spec_from_file_location('medfm_tool_predict', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.out is None and args.shot is None:
+        raise SystemExit('error: give --shot (and --exp) for the result '
+                         'folder, or --out')
+    which = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
+    try:
+        members = parse_members(args.members, which, args.cfg_options,
+                                args.data_root)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None
+    work_dir = args.work_dir
+    if work_dir is None:
+        name = task_of(members) + (f'_{args.shot}-shot' if args.shot else '')
+        work_dir = osp.join('work_dirs', 'ensemble', name,
+                            *([f'exp{args.exp}'] if args.exp else []))
+    labels = None if args.test_labels.lower() == 'none' else args.test_labels
+    try:
+        report = run_ensemble(
+            members, work_dir, args.shot, args.exp, args.result_dir, args.out,
+            args.val_ann, args.test_ann, labels, args.strategy, args.rounds,
+            args.device)
+    except SubmissionError as err:
+        raise SystemExit('error: the written file would be refused:\n  '
+                         + '\n  '.join(err.problems)) from None
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None
+    with open(report['tables']['markdown'], encoding='utf-8') as f:
+        print(f.read())
+    print(f'{report["chosen"]} -> {report["submission"]} (valid); tables: '
+          f'{report["tables"]["markdown"]}, {report["tables"]["csv"]}, '
+          f'{osp.join(work_dir, "ensemble.json")}')
+    if args.zip:
+        phase = 'validation' if args.exp is None else 'evaluation'
+        archive = predict_tool().zip_submissions(args.out, args.result_dir,
+                                                 None if args.out else phase)
+        print(f'zipped -> {archive}')
+    return report
+
+
+if __name__ == '__main__':
+    main()

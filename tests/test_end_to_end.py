@@ -78,6 +78,13 @@ def test_train_then_test_sh(trained_run, config, demo_root):
     assert 'for reference only' in p.stdout
     saved = json.loads((trained_run / 'epochs_test.json').read_text())
     assert saved['selected_epoch'] == chosen
+    # the selected epoch's 95% bootstrap interval (patients whole, for endo)
+    # holds the table's value
+    assert '95% CI (bootstrap, ' in p.stdout
+    row = next(r for r in saved['rows'] if r['epoch'] == chosen)
+    for key, ci in saved['selected_ci'].items():
+        assert ci['value'] == pytest.approx(row[f'medfmc/{key}'], abs=1e-3)
+        assert ci['low'] <= ci['value'] <= ci['high']
     with open(trained_run / 'epochs_test.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['epoch'] for r in rows] == ['1', '2']

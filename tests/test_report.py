@@ -139,8 +139,12 @@ def test_numbers_are_the_best_checkpoints(report):
     if task != 'colon':
         assert [float(a) for a, _ in values] == pytest.approx(m['AP_classwise'],
                                                              abs=0.006)
-    summary = re.findall(r'<td>score</td><td>([\d.]+)</td>', page)
-    assert float(summary[0]) == pytest.approx(m['score'], abs=0.006)
+    # the score with its 95% bootstrap interval
+    [(score, low, high)] = re.findall(
+        r'<td>score</td><td>([\d.]+) \(95% CI ([\d.]+)–([\d.]+), bootstrap\)</td>',
+        page)
+    assert float(score) == pytest.approx(m['score'], abs=0.006)
+    assert float(low) <= float(score) <= float(high)
 
 
 def test_gallery_names_class_and_score(report):

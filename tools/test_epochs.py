@@ -18,14 +18,22 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
+from typing import Callable, Optional
 
 from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
-from medfm.apis.inference import EMA_NOTE, ema_weights, sweep_run, with_tta
+from medfm.apis.inference import (
+    EMA_NOTE,
+    checkpoint_ci,
+    ema_weights,
+    sweep_run,
+    with_tta,
+)
 from medfm.apis.runs import RunDir
 from medfm.cli import WRAPPER_ENV, caller_path
 from medfm.cli.tta import add_tta_arguments, tta_from_args, tta_label
+from medfm.evaluation import format_ci
 from medfm.utils import write_csv, write_json
 from medfm.visualization.plots import plot_epoch_metrics
 
@@ -41,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='decode the images again for every checkpoint '
                    '(less memory)')
     add_tta_arguments(p)
+    p.add_argument('--no-ci', dest='ci', action='store_false',
+                   help='no 95%% bootstrap interval for the selected epoch '
+                   '(1,000 draws; one more pass over the list)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
@@ -82,7 +93,8 @@ def merge_tta(rows, tta_rows):
 
 
 def report(rows, skipped, work_dir: str, split: str, title: str,
-           weights: str = 'raw', tta: str = '') -> None:
+           weights: str = 'raw', tta: str = '',
+           interval: Optional[Callable[[int], Optional[dict]]] = None) -> None:
     """Print the table and write CSV, JSON and PNG into the run folder.
 
     On the test list the epoch to report is the one validation selected
@@ -90,7 +102,8 @@ def report(rows, skipped, work_dir: str, split: str, title: str,
     reference only, since picking it is selection on the test set.
     ``weights`` (``'ema'`` or ``'raw'``) is said above the table, in the
     JSON and, for EMA, in a CSV column; ``tta`` describes the ``*_tta``
-    columns.
+    columns. ``interval(epoch)`` gives the selected epoch's 95% bootstrap
+    intervals (:func:`medfm.apis.inference.checkpoint_ci`).
     """
     keys = [k for k, v in rows[0].items() if k != 'epoch' and isinstance(v, float)]
     score_key = next((k for k in keys if k.endswith('score')), keys[-1])
@@ -107,9 +120,11 @@ def report(rows, skipped, work_dir: str, split: str, title: str,
               (['weights'] if ema else []),
               [[r['epoch']] + [round(r[k], 4) for k in keys] +
                (['ema'] if ema else []) for r in rows])
+    ci = interval(selected) if interval and selected is not None else None
     write_json(stem + '.json', dict(rows=rows, selected_epoch=selected,
                                     best_epoch=best['epoch'], skipped=skipped,
-                                    weights=weights, tta=tta or None))
+                                    weights=weights, tta=tta or None,
+                                    selected_ci=ci))
     marks = {f'highest {score} on {split}': best['epoch']}
     if selected is not None:
         marks = {'selected on val': selected, **marks}
@@ -130,6 +145,10 @@ def report(rows, skipped, work_dir: str, split: str, title: str,
             print(f'selected on val: epoch {selected} ({score} '
                   f'{by_epoch[selected][score_key]:.2f}'
                   f'{tta_note(by_epoch[selected])} on {split})')
+            if ci:
+                print(f'  95% CI (bootstrap, {ci[score]["draws"]} draws): ' +
+                      ', '.join(f'{k} {format_ci(v, digits=2)}'
+                                for k, v in ci.items()))
         else:
             print('selected on val: none (no best_*_epoch_N.pth among the '
                   'evaluated checkpoints)')
@@ -177,9 +196,12 @@ def main(argv=None) -> int:
         notes = ('EMA weights' if weights == 'ema' else '',
                  'with TTA' if tta_desc else '')
         notes = ''.join(f', {n}' for n in notes if n)
+        def interval(epoch: int) -> Optional[dict]:
+            return checkpoint_ci(cfg, run.checkpoint(epoch), args.split) \
+                if args.ci else None
         report(rows, skipped, args.work_dir, args.split,
                f'{osp.basename(args.config or run.config_path())} ({args.split}'
-               f'{notes})', weights=weights, tta=tta_desc)
+               f'{notes})', weights=weights, tta=tta_desc, interval=interval)
     return 0
 
 

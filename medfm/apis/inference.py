@@ -37,7 +37,10 @@ from mmengine.runner import Runner
 from ..cli.tracking import local_backends_only
 from ..cli.tta import apply_tta, tta_label
 from ..compat import CheckpointMismatchError, load_weights
+from ..datasets import task_of_config
 from ..engine.loops import bare_model
+from ..evaluation import bootstrap_ci
+from ..evaluation.bootstrap import unit_groups
 from ..utils.config import innermost
 from ..utils.progress import track
 from .runs import RunDir
@@ -178,6 +181,34 @@ def predict_loader(model: nn.Module, loader, amp: bool = False) -> Predictions:
 
 
 TTA = Union[None, bool, dict]
+
+
+def predictions_ci(cfg: Config, predictions: Predictions, n: int = 1000,
+                   seed: int = 0) -> Optional[dict]:
+    """95% bootstrap intervals of a labelled split's metrics
+    (:func:`medfm.evaluation.bootstrap_ci`; patients or slides resampled
+    whole, as the task's dataset class groups them), or None without labels.
+    """
+    if predictions.targets is None:
+        return None
+    task = task_of_config(cfg)
+    groups = unit_groups(task.TASK, [osp.basename(p) for p in predictions.paths])
+    return bootstrap_ci(predictions.scores, predictions.targets,
+                        task.METAINFO['multi_label'], groups=groups, n=n,
+                        seed=seed)
+
+
+def checkpoint_ci(cfg: Config, checkpoint: str, split: str = 'test',
+                  device: Optional[str] = None, n: int = 1000) -> Optional[dict]:
+    """:func:`predictions_ci` of one checkpoint on a split (the weights the
+    checkpoint's ``state_dict`` holds: a run's EMA weights when it used EMA)."""
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    model = build_classifier(cfg, checkpoint, device)
+    loader = build_loader(cfg, split)
+    n_images = len(loader.dataset)
+    return predictions_ci(cfg, predict_loader(
+        model, track(loader, f'scoring {n_images} {split} images for the interval')),
+        n=n)
 
 
 def with_tta(cfg: Config, tta: TTA = None) -> Config:

@@ -36,6 +36,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from ..evaluation.bootstrap import format_ci
 from ..evaluation.metrics import MedFMCScore, average_precision
 from ..utils.config import innermost
 from ..utils.progress import track
@@ -59,6 +60,7 @@ from .inference import (
     build_loader,
     class_names,
     predict_loader,
+    predictions_ci,
 )
 from .runs import EPOCH_RE, RunDir
 
@@ -143,6 +145,8 @@ class ReportData:
         predictions (Predictions): Scores, targets and paths of ``split``.
         metrics (dict): :meth:`MedFMCScore.calculate` of the predictions,
             classwise (empty without targets).
+        ci (dict, optional): 95% bootstrap intervals of the metrics
+            (:func:`medfm.apis.inference.predictions_ci`).
         class_counts (tuple): :func:`class_counts` of the training data.
         pipeline (list): Test pipeline of ``split``'s dataset (Grad-CAM).
         thr (float): Score threshold of a positive (multi-label).
@@ -169,6 +173,7 @@ class ReportData:
     thr: float = 0.5
     cam_images: int = 4
     cam_method: str = 'gradcam'
+    ci: Optional[dict] = None
 
     @property
     def num_classes(self) -> int:
@@ -229,6 +234,7 @@ def gather(run_dir: str, config: Optional[str] = None,
         split=split, rows=rows, epoch=epoch, chosen_by=chosen_by,
         source=source, loss=run.train_loss(), model=model, names=names,
         multi_label=multi_label, predictions=predictions, metrics=metrics,
+        ci=predictions_ci(cfg, predictions),
         class_counts=class_counts(cfg, num_classes),
         pipeline=dataset_cfg.pipeline, **view)
 
@@ -244,8 +250,11 @@ def render_summary(data: ReportData) -> str:
                ('epoch chosen by', data.chosen_by),
                ('evaluated on', f'{data.split} ({n_images} images)'),
                ('task', 'multi-label' if data.multi_label else 'single-label')]
-    summary += [(k, fmt_cell(v)) for k, v in data.metrics.items()
-                if not isinstance(v, list)]
+    summary += [(k, fmt_cell(v) + (
+        f' (95% CI {format_ci(data.ci[k]["low"], digits=2)}'
+        f'–{format_ci(data.ci[k]["high"], digits=2)}, bootstrap)'
+        if data.ci and k in data.ci else ''))
+        for k, v in data.metrics.items() if not isinstance(v, list)]
     return html_section('summary', 'Summary', html_table(None, summary, 'summary'))
 
 

@@ -35,6 +35,14 @@ Prints, in one run, and writes to ``--out`` as JSON:
    ``MedFMCScore.calculate`` (scikit-learn) per draw on 1,000 chest-like
    images (``--bootstrap-loop`` draws; the vectorised time is the median of
    5 runs), as a ratio, with their largest difference. No data, no model.
+8. ``features`` (only when named in ``--sections``): the whole few-shot grid
+   of a task (shots x experiments, 15 fits by default) through
+   ``tools/feature_protocol.py`` (features extracted once, then a head per
+   fit; cold cache, then warm) against ``tools/run_protocol.py`` with the
+   linear-probe config of the same backbone and weights
+   (``--features-epochs`` epochs per experiment), both in this process on
+   demo-size images, as a ratio of wall times measured in the same run; the
+   metrics of both side by side.
 
 Examples:
     # CPU smoke run, small images (about 2-3 minutes on 2 cores)
@@ -42,6 +50,9 @@ Examples:
     # bootstrap intervals at the largest test lists (CPU, seconds)
     python tools/benchmark.py --device cpu --sections bootstrap \
         --out bench_bootstrap.json
+    # the feature path against run_protocol's linear probe (CPU, minutes)
+    python tools/benchmark.py --device cpu --sections features \
+        --out bench_features.json
     # GPU, real sizes, the project's fast settings
     python tools/benchmark.py --device cuda --amp --channels-last \
         --out bench_gpu.json
@@ -68,7 +79,9 @@ from typing import Callable, Dict, Optional
 TASK_NAMES = ('chest', 'colon', 'endo')
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SECTIONS = ('ceiling', 'e2e', 'eval', 'memory', 'densenet', 'classifier',
-            'loader', 'bootstrap')
+            'loader', 'bootstrap', 'features')
+#: sections run when --sections is not given
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != 'features')
 DENSENETS = ('torchvision', 'mmpretrain DenseNet')
 #: e2e / loader variants: name -> (read from the cache, spanning loop)
 VARIANTS = {'files': (False, False), 'files+span': (False, True),
@@ -88,7 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--tasks', nargs='+', choices=TASK_NAMES,
                    default=list(TASK_NAMES))
     p.add_argument('--sections', nargs='+', choices=SECTIONS,
-                   default=list(SECTIONS))
+                   default=list(DEFAULT_SECTIONS),
+                   help='default: all but features')
     p.add_argument('--image-scale', type=float,
                    help='image sizes relative to the real ones (1; --quick: '
                    '0.125)')
@@ -137,6 +151,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument('--bootstrap-loop', type=int, default=100,
                    help='draws of the plain-loop comparison (default '
                    '%(default)s)')
+    g = p.add_argument_group('features section')
+    g.add_argument('--features-tasks', nargs='+', choices=TASK_NAMES,
+                   default=['chest'], help='one grid per task (default '
+                   'chest: 19 classes, the most fits for the one-vs-rest '
+                   'head)')
+    g.add_argument('--features-size', type=int, default=128,
+                   help='resolution of both paths (default 128: the demo '
+                   "images' own size)")
+    g.add_argument('--features-shots', type=int, nargs='+', default=[1, 5, 10])
+    g.add_argument('--features-exps', type=int, nargs='+',
+                   default=[1, 2, 3, 4, 5])
+    g.add_argument('--features-pool', type=int, default=400,
+                   help='labelled pool the splits are drawn from (images)')
+    g.add_argument('--features-test', type=int, default=64,
+                   help='images of the test lists (labelled and not)')
+    g.add_argument('--features-epochs', type=int, nargs='+', default=[2],
+                   help="run_protocol's epochs per experiment; several: one "
+                   "grid each (default 2; the config's: 20)")
+    g.add_argument('--features-backbone', choices=['tiny', 'config'],
+                   default='tiny', help="tiny: the linear-probe config's "
+                   'backbone type with a tiny arch (medfm.testing); config: '
+                   'its real one (Swin-B)')
     p.add_argument('--work-dir', help='keep data and runs here (default: a '
                    'temporary folder, removed)')
     p.add_argument('--out', help='write the results to this JSON file')
@@ -768,6 +804,132 @@ def measure_bootstrap(args, report=print) -> dict:
     return res
 
 
+# ----------------------------------------------------------------- features
+def features_config(args, task: str, data_root: str, work_dir: str,
+                    weights: str) -> str:
+    """The task's Swin-B linear-probe config on the benchmark data (tiny
+    backbone unless ``--features-backbone config``) at
+    ``--features-size``, the config's batch sizes, its backbone starting
+    from ``weights`` (written here if missing); returns the config file."""
+    import torch
+    from mmpretrain.registry import MODELS
+
+    from medfm.cli import load_config
+    from medfm.cli.shrink import tiny_config
+    from medfm.testing import tiny_backbone
+    config = f'configs/vpt/swin-b_linear-probe_{task}.py'
+    options = tiny_backbone('PromptedSwinTransformer') \
+        if args.features_backbone == 'tiny' else None
+    cfg = tiny_config(config, data_root, osp.join(work_dir, 'unused'),
+                      size=args.features_size,
+                      max_epochs=args.features_epochs[0],
+                      cfg_options=options)
+    real = load_config(config)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].batch_size = real[key].batch_size  # 4, 32, 32
+    cfg.model.backbone.init_cfg = None
+    if not osp.isfile(weights):  # the same backbone weights for both paths
+        torch.manual_seed(0)
+        torch.save(MODELS.build(cfg.model).state_dict(), weights)
+    cfg.model.backbone.init_cfg = dict(type='PretrainedIfExists',
+                                       checkpoint=weights, prefix='backbone')
+    cfg.default_hooks.logger.interval = 1000
+    cfg.log_level = 'WARNING'
+    path = osp.join(work_dir, f'linear-probe_{task}.py')
+    cfg.dump(path)
+    return path
+
+
+def grid_stats_of(settings) -> dict:
+    """shot -> metric -> (mean, std) of a grid's settings."""
+    from medfm.apis.protocol import summarize
+    return {str(s['shot']): summarize(s['rows']) for s in settings}
+
+
+def measure_features(args, task: str, work_dir: str, report=print) -> dict:
+    """One task's grid through the feature path (cold and warm cache, both
+    heads) and through run_protocol's linear probe (once per
+    ``--features-epochs``), in this process: wall and CPU seconds (the
+    process's own CPU time, which other work on the machine barely changes;
+    the dataloaders have no workers, so it holds all the work)."""
+    import logging
+
+    import feature_protocol
+    import run_protocol
+    import sklearn.linear_model  # noqa: F401  imports both paths need, not
+    import sklearn.metrics  # noqa: F401  timed (startup of either command)
+    from mmengine.logging import MMLogger
+
+    from medfm.datasets.demo import make_task
+    from medfm.datasets.splits import load_pool, write_splits
+    root = osp.join(work_dir, 'features', task)
+    data_root = osp.join(root, 'data')
+    make_task(data_root, task, dict(train=args.features_pool, val=8,
+                                    test=args.features_test))
+    splits = osp.join(root, 'splits')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # rare classes with fewer units
+        write_splits(load_pool(task, osp.join(data_root, task, 'train_20.txt')),
+                     splits, args.features_shots, args.features_exps)
+    config = features_config(args, task, data_root, root,
+                             osp.join(root, 'backbone.pth'))
+    device = 'cuda' if args.cuda else 'cpu'
+    grid = ['--shots', *map(str, args.features_shots), '--exps',
+            *map(str, args.features_exps), '--split-dir', splits, '--predict']
+    fits = len(args.features_shots) * len(args.features_exps)
+    out = dict(task=task, fits=fits, pool=args.features_pool,
+               test_images=args.features_test, size=args.features_size,
+               backbone=args.features_backbone, epochs=args.features_epochs,
+               seconds={}, cpu_seconds={}, metrics={}, extracted={},
+               ratios={})
+
+    def timed(tag, fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        out['seconds'][tag] = time.perf_counter() - wall
+        out['cpu_seconds'][tag] = time.process_time() - cpu
+        return result
+
+    cache = osp.join(root, 'cache')
+    for tag, head in (('features cold', 'logreg'), ('features warm', 'logreg'),
+                      ('prototype warm', 'prototype')):
+        r = timed(tag, lambda: feature_protocol.main([
+            config, *grid, '--head', head, '--checkpoint', 'pretrained',
+            '--feature-cache', cache, '--device', device,
+            '--work-dir', osp.join(root, tag.replace(' ', '_'))]))
+        out['metrics'][f'{head} (features)'] = grid_stats_of(r['settings'])
+        out['extracted'][tag] = r['extracted']
+        report(f'(8) {task} grid of {fits} fits, {tag} ({head}): '
+               f'{out["seconds"][tag]:.1f} s ({out["cpu_seconds"][tag]:.1f} s '
+               f'CPU), {r["extracted"]} images through the backbone')
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+    for epochs in args.features_epochs:
+        tag = f'run_protocol {epochs} epochs'
+        r = timed(tag, lambda: run_protocol.main([
+            config, *grid, '--epochs', str(epochs), '--work-dir',
+            osp.join(root, f'run_protocol_{epochs}')]))
+        out['metrics'][f'linear probe (run_protocol, {epochs} epochs)'] = \
+            grid_stats_of(r['settings'] if 'settings' in r else
+                          [dict(shot=args.features_shots[0], rows=r['rows'])])
+        out.setdefault('failed', {})[tag] = r.get('failed', [])
+        ratios = out['ratios'][f'{epochs} epochs'] = {
+            f'{clock} {state}': out[key][tag] / out[key][f'features {state}']
+            for clock, key in (('wall', 'seconds'), ('cpu', 'cpu_seconds'))
+            for state in ('cold', 'warm')}
+        report(f'(8) {task} grid of {fits} experiments, run_protocol.py '
+               f'linear probe, {epochs} epochs: {out["seconds"][tag]:.1f} s '
+               f'({out["cpu_seconds"][tag]:.1f} s CPU); the feature path '
+               f'{ratios["wall cold"]:.1f}x faster (CPU {ratios["cpu cold"]:.1f}x)'
+               f' with a cold cache, {ratios["wall warm"]:.1f}x (CPU '
+               f'{ratios["cpu warm"]:.1f}x) warm')
+    for name, stats in out['metrics'].items():
+        report(f'(8) {task} {name}: ' + '; '.join(
+            f'{shot}-shot ' + ', '.join(
+                f'{m} {v[0]:.2f}±{v[1]:.2f}' for m, v in st.items())
+            for shot, st in stats.items()))
+    return out
+
+
 # ----------------------------------------------------------------- sections
 @dataclass
 class Bench:
@@ -944,13 +1106,20 @@ def run_bootstrap(b: Bench) -> None:
     b.res['bootstrap'] = measure_bootstrap(b.args, report=b.say)
 
 
+def run_features(b: Bench) -> None:
+    b.res['features'] = {}
+    for task in b.args.features_tasks:
+        b.res['features'][task] = measure_features(b.args, task, b.work_dir,
+                                                   report=b.say)
+
+
 #: section -> what measures it: ``run(bench, task)`` for the sections of
 #: PER_TASK, ``run(bench)`` for the others
 RUNS: Dict[str, Callable] = {
     'ceiling': run_ceiling, 'e2e': run_e2e, 'eval': run_eval,
     'memory': run_memory, 'densenet': run_densenet,
     'classifier': run_classifier, 'loader': run_loader,
-    'bootstrap': run_bootstrap,
+    'bootstrap': run_bootstrap, 'features': run_features,
 }
 #: run task by task first: each task's ceiling right before its end-to-end
 #: runs, so that the ratio compares measurements taken under the same
@@ -958,7 +1127,8 @@ RUNS: Dict[str, Callable] = {
 PER_TASK = ('ceiling', 'e2e')
 #: then these, once each: memory first (it is short); eval saves its figures
 #: as they come
-ONCE = ('memory', 'eval', 'loader', 'densenet', 'classifier', 'bootstrap')
+ONCE = ('memory', 'eval', 'loader', 'densenet', 'classifier', 'bootstrap',
+        'features')
 
 
 # --------------------------------------------------------------------- main
@@ -1014,7 +1184,7 @@ def main(argv=None) -> dict:
     b = Bench(args, res, work_dir, out_path, time.perf_counter())
     try:
         # every section but the backbone rows (synthetic tensors) reads them
-        if set(args.sections) - {'densenet', 'bootstrap'}:
+        if set(args.sections) - {'densenet', 'bootstrap', 'features'}:
             prepare_data(b)
         for task in args.tasks:
             for name in PER_TASK:

@@ -3,44 +3,10 @@
 Comet's client, and log capture. Imported by the tests only."""
 from __future__ import annotations
 
-from .cli.shrink import tiny_config
+from .cli.shrink import TINY_ARCHS, tiny_backbone, tiny_config
 
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
            'RecordingExperiment', 'logged', 'load_tool']
-
-
-#: backbone type -> a small arch of it and the channels it puts out, so that
-#: every model base of configs/ trains a step on the CPU in well under a second
-TINY_ARCHS = {
-    'DenseNet': (dict(growth_rate=8, depths=[2, 2, 2], init_channels=16), 32),
-    'ConvNeXt': (dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 32]), 32),
-    'EfficientNet': ('b0', 1280),  # (mmpretrain has no smaller EfficientNet)
-    **{kind: (dict(embed_dims=32, num_layers=2, num_heads=2,
-                   feedforward_channels=64), 32)
-       for kind in ('VisionTransformer', 'PromptedViT', 'BEiTViT',
-                    'BEiTViTAnySize', 'ViTEVA02')},
-    **{kind: (dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2]),
-              128)
-       for kind in ('SwinTransformer', 'SwinTransformerAnySize',
-                    'PromptedSwinTransformer')},
-    **{kind: (dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 1, 2, 2],
-                   extra_norm_every_n_blocks=0), 128)
-       for kind in ('SwinTransformerV2', 'SwinTransformerV2AnySize')},
-}
-
-
-def tiny_backbone(kind: str) -> dict:
-    """``cfg_options`` for a tiny arch of a backbone type (:data:`TINY_ARCHS`).
-
-    The backbone keeps its type and every other setting of the config (prompts,
-    image size, output type); its arch shrinks, it loads no weights, and the
-    head's input follows.
-    """
-    arch, channels = TINY_ARCHS[kind]
-    if isinstance(arch, dict):
-        arch = dict(arch, _delete_=True)
-    return dict(model=dict(backbone=dict(arch=arch, init_cfg=None),
-                           head=dict(in_channels=channels)))
 
 
 def tiny_densenet() -> dict:

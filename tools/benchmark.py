@@ -171,7 +171,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "grid each (default 2; the config's: 20)")
     g.add_argument('--features-backbone', choices=['tiny', 'config'],
                    default='tiny', help="tiny: the linear-probe config's "
-                   'backbone type with a tiny arch (medfm.testing); config: '
+                   'backbone type with a tiny arch (medfm.cli.shrink); config: '
                    'its real one (Swin-B)')
     p.add_argument('--work-dir', help='keep data and runs here (default: a '
                    'temporary folder, removed)')
@@ -815,8 +815,7 @@ def features_config(args, task: str, data_root: str, work_dir: str,
     from mmpretrain.registry import MODELS
 
     from medfm.cli import load_config
-    from medfm.cli.shrink import tiny_config
-    from medfm.testing import tiny_backbone
+    from medfm.cli.shrink import tiny_backbone, tiny_config
     config = f'configs/vpt/swin-b_linear-probe_{task}.py'
     options = tiny_backbone('PromptedSwinTransformer') \
         if args.features_backbone == 'tiny' else None

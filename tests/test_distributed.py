@@ -71,12 +71,10 @@ def test_two_processes_match_one(config, tmp_path):
     log = _launch(['train.sh', config, '--work-dir', two, '--cfg-options',
                    'train_dataloader.batch_size=4'], _torchrun_env())
     _world_of_two(log, 'pytorch')
-    # the per-epoch evaluation, distributed and not, on the same checkpoints
-    _run(['bash', 'test.sh', config, str(two)], 1)
-    single_eval = _rows(two)
+    # the two-process run evaluated by two processes, the other by one: an
+    # error of the distributed training or of the distributed evaluation
+    # shows in the comparison
     _world_of_two(_launch(['test.sh', config, two], _torchrun_env()), 'pytorch')
-    for a, b in zip(_rows(two), single_eval):
-        assert a == pytest.approx(b)
     _run(['bash', 'test.sh', config, str(one)], 1)
     # stated tolerance: 0.01 points (float reduction order differs)
     for a, b in zip(_rows(one), _rows(two)):

@@ -25,7 +25,7 @@ def test_run_protocol_two_experiments(demo_root, tmp_path):
     result = run_protocol.main([
         cfg, '--shot', '1', '--exps', '1', '2', '--epochs', '1',
         '--pool', 'train_20.txt', '--split-dir', str(tmp_path / 'splits'),
-        '--work-dir', str(out), '--predict', '--fast', '--tta',
+        '--work-dir', str(out), '--predict', '--tta',
         '--cfg-options', 'default_hooks.logger.interval=1'])
     # the splits were written from the pool, and used
     for exp in (1, 2):

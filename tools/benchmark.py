@@ -697,7 +697,7 @@ def measure_densenet(args, report=print) -> dict:
 
 def measure_classifier(args, task, data_root, work_dir) -> dict:
     """The whole ``ImageClassifier`` train step (as section 1) in the
-    settings REFERENCE section 7 compares: fp32, bf16 + channels_last with
+    settings docs/benchmarks.md compares: fp32, bf16 + channels_last with
     mmengine's AMP as configured by default (dynamic loss scaler), and the
     project's bf16 (no loss scaler)."""
     variants = {'fp32': dict(amp=False, channels_last=False)}

@@ -87,7 +87,8 @@ def test_split_warnings_name_train_images_in_val(demo_root, tmp_path):
         '\n'.join(lines[:2]) + '\n')
     (tmp_path / 'colon_1-shot_val_exp1.txt').write_text(
         '\n'.join(lines) + '\n')  # the train images too
-    msgs = run_protocol.split_warnings('colon', str(tmp_path), 1, [1, 2])
+    from medfm.apis.protocol import split_warnings
+    msgs = split_warnings('colon', str(tmp_path), 1, [1, 2])
     assert any(m.startswith('exp1 split: 2 of 2 train image(s) are also in '
                             'val') and m.endswith('images it trained on')
                for m in msgs), msgs

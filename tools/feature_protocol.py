@@ -24,8 +24,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import time
-import warnings
-from typing import List, Optional
+from typing import Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -40,45 +39,22 @@ from medfm.apis.features import (
 )
 from medfm.apis.protocol import (
     data_root_of,
-    split_files,
+    prepare_splits,
     submission_path,
     write_grid_summary,
     write_summary,
 )
 from medfm.cli import load_config
-from medfm.datasets import TASKS, task_of_config
-from medfm.datasets.splits import check_split, load_pool, write_splits
+from medfm.cli.grid import add_grid_arguments, grid_args, grid_tasks
+from medfm.datasets import task_of_config
 from medfm.utils import innermost, write_json
 from medfm.utils.progress import track
 
 
-def exp_numbers(text: str) -> List[int]:
-    """``'3'`` -> [3]; ``'1-5'`` -> [1, 2, 3, 4, 5] (as ``run_protocol.py``)."""
-    first, _, last = text.partition('-')
-    try:
-        lo, hi = int(first), int(last or first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'{text!r}: an experiment number or a range such as 1-5') from None
-    if lo < 1 or hi < lo:
-        raise argparse.ArgumentTypeError(f'{text!r}: an empty range')
-    return list(range(lo, hi + 1))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('config', help='config whose backbone, neck and test '
-                   'pipeline make the features (e.g. a linear-probe config); '
-                   "with {task} in the name, one per task of --tasks")
-    p.add_argument('--tasks', '--task', dest='tasks', nargs='+',
-                   choices=list(TASKS), help='tasks of a {task} config '
-                   '(default: all three); with another config, its task (a '
-                   'check)')
-    p.add_argument('--shots', '--shot', dest='shots', type=int, nargs='+',
-                   required=True, metavar='N', help='N (1, 5 or 10)')
-    p.add_argument('--exps', type=exp_numbers, nargs='+', default=[[1, 2, 3, 4, 5]],
-                   help='experiments: numbers and ranges, e.g. 1 2 or 1-5 '
-                   '(default 1-5)')
+    add_grid_arguments(p, 'config whose backbone, neck and test pipeline '
+                       'make the features (e.g. a linear-probe config)')
     p.add_argument('--head', choices=HEADS, default='logreg',
                    help='logreg: logistic regression, one-vs-rest for '
                    'multi-label tasks, C chosen on the val list; prototype: '
@@ -96,12 +72,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='scale of the prototype head\'s cosine similarities '
                    '(changes the scores, not their ranking; default '
                    f'{DEFAULT_TEMPERATURE:g})')
-    p.add_argument('--split-dir', help='folder of the N-shot lists (default: '
-                   "the train dataset's data_root)")
-    p.add_argument('--pool', help='labelled pool (relative to the data root '
-                   'unless absolute) to write missing split files from')
-    p.add_argument('--seed', type=int, default=0,
-                   help='seed of --pool splits and of --checkpoint none')
     p.add_argument('--feature-cache', default=osp.join('work_dirs', 'features',
                                                        'cache'),
                    help='root of the feature cache (default '
@@ -123,11 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "workers (default: the test dataloader's)")
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys')
-    args = p.parse_args(argv)
-    args.exps = sorted({e for group in args.exps for e in group})
-    if '{task}' not in args.config and args.tasks and len(args.tasks) > 1:
-        p.error('several --tasks need a config named with {task}')
-    return args
+    return grid_args(p, p.parse_args(argv))
 
 
 def load_task_config(path: str, args: argparse.Namespace,
@@ -146,37 +112,6 @@ def load_task_config(path: str, args: argparse.Namespace,
     return cfg
 
 
-def prepare_splits(cfg: Config, task: str, shot: int, split_dir: str,
-                   args: argparse.Namespace) -> None:
-    """Write missing split files from ``--pool`` (as ``run_protocol.py``);
-    stop, naming how to write them, when some are missing; log the lists'
-    protocol problems."""
-    missing = [e for e in args.exps if not all(
-        osp.isfile(p) for p in split_files(split_dir, task, shot, e).values())]
-    if missing and args.pool:
-        root = data_root_of(cfg)
-        pool = args.pool if osp.isabs(args.pool) else osp.join(root, args.pool)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            write_splits(load_pool(task, pool), split_dir, [shot], missing,
-                         args.seed)
-        for w in caught:
-            print_log(str(w.message), logger='current', level=30)
-        print_log(f'wrote {task} {shot}-shot splits of exp {missing} from '
-                  f'{pool} to {split_dir}', logger='current')
-    elif missing:
-        raise SystemExit(
-            f'error: {task} {shot}-shot split files of exp {missing} not found '
-            f'in {split_dir}; write them with python tools/make_splits.py '
-            f'{task} <pool> --out {split_dir} (or give --pool)')
-    for exp in args.exps:
-        files = split_files(split_dir, task, shot, exp)
-        for problem in check_split(task, files['train'], files['val'],
-                                   shot).problems:
-            print_log(f'{task} {shot}-shot exp{exp} split: {problem}',
-                      logger='current', level=30)
-
-
 def main(argv=None) -> dict:
     """Run the call; returns ``settings`` (each with its ``rows`` and
     summary paths), ``csv``/``markdown`` (the grid's, or the one
@@ -184,8 +119,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     t0 = time.perf_counter()
     template = '{task}' in args.config
-    tasks = (args.tasks or list(TASKS)) if template else \
-        [args.tasks[0] if args.tasks else None]
+    tasks = grid_tasks(args)
     name = osp.splitext(osp.basename(args.config))[0]
     grid = len(tasks) * len(args.shots) > 1
     device = args.device
@@ -214,7 +148,14 @@ def main(argv=None) -> dict:
         extractors.append(extractor)
         test_list = innermost(cfg.test_dataloader.dataset)['ann_file']
         for shot in args.shots:
-            prepare_splits(cfg, task, shot, split_dir, args)
+            missing = prepare_splits(cfg, task, shot, split_dir, args.exps,
+                                     args.pool, args.seed)
+            if missing:
+                raise SystemExit(
+                    f'error: {task} {shot}-shot split files of exp {missing} '
+                    f'not found in {split_dir}; write them with python '
+                    f'tools/make_splits.py {task} <pool> --out {split_dir} '
+                    '(or give --pool)')
             out = osp.join(root, f'{task}_{shot}-shot') if grid else root
             setting = dict(task=task, shot=shot, out=out, rows=[], failed=0,
                            config=f'{config_name} (features, {args.head})')

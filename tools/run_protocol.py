@@ -35,7 +35,6 @@ import json
 import logging
 import os.path as osp
 import sys
-import warnings
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -47,55 +46,27 @@ from medfm.apis.protocol import (
     Outcome,
     data_root_of,
     experiment_config,
+    prepare_splits,
     run_inprocess,
     run_local,
     run_submitit,
-    split_files,
     submission_path,
     write_grid_summary,
     write_summary,
 )
 from medfm.apis.runs import RunDir
 from medfm.cli import apply_amp, load_config
+from medfm.cli.grid import add_grid_arguments, grid_args, grid_tasks
 from medfm.cli.speed import add_speed_args, apply_speed, cpu_count
 from medfm.cli.tta import add_tta_arguments, tta_from_args
-from medfm.datasets import TASKS, task_of_config
-from medfm.datasets.splits import check_split, load_pool, write_splits
+from medfm.datasets import task_of_config
 from medfm.utils import write_json
 from medfm.utils.progress import track
 
 
-def exp_numbers(text: str) -> List[int]:
-    """``'3'`` -> [3]; ``'1-5'`` -> [1, 2, 3, 4, 5]."""
-    first, _, last = text.partition('-')
-    try:
-        lo, hi = int(first), int(last or first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'{text!r}: an experiment number or a range such as 1-5') from None
-    if lo < 1 or hi < lo:
-        raise argparse.ArgumentTypeError(f'{text!r}: an empty range')
-    return list(range(lo, hi + 1))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('config', help='config file; with {task} in the name '
-                   "('configs/vpt/swin-b_vpt5_{task}.py'), one per task of "
-                   '--tasks')
-    p.add_argument('--tasks', nargs='+', choices=list(TASKS),
-                   help='tasks of a {task} config (default: all three)')
-    p.add_argument('--shots', '--shot', dest='shots', type=int, nargs='+',
-                   required=True, metavar='N', help='N (1, 5 or 10); several '
-                   'run a grid')
-    p.add_argument('--exps', type=exp_numbers, nargs='+', default=[[1, 2, 3, 4, 5]],
-                   help='experiments to run: numbers and ranges, e.g. 1 2 or '
-                   '1-5 (default 1-5)')
-    p.add_argument('--split-dir', help='folder of the N-shot lists (default: '
-                   "the train dataset's data_root)")
-    p.add_argument('--pool', help='labelled pool (relative to the data root '
-                   'unless absolute) to write missing split files from')
-    p.add_argument('--seed', type=int, default=0, help='seed of --pool splits')
+    add_grid_arguments(p, 'config file')
     p.add_argument('--epochs', type=int, help='override train_cfg.max_epochs')
     p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
                    help='checkpoint evaluated on the test list')
@@ -146,8 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    default='slurm', help="submitit's executor: local runs the "
                    'same jobs as processes of this machine (to try a --slurm '
                    'command without Slurm)')
-    args = p.parse_args(argv)
-    args.exps = sorted({e for group in args.exps for e in group})
+    args = grid_args(p, p.parse_args(argv))
     if args.gpus and args.slurm:
         p.error('--gpus and --slurm exclude each other')
     for device in args.gpus or []:
@@ -156,9 +126,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     for option in args.slurm_option:
         if '=' not in option:
             p.error(f'--slurm-option {option}: KEY=VALUE')
-    if '{task}' not in args.config and args.tasks:
-        p.error('--tasks needs a config named with {task}, e.g. '
-                "'configs/vpt/swin-b_vpt5_{task}.py'")
     return args
 
 
@@ -172,23 +139,6 @@ def finished_rows(out: str) -> Dict[int, dict]:
         rows = json.load(f)
     return {int(r['exp']): r for r in rows
             if osp.isfile(str(r.get('checkpoint', '')))}
-
-
-def split_warnings(task: str, split_dir: str, shot: int,
-                   exps: Sequence[int]) -> List[str]:
-    """The protocol problems of each experiment's train/val lists (missing
-    lists are left to ``experiment_config``, which says how to write them)."""
-    out = []
-    for exp in exps:
-        files = split_files(split_dir, task, shot, exp)
-        if not all(osp.isfile(f) for f in files.values()):
-            continue
-        for problem in check_split(task, files['train'], files['val'],
-                                   shot).problems:
-            out.append(f'exp{exp} split: {problem}' + (
-                '; the best checkpoint is chosen on images it trained on'
-                if 'also in val' in problem else ''))
-    return out
 
 
 def used_message(folders: Sequence[str]) -> str:
@@ -226,27 +176,6 @@ def load_task_config(path: str, args: argparse.Namespace, task: Optional[str],
     return cfg
 
 
-def prepare_splits(cfg: Config, task: str, shot: int, split_dir: str,
-                   args: argparse.Namespace) -> None:
-    """Write missing split files from ``--pool``; log the lists' problems."""
-    data_root = data_root_of(cfg)
-    missing = [e for e in args.exps if not all(
-        osp.isfile(p) for p in split_files(split_dir, task, shot, e).values())]
-    if missing and args.pool:
-        pool_path = args.pool if osp.isabs(args.pool) else osp.join(
-            data_root, args.pool)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            write_splits(load_pool(task, pool_path), split_dir, [shot],
-                         missing, args.seed)
-        for w in caught:
-            print_log(str(w.message), logger='current', level=30)
-        print_log(f'wrote {task} {shot}-shot splits of exp {missing} '
-                  f'from {pool_path} to {split_dir}', logger='current')
-    for msg in split_warnings(task, split_dir, shot, args.exps):
-        print_log(f'{task} {shot}-shot {msg}', logger='current', level=30)
-
-
 def workers_per_job(args: argparse.Namespace) -> Optional[int]:
     """``--fast``'s training workers of each experiment: the CPUs shared by
     the concurrent experiments of this machine, or a Slurm job's own."""
@@ -269,7 +198,7 @@ def plan(args: argparse.Namespace):
         and the setting of each job's name.
     """
     template = '{task}' in args.config
-    tasks = (args.tasks or list(TASKS)) if template else [None]
+    tasks = grid_tasks(args)
     name = osp.splitext(osp.basename(args.config))[0]
     workers = workers_per_job(args)
     configs = []
@@ -293,7 +222,8 @@ def plan(args: argparse.Namespace):
         split_dir = args.split_dir or data_root_of(cfg)
         for shot in args.shots:
             out = osp.join(root, f'{task}_{shot}-shot') if grid else root
-            prepare_splits(cfg, task, shot, split_dir, args)
+            prepare_splits(cfg, task, shot, split_dir, args.exps, args.pool,
+                           args.seed)
             done = finished_rows(out) if args.skip_done else {}
             setting = dict(task=task, shot=shot, config=config_name, out=out,
                            rows={}, failed=0)

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -41,7 +42,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from ..datasets import task_class, task_of_config
-from ..datasets.splits import split_file_name
+from ..datasets.splits import check_split, load_pool, split_file_name, write_splits
 from ..evaluation import DumpPredictions, mean_bootstrap_ci, read_predictions
 from ..evaluation.bootstrap import unit_groups
 from ..models import count_parameters
@@ -76,6 +77,50 @@ def split_files(split_dir: str, task: str, shot: int, exp: int) -> Dict[str, str
     """Paths of the train and val lists of one experiment."""
     return {part: osp.join(split_dir, split_file_name(task, shot, part, exp))
             for part in ('train', 'val')}
+
+
+def split_warnings(task: str, split_dir: str, shot: int,
+                   exps: Sequence[int]) -> List[str]:
+    """The protocol problems of each experiment's train/val lists (missing
+    lists are left to the caller)."""
+    out = []
+    for exp in exps:
+        files = split_files(split_dir, task, shot, exp)
+        if not all(osp.isfile(f) for f in files.values()):
+            continue
+        for problem in check_split(task, files['train'], files['val'],
+                                   shot).problems:
+            out.append(f'exp{exp} split: {problem}' + (
+                '; the best checkpoint is chosen on images it trained on'
+                if 'also in val' in problem else ''))
+    return out
+
+
+def prepare_splits(cfg: Config, task: str, shot: int, split_dir: str,
+                   exps: Sequence[int], pool: Optional[str] = None,
+                   seed: int = 0) -> List[int]:
+    """Write the experiments' missing split files from a labelled ``pool``
+    (relative to the config's data root unless absolute), and log the
+    lists' protocol problems.
+
+    Returns:
+        list[int]: The experiments whose lists are still missing.
+    """
+    missing = [e for e in exps if not all(
+        osp.isfile(p) for p in split_files(split_dir, task, shot, e).values())]
+    if missing and pool:
+        path = pool if osp.isabs(pool) else osp.join(data_root_of(cfg), pool)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            write_splits(load_pool(task, path), split_dir, [shot], missing, seed)
+        for w in caught:
+            print_log(str(w.message), logger='current', level=30)
+        print_log(f'wrote {task} {shot}-shot splits of exp {missing} from '
+                  f'{path} to {split_dir}', logger='current')
+        missing = []
+    for msg in split_warnings(task, split_dir, shot, exps):
+        print_log(f'{task} {shot}-shot {msg}', logger='current', level=30)
+    return missing
 
 
 def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,

@@ -16,7 +16,6 @@ checks that again wherever a file name is joined to that folder.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import ntpath
@@ -30,6 +29,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import IO, Dict, Iterable, List, Optional
+
+from ..utils.integrity import sha256_file
 
 #: Default manifest, relative to the repository root.
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -256,15 +257,6 @@ def entries_of_config(config: str,
     return list(found.values())
 
 
-def sha256_of(path: str) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(_CHUNK), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path: str, prefix: str) -> str:
     """Check a file's sha256 against a prefix.
 
@@ -279,7 +271,7 @@ def verify(path: str, prefix: str) -> str:
     problem = hash_problem(prefix)
     if problem is not None:
         raise WeightsError(f'{path}: cannot verify: sha256_prefix {problem}')
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if not digest.startswith(prefix.lower()):
         raise ChecksumError(
             f'{path}: sha256 {digest[:len(prefix)]}... does not match the '
@@ -434,6 +426,6 @@ def _finish(part: str, dest: str, entry: Entry) -> str:
 __all__ = [
     'Entry', 'WeightsError', 'OfflineError', 'ChecksumError',
     'IncompleteError', 'ManifestError', 'load_manifest', 'resolve',
-    'entries_of_config', 'sha256_of', 'verify', 'fetch', 'dest_path',
+    'entries_of_config', 'verify', 'fetch', 'dest_path',
     'hash_problem', 'file_problem', 'MANIFEST', 'MIN_HASH_HEX'
 ]

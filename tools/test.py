@@ -21,7 +21,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from medfm.apis.inference import test_runner
+from medfm.apis.inference import dump_predictions, test_runner
 from medfm.apis.runs import RunDir
 from medfm.cli.tta import add_tta_arguments, tta_from_args
 from medfm.compat import CheckpointError
@@ -61,24 +61,13 @@ def main(argv=None) -> dict:
     except (CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f'error: {err}') from None
     if args.out and args.out_item == 'pred':
-        dump = prediction_dump(args.out)
-        runner.test_evaluator.metrics.append(dump)
-        dump.dataset_meta = runner.test_evaluator.dataset_meta  # class names
+        dump_predictions(runner, args.out)
     metrics = runner.test()
     if args.out and args.out_item == 'metrics':
         write_json(args.out, metrics)
     if args.out:
         print(f'{args.out_item} written to {args.out}')
     return metrics
-
-
-def prediction_dump(path: str):
-    """The metric that writes per-sample predictions to ``path``."""
-    if path.endswith(('.pkl', '.pickle')):
-        from mmengine.evaluator import DumpResults
-        return DumpResults(out_file_path=path)
-    from medfm.evaluation import DumpPredictions
-    return DumpPredictions(out_file_path=path)
 
 
 if __name__ == '__main__':

@@ -39,7 +39,7 @@ from ..cli.tta import apply_tta, tta_label
 from ..compat import CheckpointMismatchError, load_weights
 from ..datasets import task_of_config
 from ..engine.loops import bare_model
-from ..evaluation import bootstrap_ci
+from ..evaluation import DumpPredictions, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
 from ..utils.config import innermost
 from ..utils.progress import track
@@ -209,6 +209,20 @@ def checkpoint_ci(cfg: Config, checkpoint: str, split: str = 'test',
     return predictions_ci(cfg, predict_loader(
         model, track(loader, f'scoring {n_images} {split} images for the interval')),
         n=n)
+
+
+def dump_predictions(runner: Runner, path: str) -> None:
+    """Make a runner's test also write each image's scores to ``path``:
+    a ``.csv``/``.json`` table (:class:`medfm.evaluation.DumpPredictions`),
+    or mmengine's pickle dump for ``.pkl``, as mmpretrain's tools/test.py."""
+    if path.endswith(('.pkl', '.pickle')):
+        from mmengine.evaluator import DumpResults
+        dump = DumpResults(out_file_path=path)
+    else:
+        dump = DumpPredictions(out_file_path=path)
+    evaluator = runner.test_evaluator
+    evaluator.metrics.append(dump)
+    dump.dataset_meta = evaluator.dataset_meta  # class names (set before)
 
 
 def with_tta(cfg: Config, tta: TTA = None) -> Config:

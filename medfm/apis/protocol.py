@@ -43,11 +43,16 @@ from mmengine.runner import Runner
 
 from ..datasets import task_class, task_of_config
 from ..datasets.splits import check_split, load_pool, split_file_name, write_splits
-from ..evaluation import DumpPredictions, mean_bootstrap_ci, read_predictions
+from ..evaluation import mean_bootstrap_ci, read_predictions
 from ..evaluation.bootstrap import unit_groups
 from ..models import count_parameters
 from ..utils import atomic_write, innermost, write_csv
-from .inference import evaluate_checkpoint, load_checkpoint, predict_list
+from .inference import (
+    dump_predictions,
+    evaluate_checkpoint,
+    load_checkpoint,
+    predict_list,
+)
 from .runs import RunDir
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
@@ -184,9 +189,7 @@ def run_experiment(cfg: Config, checkpoint: str = 'best',
     path = run.checkpoint(checkpoint)
     load_checkpoint(runner.model, path)  # strict, verified
     # each image's scores, for the summary's bootstrap interval
-    dump = DumpPredictions(osp.join(cfg.work_dir, PREDICTIONS))
-    runner.test_evaluator.metrics.append(dump)
-    dump.dataset_meta = runner.test_evaluator.dataset_meta
+    dump_predictions(runner, osp.join(cfg.work_dir, PREDICTIONS))
     metrics = runner.test()
     row: Dict[str, object] = dict(work_dir=cfg.work_dir, checkpoint=path,
                                   trainable=trainable, total=total)

@@ -47,6 +47,7 @@ from ..compat import CheckpointError
 from ..datasets import task_of_config
 from ..datasets.cache import _source_stamp, entry_file
 from ..datasets.stats import label_matrix
+from ..evaluation.bootstrap import metric_draws
 from ..evaluation.metrics import MedFMCScore
 from ..utils import atomic_write, innermost, integrity
 from ..utils.progress import track
@@ -696,58 +697,16 @@ class FittedHead(NamedTuple):
         return self.head.predict(x)
 
 
-def _average_precision(pred: np.ndarray, target: np.ndarray) -> float:
-    """scikit-learn's ``average_precision_score`` of one class (tied scores
-    form one threshold); 0 without positives."""
-    positives = target.sum()
-    if positives == 0:
-        return 0.0
-    order = np.argsort(-pred, kind='mergesort')
-    pred, target = pred[order], target[order]
-    last = np.r_[np.flatnonzero(np.diff(pred)), len(pred) - 1]  # thresholds
-    tps = np.cumsum(target)[last]
-    precision = tps / (last + 1)
-    recall = tps / positives
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their ranks."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    return (ends - (counts - 1) / 2.0)[inverse]
-
-
 def fast_metrics(pred: np.ndarray, target: np.ndarray,
                  multi_label: bool) -> Dict[str, float]:
     """:meth:`MedFMCScore.calculate`'s metrics for choosing C on the val
-    list: the same definitions (scikit-learn's AP with tied scores grouped,
-    ROC AUC as the rank statistic with tied ranks averaged, classes without
-    an AUC left out), vectorised, without scikit-learn's per-call input
-    checks (a few ms per class). The reported test metrics come from
-    :func:`score_metrics`; tests check that both agree."""
-    pred = np.asarray(pred, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    if not multi_label and pred.shape[1] == 2:  # binary: the positive class
-        auc_pred, auc_target = pred[:, 1:], target[:, 1:]
-    else:
-        auc_pred, auc_target = pred, target
-    ranks = np.stack([_average_ranks(col) for col in auc_pred.T], 1)
-    pos = auc_target.sum(0)
-    neg = len(auc_target) - pos
-    defined = (pos > 0) & (neg > 0)
-    u = (ranks * auc_target).sum(0) - pos * (pos + 1) / 2
-    auc = np.where(defined, u / np.maximum(pos * neg, 1), np.nan)
-    out: Dict[str, float] = {}
-    if multi_label:
-        out['mAP'] = 100 * float(np.mean([
-            _average_precision(p, t) for p, t in zip(pred.T, target.T)]))
-    else:
-        out['Acc'] = 100 * float(np.mean(pred.argmax(1) == target.argmax(1)))
-    out['AUC'] = 100 * float(np.mean(auc[defined])) if defined.any() \
-        else float('nan')
-    out['score'] = (out.get('mAP', out.get('Acc')) + out['AUC']) / 2
-    return out
+    list, without its per-class scikit-learn calls: the bootstrap's
+    vectorised computation (:func:`medfm.evaluation.bootstrap.metric_draws`)
+    with one draw holding every image once. The reported test metrics come
+    from :func:`score_metrics`; tests check that both agree."""
+    weights = np.ones((1, len(pred)), dtype=np.int32)
+    return {k: float(v[0]) for k, v in
+            metric_draws(pred, target, multi_label, weights).items()}
 
 
 def _val_score(metrics: Dict[str, float]) -> float:

@@ -4,7 +4,6 @@ TTA columns, tools/test.py --tta (as mmpretrain's own --tta), predict --tta;
 a run trained with the EMA preset scored on the weights validation selected
 on."""
 import csv
-import importlib.util
 import json
 import os
 import runpy
@@ -26,17 +25,8 @@ from medfm.apis.inference import (
 from medfm.apis.runs import RunDir
 from medfm.cli.tta import apply_tta, tta_pipeline
 from medfm.compat import load_checkpoint_file
-from medfm.testing import logged, tiny_config, tiny_densenet
+from medfm.testing import load_tool, logged, tiny_config, tiny_densenet
 from medfm.utils.config import innermost
-
-
-def _tool(name):
-    """tools/<name>.py as a module (tools/test.py would shadow stdlib's test)."""
-    spec = importlib.util.spec_from_file_location(f'medfm_tta_tool_{name}',
-                                                  f'tools/{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _dataset(cfg):
@@ -105,7 +95,7 @@ def tta_run(colon_run, tmp_path_factory):
     src, config = colon_run
     work = tmp_path_factory.mktemp('tta') / 'run'
     shutil.copytree(src, work)
-    assert _tool('test_epochs').main([str(work), '--tta']) == 0
+    assert load_tool('test_epochs').main([str(work), '--tta']) == 0
     return work, config, src
 
 
@@ -137,7 +127,7 @@ def test_test_py_tta_is_the_sweep_and_mmpretrains(tta_run, tmp_path, monkeypatch
     work, config, _ = tta_run
     row = json.loads((work / 'epochs_test.json').read_text())['rows'][-1]
     ckpt = str(work / f'epoch_{row["epoch"]}.pth')
-    ours = _tool('test').main([str(config), ckpt, '--tta', '--work-dir',
+    ours = load_tool('test').main([str(config), ckpt, '--tta', '--work-dir',
                                str(tmp_path / 'ours')])
     out = tmp_path / 'mmpretrain.json'
     script = os.path.join(os.path.dirname(__import__('mmpretrain').__file__),
@@ -155,7 +145,7 @@ def test_test_py_tta_is_the_sweep_and_mmpretrains(tta_run, tmp_path, monkeypatch
 def test_predict_tta_averages_the_flipped_scores(colon_run, tmp_path):
     work, config = colon_run
     ckpt = str(work / 'epoch_2.pth')
-    predict = _tool('predict')
+    predict = load_tool('predict')
     out = {}
     for name, extra in (('plain', []), ('tta', ['--tta'])):
         path = tmp_path / f'{name}.csv'

@@ -26,7 +26,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os.path as osp
 
 from mmengine.config import DictAction
@@ -38,7 +37,7 @@ from medfm.apis.ensemble import (
     run_ensemble,
     task_of,
 )
-from medfm.apis.submission import SubmissionError
+from medfm.apis.submission import SubmissionError, zip_submissions
 from medfm.compat import CheckpointError
 
 
@@ -86,15 +85,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def predict_tool():
-    """tools/predict.py, for its zip_submissions."""
-    path = osp.join(osp.dirname(osp.abspath(__file__)), 'predict.py')
-    spec = importlib.util.spec_from_file_location('medfm_tool_predict', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.out is None and args.shot is None:
@@ -129,8 +119,8 @@ def main(argv=None) -> dict:
           f'{osp.join(work_dir, "ensemble.json")}')
     if args.zip:
         phase = 'validation' if args.exp is None else 'evaluation'
-        archive = predict_tool().zip_submissions(args.out, args.result_dir,
-                                                 None if args.out else phase)
+        archive = zip_submissions(args.out, args.result_dir,
+                                  None if args.out else phase)
         print(f'zipped -> {archive}')
     return report
 

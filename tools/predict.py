@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-import zipfile
-from glob import glob
-from typing import Optional
 
 from mmengine.config import DictAction
 
 from medfm.apis.inference import predict_list
 from medfm.apis.protocol import submission_path, write_submission
 from medfm.apis.runs import RunDir
+from medfm.apis.submission import zip_submissions
 from medfm.cli import load_config
 from medfm.cli.tta import add_tta_arguments, tta_from_args
 from medfm.compat import CheckpointError
@@ -95,40 +93,6 @@ def main(argv=None) -> str:
                                   phase)
         print(f'zipped -> {archive}' + ('' if args.out else f' ({phase} phase)'))
     return path
-
-
-def zip_submissions(out: Optional[str], result_dir: str,
-                    phase: Optional[str] = None) -> str:
-    """Zip the submission files only: ``out`` alone, or those of one phase
-    of the result folder, paths kept relative to it (the challenge's
-    ``result.zip`` layout): ``'validation'``, the flat ``*_submission.csv``;
-    ``'evaluation'``, ``exp1/`` .. ``exp5/*_submission.csv``. A zip never
-    holds both. ``phase=None``: the one phase the folder holds (an error
-    when it holds both)."""
-    if out:
-        files = [(out, osp.basename(out))]
-        archive = osp.splitext(out)[0] + '.zip'
-    else:
-        found = {
-            'validation': sorted(glob(osp.join(result_dir, '*_submission.csv'))),
-            'evaluation': sorted(glob(osp.join(
-                result_dir, 'exp[1-5]', '*_submission.csv')))}
-        if phase is None:
-            held = [k for k, v in found.items() if v]
-            if len(held) > 1:
-                raise SystemExit(
-                    f'error: {result_dir} holds both phases (flat files and '
-                    'exp<k>/): say which to zip; a submission is one phase')
-            phase = held[0] if held else 'validation'
-        if phase not in found:
-            raise ValueError(f'phase {phase!r}: validation or evaluation')
-        files = [(f, osp.relpath(f, result_dir).replace(osp.sep, '/'))
-                 for f in found[phase]]
-        archive = osp.abspath(result_dir) + '.zip'
-    with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as z:
-        for path, name in files:
-            z.write(path, name)
-    return archive
 
 
 if __name__ == '__main__':

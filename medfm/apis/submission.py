@@ -32,6 +32,7 @@ import os
 import os.path as osp
 import re
 import zipfile
+from glob import glob
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -555,3 +556,37 @@ def compare_entries(row_a: Dict[str, object], row_b: Dict[str, object],
                             row_a['_groups'], n, seed, level,
                             cls.METAINFO['classes'])
     return dict(file=row_a['file'], diff=diff)
+
+
+def zip_submissions(out: Optional[str], result_dir: str,
+                    phase: Optional[str] = None) -> str:
+    """Zip the submission files only: ``out`` alone, or those of one phase
+    of the result folder, paths kept relative to it (the challenge's
+    ``result.zip`` layout): ``'validation'``, the flat ``*_submission.csv``;
+    ``'evaluation'``, ``exp1/`` .. ``exp5/*_submission.csv``. A zip never
+    holds both. ``phase=None``: the one phase the folder holds (an error
+    when it holds both)."""
+    if out:
+        files = [(out, osp.basename(out))]
+        archive = osp.splitext(out)[0] + '.zip'
+    else:
+        found = {
+            'validation': sorted(glob(osp.join(result_dir, '*_submission.csv'))),
+            'evaluation': sorted(glob(osp.join(
+                result_dir, 'exp[1-5]', '*_submission.csv')))}
+        if phase is None:
+            held = [k for k, v in found.items() if v]
+            if len(held) > 1:
+                raise SystemExit(
+                    f'error: {result_dir} holds both phases (flat files and '
+                    'exp<k>/): say which to zip; a submission is one phase')
+            phase = held[0] if held else 'validation'
+        if phase not in found:
+            raise ValueError(f'phase {phase!r}: validation or evaluation')
+        files = [(f, osp.relpath(f, result_dir).replace(osp.sep, '/'))
+                 for f in found[phase]]
+        archive = osp.abspath(result_dir) + '.zip'
+    with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as z:
+        for path, name in files:
+            z.write(path, name)
+    return archive

@@ -20,14 +20,13 @@ lists passes.
 """
 from __future__ import annotations
 
-import json
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, json_text
 from ..utils.progress import track
 from .medfmc import format_ann_line, group_of
 from .stats import label_matrix
@@ -93,16 +92,7 @@ def render_split(stem: str, task: str, names: Sequence[str],
     return {
         f'{stem}.txt': ''.join(format_ann_line(task, n, y) + '\n'
                                for n, y in zip(names, labels)),
-        # as medfm.utils.io.write_json writes it
-        f'{stem}.json': json.dumps(data, indent=2, default=float)}
-
-
-def write_split(out_dir: str, stem: str, task: str, names: Sequence[str],
-                labels: np.ndarray, classes: Sequence[str]) -> None:
-    """Write ``<stem>.txt`` (baseline list) and ``<stem>.json`` (mmpretrain)."""
-    for name, text in render_split(stem, task, names, labels, classes).items():
-        with atomic_write(osp.join(out_dir, name), encoding='utf-8') as f:
-            f.write(text)
+        f'{stem}.json': json_text(data)}
 
 
 def changed_files(out_dir: str, files: Dict[str, str]) -> List[str]:

@@ -11,7 +11,6 @@ load verifies.
 """
 from __future__ import annotations
 
-import os.path as osp
 from pathlib import Path
 from typing import Union
 
@@ -36,5 +35,4 @@ class RunFileBackend(LocalBackend):
     def remove(self, filepath: Union[str, Path]) -> None:
         """Remove a file and its recorded sum."""
         super().remove(filepath)
-        if osp.isfile(osp.join(osp.dirname(str(filepath)), integrity.SUMS_FILE)):
-            integrity.record(filepath, None)
+        integrity.record(filepath, None)  # (no-op where nothing is recorded)

@@ -96,6 +96,11 @@ def _densenet_arch(state: Dict[str, torch.Tensor]) -> str:
                      f'mmpretrain\'s archs {list(DenseNet.arch_settings)}')
 
 
+def _few(keys: List[str], n: int = 3) -> str:
+    return ', '.join(keys[:n]) + (f' and {len(keys) - n} more'
+                                  if len(keys) > n else '')
+
+
 def _check_against(out: Dict[str, torch.Tensor], target: Dict[str, torch.Tensor],
                    name: str) -> None:
     """Raise unless ``out``'s backbone tensors are exactly ``target``'s."""
@@ -106,14 +111,11 @@ def _check_against(out: Dict[str, torch.Tensor], target: Dict[str, torch.Tensor]
     wrong = [f'{k} {tuple(got[k].shape)} (expected {tuple(target[k].shape)})'
              for k in target if k in got and got[k].shape != target[k].shape]
     if missing or unexpected or wrong:
-        def few(keys):
-            return ', '.join(keys[:3]) + (f' and {len(keys) - 3} more'
-                                          if len(keys) > 3 else '')
         raise ValueError(
             f'the converted tensors do not fit mmpretrain {name}: '
-            f'{len(missing)} missing ({few(missing)}), {len(unexpected)} '
-            f'unexpected ({few(unexpected)}), {len(wrong)} of another shape '
-            f'({few(wrong)})')
+            f'{len(missing)} missing ({_few(missing)}), {len(unexpected)} '
+            f'unexpected ({_few(unexpected)}), {len(wrong)} of another shape '
+            f'({_few(wrong)})')
 
 
 def detect_arch(state: Dict[str, torch.Tensor]) -> str:
@@ -347,11 +349,6 @@ _QKV_PART = {'query': 0, 'q_proj': 0, 'key': 1, 'k_proj': 1,
 _HF_DROPPED = re.compile(r'embeddings\.mask_token|pooler\.dense\.(weight|bias)'
                          r'|classifier\..*')
 _HF_PREFIXES = {'dinov2': 'dinov2.', 'vit': 'vit.'}
-
-
-def _few(keys: List[str], n: int = 3) -> str:
-    return ', '.join(keys[:n]) + (f' and {len(keys) - n} more'
-                                  if len(keys) > n else '')
 
 
 def convert_hf(state: Dict[str, torch.Tensor], config: dict

@@ -39,10 +39,15 @@ def atomic_write(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
         raise
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as the project writes JSON: indented, numpy numbers as floats."""
+    return json.dumps(obj, indent=2, default=float)
+
+
 def write_json(path: str, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented JSON (:func:`json_text`), atomically."""
     with atomic_write(path, encoding='utf-8') as f:
-        json.dump(obj, f, indent=2, default=float)
+        f.write(json_text(obj))
 
 
 def write_csv(path: str, header: Sequence[str], rows: List[Sequence]) -> None:

@@ -191,11 +191,22 @@ def state_mismatch(module: torch.nn.Module, state: dict,
     return '; '.join(parts) or None
 
 
+def bare_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model whose ``state_dict`` a checkpoint holds: ``model`` without
+    its DDP wrapper and TTA model (mmengine's ``load_state_dict`` unwraps the
+    same two)."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
 def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> dict:
     """Load a checkpoint's weights into ``model`` strictly, with the trust rule.
 
     Strict: a checkpoint of another task or model is refused, with a summary
     of the mismatched keys, instead of scoring a randomly initialised head.
+    DDP and TTA wrappers are looked through (:func:`bare_model`).
 
     Returns:
         dict: The checkpoint's ``meta`` (empty for a plain state dict).
@@ -203,10 +214,9 @@ def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> d
     Raises:
         CheckpointMismatchError: The weights do not fit the model.
     """
-    from mmengine.model import is_model_wrapper
     ckpt = load_checkpoint_file(filename)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    module = model.module if is_model_wrapper(model) else model
+    module = bare_model(model)
     mismatch = state_mismatch(module, state) if isinstance(state, dict) \
         else 'it holds no state dict'
     if mismatch:

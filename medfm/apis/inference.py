@@ -38,7 +38,6 @@ from ..cli.tracking import local_backends_only
 from ..cli.tta import apply_tta, tta_label
 from ..compat import CheckpointMismatchError, load_weights
 from ..datasets import task_of_config
-from ..engine.loops import bare_model
 from ..evaluation import DumpPredictions, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
 from ..utils.config import innermost
@@ -109,7 +108,7 @@ def load_checkpoint(model: nn.Module, checkpoint: str) -> dict:
             model: the message names the config the run saved.
     """
     try:
-        return load_weights(bare_model(model), checkpoint)
+        return load_weights(model, checkpoint)
     except CheckpointMismatchError as err:
         raise CheckpointMismatchError(
             mismatch_note(str(err), osp.dirname(str(checkpoint)))) from None

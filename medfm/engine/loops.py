@@ -46,7 +46,6 @@ from typing import Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop, TestLoop, ValLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -406,7 +405,7 @@ class CheckpointSweepLoop(TestLoop):
         for n, (epoch, path) in enumerate(self.checkpoints, 1):
             t0 = time.time()
             try:
-                load_weights(bare_model(self.runner.model), path)
+                load_weights(self.runner.model, path)
                 metrics = self._evaluate()
             except (CheckpointError, ScoreError) as err:
                 msg = str(err) if isinstance(err, CheckpointError) \
@@ -436,15 +435,6 @@ class CheckpointSweepLoop(TestLoop):
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         return metrics
-
-
-def bare_model(model):
-    """The model whose ``state_dict`` a checkpoint holds: ``model`` without
-    its DDP wrapper and TTA model (mmengine's ``load_state_dict`` unwraps the
-    same two)."""
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
-    return model
 
 
 def _flips_only(transform) -> bool:

@@ -40,6 +40,7 @@ from medfm.apis.features import (
 from medfm.apis.protocol import (
     data_root_of,
     prepare_splits,
+    split_files,
     submission_path,
     write_grid_summary,
     write_summary,
@@ -148,14 +149,12 @@ def main(argv=None) -> dict:
         extractors.append(extractor)
         test_list = innermost(cfg.test_dataloader.dataset)['ann_file']
         for shot in args.shots:
-            missing = prepare_splits(cfg, task, shot, split_dir, args.exps,
-                                     args.pool, args.seed)
-            if missing:
-                raise SystemExit(
-                    f'error: {task} {shot}-shot split files of exp {missing} '
-                    f'not found in {split_dir}; write them with python '
-                    f'tools/make_splits.py {task} <pool> --out {split_dir} '
-                    '(or give --pool)')
+            for exp in prepare_splits(cfg, task, shot, split_dir, args.exps,
+                                      args.pool, args.seed):  # still missing
+                try:  # stop before any extraction, as split_files says it
+                    split_files(split_dir, task, shot, exp, require='--pool')
+                except FileNotFoundError as err:
+                    raise SystemExit(f'error: {err}') from None
             out = osp.join(root, f'{task}_{shot}-shot') if grid else root
             setting = dict(task=task, shot=shot, out=out, rows=[], failed=0,
                            config=f'{config_name} (features, {args.head})')

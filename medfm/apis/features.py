@@ -784,13 +784,7 @@ def run_feature_experiment(extractor: FeatureExtractor, split_dir: str,
     """
     cfg = extractor.cfg
     task_cls = task_of_config(cfg)
-    lists = split_files(split_dir, task_cls.TASK, shot, exp)
-    missing = [p for p in lists.values() if not osp.isfile(p)]
-    if missing:  # as run_protocol's experiment_config says it
-        raise FileNotFoundError(
-            f'split files not found: {missing}; write them with python '
-            f'tools/make_splits.py {task_cls.TASK} <pool> --out {split_dir} '
-            '(or give --pool)')
+    lists = split_files(split_dir, task_cls.TASK, shot, exp, require='--pool')
     train = extractor.features(lists['train'])
     val = extractor.features(lists['val'])
     test = extractor.features(test_list)

@@ -78,10 +78,24 @@ def submission_path(result_dir: str, task: str, shot: int,
 
 
 # ------------------------------------------------------------------ training
-def split_files(split_dir: str, task: str, shot: int, exp: int) -> Dict[str, str]:
-    """Paths of the train and val lists of one experiment."""
-    return {part: osp.join(split_dir, split_file_name(task, shot, part, exp))
-            for part in ('train', 'val')}
+def split_files(split_dir: str, task: str, shot: int, exp: int,
+                require: Optional[str] = None) -> Dict[str, str]:
+    """Paths of the train and val lists of one experiment.
+
+    Args:
+        require (str, optional): Raise ``FileNotFoundError`` when a list is
+            missing, saying how to write it and, after ``or give``, this
+            hint (e.g. ``'run_protocol.py --pool'``).
+    """
+    files = {part: osp.join(split_dir, split_file_name(task, shot, part, exp))
+             for part in ('train', 'val')}
+    missing = [p for p in files.values() if not osp.isfile(p)]
+    if require and missing:
+        raise FileNotFoundError(
+            f'split files not found: {missing}; write them with python '
+            f'tools/make_splits.py {task} <pool> --out {split_dir} (or give '
+            f'{require})')
+    return files
 
 
 def split_warnings(task: str, split_dir: str, shot: int,
@@ -147,13 +161,8 @@ def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
         Config: The experiment's config.
     """
     task = task_of_config(cfg).TASK
-    files = split_files(split_dir, task, shot, exp)
-    missing = [p for p in files.values() if not osp.isfile(p)]
-    if missing:
-        raise FileNotFoundError(
-            f'split files not found: {missing}; write them with '
-            f'python tools/make_splits.py {task} <pool> --out {split_dir} '
-            '(or give run_protocol.py --pool)')
+    files = split_files(split_dir, task, shot, exp,
+                        require='run_protocol.py --pool')
     cfg = copy.deepcopy(cfg)
     innermost(cfg.train_dataloader.dataset)['ann_file'] = osp.abspath(files['train'])
     if cfg.get('val_dataloader'):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import time
-from typing import Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -46,8 +45,7 @@ from medfm.apis.protocol import (
     write_summary,
 )
 from medfm.cli import load_config
-from medfm.cli.grid import add_grid_arguments, grid_args, grid_tasks
-from medfm.datasets import task_of_config
+from medfm.cli.grid import add_grid_arguments, grid_args, grid_configs, grid_name
 from medfm.utils import innermost, write_json
 from medfm.utils.progress import track
 
@@ -97,8 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return grid_args(p, p.parse_args(argv))
 
 
-def load_task_config(path: str, args: argparse.Namespace,
-                     task: Optional[str]) -> Config:
+def load_task_config(path: str, args: argparse.Namespace) -> Config:
+    """One task's config with the command line applied."""
     cfg = load_config(path, dict(args.cfg_options or {}))
     loader = cfg.test_dataloader
     if args.batch_size:
@@ -107,9 +105,6 @@ def load_task_config(path: str, args: argparse.Namespace,
         loader.num_workers = args.workers
         if args.workers == 0:
             loader.persistent_workers = False
-    found = task_of_config(cfg).TASK
-    if task is not None and found != task:
-        raise SystemExit(f'error: {path} is a {found} config, not {task}')
     return cfg
 
 
@@ -119,25 +114,15 @@ def main(argv=None) -> dict:
     setting's), ``extracted``/``cache_hits`` (images) and ``seconds``."""
     args = parse_args(argv)
     t0 = time.perf_counter()
-    template = '{task}' in args.config
-    tasks = grid_tasks(args)
-    name = osp.splitext(osp.basename(args.config))[0]
-    grid = len(tasks) * len(args.shots) > 1
+    configs = grid_configs(args, lambda path: load_task_config(path, args))
+    name = osp.splitext(osp.basename(args.config))[0]  # the grid's title
+    grid = len(configs) * len(args.shots) > 1
     device = args.device
     if device is None:
         import torch
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    configs = []
-    for task in tasks:
-        path = args.config.replace('{task}', task) if template else \
-            args.config
-        if not osp.isfile(path):
-            raise SystemExit(f'error: {path} not found')
-        cfg = load_task_config(path, args, task)
-        configs.append((task_of_config(cfg).TASK, cfg,
-                        osp.splitext(osp.basename(path))[0]))
-    base = osp.join('work_dirs', 'features', name.replace(
-        '{task}', '_'.join(t for t, _, _ in configs)) + f'_{args.head}')
+    base = osp.join('work_dirs', 'features', grid_name(args, configs)
+                    + f'_{args.head}')
     root = args.work_dir or (base if grid else osp.join(
         base, f'{configs[0][0]}_{args.shots[0]}-shot'))
     jobs, settings, extractors = [], [], []

@@ -56,10 +56,9 @@ from medfm.apis.protocol import (
 )
 from medfm.apis.runs import RunDir
 from medfm.cli import apply_amp, load_config
-from medfm.cli.grid import add_grid_arguments, grid_args, grid_tasks
+from medfm.cli.grid import add_grid_arguments, grid_args, grid_configs, grid_name
 from medfm.cli.speed import add_speed_args, apply_speed, cpu_count
 from medfm.cli.tta import add_tta_arguments, tta_from_args
-from medfm.datasets import task_of_config
 from medfm.utils import write_json
 from medfm.utils.progress import track
 
@@ -159,7 +158,7 @@ def used_message(folders: Sequence[str]) -> str:
             'move those files away.')
 
 
-def load_task_config(path: str, args: argparse.Namespace, task: Optional[str],
+def load_task_config(path: str, args: argparse.Namespace,
                      workers: Optional[int]) -> Config:
     """One task's config with the command line applied."""
     options = dict(args.cfg_options or {})
@@ -170,9 +169,6 @@ def load_task_config(path: str, args: argparse.Namespace, task: Optional[str],
         apply_amp(cfg, args.amp)
     apply_speed(cfg, fast=args.fast, channels_last=args.channels_last,
                 cache_dir=args.cache, num_workers=workers)
-    found = task_of_config(cfg).TASK
-    if task is not None and found != task:
-        raise SystemExit(f'error: {path} is a {found} config, not {task}')
     return cfg
 
 
@@ -197,23 +193,13 @@ def plan(args: argparse.Namespace):
         ``config``, ``out``, ``rows`` by experiment and ``failed``), the jobs
         and the setting of each job's name.
     """
-    template = '{task}' in args.config
-    tasks = grid_tasks(args)
-    name = osp.splitext(osp.basename(args.config))[0]
     workers = workers_per_job(args)
-    configs = []
-    for task in tasks:
-        path = args.config.replace('{task}', task) if template else args.config
-        if not osp.isfile(path):
-            raise SystemExit(f'error: {path} not found' + (
-                f' (the {task} config of {args.config})' if template else ''))
-        cfg = load_task_config(path, args, task, workers)
-        configs.append((task_of_config(cfg).TASK, cfg,
-                        osp.splitext(osp.basename(path))[0]))
+    configs = grid_configs(args, lambda path: load_task_config(path, args, workers))
+    name = osp.splitext(osp.basename(args.config))[0]  # the grid's title
     grid = len(configs) * len(args.shots) > 1
     if grid:
-        root = args.work_dir or osp.join('work_dirs', 'protocol', name.replace(
-            '{task}', '_'.join(t for t, _, _ in configs)))
+        root = args.work_dir or osp.join('work_dirs', 'protocol',
+                                         grid_name(args, configs))
     else:
         root = args.work_dir or osp.join('work_dirs', 'protocol', configs[0][2],
                                          f'{configs[0][0]}_{args.shots[0]}-shot')

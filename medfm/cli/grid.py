@@ -3,9 +3,12 @@ shared by ``tools/run_protocol.py`` and ``tools/feature_protocol.py``."""
 from __future__ import annotations
 
 import argparse
-from typing import List
+import os.path as osp
+from typing import Callable, List, Tuple
 
-from ..datasets import TASKS
+from mmengine.config import Config
+
+from ..datasets import TASKS, task_of_config
 
 
 def exp_numbers(text: str) -> List[int]:
@@ -66,3 +69,32 @@ def grid_tasks(args: argparse.Namespace) -> list:
     if '{task}' in args.config:
         return list(args.tasks or TASKS)
     return [args.tasks[0] if args.tasks else None]
+
+
+def grid_configs(args: argparse.Namespace,
+                 load: Callable[[str], Config]) -> List[Tuple[str, Config, str]]:
+    """Each task's config of the call: ``(task, config, config name)``.
+
+    ``load`` applies the tool's own command line to a config file; a missing
+    file, or a config of another task than asked, stops the call.
+    """
+    template = '{task}' in args.config
+    out = []
+    for task in grid_tasks(args):
+        path = args.config.replace('{task}', task) if template else args.config
+        if not osp.isfile(path):
+            raise SystemExit(f'error: {path} not found' + (
+                f' (the {task} config of {args.config})' if template else ''))
+        cfg = load(path)
+        found = task_of_config(cfg).TASK
+        if task is not None and found != task:
+            raise SystemExit(f'error: {path} is a {found} config, not {task}')
+        out.append((found, cfg, osp.splitext(osp.basename(path))[0]))
+    return out
+
+
+def grid_name(args: argparse.Namespace,
+              configs: List[Tuple[str, Config, str]]) -> str:
+    """The config's name, ``{task}`` replaced by the tasks of the call."""
+    name = osp.splitext(osp.basename(args.config))[0]
+    return name.replace('{task}', '_'.join(t for t, _, _ in configs))

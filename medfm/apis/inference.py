@@ -273,11 +273,14 @@ def predict_list(cfg: Config, checkpoint: str, ann_file: str,
 
 
 # ------------------------------------------------------------------ weights
+def _is_ema_hook(hook: dict) -> bool:
+    """An ``EMAHook`` entry (mmpretrain's or mmengine's, scoped or not)."""
+    return str(hook.get('type', '')).split('.')[-1] == 'EMAHook'
+
+
 def has_ema_hook(cfg: Config) -> bool:
-    """Whether a config trains with an ``EMAHook`` (mmpretrain's or
-    mmengine's)."""
-    return any(str(h.get('type', '')).split('.')[-1] == 'EMAHook'
-               for h in cfg.get('custom_hooks') or [])
+    """Whether a config trains with an ``EMAHook``."""
+    return any(_is_ema_hook(h) for h in cfg.get('custom_hooks') or [])
 
 
 def drop_ema_hook(cfg: Config) -> bool:
@@ -289,8 +292,7 @@ def drop_ema_hook(cfg: Config) -> bool:
     """
     had = has_ema_hook(cfg)
     if had:
-        cfg.custom_hooks = [h for h in cfg.custom_hooks
-                            if str(h.get('type', '')).split('.')[-1] != 'EMAHook']
+        cfg.custom_hooks = [h for h in cfg.custom_hooks if not _is_ema_hook(h)]
     return had
 
 
@@ -314,6 +316,17 @@ EMA_NOTE = ('EMA weights (the state_dict EMAHook saved in each checkpoint; '
 def eval_note(ema: bool, cfg: Config) -> str:
     """``'EMA weights, TTA (...)'``, or what of it applies."""
     return ', '.join(p for p in ('EMA weights' if ema else '', tta_label(cfg)) if p)
+
+
+def _eval_weights(cfg: Config, run: 'RunDir | str', tta: TTA) -> Tuple[bool, str, str]:
+    """Prepare an evaluation config (changed in place) for a run's
+    checkpoints: whether they hold EMA weights (the hook is dropped: the
+    checkpoints hold them), the note for tables, and the log's words."""
+    ema = ema_weights(cfg, run)
+    drop_ema_hook(cfg)
+    words = (f'{EMA_NOTE if ema else "weights as trained"}'
+             f'{", " + tta_label(cfg) if tta else ""}')
+    return ema, eval_note(ema, cfg), words
 
 
 def _own_names(cfg: Config, suffix: str) -> None:
@@ -353,8 +366,7 @@ def test_runner(cfg: Config, checkpoint: str, tta: TTA = None,
     folder = osp.dirname(osp.abspath(checkpoint))
     if run is None:
         run = folder
-    ema = ema_weights(cfg, run)
-    drop_ema_hook(cfg)
+    _, note, words = _eval_weights(cfg, run, tta)
     work_dir = osp.abspath(cfg.get('work_dir') or '.')
     if work_dir == folder or RunDir(work_dir).is_used():  # a run's folder
         cfg.work_dir = osp.join(work_dir, 'eval')
@@ -365,10 +377,9 @@ def test_runner(cfg: Config, checkpoint: str, tta: TTA = None,
     cfg.load_from, cfg.resume = None, False  # the one checkpoint is loaded here
     runner = Runner.from_cfg(cfg)
     load_checkpoint(runner.model, checkpoint)
-    runner.eval_note = eval_note(ema, cfg)
-    if runner.eval_note:
-        print_log(f'{checkpoint}: {EMA_NOTE if ema else "weights as trained"}'
-                  f'{", " + tta_label(cfg) if tta else ""}', logger='current')
+    runner.eval_note = note
+    if note:
+        print_log(f'{checkpoint}: {words}', logger='current')
     return runner
 
 
@@ -423,18 +434,15 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
         cfg = with_tta(cfg, tta)
         cfg.work_dir = osp.join(cfg.work_dir, 'tta')  # a log of its own
         _own_names(cfg, 'tta')
-    ema = ema_weights(cfg, run)
-    drop_ema_hook(cfg)
+    _, note, words = _eval_weights(cfg, run, tta)
     fp16 = bool((cfg.get('test_cfg') or {}).get('fp16', False))
-    note = eval_note(ema, cfg)
     cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
                         fp16=fp16, cache=cache, note=note)
     cfg.load_from, cfg.resume = None, False  # the loop loads each checkpoint
     runner = Runner.from_cfg(cfg)
     if note:
         print_log(f'scoring {len(checkpoints)} checkpoints of {run.path} on '
-                  f'{split}: {EMA_NOTE if ema else "weights as trained"}'
-                  f'{", " + tta_label(cfg) if tta else ""}', logger='current')
+                  f'{split}: {words}', logger='current')
     out = runner.test()
     return out['rows'], [mismatch_note(msg, run) for msg in out['skipped']]
 

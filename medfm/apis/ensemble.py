@@ -57,7 +57,7 @@ from ..datasets import task_class, task_of_config
 from ..evaluation import MedFMCScore, average_precision, read_predictions, roc_auc
 from ..utils import atomic_write, innermost, leaf_datasets, write_csv, write_json
 from .inference import predict_list
-from .protocol import fmt_percent, submission_path, write_submission
+from .protocol import data_root_of, fmt_percent, submission_path, write_submission
 from .runs import RunDir
 from .submission import load_list, read_submission
 
@@ -213,11 +213,6 @@ def dataset_list(cfg: Config, loader: str) -> List[str]:
     return out
 
 
-def data_root_of_test(cfg: Config) -> str:
-    """The data root of a config's test dataset (the task folder)."""
-    return innermost(cfg.test_dataloader.dataset).get('data_root') or ''
-
-
 def resolve_list(path: str, data_root: str) -> str:
     """A list given on the command line: absolute; else relative to the data
     root when it is there; else to the working directory."""
@@ -261,7 +256,7 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
         ValueError: No labelled list, labels that disagree, or no image left.
     """
     if val_ann:
-        root = data_root_of_test(members[0].cfg)
+        root = data_root_of(members[0].cfg, 'test_dataloader') or ''
         sources, source = [resolve_list(val_ann, root)], 'given'
     else:
         per_member = [dataset_list(m.cfg, 'val_dataloader')[:1] for m in members]
@@ -596,7 +591,7 @@ def run_ensemble(members: Sequence[Member], work_dir: str,
     multi = bool(cls.METAINFO['multi_label'])
     os.makedirs(work_dir, exist_ok=True)
     cache = osp.join(work_dir, 'scores')
-    root = data_root_of_test(members[0].cfg)
+    root = data_root_of(members[0].cfg, 'test_dataloader') or ''
 
     # the fitting list: scores and labels; never the test list
     fit = fitting_list(members, task, work_dir, val_ann)

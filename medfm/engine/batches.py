@@ -138,15 +138,31 @@ DETERMINISTIC_TRANSFORMS = frozenset({
     'PackInputs', 'PackClsInputs', 'ToTensor', 'Normalize'})
 
 
+def _fixed_flip(transform) -> bool:
+    """Whether a transform is a ``RandomFlip`` that always or never flips."""
+    return type(transform).__name__ == 'RandomFlip' and \
+        getattr(transform, 'prob', None) in (0, 1) and \
+        isinstance(getattr(transform, 'direction', None), str)
+
+
 def not_replayable(dataset) -> Optional[str]:
     """Why a dataset's samples may differ between passes (None if they
-    cannot: every transform of its pipeline is deterministic)."""
+    cannot: every transform of its pipeline is deterministic, a flip of
+    probability 0 or 1 included, and so is every view of a ``TestTimeAug``,
+    as :func:`medfm.cli.tta.tta_pipeline` makes them)."""
     pipeline = getattr(dataset, 'pipeline', None)
     transforms = getattr(pipeline, 'transforms', None)
     if transforms is None:
         return f'{type(dataset).__name__} has no pipeline to check'
     for t in transforms:
         name = type(t).__name__
-        if name not in DETERMINISTIC_TRANSFORMS:
+        if name == 'TestTimeAug':
+            for view in t.subroutines:
+                for v in view.transforms:
+                    if type(v).__name__ not in DETERMINISTIC_TRANSFORMS \
+                            and not _fixed_flip(v):
+                        return (f'{type(v).__name__} in the TTA views may be '
+                                'random')
+        elif name not in DETERMINISTIC_TRANSFORMS and not _fixed_flip(t):
             return f'{name} in the pipeline may be random'
     return None

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..compat import CheckpointError, load_weights
 from ..evaluation.metrics import ScoreError
-from .batches import DETERMINISTIC_TRANSFORMS, BatchesInMemory, not_replayable
+from .batches import BatchesInMemory, not_replayable
 
 
 @contextmanager
@@ -390,7 +390,7 @@ class CheckpointSweepLoop(TestLoop):
         self.checkpoints = [(int(e), str(p)) for e, p in checkpoints]
         self.note = note
         # one frozen draw of a random transform would be shared by all
-        reason = sweep_replay_reason(self.dataloader.dataset) if cache else \
+        reason = not_replayable(self.dataloader.dataset) if cache else \
             'asked not to keep the decoded batches'
         if reason and cache:
             print_log(f'{reason}: each checkpoint reads the test images '
@@ -435,28 +435,3 @@ class CheckpointSweepLoop(TestLoop):
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         return metrics
-
-
-def _flips_only(transform) -> bool:
-    """Whether a transform is a ``RandomFlip`` that always or never flips."""
-    return type(transform).__name__ == 'RandomFlip' and \
-        getattr(transform, 'prob', None) in (0, 1) and \
-        isinstance(getattr(transform, 'direction', None), str)
-
-
-def sweep_replay_reason(dataset) -> Optional[str]:
-    """:func:`medfm.engine.batches.not_replayable`, except that a
-    ``TestTimeAug`` whose views are made of deterministic steps and flips of
-    probability 0 or 1 (:func:`medfm.cli.tta.tta_pipeline`) gives the same
-    views every pass."""
-    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms', None)
-    if not transforms or type(transforms[-1]).__name__ != 'TestTimeAug':
-        return not_replayable(dataset)
-    for view in transforms[-1].subroutines:
-        for t in view.transforms:
-            if type(t).__name__ not in DETERMINISTIC_TRANSFORMS and not _flips_only(t):
-                return f'{type(t).__name__} in the TTA views may be random'
-    for t in transforms[:-1]:
-        if type(t).__name__ not in DETERMINISTIC_TRANSFORMS:
-            return f'{type(t).__name__} in the pipeline may be random'
-    return None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: bash slurm_test.sh PARTITION JOB_NAME [CONFIG] WORK_DIR [options of
-#        tools/test_epochs.py]   (what test.sh does, on Slurm)
+#        tools/eval_epochs.py]   (what test.sh does, on Slurm)
 # Evaluates every epoch checkpoint of the run in WORK_DIR with srun on GPUS
 # GPUs (8), GPUS_PER_NODE a machine (GPUS, at most 8), one task a GPU with
 # CPUS_PER_TASK CPUs (5); SRUN_ARGS: more options of srun; PORT (or
@@ -22,4 +22,4 @@ export MASTER_PORT=${MASTER_PORT:-${PORT:-29500}}  # read by mmengine
 exec srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" \
     --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" \
     --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS} \
-    "${PYTHON:-python}" -u tools/test_epochs.py "$@" --launcher slurm
+    "${PYTHON:-python}" -u tools/eval_epochs.py "$@" --launcher slurm

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: bash test.sh [CONFIG] WORK_DIR [options of tools/test_epochs.py]
+# Usage: bash test.sh [CONFIG] WORK_DIR [options of tools/eval_epochs.py]
 # Evaluates every epoch checkpoint of the run in WORK_DIR with the config it
 # saved (a CONFIG given is compared with it; -h: the options).
 # GPUS=N evaluates on N GPUs of this machine with torchrun; over several
@@ -21,6 +21,6 @@ if [ "$GPUS" -gt 1 ] || [ "$NNODES" -gt 1 ]; then
     exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" \
         --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
         --nproc_per_node="$GPUS" --master_port="$PORT" \
-        tools/test_epochs.py "$@" --launcher pytorch
+        tools/eval_epochs.py "$@" --launcher pytorch
 fi
-exec "$PYTHON" tools/test_epochs.py "$@"
+exec "$PYTHON" tools/eval_epochs.py "$@"

@@ -1,9 +1,9 @@
 """What the tests share: tiny configs (:func:`tiny_config`, from
-:mod:`medfm.cli.shrink`), tiny archs of every backbone type, a stand-in for
+:mod:`medfm.config_ops.shrink`), tiny archs of every backbone type, a stand-in for
 Comet's client, and log capture. Imported by the tests only."""
 from __future__ import annotations
 
-from .cli.shrink import TINY_ARCHS, tiny_backbone, tiny_config
+from .config_ops.shrink import TINY_ARCHS, tiny_backbone, tiny_config
 
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
            'RecordingExperiment', 'logged', 'load_tool']

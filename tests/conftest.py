@@ -42,12 +42,12 @@ def colon_run(demo_root, tmp_path_factory):
     """One tiny run shared by the report and tracking tests: two epochs of a
     tiny DenseNet on the colon demo data (2 iterations each) through
     tools/train.py, tracked by MLflow (``mlflow.db`` beside the run) and a
-    recording Comet, then tools/test_epochs.py.
+    recording Comet, then tools/eval_epochs.py.
 
     Returns (run folder, its tiny config file). Tests that change the run
     folder work on a copy (``shutil.copytree``).
     """
-    import test_epochs
+    import eval_epochs
     import train
 
     from medfm.testing import RecordingExperiment, tiny_config, tiny_densenet
@@ -66,5 +66,5 @@ def colon_run(demo_root, tmp_path_factory):
         mp.delenv('MLFLOW_TRACKING_URI', raising=False)
         train.main([str(config), '--work-dir', str(work),
                     '--tracker', 'mlflow:exp_name=medfm_test', 'comet'])
-    assert test_epochs.main([str(config), str(work)]) == 0
+    assert eval_epochs.main([str(config), str(work)]) == 0
     return work, config

@@ -307,9 +307,9 @@ def test_each_method_through_train_sh_and_test_sh(demo_root, tmp_path, capsys):
     """Each method trained, then evaluated by test.sh's short form (the
     run's saved config). LoRA, whose checkpoints differ most, goes through
     the wrappers themselves (bash train.sh, bash test.sh); the others run
-    what they run (tools/train.py, tools/test_epochs.py) in this process,
+    what they run (tools/train.py, tools/eval_epochs.py) in this process,
     which saves 8 interpreter starts."""
-    import test_epochs
+    import eval_epochs
     import train
     options = tiny_backbone('VisionTransformer')  # 2 layers of width 32
     options['model']['backbone']['img_size'] = 32
@@ -333,7 +333,7 @@ def test_each_method_through_train_sh_and_test_sh(demo_root, tmp_path, capsys):
             log = ''.join(p.read_text() for p in work.glob('*/*.log'))
             # the short form evaluates with the config the run saved
             capsys.readouterr()
-            assert test_epochs.main([str(work)]) == 0, method
+            assert eval_epochs.main([str(work)]) == 0, method
             out = capsys.readouterr().out
         line = re.search(rf'adaptation {method}\b.*: ([\d,]+) of ([\d,]+) '
                          r'parameters train', log)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mmengine.runner import Runner
 
-from medfm.cli.speed import use_image_cache
+from medfm.config_ops.speed import use_image_cache
 from medfm.datasets.cache import (
     ImageCache,
     LoadImageFromFileOrCache,

@@ -124,7 +124,7 @@ def test_overlay_shows_the_image_as_the_model_reads_it(densenet_ckpt, demo_root,
     assert np.abs(over16 - over8).mean() < 3  # not darkened
     # a run trained with --cache dumps a cached pipeline: the overlay shows
     # the original image, read by the loader the cache stands in for
-    from medfm.cli.speed import use_image_cache
+    from medfm.config_ops.speed import use_image_cache
     cached = cfg.copy()
     use_image_cache(cached, str(tmp_path / 'no-cache'))
     with pytest.warns(UserWarning, match='no index.json'):

@@ -19,7 +19,7 @@ def _tiny_colon(demo_root, folder, epochs=1):
 
 
 def test_train_no_validate_then_test_sh(demo_root, tmp_path, capsys):
-    import test_epochs
+    import eval_epochs
     import train
     config = _tiny_colon(demo_root, tmp_path, epochs=2)
     work = tmp_path / 'run'
@@ -27,7 +27,7 @@ def test_train_no_validate_then_test_sh(demo_root, tmp_path, capsys):
     assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth', 'epoch_2.pth']
     log = ''.join(p.read_text() for p in work.glob('*/*.log'))
     assert 'Epoch(train) [2]' in log and 'Epoch(val)' not in log
-    assert test_epochs.main([str(work)]) == 0
+    assert eval_epochs.main([str(work)]) == 0
     out = capsys.readouterr().out
     assert 'selected on val: none (no best_*_epoch_N.pth' in out
 

@@ -106,8 +106,8 @@ def test_selected_epoch_kept_only_as_best_copy_is_evaluated(trained_run, config,
     [best_file] = work.glob('best_*.pth')
     chosen = int(best_file.stem.rsplit('_', 1)[1])
     (work / f'epoch_{chosen}.pth').unlink()
-    import test_epochs
-    assert test_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
+    import eval_epochs
+    assert eval_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
     assert f'selected on val: epoch {chosen} (score ' in capsys.readouterr().out
     saved = json.loads((work / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in saved['rows']] == [1, 2]
@@ -163,7 +163,7 @@ def test_test_py_out_writes_predictions_as_mmpretrain(trained_run, config,
 
 
 def _sweep_cfg(config, demo_root, work_dir, workers=0):
-    from medfm.cli import load_config
+    from medfm.config_ops import load_config
     cfg = load_config(config, work_dir=str(work_dir))
     cfg.test_dataloader.dataset.data_root = f'{demo_root}/endo'
     cfg.test_dataloader.update(num_workers=workers,
@@ -232,12 +232,12 @@ def test_resume_continues(trained_run, config, demo_root, tmp_path, capfd):
 
 
 def test_test_sh_without_checkpoints(tmp_path, capsys):
-    """(tools/test_epochs.py refuses; test.sh passes its exit on)"""
-    import test_epochs
-    assert test_epochs.main([CONFIG, str(tmp_path)]) != 0
+    """(tools/eval_epochs.py refuses; test.sh passes its exit on)"""
+    import eval_epochs
+    assert eval_epochs.main([CONFIG, str(tmp_path)]) != 0
     assert 'no epoch_N.pth checkpoints' in capsys.readouterr().err
     # the short form says the same (not that the saved config is missing)
-    assert test_epochs.main([str(tmp_path)]) != 0
+    assert eval_epochs.main([str(tmp_path)]) != 0
     assert 'no epoch_N.pth checkpoints' in capsys.readouterr().err
 
 
@@ -254,12 +254,12 @@ def test_truncated_checkpoint_skipped(trained_run, config, demo_root, tmp_path,
                                       capsys):
     import shutil
 
-    import test_epochs
+    import eval_epochs
     work = tmp_path / 'run'
     shutil.copytree(trained_run, work)
     ckpt = work / 'epoch_1.pth'
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    assert test_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
+    assert eval_epochs.main([config, str(work), *_opts(demo_root, 2)]) == 0
     out = capsys.readouterr().out
     assert 'skipped:' in out and 'epoch_1.pth' in out
     rows = json.loads((work / 'epochs_test.json').read_text())
@@ -284,7 +284,7 @@ def test_amp_switch_builds_a_registered_wrapper(monkeypatch, tmp_path):
     import torch
     from mmpretrain.registry import OPTIM_WRAPPERS
 
-    from medfm.cli import apply_amp, load_config
+    from medfm.config_ops import apply_amp, load_config
     cfg = load_config(CONFIG, work_dir=str(tmp_path))
     assert not apply_amp(cfg) or torch.cuda.is_available()  # CPU: stays fp32
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)

@@ -1,11 +1,11 @@
-"""Imports point down: apis/cli -> registered parts -> compat/utils; only
+"""Imports point down: apis/config_ops -> registered parts -> compat/utils; only
 tests import medfm.testing."""
 import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: top-level part of the package -> layer (higher imports lower)
-LAYERS = {'apis': 3, 'cli': 3, 'visualization': 2, 'engine': 2, 'models': 2,
+LAYERS = {'apis': 3, 'config_ops': 3, 'visualization': 2, 'engine': 2, 'models': 2,
           'evaluation': 2, 'datasets': 2, 'compat': 1, 'utils': 1}
 
 

@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from torch.utils.data import BatchSampler, DataLoader
 
-from medfm.cli.speed import span_epochs, val_in_memory
+from medfm.config_ops.speed import span_epochs, val_in_memory
 from medfm.engine import (
     EpochSpanningBatchSampler,
     EpochSpanningTrainLoop,

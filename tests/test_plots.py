@@ -114,7 +114,7 @@ def test_marks_in_legend():
 
 def test_plot_epoch_metrics_old_and_new_callers(tmp_path):
     rows = _rows()
-    # as tools/test_epochs.py calls it
+    # as tools/eval_epochs.py calls it
     plot_epoch_metrics(rows, str(tmp_path / 'a.png'), title='t',
                        keys=['medfmc/mAP', 'medfmc/score'], best_epoch=4)
     plot_epoch_metrics(rows, str(tmp_path / 'b.png'), title='t',

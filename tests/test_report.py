@@ -18,10 +18,10 @@ from medfm.testing import tiny_config, tiny_densenet
 
 @pytest.fixture(scope='module', params=['colon', 'endo'])
 def report(request, demo_root, tmp_path_factory):
-    """tools/train.py (2 epochs), tools/test_epochs.py, then tools/report.py.
+    """tools/train.py (2 epochs), tools/eval_epochs.py, then tools/report.py.
 
     colon: the session's shared run (conftest.py), evaluated by
-    tools/test_epochs.py; endo: its own run, curves from mmengine's
+    tools/eval_epochs.py; endo: its own run, curves from mmengine's
     scalars.json instead.
     """
     import report as report_tool
@@ -102,7 +102,7 @@ def test_numbers_are_the_best_checkpoints(report):
 
     from medfm.apis.inference import build_classifier
     from medfm.apis.report import predict
-    from medfm.cli import load_config
+    from medfm.config_ops import load_config
     task, work, config, page, _ = report
     rows, known, source = load_curves(str(work))
     assert [r['epoch'] for r in rows] == [1, 2]

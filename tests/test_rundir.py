@@ -2,8 +2,8 @@
 import os
 import time
 
+import eval_epochs
 import pytest
-import test_epochs
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -89,14 +89,14 @@ def test_test_sh_uses_the_runs_own_config(demo_root, tmp_path):
     Runner.from_cfg(cfg).train()
     assert RunDir(str(work)).config_path().endswith('child.py')
 
-    code, text = logged(test_epochs.main, [str(work)])
+    code, text = logged(eval_epochs.main, [str(work)])
     assert code == 0 and 'differs from the config' not in text
     own = RunDir(str(work)).epoch_table('test')['rows']
-    code, text = logged(test_epochs.main, [str(child_file), str(work)])
+    code, text = logged(eval_epochs.main, [str(child_file), str(work)])
     assert code == 0 and 'differs from the config' not in text
     assert RunDir(str(work)).epoch_table('test')['rows'] == own
 
-    code, text = logged(test_epochs.main, [str(parent_file), str(work)])
+    code, text = logged(eval_epochs.main, [str(parent_file), str(work)])
     assert code == 0
     assert 'differs from the config the run trained with' in text
     assert 'test_dataloader.dataset.pipeline.1.scale' in text

@@ -4,7 +4,7 @@ import pytest
 from mmengine.runner import Runner
 
 from medfm.apis.runs import RunDir
-from medfm.cli import load_config
+from medfm.config_ops import load_config
 from medfm.testing import tiny_config
 
 CONFIG = 'configs/densenet/densenet121_chest.py'

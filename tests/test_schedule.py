@@ -14,7 +14,7 @@ from mmengine.registry import PARAM_SCHEDULERS
 from mmengine.runner import Runner
 
 from medfm.apis.runs import RunDir
-from medfm.cli import load_config, resolve_schedule
+from medfm.config_ops import load_config, resolve_schedule
 from medfm.testing import logged, tiny_config, tiny_densenet
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
-from medfm.cli.speed import (
+from medfm.config_ops.speed import (
     apply_speed,
     enable_channels_last,
     fixed_size,

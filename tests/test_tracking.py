@@ -8,7 +8,7 @@ from glob import glob
 import pytest
 from mmengine.config import Config
 
-from medfm.cli.tracking import (
+from medfm.config_ops.tracking import (
     add_trackers,
     local_backends_only,
     tracker_backend,
@@ -83,7 +83,7 @@ def test_evaluating_a_tracked_run_opens_no_second_run(tracked_run, tmp_path):
     only the local backends may stay."""
     import shutil
 
-    import test_epochs
+    import eval_epochs
     from mlflow.tracking import MlflowClient
     run_copy = tmp_path / tracked_run.name  # (the saved config still names
     shutil.copytree(tracked_run, run_copy)  # the run's MLflow store)
@@ -93,7 +93,7 @@ def test_evaluating_a_tracked_run_opens_no_second_run(tracked_run, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, 'comet_ml',
                    types.SimpleNamespace(Experiment=FakeExperiment))
-        assert test_epochs.main([str(config), str(run_copy)]) == 0
+        assert eval_epochs.main([str(config), str(run_copy)]) == 0
     assert FakeExperiment.instances == before
     client = MlflowClient(f'sqlite:///{tracked_run.parent / "mlflow" / "mlflow.db"}')
     exp = client.get_experiment_by_name('medfm_test')

@@ -109,7 +109,7 @@ def test_changed_checkpoint_is_skipped_by_test_sh_refused_by_the_others(
     ckpt.write_bytes(bytes(data))
     assert RunDir(str(run)).integrity()[str(ckpt)] is False
 
-    assert load_tool('test_epochs').main([config, str(run)]) == 0
+    assert load_tool('eval_epochs').main([config, str(run)]) == 0
     table = json.loads((run / 'epochs_test.json').read_text())
     assert [r['epoch'] for r in table['rows']] == [2]
     [skipped] = table['skipped']
@@ -149,8 +149,8 @@ def test_checkpoint_of_another_model_is_summarised(run_copy, demo_root, tmp_path
         '(16, 3, 7, 7), model (64, 3, 7, 7))' in msg
     assert f'The run that saved it used {run / "tiny_colon.py"}' in msg
     assert len(msg) < 1200
-    # test.sh (test_epochs) skips every epoch with the same few lines
-    assert load_tool('test_epochs').main([str(endo), str(run)]) == 1
+    # test.sh (eval_epochs) skips every epoch with the same few lines
+    assert load_tool('eval_epochs').main([str(endo), str(run)]) == 1
 
 
 def _tiny_colon(demo_root, folder, epochs):

@@ -23,8 +23,8 @@ from medfm.apis.inference import (
     has_ema_hook,
 )
 from medfm.apis.runs import RunDir
-from medfm.cli.tta import apply_tta, tta_pipeline
 from medfm.compat import load_checkpoint_file
+from medfm.config_ops.tta import apply_tta, tta_pipeline
 from medfm.testing import load_tool, logged, tiny_config, tiny_densenet
 from medfm.utils.config import innermost
 
@@ -95,7 +95,7 @@ def tta_run(colon_run, tmp_path_factory):
     src, config = colon_run
     work = tmp_path_factory.mktemp('tta') / 'run'
     shutil.copytree(src, work)
-    assert load_tool('test_epochs').main([str(work), '--tta']) == 0
+    assert load_tool('eval_epochs').main([str(work), '--tta']) == 0
     return work, config, src
 
 

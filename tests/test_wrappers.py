@@ -72,12 +72,12 @@ def test_torchrun_gets_the_same_arguments(tmp_path, fake_python):
     assert p.stdout.splitlines() == [
         str(REPO), '-m', 'torch.distributed.run', '--nnodes=1',
         '--node_rank=0', '--master_addr=127.0.0.1', '--nproc_per_node=2',
-        '--master_port=29500', 'tools/test_epochs.py', DEMO, 'run',
+        '--master_port=29500', 'tools/eval_epochs.py', DEMO, 'run',
         '--launcher', 'pytorch']
 
 
 @pytest.mark.parametrize('script,tool', [('train.sh', 'tools/train.py'),
-                                         ('test.sh', 'tools/test_epochs.py')])
+                                         ('test.sh', 'tools/eval_epochs.py')])
 @pytest.mark.parametrize('gpus', ['1', '4'])
 def test_multi_node_variables_reach_torchrun(script, tool, gpus, tmp_path,
                                              fake_python):
@@ -100,7 +100,7 @@ def test_one_process_ignores_the_torchrun_variables(script, tmp_path,
             GPUS='1', NNODES='1', NODE_RANK='0', PORT='29321')
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[1:] == [
-        {'train.sh': 'tools/train.py', 'test.sh': 'tools/test_epochs.py'}[script],
+        {'train.sh': 'tools/train.py', 'test.sh': 'tools/eval_epochs.py'}[script],
         'a.py']
 
 
@@ -149,7 +149,7 @@ def test_slurm_test_takes_an_optional_config(paths, tmp_path, fake_srun):
         str(REPO), str(tmp_path), '29555', '-p', 'gpu', '--job-name=eval',
         '--gres=gpu:2', '--ntasks=2', '--ntasks-per-node=2',
         '--cpus-per-task=5', '--kill-on-bad-exit=1', 'python', '-u',
-        'tools/test_epochs.py', *paths, '--split', 'val', '--launcher', 'slurm']
+        'tools/eval_epochs.py', *paths, '--split', 'val', '--launcher', 'slurm']
 
 
 @pytest.mark.parametrize('script,args,usage', [
@@ -180,7 +180,7 @@ def test_tools_take_paths_from_the_callers_directory(tmp_path, monkeypatch):
     """What train.sh and test.sh hand over: a path that exists in the
     caller's directory (or, for a new run folder, whose parent does) is
     taken from there; anything else stays relative to the repository."""
-    import test_epochs
+    import eval_epochs
     import train
     (tmp_path / 'cfgs').mkdir()
     (tmp_path / 'cfgs' / 'mine.py').write_text('')
@@ -197,7 +197,7 @@ def test_tools_take_paths_from_the_callers_directory(tmp_path, monkeypatch):
     args = train.parse_args([DEMO, '--work-dir', 'out', '--resume'])
     assert args.config == DEMO and args.resume == 'auto'
     assert args.work_dir == f'{tmp_path}/out'  # a new folder here
-    args = test_epochs.parse_args([DEMO, 'run'])
+    args = eval_epochs.parse_args([DEMO, 'run'])
     assert (args.config, args.work_dir) == (DEMO, f'{tmp_path}/run')
     monkeypatch.delenv('MEDFM_CALLER_DIR')
     assert train.parse_args(['cfgs/mine.py']).config == 'cfgs/mine.py'

@@ -11,7 +11,7 @@ Prints, in one run, and writes to ``--out`` as JSON:
    epoch loop (dataloader restarted each epoch) and with the project's
    ``EpochSpanningTrainLoop`` (one iterator for the run), and the ratio of
    each to (1).
-3. ``eval``: evaluating 10 epoch checkpoints with ``tools/test_epochs.py``
+3. ``eval``: evaluating 10 epoch checkpoints with ``tools/eval_epochs.py``
    (one process, images decoded once, weights swapped) against the naive
    loop (one ``tools/test.py`` process per checkpoint), as a ratio.
 4. ``memory``: memory of the dataloader workers at two dataset sizes.
@@ -171,7 +171,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "grid each (default 2; the config's: 20)")
     g.add_argument('--features-backbone', choices=['tiny', 'config'],
                    default='tiny', help="tiny: the linear-probe config's "
-                   'backbone type with a tiny arch (medfm.cli.shrink); config: '
+                   'backbone type with a tiny arch (medfm.config_ops.shrink); config: '
                    'its real one (Swin-B)')
     p.add_argument('--work-dir', help='keep data and runs here (default: a '
                    'temporary folder, removed)')
@@ -261,9 +261,9 @@ def gpu_memory_text(peak: Optional[float]) -> str:
 def bench_config(args, task: str, data_root: str, work_dir: str,
                  cache_dir=None, ann_file='train_20.txt', span=False):
     """The real config of a task, pointed at the benchmark data."""
-    from medfm.cli import apply_amp
-    from medfm.cli.shrink import tiny_config
-    from medfm.cli.speed import (
+    from medfm.config_ops import apply_amp
+    from medfm.config_ops.shrink import tiny_config
+    from medfm.config_ops.speed import (
         enable_channels_last,
         no_bf16_loss_scaling,
         span_epochs,
@@ -543,7 +543,7 @@ def measure_eval(args, data_root, work_dir, report=None) -> dict:
     run_dir = osp.join(work_dir, 'eval_run')
     make_checkpoints(cfg, run_dir, args.checkpoints)
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    sweep_s = run_tool(['tools/test_epochs.py', config, run_dir], env)
+    sweep_s = run_tool(['tools/eval_epochs.py', config, run_dir], env)
     with open(osp.join(run_dir, 'epochs_test.json')) as f:
         evaluated = len(json.load(f)['rows'])
     result = dict(task=task, images=len(lines), checkpoints=args.checkpoints,
@@ -567,7 +567,7 @@ def measure_eval(args, data_root, work_dir, report=None) -> dict:
 def eval_line(r: dict) -> str:
     """The printed line of :func:`measure_eval`'s figures so far."""
     line = (f'(3) {r["checkpoints"]} checkpoints, {r["images"]} images: '
-            f'test_epochs.py {r["project_s"]:.1f} s ({r["evaluated"]} evaluated)')
+            f'eval_epochs.py {r["project_s"]:.1f} s ({r["evaluated"]} evaluated)')
     if not r['naive_runs']:
         return line
     line += f', naive {r["naive_s"]:.1f} s'
@@ -814,8 +814,8 @@ def features_config(args, task: str, data_root: str, work_dir: str,
     import torch
     from mmpretrain.registry import MODELS
 
-    from medfm.cli import load_config
-    from medfm.cli.shrink import tiny_backbone, tiny_config
+    from medfm.config_ops import load_config
+    from medfm.config_ops.shrink import tiny_backbone, tiny_config
     config = f'configs/vpt/swin-b_linear-probe_{task}.py'
     options = tiny_backbone('PromptedSwinTransformer') \
         if args.features_backbone == 'tiny' else None
@@ -958,7 +958,7 @@ class Bench:
 
 def prepare_data(b: Bench) -> None:
     """Each task's PNGs and decoded-image cache (``res['data']``)."""
-    from medfm.cli.speed import pipeline_loader
+    from medfm.config_ops.speed import pipeline_loader
     from medfm.datasets import TASKS
     from medfm.datasets.cache import build_image_cache, list_images
     args = b.args

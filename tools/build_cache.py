@@ -50,8 +50,8 @@ def config_images(path: str, cfg_options: Optional[dict] = None
                   ) -> Tuple[List[str], Optional[dict]]:
     """Image folders (``data_root``/``data_prefix``) of a config's datasets
     and the loading transform of their pipelines."""
-    from medfm.cli import load_config
-    from medfm.cli.speed import pipeline_loader
+    from medfm.config_ops import load_config
+    from medfm.config_ops.speed import pipeline_loader
     from medfm.utils.config import loader_datasets
     cfg = load_config(path, cfg_options)
     folders, loader = [], None

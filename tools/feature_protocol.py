@@ -44,8 +44,8 @@ from medfm.apis.protocol import (
     write_grid_summary,
     write_summary,
 )
-from medfm.cli import load_config
-from medfm.cli.grid import add_grid_arguments, grid_args, grid_configs, grid_name
+from medfm.config_ops import load_config
+from medfm.config_ops.grid import add_grid_arguments, grid_args, grid_configs, grid_name
 from medfm.utils import innermost, write_json
 from medfm.utils.progress import track
 

@@ -25,9 +25,9 @@ from medfm.apis.inference import predict_list
 from medfm.apis.protocol import submission_path, write_submission
 from medfm.apis.runs import RunDir
 from medfm.apis.submission import zip_submissions
-from medfm.cli import load_config
-from medfm.cli.tta import add_tta_arguments, tta_from_args
 from medfm.compat import CheckpointError
+from medfm.config_ops import load_config
+from medfm.config_ops.tta import add_tta_arguments, tta_from_args
 from medfm.datasets import task_of_config
 
 

@@ -1,7 +1,7 @@
 """Turn a run folder into one self-contained HTML report.
 
 Examples:
-    python tools/test_epochs.py configs/densenet/densenet121_colon.py \
+    python tools/eval_epochs.py configs/densenet/densenet121_colon.py \
         work_dirs/densenet121_colon            # per-epoch test metrics
     python tools/report.py work_dirs/densenet121_colon \
         --config configs/densenet/densenet121_colon.py

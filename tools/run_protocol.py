@@ -55,10 +55,10 @@ from medfm.apis.protocol import (
     write_summary,
 )
 from medfm.apis.runs import RunDir
-from medfm.cli import apply_amp, load_config
-from medfm.cli.grid import add_grid_arguments, grid_args, grid_configs, grid_name
-from medfm.cli.speed import add_speed_args, apply_speed, cpu_count
-from medfm.cli.tta import add_tta_arguments, tta_from_args
+from medfm.config_ops import apply_amp, load_config
+from medfm.config_ops.grid import add_grid_arguments, grid_args, grid_configs, grid_name
+from medfm.config_ops.speed import add_speed_args, apply_speed, cpu_count
+from medfm.config_ops.tta import add_tta_arguments, tta_from_args
 from medfm.utils import write_json
 from medfm.utils.progress import track
 

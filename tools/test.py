@@ -11,7 +11,7 @@ predictions are a ``.csv`` or ``.json`` table (image, class scores, labels);
 ``.pkl`` writes mmengine's pickle dump exactly as mmpretrain does. ``--tta``
 averages the scores of each image unflipped and flipped (mmpretrain's
 ``AverageClsScoreTTA``, the views derived from the config's test pipeline:
-:mod:`medfm.cli.tta`). A run trained with ``EMAHook`` is scored on the EMA
+:mod:`medfm.config_ops.tta`). A run trained with ``EMAHook`` is scored on the EMA
 weights its checkpoints hold.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from mmengine.config import DictAction
 
 from medfm.apis.inference import dump_predictions, test_runner
 from medfm.apis.runs import RunDir
-from medfm.cli.tta import add_tta_arguments, tta_from_args
 from medfm.compat import CheckpointError
+from medfm.config_ops.tta import add_tta_arguments, tta_from_args
 from medfm.utils import write_json
 
 

@@ -16,10 +16,10 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from medfm.apis.runs import RunDir, RunLockedError
-from medfm.cli import WRAPPER_ENV, caller_path, load_config
-from medfm.cli.speed import add_speed_args, apply_speed_args
-from medfm.cli.tracking import add_trackers
 from medfm.compat import CheckpointError
+from medfm.config_ops import WRAPPER_ENV, caller_path, load_config
+from medfm.config_ops.speed import add_speed_args, apply_speed_args
+from medfm.config_ops.tracking import add_trackers
 from medfm.utils.integrity import DiskFullError
 
 

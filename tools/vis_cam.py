@@ -25,8 +25,8 @@ from mmengine.config import DictAction
 
 from medfm.apis.inference import cam_visualizer
 from medfm.apis.runs import RunDir
-from medfm.cli import load_config
 from medfm.compat import CheckpointError
+from medfm.config_ops import load_config
 from medfm.utils.progress import track
 from medfm.visualization.cam import CAM_METHODS
 

@@ -162,7 +162,7 @@ def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
             config = saved
         cfg = run.eval_config(config, cfg_options)
         if data_root:
-            from ..cli import set_data_root
+            from ..config_ops import set_data_root
             set_data_root(cfg, data_root)
         members.append(Member(name or auto, config, checkpoint, cfg))
     taken = [m.name for m in members]

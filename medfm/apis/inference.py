@@ -8,7 +8,7 @@ and submission files, ``tools/predict.py``, the report and Grad-CAM.
 :func:`sweep_run` evaluates every epoch checkpoint of a run with one model and
 one data pass (:class:`medfm.engine.loops.CheckpointSweepLoop`).
 
-Test-time augmentation (``tta``) is :func:`medfm.cli.tta.apply_tta` of the
+Test-time augmentation (``tta``) is :func:`medfm.config_ops.tta.apply_tta` of the
 config, here and in every tool. Weights: a run trained with ``EMAHook``
 (mmpretrain's, over mmengine's) saves the EMA weights as each checkpoint's
 ``state_dict`` (the raw ones go to ``ema_state_dict``), and validation
@@ -34,9 +34,9 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from ..cli.tracking import local_backends_only
-from ..cli.tta import apply_tta, tta_label
 from ..compat import CheckpointMismatchError, load_weights
+from ..config_ops.tracking import local_backends_only
+from ..config_ops.tta import apply_tta, tta_label
 from ..datasets import task_of_config
 from ..evaluation import DumpPredictions, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
@@ -225,7 +225,7 @@ def dump_predictions(runner: Runner, path: str) -> None:
 
 
 def with_tta(cfg: Config, tta: TTA = None) -> Config:
-    """``cfg`` itself without ``tta``; with it, :func:`medfm.cli.tta.apply_tta`
+    """``cfg`` itself without ``tta``; with it, :func:`medfm.config_ops.tta.apply_tta`
     of ``cfg`` (``tta`` True, or a dict of its keyword arguments:
     ``flips``, ``scales``)."""
     if not tta:

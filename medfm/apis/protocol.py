@@ -181,7 +181,7 @@ def run_experiment(cfg: Config, checkpoint: str = 'best',
         cfg (Config): The experiment's config (:func:`experiment_config`).
         checkpoint (str): ``'best'`` or ``'last'``.
         tta (dict, optional): Also score it with test-time augmentation
-            (:func:`medfm.cli.tta.apply_tta` arguments): ``<metric>_tta``.
+            (:func:`medfm.config_ops.tta.apply_tta` arguments): ``<metric>_tta``.
 
     Returns:
         dict: ``work_dir``, ``checkpoint``, ``trainable``/``total``

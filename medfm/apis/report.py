@@ -5,7 +5,7 @@ so the file can be mailed or archived alone):
 
 * ``summary``: config, checkpoint, split and the best epoch's metrics;
 * ``curves``: metrics per epoch (``epochs_<split>.json`` of
-  ``tools/test_epochs.py``, else the validation metrics of mmengine's
+  ``tools/eval_epochs.py``, else the validation metrics of mmengine's
   ``vis_data/scalars.json``) and the training loss;
 * ``per-class``: AP and AUC of every class for the best checkpoint
   (:meth:`MedFMCScore.calculate` with ``classwise=True``);
@@ -72,7 +72,7 @@ def load_curves(run_dir: str, split: str = 'test'
 
     Args:
         run_dir (str): The run folder.
-        split (str): Prefer ``epochs_<split>.json`` (``tools/test_epochs.py``).
+        split (str): Prefer ``epochs_<split>.json`` (``tools/eval_epochs.py``).
 
     Returns:
         tuple[list[dict], int | None, str]: Rows (``epoch`` plus metric

@@ -263,7 +263,7 @@ class RunDir:
         Raises:
             FileNotFoundError: No config given and none saved in the run.
         """
-        from ..cli import load_eval_config
+        from ..config_ops import load_eval_config
         saved = self.config_path()
         if config is None:
             if saved is None:

@@ -280,6 +280,16 @@ class MedFMCDataset(BaseDataset):
     EMPTY_ROWS = True
 
     @classmethod
+    def classes(cls) -> List[str]:
+        """list[str]: The task's class names in label order."""
+        return list(cls.METAINFO['classes'])
+
+    @classmethod
+    def is_multi_label(cls) -> bool:
+        """bool: Whether an image of the task may carry several labels."""
+        return bool(cls.METAINFO['multi_label'])
+
+    @classmethod
     def group_of(cls, name: str) -> str:
         """The unit a shot counts of one file name (here: the image)."""
         return name

@@ -149,7 +149,7 @@ def not_replayable(dataset) -> Optional[str]:
     """Why a dataset's samples may differ between passes (None if they
     cannot: every transform of its pipeline is deterministic, a flip of
     probability 0 or 1 included, and so is every view of a ``TestTimeAug``,
-    as :func:`medfm.cli.tta.tta_pipeline` makes them)."""
+    as :func:`medfm.config_ops.tta.tta_pipeline` makes them)."""
     pipeline = getattr(dataset, 'pipeline', None)
     transforms = getattr(pipeline, 'transforms', None)
     if transforms is None:

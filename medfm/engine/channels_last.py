@@ -31,7 +31,7 @@ class ChannelsLastHook(Hook):
     """Put the model in channels_last memory format before the run.
 
     Use it with :class:`FastClsDataPreprocessor` (``channels_last=True``) so
-    that the input has the same format; ``medfm.cli.speed.enable_channels_last``
+    that the input has the same format; ``medfm.config_ops.speed.enable_channels_last``
     sets both.
     """
 

@@ -162,7 +162,7 @@ class ResumeCheckHook(Hook):
       state, its end included, so a run resumed with a larger
       ``train_cfg.max_epochs`` would keep the checkpoint's schedule. The
       schedulers built from this run's config (their ends resolved by
-      :func:`medfm.cli.resolve_schedule`) win instead: their ends replace the
+      :func:`medfm.config_ops.resolve_schedule`) win instead: their ends replace the
       checkpoint's, and the learning rate at the resumed iteration is put on
       the new curve, so every later iteration has the rate of the same
       schedule trained from the start. Where the old schedule had already

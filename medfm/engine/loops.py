@@ -366,7 +366,7 @@ class CheckpointSweepLoop(TestLoop):
     ``runner.test()`` then returns ``dict(rows=..., skipped=...)``.
 
     The model may be a TTA model (``AverageClsScoreTTA``, through
-    :func:`medfm.cli.tta.apply_tta`): the weights go into the model it
+    :func:`medfm.config_ops.tta.apply_tta`): the weights go into the model it
     wraps, and a test pipeline whose ``TestTimeAug`` only flips (and
     resizes) is replayed from memory too.
 

@@ -316,3 +316,42 @@ class MedFMCScore(BaseMetric):
                 results['AP_classwise'] = (ap * 100).tolist()
             results['AUC_classwise'] = (auc_per_class * 100).tolist()
         return results
+
+
+def task_metrics(pred: ArrayLike, target: ArrayLike, task,
+                 quiet: bool = False) -> Dict[str, float]:
+    """:meth:`MedFMCScore.calculate` of a task, the one wrapper outside a loop.
+
+    Args:
+        pred (array-like): Scores ``(N, C)``.
+        target (array-like): One-hot / multi-hot targets ``(N, C)``.
+        task (str | type): A task name or its dataset class.
+        quiet (bool): Collect the warnings (a class without AUC) into one
+            debug line of the log instead of warning.
+    """
+    from ..datasets import task_class
+    cls = task_class(task) if isinstance(task, str) else task
+    with warnings.catch_warnings(record=quiet) as caught:
+        out = MedFMCScore.calculate(pred, target, cls.is_multi_label(),
+                                    classes=cls.classes())
+    if caught:
+        print_log('; '.join(sorted({str(w.message) for w in caught})),
+                  logger='current', level=logging.DEBUG)
+    return out
+
+
+def selection_score(metrics: Dict[str, float]) -> float:
+    """The value a choice on validation maximises: the challenge score; where
+    it is undefined (a list without positives of a class has no AUC), the
+    mean of the defined metrics; -inf when none is.
+
+    Examples:
+        >>> selection_score({'mAP': 40.0, 'AUC': float('nan'), 'score': float('nan')})
+        40.0
+    """
+    score = metrics.get('score', float('nan'))
+    if np.isnan(score):
+        values = [metrics[k] for k in ('mAP', 'Acc', 'AUC')
+                  if k in metrics and not np.isnan(metrics[k])]
+        score = float(np.mean(values)) if values else float('nan')
+    return -np.inf if np.isnan(score) else float(score)

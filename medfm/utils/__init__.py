@@ -1,5 +1,5 @@
 from .config import LOADERS, innermost, leaf_datasets, loader_datasets
-from .io import atomic_write, write_csv, write_json
+from .io import atomic_write, markdown_table, write_csv, write_json
 
 __all__ = ['LOADERS', 'innermost', 'leaf_datasets', 'loader_datasets',
-           'atomic_write', 'write_csv', 'write_json']
+           'atomic_write', 'markdown_table', 'write_csv', 'write_json']

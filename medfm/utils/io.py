@@ -58,6 +58,21 @@ def write_csv(path: str, header: Sequence[str], rows: List[Sequence]) -> None:
         writer.writerows(rows)
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub Markdown table (pandas' ``to_markdown`` needs tabulate).
+
+    Examples:
+        >>> print(markdown_table(['shot', 'score'], [[1, '50.00']]))
+        | shot | score |
+        |---|---|
+        | 1 | 50.00 |
+    """
+    lines = ['| ' + ' | '.join(map(str, header)) + ' |',
+             '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
 def _umask() -> int:
     """The process's umask (reading it means setting it: set it back)."""
     mask = os.umask(0)

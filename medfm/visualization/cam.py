@@ -27,7 +27,7 @@ so the map explains the exact input the model is evaluated on.
 Example::
 
     from medfm.apis.inference import cam_visualizer
-    from medfm.cli import load_config
+    from medfm.config_ops import load_config
     vis = cam_visualizer(load_config('configs/densenet/densenet121_chest.py'),
                          'work_dirs/densenet121_chest/epoch_20.pth')
     results = vis('image.png')          # one CAMResult per predicted class

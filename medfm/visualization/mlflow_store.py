@@ -1,6 +1,6 @@
 """mmengine's MLflow backend with a local store that needs no server.
 
-:func:`medfm.cli.tracking.tracker_backend` points ``--tracker mlflow`` at a
+:func:`medfm.config_ops.tracking.tracker_backend` points ``--tracker mlflow`` at a
 sqlite store, ``<runs folder>/mlflow/mlflow.db``. mmengine's
 ``MLflowVisBackend`` warns "Please make sure that the mlflow server is
 running" for any ``tracking_uri``, and MLflow puts a new experiment's

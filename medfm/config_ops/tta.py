@@ -1,7 +1,7 @@
 """Test-time augmentation (TTA) derived from a config's own test pipeline.
 
 The one place where the TTA model and pipeline are made; ``tools/test.py``,
-``test.sh`` (``tools/test_epochs.py``), ``tools/predict.py`` and the protocol
+``test.sh`` (``tools/eval_epochs.py``), ``tools/predict.py`` and the protocol
 runner all call :func:`apply_tta`. The TTA pipeline is the test dataloader's
 pipeline with an mmcv ``TestTimeAug`` before its final ``PackInputs``, which
 packs each view of an image: unflipped and flipped (optionally at several

@@ -1,14 +1,14 @@
 """Evaluate every epoch checkpoint of a run: table, CSV, curve, selected epoch.
 
 Examples:
-    python tools/test_epochs.py work_dirs/densenet121_chest
-    python tools/test_epochs.py CONFIG work_dirs/densenet121_chest
+    python tools/eval_epochs.py work_dirs/densenet121_chest
+    python tools/eval_epochs.py CONFIG work_dirs/densenet121_chest
 With the run folder alone the run's saved config is used (what it trained
 with); a config given too is compared with it and the differing keys are
 named. Writes ``<work_dir>/epochs_<split>.{csv,json,png}``.
 
 ``--tta`` scores every checkpoint plain and with test-time augmentation
-(:mod:`medfm.cli.tta`): the table gets ``<metric>_tta`` columns beside the
+(:mod:`medfm.config_ops.tta`): the table gets ``<metric>_tta`` columns beside the
 plain ones; the selected epoch stays the one validation picked. A run trained
 with ``EMAHook`` is scored on the EMA weights its checkpoints hold, the ones
 validation selected on; the table and ``weights`` in the JSON say so.
@@ -31,8 +31,8 @@ from medfm.apis.inference import (
     with_tta,
 )
 from medfm.apis.runs import RunDir
-from medfm.cli import WRAPPER_ENV, caller_path
-from medfm.cli.tta import add_tta_arguments, tta_from_args, tta_label
+from medfm.config_ops import WRAPPER_ENV, caller_path
+from medfm.config_ops.tta import add_tta_arguments, tta_from_args, tta_label
 from medfm.evaluation import format_ci
 from medfm.utils import write_csv, write_json
 from medfm.visualization.plots import plot_epoch_metrics

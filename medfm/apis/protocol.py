@@ -66,6 +66,16 @@ def data_root_of(cfg: Config, loader: str = 'train_dataloader') -> str:
     return innermost(cfg[loader]['dataset']).get('data_root', '')
 
 
+def setting_dir(root: str, task: str, shot: int) -> str:
+    """``<root>/<task>_<N>-shot``: one setting of the grid (the one layout)."""
+    return osp.join(root, f'{task}_{shot}-shot')
+
+
+def experiment_dir(root: str, task: str, shot: int, exp: int) -> str:
+    """``<root>/<task>_<N>-shot/exp<k>``: one experiment's run folder."""
+    return osp.join(setting_dir(root, task, shot), f'exp{exp}')
+
+
 def submission_path(result_dir: str, task: str, shot: int,
                     exp: Optional[int] = None) -> str:
     """``<result_dir>/exp<k>/<task>_<N>-shot_submission.csv``, or without an

@@ -8,11 +8,9 @@ Examples::
     python tools/download_weights.py --all
     python tools/download_weights.py --verify swin-base-384
 
-An interrupted download is resumed by running the same command again; every
-file is checked against the sha256 prefix in ``pretrain/manifest.json``
-before it gets its final name. A manifest entry with an unusable
-``sha256_prefix`` (fewer than 8 hex digits) or a ``file`` that is not a bare
-file name (``..``, absolute, a folder) stops the tool, exit status 2, before
+Every file is checked against the sha256 prefix in ``pretrain/manifest.json``
+before it gets its final name. An entry with an unusable ``sha256_prefix`` or
+a ``file`` that is not a bare file name stops the tool (exit status 2) before
 anything is downloaded.
 """
 from __future__ import annotations
@@ -49,8 +47,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='only check files already present')
     parser.add_argument('--root', default='pretrain', help='weights folder')
     parser.add_argument('--manifest', default=MANIFEST)
-    parser.add_argument('--timeout', type=float, default=30.0,
-                        help='socket timeout, seconds')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -84,14 +80,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     for entry in {e.file: e for e in entries}.values():
         try:
             path = dest_path(args.root, entry)
-            if args.verify:
-                if not osp.isfile(path):
-                    raise WeightsError(f'{path} is missing')
-                digest = verify(path, entry.sha256_prefix)
-            else:
-                fetch(entry, args.root, timeout=args.timeout,
-                      progress=not args.quiet)
-                digest = verify(path, entry.sha256_prefix)
+            if not args.verify:
+                fetch(entry, args.root, progress=not args.quiet)
+            elif not osp.isfile(path):
+                raise WeightsError(f'{path} is missing')
+            digest = verify(path, entry.sha256_prefix)
             print(f'ok  {path}  sha256 {digest}')
         except WeightsError as err:
             failed += 1

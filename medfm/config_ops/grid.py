@@ -12,7 +12,7 @@ from ..datasets import TASKS, task_of_config
 
 
 def exp_numbers(text: str) -> List[int]:
-    """``'3'`` -> [3]; ``'1-5'`` -> [1, 2, 3, 4, 5] (an argparse type).
+    """An experiment number or range as a list (an argparse type).
 
     Examples:
         >>> exp_numbers('2-4')
@@ -30,9 +30,7 @@ def exp_numbers(text: str) -> List[int]:
 
 
 def add_grid_arguments(p: argparse.ArgumentParser, config_help: str) -> None:
-    """The config, ``--tasks``, ``--shots``, ``--exps``, ``--split-dir``,
-    ``--pool`` and ``--seed``; :func:`grid_args` finishes them after
-    parsing."""
+    """The grid's arguments; :func:`grid_args` finishes them after parsing."""
     p.add_argument('config', help=config_help + "; with {task} in the name "
                    "('configs/vpt/swin-b_vpt5_{task}.py'), one per task of "
                    '--tasks')
@@ -63,32 +61,29 @@ def grid_args(p: argparse.ArgumentParser, args: argparse.Namespace
     return args
 
 
-def grid_tasks(args: argparse.Namespace) -> list:
-    """The tasks to run: those of ``--tasks`` (default all) for a ``{task}``
-    config; else the one ``--task`` to check the config against, or None."""
-    if '{task}' in args.config:
-        return list(args.tasks or TASKS)
-    return [args.tasks[0] if args.tasks else None]
-
-
 def grid_configs(args: argparse.Namespace,
                  load: Callable[[str], Config]) -> List[Tuple[str, Config, str]]:
     """Each task's config of the call: ``(task, config, config name)``.
 
-    ``load`` applies the tool's own command line to a config file; a missing
-    file, or a config of another task than asked, stops the call.
+    ``load`` applies the tool's own command line to a config file. A
+    ``{task}`` config gives one per task of ``--tasks`` (default all); a
+    plain one is checked against the one ``--task``, if given.
+
+    Raises:
+        ValueError: A config file is missing or is of another task than asked.
     """
     template = '{task}' in args.config
+    tasks = list(args.tasks or TASKS) if template else (args.tasks or [None])[:1]
     out = []
-    for task in grid_tasks(args):
+    for task in tasks:
         path = args.config.replace('{task}', task) if template else args.config
         if not osp.isfile(path):
-            raise SystemExit(f'error: {path} not found' + (
+            raise ValueError(f'{path} not found' + (
                 f' (the {task} config of {args.config})' if template else ''))
         cfg = load(path)
         found = task_of_config(cfg).TASK
         if task is not None and found != task:
-            raise SystemExit(f'error: {path} is a {found} config, not {task}')
+            raise ValueError(f'{path} is a {found} config, not {task}')
         out.append((found, cfg, osp.splitext(osp.basename(path))[0]))
     return out
 

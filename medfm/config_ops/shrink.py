@@ -1,11 +1,7 @@
-"""Shrink a real config to small data and images: tests, the benchmark and
-CPU smoke runs (:func:`tiny_config`), and any backbone to a tiny arch of its
-type (:func:`tiny_backbone`).
-
-The config stays the real one (model, head, optimizer, evaluator, hooks);
-only the data location, image size, batch size, workers and epoch count
-change.
-"""
+"""Shrink a real config for tests, the benchmark and CPU smoke runs: small
+data and images (:func:`tiny_config`), a tiny arch of any backbone type
+(:func:`tiny_backbone`). Model, head, optimizer, evaluator and hooks stay
+the config's own."""
 from __future__ import annotations
 
 import copy
@@ -15,51 +11,41 @@ from typing import Optional
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS
 
-from ..utils.config import innermost
+from ..utils.config import LOADERS, innermost
 from . import load_config
+from .speed import FIXED_SIZE
 
-_SIZED = ('RandomResizedCrop', 'Resize', 'CenterCrop', 'ResizeEdge',
-          'RandomCrop', 'EfficientNetRandomCrop', 'EfficientNetCenterCrop')
+_SIZED = FIXED_SIZE + ('Resize', 'ResizeEdge')
 
 
 def _resize_pipeline(pipeline: list, size: int) -> list:
-    out = []
-    for t in copy.deepcopy(pipeline):
-        kind = t.get('type')
-        if kind in _SIZED:
-            for key in ('scale', 'crop_size', 'edge_size'):
-                if key in t:
-                    t[key] = size if key != 'scale' or isinstance(t[key], int) \
-                        else (size, size)
-        out.append(t)
-    return out
+    pipeline = copy.deepcopy(pipeline)
+    for t in pipeline:
+        for key in ('scale', 'crop_size', 'edge_size'):
+            if t.get('type') in _SIZED and key in t:
+                t[key] = size if key != 'scale' or isinstance(t[key], int) \
+                    else (size, size)
+    return pipeline
 
 
-def tiny_config(config: str,
-                data_root: str,
-                work_dir: str,
-                size: int = 32,
-                batch_size: int = 4,
-                max_epochs: int = 1,
+def tiny_config(config: str, data_root: str, work_dir: str, size: int = 32,
+                batch_size: int = 4, max_epochs: int = 1,
                 cfg_options: Optional[dict] = None) -> Config:
     """Load a config and point it at small demo data.
 
     Args:
         config (str): Path of a config in ``configs/``.
-        data_root (str): Root of demo data (``medfm.datasets.demo.make_demo``); the
-            task folder is taken from the dataset type.
+        data_root (str): Root of demo data (``medfm.datasets.demo.make_demo``),
+            holding one folder per task.
         work_dir (str): Output folder.
         size (int): Image side for every resize and crop.
-        batch_size (int): Batch size of every dataloader.
+        batch_size (int): Batch size of every dataloader (no workers).
         max_epochs (int): Training epochs.
         cfg_options (dict, optional): Further overrides, applied last.
-
-    Returns:
-        Config: The shrunken config.
     """
     # max_epochs through load_config: the schedule is resolved for it
     cfg = load_config(config, {'train_cfg.max_epochs': max_epochs}, work_dir)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for key in LOADERS:
         loader = cfg.get(key)
         if not loader:
             continue
@@ -97,12 +83,9 @@ TINY_ARCHS = {
 
 
 def tiny_backbone(kind: str) -> dict:
-    """``cfg_options`` for a tiny arch of a backbone type (:data:`TINY_ARCHS`).
-
-    The backbone keeps its type and every other setting of the config (prompts,
-    image size, output type); its arch shrinks, it loads no weights, and the
-    head's input follows.
-    """
+    """``cfg_options`` for a tiny arch of a backbone type (:data:`TINY_ARCHS`)
+    without weights, the head's input following; the backbone's other
+    settings (prompts, image size, output type) stay."""
     arch, channels = TINY_ARCHS[kind]
     if isinstance(arch, dict):
         arch = dict(arch, _delete_=True)

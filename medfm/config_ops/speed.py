@@ -1,46 +1,28 @@
-"""Config switches for training throughput (``tools/train.py --fast``).
-
-What each switch does and why:
-
-* :func:`tune_dataloaders`: worker count from the CPUs this process may use,
-  persistent workers (no re-forking per epoch), pinned memory (asynchronous
-  host-to-GPU copies), a deeper prefetch queue, and ``default_collate``
-  where every sample has the same size, so that the batch reaches the GPU as
-  one uint8 tensor and is normalised there in a few kernels instead of a
-  few per image.
-* :func:`enable_channels_last`: channels_last weights and input
-  (:mod:`medfm.engine.channels_last`).
-* :func:`use_image_cache`: read decoded, resized images from a cache built by
-  ``tools/build_cache.py`` (:mod:`medfm.datasets.cache`).
-* :func:`span_epochs`: one dataloader iterator for the whole run
-  (:mod:`medfm.engine.loops`), so that the workers prepare the next epoch's
-  first batches instead of restarting at every epoch.
-* :func:`val_in_memory`: validation batches decoded on the first pass and
-  replayed from memory afterwards (:mod:`medfm.engine.loops`).
-* :func:`no_bf16_loss_scaling`: bf16 has fp32's exponent range and needs no
-  loss scaling; mmengine's ``AmpOptimWrapper`` scales anyway, paying
-  an unscale pass, an inf/NaN check and a GPU->CPU sync every step.
-
-Normalisation (mean/std, BGR->RGB) already runs on the GPU in mmpretrain's
-``ClsDataPreprocessor``; :class:`medfm.models.FastClsDataPreprocessor`
-keeps it there.
-"""
+"""Config switches for throughput (``tools/train.py --amp --fast
+--channels-last --cache``): tuned dataloaders, one dataloader iterator for
+the whole run (:class:`medfm.engine.EpochSpanningTrainLoop`), validation
+batches replayed from memory (:class:`medfm.engine.InMemoryValLoop`), bf16
+without loss scaling, channels_last (:mod:`medfm.engine.channels_last`) and
+a decoded-image cache (:mod:`medfm.datasets.cache`)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..utils.config import LOADERS, leaf_datasets, loader_datasets
 from . import apply_amp
 
 #: transforms whose output size does not depend on the input image
-_FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',
-               'EfficientNetCenterCrop', 'RandomCrop')
+FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',
+              'EfficientNetCenterCrop', 'RandomCrop')
+#: image loading transforms that a cache can stand in for
+CACHEABLE_LOADERS = ('LoadImageFromFile', 'LoadMedFMCImage')
 
 
 def cpu_count() -> int:
@@ -51,54 +33,41 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _pipelines(cfg: Config) -> Iterator[list]:
-    for _, ds in loader_datasets(cfg):
-        if 'pipeline' in ds:
-            yield ds['pipeline']
-
-
 def fixed_size(pipeline: list) -> bool:
-    """Whether a pipeline's images all come out the same size.
-
-    True when its last resizing transform is a crop to a fixed size or a
-    ``Resize`` without ``keep_ratio``.
-    """
-    last = None
-    for t in pipeline:
-        kind = t.get('type', '')
-        if kind in _FIXED_SIZE or kind.startswith('Resize') \
-                or kind == 'ResizeEdge':
-            last = t
-    if last is None:
+    """Whether a pipeline's images all come out the same size: its last
+    resizing step is a fixed crop or a ``Resize`` without ``keep_ratio``."""
+    sizing = [t for t in pipeline if t.get('type', '') in FIXED_SIZE
+              or t.get('type', '').startswith('Resize')]
+    if not sizing:
         return False
-    if last['type'] in _FIXED_SIZE:
-        return True
-    return last['type'] == 'Resize' and not last.get('keep_ratio', False) \
-        and 'scale' in last
+    last = sizing[-1]
+    return last['type'] in FIXED_SIZE or (
+        last['type'] == 'Resize' and not last.get('keep_ratio', False)
+        and 'scale' in last)
 
 
 def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
                      prefetch_factor: int = 4,
                      pin_memory: Optional[bool] = None) -> dict:
-    """Set the dataloaders of ``cfg`` for throughput, in place.
+    """Set the dataloaders for throughput, in place; batch sizes and samplers
+    are left alone.
 
-    Training gets all CPUs but one (capped at 16: more workers only add
-    start-up time and memory), validation and testing half as many. Batch
-    sizes and samplers are left alone.
+    Training gets all CPUs but one (at most 16: more only add start-up time),
+    validation and testing half as many; workers persist and prefetch, memory
+    is pinned on a GPU, and fixed-size samples are collated into one uint8
+    tensor (``default_collate``) that is normalised on the GPU.
 
     Args:
         cfg (Config): The config.
-        num_workers (int, optional): Workers of the training loader; default
-            from :func:`cpu_count`.
+        num_workers (int, optional): Workers of the training loader.
         prefetch_factor (int): Batches each worker prepares ahead.
-        pin_memory (bool, optional): Default: True when CUDA is available.
+        pin_memory (bool, optional): Default: whether CUDA is available.
 
     Returns:
         dict: Loader name to the settings applied.
     """
-    cpus = cpu_count()
     train_workers = num_workers if num_workers is not None \
-        else max(1, min(16, cpus - 1))
+        else max(1, min(16, cpu_count() - 1))
     eval_workers = max(1, train_workers // 2) if train_workers else 0
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
@@ -123,29 +92,20 @@ def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
     return applied
 
 
-def _data_preprocessor(cfg: Config) -> ConfigDict:
-    if cfg.get('data_preprocessor') is not None:
-        return cfg.data_preprocessor
-    model = cfg.model
-    if model.get('data_preprocessor') is None:
-        model.data_preprocessor = ConfigDict()
-    return model.data_preprocessor
-
-
 def enable_channels_last(cfg: Config) -> None:
     """Train and test in channels_last memory format, in place.
 
-    Swaps the data preprocessor for ``FastClsDataPreprocessor``, adds
-    ``ChannelsLastHook`` and, for several processes, wraps the model in
-    ``ChannelsLastDDP`` (converted before DDP is built). A config whose
-    preprocessor is not mmpretrain's ``ClsDataPreprocessor`` keeps it (only
-    the model is converted); a config with its own wrapper type keeps it.
+    mmpretrain's ``ClsDataPreprocessor`` becomes ``FastClsDataPreprocessor``
+    (another preprocessor is kept), ``ChannelsLastHook`` is added and the DDP
+    wrapper becomes ``ChannelsLastDDP`` (a config's own wrapper type is kept).
     """
-    dp = _data_preprocessor(cfg)
+    holder = cfg if cfg.get('data_preprocessor') is not None else cfg.model
+    if holder.get('data_preprocessor') is None:
+        holder.data_preprocessor = dict()
+    dp = holder.data_preprocessor
     if dp.get('type', 'ClsDataPreprocessor') in ('ClsDataPreprocessor',
                                                  'FastClsDataPreprocessor'):
-        dp.type = 'FastClsDataPreprocessor'
-        dp.channels_last = True
+        dp.update(type='FastClsDataPreprocessor', channels_last=True)
     hooks = cfg.get('custom_hooks') or []
     if not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
         hooks.append(dict(type='ChannelsLastHook'))
@@ -160,10 +120,6 @@ def enable_channels_last(cfg: Config) -> None:
         wrapper.type = 'ChannelsLastDDP'
 
 
-#: image loading transforms that a cache can stand in for
-CACHEABLE_LOADERS = ('LoadImageFromFile', 'LoadMedFMCImage')
-
-
 def pipeline_loader(pipeline: list) -> Optional[dict]:
     """The image loading transform of a pipeline (None if it has none)."""
     for t in pipeline:
@@ -175,18 +131,16 @@ def pipeline_loader(pipeline: list) -> Optional[dict]:
 
 
 def use_image_cache(cfg: Config, cache_dir: str) -> int:
-    """Read images through a decoded-image cache, in place.
-
-    Every ``LoadImageFromFile`` / ``LoadMedFMCImage`` of the dataloaders'
-    pipelines is wrapped in ``LoadImageFromFileOrCache`` with ``cache_dir``
-    (images missing from the cache or changed since are still read by the
-    original transform).
+    """Wrap every image loading step of the dataloaders in
+    ``LoadImageFromFileOrCache`` reading ``cache_dir``, in place (images
+    missing from the cache or changed since are read as before).
 
     Returns:
         int: Number of transforms wrapped.
     """
     n = 0
-    for pipeline in _pipelines(cfg):
+    for _, ds in loader_datasets(cfg):
+        pipeline = ds.get('pipeline') or []
         for i, t in enumerate(pipeline):
             if t.get('type') == 'LoadImageFromFileOrCache':
                 t['cache_dir'] = cache_dir
@@ -199,16 +153,14 @@ def use_image_cache(cfg: Config, cache_dir: str) -> int:
     if not n:
         print_log(f'--cache {cache_dir}: no {" or ".join(CACHEABLE_LOADERS)} '
                   'in the pipelines; the cache is not used', logger='current',
-                  level=30)
+                  level=logging.WARNING)
     return n
 
 
 def no_bf16_loss_scaling(cfg: Config) -> bool:
-    """Turn off loss scaling of a bf16 ``AmpOptimWrapper``, in place.
-
-    Returns:
-        bool: Whether the config was changed.
-    """
+    """Turn off loss scaling of a bf16 ``AmpOptimWrapper``, in place, and say
+    whether it changed: bf16 has fp32's exponent range, and mmengine's scaler
+    costs an unscale pass, an inf check and a GPU sync every step."""
     wrapper = cfg.get('optim_wrapper')
     if wrapper and wrapper.get('type') == 'AmpOptimWrapper' \
             and str(wrapper.get('dtype')) in ('bfloat16', 'torch.bfloat16') \
@@ -220,14 +172,8 @@ def no_bf16_loss_scaling(cfg: Config) -> bool:
 
 
 def span_epochs(cfg: Config) -> bool:
-    """Train with ``EpochSpanningTrainLoop``, in place.
-
-    Only an epoch-based ``train_cfg`` (``by_epoch=True`` or
-    ``EpochBasedTrainLoop``) is changed.
-
-    Returns:
-        bool: Whether the config now trains with the spanning loop.
-    """
+    """Train an epoch-based ``train_cfg`` with ``EpochSpanningTrainLoop``, in
+    place; returns whether the config now trains with it."""
     train_cfg = cfg.get('train_cfg')
     if not train_cfg:
         return False
@@ -241,12 +187,8 @@ def span_epochs(cfg: Config) -> bool:
 
 
 def val_in_memory(cfg: Config) -> bool:
-    """Validate with ``InMemoryValLoop``, in place (a ``val_cfg`` without a
-    type or with ``ValLoop`` only).
-
-    Returns:
-        bool: Whether the config now validates with it.
-    """
+    """Validate a plain ``ValLoop`` with ``InMemoryValLoop``, in place;
+    returns whether the config now validates with it."""
     val_cfg = cfg.get('val_cfg')
     if val_cfg is None:
         return False
@@ -260,16 +202,10 @@ def val_in_memory(cfg: Config) -> bool:
 def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
                 cache_dir: Optional[str] = None,
                 num_workers: Optional[int] = None) -> None:
-    """Apply the command-line speed switches of ``tools/train.py``.
-
-    Args:
-        cfg (Config): The config, changed in place.
-        fast (bool): :func:`tune_dataloaders`, :func:`span_epochs`,
-            :func:`val_in_memory` and :func:`no_bf16_loss_scaling`.
-        channels_last (bool): :func:`enable_channels_last`.
-        cache_dir (str, optional): :func:`use_image_cache`.
-        num_workers (int, optional): Training workers for ``fast``.
-    """
+    """Apply the speed switches, in place: ``fast`` is
+    :func:`tune_dataloaders` (with ``num_workers``), :func:`span_epochs`,
+    :func:`val_in_memory` and :func:`no_bf16_loss_scaling`; ``channels_last``
+    :func:`enable_channels_last`; ``cache_dir`` :func:`use_image_cache`."""
     if fast:
         applied = tune_dataloaders(cfg, num_workers)
         if span_epochs(cfg):
@@ -285,9 +221,7 @@ def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
 
 
 def add_speed_args(parser: argparse.ArgumentParser) -> None:
-    """The speed switches shared by ``tools/train.py`` and
-    ``tools/run_protocol.py``: ``--amp``, ``--fast``, ``--channels-last``,
-    ``--cache``."""
+    """``--amp``, ``--fast``, ``--channels-last`` and ``--cache``."""
     parser.add_argument('--amp', nargs='?', const='bfloat16', default=None,
                         choices=['bfloat16', 'float16'],
                         help='mixed precision on a GPU (default bfloat16)')

@@ -1,20 +1,10 @@
-"""Experiment trackers as mmengine visualizer backends.
+"""Experiment trackers as mmengine visualizer backends, added with
+``tools/train.py --tracker NAME[:key=value,...]`` (:func:`add_trackers`) or
+a ``visualizer.vis_backends`` entry in a config (docs/tracking.md).
 
-``configs/_base_/default_runtime.py`` logs every run locally
-(``vis_data/scalars.json``) and to TensorBoard. Other trackers are added
-with ``tools/train.py --tracker NAME[:key=value,...] ...`` (see
-:func:`add_trackers`) or with one config line, e.g.::
-
-    visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
-                                    dict(type='TensorboardVisBackend'),
-                                    dict(type='MLflowVisBackend')])
-
-mmengine ships the backends of TensorBoard, MLflow, Weights & Biases,
-Neptune, ClearML, DVCLive and Aim; Comet has none there, so
-:class:`medfm.visualization.comet.CometVisBackend` fills the gap. Each
-backend imports its client package only when the run starts logging, so a
-tracker that is not installed fails then, with the ``pip install`` line to
-run.
+mmengine ships the backends of TensorBoard, MLflow, W&B, Neptune, ClearML,
+DVCLive and Aim; :class:`medfm.visualization.comet.CometVisBackend` adds
+Comet. A backend imports its client only when the run starts logging.
 """
 from __future__ import annotations
 
@@ -25,38 +15,28 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.config import Config
 
-#: tracker name -> (backend type, pip package)
-TRACKERS: Dict[str, tuple] = {
-    'local': ('LocalVisBackend', None),
-    'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
-    'mlflow': ('MedFMMLflowVisBackend', 'mlflow'),
-    'wandb': ('WandbVisBackend', 'wandb'),
-    'neptune': ('NeptuneVisBackend', 'neptune'),
-    'comet': ('CometVisBackend', 'comet_ml'),
-    'clearml': ('ClearMLVisBackend', 'clearml'),
-    'dvclive': ('DVCLiveVisBackend', 'dvclive'),
-    'aim': ('AimVisBackend', 'aim'),
-}
-
-
-def _parse_value(text: str) -> Union[str, bool]:
-    """``true``/``false`` as booleans; anything else stays text: names such
-    as ``run_name=007`` or ``exp_name=2024`` must not become numbers."""
-    low = text.lower()
-    if low in ('true', 'false'):
-        return low == 'true'
-    return text
+#: tracker name -> backend type
+TRACKERS: Dict[str, str] = {
+    'local': 'LocalVisBackend', 'tensorboard': 'TensorboardVisBackend',
+    'mlflow': 'MedFMMLflowVisBackend', 'wandb': 'WandbVisBackend',
+    'neptune': 'NeptuneVisBackend', 'comet': 'CometVisBackend',
+    'clearml': 'ClearMLVisBackend', 'dvclive': 'DVCLiveVisBackend',
+    'aim': 'AimVisBackend'}
 
 
 def _spec_options(spec: str) -> Dict[str, Union[str, bool]]:
-    """The ``key=value`` options typed after ``NAME:`` in a ``--tracker``."""
-    kwargs = {}
+    """The ``key=value`` options typed after ``NAME:`` in a ``--tracker``:
+    ``true``/``false`` become booleans, the rest stays text (``run_name=007``
+    is a name, not a number)."""
+    kwargs: Dict[str, Union[str, bool]] = {}
     for item in filter(None, spec.partition(':')[2].split(',')):
-        key, sep, value = item.partition('=')
+        key, sep, value = (part.strip() for part in item.partition('='))
         if not sep:
             raise ValueError(f'tracker option {item!r} is not key=value')
-        kwargs[key.strip()] = _parse_value(value.strip())
+        low = value.lower()
+        kwargs[key] = low == 'true' if low in ('true', 'false') else value
     return kwargs
+
 
 #: mmengine backend types that ``--tracker`` replaces with the project's
 #: subclass when it merges into a config's entry
@@ -64,19 +44,15 @@ UPGRADES = {'MLflowVisBackend': 'MedFMMLflowVisBackend'}
 
 
 def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
-    """The visualizer backend config of one ``--tracker`` value.
+    """The ``vis_backends`` entry of one ``--tracker`` value.
 
     Args:
-        spec (str): ``NAME`` or ``NAME:key=value,key=value``. Keys are the
-            backend's arguments; for wandb, neptune and comet any other key
-            goes into ``init_kwargs`` (e.g. ``wandb:project=medfm``).
-        work_dir (str, optional): The run folder. MLflow then logs to a
-            sqlite store shared by the runs beside it, with its artifacts
-            (``<work_dir>/../mlflow/mlflow.db`` and ``.../mlflow/artifacts``)
-            unless ``MLFLOW_TRACKING_URI`` or ``tracking_uri`` says otherwise.
-
-    Returns:
-        dict: A ``vis_backends`` entry.
+        spec (str): ``NAME`` or ``NAME:key=value,...``: the backend's
+            arguments; for wandb, neptune and comet other keys go into
+            ``init_kwargs``.
+        work_dir (str, optional): The run folder; MLflow then logs to
+            ``<work_dir>/../mlflow/mlflow.db`` unless ``MLFLOW_TRACKING_URI``
+            or ``tracking_uri`` says otherwise.
 
     Examples:
         >>> tracker_backend('wandb:project=medfm')
@@ -89,7 +65,7 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
         raise ValueError(f'unknown tracker {name!r}; choose from '
                          f'{", ".join(TRACKERS)}')
     kwargs = _spec_options(spec)
-    backend: dict = dict(type=TRACKERS[name][0])
+    backend: dict = dict(type=TRACKERS[name])
     if name in ('wandb', 'neptune', 'comet'):
         direct = {k: kwargs.pop(k) for k in list(kwargs)
                   if k in ('save_dir', 'define_metric_cfg', 'commit',
@@ -119,18 +95,9 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
 
 
 def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
-    """Add trackers to a config's visualizer (``tools/train.py --tracker``).
-
-    A tracker whose backend type is already there is not added twice: its
-    ``--tracker`` options are merged into the config's entry instead.
-
-    Args:
-        cfg (Config): The config, changed in place.
-        specs (Sequence[str], optional): ``--tracker`` values; None or empty
-            changes nothing.
-
-    Returns:
-        list[dict]: The backends added or changed.
+    """Add ``--tracker`` values to a config's visualizer, in place, and
+    return the backends added or changed; a tracker already there gets the
+    typed options merged into its entry instead of a second one.
 
     Examples:
         >>> cfg = Config(dict(visualizer=dict(
@@ -173,15 +140,9 @@ LOCAL_BACKENDS = ('LocalVisBackend', 'TensorboardVisBackend')
 
 
 def local_backends_only(cfg: Config) -> List[str]:
-    """Drop the visualizer's remote trackers, in place.
-
-    An evaluation (``test.sh``, ``tools/test.py``) builds its runner from the
-    config a training run saved, trackers included: it would open a second,
-    empty run in MLflow / W&B / Comet under the training run's name.
-
-    Returns:
-        list[str]: The backend types dropped.
-    """
+    """Drop the visualizer's remote trackers, in place, and return their
+    types: an evaluation built from a run's saved config would otherwise open
+    a second, empty run under the training run's name."""
     visualizer = cfg.get('visualizer') or {}
     backends = list(visualizer.get('vis_backends') or [])
     kept = [b for b in backends if b.get('type') in LOCAL_BACKENDS]

@@ -1,22 +1,14 @@
-"""Test-time augmentation (TTA) derived from a config's own test pipeline.
-
-The one place where the TTA model and pipeline are made; ``tools/test.py``,
-``test.sh`` (``tools/eval_epochs.py``), ``tools/predict.py`` and the protocol
-runner all call :func:`apply_tta`. The TTA pipeline is the test dataloader's
-pipeline with an mmcv ``TestTimeAug`` before its final ``PackInputs``, which
-packs each view of an image: unflipped and flipped (optionally at several
-scales). The model is mmpretrain's ``AverageClsScoreTTA`` around the config's
-model: the scores of the views are averaged. Derived every time from the
-pipeline the plain evaluation uses, the TTA pipeline cannot drift from it
-(size, loader, crop); a ``tta_pipeline`` written in a config is not read.
-
-mmpretrain's own ``tools/test.py --tta`` does the same on these configs: none
-defines ``tta_pipeline`` or ``tta_model``, so it also derives flip TTA from
-``test_dataloader.dataset.pipeline`` (not from the top-level
-``test_pipeline``) and averages with ``AverageClsScoreTTA``.
+"""Test-time augmentation (TTA) derived from a config's own test pipeline,
+the one place where the TTA model and pipeline are made (tools, ``test.sh``,
+the protocol and the sweep call :func:`apply_tta`): an mmcv ``TestTimeAug``
+of flips (and scales) before the pipeline's ``PackInputs``, and mmpretrain's
+``AverageClsScoreTTA`` around the model. Derived from the pipeline the plain
+evaluation uses, it cannot drift from it; a config's ``tta_pipeline`` is not
+read (mmpretrain's ``--tta`` derives the same on these configs).
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import logging
 from typing import List, Optional, Sequence
@@ -26,47 +18,25 @@ from mmengine.logging import print_log
 
 from ..utils.config import innermost
 
-#: flip directions of the default TTA (mmpretrain's ``--tta``: horizontal)
+#: flip directions of the default TTA (as mmpretrain's ``--tta``)
 DEFAULT_FLIPS = ('horizontal',)
-#: the steps that set the image size, the one replaced by each scale
 RESIZES = ('Resize', 'ResizeEdge')
 
 
 def tta_pipeline(pipeline: Sequence[dict],
                  flips: Sequence[str] = DEFAULT_FLIPS,
                  scales: Optional[Sequence[int]] = None) -> List[dict]:
-    """A test pipeline with a ``TestTimeAug`` of flips (and scales) before
-    its last step.
-
-    Args:
-        pipeline (Sequence[dict]): The test pipeline; its last step packs the
-            inputs (``PackInputs``).
-        flips (Sequence[str]): Flip directions, each one view besides the
-            unflipped one (``'horizontal'``, ``'vertical'``,
-            ``'diagonal'``); empty for none.
-        scales (Sequence[int], optional): Sizes given to the pipeline's last
-            ``Resize``/``ResizeEdge`` instead of its own, one view each (its
-            own size is not added unless listed). None: its size alone.
-
-    Returns:
-        list[dict]: The pipeline, a new list. Every view goes through the
-        same steps as the plain pipeline; the first view (unflipped, the
-        first scale) is the plain pipeline's output when its size is the
-        pipeline's own.
-
-    Raises:
-        ValueError: The pipeline is empty, ends with something other than a
-            ``Pack*Inputs`` step, already holds a ``TestTimeAug``, has no
-            resize step to scale, or the TTA has a single view.
+    """A new test pipeline with a ``TestTimeAug`` before its ``Pack*Inputs``
+    step: one view unflipped and one per flip direction, each at every size
+    of ``scales`` given to the last ``Resize``/``ResizeEdge`` (default: its
+    own); a ValueError if that makes a single view or the pipeline does not
+    fit.
 
     Examples:
-        >>> p = [dict(type='LoadMedFMCImage'), dict(type='Resize', scale=64),
-        ...      dict(type='PackInputs')]
-        >>> [t['type'] for t in tta_pipeline(p)]
-        ['LoadMedFMCImage', 'Resize', 'TestTimeAug']
+        >>> p = [dict(type='Resize', scale=64), dict(type='PackInputs')]
         >>> [v.get('direction') for v in tta_pipeline(p)[-1]['transforms'][0]]
         [None, 'horizontal']
-        >>> [s['scale'] for s in tta_pipeline(p, scales=[56, 64])[1]['transforms'][0]]
+        >>> [s['scale'] for s in tta_pipeline(p, scales=[56, 64])[0]['transforms'][0]]
         [56, 64]
     """
     pipeline = [dict(t) for t in copy.deepcopy(list(pipeline))]
@@ -98,25 +68,11 @@ def apply_tta(cfg: Config, flips: Sequence[str] = DEFAULT_FLIPS,
               scales: Optional[Sequence[int]] = None) -> Config:
     """A copy of ``cfg`` whose test split is scored with TTA.
 
-    The test dataloader's pipeline (inside any dataset wrappers) becomes
-    :func:`tta_pipeline` of itself, and the model mmpretrain's
-    ``AverageClsScoreTTA`` around the config's model (or the config's own
-    ``tta_model`` type, if it sets one). ``tta_pipeline`` and ``tta_model``
-    are set to what is used (mmpretrain's ``tools/test.py --tta`` reads
-    them). The config's data preprocessor reaches the inner model: the TTA
-    wrapper hands it down. To score another split with TTA, make it the test
-    split first.
-
-    Args:
-        cfg (Config): A medfm config (unchanged).
-        flips (Sequence[str]): Flip directions (default horizontal, as
-            mmpretrain's ``--tta``); empty for scales only.
-        scales (Sequence[int], optional): Sizes of a multi-scale TTA
-            (:func:`tta_pipeline`).
-
-    Returns:
-        Config: The TTA config; ``cfg.tta`` describes it for logs and tables
-        (``dict(flips=[...], scales=[...] or None, views=N)``).
+    The test dataset's pipeline becomes :func:`tta_pipeline` of itself and
+    the model is wrapped in ``AverageClsScoreTTA`` (or the config's own
+    ``tta_model`` type); ``tta_pipeline`` and ``tta_model`` record what is
+    used, and ``tta`` describes it for logs (``flips``, ``scales``,
+    ``views``). To score another split with TTA, make it the test split.
 
     Examples:
         >>> cfg = Config(dict(model=dict(type='ImageClassifier'),
@@ -158,7 +114,7 @@ def tta_label(cfg: Config) -> str:
     return f'TTA ({", ".join(parts + [str(tta["views"]) + " views"])})'
 
 
-def add_tta_arguments(parser) -> None:
+def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     """``--tta`` and ``--tta-scales`` for a tool's argument parser."""
     parser.add_argument(
         '--tta', action='store_true',
@@ -171,19 +127,11 @@ def add_tta_arguments(parser) -> None:
         'list the config\'s own size too to keep it)')
 
 
-def tta_from_args(args) -> Optional[dict]:
-    """The :func:`apply_tta` keyword arguments of ``--tta``/``--tta-scales``,
-    or None without ``--tta``.
-
-    Raises:
-        SystemExit: ``--tta-scales`` without ``--tta``.
-    """
+def tta_from_args(args: argparse.Namespace) -> Optional[dict]:
+    """The :func:`apply_tta` keyword arguments of ``--tta``/``--tta-scales``
+    (None without ``--tta``); a ValueError for ``--tta-scales`` alone."""
     if not args.tta:
         if getattr(args, 'tta_scales', None):
-            raise SystemExit('error: --tta-scales needs --tta')
+            raise ValueError('--tta-scales needs --tta')
         return None
     return dict(scales=args.tta_scales)
-
-
-__all__ = ['apply_tta', 'tta_pipeline', 'tta_label', 'add_tta_arguments',
-           'tta_from_args']

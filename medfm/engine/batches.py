@@ -1,68 +1,54 @@
 """Batches kept in memory across passes (validation, checkpoint sweeps).
 
-:class:`BatchesInMemory` iterates a dataloader once and replays its batches.
-A batch that is evaluated again and again must be kept so that neither the
-dataloader nor the model changes it:
-
-* :func:`private_copy` when keeping it: tensors from dataloader workers live
-  in shared memory, one open file descriptor each (``pseudo_collate`` gives
-  one per image), so a test list of 1,000+ images would pass the usual limit
-  of 1,024 open files;
-* :func:`fresh_copy` for each pass: mmpretrain's data preprocessor and heads
-  write labels and predictions into the data samples they are given.
+A kept batch is a private copy (worker tensors live in shared memory, one
+open file each: 1,000+ images would pass the usual limit of open files);
+each pass gets a fresh copy (mmpretrain's preprocessor and heads write into
+the data samples they are given).
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from mmengine.logging import print_log
 from mmengine.structures import BaseDataElement
 
 
+def _map(batch, tensor: Callable, sample: Optional[Callable] = None):
+    """``batch`` with new containers, ``tensor(t)`` for each tensor and
+    ``sample(s)`` for each data sample (default: its fields mapped)."""
+    if isinstance(batch, torch.Tensor):
+        return tensor(batch)
+    if isinstance(batch, dict):
+        return {k: _map(v, tensor, sample) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_map(v, tensor, sample) for v in batch)
+    if isinstance(batch, BaseDataElement):
+        return sample(batch) if sample else \
+            batch.new(**{k: _map(v, tensor) for k, v in batch.items()})
+    return batch
+
+
 def batch_nbytes(batch) -> int:
     """Bytes held by the tensors of a (nested) batch."""
-    if isinstance(batch, torch.Tensor):
-        return batch.numel() * batch.element_size()
-    if isinstance(batch, dict):
-        return sum(batch_nbytes(v) for v in batch.values())
-    if isinstance(batch, (list, tuple)):
-        return sum(batch_nbytes(v) for v in batch)
-    if hasattr(batch, 'values') and callable(batch.values):  # DataSample
-        return sum(batch_nbytes(v) for v in batch.values())
-    return 0
+    sizes = []
+    _map(batch, lambda t: sizes.append(t.numel() * t.element_size()) or t)
+    return sum(sizes)
 
 
 def fresh_copy(batch):
-    """A batch whose containers and data samples are new objects sharing the
-    tensors: the data preprocessor and the head write labels and predictions
-    into the samples they get, which must not reach the kept batch."""
-    if isinstance(batch, dict):
-        return {k: fresh_copy(v) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(fresh_copy(v) for v in batch)
-    if isinstance(batch, BaseDataElement):
-        return batch.new()
-    return batch
+    """A batch of new containers and data samples sharing the tensors."""
+    return _map(batch, lambda t: t, BaseDataElement.new)
 
 
 def private_copy(batch):
     """A batch with every tensor cloned into this process's own memory."""
-    if isinstance(batch, torch.Tensor):
-        return batch.clone()
-    if isinstance(batch, dict):
-        return {k: private_copy(v) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(private_copy(v) for v in batch)
-    if isinstance(batch, BaseDataElement):
-        return batch.new(**{k: private_copy(v) for k, v in batch.items()})
-    return batch
+    return _map(batch, torch.Tensor.clone)
 
 
 def stop_workers(loader) -> None:
-    """Stop a dataloader's workers now rather than when it is collected:
-    ``close()`` where the loader has one (``SpanningDataLoader``), else the
-    persistent workers' iterator (a later ``iter()`` starts new ones)."""
+    """Stop a dataloader's workers now: ``close()`` where it has one
+    (``SpanningDataLoader``), else its persistent workers' iterator."""
     close = getattr(loader, 'close', None)
     if callable(close):
         close()
@@ -76,18 +62,15 @@ def stop_workers(loader) -> None:
 class BatchesInMemory:
     """A dataloader iterated once, then replayed from memory.
 
-    The first complete pass goes through ``loader`` and keeps private copies
-    of its batches (unless ``reason`` says why not, or they pass
-    ``max_bytes``); later passes yield fresh copies of the kept batches, and
-    the loader's workers are stopped. Other attributes (``dataset``,
-    ``batch_size``, ...) are the loader's.
+    The first complete pass keeps private copies of the batches (unless
+    ``reason`` says why not, or they pass ``max_bytes``) and stops the
+    loader's workers; later passes yield fresh copies. Other attributes
+    (``dataset``, ``batch_size``, ...) are the loader's.
 
     Args:
         loader (DataLoader): The dataloader.
-        max_bytes (int, optional): Memory budget for the kept batches; None
-            for no budget.
-        reason (str, optional): Why not to keep anything (then it is just
-            ``loader``).
+        max_bytes (int, optional): Memory budget for the kept batches.
+        reason (str, optional): Why not to keep anything.
     """
 
     def __init__(self, loader, max_bytes: Optional[int] = None,
@@ -146,10 +129,9 @@ def _fixed_flip(transform) -> bool:
 
 
 def not_replayable(dataset) -> Optional[str]:
-    """Why a dataset's samples may differ between passes (None if they
-    cannot: every transform of its pipeline is deterministic, a flip of
-    probability 0 or 1 included, and so is every view of a ``TestTimeAug``,
-    as :func:`medfm.config_ops.tta.tta_pipeline` makes them)."""
+    """Why a dataset's samples may differ between passes, or None when every
+    transform (and every ``TestTimeAug`` view) is deterministic, a flip of
+    probability 0 or 1 included."""
     pipeline = getattr(dataset, 'pipeline', None)
     transforms = getattr(pipeline, 'transforms', None)
     if transforms is None:

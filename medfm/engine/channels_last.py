@@ -1,13 +1,6 @@
-"""channels_last (NHWC) weights for a run.
-
-* :class:`ChannelsLastHook` converts the model's weights to the
-  channels_last (NHWC) memory format before a run, which tensor-core
-  convolutions prefer, above all in bf16/fp16. With several processes
-  :class:`ChannelsLastDDP` converts them before DDP wraps the model: DDP lays
-  out its gradient buckets by the parameters' strides when it is built.
-
-The input side is :class:`medfm.models.FastClsDataPreprocessor`.
-"""
+"""channels_last (NHWC) weights, which tensor-core convolutions prefer, above
+all in bf16/fp16; the input side is
+:class:`medfm.models.FastClsDataPreprocessor`."""
 from __future__ import annotations
 
 import torch
@@ -18,22 +11,16 @@ from mmpretrain.registry import HOOKS
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """Convert the 4-d weights of ``model`` to channels_last, in place.
-
-    Parameters keep their identity (``Module.to`` replaces ``param.data``),
-    so an optimizer built before still updates them.
-    """
+    """Convert the 4-d weights of ``model`` to channels_last, in place;
+    parameters keep their identity, so an optimizer built before still
+    updates them."""
     return model.to(memory_format=torch.channels_last)
 
 
 @HOOKS.register_module()
 class ChannelsLastHook(Hook):
-    """Put the model in channels_last memory format before the run.
-
-    Use it with :class:`FastClsDataPreprocessor` (``channels_last=True``) so
-    that the input has the same format; ``medfm.config_ops.speed.enable_channels_last``
-    sets both.
-    """
+    """Put the model in channels_last memory format before the run
+    (``medfm.config_ops.speed.enable_channels_last`` sets the input too)."""
 
     priority = 'VERY_HIGH'
 
@@ -47,16 +34,9 @@ class ChannelsLastHook(Hook):
 @MODEL_WRAPPERS.register_module()
 class ChannelsLastDDP(MMDistributedDataParallel):
     """``MMDistributedDataParallel`` around a model converted to
-    channels_last first.
-
-    Converted after wrapping (as :class:`ChannelsLastHook` alone would), every
-    gradient mismatches DDP's bucket layout: torch warns "Grad strides do not
-    match bucket view strides" and copies each gradient at every step.
-
-    Args:
-        module (nn.Module): The model.
-        **kwargs: ``MMDistributedDataParallel``'s arguments.
-    """
+    channels_last first: DDP lays out its gradient buckets by the
+    parameters' strides when it is built, and a model converted after would
+    copy every gradient at every step ("Grad strides do not match")."""
 
     def __init__(self, module: torch.nn.Module, **kwargs) -> None:
         super().__init__(module=to_channels_last(module), **kwargs)

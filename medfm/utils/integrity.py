@@ -1,23 +1,15 @@
-"""Checkpoint integrity: SHA-256 sums recorded at save time, checked at load.
-
-``torch.load`` checks no checksum: a checkpoint with flipped bytes loads and
-scores as if it were fine. Every checkpoint a run saves therefore has its
-SHA-256 written to ``SHA256SUMS`` in the same folder, in the format of
-``sha256sum`` (``<hex>  <name>``, one line a file), so that
-``sha256sum -c SHA256SUMS`` checks a run folder by hand too. Checkpoint bytes
-are written atomically (a temporary name, then a rename): a kill or a full
-disk leaves the previous files intact and no partial file.
-
-This module owns the file format; :class:`medfm.apis.runs.RunDir` reports on
-a run's checkpoints with it and :mod:`medfm.compat` verifies every checkpoint
-it loads.
-"""
+"""Checkpoint integrity: SHA-256 sums recorded at save time, checked at load
+(``torch.load`` checks none). Each run folder's ``SHA256SUMS`` is in
+``sha256sum`` format (``sha256sum -c SHA256SUMS`` checks it by hand), and
+checkpoints are written atomically. This module owns the file format;
+:class:`medfm.apis.runs.RunDir` and :mod:`medfm.compat` read it."""
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
 import os.path as osp
+import re
 import shutil
 from typing import Dict, Optional, Union
 
@@ -65,8 +57,7 @@ def read_sums(folder: Union[str, os.PathLike]) -> Dict[str, str]:
             if not line:
                 continue
             digest, sep, name = line.partition('  ')
-            if not sep or len(digest) != 64 or not name or \
-                    any(c not in '0123456789abcdef' for c in digest):
+            if not name or not re.fullmatch('[0-9a-f]{64}', digest):
                 raise IntegrityError(
                     f'{path}, line {n}: expected "<64 hex digits>  <file '
                     f'name>", found {line[:80]!r}')
@@ -80,11 +71,8 @@ def _write_sums(folder: str, sums: Dict[str, str]) -> None:
 
 
 def record(path: Union[str, os.PathLike], digest: Optional[str]) -> None:
-    """Record (or with ``digest=None`` forget) the sum of one file.
-
-    Only the saving process writes a run folder's ``SHA256SUMS`` (a run
-    holds its folder's lock), so read-modify-write is safe here.
-    """
+    """Record (or with ``digest=None`` forget) the sum of one file; only the
+    run holding the folder's lock writes it, so read-modify-write is safe."""
     folder, name = osp.split(osp.abspath(path))
     sums = read_sums(folder)
     if digest is None:
@@ -96,11 +84,8 @@ def record(path: Union[str, os.PathLike], digest: Optional[str]) -> None:
 
 
 def verify(path: Union[str, os.PathLike]) -> Optional[str]:
-    """Check a file against the sum recorded beside it.
-
-    Returns:
-        str | None: The verified hex digest, or None when no sum is recorded
-        for it (downloaded weights, another tool's checkpoint).
+    """Check a file against the sum recorded beside it and return the
+    verified digest, or None when none is recorded (downloaded weights).
 
     Raises:
         IntegrityError: The file's bytes differ from the recorded sum.
@@ -122,15 +107,9 @@ def save_bytes(data: bytes, path: Union[str, os.PathLike],
                checksum: bool = True) -> None:
     """Write a file atomically and, with ``checksum``, record its SHA-256.
 
-    Args:
-        data (bytes): The file's content.
-        path (str | PathLike): Destination.
-        checksum (bool): Record the sum in the folder's ``SHA256SUMS``.
-
     Raises:
-        DiskFullError: The disk filled up; the message names the folder and
-            the space needed. The previous file at ``path`` is intact and
-            no partial file is left.
+        DiskFullError: The disk filled up (the message names the folder and
+            the space needed); the previous file is intact.
     """
     path = osp.abspath(path)
     try:

@@ -12,16 +12,8 @@ from typing import Any, Iterator, List, Sequence
 
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
-    """Open a temporary file beside ``path``; rename it over ``path`` on success.
-
-    Args:
-        path (str): Destination.
-        mode (str): ``'w'`` or ``'wb'``.
-        **kwargs: Passed to :func:`open`.
-
-    Yields:
-        The open temporary file.
-    """
+    """Open (``mode`` ``'w'`` or ``'wb'``, ``kwargs`` for :func:`open`) a
+    temporary file beside ``path``, renamed over ``path`` on success."""
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{osp.basename(path)}.')

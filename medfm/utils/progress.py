@@ -1,9 +1,5 @@
-"""Progress of long work that is not an mmengine run (which logs its own).
-
-On a terminal a live bar (``rich``, which mmengine already depends on); when
-the output is a file or a pipe (a cluster job's log, CI) a plain line now
-and then instead of a bar's control characters.
-"""
+"""Progress of long work outside an mmengine run: a ``rich`` bar on a
+terminal, a plain line now and then in a log file or pipe."""
 from __future__ import annotations
 
 import sys
@@ -20,15 +16,11 @@ def track(iterable: Iterable[T], description: str = 'working',
 
     Args:
         iterable (Iterable): The work items.
-        description (str): What is being done (the bar's label).
-        total (int, optional): The number of items (default ``len(iterable)``
-            when it has one).
+        description (str): What is being done.
+        total (int, optional): The number of items (default ``len(iterable)``).
         stream (IO, optional): Where to show it (default ``sys.stderr``).
-        every (float): Without a terminal, seconds between two lines; the
-            first item and the last always get one.
-
-    Yields:
-        The items of ``iterable``.
+        every (float): Without a terminal, seconds between two lines (the
+            first and the last item always get one).
 
     Examples:
         >>> import io

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # The project's GPU check, as one script (docs/benchmarks.md says how to run it):
-# tools/benchmark.py at real image sizes in timed parts, most wanted first
-# (train: ceiling + e2e from the cache; classifier; eval + memory; files;
-# densenet), then the demo's train.sh --amp --fast + test.sh if time is
-# left. All parts share one deadline (BUDGET seconds from the start), and a
+# python -m benchmarks at real image sizes in timed parts, most wanted first
+# (train: ceiling + e2e from the cache; classifier; eval + memory; files),
+# then the demo's train.sh --amp --fast + test.sh if time is left. All parts share one deadline (BUDGET seconds from the start), and a
 # part cut short keeps the figures it wrote. At most 8 files land in $OUT (the device tool's limit).
 # Usage: [VAR=value ...] bash tools/gpu_check.sh [extra args for the train part]
 #   OUT      where the figures and logs go (work_dirs/gpu_check)
 #   BUDGET   seconds for all parts together (540)
-#   PARTS    which parts, in order (train classifier eval files densenet demo)
+#   PARTS    which parts, in order (train classifier eval files demo)
 #   TRAIN_TIMEOUT, CLASSIFIER_TIMEOUT, EVAL_TIMEOUT, FILES_TIMEOUT,
-#   DENSENET_TIMEOUT, DEMO_TIMEOUT   seconds each part wants (240 120 200
-#            150 100 120), capped by what is left of BUDGET
+#   DEMO_TIMEOUT   seconds each part wants (240 120 200 150 120), capped by
+#            what is left of BUDGET
 #   DEVICE   cuda (default) or cpu; without a GPU only DEVICE=cpu runs
 #   BENCH_ARGS  extra words for every benchmark part; NAIVE_RUNS (eval: 1)
 #   PYTHON   the interpreter (python3)
@@ -68,7 +67,7 @@ part() {  # part NAME WANTED_SECONDS COMMAND...
 bench() {  # bench NAME WANTED_SECONDS ARGS...
     local name=$1 wanted=$2; shift 2
     # shellcheck disable=SC2086  # BENCH_ARGS: extra words for every part
-    part "$name" "$wanted" "$PYTHON" tools/benchmark.py --device "${DEVICE:-cuda}" \
+    part "$name" "$wanted" "$PYTHON" -m benchmarks --device "${DEVICE:-cuda}" \
         --amp --channels-last --out "$OUT/bench_$name.json" "$@" ${BENCH_ARGS:-}
 }
 demo() {
@@ -82,9 +81,8 @@ demo() {
     cp work_dirs/gpu_demo_chest/epochs_test.csv "$OUT/" 2>/dev/null
 }
 export -f demo
-# Runs A and B (docs/benchmarks.md) measured the backbone rows
-# (densenet) and the files variants already, so those come last.
-for p in ${PARTS:-train classifier eval files densenet demo}; do case $p in
+# Runs A and B (docs/benchmarks.md) measured the files variants already: last.
+for p in ${PARTS:-train classifier eval files demo}; do case $p in
   # chest last: in runs A and B its low figure was the process's first e2e run
   train) bench train "${TRAIN_TIMEOUT:-240}" --sections ceiling e2e \
       --tasks colon endo chest --variants cache+span cache --iters 60 \
@@ -95,8 +93,6 @@ for p in ${PARTS:-train classifier eval files densenet demo}; do case $p in
       --naive-runs "${NAIVE_RUNS:-1}" ;;
   files) bench files "${FILES_TIMEOUT:-150}" --sections ceiling e2e \
       --variants files+span files ;;
-  densenet) bench densenet "${DENSENET_TIMEOUT:-100}" --sections densenet \
-      --tasks chest --densenet-batch-sizes 64 256 ;;
   demo) part "demo --amp --fast" "${DEMO_TIMEOUT:-120}" bash -c demo ;;
   *) echo "unknown part: $p" ;;
 esac; done

@@ -1,0 +1,109 @@
+"""Sections ``ceiling`` and ``classifier``: model-only training images/s.
+
+One real batch, kept, is fed again and again through ``model.train_step``
+(preprocessor, forward, backward, optimizer step): what the model allows when
+data costs nothing, the baseline of ``e2e``. ``classifier`` times that step in
+fp32 and (GPU) bf16 + channels_last with and without mmengine's loss scaler.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Iterator, List, Optional, Tuple
+
+from .data import bench_config, runner
+from .harness import Bench, sync
+
+
+def peak_memory_mib() -> Optional[float]:
+    """Peak GPU memory allocated since the last call (None on the CPU)."""
+    import torch
+    if not torch.cuda.is_available():
+        return None
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.reset_peak_memory_stats()
+    return peak
+
+
+def train_parts(cfg):
+    """Runner, model (in training mode) and optimizer wrapper of a config."""
+    from medfm.engine.channels_last import to_channels_last
+    built = runner(cfg)
+    if any(h.get('type') == 'ChannelsLastHook' for h in cfg.get('custom_hooks', [])):
+        to_channels_last(built.model)
+    wrapper = built.build_optim_wrapper(cfg.optim_wrapper)
+    built.model.train()
+    return built, built.model, wrapper
+
+
+def train_steps(model, wrapper, batches: Iterator, n: int) -> int:
+    """Run ``n`` training steps; returns the number of images seen."""
+    images = 0
+    for _ in range(n):
+        batch = next(batches)
+        images += len(batch['inputs'])
+        log_vars = model.train_step(batch, wrapper)
+        # the runner's logger reads every loss each iteration: a sync
+        {k: float(v) for k, v in log_vars.items()}
+    return images
+
+
+def timed_steps(model, wrapper, batches: Iterator, iters: int,
+                windows: int = 3) -> Tuple[float, List[float]]:
+    """Images/s over ``iters`` steps, overall and per window (how steady it
+    is: a step bound by kernel launches follows the host CPU's jitter)."""
+    bounds = [round(iters * k / windows) for k in range(windows + 1)]
+    rates, images, total = [], 0, 0.0
+    sync()
+    for lo, hi in zip(bounds, bounds[1:]):
+        if hi > lo:
+            t0 = time.perf_counter()
+            n = train_steps(model, wrapper, batches, hi - lo)
+            sync()
+            dt = time.perf_counter() - t0
+            rates.append(n / dt)
+            images, total = images + n, total + dt
+    return images / total, rates
+
+
+def measure(args, task: str, data_root: str, work_dir: str) -> dict:
+    from medfm.engine.batches import stop_workers
+    built, model, wrapper = train_parts(bench_config(args, task, data_root, work_dir))
+    batch = next(iter(built.train_dataloader))
+    stop_workers(built.train_dataloader)
+    batches = iter(lambda: batch, None)  # the same batch, forever
+    peak_memory_mib()
+    train_steps(model, wrapper, batches, args.warmup)
+    rate, windows = timed_steps(model, wrapper, batches, args.iters)
+    return dict(images_per_s=rate, window_images_per_s=windows,
+                batch=len(batch['inputs']), iters=args.iters,
+                peak_memory_mib=peak_memory_mib())
+
+
+def run(b: Bench, task: str) -> None:
+    r = b.res.setdefault('ceiling', {})[task] = measure(b.args, task, b.data_root,
+                                                         b.runs)
+    b.say(f'(1) ceiling {task}: {r["images_per_s"]:.1f} images/s (windows '
+          + '/'.join(f'{v:.0f}' for v in r['window_images_per_s']) + ')'
+          + (f', peak GPU memory {r["peak_memory_mib"]:.0f} MiB'
+             if r['peak_memory_mib'] else ''))
+
+
+def classifier(b: Bench) -> None:
+    args = b.args
+    task = 'chest' if 'chest' in args.tasks else args.tasks[0]
+    variants = {'fp32': dict(amp=False, channels_last=False)}
+    if args.cuda:
+        variants.update({
+            'bf16+channels_last, loss scaler': dict(amp=True, channels_last=True,
+                                                    loss_scaler=True),
+            'bf16+channels_last': dict(amp=True, channels_last=True)})
+    rows = b.res['classifier'] = {}
+    for name, change in variants.items():
+        sub = argparse.Namespace(**{**vars(args), **change})
+        rows[name] = measure(sub, task, b.data_root, b.runs)
+    fp32 = rows['fp32']['images_per_s']
+    b.table(f'(5) ImageClassifier step, {task}', [dict(
+        variant=name, images_per_s=r['images_per_s'],
+        peak_mib=r['peak_memory_mib'], to_fp32=r['images_per_s'] / fp32)
+        for name, r in rows.items()])

@@ -1,0 +1,69 @@
+"""Section ``e2e``: training images/s through the real dataloader, against the ceiling.
+
+Each of ``--variants`` trains from the PNGs or the decoded-image cache, with
+mmengine's restarting epoch loop or ``EpochSpanningTrainLoop``. The timed steps
+start after ``--warmup`` steps plus the batches in flight (workers x
+prefetch_factor), so they do not eat a queue filled during start-up.
+"""
+from __future__ import annotations
+
+import time
+
+from . import ceiling
+from .data import bench_config, forever
+from .harness import VARIANTS, Bench, ratio
+
+
+def warmup_steps(args, loader) -> int:
+    """``--warmup`` plus the batches the workers prefetch while the model starts."""
+    return args.warmup + loader.num_workers * (
+        getattr(loader, 'prefetch_factor', None) or 2)
+
+
+def measure(args, task: str, data_root: str, work_dir: str, cache_dir=None,
+            span: bool = False) -> dict:
+    from medfm.engine.batches import stop_workers
+    cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
+    built, model, wrapper = ceiling.train_parts(cfg)
+    loader = built.train_loop.dataloader
+    warmup = warmup_steps(args, loader)
+    t_start = time.perf_counter()
+    batches = forever(loader)
+    ceiling.train_steps(model, wrapper, batches, warmup)
+    rate, windows = ceiling.timed_steps(model, wrapper, batches, args.iters)
+    bs = cfg.train_dataloader.batch_size
+    out = dict(images_per_s=rate, window_images_per_s=windows,
+               with_startup_images_per_s=bs * (warmup + args.iters)
+               / (time.perf_counter() - t_start),
+               workers=loader.num_workers, batch=bs, warmup=warmup)
+    if cache_dir and loader.num_workers == 0:
+        out['cache_hits'] = loader.dataset.pipeline.transforms[0].hits
+    del batches
+    stop_workers(loader)
+    return out
+
+
+def run(b: Bench, task: str) -> None:
+    args = b.args
+    rows = b.res.setdefault('e2e', {}).setdefault(task, {})
+    ceil = b.res.get('ceiling', {}).get(task)
+    for tag in args.variants:
+        cached, span = VARIANTS[tag]
+        r = rows[tag] = measure(args, task, b.data_root, b.runs,
+                                b.caches[task] if cached else None, span)
+        r['ratio_to_ceiling'] = ratio(r['images_per_s'], ceil and ceil['images_per_s'])
+        b.say(f'(2) e2e {task} from {tag}: {r["images_per_s"]:.1f} images/s')
+    table = {'ceiling': ceil, **rows} if ceil else dict(rows)
+    if ceil and args.ceiling_after:
+        # the host-bound ceiling drifts: the mean of one before and one after
+        after = b.res.setdefault('ceiling_after', {})[task] = ceiling.measure(
+            args, task, b.data_root, b.runs)
+        table['ceiling after'] = after
+        mean = (after['images_per_s'] + ceil['images_per_s']) / 2
+        for r in rows.values():
+            r['ratio_to_mean_ceiling'] = r['images_per_s'] / mean
+    b.table(f'(2) training {task}, images/s', [dict(
+        run=tag, images_per_s=r['images_per_s'], windows=r['window_images_per_s'],
+        with_startup=r.get('with_startup_images_per_s'),
+        to_ceiling=r.get('ratio_to_ceiling'),
+        to_mean_ceiling=r.get('ratio_to_mean_ceiling')) for tag, r in table.items()])

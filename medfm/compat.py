@@ -1,34 +1,11 @@
 """Every adaptation of mmengine 0.10.7 / mmpretrain 1.2.0 to current torch.
 
-mmpretrain is no longer maintained and mmengine 0.10.7 predates torch 2.6,
-whose ``torch.load`` unpickles only plain tensors by default
-(``weights_only=True``). A run checkpoint written by mmengine holds its
-``MessageHub`` (``HistoryBuffer`` objects, numpy arrays, scalars and dtypes),
-so resuming or testing one fails with ``UnpicklingError``. Unpickling fully
-would run any code a checkpoint carries, so the rule here is: **every**
-checkpoint, the project's own included, is loaded with ``weights_only=True``
-plus an explicit allow-list of the types mmengine writes
-(:data:`ALLOWED_GLOBALS`). The one function among them, ``getattr``, is
-replaced by one that only fetches ``HistoryBuffer``'s statistics methods
-(numpy and mmengine pickle those as ``getattr(HistoryBuffer, 'mean')``). A
-checkpoint that needs any other type is refused, naming the type and the
-file. A checkpoint whose SHA-256 was recorded when its run saved it
-(:mod:`medfm.utils.integrity`) is verified first.
-
-Without a GPU, mmengine's torchrun start-up and DDP wrapping assume CUDA;
-:func:`adapt_config_for_cpu` and the patched ``_init_dist_pytorch`` run
-multi-process training on gloo instead (tests, laptops). mmengine never
-destroys the process group; a process that exits with it alive can abort in
-interpreter finalization ("terminate called without an active exception",
-exit code -6: gloo's threads still hold tensors), so the patched start-up
-also registers its destruction at exit, followed by a garbage collection
-that frees the objects still holding it.
-
-Other pitfalls of the stack are fixed by the install itself (see
-``pyproject.toml``): ``setuptools<81`` keeps ``pkg_resources`` for mmengine,
-``numpy<2.4`` keeps ``np.in1d`` for mmpretrain's retrieval metrics and
-``matplotlib<3.11`` keeps mmpretrain's browse tools working. mmcv-lite's
-warning about its missing compiled ops, printed by every command, is silenced.
+The checkpoint trust rule: every checkpoint is loaded with ``weights_only=True``
+plus an allow-list of what mmengine writes into one (its ``HistoryBuffer``,
+numpy arrays, scalars and dtypes), after the SHA-256 its run recorded is
+verified. Without a GPU, mmengine's distributed start-up runs on gloo, and the
+process group is destroyed at exit (alive in interpreter finalization, gloo's
+threads can abort the process).
 """
 from __future__ import annotations
 
@@ -62,10 +39,9 @@ class CheckpointMismatchError(CheckpointError):
 
 
 def _safe_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` as a checkpoint may call it: HistoryBuffer's statistics only."""
+    """``getattr`` as a checkpoint may call it: HistoryBuffer's statistics only
+    (numpy and mmengine pickle them as ``getattr(HistoryBuffer, 'mean')``)."""
     from mmengine.logging import HistoryBuffer
-    # the four every buffer holds, and any registered with
-    # HistoryBuffer.register_statistics
     if obj is HistoryBuffer and (name in ('min', 'max', 'mean', 'current')
                                  or name in HistoryBuffer._statistics_methods):
         return getattr(obj, name)
@@ -74,12 +50,8 @@ def _safe_getattr(obj: Any, name: str) -> Any:
 
 
 def allowed_globals() -> list:
-    """The types (and their pickled names) a checkpoint may hold.
-
-    What mmengine writes into a run checkpoint beyond tensors: its
-    ``HistoryBuffer`` (with its statistics methods), numpy arrays, scalars
-    and dtypes, under numpy 2's module names and numpy 1's.
-    """
+    """The types (and their pickled names, numpy 1's and 2's) a checkpoint may
+    hold beyond tensors and plain data."""
     import numpy as np
     from mmengine.logging import HistoryBuffer
     multiarray = np._core.multiarray if hasattr(np, '_core') \
@@ -114,18 +86,8 @@ def _refused_types(filename: str, err: Exception) -> str:
 
 def load_checkpoint_file(filename: Union[str, os.PathLike],
                          map_location: Any = 'cpu') -> Any:
-    """Load a checkpoint file with the project's trust rule.
-
-    Tensors, plain data and the allow-listed types only
-    (:func:`allowed_globals`); a checkpoint with a recorded SHA-256 is
-    verified first, one without is loaded with a note that it is unverified.
-
-    Args:
-        filename (str | PathLike): Path of the checkpoint.
-        map_location: Passed to :func:`torch.load`.
-
-    Returns:
-        The loaded object.
+    """Load a checkpoint file with the trust rule (module docstring); one
+    without a recorded SHA-256 is loaded with a note that it is unverified.
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -165,17 +127,8 @@ def load_checkpoint_file(filename: Union[str, os.PathLike],
 
 def state_mismatch(module: torch.nn.Module, state: dict,
                    shown: int = 3) -> Optional[str]:
-    """Say in a few lines how a state dict does not fit a module (None if it fits).
-
-    Args:
-        module (nn.Module): The model.
-        state (dict): The checkpoint's state dict.
-        shown (int): How many keys of each kind to name.
-
-    Returns:
-        str | None: Counts of missing, unexpected and reshaped keys with the
-        first few of each.
-    """
+    """Counts of missing, unexpected and reshaped keys, naming the first
+    ``shown`` of each; None when ``state`` fits ``module``."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -192,9 +145,7 @@ def state_mismatch(module: torch.nn.Module, state: dict,
 
 
 def bare_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The model whose ``state_dict`` a checkpoint holds: ``model`` without
-    its DDP wrapper and TTA model (mmengine's ``load_state_dict`` unwraps the
-    same two)."""
+    """``model`` without its DDP wrapper and TTA model: what a checkpoint holds."""
     from mmengine.model import BaseTTAModel, is_model_wrapper
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
@@ -204,9 +155,9 @@ def bare_model(model: torch.nn.Module) -> torch.nn.Module:
 def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> dict:
     """Load a checkpoint's weights into ``model`` strictly, with the trust rule.
 
-    Strict: a checkpoint of another task or model is refused, with a summary
-    of the mismatched keys, instead of scoring a randomly initialised head.
-    DDP and TTA wrappers are looked through (:func:`bare_model`).
+    Strict, so that another task's checkpoint is refused with a summary of the
+    keys instead of leaving a random head. Not mmengine's ``load_checkpoint``:
+    that names every key and reads the file once more.
 
     Returns:
         dict: The checkpoint's ``meta`` (empty for a plain state dict).
@@ -226,17 +177,9 @@ def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> d
     return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
 
 
-def _load_from_local(filename: str, map_location: Any) -> Any:
-    """mmengine's local-file checkpoint loader, with the trust rule."""
-    return load_checkpoint_file(filename, map_location=map_location)
-
-
 def _init_dist_pytorch(backend: str, init_backend: str = 'torch', **kwargs) -> None:
-    """mmengine's torchrun initialisation, which also works without a GPU.
-
-    mmengine calls ``torch.cuda.set_device`` unconditionally; on a CPU-only
-    machine the process group is started with gloo instead.
-    """
+    """mmengine's torchrun start-up; on gloo without a GPU (mmengine calls
+    ``torch.cuda.set_device`` unconditionally)."""
     if torch.cuda.is_available():
         _ORIGINAL['init_dist_pytorch'](backend, init_backend, **kwargs)
     else:
@@ -246,13 +189,8 @@ def _init_dist_pytorch(backend: str, init_backend: str = 'torch', **kwargs) -> N
 
 def _init_dist_slurm(backend: str, port: Optional[int] = None,
                      init_backend: str = 'torch', **kwargs) -> None:
-    """mmengine's Slurm initialisation, which also works without a GPU.
-
-    mmengine reads the world from Slurm's variables (``SLURM_PROCID``,
-    ``SLURM_NTASKS``, ``SLURM_LOCALID``, the master from ``SLURM_NODELIST``
-    through ``scontrol``) and then calls ``torch.cuda.set_device``; on a
-    CPU-only machine that call is skipped and the group is started with gloo.
-    """
+    """mmengine's Slurm start-up; on gloo, without its ``set_device``, when
+    there is no GPU."""
     if torch.cuda.is_available():
         _ORIGINAL['init_dist_slurm'](backend, port=port,
                                      init_backend=init_backend, **kwargs)
@@ -268,28 +206,16 @@ def _init_dist_slurm(backend: str, port: Optional[int] = None,
 
 
 def destroy_process_group() -> None:
-    """Destroy the default process group, if there is one, and free what
-    still holds it (at exit: before the interpreter tears down what gloo's
-    and nccl's threads hold).
-
-    The DDP-wrapped model keeps a reference to the process group and sits in
-    reference cycles with the runner, so without a collection here the group
-    (and its threads) would still be freed during finalization.
-    """
+    """Destroy the default process group, if any, and collect the reference
+    cycles (DDP model and runner) that still hold it, before finalization."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
         gc.collect()
 
 
 def adapt_config_for_cpu(cfg) -> None:
-    """Make a config's distributed settings usable on a CPU-only machine.
-
-    nccl needs GPUs, and mmengine wraps the model in DDP with
-    ``device_ids=[LOCAL_RANK]``, which DDP refuses for a CPU module.
-
-    Args:
-        cfg (mmengine.Config): Changed in place when there is no GPU.
-    """
+    """Without a GPU, set gloo and a DDP wrapper without ``device_ids`` (which
+    DDP refuses for a CPU module) in ``cfg`` (an mmengine Config), in place."""
     if torch.cuda.is_available():
         return
     if cfg.get('env_cfg', {}).get('dist_cfg'):
@@ -307,7 +233,7 @@ def apply() -> None:
     from mmengine.dist import utils as dist_utils
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(
-        prefixes='', loader=_load_from_local, force=True)
+        prefixes='', loader=load_checkpoint_file, force=True)
     if 'init_dist_pytorch' not in _ORIGINAL:
         _ORIGINAL['init_dist_pytorch'] = dist_utils._init_dist_pytorch
         dist_utils._init_dist_pytorch = _init_dist_pytorch

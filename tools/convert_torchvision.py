@@ -7,12 +7,10 @@ Example::
     python tools/convert_torchvision.py efficientnet_b0_rwightman-7f5810bc.pth \\
         pretrain/efficientnet_b0_torchvision.pth --efficientnet-arch b0
 
-The output is ``{'state_dict': ..., 'meta': ...}`` with ``backbone.*`` keys;
-point a config's ``init_cfg.checkpoint`` at it. For EfficientNet also set
-``conv_cfg=dict(type='Conv2d'), norm_cfg=dict(type='BN', eps=1e-5)`` in the
-backbone (``eps=1e-3`` for B5-B7; torchvision pads and normalises differently
-from mmpretrain). A file whose tensors do not fit the mmpretrain backbone
-exactly is refused (exit code 2).
+Point a config's ``init_cfg.checkpoint`` at the output; for EfficientNet also
+set the backbone's ``conv_cfg``/``norm_cfg`` to
+``medfm.models.convert.torchvision_efficientnet_cfg(arch)``. A file whose
+tensors do not fit the mmpretrain backbone exactly is refused (exit code 2).
 """
 from __future__ import annotations
 
@@ -35,12 +33,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--efficientnet-arch', default=None,
                         help='b0 ... b7, for EfficientNet files')
     args = parser.parse_args(argv)
-    state = load_checkpoint_file(args.src)
-    state = state.get('state_dict', state)
     try:
+        state = load_checkpoint_file(args.src)
+        state = state.get('state_dict', state)
         kind = detect_arch(state)
         out = convert_torchvision(state, args.efficientnet_arch)
-    except (ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)

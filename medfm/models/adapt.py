@@ -1,37 +1,11 @@
-"""Adaptation methods for ViT-like and Swin-like backbones, chosen by one
-config key.
+"""Adaptation methods for ViT-like and Swin-like backbones, chosen by one key.
 
-A classifier of type :class:`AdaptedImageClassifier` takes the backbone,
-neck and head of an ``ImageClassifier`` and an ``adapt`` dict naming the
-method::
-
-    model = dict(type='AdaptedImageClassifier',
-                 adapt=dict(method='partial', last_blocks=2))
-
-or, on the command line of any ViT/Swin config::
-
-    --cfg-options model.type=AdaptedImageClassifier model.adapt.method=lora
-
-Methods (the neck and head always train):
-
-* ``linear_probe``: the whole backbone frozen, and kept in eval mode.
-* ``vpt``: only the prompts of a prompted backbone (``PromptedViT``,
-  ``PromptedSwinTransformer``) train, as their ``freeze_backbone`` does.
-* ``lora``: low-rank updates (mmpretrain's :class:`LoRAModel`) of the
-  ``targets`` linear layers train (``rank``, ``alpha``, ``drop_rate``).
-* ``partial``: the last ``last_blocks`` transformer blocks, everything after
-  them (Swin's patch merging between them, the final norms) train.
-* ``finetune``: everything trains.
-
-:func:`set_trainable` is the one place that decides what trains: it sets
-``requires_grad``, names the frozen modules that stay in eval mode while
-training, and returns the counts. The prompted backbones use it for their own
-``freeze_backbone``.
-
-Blocks are found by structure: a ``layers`` list (mmpretrain's
-VisionTransformer and the models built on it: BEiT, EVA-02, DINOv2, CLIP,
-and ``PromptedViT``) or ``stages`` holding ``blocks`` (SwinTransformer,
-SwinTransformerV2, ``PromptedSwinTransformer``), in the order they run.
+``model = dict(type='AdaptedImageClassifier', adapt=dict(method='lora'))``, or
+``--cfg-options model.type=AdaptedImageClassifier model.adapt.method=partial``.
+Methods (:data:`DEFAULTS`; neck and head always train): ``linear_probe``,
+``vpt`` (prompts only), ``lora`` (mmpretrain's ``LoRAModel``), ``partial`` (the
+last blocks) and ``finetune``. :func:`set_trainable` is the one place that
+decides what trains; see docs/adaptation.md.
 """
 from __future__ import annotations
 
@@ -71,29 +45,24 @@ _BEFORE_BLOCKS = ('pre_norm',)  # norms of the ViT family that run first
 
 
 class Trainable(NamedTuple):
-    """What :func:`set_trainable` decided for a backbone."""
+    """What :func:`set_trainable` decided: parameter counts of the backbone and
+    the modules (names in it, '' itself) that stay in eval mode in training."""
 
-    #: all parameters of the backbone
     total: int
-    #: its trainable parameters
     trainable: int
-    #: modules (names in the backbone, '' the backbone itself) that stay in
-    #: eval mode while training: no dropout, drop path or norm statistics
     eval_modules: Tuple[str, ...]
 
 
 def adapt_options(adapt: Union[str, dict, None]) -> Optional[dict]:
-    """The full options of an ``adapt`` setting: method plus its defaults.
-
-    Args:
-        adapt (str | dict | None): A method name, or a dict with ``method``
-            and options of that method; None: no adaptation.
-
-    Returns:
-        dict | None: ``method`` and every option of it.
+    """``method`` and every option of an ``adapt`` setting (a method name or
+    a dict), defaults filled in; None for None.
 
     Raises:
         ValueError: An unknown method, or an option the method does not take.
+
+    Examples:
+        >>> adapt_options('partial')
+        {'method': 'partial', 'last_blocks': 2}
     """
     if adapt is None:
         return None
@@ -128,17 +97,9 @@ def unwrap(backbone: nn.Module) -> Tuple[nn.Module, str]:
 
 
 def block_units(net: nn.Module) -> Tuple[str, List[Tuple[str, bool]]]:
-    """The transformer blocks of a backbone in the order they run.
-
-    Args:
-        net (nn.Module): A ViT-like (``layers``) or Swin-like (``stages``
-            with ``blocks``) backbone.
-
-    Returns:
-        tuple: The name of the child holding the blocks (``'layers'`` or
-        ``'stages'``) and the units in running order as ``(name, is_block)``;
-        the other units are what runs between blocks (Swin's patch merging:
-        after a stage's blocks, before them in Swin V2).
+    """The child holding a backbone's blocks (``'layers'`` of the ViT family,
+    ``'stages'`` of Swin) and its units in running order as ``(name,
+    is_block)`` (the others: Swin's patch merging).
 
     Raises:
         TypeError: The backbone has neither layout.
@@ -180,29 +141,18 @@ def _is_prompt(name: str) -> bool:
 
 def set_trainable(backbone: nn.Module, method: str,
                   last_blocks: Optional[int] = None, **_lora) -> Trainable:
-    """Decide which backbone parameters train for an adaptation method.
+    """Set ``requires_grad`` of every backbone parameter for ``method``.
 
-    Sets ``requires_grad`` of every backbone parameter; the neck and head are
-    not touched (they train). A prompted backbone's prompts train with every
-    method but ``linear_probe``.
-
-    Args:
-        backbone (nn.Module): The backbone (a LoRA wrapper for ``lora``).
-        method (str): One of :data:`METHODS`.
-        last_blocks (int, optional): ``partial``: how many of the last blocks
-            train.
-        **_lora: The other options of ``model.adapt`` (LoRA's are applied
-            when the wrapper is built).
+    Prompts train with every method but ``linear_probe``; neck and head are
+    not touched. ``**_lora``: LoRA's options, applied when its wrapper is built.
 
     Returns:
-        Trainable: Total and trainable counts and the modules to keep in eval
-        mode while training.
+        Trainable: The counts and the modules to keep in eval mode.
 
     Raises:
         ValueError: The method does not fit the backbone (``vpt`` without
-            prompts, ``linear_probe`` with prompts, ``lora`` without LoRA
-            layers, ``last_blocks`` out of range, the backbone's own
-            ``frozen_stages`` set).
+            prompts, ``linear_probe`` with them, ``lora`` without LoRA
+            layers, ``last_blocks`` out of range, ``frozen_stages`` set).
     """
     if method not in METHODS:
         raise ValueError(f'method must be one of {METHODS}, got {method!r}')
@@ -265,14 +215,8 @@ def set_trainable(backbone: nn.Module, method: str,
 
 
 class _LoRALinear(LoRALinear):
-    """mmpretrain's :class:`LoRALinear` whose ``weight`` and ``bias`` read as
-    the adapted layer's.
-
-    Attention with separate query and value biases (BEiT's ``qv_bias``, Swin
-    V2) calls ``F.linear(x, self.qkv.weight, bias)`` instead of the layer;
-    there the update enters as ``W0 + scaling * up @ down`` (the LoRA dropout
-    acts only where the layer itself is called).
-    """
+    """``LoRALinear`` whose ``weight`` is the adapted one: attention with
+    separate q/v biases (BEiT, Swin V2) calls ``F.linear(x, qkv.weight, bias)``."""
 
     @property
     def weight(self) -> torch.Tensor:
@@ -285,16 +229,10 @@ class _LoRALinear(LoRALinear):
 
 
 class _LoRA(LoRAModel):
-    """mmpretrain's :class:`LoRAModel` whose checkpoints hold every weight.
-
-    ``LoRAModel`` saves only the LoRA matrices and ignores every other key
-    when loading, so a run's checkpoint would be evaluated with whatever base
-    weights the evaluating process built (random ones when the pretrained
-    file is missing). Here the state dict is the whole network, under
-    ``module.`` (a wrapped layer's own weights under ``original_layer.``), and
-    loads strictly. Attributes the wrapper lacks are looked up on the network
-    (``layers``, ``stages`` included).
-    """
+    """``LoRAModel`` whose state dict is the whole network (under ``module.``),
+    loaded strictly: upstream keeps only the LoRA matrices, so a checkpoint
+    would be scored with whatever base weights the scoring process built.
+    Attributes it lacks are the network's."""
 
     def _register_state_dict_hooks(self) -> None:
         pass  # the whole state dict, saved and loaded as is
@@ -331,21 +269,12 @@ class AdaptedImageClassifier(ImageClassifier):
     """``ImageClassifier`` whose backbone is adapted by one method.
 
     Args:
-        backbone (dict): The backbone config (any ViT-like or Swin-like
-            backbone; for ``lora`` it is wrapped in mmpretrain's
-            ``LoRAModel``).
-        adapt (str | dict): The method and its options
-            (:data:`DEFAULTS`), e.g. ``dict(method='lora', rank=8)``.
-            Defaults to 'finetune'.
+        backbone (dict): Any ViT-like or Swin-like backbone config.
+        adapt (str | dict): The method and its options (:data:`DEFAULTS`),
+            e.g. ``dict(method='lora', rank=8)``. Defaults to 'finetune'.
         **kwargs: The other arguments of ``ImageClassifier``.
 
-    Checkpoint keys are those of ``ImageClassifier`` for every method but
-    ``lora``, whose backbone keys read ``backbone.module.<name>`` (a wrapped
-    linear layer's weight ``...qkv.original_layer.weight`` beside
-    ``...qkv.lora_down.weight`` and ``...qkv.lora_up.weight``).
-
-    The counts of trainable and total parameters are logged when the weights
-    are initialised (at the start of training).
+    With ``lora`` the backbone keys read ``backbone.module.<name>``.
     """
 
     def __init__(self, backbone: dict, *args,
@@ -367,7 +296,7 @@ class AdaptedImageClassifier(ImageClassifier):
         self.adaptation = set_trainable(self.backbone, **opts)
 
     def init_weights(self) -> None:
-        """Initialise, then log the trainable and total parameter counts."""
+        """Initialise, then log :meth:`parameter_summary`."""
         super().init_weights()
         print_log(self.parameter_summary(), logger='current')
 
@@ -383,8 +312,7 @@ class AdaptedImageClassifier(ImageClassifier):
                 f'neck and head {trainable - b_train:,}')
 
     def train(self, mode: bool = True) -> 'AdaptedImageClassifier':
-        """Set the mode; the frozen parts the method names stay in eval mode
-        (the adaptation, not the backbone's own ``train``, decides)."""
+        """Set the mode; the adaptation's eval modules stay in eval mode."""
         super().train(mode)
         if mode:
             for module in self.backbone.modules():
@@ -394,8 +322,7 @@ class AdaptedImageClassifier(ImageClassifier):
         return self
 
     def get_layer_depth(self, param_name: str) -> Tuple[int, int]:
-        """Layer depth for layer-wise lr decay; LoRA names are read as the
-        wrapped network's."""
+        """Layer depth for layer-wise lr decay, LoRA names as the network's."""
         net, prefix = unwrap(self.backbone)
         if prefix and param_name.startswith('backbone.' + prefix):
             param_name = 'backbone.' + param_name[len('backbone.' + prefix):]

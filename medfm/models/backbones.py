@@ -1,19 +1,10 @@
-"""Swin, Swin V2 and BEiT backbones that also run on inputs smaller than they
-were built for.
+"""Swin, Swin V2 and BEiT backbones that also run on inputs smaller than their own.
 
-mmpretrain's ``SwinTransformer`` and ``SwinTransformerV2`` refuse a feature
-map smaller than their window unless ``pad_small_map=True``, and that flag
-also changes the native computation (it keeps the cyclic shift where the map
-equals the window, which the original Swin, and so every pretrained
-checkpoint, does not). ``BEiTViT`` holds relative position biases for one
-patch grid only. All three therefore fail on the 32-pixel images of the
-smoke tests and on any resolution below their own.
-
-The subclasses here compute exactly what their parents compute at the
-native resolution, have the same state-dict keys (checkpoints load
-unchanged), and adapt at other resolutions: Swin pads only maps that are
-smaller than the window, BEiT interpolates each layer's bias table to the
-input's patch grid.
+mmpretrain's Swin refuses a map smaller than its window unless
+``pad_small_map=True``, which also changes the native computation; BEiT holds
+position biases for one patch grid. These subclasses compute what their
+parents compute at the native size, with the same keys, and adapt elsewhere:
+Swin pads only maps below the window, BEiT resizes each bias table.
 """
 from __future__ import annotations
 
@@ -29,15 +20,8 @@ from torch import nn
 
 
 class SwinOldKeysMixin:
-    """Read Swin checkpoints of the old key layout into a ``SwinTransformer``
-    subclass.
-
-    The zoo's Swin files (2021) name the final norm ``norm.*`` and hold
-    ``attn_mask`` buffers. ``SwinTransformer._load_from_state_dict`` renames
-    and drops them only when the class is exactly ``SwinTransformer``; in a
-    subclass the final norm would silently keep its initial values (the
-    pretrained loader is not strict).
-    """
+    """Read the zoo's old Swin keys (final ``norm.*``, ``attn_mask``) into a
+    subclass too: ``SwinTransformer`` renames them only for its exact class."""
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               *args, **kwargs) -> None:
@@ -56,11 +40,8 @@ class SwinOldKeysMixin:
 
 @MODELS.register_module()
 class SwinTransformerAnySize(SwinOldKeysMixin, SwinTransformer):
-    """``SwinTransformer`` that pads feature maps smaller than its window.
-
-    Takes the arguments of :class:`mmpretrain.models.SwinTransformer`
-    (``pad_small_map`` is managed here and must not be given).
-    """
+    """``SwinTransformer`` that pads feature maps smaller than its window;
+    its arguments but ``pad_small_map``, which is set per input."""
 
     def __init__(self, *args, **kwargs) -> None:
         if kwargs.get('pad_small_map'):
@@ -81,13 +62,8 @@ class SwinTransformerAnySize(SwinOldKeysMixin, SwinTransformer):
 
 @MODELS.register_module()
 class SwinTransformerV2AnySize(SwinTransformerV2):
-    """``SwinTransformerV2`` that pads feature maps smaller than its window.
-
-    Takes the arguments of :class:`mmpretrain.models.SwinTransformerV2`
-    (``pad_small_map`` is managed here and must not be given). A V2 stage
-    merges patches before its blocks, so the padding is set per block, from
-    the map the block receives.
-    """
+    """``SwinTransformerV2`` that pads feature maps smaller than its window,
+    set per block (a V2 stage merges patches before its blocks)."""
 
     def __init__(self, *args, **kwargs) -> None:
         if kwargs.get('pad_small_map'):
@@ -107,10 +83,8 @@ class SwinTransformerV2AnySize(SwinTransformerV2):
         block.attn.pad_small_map = min(height, width) < block.attn.window_size
 
     def _keep_own_tables(self, state_dict, prefix, *args, **kwargs) -> None:
-        # The parent's load hook drops the checkpoint's relative position
-        # index and coordinate tables (derived from the window size) so that
-        # the module keeps its own; hand its own back, so that loaders do
-        # not list them as missing keys.
+        # the parent's hook drops the checkpoint's derived tables; hand the
+        # module's own back so that loaders do not list them as missing
         for name, buf in self.named_buffers():
             if name.endswith(('relative_position_index',
                               'relative_coords_table')):
@@ -166,12 +140,8 @@ def _own_bias_hidden(attn: nn.Module) -> Iterator[None]:
 
 @MODELS.register_module()
 class BEiTViTAnySize(BEiTViT):
-    """``BEiTViT`` whose relative position biases follow the input size.
-
-    Takes the arguments of :class:`mmpretrain.models.BEiTViT`. At the patch
-    grid of ``img_size`` it is the parent; elsewhere every layer's bias table
-    is resized (bicubic) to the grid of the input, on the fly.
-    """
+    """``BEiTViT`` whose relative position bias tables are resized (bicubic)
+    to the input's patch grid where it is not ``img_size``'s."""
 
     def forward(self, x: torch.Tensor) -> tuple:
         """Forward; see :meth:`mmpretrain.models.BEiTViT.forward`."""

@@ -1,51 +1,29 @@
-"""Convert torchvision DenseNet / EfficientNet state dicts to mmpretrain's layout.
+"""Convert torchvision and Hugging Face ``transformers`` weights to mmpretrain's keys.
 
-torchvision and mmpretrain name the same tensors differently (for example
-``features.denseblock1.denselayer1.conv1.weight`` is
-``stages.0.block.0.conv1.weight``; EfficientNet's stages are grouped
-differently too), so a torchvision file loaded into an mmpretrain backbone
-would match no key. The converted dict has mmpretrain's keys under
-``backbone.`` (the classifier, if any, under ``head.fc.``) and loads with
-``init_cfg=dict(type='PretrainedIfExists', checkpoint=..., prefix='backbone')``.
-
-DenseNet is the same network in both libraries; torchvision's published
-DenseNet files still use the old layer names (``norm.1``, ``conv.2``), which
-are renamed first. torchvision's EfficientNet (v1) pads convolutions
-symmetrically and, for B0-B4, uses BatchNorm eps 1e-5, where mmpretrain's
-defaults follow TensorFlow ("same" padding, eps 1e-3); to get torchvision's
-outputs, build the backbone with :func:`torchvision_efficientnet_cfg`, e.g.
-``conv_cfg=dict(type='Conv2d'), norm_cfg=dict(type='BN', eps=1e-5)`` for B0.
-
-Hugging Face ``transformers`` ViTs (:func:`convert_hf`): ``Dinov2Model``
-(RAD-DINO) and ``ViTModel`` (Phikon) are the pre-norm ViT that mmpretrain's
-``VisionTransformer`` implements; :func:`hf_backbone_cfg` gives the backbone
-settings that make it compute what the ``transformers`` model computes (its
-``cls_token`` output is ``last_hidden_state[:, 0]``, its ``raw`` output the
-whole ``last_hidden_state``). The separate query/key/value projections are
-concatenated into mmpretrain's fused ``qkv``; DINOv2's layer scales become the
-``gamma1``/``gamma2`` of each layer.
-
-Every converted backbone is checked key by key and shape by shape against a
-freshly built mmpretrain backbone, so no tensor is dropped silently.
+torchvision's DenseNet and EfficientNet (v1) and the ``transformers`` DINOv2 /
+ViT models (RAD-DINO, Phikon) are networks mmpretrain builds, under other tensor
+names; the converted dict holds mmpretrain's keys under ``backbone.`` and loads
+with ``init_cfg=dict(type='PretrainedIfExists', prefix='backbone', ...)``.
+Every conversion is checked key by key and shape by shape against a freshly
+built mmpretrain backbone, so no tensor is dropped silently.
 """
 from __future__ import annotations
 
+import json
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..compat import load_checkpoint_file
+
 
 def torchvision_efficientnet_cfg(arch: str) -> dict:
-    """Backbone overrides that make mmpretrain's EfficientNet compute what
-    torchvision's does.
-
-    Args:
-        arch (str): ``'b0'`` ... ``'b7'``.
-
-    Returns:
-        dict: ``conv_cfg`` and ``norm_cfg`` for ``EfficientNet(arch=...)``.
+    """``conv_cfg`` and ``norm_cfg`` that make mmpretrain's EfficientNet of
+    ``arch`` (``'b0'`` ... ``'b7'``) compute what torchvision's does (symmetric
+    padding, its BatchNorm eps), not TensorFlow's.
 
     Examples:
         >>> torchvision_efficientnet_cfg('b7')['norm_cfg']
@@ -131,17 +109,9 @@ def detect_arch(state: Dict[str, torch.Tensor]) -> str:
 def convert_torchvision(state: Dict[str, torch.Tensor],
                         efficientnet_arch: Optional[str] = None
                         ) -> Dict[str, torch.Tensor]:
-    """Rename a torchvision state dict into mmpretrain's layout.
-
-    Args:
-        state (dict): torchvision ``DenseNet`` (121/161/169/201, old or new
-            key names) or ``EfficientNet`` (v1) state dict.
-        efficientnet_arch (str, optional): mmpretrain arch (``'b0'`` ...
-            ``'b7'``) of an EfficientNet; its key list is taken from a
-            freshly built mmpretrain backbone.
-
-    Returns:
-        dict: ``backbone.*`` and ``head.fc.*`` tensors.
+    """Rename a torchvision ``DenseNet`` (old or new key names) or
+    ``EfficientNet`` (v1, of ``efficientnet_arch`` ``'b0'`` ... ``'b7'``) state
+    dict into ``backbone.*`` and ``head.fc.*`` tensors.
 
     Raises:
         ValueError: Unknown layout, or tensors whose names, count or shapes
@@ -185,12 +155,9 @@ def convert_torchvision(state: Dict[str, torch.Tensor],
 # Hugging Face transformers ViTs (DINOv2 / ViT layouts)
 # --------------------------------------------------------------------------
 
-#: Medical foundation backbones published in the ``transformers`` layout that
-#: mmpretrain's ``VisionTransformer`` computes exactly. ``config`` holds the
-#: published ``config.json`` values the backbone depends on (as we know them;
-#: :func:`hf_backbone_cfg` of the real file is what the converter records and
-#: compares); ``mean``/``std`` (0-255 scale) and ``size`` are those of the
-#: published image processor; ``checkpoint`` is where the configs expect the
+#: Medical backbones published in the ``transformers`` layout: the published
+#: ``config.json`` values the backbone depends on, the image processor's
+#: ``mean``/``std`` (0-255) and ``size``, and where the configs expect the
 #: converted file.
 HF_MODELS: Dict[str, dict] = {
     'rad-dino': dict(
@@ -249,20 +216,13 @@ def _size(value) -> int:
 
 
 def hf_backbone_cfg(config: dict) -> dict:
-    """mmpretrain ``VisionTransformer`` settings that compute what a
-    ``transformers`` ``Dinov2Model`` / ``ViTModel`` of this config computes.
-
-    Args:
-        config (dict): The model's ``config.json``.
-
-    Returns:
-        dict: Keyword arguments of ``VisionTransformer`` (``arch`` as a dict),
-        with ``out_type='cls_token'`` (``last_hidden_state[:, 0]``).
+    """``VisionTransformer`` keyword arguments that compute what a
+    ``transformers`` ``Dinov2Model`` / ``ViTModel`` of this ``config.json``
+    computes (``out_type='cls_token'``: ``last_hidden_state[:, 0]``).
 
     Raises:
-        ValueError: A model type or setting mmpretrain's ViT does not
-            compute (SwiGLU FFN, an activation other than exact GELU), or a
-            config without its geometry (sizes, layers, heads).
+        ValueError: A setting mmpretrain's ViT does not compute (SwiGLU, an
+            activation but exact GELU), or no geometry (sizes, layers, heads).
 
     Examples:
         >>> cfg = hf_backbone_cfg(HF_MODELS['rad-dino']['config'])
@@ -353,26 +313,17 @@ _HF_PREFIXES = {'dinov2': 'dinov2.', 'vit': 'vit.'}
 
 def convert_hf(state: Dict[str, torch.Tensor], config: dict
                ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Rename a ``transformers`` DINOv2 / ViT state dict into mmpretrain's
-    ``VisionTransformer`` layout.
-
-    Args:
-        state (dict): The model's tensors, in the published layout
-            (``encoder.layer.N.attention.attention.query.weight``; what
-            ``save_pretrained`` writes) or transformers 5's in-memory one
-            (``attention.q_proj``); with or without the ``dinov2.``/``vit.``
-            prefix of a ``*ForImageClassification`` file.
-        config (dict): The model's ``config.json``.
+    """Rename a ``transformers`` DINOv2 / ViT state dict (published layout or
+    transformers 5's, with or without the ``dinov2.``/``vit.`` prefix) into
+    ``VisionTransformer``'s; query, key and value are fused into ``qkv``.
 
     Returns:
-        tuple: ``backbone.*`` tensors (in the order of the mmpretrain
-        backbone's state dict) and the source keys left out on purpose
-        (mask token, ViT pooler, classifier).
+        tuple: ``backbone.*`` tensors in the backbone's order, and the source
+        keys left out on purpose (mask token, ViT pooler, classifier).
 
     Raises:
-        ValueError: Tensors of no known place, one target filled twice, a
-            q/k/v triple incomplete, or tensors whose names, count or shapes
-            do not line up with ``VisionTransformer(**hf_backbone_cfg(config))``.
+        ValueError: Tensors of no known place, a target filled twice, an
+            incomplete q/k/v, or tensors that do not fit the backbone.
     """
     from mmpretrain.models.backbones import VisionTransformer
     cfg = hf_backbone_cfg(config)
@@ -444,5 +395,84 @@ def convert_hf(state: Dict[str, torch.Tensor], config: dict
     return out, dropped
 
 
+def read_hf_folder(folder: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    """``config.json`` and tensors of a Hugging Face model folder: safetensors
+    (which run no code) preferred, else ``pytorch_model.bin`` (trust rule);
+    either sharded with its ``*.index.json``.
+
+    Raises:
+        FileNotFoundError: No config or weights file in the folder.
+    """
+    config_file = osp.join(folder, 'config.json')
+    if not osp.isfile(config_file):
+        raise FileNotFoundError(f"{folder}: no config.json (give the model's "
+                                'folder)')
+    with open(config_file, encoding='utf-8') as f:
+        config = json.load(f)
+    for name, load in (('model.safetensors', _load_safetensors),
+                       ('pytorch_model.bin', _load_bin)):
+        if osp.isfile(osp.join(folder, name)):
+            return config, load(osp.join(folder, name))
+        index = osp.join(folder, name + '.index.json')
+        if osp.isfile(index):
+            with open(index, encoding='utf-8') as f:
+                shards = sorted(set(json.load(f)['weight_map'].values()))
+            state: Dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(load(osp.join(folder, shard)))
+            return config, state
+    raise FileNotFoundError(
+        f'{folder}: no model.safetensors, model.safetensors.index.json, '
+        'pytorch_model.bin or pytorch_model.bin.index.json')
+
+
+def _load_safetensors(path: str) -> Dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(path, device='cpu')
+    except SafetensorError as err:
+        raise ValueError(f'{path}: cannot read it ({err})') from None
+
+
+def _load_bin(path: str) -> Dict[str, torch.Tensor]:
+    part = load_checkpoint_file(path)
+    return part.get('state_dict', part)
+
+
+def convert_hf_folder(folder: str, model: str) -> Tuple[dict, dict, dict]:
+    """Convert the folder of the published model ``model`` (a key of
+    :data:`HF_MODELS`).
+
+    Returns:
+        tuple: The ``backbone.*`` tensors, the checkpoint's ``meta`` (with the
+        ``backbone`` settings), and the settings that differ from the
+        published model's, which the configs build.
+
+    Raises:
+        ValueError: The folder holds another model type, or its tensors do
+            not fit (:func:`convert_hf`).
+    """
+    known = HF_MODELS[model]
+    config, state = read_hf_folder(folder)
+    if config.get('model_type') != known['model_type']:
+        raise ValueError(
+            f"{osp.join(folder, 'config.json')}: model_type "
+            f"{config.get('model_type')!r}, but --model {model} "
+            f"({known['repo']}) is a {known['model_type']!r} model")
+    out, dropped = convert_hf(state, config)
+    cfg = hf_backbone_cfg(config)
+    published = hf_backbone_cfg(known['config'])
+    differ = {k: cfg.get(k) for k in sorted(set(cfg) | set(published))
+              if cfg.get(k) != published.get(k)}
+    meta = dict(converted_from=osp.basename(osp.normpath(folder)),
+                source='transformers', model=model, repo=known['repo'],
+                model_type=config['model_type'],
+                architectures=config.get('architectures'), backbone=cfg,
+                dropped=dropped)
+    return out, meta, differ
+
+
 __all__ = ['convert_torchvision', 'detect_arch', 'torchvision_efficientnet_cfg',
-           'HF_MODELS', 'hf_backbone_cfg', 'convert_hf']
+           'HF_MODELS', 'hf_backbone_cfg', 'convert_hf', 'read_hf_folder',
+           'convert_hf_folder']

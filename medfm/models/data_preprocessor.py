@@ -1,11 +1,5 @@
-"""A faster data preprocessor for GPU training.
-
-:class:`FastClsDataPreprocessor` is mmpretrain's ``ClsDataPreprocessor``
-(normalisation and BGR->RGB on the GPU, as before) that copies the uint8
-batch to the device without blocking (the dataloader pins it) and hands the
-model channels_last input, converted while the tensor is still uint8 (a
-quarter of the bytes of the float copy).
-"""
+"""mmpretrain's ``ClsDataPreprocessor`` with non-blocking copies and channels_last
+input, converted while the batch is still uint8 (a quarter of the bytes)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -20,11 +14,10 @@ class FastClsDataPreprocessor(ClsDataPreprocessor):
     """``ClsDataPreprocessor`` with non-blocking copies and channels_last.
 
     Args:
-        channels_last (bool): Return the batch in channels_last format.
+        channels_last (bool): Return channels_last batches. Defaults to True.
+        non_blocking (bool): Copy asynchronously (with ``pin_memory=True``).
             Defaults to True.
-        non_blocking (bool): Copy to the device asynchronously (effective
-            with ``pin_memory=True``). Defaults to True.
-        **kwargs: Passed to ``ClsDataPreprocessor`` (mean, std, to_rgb, ...).
+        **kwargs: Passed to ``ClsDataPreprocessor``.
     """
 
     def __init__(self, channels_last: bool = True, non_blocking: bool = True,

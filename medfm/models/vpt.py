@@ -1,25 +1,11 @@
-"""Visual prompt tuning (VPT) backbones: prompted ViT and Swin Transformer.
+"""Visual prompt tuning (VPT, Jia et al. 2022) backbones: prompted ViT and Swin.
 
-VPT (Jia et al., ECCV 2022) keeps a pretrained transformer frozen and learns
-a few extra tokens ("prompts") that the frozen layers attend to, plus the
-classification head. It is the MedFM challenge baseline (Swin-B, 384 px,
-5 prompts).
-
-* **deep** prompts: every layer gets its own prompts; the outputs of a
-  layer's prompt tokens are dropped and the next layer's prompts take their
-  place.
-* **shallow** prompts: prompts enter before the first layer and travel
-  through the network like image tokens.
-
-For Swin, whose attention is local, the prompts join every window (each
-window attends to its own tokens and the prompts); a shallow prompt's output
-is the mean of its outputs over the windows, and the patch merging between
-stages turns it into a prompt of the next stage's width by treating it as
-all four merged positions. Feature maps smaller than the window (small
-inputs) get a window the size of the map instead of being refused.
-
-``prompt_length=0`` gives the plain frozen backbone (linear probe) and
-``freeze_backbone=False`` fine-tunes everything, with the same code path.
+A frozen pretrained transformer attends to a few learnt prompt tokens: **deep**
+prompts are replaced at every layer, **shallow** ones enter once and travel.
+In Swin every window sees the prompts; a shallow prompt's output is its mean
+over the windows, and patch merging treats it as all four merged positions.
+``prompt_length=0`` is the frozen backbone, ``freeze_backbone=False``
+fine-tuning, on the same code path.
 """
 from __future__ import annotations
 
@@ -51,7 +37,15 @@ def _uniform_prompt(shape: Sequence[int], patch_size: int,
 
 
 class _PromptMixin:
-    """Freezing, logging and weight loading shared by the prompted backbones."""
+    """Freezing, logging and weight loading of the prompted backbones.
+
+    Their arguments besides the parent's:
+        prompt_length (int): Prompt tokens per layer (deep) or in all
+            (shallow); 0 gives the plain backbone. Defaults to 5.
+        prompt_mode (str): ``'deep'`` or ``'shallow'``. Defaults to 'deep'.
+        prompt_drop_rate (float): Dropout on the prompts. Defaults to 0.
+        freeze_backbone (bool): Freeze all but the prompts. Defaults to True.
+    """
 
     prompt_length: int
     freeze_backbone: bool
@@ -99,13 +93,9 @@ class _PromptMixin:
         return self
 
     def _init_pretrained_last(self, init_weights) -> None:
-        """Run ``init_weights`` with a pretrained ``init_cfg`` applied last.
-
-        mmengine applies a custom initialiser such as ``PretrainedIfExists``
-        *before* the children's own ``init_weights`` (only ``Pretrained`` goes
-        last), so the window-attention position tables and the ViT position
-        embedding would be re-drawn after loading.
-        """
+        """Run ``init_weights``, then the pretrained ``init_cfg``: mmengine runs
+        a custom one (``PretrainedIfExists``) first, so the children would
+        re-draw position tables and embeddings after loading."""
         cfgs = self.init_cfg
         cfg_list = cfgs if isinstance(cfgs, list) else [cfgs] if cfgs else []
         pretrained = [c for c in cfg_list if c.get('type') in _PRETRAINED]
@@ -126,18 +116,8 @@ class _PromptMixin:
 # ----------------------------------------------------------------------- ViT
 @MODELS.register_module()
 class PromptedViT(_PromptMixin, VisionTransformer):
-    """Vision Transformer with visual prompts, backbone frozen.
-
-    Prompt tokens sit between the class token and the patch tokens.
-
-    Args:
-        prompt_length (int): Prompt tokens per layer (deep) or in all
-            (shallow); 0 gives the plain backbone. Defaults to 5.
-        prompt_mode (str): ``'deep'`` or ``'shallow'``. Defaults to 'deep'.
-        prompt_drop_rate (float): Dropout on the prompts. Defaults to 0.
-        freeze_backbone (bool): Freeze every parameter but the prompts.
-            Defaults to True.
-        **kwargs: Passed to :class:`mmpretrain.models.VisionTransformer`.
+    """Vision Transformer with visual prompts between the class token and the
+    patches; the arguments of :class:`_PromptMixin` and ``VisionTransformer``.
 
     Examples:
         >>> import torch
@@ -215,23 +195,10 @@ def _prompted_window_attention(msa: ShiftWindowMSA, x: torch.Tensor,
                                hw_shape: Tuple[int, int],
                                prompts: torch.Tensor
                                ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(Shifted) window attention where every window also sees the prompts.
-
-    Follows :meth:`ShiftWindowMSA.forward` and ``WindowMSA.forward`` of
-    mmpretrain 1.2.0, with the prompts prepended to each window (zero
-    relative-position bias and no shift mask for them). For a map smaller
-    than the window, the window shrinks to the map (the stock module
-    refuses such maps unless ``pad_small_map``).
-
-    Args:
-        msa (ShiftWindowMSA): The block's attention module.
-        x (torch.Tensor): Normalised tokens ``(B, H*W, C)``.
-        hw_shape (tuple[int, int]): ``(H, W)``.
-        prompts (torch.Tensor): Normalised prompts ``(B, P, C)``.
-
-    Returns:
-        tuple[torch.Tensor, torch.Tensor]: New tokens ``(B, H*W, C)`` and
-        prompts ``(B, P, C)`` (the mean over windows).
+    """``ShiftWindowMSA.forward`` of mmpretrain 1.2.0 with the prompts
+    ``(B, P, C)`` prepended to each window of ``x`` ``(B, H*W, C)`` (no
+    position bias, no shift mask for them); a map smaller than the window
+    shrinks the window. Returns the new tokens and prompts (mean over windows).
     """
     B, L, C = x.shape
     H, W = hw_shape
@@ -304,17 +271,8 @@ def _merge_prompts(merging: nn.Module, prompts: torch.Tensor) -> torch.Tensor:
 
 @MODELS.register_module()
 class PromptedSwinTransformer(_PromptMixin, SwinOldKeysMixin, SwinTransformer):
-    """Swin Transformer with visual prompts, backbone frozen.
-
-    Args:
-        prompt_length (int): Prompt tokens per block (deep) or in all
-            (shallow); 0 gives the plain backbone. Defaults to 5.
-        prompt_mode (str): ``'deep'`` or ``'shallow'``. Defaults to 'deep'.
-        prompt_drop_rate (float): Dropout on the prompts. Defaults to 0.
-        freeze_backbone (bool): Freeze every parameter but the prompts.
-            Defaults to True.
-        **kwargs: Passed to :class:`mmpretrain.models.SwinTransformer`
-            (``with_cp`` is not supported).
+    """Swin Transformer with visual prompts in every window; the arguments of
+    :class:`_PromptMixin` and ``SwinTransformer`` (without ``with_cp``).
 
     Examples:
         >>> import torch

@@ -15,21 +15,16 @@ from ..compat import load_checkpoint_file
 def load_pretrained(module: nn.Module,
                     checkpoint: str,
                     prefix: Optional[str] = None) -> Dict[str, list]:
-    """Load downloaded weights into a module, reporting what did not fit.
-
-    The file is read with ``weights_only=True``. Keys that are missing,
-    unexpected or of another shape (a head for other classes) are skipped,
-    listed in the log, and returned; skipped parameters keep their fresh
-    initialisation.
+    """Load downloaded weights (trust rule) into a module, leaving what does
+    not fit (a head for other classes) at its fresh initialisation.
 
     Args:
         module (nn.Module): The module to load into.
         checkpoint (str): Path of the weights file.
-        prefix (str, optional): Keep only keys under this prefix (for example
-            ``'backbone'``) and strip it.
+        prefix (str, optional): Keep only keys under it (``'backbone'``), stripped.
 
     Returns:
-        dict: ``missing``, ``unexpected`` and ``mismatched`` key lists.
+        dict: ``missing``, ``unexpected`` and ``mismatched`` keys, also logged.
     """
     ckpt = load_checkpoint_file(checkpoint)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
@@ -66,23 +61,16 @@ def _head(keys: list, n: int = 5) -> str:
 
 @WEIGHT_INITIALIZERS.register_module()
 class PretrainedIfExists(PretrainedInit):
-    """mmengine's ``Pretrained`` init_cfg, which warns loudly instead of
-    failing when the weights file is missing.
-
-    Downloaded weights cannot be fetched at training time on every machine;
-    when the file is missing the model keeps its random initialisation and
-    the log says how to fetch the file. An existing file is loaded by
-    :class:`mmengine.model.PretrainedInit`, through mmengine's checkpoint
-    loader, which :mod:`medfm.compat` makes apply the project's trust rule
-    (``weights_only`` and the allow-list).
+    """mmengine's ``Pretrained`` init_cfg that warns, and keeps the random
+    weights, where the file is missing (not every machine can download).
 
     Args:
         checkpoint (str): Path of the weights, usually ``pretrain/<file>``.
         prefix (str, optional): Key prefix to select and strip.
         url (str, optional): Where the file comes from, for the message.
         map_location (str): Passed to the loader. Defaults to 'cpu'.
-        hint (str, optional): How to make the file, for weights that
-            ``tools/download_weights.py`` cannot fetch (converted ones).
+        hint (str, optional): How to make a file that
+            ``tools/download_weights.py`` cannot fetch (a converted one).
     """
 
     def __init__(self, checkpoint: str, prefix: Optional[str] = None,

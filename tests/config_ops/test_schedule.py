@@ -1,7 +1,8 @@
 """Where the learning-rate schedule ends: every way of setting max_epochs
-(--cfg-options, an inheriting config, run_protocol --epochs, --resume to a
+(--cfg-options, an inheriting config, run_protocol --epochs, load_from for a
 longer run) gives, at every iteration, the learning rate of the same schedule
-written with its end at max_epochs."""
+written with its end at max_epochs; --resume continues a run on its own
+schedule and refuses another one."""
 import copy
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from medfm.apis.runs import RunDir
 from medfm.config_ops import load_config, resolve_schedule
 from medfm.testing import logged, tiny_config, tiny_densenet
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/densenet/densenet121_chest.py'
 #: the stock schedule written out with its end at the last epoch
 WRITTEN = [
@@ -60,11 +61,11 @@ def logged_lrs(work_dir):
             if 'lr' in r}
 
 
-def train(cfg, name, resume_from=None):
+def train(cfg, name, resume_from=None, load_from=None):
     cfg.train_cfg.val_interval = 100
     cfg.default_hooks.checkpoint.update(save_best=None)
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]  # the lr log
-    cfg.update(resume=resume_from is not None, load_from=resume_from,
+    cfg.update(resume=resume_from is not None, load_from=resume_from or load_from,
                # runners started within one second would share a logger
                experiment_name=f'sched_{name}')
     Runner.from_cfg(cfg).train()
@@ -125,21 +126,20 @@ def test_every_way_of_setting_max_epochs(demo_root, tmp_path):
     train(cfg, 'inherit')
     assert logged_lrs(tmp_path / 'inherit') == pytest.approx(ref_lrs, abs=1e-9)
 
-    # --resume of a 1-epoch run to 2 epochs: the cosine it left out joins
-    train(tiny(CONFIG, demo_root, tmp_path / 'one', max_epochs=1), 'one')
-    train(tiny(CONFIG, demo_root, tmp_path / 'one', max_epochs=2), 'one_more',
-          resume_from=str(tmp_path / 'one' / 'epoch_1.pth'))
-    assert logged_lrs(tmp_path / 'one') == pytest.approx(ref_lrs, abs=1e-9)
-    assert 'iterations before the resume' not in _log_text(tmp_path / 'one')
+    # --resume of the 2-epoch run from its first epoch, same schedule: the
+    # second epoch again, on the same curve
+    train(tiny(CONFIG, demo_root, tmp_path / 'opt', max_epochs=2), 'opt_again',
+          resume_from=str(tmp_path / 'opt' / 'epoch_1.pth'))
+    assert logged_lrs(tmp_path / 'opt') == pytest.approx(ref_lrs, abs=1e-9)
 
-    # --resume of the finished 2-epoch run to 3 epochs: from the resume on,
-    # the 3-epoch schedule; the decayed epoch before it is said to differ
-    train(tiny(CONFIG, demo_root, tmp_path / 'opt', max_epochs=3), 'opt_more',
-          resume_from=str(tmp_path / 'opt' / 'epoch_2.pth'))
-    lrs = logged_lrs(tmp_path / 'opt')
-    assert_follows(lrs, 3, first=9)
-    assert 'the iterations before the resume followed the old one' in \
-        _log_text(tmp_path / 'opt')
+    # --resume to 3 epochs would keep the checkpoint's 2-epoch schedule:
+    # refused, naming load_from, the way to a longer run
+    with pytest.raises(ValueError, match='load_from=CHECKPOINT'):
+        train(tiny(CONFIG, demo_root, tmp_path / 'opt', max_epochs=3),
+              'opt_more', resume_from=str(tmp_path / 'opt' / 'epoch_2.pth'))
+    train(tiny(CONFIG, demo_root, tmp_path / 'longer', max_epochs=3), 'longer',
+          load_from=str(tmp_path / 'opt' / 'epoch_2.pth'))
+    assert_follows(logged_lrs(tmp_path / 'longer'), 3)
 
 
 def test_run_protocol_epochs_moves_the_schedule(demo_root, tmp_path):
@@ -157,8 +157,3 @@ def test_run_protocol_epochs_moves_the_schedule(demo_root, tmp_path):
     saved = Config.fromfile(run.config_path())
     assert [s['end'] for s in saved.param_scheduler] == [1, 3]
     assert_follows(logged_lrs(out / 'exp1'), 3)
-
-
-def _log_text(work_dir):
-    return ''.join(p.read_text() for p in work_dir.glob('*/*.log'))
-

@@ -30,36 +30,18 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import logging
 import os.path as osp
 import sys
-from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from medfm.apis.protocol import (
-    Job,
-    Outcome,
-    data_root_of,
-    experiment_config,
-    prepare_splits,
-    run_inprocess,
-    run_local,
-    run_submitit,
-    submission_path,
-    write_grid_summary,
-    write_summary,
-)
-from medfm.apis.runs import RunDir
+from medfm.apis import protocol
 from medfm.config_ops import apply_amp, load_config
 from medfm.config_ops.grid import add_grid_arguments, grid_args, grid_configs, grid_name
-from medfm.config_ops.speed import add_speed_args, apply_speed, cpu_count
+from medfm.config_ops.speed import add_speed_args, apply_speed
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args
-from medfm.utils import write_json
 from medfm.utils.progress import track
 
 
@@ -93,11 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         'where the experiments run (default: one after another, here)')
     g.add_argument('--gpus', nargs='+', metavar='DEVICE',
                    help='run the experiments concurrently, each in a process '
-                   'of its own that sees only its GPU (CUDA_VISIBLE_DEVICES), '
-                   'one per listed device at a time: --gpus 0 1 2 3; cpu is a '
-                   'process without GPU (--gpus cpu cpu: two at once); a '
-                   "device listed twice takes two. Each process's output: "
-                   '<setting>/exp<k>/protocol.log')
+                   'of its own that sees only its GPU, one per listed device '
+                   'at a time: --gpus 0 1 2 3; cpu is a process without GPU '
+                   '(--gpus cpu cpu: two at once); a device listed twice '
+                   'takes two. Logs under <out>/local/')
     g.add_argument('--slurm', metavar='PARTITION',
                    help='submit one Slurm job per experiment (submitit), wait '
                    'for them, then summarise; logs under <out>/slurm/')
@@ -119,47 +100,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = grid_args(p, p.parse_args(argv))
     if args.gpus and args.slurm:
         p.error('--gpus and --slurm exclude each other')
-    for device in args.gpus or []:
-        if device != 'cpu' and not device.isdigit():
-            p.error(f'--gpus {device}: a GPU index (0, 1, ...) or cpu')
-    for option in args.slurm_option:
-        if '=' not in option:
-            p.error(f'--slurm-option {option}: KEY=VALUE')
+    gpus = [d for d in args.gpus or [] if d != 'cpu']
+    if any(not d.isdigit() for d in gpus):
+        p.error(f'--gpus {" ".join(args.gpus)}: GPU indices (0, 1, ...) or cpu')
+    if gpus and max(map(int, gpus)) >= torch.cuda.device_count():
+        p.error(f'--gpus {" ".join(gpus)}: this machine shows '
+                f'{torch.cuda.device_count()} GPU(s) (cpu: an experiment '
+                'process on the CPU)')
+    if any('=' not in option for option in args.slurm_option):
+        p.error('--slurm-option: KEY=VALUE')
     return args
 
 
-def finished_rows(out: str) -> Dict[int, dict]:
-    """Experiment -> row of the experiments an earlier call finished (in
-    ``experiments.json``, its checkpoint still there)."""
-    path = osp.join(out, 'experiments.json')
-    if not osp.isfile(path):
-        return {}
-    with open(path, encoding='utf-8') as f:
-        rows = json.load(f)
-    return {int(r['exp']): r for r in rows
-            if osp.isfile(str(r.get('checkpoint', '')))}
-
-
-def used_message(folders: Sequence[str]) -> str:
-    """Why a call stops: experiment folders that hold an earlier run and
-    would be trained into again."""
-    shown = []
-    for folder in folders[:3]:
-        run = RunDir(folder)
-        names = sorted({osp.basename(p) for p in run.best_checkpoints()}
-                       | {osp.basename(p) for _, p in run.epoch_checkpoints()})
-        shown.append(f'{folder} ({", ".join(names[:3])}'
-                     f'{", ..." if len(names) > 3 else ""})')
-    more = f' and {len(folders) - 3} more' if len(folders) > 3 else ''
-    return ('error: already holding checkpoints of an earlier run: '
-            + '; '.join(shown) + more + '. To continue an interrupted '
-            'protocol, add --skip-done (it keeps the finished experiments and '
-            'resumes the unfinished ones); or choose another --work-dir, or '
-            'move those files away.')
-
-
-def load_task_config(path: str, args: argparse.Namespace,
-                     workers: Optional[int]) -> Config:
+def load_task_config(path: str, args: argparse.Namespace) -> Config:
     """One task's config with the command line applied."""
     options = dict(args.cfg_options or {})
     if args.epochs is not None:  # through load_config: the schedule follows
@@ -167,168 +120,57 @@ def load_task_config(path: str, args: argparse.Namespace,
     cfg = load_config(path, options)
     if args.amp:
         apply_amp(cfg, args.amp)
+    workers = None
+    if args.fast and (args.gpus or args.slurm):  # the CPUs shared out
+        workers = protocol.job_workers(args.gpus, args.slurm and args.slurm_cpus)
     apply_speed(cfg, fast=args.fast, channels_last=args.channels_last,
                 cache_dir=args.cache, num_workers=workers)
     return cfg
 
 
-def workers_per_job(args: argparse.Namespace) -> Optional[int]:
-    """``--fast``'s training workers of each experiment: the CPUs shared by
-    the concurrent experiments of this machine, or a Slurm job's own."""
-    if not args.fast:
-        return None
-    if args.gpus:
-        return max(1, (cpu_count() - 1) // len(args.gpus))
-    if args.slurm:
-        return max(1, args.slurm_cpus - 1)
-    return None
-
-
-def plan(args: argparse.Namespace):
-    """The settings (task x shot) and the jobs of the call.
-
-    Returns:
-        tuple: The grid's title (the config's name; '' for one setting), the
-        output folder, the settings (dicts with ``task``, ``shot``,
-        ``config``, ``out``, ``rows`` by experiment and ``failed``), the jobs
-        and the setting of each job's name.
-    """
-    workers = workers_per_job(args)
-    configs = grid_configs(args, lambda path: load_task_config(path, args, workers))
-    name = osp.splitext(osp.basename(args.config))[0]  # the grid's title
-    grid = len(configs) * len(args.shots) > 1
-    if grid:
-        root = args.work_dir or osp.join('work_dirs', 'protocol',
-                                         grid_name(args, configs))
-    else:
-        root = args.work_dir or osp.join('work_dirs', 'protocol', configs[0][2],
-                                         f'{configs[0][0]}_{args.shots[0]}-shot')
-    settings, jobs, used, owner = [], [], [], {}
-    for task, cfg, config_name in configs:
-        split_dir = args.split_dir or data_root_of(cfg)
-        for shot in args.shots:
-            out = osp.join(root, f'{task}_{shot}-shot') if grid else root
-            prepare_splits(cfg, task, shot, split_dir, args.exps, args.pool,
-                           args.seed)
-            done = finished_rows(out) if args.skip_done else {}
-            setting = dict(task=task, shot=shot, config=config_name, out=out,
-                           rows={}, failed=0)
-            settings.append(setting)
-            for exp in args.exps:
-                exp_cfg = experiment_config(cfg, split_dir, shot, exp,
-                                            osp.join(out, f'exp{exp}'))
-                predict = None
-                if args.predict:
-                    predict = dict(ann_file=args.predict_list, path=submission_path(
-                        args.result_dir or osp.join(out, 'result'), task, shot, exp))
-                row = done.get(exp)
-                if row is not None:
-                    setting['rows'][exp] = row
-                    print_log(f'{task} {shot}-shot exp{exp}: finished earlier '
-                              f'({row["checkpoint"]}); kept', logger='current')
-                    if not predict or osp.isfile(str(row.get('submission', ''))):
-                        continue
-                else:
-                    run = RunDir(exp_cfg.work_dir)
-                    if args.skip_done and run.epoch_checkpoints():
-                        exp_cfg.resume = True  # interrupted: from its last one
-                        print_log(f'{task} {shot}-shot exp{exp}: unfinished; '
-                                  'resumed', logger='current')
-                    elif run.is_used():
-                        used.append(exp_cfg.work_dir)
-                job = Job(f'{task} {shot}-shot exp{exp}',
-                          dict(cfg=exp_cfg, exp=exp, checkpoint=args.checkpoint,
-                               predict=predict, row=row,
-                               tta=tta_from_args(args)),
-                          osp.join(exp_cfg.work_dir, 'protocol.log'))
-                jobs.append(job)
-                owner[job.name] = setting
-    if used:
-        raise SystemExit(used_message(used))
-    return name if grid else '', root, settings, jobs, owner
-
-
-def outcomes(jobs: Sequence[Job], args: argparse.Namespace, root: str):
+def outcomes(jobs, args: argparse.Namespace, root: str):
     """The jobs run where the command line says, as they finish."""
     if args.gpus:
-        return run_local(jobs, args.gpus)
+        return protocol.run_local(jobs, args.gpus, osp.join(root, 'local'))
     if args.slurm:
-        return run_submitit(
+        return protocol.run_submitit(
             jobs, osp.join(root, 'slurm'), args.slurm, args.slurm_cluster,
             args.slurm_time, args.slurm_gpus, args.slurm_cpus, args.slurm_mem,
             dict(o.split('=', 1) for o in args.slurm_option))
-    return run_inprocess(jobs)
-
-
-def setting_rows(setting: dict) -> List[dict]:
-    return [setting['rows'][e] for e in sorted(setting['rows'])]
+    return protocol.run_inprocess(jobs)
 
 
 def main(argv=None) -> dict:
-    """Run the call; returns the rows, the summary paths and ``failed`` (one
-    line per failed experiment; the exit status is 1 when there is one).
-
-    With one task and shot: ``rows``, ``experiments``, ``csv``,
-    ``markdown`` of the setting's folder; with a grid, ``csv`` and
-    ``markdown`` are the grid's and ``settings`` holds each setting's
-    ``rows`` and paths.
-    """
+    """Run the call; returns :func:`protocol.write_summaries`'s result and
+    ``failed`` (one line per failed experiment: exit status 1)."""
     args = parse_args(argv)
-    gpus = [d for d in args.gpus or [] if d != 'cpu']
-    if gpus and max(int(d) for d in gpus) >= torch.cuda.device_count():
-        raise SystemExit(f'error: --gpus {" ".join(gpus)}: this machine shows '
-                         f'{torch.cuda.device_count()} GPU(s) (cpu: an '
-                         'experiment process on the CPU)')
-    if args.slurm and importlib.util.find_spec('submitit') is None:
-        raise SystemExit('error: --slurm needs submitit: pip install submitit '
-                         "(or pip install -e '.[slurm]')")
-    title, root, settings, jobs, owner = plan(args)
-    failed: List[str] = []
+    try:
+        configs = grid_configs(args, lambda path: load_task_config(path, args))
+        grid = len(configs) * len(args.shots) > 1
+        root = args.work_dir or osp.join('work_dirs', 'protocol', grid_name(
+            args, configs) if grid else configs[0][2])
+        if not grid and not args.work_dir:
+            root = protocol.setting_dir(root, configs[0][0], args.shots[0])
+        settings, jobs = protocol.plan(
+            configs, root, args.shots, args.exps, grid, args.split_dir,
+            args.pool, args.seed, args.skip_done, args.checkpoint,
+            args.predict_list if args.predict else None, args.result_dir,
+            tta_from_args(args))
+    except (OSError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None
+    failed = []
     if jobs:
-        print_log(f'{len(jobs)} experiment(s) to run' + (
-            f' on {" ".join(args.gpus)}' if args.gpus else
-            f' as Slurm jobs ({args.slurm_cluster})' if args.slurm else ''),
-            logger='current')
-    for outcome in track(outcomes(jobs, args, root), 'experiments',
-                         total=len(jobs)):
-        record(outcome, owner[outcome.job.name], failed)
-    for s in settings:
-        rows = setting_rows(s)
-        s.update(write_summary(s['out'], dict(task=s['task'], shot=s['shot'],
-                                              config=s['config']), rows))
-        s['rows'] = rows
-    if title:
-        paths = write_grid_summary(root, title, settings, failed)
-        result = dict(settings=settings, rows=[r for s in settings
-                                               for r in s['rows']], **paths)
-    else:
-        paths = {k: settings[0][k] for k in ('experiments', 'csv', 'markdown')}
-        result = dict(rows=settings[0]['rows'], **paths)
-    with open(paths['markdown'], encoding='utf-8') as f:
+        print_log(f'{len(jobs)} experiment(s) to run', logger='current')
+    for outcome in track(outcomes(jobs, args, root), 'experiments', total=len(jobs)):
+        protocol.record_outcome(outcome, failed)
+    name = osp.splitext(osp.basename(args.config))[0]
+    result = protocol.write_summaries(root, name if grid else '', settings, failed)
+    with open(result['markdown'], encoding='utf-8') as f:
         print(f.read())
-    print(f'summary: {paths["csv"]}, {paths["markdown"]}')
+    print(f'summary: {result["csv"]}, {result["markdown"]}')
     for line in failed:
         print(f'FAILED: {line}', file=sys.stderr)
-    result['failed'] = failed
-    return result
-
-
-def record(outcome: Outcome, setting: dict, failed: List[str]) -> None:
-    """Keep a finished experiment's row (``experiments.json``: the progress
-    so far) or report its failure."""
-    name = outcome.job.name
-    if outcome.row is None:
-        setting['failed'] += 1
-        failed.append(f'{name}: {outcome.error} (log: {outcome.log})')
-        print_log(f'{name} failed: {outcome.error}; log: {outcome.log}',
-                  logger='current', level=logging.ERROR)
-        return
-    exp = int(outcome.job.kwargs['exp'])
-    setting['rows'][exp] = outcome.row
-    print_log(f'{name}: done, score {outcome.row.get("score", "n/a")}',
-              logger='current')
-    write_json(osp.join(setting['out'], 'experiments.json'),
-               setting_rows(setting))
+    return dict(result, failed=failed)
 
 
 if __name__ == '__main__':

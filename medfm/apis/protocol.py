@@ -1,20 +1,11 @@
-"""The challenge protocol: 5 experiments per setting, summary, submission.
+"""The MedFMC few-shot protocol: exp1..exp5 of each task x N-shot setting.
 
-* :func:`run_experiment` trains one experiment (one N-shot train/val pair,
-  chosen by overriding ``ann_file``) with mmengine's Runner and evaluates a
-  checkpoint on the config's test list.
-* :func:`summarize` turns the experiments' metrics into mean and standard
-  deviation; :func:`write_summary` writes them as CSV and Markdown.
-* :func:`write_submission` writes the challenge's submission file: one line
-  per image, in list order, the file name then one score per class with 8
-  decimals, no header, in ``result/exp<k>/<task>_<N>-shot_submission.csv``,
-  from the scores of :func:`medfm.apis.inference.predict_list`.
-* :func:`protocol_job` is one experiment as a job (train and test, then its
-  submission file); :func:`run_inprocess`, :func:`run_local` (concurrent
-  processes, one per listed device) and :func:`run_submitit` (one Slurm job
-  each) run a list of them and yield each :class:`Outcome` as it finishes.
-* :func:`write_grid_summary` is the table of a grid of tasks x shots: mean ±
-  std per setting and the challenge's overall score.
+A grid lives in ``<root>/<task>_<N>-shot/exp<k>`` (:func:`setting_dir`,
+:func:`experiment_dir`). :func:`plan` decides what each experiment of a call
+does (train, resume, keep), :func:`protocol_job` trains and scores one, and
+:func:`run_inprocess`, :func:`run_local` (one process per device) and
+:func:`run_submitit` (Slurm) run the jobs; :func:`write_summaries` writes the
+mean ± sample standard deviation of each setting and the grid's overall score.
 """
 from __future__ import annotations
 
@@ -25,42 +16,40 @@ import logging
 import math
 import os
 import os.path as osp
-import pickle
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 import traceback
 import warnings
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+import submitit
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.runner import Runner
 
 from ..datasets import task_class, task_of_config
 from ..datasets.splits import check_split, load_pool, split_file_name, write_splits
 from ..evaluation import mean_bootstrap_ci, read_predictions
 from ..evaluation.bootstrap import unit_groups
 from ..models import count_parameters
-from ..utils import atomic_write, innermost, write_csv
+from ..utils import atomic_write, innermost, markdown_table, write_csv, write_json
 from .inference import (
     dump_predictions,
     evaluate_checkpoint,
     load_checkpoint,
     predict_list,
 )
-from .runs import RunDir
+from .runs import RunDir, train_run
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
 METRIC_ORDER = ('mAP', 'Acc', 'AUC', 'score')
 #: each experiment's test-list scores, in its folder
 PREDICTIONS = 'test_predictions.csv'
+#: the finished experiments of a setting (what ``--skip-done`` keeps)
+EXPERIMENTS = 'experiments.json'
 
 
+# -------------------------------------------------------------------- layout
 def data_root_of(cfg: Config, loader: str = 'train_dataloader') -> str:
     """``data_root`` of a dataloader's dataset."""
     return innermost(cfg[loader]['dataset']).get('data_root', '')
@@ -71,31 +60,40 @@ def setting_dir(root: str, task: str, shot: int) -> str:
     return osp.join(root, f'{task}_{shot}-shot')
 
 
+def exp_dir(setting: str, exp: int) -> str:
+    """``<setting>/exp<k>``: one experiment's run folder in a setting's."""
+    return osp.join(setting, f'exp{exp}')
+
+
 def experiment_dir(root: str, task: str, shot: int, exp: int) -> str:
     """``<root>/<task>_<N>-shot/exp<k>``: one experiment's run folder."""
-    return osp.join(setting_dir(root, task, shot), f'exp{exp}')
+    return exp_dir(setting_dir(root, task, shot), exp)
+
+
+def exp_of(path: str) -> Optional[int]:
+    """``k`` of an :func:`exp_dir` (``<setting>/exp<k>``); None for another
+    folder."""
+    name = osp.basename(osp.normpath(path))
+    return int(name[3:]) if name[:3] == 'exp' and name[3:].isdigit() else None
 
 
 def submission_path(result_dir: str, task: str, shot: int,
                     exp: Optional[int] = None) -> str:
-    """``<result_dir>/exp<k>/<task>_<N>-shot_submission.csv``, or without an
-    experiment ``<result_dir>/<task>_<N>-shot_submission.csv``: the flat
-    ``result/`` of the challenge's validation phase (one model per task and
-    N, as the official MedFM README shows it)."""
+    """``<result_dir>/exp<k>/<task>_<N>-shot_submission.csv``; without an
+    experiment, flat in ``result_dir`` (the challenge's validation phase)."""
     name = f'{task}_{shot}-shot_submission.csv'
     return osp.join(result_dir, name) if exp is None else \
         osp.join(result_dir, f'exp{exp}', name)
 
 
-# ------------------------------------------------------------------ training
+# -------------------------------------------------------------------- splits
 def split_files(split_dir: str, task: str, shot: int, exp: int,
                 require: Optional[str] = None) -> Dict[str, str]:
     """Paths of the train and val lists of one experiment.
 
     Args:
         require (str, optional): Raise ``FileNotFoundError`` when a list is
-            missing, saying how to write it and, after ``or give``, this
-            hint (e.g. ``'run_protocol.py --pool'``).
+            missing, saying how to write it or, after ``or give``, this hint.
     """
     files = {part: osp.join(split_dir, split_file_name(task, shot, part, exp))
              for part in ('train', 'val')}
@@ -110,8 +108,8 @@ def split_files(split_dir: str, task: str, shot: int, exp: int,
 
 def split_warnings(task: str, split_dir: str, shot: int,
                    exps: Sequence[int]) -> List[str]:
-    """The protocol problems of each experiment's train/val lists (missing
-    lists are left to the caller)."""
+    """The protocol problems of each experiment's lists (missing ones are
+    the caller's)."""
     out = []
     for exp in exps:
         files = split_files(split_dir, task, shot, exp)
@@ -128,9 +126,8 @@ def split_warnings(task: str, split_dir: str, shot: int,
 def prepare_splits(cfg: Config, task: str, shot: int, split_dir: str,
                    exps: Sequence[int], pool: Optional[str] = None,
                    seed: int = 0) -> List[int]:
-    """Write the experiments' missing split files from a labelled ``pool``
-    (relative to the config's data root unless absolute), and log the
-    lists' protocol problems.
+    """Write the missing split files from a labelled ``pool`` (relative to
+    the data root unless absolute) and log the lists' protocol problems.
 
     Returns:
         list[int]: The experiments whose lists are still missing.
@@ -143,33 +140,20 @@ def prepare_splits(cfg: Config, task: str, shot: int, split_dir: str,
             warnings.simplefilter('always')
             write_splits(load_pool(task, path), split_dir, [shot], missing, seed)
         for w in caught:
-            print_log(str(w.message), logger='current', level=30)
+            print_log(str(w.message), logger='current', level=logging.WARNING)
         print_log(f'wrote {task} {shot}-shot splits of exp {missing} from '
                   f'{path} to {split_dir}', logger='current')
         missing = []
     for msg in split_warnings(task, split_dir, shot, exps):
-        print_log(f'{task} {shot}-shot {msg}', logger='current', level=30)
+        print_log(f'{task} {shot}-shot {msg}', logger='current',
+                  level=logging.WARNING)
     return missing
 
 
 def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
                       work_dir: str) -> Config:
-    """A copy of ``cfg`` for one experiment.
-
-    The split is chosen by overriding the datasets' ``ann_file`` with
-    absolute paths (the config is not edited); the validation list is the
-    experiment's val list.
-
-    Args:
-        cfg (Config): The base config (``--cfg-options`` already merged).
-        split_dir (str): Folder of the N-shot lists.
-        shot (int): N.
-        exp (int): Experiment number.
-        work_dir (str): Output folder of the run.
-
-    Returns:
-        Config: The experiment's config.
-    """
+    """A copy of ``cfg`` training on one experiment's lists (absolute
+    ``ann_file`` overrides; the config file is not edited) into ``work_dir``."""
     task = task_of_config(cfg).TASK
     files = split_files(split_dir, task, shot, exp,
                         require='run_protocol.py --pool')
@@ -183,35 +167,147 @@ def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
     return cfg
 
 
-def run_experiment(cfg: Config, checkpoint: str = 'best',
-                   tta: Optional[dict] = None) -> Dict[str, object]:
-    """Train one experiment, then evaluate a checkpoint on the test list.
+# ---------------------------------------------------------------------- plan
+class Job(NamedTuple):
+    """An experiment to run: its name in reports, :func:`protocol_job`'s
+    keyword arguments and its setting (a :func:`plan` dict)."""
+    name: str
+    kwargs: dict
+    setting: Optional[dict] = None
+
+
+def trained_epochs(work_dir: str) -> Optional[int]:
+    """``train_cfg.max_epochs`` of the config a run saved (None without)."""
+    path = RunDir(work_dir).config_path()
+    return Config.fromfile(path).train_cfg.get('max_epochs') if path else None
+
+
+def finished_rows(setting: str) -> Dict[int, dict]:
+    """Experiment -> row of the experiments an earlier call finished (in
+    ``experiments.json``, their checkpoint still there)."""
+    path = osp.join(setting, EXPERIMENTS)
+    if not osp.isfile(path):
+        return {}
+    with open(path, encoding='utf-8') as f:
+        rows = json.load(f)
+    return {int(r['exp']): r for r in rows
+            if osp.isfile(str(r.get('checkpoint', '')))}
+
+
+def used_message(folders: Sequence[str]) -> str:
+    """Why a call stops: folders holding an earlier run's checkpoints."""
+    shown = []
+    for folder in folders[:3]:
+        run = RunDir(folder)
+        names = sorted({osp.basename(p) for _, p in run.epoch_checkpoints()}
+                       | {(run.selected() or {}).get('file')} - {None})
+        shown.append(f'{folder} ({", ".join(names[:3])}'
+                     f'{", ..." if len(names) > 3 else ""})')
+    more = f' and {len(folders) - 3} more' if len(folders) > 3 else ''
+    return ('already holding checkpoints of an earlier run: ' + '; '.join(shown)
+            + more + '. To continue an interrupted protocol, add --skip-done '
+            '(it keeps the finished experiments and resumes the unfinished '
+            'ones); or choose another --work-dir, or move those files away.')
+
+
+def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
+         shots: Sequence[int], exps: Sequence[int], grid: bool,
+         split_dir: Optional[str] = None, pool: Optional[str] = None,
+         seed: int = 0, skip_done: bool = False, checkpoint: str = 'best',
+         predict_list: Optional[str] = None, result_dir: Optional[str] = None,
+         tta: Optional[dict] = None) -> Tuple[List[dict], List[Job]]:
+    """The settings of a call and the jobs it runs.
+
+    With ``skip_done``, an experiment an earlier call finished is kept (if
+    it trained as long as this call's config says) and an unfinished one
+    resumes from its last checkpoint.
 
     Args:
-        cfg (Config): The experiment's config (:func:`experiment_config`).
-        checkpoint (str): ``'best'`` or ``'last'``.
-        tta (dict, optional): Also score it with test-time augmentation
-            (:func:`medfm.config_ops.tta.apply_tta` arguments): ``<metric>_tta``.
+        configs: ``(task, config, config name)`` of each task.
+        root (str): The grid's folder (``grid``) or the one setting's.
+        predict_list (str, optional): Also write each experiment's
+            submission file for this unlabelled list, in ``result_dir``
+            (default ``<setting>/result``).
 
     Returns:
-        dict: ``work_dir``, ``checkpoint``, ``trainable``/``total``
-        parameter counts and the test metrics (keys without prefix).
+        tuple: The settings (``task``, ``shot``, ``config``, ``out``,
+        ``rows`` by experiment, ``failed``) and the jobs.
+
+    Raises:
+        FileExistsError: A folder to train in holds another run.
+        FileNotFoundError: Split files are missing.
     """
-    run = RunDir(cfg.work_dir)
-    run.check_fresh(cfg.get('resume', False),
-                    hint='Continue the protocol with --skip-done')
-    runner = Runner.from_cfg(cfg)
+    settings, jobs, used, other_length = [], [], [], []
+    for task, cfg, config_name in configs:
+        lists = split_dir or data_root_of(cfg)
+        epochs = cfg.train_cfg.get('max_epochs')
+        for shot in shots:
+            out = setting_dir(root, task, shot) if grid else root
+            prepare_splits(cfg, task, shot, lists, exps, pool, seed)
+            done = finished_rows(out) if skip_done else {}
+            setting = dict(task=task, shot=shot, config=config_name, out=out,
+                           rows={}, failed=0)
+            settings.append(setting)
+            for exp in exps:
+                name = f'{task} {shot}-shot exp{exp}'
+                exp_cfg = experiment_config(cfg, lists, shot, exp, exp_dir(out, exp))
+                run, row = RunDir(exp_cfg.work_dir), done.get(exp)
+                predict = None if not predict_list else dict(
+                    ann_file=predict_list, path=submission_path(
+                        result_dir or osp.join(out, 'result'), task, shot, exp))
+                if row is not None:
+                    trained = trained_epochs(run.path)
+                    if trained not in (None, epochs):
+                        other_length.append(f'{run.path} ({trained})')
+                        continue
+                    setting['rows'][exp] = row
+                    print_log(f'{name}: finished earlier ({row["checkpoint"]}); '
+                              'kept', logger='current')
+                    if not predict or osp.isfile(str(row.get('submission', ''))):
+                        continue
+                elif skip_done and run.epoch_checkpoints():
+                    exp_cfg.resume = True
+                    print_log(f'{name}: unfinished; resumed', logger='current')
+                elif run.is_used():
+                    used.append(run.path)
+                jobs.append(Job(name, dict(cfg=exp_cfg, exp=exp, checkpoint=checkpoint,
+                                           predict=predict, row=row, tta=tta),
+                                setting))
+    if other_length:
+        raise FileExistsError(
+            f'trained for another number of epochs than this call '
+            f'({", ".join(other_length)}): --skip-done keeps only experiments '
+            'of the same length; choose another --work-dir or move them away')
+    if used:
+        raise FileExistsError(used_message(used))
+    return settings, jobs
+
+
+def job_workers(devices: Optional[Sequence[str]] = None,
+                cpus: Optional[int] = None) -> int:
+    """Dataloader workers of each experiment: the CPUs of a job (``cpus``)
+    or this machine's shared by its concurrent ``devices``, less one."""
+    from ..config_ops.speed import cpu_count
+    if cpus:
+        return max(1, cpus - 1)
+    return max(1, (cpu_count() - 1) // len(devices or [None]))
+
+
+# ---------------------------------------------------------------------- jobs
+def _train_and_test(cfg: Config, checkpoint: str, tta: Optional[dict]) -> dict:
+    """Train one experiment (:func:`medfm.apis.runs.train_run`), then score a
+    checkpoint on the test list: the row of :func:`protocol_job`."""
+    start = time.time()
+    runner = train_run(cfg, hint='Continue the protocol with --skip-done')
     total, trainable = count_parameters(runner.model)
     print_log(f'{cfg.experiment_name}: {trainable:,} trainable of {total:,} '
               'parameters', logger='current')
-    runner.train()
-    path = run.checkpoint(checkpoint)
+    path = RunDir(cfg.work_dir).checkpoint(checkpoint)
     load_checkpoint(runner.model, path)  # strict, verified
-    # each image's scores, for the summary's bootstrap interval
     dump_predictions(runner, osp.join(cfg.work_dir, PREDICTIONS))
     metrics = runner.test()
-    row: Dict[str, object] = dict(work_dir=cfg.work_dir, checkpoint=path,
-                                  trainable=trainable, total=total)
+    row = dict(work_dir=cfg.work_dir, checkpoint=path, trainable=trainable,
+               total=total, max_epochs=cfg.train_cfg.get('max_epochs'))
     row.update({k.split('/')[-1]: float(v) for k, v in metrics.items()
                 if isinstance(v, (int, float))})
     if tta is not None:
@@ -222,65 +318,38 @@ def run_experiment(cfg: Config, checkpoint: str = 'best',
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
+               pid=os.getpid())
     return row
 
 
-# ---------------------------------------------------------------------- jobs
 def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
                  predict: Optional[Dict[str, str]] = None,
                  row: Optional[Dict[str, object]] = None,
                  tta: Optional[dict] = None) -> Dict[str, object]:
-    """One experiment as a job: train and test it, then its submission file.
-
-    The same function runs in this process, in a process of its own
-    (:func:`run_local`) or in a Slurm job (:func:`run_submitit`, which
-    pickles it: it stays a module-level function). The run folder is held
-    (:meth:`RunDir.lock`) while it trains.
+    """One experiment: train it and score its ``'best'`` or ``'last'``
+    checkpoint on the test list (also with ``tta``: ``<metric>_tta``), then
+    write its submission file.
 
     Args:
-        cfg (Config): The experiment's config (:func:`experiment_config`;
-            ``resume`` set to continue an interrupted run).
-        exp (int): Experiment number.
-        checkpoint (str): ``'best'`` or ``'last'``.
+        cfg (Config): The experiment's config (:func:`experiment_config`).
         predict (dict, optional): ``ann_file`` (unlabelled list) and ``path``
-            (submission file): also write the submission file, unless the
-            row names one that exists.
+            of the submission file, unless ``row`` names one that exists.
         row (dict, optional): The row of an experiment finished earlier: not
-            trained again (only its submission file is written).
-        tta (dict, optional): Test-time augmentation for the test metrics
-            (``<metric>_tta`` beside the plain ones) and the submission.
+            trained again.
 
     Returns:
-        dict: ``exp`` and :func:`run_experiment`'s row, with ``start_time``
-        and ``end_time`` (seconds since the epoch) and ``pid`` of the
-        training, and ``submission`` when written.
+        dict: ``exp``, ``work_dir``, ``checkpoint``, parameter counts, the
+        test metrics, ``start_time``/``end_time``/``pid`` of the training and
+        ``submission`` when written.
     """
-    if row is None:
-        start = time.time()
-        with RunDir(cfg.work_dir).lock():
-            row = dict(exp=exp, **run_experiment(cfg, checkpoint, tta))
-        row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
-                   pid=os.getpid())
-    else:
-        row = dict(row)
+    row = dict(row) if row is not None else \
+        dict(exp=exp, **_train_and_test(cfg, checkpoint, tta))
     if predict and not osp.isfile(str(row.get('submission', ''))):
         names, scores = predict_list(cfg, str(row['checkpoint']),
                                      predict['ann_file'], tta=tta)
         row['submission'] = write_submission(predict['path'], names, scores)
     return row
-
-
-class Job(NamedTuple):
-    """An experiment to run: :func:`protocol_job`'s keyword arguments.
-
-    Attributes:
-        name (str): How reports name it (``endo 1-shot exp2``).
-        kwargs (dict): For :func:`protocol_job`.
-        log (str): Where :func:`run_local` writes the process's output.
-    """
-    name: str
-    kwargs: dict
-    log: str
 
 
 class Outcome(NamedTuple):
@@ -292,8 +361,8 @@ class Outcome(NamedTuple):
 
 
 def run_inprocess(jobs: Sequence[Job]) -> Iterator[Outcome]:
-    """Run the jobs one after another in this process; a job that raises is
-    reported (its traceback logged) and the next one runs."""
+    """Run the jobs one after another here; a job that raises is reported
+    (its traceback logged) and the next one runs."""
     for job in jobs:
         try:
             row = protocol_job(**job.kwargs)
@@ -306,126 +375,74 @@ def run_inprocess(jobs: Sequence[Job]) -> Iterator[Outcome]:
             yield Outcome(job, row)
 
 
-#: the command of a :func:`run_local` process (the job's file follows)
-_JOB_COMMAND = 'from medfm.apis.protocol import job_main; job_main()'
+def _outcome(job: Job, handle: submitit.Job) -> Outcome:
+    """A finished submitit job's :class:`Outcome` (a failure: the last line
+    of its stderr, a traceback's exception)."""
+    try:
+        row = handle.result()
+    except Exception as err:  # failed, cancelled, timed out
+        lines = (handle.stderr() or '').strip().splitlines() or [type(err).__name__]
+        return Outcome(job, None, f'job {handle.job_id}: {lines[-1].strip()}',
+                       str(handle.paths.stderr))
+    return Outcome(job, row, None, str(handle.paths.stdout))
 
 
-def job_main() -> None:
-    """Entry of a :func:`run_local` process: the last argument is the job,
-    a pickled ``dict(kwargs=..., result=...)`` that the parent wrote in its
-    private temporary folder; the row goes as JSON to ``result``."""
-    with open(sys.argv[-1], 'rb') as f:
-        spec = pickle.load(f)
-    row = protocol_job(**spec['kwargs'])
-    with atomic_write(spec['result'], encoding='utf-8') as f:
-        json.dump(row, f, default=float)
-
-
-def device_env(device: str) -> Dict[str, str]:
-    """The environment of a process that may use one device: ``'cpu'`` (no
-    GPU visible) or a GPU index (``CUDA_VISIBLE_DEVICES``), counted among
-    the GPUs this process sees (its own ``CUDA_VISIBLE_DEVICES``, if set).
+def visible_gpu(device: str) -> Optional[int]:
+    """The GPU a job on ``device`` sees: None for ``'cpu'``; an index counts
+    among the GPUs this process sees (its ``CUDA_VISIBLE_DEVICES``).
 
     Examples:
-        >>> device_env('cpu')
-        {'CUDA_VISIBLE_DEVICES': ''}
+        >>> visible_gpu('cpu') is None
+        True
     """
     if device == 'cpu':
-        return {'CUDA_VISIBLE_DEVICES': ''}
+        return None
     if not device.isdigit():
         raise ValueError(f'device {device!r}: a GPU index (0, 1, ...) or cpu')
-    visible = os.environ.get('CUDA_VISIBLE_DEVICES', '').strip()
-    if visible:
-        ids = [v.strip() for v in visible.split(',')]
-        if int(device) >= len(ids):
-            raise ValueError(f'GPU {device}: CUDA_VISIBLE_DEVICES={visible} '
-                             f'shows {len(ids)} GPU(s)')
-        device = ids[int(device)]
-    return {'CUDA_VISIBLE_DEVICES': device}
+    visible = [v.strip() for v in
+               os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if v.strip()]
+    if visible and int(device) >= len(visible):
+        raise ValueError(f'GPU {device}: CUDA_VISIBLE_DEVICES={",".join(visible)} '
+                         f'shows {len(visible)} GPU(s)')
+    return int(visible[int(device)] if visible else device)
 
 
-def last_line(path: str) -> str:
-    """The last non-empty line of a log (a traceback's exception)."""
-    try:
-        with open(path, 'rb') as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
-            lines = f.read().decode('utf-8', 'replace').splitlines()
-    except OSError:
-        return ''
-    return next((line.strip() for line in reversed(lines) if line.strip()), '')
-
-
-def run_local(jobs: Sequence[Job], devices: Sequence[str], poll: float = 0.2,
-              command: Optional[Sequence[str]] = None) -> Iterator[Outcome]:
-    """Run the jobs concurrently, each in a process of its own, at most one
-    per entry of ``devices`` at a time, and yield each as it finishes.
-
-    Each process sees only its device (``CUDA_VISIBLE_DEVICES``; ``'cpu'``:
-    none) and writes its output to ``job.log`` (appended). A failed job is
-    yielded with its log's last line; the others go on. Processes still
-    running when the caller stops iterating are terminated.
+def run_local(jobs: Sequence[Job], devices: Sequence[str], folder: str,
+              poll: float = 0.5, fn=protocol_job) -> Iterator[Outcome]:
+    """Run the jobs concurrently as processes of submitit's local executor,
+    at most one per entry of ``devices`` (``'0'``, ``'1'``, ... or
+    ``'cpu'``; listed twice: two at once), each seeing only its device, and
+    yield each as it finishes. Jobs still running when the caller stops
+    iterating are cancelled.
 
     Args:
-        jobs (Sequence[Job]): The jobs, started in this order.
-        devices (Sequence[str]): ``'0'``, ``'1'``, ... or ``'cpu'``; a device
-            listed twice takes two jobs at once.
-        poll (float): Seconds between two looks at the processes.
-        command (Sequence[str], optional): The processes' command (default:
-            this Python running :func:`job_main`), given one more argument:
-            a file holding ``dict(kwargs=..., result=...)`` pickled; it
-            writes the row as JSON to ``result``.
+        folder (str): submitit's folder (each job's ``<id>_0_log.out/.err``).
+        fn (callable): The job function, called with ``job.kwargs``.
     """
-    command = list(command or [sys.executable, '-c', _JOB_COMMAND])
-    envs = [device_env(d) for d in devices]  # refuse a bad name up front
-    pending = list(jobs)
-    started = 0
-    running: Dict[int, tuple] = {}  # slot -> (job, process, result, log file)
-    tmp = tempfile.mkdtemp(prefix='medfm-protocol-')
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    pythonpath = os.pathsep.join(  # the children import this very medfm
-        p for p in (root, os.environ.get('PYTHONPATH')) if p)
+    gpus = [visible_gpu(d) for d in devices]  # refuse a bad name up front
+    executor = submitit.LocalExecutor(folder)
+    pending, running = list(jobs), {}
     try:
         while pending or running:
-            for slot, device in enumerate(devices):
+            for slot, gpu in enumerate(gpus):
                 if slot in running or not pending:
                     continue
                 job = pending.pop(0)
-                started += 1
-                result = osp.join(tmp, f'job{started}.json')
-                spec = osp.join(tmp, f'job{started}.pkl')
-                with open(spec, 'wb') as f:
-                    pickle.dump(dict(kwargs=job.kwargs, result=result), f)
-                os.makedirs(osp.dirname(osp.abspath(job.log)), exist_ok=True)
-                log = open(job.log, 'ab')
-                log.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} {job.name} '
-                          f'on {device}\n'.encode())
-                log.flush()
-                proc = subprocess.Popen(
-                    command + [spec], stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **envs[slot], 'PYTHONPATH': pythonpath,
-                         'PYTHONUNBUFFERED': '1'})
-                running[slot] = (job, proc, result, log)
-                print_log(f'{job.name}: started on {device} (log {job.log})',
-                          logger='current')
-            for slot, (job, proc, result, log) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[slot]
-                log.close()
-                if proc.returncode == 0 and osp.isfile(result):
-                    with open(result, encoding='utf-8') as f:
-                        yield Outcome(job, json.load(f), None, job.log)
-                else:
-                    yield Outcome(job, None, f'exit status {proc.returncode}: '
-                                  f'{last_line(job.log)}', job.log)
+                executor.update_parameters(  # no time limit: a run takes hours
+                    timeout_min=60 * 24 * 365, gpus_per_node=int(gpu is not None),
+                    visible_gpus=() if gpu is None else (gpu,))
+                handle = executor.submit(fn, **job.kwargs)
+                running[slot] = (job, handle)
+                print_log(f'{job.name}: started on {devices[slot]} (log '
+                          f'{handle.paths.stdout})', logger='current')
+            for slot, (job, handle) in list(running.items()):
+                if handle.done():
+                    del running[slot]
+                    yield _outcome(job, handle)
             time.sleep(poll)
     finally:
-        for job, proc, _, log in running.values():
-            proc.terminate()
-            proc.wait()
-            log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        for _, handle in running.values():
+            handle.cancel(check=False)
 
 
 def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
@@ -433,29 +450,16 @@ def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
                  cpus: int = 8, mem_gb: Optional[int] = None,
                  slurm_options: Optional[Dict[str, str]] = None,
                  poll: Optional[float] = None) -> Iterator[Outcome]:
-    """Submit one job per experiment through submitit, wait for them and
-    yield each as it finishes.
+    """Submit one job per experiment through submitit (``cluster``
+    ``'slurm'``, or ``'local'``: all at once on this machine), wait for
+    them and yield each as it finishes.
 
     Args:
-        jobs (Sequence[Job]): The jobs.
         folder (str): submitit's folder (its pickles and each job's logs).
-        partition (str, optional): Slurm partition.
-        cluster (str): ``'slurm'``, or ``'local'``: submitit's local
-            executor, the same jobs as processes of this machine.
-        timeout_min (int): Time limit of each job.
-        gpus (int): GPUs of each job.
-        cpus (int): CPUs of each job.
-        mem_gb (int, optional): Memory of each job.
-        slurm_options (dict, optional): Further ``sbatch`` options
-            (``account``, ``qos``, ``constraint``, ...).
-        poll (float, optional): Seconds between two looks at the jobs
-            (default 30 on Slurm, 0.5 locally).
+        slurm_options (dict, optional): Further ``sbatch`` options.
+        poll (float, optional): Seconds between two looks (default 30 on
+            Slurm, 0.5 locally).
     """
-    try:
-        import submitit
-    except ImportError:
-        raise ImportError('--slurm needs submitit: pip install submitit (or '
-                          "pip install -e '.[slurm]')") from None
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     params = dict(timeout_min=timeout_min, gpus_per_node=gpus,
                   cpus_per_task=cpus, nodes=1, tasks_per_node=1)
@@ -466,47 +470,45 @@ def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
     if slurm_options:
         params['slurm_additional_parameters'] = dict(slurm_options)
     executor.update_parameters(**params)
-    submitted, handles = {}, []
+    submitted = {}
     for job in jobs:
         executor.update_parameters(name='medfm_' + job.name.replace(' ', '_'))
         handle = executor.submit(protocol_job, **job.kwargs)
-        submitted[handle.job_id] = job
-        handles.append(handle)
+        submitted[handle.job_id] = (job, handle)
         print_log(f'{job.name}: job {handle.job_id} (log {handle.paths.stdout})',
                   logger='current')
-    if poll is None:
-        poll = 30.0 if cluster == 'slurm' else 0.5
-    for handle in submitit.helpers.as_completed(handles, poll_frequency=poll):
-        job = submitted[handle.job_id]
-        try:
-            row = handle.result()
-        except Exception as err:  # failed, cancelled, timed out
-            error = last_line(str(handle.paths.stderr)) or \
-                str(err).strip().splitlines()[0]
-            yield Outcome(job, None, f'job {handle.job_id}: {error}',
-                          str(handle.paths.stderr))
-        else:
-            yield Outcome(job, row, None, str(handle.paths.stdout))
+    poll = poll or (30.0 if cluster == 'slurm' else 0.5)
+    for handle in submitit.helpers.as_completed(
+            [h for _, h in submitted.values()], poll_frequency=poll):
+        yield _outcome(submitted[handle.job_id][0], handle)
+
+
+def record_outcome(outcome: Outcome, failed: List[str]) -> None:
+    """Keep a finished experiment's row in its setting (and its
+    ``experiments.json``: the progress so far), or report its failure."""
+    name, setting = outcome.job.name, outcome.job.setting
+    if outcome.row is None:
+        setting['failed'] += 1
+        failed.append(f'{name}: {outcome.error} (log: {outcome.log})')
+        print_log(f'{name} failed: {outcome.error}; log: {outcome.log}',
+                  logger='current', level=logging.ERROR)
+        return
+    setting['rows'][int(outcome.row['exp'])] = outcome.row
+    print_log(f'{name}: done, score {fmt_percent(outcome.row.get("score"))}',
+              logger='current')
+    write_json(osp.join(setting['out'], EXPERIMENTS), _rows(setting))
 
 
 # ------------------------------------------------------------------- summary
 def summarize(rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float]]:
-    """Mean and sample standard deviation of each metric over experiments.
-
-    Args:
-        rows (Sequence[dict]): One dict of metrics per experiment.
-
-    Returns:
-        dict: metric -> ``(mean, std)``; std is 0 for a single experiment.
-    """
+    """metric -> ``(mean, sample standard deviation)`` over experiments; the
+    deviation of one experiment is undefined (NaN)."""
     out = {}
     for key in (*METRIC_ORDER, *(f'{m}_tta' for m in METRIC_ORDER)):
         values = [float(r[key]) for r in rows if key in r]
-        if not values:
-            continue
-        arr = np.asarray(values)
-        std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-        out[key] = (float(arr.mean()), std)
+        if values:
+            out[key] = (float(np.mean(values)), float(np.std(values, ddof=1))
+                        if len(values) > 1 else math.nan)
     return out
 
 
@@ -520,18 +522,46 @@ def fmt_percent(value: Optional[float]) -> str:
     return 'nan' if value is None or math.isnan(value) else f'{value:.2f}'
 
 
+def fmt_mean_std(mean: float, std: float) -> str:
+    """``mean ± std``; the mean alone where the spread is undefined.
+
+    Examples:
+        >>> fmt_mean_std(50.0, 1.234), fmt_mean_std(50.0, float('nan'))
+        ('50.00 ± 1.23', '50.00')
+    """
+    return fmt_percent(mean) + ('' if math.isnan(std) else f' ± {fmt_percent(std)}')
+
+
+def setting_ci(task: str, rows: Sequence[Dict[str, object]],
+               n: int = 1000, seed: int = 0) -> Optional[Dict[str, dict]]:
+    """The 95% bootstrap interval of a setting's mean metrics over the
+    experiments' ``test_predictions.csv`` (patients or slides resampled
+    whole), or None when one has no such file or the lists differ."""
+    files = [osp.join(str(r.get('work_dir', '')), PREDICTIONS) for r in rows]
+    if not rows or not all(osp.isfile(f) for f in files):
+        return None
+    tables = [read_predictions(f) for f in files]
+    names, _, target = tables[0]
+    if target is None or any(t[0] != names for t in tables):
+        return None
+    groups = unit_groups(task, [osp.basename(n) for n in names])
+    return mean_bootstrap_ci([t[1] for t in tables], target,
+                             task_class(task).is_multi_label(),
+                             groups=groups, n=n, seed=seed)
+
+
 def write_summary(out_dir: str, setting: Dict[str, object],
                   rows: Sequence[Dict[str, object]]) -> Dict[str, str]:
-    """Write ``experiments.csv``, ``summary.csv`` and ``summary.md``.
+    """Write a setting's ``experiments.csv``, ``summary.csv`` and
+    ``summary.md``.
 
     Args:
-        out_dir (str): Output folder.
         setting (dict): ``task``, ``shot``, ``config`` (shown in the tables).
         rows (Sequence[dict]): One dict per experiment with ``exp`` and the
             metrics.
 
     Returns:
-        dict: Kind -> path of the files written.
+        dict: ``experiments``, ``csv``, ``markdown``: the paths written.
     """
     stats = summarize(rows)
     metrics = list(stats)
@@ -542,7 +572,6 @@ def write_summary(out_dir: str, setting: Dict[str, object],
     write_csv(paths['experiments'], ['exp', *metrics, 'checkpoint'],
               [[r['exp'], *[f'{float(r[m]):.4f}' for m in metrics],
                 r.get('checkpoint', '')] for r in rows])
-    head = ['task', 'shot', 'config', 'experiments']
     kinds = ('mean', 'std') + (('ci_low', 'ci_high') if ci else ())
 
     def span(m: str) -> tuple:  # (TTA metrics have no saved predictions)
@@ -550,69 +579,33 @@ def write_summary(out_dir: str, setting: Dict[str, object],
             return ()
         return (ci[m]['low'], ci[m]['high']) if m in ci else (math.nan, math.nan)
 
-    write_csv(paths['csv'],
-              head + [f'{m}_{k}' for m in metrics for k in kinds],
+    write_csv(paths['csv'], ['task', 'shot', 'config', 'experiments'] +
+              [f'{m}_{k}' for m in metrics for k in kinds],
               [[setting['task'], setting['shot'], setting['config'], len(rows),
                 *[f'{v:.4f}' for m in metrics for v in stats[m] + span(m)]]])
-    exps = [f'exp{r["exp"]}' for r in rows]
-    lines = [f'# {setting["task"]} {setting["shot"]}-shot: {setting["config"]}',
-             '',
-             f'{len(rows)} experiment(s), test list metrics in percent; '
-             'mean ± sample standard deviation'
-             + (f'; 95% CI: percentile bootstrap of the mean over '
-                f'{ci[metrics[0]]["draws"]} resamples of the test list (by '
-                f'{task_class(setting["task"]).SHOT_UNIT})' if ci else '') + '.',
-             '',
-             '| metric | ' + ' | '.join(exps) + ' | mean ± std |'
-             + (' 95% CI |' if ci else ''),
-             '|---|' + '---|' * len(exps) + '---|' + ('---|' if ci else '')]
-    for m in metrics:
-        cells = [fmt_percent(float(r[m])) for r in rows]
-        mean, std = stats[m]
-        lines.append(f'| {m} | ' + ' | '.join(cells) +
-                     f' | {fmt_percent(mean)} ± {fmt_percent(std)} |'
-                     + (f' [{fmt_percent(ci[m]["low"])}, '
-                        f'{fmt_percent(ci[m]["high"])}] |' if ci and m in ci
-                        else ' – |' if ci else ''))
+    table = markdown_table(
+        ['metric', *[f'exp{r["exp"]}' for r in rows], 'mean ± std'] +
+        (['95% CI'] if ci else []),
+        [[m, *[fmt_percent(float(r[m])) for r in rows], fmt_mean_std(*stats[m])]
+         + ([f'[{fmt_percent(ci[m]["low"])}, {fmt_percent(ci[m]["high"])}]'
+             if m in ci else '–'] if ci else []) for m in metrics])
+    note = (f'; 95% CI: percentile bootstrap of the mean over '
+            f'{ci[metrics[0]]["draws"]} resamples of the test list (by '
+            f'{task_class(setting["task"]).SHOT_UNIT})' if ci else '')
     with atomic_write(paths['markdown'], encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
+        f.write(f'# {setting["task"]} {setting["shot"]}-shot: {setting["config"]}'
+                f'\n\n{len(rows)} experiment(s), test list metrics in percent; '
+                f'mean ± sample standard deviation{note}.\n\n{table}\n')
     return paths
-
-
-def setting_ci(task: str, rows: Sequence[Dict[str, object]],
-               n: int = 1000, seed: int = 0) -> Optional[Dict[str, dict]]:
-    """The 95% bootstrap interval of a setting's mean metrics
-    (:func:`medfm.evaluation.mean_bootstrap_ci` over the experiments'
-    ``test_predictions.csv``, patients or slides resampled whole), or None
-    when an experiment has no such file or the lists differ.
-    """
-    files = [osp.join(str(r.get('work_dir', '')), PREDICTIONS) for r in rows]
-    if not rows or not all(osp.isfile(f) for f in files):
-        return None
-    tables = [read_predictions(f) for f in files]
-    names, _, target = tables[0]
-    if target is None or any(t[0] != names for t in tables):
-        return None
-    groups = unit_groups(task, [osp.basename(n) for n in names])
-    return mean_bootstrap_ci([t[1] for t in tables], target,
-                             task_class(task).METAINFO['multi_label'],
-                             groups=groups, n=n, seed=seed)
 
 
 def grid_stats(settings: Sequence[Dict[str, object]]
                ) -> Tuple[List[str], List[Dict[str, Tuple[float, float]]],
                           Dict[str, float]]:
-    """The metrics, each setting's :func:`summarize` and the overall means.
-
-    The overall value of a metric is the mean over the settings of their
-    mean (the challenge's overall score, for ``score``); it is NaN when a
-    setting has no finished experiment or lacks the metric (colon has no
-    mAP, chest and endo no Acc).
-
-    Args:
-        settings (Sequence[dict]): ``task``, ``shot``, ``config`` and
-            ``rows`` (the finished experiments) of each task x shot.
-    """
+    """The metrics, each setting's :func:`summarize` and the overall means:
+    the mean over the settings of their mean (for ``score`` the challenge's
+    overall score), NaN when a setting has no finished experiment or lacks
+    the metric (colon has no mAP, chest and endo no Acc)."""
     stats = [summarize(s['rows']) for s in settings]
     metrics = [m for m in METRIC_ORDER if any(m in st for st in stats)]
     overall = {m: (float(np.mean([st[m][0] for st in stats]))
@@ -624,16 +617,11 @@ def grid_stats(settings: Sequence[Dict[str, object]]
 def write_grid_summary(out_dir: str, title: str,
                        settings: Sequence[Dict[str, object]],
                        failed: Sequence[str] = ()) -> Dict[str, str]:
-    """Write the table of a grid of tasks x shots: ``summary.csv`` and
-    ``summary.md``.
-
-    One row per setting (mean and sample standard deviation over its
-    experiments of each metric) and an ``overall`` row: the mean over the
-    settings of each metric's mean, ``score``'s being the challenge's overall
-    score (:func:`grid_stats`).
+    """Write the table of a grid of tasks x shots (``summary.csv``,
+    ``summary.md``): one row per setting and an ``overall`` row
+    (:func:`grid_stats`).
 
     Args:
-        out_dir (str): Output folder.
         title (str): What ran (the config).
         settings (Sequence[dict]): ``task``, ``shot``, ``config``, ``rows``
             and optionally ``failed`` (how many experiments failed).
@@ -648,50 +636,64 @@ def write_grid_summary(out_dir: str, title: str,
     os.makedirs(out_dir, exist_ok=True)
     total = sum(len(s['rows']) for s in settings)
     n_failed = sum(int(s.get('failed', 0)) for s in settings)
-    rows = []
-    for s, st in zip(settings, stats):
-        rows.append([s['task'], s['shot'], s['config'], len(s['rows']),
-                     s.get('failed', 0),
-                     *[f'{v:.4f}' if m in st else '' for m in metrics
-                       for v in st.get(m, (0, 0))]])
-    rows.append(['overall', 'all', title, total, n_failed,
-                 *[c for m in metrics for c in (
-                     '' if math.isnan(overall[m]) else f'{overall[m]:.4f}', '')]])
+    head = [[s['task'], s['shot'], s['config'], len(s['rows'])] for s in settings]
     write_csv(paths['csv'], ['task', 'shot', 'config', 'experiments', 'failed']
-              + [f'{m}_{s}' for m in metrics for s in ('mean', 'std')], rows)
-
-    def cell(st, m):
-        return '–' if m not in st else \
-            f'{fmt_percent(st[m][0])} ± {fmt_percent(st[m][1])}'
-
-    tasks = list(dict.fromkeys(s['task'] for s in settings))
-    shots = list(dict.fromkeys(s['shot'] for s in settings))
+              + [f'{m}_{k}' for m in metrics for k in ('mean', 'std')],
+              [h + [s.get('failed', 0)] + [f'{v:.4f}' if m in st else ''
+                                          for m in metrics for v in st.get(m, (0, 0))]
+               for h, s, st in zip(head, settings, stats)] +
+              [['overall', 'all', title, total, n_failed] +
+               [c for m in metrics for c in (
+                   '' if math.isnan(overall[m]) else f'{overall[m]:.4f}', '')]])
+    table = markdown_table(
+        ['task', 'shot', 'config', 'experiments', *metrics],
+        [h + [fmt_mean_std(*st[m]) if m in st else '–' for m in metrics]
+         for h, st in zip(head, stats)] +
+        [['**overall**', 'all', '', total] + [
+            '–' if math.isnan(overall[m]) else f'**{fmt_percent(overall[m])}**'
+            for m in metrics]])
+    score = overall.get('score', math.nan)
     lines = [f'# Protocol grid: {title}', '',
-             f'{len(tasks)} task(s) x {len(shots)} shot(s), {total} '
+             f'{len({s["task"] for s in settings})} task(s) x '
+             f'{len({s["shot"] for s in settings})} shot(s), {total} '
              f'experiment(s) finished, {n_failed} failed. Test list metrics '
              'in percent: mean ± sample standard deviation over the '
              'experiments; **overall**: the mean over the settings of their '
-             'means.', '',
-             '| task | shot | config | experiments | ' + ' | '.join(metrics) + ' |',
-             '|---|---|---|---|' + '---|' * len(metrics)]
-    for s, st in zip(settings, stats):
-        lines.append(f'| {s["task"]} | {s["shot"]} | {s["config"]} | '
-                     f'{len(s["rows"])} | '
-                     + ' | '.join(cell(st, m) for m in metrics) + ' |')
-    lines.append(f'| **overall** | all | | {total} | ' + ' | '.join(
-        '–' if math.isnan(overall[m]) else f'**{fmt_percent(overall[m])}**'
-        for m in metrics) + ' |')
-    score = overall.get('score', math.nan)
-    lines += ['', f'Overall score (the challenge\'s: mean over the '
-              f'{len(settings)} task x shot setting(s) of the mean score): '
-              f'**{fmt_percent(score)}**' + (
-                  ' (a setting has no finished experiment)'
-                  if math.isnan(score) and total else '')]
+             'means.', '', table, '',
+             f'Overall score (the challenge\'s: mean over the {len(settings)} '
+             f'task x shot setting(s) of the mean score): **{fmt_percent(score)}**'
+             + (' (a setting has no finished experiment)'
+                if math.isnan(score) and total else '')]
     if failed:
         lines += ['', 'Failed:', ''] + [f'* {line}' for line in failed]
     with atomic_write(paths['markdown'], encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')
     return paths
+
+
+def _rows(setting: dict) -> List[dict]:
+    return [setting['rows'][e] for e in sorted(setting['rows'])]
+
+
+def write_summaries(root: str, title: str, settings: Sequence[dict],
+                    failed: Sequence[str] = ()) -> dict:
+    """Each setting's summary and, with a ``title``, the grid's.
+
+    Returns:
+        dict: ``rows``, ``csv``, ``markdown`` (the grid's, else the one
+        setting's, with its ``experiments``) and ``settings`` (each one's
+        ``rows`` and paths).
+    """
+    for s in settings:
+        s['rows'] = _rows(s)
+        s.update(write_summary(s['out'], s, s['rows']))
+    if title:
+        paths = write_grid_summary(root, title, settings, failed)
+    else:
+        paths = {k: settings[0][k] for k in ('experiments', 'csv', 'markdown')}
+    return dict(settings=list(settings), rows=[r for s in settings for r in s['rows']],
+                **paths)
+
 
 def write_submission(path: str, names: Sequence[str], scores: np.ndarray) -> str:
     """Write a submission file: ``name,score,...`` (8 decimals, no header).

@@ -158,18 +158,28 @@ def autocast(model: nn.Module, enabled: bool):
 
 
 @torch.no_grad()
-def predict_loader(model: nn.Module, loader, amp: bool = False) -> Predictions:
+def predict_loader(model: nn.Module, loader, amp: bool = False,
+                   pool: Optional[nn.Module] = None) -> Predictions:
     """Scores, one-hot targets (when the list has labels) and paths of every
-    image of a loader."""
+    image of a loader; with ``pool`` (``model.extract_feat``'s output to
+    ``(B, D)``), the features at the neck instead of scores, without targets."""
     from mmpretrain.structures import label_to_onehot
     scores, targets, paths = [], [], []
     model.eval()
     for batch in loader:
         with autocast(model, amp):
-            samples = model.test_step(batch)
+            if pool is None:
+                samples = model.test_step(batch)
+            else:
+                data = model.data_preprocessor(batch, False)
+                samples = data['data_samples']
+                for s, row in zip(samples, pool(model.extract_feat(data['inputs']))):
+                    s.pred_score = row
         for s in samples:
             scores.append(s.pred_score.float().cpu().numpy())
             paths.append(s.img_path)
+            if pool is not None:
+                continue
             if 'gt_score' in s:
                 targets.append(s.gt_score.float().cpu().numpy())
             elif 'gt_label' in s:  # empty for an image without labels

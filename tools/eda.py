@@ -3,18 +3,18 @@
 Example:
     python tools/eda.py chest --data-root data/MedFMC/chest \
         --ann train_20.txt val_20.txt test_WithLabel.txt --out work_dirs/eda
-Writes ``<task>_<list>_class_frequency.{csv,png}`` per annotation file, and
-for multi-label tasks (chest, endo: the dataset class's ``multi_label``)
-``<task>_<list>_labels_per_image.{csv,png}``; a single-label task (colon)
-has one label per image, so it gets no such table or plot.
+Writes ``<task>_<list>_class_frequency.{csv,png}`` per list, and for a
+multi-label task ``<task>_<list>_labels_per_image.{csv,png}``.
 """
 from __future__ import annotations
 
 import argparse
 import os.path as osp
 
+import numpy as np
+
 from medfm.datasets import TASKS
-from medfm.datasets.stats import class_frequencies, label_matrix, labels_per_image
+from medfm.datasets.stats import label_matrix
 from medfm.utils import write_csv
 from medfm.visualization.plots import plot_bars
 
@@ -37,16 +37,16 @@ def describe(task: str, data_root: str, ann: str, out: str) -> None:
     y = label_matrix(ds)
     # the list's name only: an absolute --ann must not nest folders in out
     stem = osp.join(out, f'{task}_{osp.splitext(osp.basename(ann))[0]}')
-    freq = class_frequencies(y)
+    freq = y.sum(0)
     write_csv(f'{stem}_class_frequency.csv', ['class', 'images', 'percent'],
               [[c, int(n), round(100 * n / len(y), 2)]
                for c, n in zip(ds.CLASSES, freq)])
     plot_bars(ds.CLASSES, freq.tolist(), f'{stem}_class_frequency.png',
               title=f'{task} {ann}: images per class ({len(y)} images)',
               xlabel='images')
-    multi_label = ds.multi_label  # the dataset class says
+    multi_label = ds.multi_label
     if multi_label:  # single-label: one label per image, nothing to plot
-        k, n = labels_per_image(y)
+        k, n = np.unique(y.sum(1), return_counts=True)
         write_csv(f'{stem}_labels_per_image.csv', ['labels', 'images'],
                   [[int(a), int(b)] for a, b in zip(k, n)])
         plot_bars([str(a) for a in k], n.tolist(),

@@ -35,11 +35,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = args.out or f'data/MedFMC/{args.task}'
     try:
-        counts = prepare_task(args.task, TASKS[args.task], args.train, out,
-                              args.val, args.val_ratio, args.seed,
-                              overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        # AnnotationError too
+        counts = prepare_task(args.task, args.train, out, args.val,
+                              args.val_ratio, args.seed, overwrite=args.overwrite)
+    except (ValueError, OSError) as err:  # AnnotationError too
         raise SystemExit(f'error: {err}') from None
     for stem, n in counts.items():
         print(f'{out}/{stem}.txt: {n} images')

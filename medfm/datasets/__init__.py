@@ -5,8 +5,6 @@ from .medfmc import (
     ChestDR,
     ColonPath,
     Endo,
-    format_ann_line,
-    group_of,
     task_class,
     task_of_config,
 )
@@ -15,5 +13,4 @@ from .transforms import ImageDecodeError, LoadMedFMCImage, decode_image
 __all__ = ['AnnotationError', 'MedFMCDataset', 'parse_ann_line', 'ChestDR',
            'ColonPath', 'Endo', 'ImageCache', 'LoadImageFromFileOrCache',
            'build_image_cache', 'ImageDecodeError', 'LoadMedFMCImage',
-           'decode_image', 'TASKS', 'format_ann_line', 'group_of', 'task_class',
-           'task_of_config']
+           'decode_image', 'TASKS', 'task_class', 'task_of_config']

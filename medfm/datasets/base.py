@@ -1,41 +1,11 @@
 """One dataset class for the three MedFMC tasks.
 
-It reads three annotation formats, chosen by the file's extension:
-
-* ``.txt``: the baseline's lists, one image per line, parsed from the right
-  because colon file names contain spaces::
-
-      5C2EB54413D4CEC.png 0,1,0,0,0,1,0,1,0,0,0,0,0,0,0,0,0,0,0   (chest)
-      13333_2021.12_0007_57297486.png 1 0 0 1                      (endo)
-      1903326001_2019-06-11 12_07_06-lv1-3173-23728-2837-3546p0008.png 0
-
-  A line that is a file name only (``test_WithoutLabel.txt``) has no label;
-  such a list is for prediction.
-* ``.csv``: the official release (an ``img_id`` column and one 0/1 column per
-  class, matched by name).
-* ``.json``: mmpretrain's ``{"metainfo": ..., "data_list": ...}``.
-
-Annotation files are read as UTF-8 (a UTF-8 byte order mark is fine); a file
-in another encoding (UTF-16, Latin-1) stops naming the file, the line and
-the byte. Labels are the ASCII digits ``0``/``1`` (and ASCII class indices):
-Unicode digits (``²``, Arabic ``١``) are refused, not read as numbers. An
-image listed twice with different labels stops, naming both places.
-
-Pickle files (``.pkl``, ``.pickle``, or any file that starts with a pickle
-protocol 2-5 header) are refused: unpickling runs whatever code the file
-names, and an annotation file is data that may come from anyone.
-
-Every image a list names must lie in the image folder
-(``data_root``/``data_prefix``), compared as normalised absolute paths
-without resolving links (a symlinked data folder works): a name such as
-``../../chest/images/X.png`` or an absolute path elsewhere stops naming the
-file and line, unless the dataset is built with
-``allow_outside_data_root=True``.
-
-Task classes declare ``METAINFO`` (``classes`` in label order and
-``multi_label``) and the task's facts: its name, what a shot counts and how
-(``group_of``), the line format (``format_line``), the CSV's group column,
-grayscale images, whether all-zero rows occur.
+Annotation files are ``.txt`` lists (one image a line, parsed from the right:
+colon file names hold spaces; a name alone is an unlabelled line), the
+release's ``.csv`` or mmpretrain's ``.json``. The parsing is ours because
+mmengine's ``BaseDataset`` JSON reader discards the file's class list and
+picks its reader (pickle among them) by extension. Files are UTF-8; pickles
+and images outside ``data_root``/``data_prefix`` are refused.
 """
 from __future__ import annotations
 
@@ -66,9 +36,8 @@ class AnnotationError(ValueError):
 
 
 def is_pickle(path: str) -> bool:
-    """Whether a file is a pickle: by its extension (``.pkl``,
-    ``.pickle``) or its first two bytes (the PROTO opcode 0x80 and a
-    protocol 2 to 5), whatever its extension."""
+    """Whether a file is a pickle: by its extension, or its first two bytes
+    (the PROTO opcode 0x80 and a protocol 2 to 5) whatever its extension."""
     if path.lower().endswith(PICKLE_EXTENSIONS):
         return True
     with open(path, 'rb') as f:
@@ -77,20 +46,9 @@ def is_pickle(path: str) -> bool:
 
 
 def outside_folder(name: str, folder: str) -> Optional[str]:
-    """Where an image name leads when it leaves ``folder``, else None.
-
-    Lexical: the normalised absolute paths are compared, links are not
-    resolved (a data folder that is a symlink, or holds symlinked images,
-    is fine).
-
-    Args:
-        name (str): The name as listed (relative to ``folder``, or
-            absolute).
-        folder (str): The image folder ('' is the current directory).
-
-    Returns:
-        str | None: The normalised absolute path of an image outside the
-        folder, or None when it is inside.
+    """The normalised absolute path of an image name that leaves ``folder``
+    ('' is the current directory), else None. Lexical, links unresolved: a
+    symlinked data folder is fine.
 
     Examples:
         >>> outside_folder('a b/c.png', '/data/colon/images') is None
@@ -109,18 +67,8 @@ def outside_folder(name: str, folder: str) -> Optional[str]:
 
 def decode_text(data: bytes, path: str) -> str:
     r"""An annotation file's bytes as text: UTF-8, with or without a byte
-    order mark.
-
-    Args:
-        data (bytes): The file's bytes.
-        path (str): Its name, for error messages.
-
-    Returns:
-        str: The text, without the byte order mark.
-
-    Raises:
-        AnnotationError: The bytes are not UTF-8 text (UTF-16, Latin-1,
-            binary); the message names the line and byte.
+    order mark; anything else (UTF-16, Latin-1, binary) raises
+    :class:`AnnotationError` naming the file, line and byte.
 
     Examples:
         >>> decode_text('\ufeffa.png 1\n'.encode('utf-8'), 'x.txt')
@@ -176,7 +124,7 @@ def _unicode_digits(text: str) -> str:
 
 def parse_ann_line(line: str, num_classes: int,
                    multi_label: bool) -> Tuple[str, Label]:
-    """Split one line of a baseline annotation list.
+    """Split one line of a baseline list into the file name and its label.
 
     Args:
         line (str): The line, without its line end.
@@ -185,13 +133,11 @@ def parse_ann_line(line: str, num_classes: int,
             index (False).
 
     Returns:
-        tuple[str, int | list[int] | None]: The file name and the label:
-        the indices of the positive classes (multi-label), the class index
-        (single-label), or None for a line that is a file name only.
+        tuple[str, int | list[int] | None]: The name and the positive class
+        indices (multi-label), the class index, or None (a name alone).
 
     Raises:
-        AnnotationError: The labels are malformed (labels are the ASCII
-            digits: a Unicode digit such as ``'\u0661'`` is refused).
+        AnnotationError: Malformed labels (only ASCII digits are labels).
 
     Examples:
         >>> parse_ann_line('a b.png 1', 2, False)
@@ -248,7 +194,8 @@ def parse_ann_line(line: str, num_classes: int,
 
 
 class MedFMCDataset(BaseDataset):
-    """Base class of the MedFMC datasets.
+    """Base class of the MedFMC datasets; a task class declares ``METAINFO``
+    (``classes`` in label order, ``multi_label``) and its facts below.
 
     Args:
         ann_file (str): Annotation file (``.txt``, ``.csv`` or ``.json``),
@@ -296,11 +243,10 @@ class MedFMCDataset(BaseDataset):
 
     @classmethod
     def format_line(cls, name: str, y: Sequence[int]) -> str:
-        """One line of the baseline's lists, the inverse of
-        :func:`parse_ann_line`: multi-label 0/1 separated by spaces, or the
-        class index."""
+        """One line of the baseline's lists from 0/1 labels ``y``, the
+        inverse of :func:`parse_ann_line`."""
         values = [int(v) for v in y]
-        if cls.METAINFO.get('multi_label'):
+        if cls.is_multi_label():
             return f'{name} ' + ' '.join(map(str, values))
         return f'{name} {values.index(max(values))}'
 
@@ -440,10 +386,10 @@ class MedFMCDataset(BaseDataset):
         for row, name, raw in zip(lines, names, cells):
             where = f'{self.ann_file}, line {row}'
             if kind == 'index':
-                samples.append((name, self._csv_index(raw[0], label_cols[0],
-                                                      where), f'line {row}'))
+                samples.append((name, self._csv_cell(
+                    raw[0], label_cols[0], where, True), f'line {row}'))
                 continue
-            values = [self._csv_binary(v, c, where)
+            values = [self._csv_cell(v, c, where, False)
                       for v, c in zip(raw, label_cols)]
             if self.multi_label:
                 label: Label = [i for i, v in enumerate(values) if v == 1]
@@ -458,38 +404,24 @@ class MedFMCDataset(BaseDataset):
             samples.append((name, label, f'line {row}'))
         return samples
 
-    @staticmethod
-    def _csv_binary(cell, column: str, where: str) -> int:
-        """A CSV label cell: ASCII 0 or 1 (1.0 as pandas writes floats)."""
+    def _csv_cell(self, cell, column: str, where: str, index: bool) -> int:
+        """A CSV label cell: a class index (``label`` column) or 0/1 (1.0 as
+        pandas writes floats), in ASCII digits."""
         text = '' if not isinstance(cell, str) else cell.strip()
-        match = _CSV_BINARY.fullmatch(text)
-        if match is None:
+        n = len(self.CLASSES) if index else 2
+        match = (_ASCII_INDEX if index else _CSV_BINARY).fullmatch(text)
+        if match is None or int(match.group(0 if index else 1)) >= n:
             found = 'an empty cell' if not text else repr(cell)
+            what = (f'class index must be an integer in [0, {n - 1}]' if index
+                    else 'labels must be 0 or 1')
             raise AnnotationError(
-                f'{where}: labels must be 0 or 1, found {found} in column '
-                f'{column!r}')
-        return int(match.group(1))
-
-    def _csv_index(self, cell, column: str, where: str) -> int:
-        """A CSV class-index cell (a ``label`` column): ASCII digits."""
-        text = '' if not isinstance(cell, str) else cell.strip()
-        n = len(self.CLASSES)
-        if not _ASCII_INDEX.fullmatch(text) or int(text) >= n:
-            found = 'an empty cell' if not text else repr(cell)
-            raise AnnotationError(
-                f'{where}: class index must be an integer in [0, {n - 1}], '
-                f'found {found} in column {column!r}')
-        return int(text)
+                f'{where}: {what}, found {found} in column {column!r}')
+        return int(match.group(0 if index else 1))
 
     def _csv_label_columns(self, df, columns: dict):
-        """Which columns of a CSV hold the labels, and how.
-
-        Returns:
-            tuple: ``('binary', [one 0/1 column per class, in class
-            order])``, ``('positive', [the last class's 0/1 column])``
-            (single-label), ``('index', ['label'])`` (single-label: the class
-            index), or ``(None, [])`` for ids only (unlabelled).
-        """
+        """Which CSV columns hold the labels, and how: ``'binary'`` (a 0/1
+        column per class), ``'positive'`` (single-label: the last class's
+        column), ``'index'`` (single-label: ``label``), or None (ids only)."""
         classes = [_norm(c) for c in self.CLASSES]
         found = [c for c in classes if c in columns]
         other = [c for c in df.columns if not _is_id(c) and _norm(c) not in
@@ -511,8 +443,6 @@ class MedFMCDataset(BaseDataset):
             f' columns found: {list(df.columns)}')
 
     def _read_mm_format(self) -> List[Sample]:
-        # json itself, not mmengine.load, which picks its reader (pickle
-        # among them) by the file's extension
         text = self._read_text()
         try:
             data = json.loads(text)

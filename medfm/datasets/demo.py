@@ -1,10 +1,9 @@
 """A small synthetic MedFMC, in the exact file formats, for demos and tests.
 
-Each class has its own mark (a bright disc at a class-specific place), so a
-model can learn the labels from a few hundred images. Label frequencies are
-skewed as in the real data, endo has images without any label, colon file
-names contain spaces, and every task gets both the baseline's annotation
-lists and the official CSV files.
+Each class has its own mark (a bright disc at its own place), so a model
+learns the labels from a few hundred images; label frequencies are skewed,
+endo has images without labels, colon names hold spaces, and every task gets
+the baseline's lists and the release's CSV files.
 """
 from __future__ import annotations
 
@@ -73,11 +72,10 @@ def draw(labels: np.ndarray, size: Tuple[int, int], gray: bool,
 
 def sample_labels(cls: 'type[MedFMCDataset]', n: int,
                   rng: np.random.Generator) -> np.ndarray:
-    """``(n, C)`` 0/1 labels with skewed class frequencies, as the task's
-    class allows them (one class per image; or multi-label, all-zero rows
-    only where the task has them)."""
-    num_classes = len(cls.METAINFO['classes'])
-    if not cls.METAINFO['multi_label']:
+    """``(n, C)`` 0/1 labels with skewed class frequencies, as the task
+    allows them (one class per image, or all-zero rows only where they occur)."""
+    num_classes = len(cls.classes())
+    if not cls.is_multi_label():
         y = np.zeros((n, num_classes), dtype=int)
         y[np.arange(n), (rng.random(n) < 0.4).astype(int)] = 1
         return y
@@ -92,17 +90,8 @@ def sample_labels(cls: 'type[MedFMCDataset]', n: int,
 
 def make_task(root: str, task: str, sizes: Optional[Dict[str, int]] = None,
               seed: int = 0) -> Dict[str, List[str]]:
-    """Write one task's synthetic data under ``root/<task>``.
-
-    Args:
-        root (str): Output root.
-        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
-        sizes (dict, optional): Images per split (train, val, test).
-        seed (int): Random seed.
-
-    Returns:
-        dict: Split name to the list of image file names.
-    """
+    """Write one task's synthetic data under ``root/<task>``, ``sizes``
+    images per split (train, val, test); returns each split's file names."""
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     cls = task_class(task)
     rng = np.random.default_rng(seed + sum(map(ord, task)))
@@ -137,7 +126,7 @@ def _write_lines(path: str, lines: Sequence[str]) -> None:
 
 
 def _write_csv(path: str, cls: 'type[MedFMCDataset]', rows) -> None:
-    classes = cls.METAINFO['classes']
+    classes = cls.classes()
     group_col = [cls.GROUP_COLUMN] if cls.GROUP_COLUMN else []
     with open(path, 'w', newline='', encoding='utf-8') as f:
         writer = csv.writer(f)

@@ -79,15 +79,22 @@ TASKS: Dict[str, Type[MedFMCDataset]] = {
 
 
 def task_class(task: str) -> Type[MedFMCDataset]:
-    """The dataset class of a task name (``'chest'``, ``'colon'``, ``'endo'``)."""
+    """The dataset class of a task name.
+
+    Examples:
+        >>> task_class('colon').group_of('1903326001_2019-06-11 12_07p0008.png')
+        '1903326001_2019-06-11 12_07'
+        >>> task_class('endo').format_line('x.png', [1, 0, 0, 1])
+        'x.png 1 0 0 1'
+    """
     if task not in TASKS:
         raise ValueError(f'unknown task {task!r}; choose from {sorted(TASKS)}')
     return TASKS[task]
 
 
 def task_of_config(cfg) -> Type[MedFMCDataset]:
-    """The MedFMC dataset class of a config, from its train (or test)
-    dataset type, inside any wrappers."""
+    """The MedFMC dataset class of a config's train (else test) dataset,
+    inside any wrappers."""
     from ..utils.config import innermost
     loader = cfg.get('train_dataloader') or cfg.get('test_dataloader')
     kind = innermost(loader['dataset'])['type']
@@ -96,27 +103,3 @@ def task_of_config(cfg) -> Type[MedFMCDataset]:
         raise ValueError(f'dataset type {kind!r} is not a MedFMC task '
                          f'({", ".join(c.__name__ for c in TASKS.values())})')
     return cls
-
-
-def group_of(task: str, name: str) -> str:
-    """The unit a shot counts: patient (endo), slide (colon) or image (chest).
-
-    Examples:
-        >>> group_of('endo', '13333_2021.12_0007_57297486.png')
-        '13333_2021.12_0007'
-        >>> group_of('colon', '1903326001_2019-06-11 12_07_06-lv1-1-2-3-4p0008.png')
-        '1903326001_2019-06-11 12_07_06-lv1-1-2-3-4'
-    """
-    return task_class(task).group_of(name)
-
-
-def format_ann_line(task: str, name: str, y: Sequence[int]) -> str:
-    """One line of the baseline's lists, the inverse of ``parse_ann_line``.
-
-    Examples:
-        >>> format_ann_line('endo', 'x.png', [1, 0, 0, 1])
-        'x.png 1 0 0 1'
-        >>> format_ann_line('colon', 'a b.png', [0, 1])
-        'a b.png 1'
-    """
-    return task_class(task).format_line(name, y)

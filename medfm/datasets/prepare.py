@@ -1,22 +1,11 @@
 """From the official MedFMC release to annotation lists, and group-aware splits.
 
-The release ships ``MedFMC_train/<task>/images`` with ``<task>_train.csv`` and
-``MedFMC_val/<task>/...`` with ``<task>_val.csv``. :func:`prepare_task` reads
-them through the task's dataset class (so the CSV columns are checked the same
-way as in training), links every image into one ``images/`` folder, and
-writes the baseline's list format plus mmpretrain's JSON:
-
-* ``trainval.txt``: the whole official training set;
-* ``train_20.txt`` / ``val_20.txt``: an 80/20 split of it, stratified over the
-  labels and keeping a patient's (endo) or slide's (colon) images on one side;
-* ``test_WithLabel.txt`` / ``test_WithoutLabel.txt``: the official
-  validation set, which serves as the labelled test set.
-
-A rerun that would change a list already in the output folder (another
-``--seed`` or ``--val-ratio``, another release) stops before anything is
-written, naming the files: runs may have trained on them. ``overwrite=True``
-(``prepare_data.py --overwrite``) replaces them; a rerun that writes the same
-lists passes.
+:func:`prepare_task` reads ``MedFMC_train/<task>`` (and ``MedFMC_val/<task>``,
+the labelled test set here) through the task's dataset class, links the
+images into one ``images/`` folder and writes ``trainval``, an 80/20
+``train_20``/``val_20`` split (stratified, patients/slides whole) and
+``test_WithLabel``/``test_WithoutLabel``, as baseline lists and JSON. A
+rerun that would change a list stops before writing, unless ``overwrite``.
 """
 from __future__ import annotations
 
@@ -28,26 +17,18 @@ import numpy as np
 
 from ..utils.io import atomic_write, json_text
 from ..utils.progress import track
-from .medfmc import format_ann_line, group_of
+from .medfmc import task_class
 from .stats import label_matrix
 
 
 def stratified_group_split(labels: np.ndarray, groups: Sequence[str],
                            val_ratio: float = 0.2, seed: int = 0) -> np.ndarray:
-    """Split samples into train/val, stratified over labels, groups whole.
+    """A train/val split of ``(N, C)`` 0/1 labels with each group on one
+    side: True for validation samples.
 
-    Iterative stratification (Sechidis et al., 2011) over groups instead of
-    samples: groups holding the rarest labels are placed first, each into the
-    side that still lacks most of its rarest label.
-
-    Args:
-        labels (np.ndarray): 0/1 matrix ``(N, C)`` (one-hot for single-label).
-        groups (Sequence[str]): Group of each sample.
-        val_ratio (float): Share of samples for validation.
-        seed (int): Seed for the order of equally rare groups.
-
-    Returns:
-        np.ndarray: Boolean mask, True for validation samples.
+    Iterative stratification (Sechidis et al., 2011) over groups: groups of
+    the rarest labels are placed first, each into the side that still lacks
+    most of its rarest label; ``seed`` orders equally rare groups.
     """
     labels = np.asarray(labels, dtype=float)
     names, inverse = np.unique(np.asarray(groups, dtype=object).astype(str),
@@ -80,17 +61,17 @@ def stratified_group_split(labels: np.ndarray, groups: Sequence[str],
 
 
 def render_split(stem: str, task: str, names: Sequence[str],
-                 labels: np.ndarray, classes: Sequence[str]) -> Dict[str, str]:
+                 labels: np.ndarray) -> Dict[str, str]:
     """The text of ``<stem>.txt`` (baseline list) and ``<stem>.json``
     (mmpretrain), by file name."""
-    multi = task != 'colon'
+    cls = task_class(task)
     data = dict(
-        metainfo=dict(classes=list(classes)),
+        metainfo=dict(classes=cls.classes()),
         data_list=[dict(img_path=n, gt_label=np.flatnonzero(y).tolist()
-                        if multi else int(np.argmax(y)))
+                        if cls.is_multi_label() else int(np.argmax(y)))
                    for n, y in zip(names, labels)])
     return {
-        f'{stem}.txt': ''.join(format_ann_line(task, n, y) + '\n'
+        f'{stem}.txt': ''.join(cls.format_line(n, y) + '\n'
                                for n, y in zip(names, labels)),
         f'{stem}.json': json_text(data)}
 
@@ -124,14 +105,13 @@ def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
             os.symlink(src, dst)
 
 
-def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
+def prepare_task(task: str, train_dir: str, out_dir: str,
                  val_dir: Optional[str] = None, val_ratio: float = 0.2,
                  seed: int = 0, overwrite: bool = False) -> Dict[str, int]:
     """Convert one task of the official release.
 
     Args:
         task (str): ``chest``, ``colon`` or ``endo``.
-        dataset_cls (type): The task's dataset class.
         train_dir (str): ``MedFMC_train/<task>`` (``images/`` and
             ``<task>_train.csv``).
         out_dir (str): Output, e.g. ``data/MedFMC/<task>``.
@@ -139,8 +119,7 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
         val_ratio (float): Validation share of the training set.
         seed (int): Split seed.
         overwrite (bool): Replace lists in ``out_dir`` whose content would
-            change. Defaults to False: such lists stop the run before
-            anything is written.
+            change; without it they stop the run before anything is written.
 
     Returns:
         dict: Number of images per written list.
@@ -154,6 +133,7 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
     if not 0 < val_ratio < 1:
         raise ValueError(f'val_ratio must be between 0 and 1, got {val_ratio}')
     counts = {}
+    dataset_cls = task_class(task)
     train = dataset_cls(ann_file=f'{task}_train.csv', data_root=train_dir)
     names = [osp.basename(d['img_path']) for d in train]
     y = label_matrix(train)
@@ -167,20 +147,18 @@ def prepare_task(task: str, dataset_cls, train_dir: str, out_dir: str,
                 f'{len(both)} image names are in both {task}_train.csv and '
                 f'{task}_val.csv, e.g. {both[:3]}; the official validation set '
                 'is the test set here and must not share images with training')
-    classes = train.CLASSES
-    files = render_split('trainval', task, names, y, classes)
-    is_val = stratified_group_split(y, [group_of(task, n) for n in names],
+    files = render_split('trainval', task, names, y)
+    is_val = stratified_group_split(y, [dataset_cls.group_of(n) for n in names],
                                     val_ratio, seed)
     pct = round(100 * val_ratio)  # train_20/val_20: 20% held out
     for stem, mask in ((f'train_{pct}', ~is_val), (f'val_{pct}', is_val)):
         files.update(render_split(
-            stem, task, [n for n, m in zip(names, mask) if m], y[mask],
-            classes))
+            stem, task, [n for n, m in zip(names, mask) if m], y[mask]))
         counts[stem] = int(mask.sum())
     counts['trainval'] = len(names)
     if test is not None:
         files.update(render_split('test_WithLabel', task, test_names,
-                                  label_matrix(test), classes))
+                                  label_matrix(test)))
         files['test_WithoutLabel.txt'] = ''.join(n + '\n' for n in test_names)
         counts['test_WithLabel'] = len(test_names)
     changed = changed_files(out_dir, files)

@@ -1,25 +1,11 @@
-"""N-shot splits of the MedFM challenge: generate them and check them.
+"""N-shot splits of the MedFM challenge: draw them and check them.
 
-The challenge's few-shot setting (the unit of a shot is a fact of each
-dataset class: ``SHOT_UNIT``, ``group_of``):
-
-* chest: N *images* per class;
-* endo: N *patients* (studies) per class, with all their images; the study id
-  is the first 18 characters of the file name;
-* colon: N *slides* per class, with all their patches; the slide id is the
-  file name minus its last 9 characters (``p0008.png``).
-
-Each setting has five experiments (``exp1`` .. ``exp5``). The validation list
-of an experiment is the rest of the training pool; it holds no image (and no
-patient or slide) of the train list. The official split files break these
-rules (duplicates in the chest train lists, most train images repeated in the
-val lists), which :func:`check_split` reports.
-
-Files use the baseline's names and line formats::
-
-    chest_1-shot_train_exp1.txt   5C2EB54413D4CEC.png 0,1,0,...,0  (19 labels)
-    endo_5-shot_val_exp3.txt      13333_2021.12_0007_57297486.png 1 0 0 1
-    colon_10-shot_train_exp5.txt  1903326001_2019-06-11 12_07_06-...p0008.png 1
+A shot counts a task's unit (``SHOT_UNIT``, ``group_of``: a chest image, an
+endo patient, a colon slide) with all its images; each setting has five
+experiments, and an experiment's val list is the rest of the pool, sharing
+no image or unit with its train list. Files use the baseline's names
+(``chest_1-shot_train_exp1.txt``) and line formats. The official split files
+break these rules, which :func:`check_split` reports.
 """
 from __future__ import annotations
 
@@ -34,7 +20,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..utils.io import atomic_write
-from .base import MedFMCDataset
 from .medfmc import task_class
 from .stats import label_matrix
 
@@ -62,14 +47,8 @@ def parse_split_file_name(path: str) -> Optional[dict]:
 
 @dataclass
 class Pool:
-    """Labelled images of one task.
-
-    Attributes:
-        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
-        names (list[str]): Image file names, in file order.
-        labels (np.ndarray): 0/1 matrix ``(len(names), num_classes)``.
-        classes (tuple[str]): Class names in label order.
-    """
+    """Labelled images of one task: file names in file order, their 0/1
+    ``labels`` ``(len(names), C)`` and the class names."""
 
     task: str
     names: List[str]
@@ -87,23 +66,13 @@ class Pool:
 
 
 def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
-    """Read a labelled annotation file through the task's dataset class.
-
-    Any format the dataset reads works: a baseline list (``trainval.txt``,
-    ``train_20.txt``), the official CSV, or mmpretrain's JSON.
-
-    Args:
-        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
-        ann_file (str): The annotation file, relative to ``data_root``
-            unless absolute.
-        data_root (str): Folder of the task. Defaults to ''.
-
-    Returns:
-        Pool: The images, in file order, with their labels.
-    """
-    task_class(task)  # an unknown task fails here, naming the known ones
+    """Read a labelled annotation file (any format the task's dataset class
+    reads), relative to ``data_root`` unless absolute, into a :class:`Pool`."""
     path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
-    dataset = _read(task, path)
+    # data_prefix='': img_path is the name as listed
+    dataset = task_class(task)(ann_file=path, data_root='', data_prefix='',
+                               check_images=False, lazy_init=False,
+                               serialize_data=False)
     infos = [dataset.get_data_info(i) for i in range(len(dataset))]
     if any('gt_label' not in info for info in infos):
         raise ValueError(f'{path}: lists images without labels; a split '
@@ -112,31 +81,15 @@ def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
                 label_matrix(dataset), tuple(dataset.CLASSES))
 
 
-def _read(task: str, path: str) -> MedFMCDataset:
-    # data_root='' and data_prefix='': img_path is the name as listed
-    return task_class(task)(ann_file=path, data_root='', data_prefix='',
-                            check_images=False, lazy_init=False,
-                            serialize_data=False)
-
-
 # ------------------------------------------------------------------ generate
 def make_split(pool: Pool, shot: int,
                rng: np.random.Generator) -> Tuple[List[int], List[int]]:
-    """Draw one N-shot experiment from a pool.
+    """Draw one N-shot experiment: pool indices of the train images and of
+    the val images (the rest), in pool order.
 
-    Classes are served from the rarest to the most frequent, so that the
-    units of rare classes are not used up by frequent ones. A unit (image,
-    patient or slide) is drawn at most once; a class with fewer than ``shot``
-    unused units left gets all of them, with a warning.
-
-    Args:
-        pool (Pool): The labelled training pool.
-        shot (int): Units per class.
-        rng (np.random.Generator): Random source.
-
-    Returns:
-        tuple[list[int], list[int]]: Indices into the pool of the train
-        images and of the validation images (the rest), in pool order.
+    Classes are served from the rarest up, so that frequent classes do not
+    use up the units of rare ones; a unit is drawn at most once, and a class
+    with fewer than ``shot`` unused units left gets all of them, warning.
     """
     groups = pool.groups
     members: Dict[str, List[int]] = defaultdict(list)
@@ -178,19 +131,17 @@ def write_splits(pool: Pool,
                  exps: Sequence[int] = EXPERIMENTS,
                  seed: int = 0,
                  overwrite: bool = False) -> List[str]:
-    """Write the train and val lists of every shot and experiment.
-
-    Every split is drawn before any file is written, so a failure leaves
-    nothing half done.
+    """Write the train and val lists of every shot and experiment; all are
+    drawn before any file is written, so a failure leaves nothing half done.
 
     Args:
         pool (Pool): The labelled training pool.
         out_dir (str): Output folder.
-        shots (Sequence[int]): N values. Defaults to (1, 5, 10).
-        exps (Sequence[int]): Experiment numbers. Defaults to 1..5.
+        shots (Sequence[int]): N values.
+        exps (Sequence[int]): Experiment numbers.
         seed (int): Base seed; the same seed writes the same files.
         overwrite (bool): Replace existing split files (the official ones
-            may sit in the same folder). Defaults to False.
+            may sit in the same folder).
 
     Returns:
         list[str]: The files written.
@@ -227,14 +178,8 @@ def write_splits(pool: Pool,
 # --------------------------------------------------------------------- check
 @dataclass
 class SplitReport:
-    """What :func:`check_split` found in one train (and val) list.
-
-    Attributes:
-        train (str): The train file.
-        val (str | None): The val file.
-        problems (list[str]): Rule violations, one sentence each.
-        notes (list[str]): Facts that are not violations (shot counts).
-    """
+    """What :func:`check_split` found in one train (and val) list: rule
+    violations (``problems``) and facts (``notes``), a sentence each."""
 
     train: str
     val: Optional[str] = None
@@ -263,23 +208,10 @@ def _examples(items, n: int = 3) -> str:
 
 def check_split(task: str, train_file: str, val_file: Optional[str] = None,
                 shot: Optional[int] = None) -> SplitReport:
-    """Check one train list (and its val list) against the protocol.
-
-    Reports duplicate lines, images and patients/slides shared by train and
-    val, classes without any positive image in each list, and (when ``shot``
-    is given or found in the file name) classes with fewer positive units
-    than the shot, and more units in all than the shot allows.
-
-    Args:
-        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
-        train_file (str): The train list.
-        val_file (str, optional): Its val list.
-        shot (int, optional): The expected N; read from a baseline file
-            name when not given.
-
-    Returns:
-        SplitReport: The findings.
-    """
+    """Check one train list (and its val list) against the protocol:
+    duplicate lines, images and units shared by train and val, classes
+    without a positive image, and, given ``shot`` (default: from a baseline
+    file name), classes short of it and more units than it allows."""
     report = SplitReport(train_file, val_file)
     if shot is None:
         meta = parse_split_file_name(train_file)
@@ -328,22 +260,14 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
         report.problems.append(
             f'fewer than {shot} {unit}s with a positive image for '
             f'class(es) {", ".join(short)}')
+    n_units = len(set(train.groups))
     report.notes.append(
-        f'{len(set(train.names))} train image(s) from '
-        f'{len(set(train.groups))} {unit}(s); {unit}s per class: '
-        + ', '.join(per_class))
-    if shot is not None and unit != 'image':
-        # every unit was drawn for one class; more units than N * classes
-        # means the file is not an N-shot list
-        limit = shot * len(train.classes)
-        if len(set(train.groups)) > limit:
-            report.problems.append(
-                f'{len(set(train.groups))} {unit}s, more than {shot} per '
-                f'class ({limit})')
-    elif shot is not None and len(set(train.names)) > shot * len(train.classes):
-        report.problems.append(
-            f'{len(set(train.names))} images, more than {shot} per class '
-            f'({shot * len(train.classes)})')
+        f'{len(set(train.names))} train image(s) from {n_units} {unit}(s); '
+        f'{unit}s per class: ' + ', '.join(per_class))
+    # every unit was drawn for one class: more than N x classes is not N-shot
+    if shot is not None and n_units > shot * len(train.classes):
+        report.problems.append(f'{n_units} {unit}s, more than {shot} per class '
+                               f'({shot * len(train.classes)})')
     return report
 
 

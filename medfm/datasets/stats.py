@@ -1,8 +1,6 @@
 """Label statistics of a MedFMC dataset."""
 from __future__ import annotations
 
-from typing import Tuple
-
 import numpy as np
 
 
@@ -19,14 +17,3 @@ def label_matrix(dataset) -> np.ndarray:
     for i in range(len(dataset)):
         y[i, dataset.get_cat_ids(i)] = 1
     return y
-
-
-def class_frequencies(y: np.ndarray) -> np.ndarray:
-    """Images per class."""
-    return y.sum(0)
-
-
-def labels_per_image(y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """``(k, images with k labels)`` for every k that occurs."""
-    k, n = np.unique(y.sum(1), return_counts=True)
-    return k, n

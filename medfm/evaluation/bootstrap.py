@@ -1,43 +1,11 @@
-"""Bootstrap intervals of the MedFMC metrics, and paired comparisons of runs.
+"""Percentile bootstrap intervals of the MedFMC metrics, and paired comparisons.
 
-Medical papers give a 95% interval beside each figure; here it is the
-percentile bootstrap:
-
-* :func:`bootstrap_ci`: the metrics of :meth:`MedFMCScore.calculate` (mAP or
-  Acc, AUC, score) and, for each, the interval of its values over ``n``
-  resamples of the test list (1,000 by default, seeded: the same call gives
-  the same interval).
-* :func:`paired_bootstrap`: two runs (or ensembles) scored on the same list
-  and the same resamples: the interval of the difference B - A and the share
-  of draws where B scores higher.
-* :func:`format_ci`: ``'82.4 [79.1, 85.6]'`` for tables and reports.
-
-What is resampled: images, with replacement, as many as the list holds; with
-``groups`` (:func:`unit_groups`: the patient of an endoscopy image, the
-slide of a colon patch) whole groups are drawn with replacement, each with
-all of its images, as many groups as the list holds. Images of one patient
-or slide are not independent, and resampling them one by one gives
-intervals that are too narrow. Chest X-rays carry no patient id: their unit
-is the image.
-
-Each draw's value is what :meth:`MedFMCScore.calculate` (scikit-learn's
-``average_precision_score`` and ``roc_auc_score``, ties grouped) gives on
-that resample, computed for all draws at once from counts: draw ``b`` holds
-image ``i`` ``W[b, i]`` times (:func:`resample_weights`), and AP and AUC are
-weighted sums over the images sorted by score once per class (AUC: the
-Mann-Whitney statistic with ties counted one half; AP: precision at each
-distinct score, weighted by the positives there). Classes a draw leaves
-without positives (or without negatives) are treated as ``calculate``
-treats them:
-
-* AP of a class without positives is 0, and it stays in the mean (mAP);
-* AUC of a class whose targets hold one value is left out of the mean; a
-  draw in which no class has an AUC has no AUC (nor score) and is left out
-  of those metrics' intervals: ``draws`` says how many draws an interval
-  rests on.
-
-The point value is ``calculate`` on the whole list (its warnings included),
-so it is exactly the figure reported without intervals.
+Images are resampled with replacement, or whole patients/slides with
+``groups`` (:func:`unit_groups`): images of one patient are not independent.
+Each draw's metrics are those :meth:`MedFMCScore.calculate` gives on that
+resample, computed for all draws at once from counts (:func:`metric_draws`,
+equal to scikit-learn); a draw without any AUC is left out of the AUC's and
+score's intervals. The point value is ``calculate`` on the whole list.
 """
 from __future__ import annotations
 
@@ -52,8 +20,7 @@ from .metrics import ArrayLike, MedFMCScore, _as_2d, check_inputs
 DRAWS = 1000
 #: default interval level
 LEVEL = 0.95
-#: draws generated at a time by :func:`resample_weights` (fixed, so that
-#: the draws of a seed do not depend on the list's size or memory)
+#: draws generated at a time (fixed: a seed's draws do not depend on memory)
 _GEN_BLOCK = 100
 #: elements of one (draws x images) block of the metric computation
 _BLOCK = 1 << 21
@@ -65,15 +32,14 @@ def resample_weights(size: int, n: int = DRAWS, seed: int = 0,
 
     Args:
         size (int): Images in the list.
-        n (int): Draws. Defaults to 1000.
-        seed (int): Seed of NumPy's ``default_rng``. Defaults to 0.
-        groups (Sequence, optional): One group id per image (a patient, a
-            slide): groups are drawn with replacement and bring all their
-            images. None: images are drawn.
+        n (int): Draws.
+        seed (int): Seed of NumPy's ``default_rng``.
+        groups (Sequence, optional): One group id per image: groups are drawn
+            with replacement and bring all their images.
 
     Returns:
-        np.ndarray: ``(n, size)`` int32 counts; row ``b`` is draw ``b``
-        (``np.repeat(np.arange(size), W[b])`` lists its images).
+        np.ndarray: ``(n, size)`` int32 counts ``W``; draw ``b``'s images are
+        ``np.repeat(np.arange(size), W[b])``.
 
     Examples:
         >>> w = resample_weights(5, n=3, seed=1)
@@ -124,11 +90,11 @@ class _Ranked:
     def stats(self, w: np.ndarray):
         """AP and AUC (fractions) of each draw of the counts ``w`` (B, N).
 
-        Per tie group g holding positives, with ``tp``/``cw`` the positive /
+        Per tie group holding positives, with ``tp``/``cw`` the positive /
         total weight at or above it and ``wp``/``wn`` its own positive /
         negative weight: AP = sum(wp * tp / cw) / P (scikit-learn's step
-        sum), AUC = sum(wp * (Q - (cw - tp) + wn / 2)) / (P Q) (the
-        Mann-Whitney statistic, ties one half).
+        sum), AUC = sum(wp * (Q - (cw - tp) + wn / 2)) / (P Q) (Mann-Whitney,
+        ties one half).
         """
         cw_all = np.cumsum(w[:, self.order], axis=1, dtype=np.float64)
         total = cw_all[:, -1]
@@ -163,7 +129,8 @@ def _mean_defined(values: np.ndarray) -> np.ndarray:
 
 def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
                  weights: np.ndarray) -> Dict[str, np.ndarray]:
-    """The metrics of every resample, vectorised over the draws.
+    """The metrics of every resample, vectorised over the draws: each
+    class's scores are sorted once, then each draw is a weighted sum.
 
     Args:
         pred (array-like): Scores, ``(N, C)``.
@@ -172,10 +139,9 @@ def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
         weights (np.ndarray): ``(B, N)`` counts (:func:`resample_weights`).
 
     Returns:
-        dict: The keys of :meth:`MedFMCScore.calculate` (``mAP`` or ``Acc``,
-        ``AUC``, ``score``), each a ``(B,)`` array in percent: draw ``b``'s
-        value is ``calculate`` on the images of that draw. NaN where a draw
-        has no AUC (no class with both positives and negatives).
+        dict: The keys of :meth:`MedFMCScore.calculate`, each a ``(B,)``
+        array in percent, equal to ``calculate`` on each draw's images (NaN
+        where a draw has no AUC).
     """
     pred, target = _as_2d(pred), _as_2d(target)
     check_inputs(pred, target, multi_label)
@@ -229,6 +195,15 @@ def _interval(values: np.ndarray, level: float):
     return float(low), float(high), int(len(ok))
 
 
+def _scored(preds: Sequence[ArrayLike], target: ArrayLike, multi_label: bool,
+            groups, n: int, seed: int, classes):
+    """Each run's point metrics and its metrics on the same resamples."""
+    points = [MedFMCScore.calculate(p, target, multi_label, classes=classes)
+              for p in preds]
+    weights = resample_weights(len(_as_2d(preds[0])), n, seed, groups)
+    return points, [metric_draws(p, target, multi_label, weights) for p in preds]
+
+
 def bootstrap_ci(pred: ArrayLike,
                  target: ArrayLike,
                  multi_label: bool,
@@ -246,21 +221,15 @@ def bootstrap_ci(pred: ArrayLike,
         multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
         groups (Sequence, optional): One group id per image (patient,
             slide): whole groups are resampled (:func:`unit_groups`).
-        n (int): Draws. Defaults to 1000.
-        seed (int): Seed of the resamples. Defaults to 0.
-        level (float): Interval level. Defaults to 0.95.
+        n (int): Draws.
+        seed (int): Seed of the resamples.
+        level (float): Interval level.
         classes (Sequence[str], optional): Class names for warnings.
 
     Returns:
-        dict: For each key of :meth:`MedFMCScore.calculate` (``mAP`` or
-        ``Acc``, ``AUC``, ``score``; percent) a dict with ``value`` (the
-        point value, ``calculate`` on the whole list), ``low`` and ``high``
-        (the percentiles ``(1 - level) / 2`` and ``(1 + level) / 2`` of the
-        draws) and ``draws`` (the draws with a value: fewer than ``n`` when
-        some had no AUC).
-
-    Raises:
-        ScoreError: Inputs ``calculate`` refuses.
+        dict: For each key of :meth:`MedFMCScore.calculate` a dict with
+        ``value`` (``calculate`` on the whole list), ``low`` and ``high``
+        (the draws' percentiles) and ``draws`` (draws with a value).
 
     Examples:
         >>> pred = np.array([[.9], [.8], [.4], [.35], [.3], [.1]])
@@ -271,14 +240,8 @@ def bootstrap_ci(pred: ArrayLike,
         >>> ci['AUC']['low'] <= ci['AUC']['value'] <= ci['AUC']['high']
         True
     """
-    point = MedFMCScore.calculate(pred, target, multi_label, classes=classes)
-    weights = resample_weights(len(_as_2d(pred)), n, seed, groups)
-    draws = metric_draws(pred, target, multi_label, weights)
-    out = {}
-    for key, value in point.items():
-        low, high, ok = _interval(draws[key], level)
-        out[key] = dict(value=value, low=low, high=high, draws=ok)
-    return out
+    return mean_bootstrap_ci([pred], target, multi_label, groups, n, seed,
+                             level, classes)
 
 
 def paired_bootstrap(pred_a: ArrayLike,
@@ -296,16 +259,13 @@ def paired_bootstrap(pred_a: ArrayLike,
     Args:
         pred_a (array-like): Scores of run A, ``(N, C)``.
         pred_b (array-like): Scores of run B, same images, same order.
-        target (array-like): Targets, ``(N, C)``.
-        multi_label, groups, n, seed, level, classes: As
+        target, multi_label, groups, n, seed, level, classes: As
             :func:`bootstrap_ci`.
 
     Returns:
-        dict: For each metric: ``a`` and ``b`` (point values), ``diff``
-        (``b - a``), ``low`` and ``high`` (percentile interval of the
-        difference over the draws), ``b_better`` (the share of draws in
-        which B's value is higher; equal values count as not higher) and
-        ``draws`` (draws where both have a value).
+        dict: For each metric: ``a``, ``b`` and ``diff`` (``b - a``), the
+        interval ``low``/``high`` of the difference, ``b_better`` (share of
+        draws where B is higher, ties not) and ``draws``.
 
     Examples:
         >>> target = np.array([[1], [1], [0], [1], [0], [0]])
@@ -319,11 +279,8 @@ def paired_bootstrap(pred_a: ArrayLike,
     if pa.shape != pb.shape:
         raise ValueError(f'runs A and B have scores of shapes {pa.shape} and '
                          f'{pb.shape}: a paired comparison needs the same list')
-    point_a = MedFMCScore.calculate(pa, target, multi_label, classes=classes)
-    point_b = MedFMCScore.calculate(pb, target, multi_label, classes=classes)
-    weights = resample_weights(len(pa), n, seed, groups)
-    draws_a = metric_draws(pa, target, multi_label, weights)
-    draws_b = metric_draws(pb, target, multi_label, weights)
+    (point_a, point_b), (draws_a, draws_b) = _scored(
+        [pa, pb], target, multi_label, groups, n, seed, classes)
     out = {}
     for key in point_a:
         diff = draws_b[key] - draws_a[key]
@@ -342,23 +299,21 @@ def mean_bootstrap_ci(preds: Sequence[ArrayLike],
                       groups: Optional[Sequence[Hashable]] = None,
                       n: int = DRAWS,
                       seed: int = 0,
-                      level: float = LEVEL) -> Dict[str, Dict[str, float]]:
-    """Interval of the mean over several runs scored on one list (the
-    protocol's experiments of one setting).
-
-    Each draw resamples the list once and scores every run on that same
-    resample; the draw's value is the mean over the runs. The interval is
-    thus the test list's sampling uncertainty of the setting's mean; the
-    spread between experiments is the standard deviation reported beside it.
+                      level: float = LEVEL,
+                      classes: Optional[Sequence[str]] = None
+                      ) -> Dict[str, Dict[str, float]]:
+    """Interval of the mean over several runs scored on one list (a
+    setting's experiments): each draw scores every run on the same resample
+    and takes the mean, so the interval is the list's sampling uncertainty.
 
     Args:
         preds (Sequence[array-like]): Each run's scores, ``(N, C)``, the
             same images in the same order.
-        target, multi_label, groups, n, seed, level: As :func:`bootstrap_ci`.
+        target, multi_label, groups, n, seed, level, classes: As
+            :func:`bootstrap_ci`.
 
     Returns:
-        dict: As :func:`bootstrap_ci`; ``value`` is the mean over the runs of
-        :meth:`MedFMCScore.calculate`.
+        dict: As :func:`bootstrap_ci`; ``value`` is the runs' mean.
 
     Examples:
         >>> target = np.array([[1], [1], [0], [1], [0], [0]])
@@ -370,9 +325,8 @@ def mean_bootstrap_ci(preds: Sequence[ArrayLike],
     """
     if not preds:
         raise ValueError('no runs to average')
-    points = [MedFMCScore.calculate(p, target, multi_label) for p in preds]
-    weights = resample_weights(len(_as_2d(preds[0])), n, seed, groups)
-    draws = [metric_draws(p, target, multi_label, weights) for p in preds]
+    points, draws = _scored(preds, target, multi_label, groups, n, seed,
+                            classes)
     out = {}
     for key in points[0]:
         low, high, ok = _interval(np.mean([d[key] for d in draws], axis=0), level)
@@ -388,12 +342,10 @@ def format_ci(value: Union[float, Mapping[str, float]],
     """A value and its interval as papers print them.
 
     Args:
-        value (float | dict): The value, or an entry of
-            :func:`bootstrap_ci` (``value``, ``low``, ``high``) or of
-            :func:`paired_bootstrap` (``diff``, ``low``, ``high``).
-        low, high (float, optional): The interval (taken from ``value`` when
-            it is a dict).
-        digits (int): Decimals. Defaults to 1.
+        value (float | dict): The value, or an entry of :func:`bootstrap_ci`
+            or of :func:`paired_bootstrap` (signed: a difference).
+        low, high (float, optional): The interval (default: the entry's).
+        digits (int): Decimals.
 
     Examples:
         >>> format_ci(82.4321, 79.09, 85.6)
@@ -422,11 +374,8 @@ def format_ci(value: Union[float, Mapping[str, float]],
 
 
 def unit_groups(task: str, names: Sequence[str]) -> Optional[np.ndarray]:
-    """The resampling unit of each image of a task's list, or None.
-
-    Endoscopy images are grouped by patient (study id), colon patches by
-    slide (:meth:`MedFMCDataset.group_of`, the unit a shot counts); chest
-    X-rays have no patient id and are resampled image by image (None).
+    """The resampling unit of each image of a task's list (the unit a shot
+    counts: patient, slide), or None where it is the image (chest).
 
     Examples:
         >>> unit_groups('endo', ['13333_2021.12_0007_1.png',

@@ -1,9 +1,8 @@
 """Per-sample predictions of a test as a CSV or JSON table.
 
-mmpretrain's ``tools/test.py --out FILE`` dumps the predictions with
-mmengine's ``DumpResults``, a pickle (``.pkl``): a file nobody should load
-from someone else, since unpickling runs code. :class:`DumpPredictions`
-writes the same per-sample content as plain data instead.
+mmengine's ``DumpResults`` writes a pickle, which nobody should load from
+someone else (unpickling runs code); :class:`DumpPredictions` writes the same
+per-sample content as plain data.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
 from ..utils.io import write_csv, write_json
+from .metrics import _class_names
 
 
 @METRICS.register_module()
@@ -68,8 +68,7 @@ class DumpPredictions(BaseMetric):
 
     def _table(self, results: List[dict]):
         n = len(results[0]['pred_score']) if results else 0
-        classes = list((self.dataset_meta or {}).get('classes') or
-                       [f'class{i}' for i in range(n)])
+        classes = _class_names(n, (self.dataset_meta or {}).get('classes'))
         header = ['img_path'] + [f'score_{c}' for c in classes]
         labelled = results and all(r['gt_label'] is not None for r in results)
         if labelled:
@@ -85,24 +84,21 @@ class DumpPredictions(BaseMetric):
 
 def read_predictions(path: str):
     """A table :class:`DumpPredictions` wrote as CSV: image paths, scores
-    ``(N, C)`` and 0/1 labels ``(N, C)`` (None when unlabelled).
+    ``(N, C)`` (exact: ties stay ties) and 0/1 labels ``(N, C)`` (None when
+    unlabelled).
 
     Raises:
         ValueError: The file is not such a table (names the file).
     """
-    import csv
-
-    import numpy as np
-    with open(path, newline='', encoding='utf-8') as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0][:1] != ['img_path']:
+    import pandas as pd
+    try:
+        df = pd.read_csv(path, dtype={'img_path': str}, keep_default_na=False,
+                         float_precision='round_trip')
+    except (pd.errors.ParserError, pd.errors.EmptyDataError):
+        df = None
+    if df is None or list(df.columns[:1]) != ['img_path']:
         raise ValueError(f'{path}: not a predictions table (header img_path, '
                          'score_<class>..., label_<class>...)')
-    head = rows[0]
-    scores = [i for i, h in enumerate(head) if h.startswith('score_')]
-    labels = [i for i, h in enumerate(head) if h.startswith('label_')]
-    body = rows[1:]
-    pred = np.array([[float(r[i]) for i in scores] for r in body])
-    target = np.array([[int(r[i]) for i in labels] for r in body]) \
-        if labels else None
-    return [r[0] for r in body], pred, target
+    labels = df.filter(regex='^label_').to_numpy(int)
+    return (df['img_path'].tolist(), df.filter(regex='^score_').to_numpy(float),
+            labels if labels.shape[1] else None)

@@ -1,33 +1,12 @@
-"""MedFMC metrics: mAP, macro ROC AUC, accuracy and the challenge score.
+"""MedFMC metrics (scikit-learn's), in percent; bad inputs raise ScoreError.
 
-Definitions (the challenge's rules; scikit-learn's metrics), all in percent:
-
-* mAP: mean over classes of scikit-learn's ``average_precision_score``; a
-  class without positives scores 0 (as in mmpretrain's ``AveragePrecision``).
-  mmpretrain's implementation breaks ties between equal scores by sort
-  order, so it differs from scikit-learn when scores tie (saturated sigmoids,
-  half precision); scikit-learn's, used here, groups ties.
-* AUC: mean over classes of scikit-learn's ``roc_auc_score``. A class whose
-  targets hold one value has no AUC: it is left out with a warning naming it
-  (the MedFM baseline re-used the previous class's value instead).
-* Acc: top-1 accuracy, the share of samples whose highest score is their
-  class (scikit-learn's ``accuracy_score`` of the arg-max), single-label
-  tasks. mmpretrain's ``Accuracy`` also requires the top score to exceed 0,
-  which counts a logit <= 0 as wrong.
-* score: the challenge's ranking score, the mean of the task's metrics
-  (mAP and AUC, or Acc and AUC).
-
-Inputs scikit-learn refuses are refused here too, with :class:`ScoreError`:
-NaN or infinite scores (a diverged model), targets other than 0/1, and
-single-label scores that are not probabilities over at least two classes
-(logits would change the binary AUC, which ranks the positive class's
-probability).
-
-A model whose predictions are all identical (every sample the same scores:
-a network that has not started to learn, e.g. EfficientNet-B0 from scratch
-after one epoch) gets a warning in the run's log from
-:meth:`MedFMCScore.compute_metrics`: its AUC is exactly 50, however the
-images differ.
+* mAP: mean per-class ``average_precision_score``, 0 for a class without
+  positives; ties grouped (mmpretrain's ``AveragePrecision`` orders them).
+* AUC: mean per-class ``roc_auc_score``; a class of one target value is left
+  out with a warning naming it.
+* Acc: share of samples whose top score is their class (mmpretrain's
+  ``Accuracy`` also needs that score above 0).
+* score: the challenge's mean of the task's two metrics.
 """
 from __future__ import annotations
 
@@ -57,15 +36,9 @@ def _as_2d(x: ArrayLike) -> np.ndarray:
 
 
 def average_precision(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
-    """Per-class scikit-learn ``average_precision_score``.
-
-    Args:
-        pred (array-like): Scores, shape ``(N, C)``.
-        target (array-like): 0/1 targets, shape ``(N, C)``.
-
-    Returns:
-        np.ndarray: AP of each class in [0, 1]; 0 for a class without
-        positives (scikit-learn's value, without its warning).
+    """Per-class scikit-learn ``average_precision_score`` of ``(N, C)``
+    scores and 0/1 targets; 0 for a class without positives (scikit-learn's
+    value, without its warning).
 
     Examples:
         >>> average_precision([[0.9], [0.5], [0.5], [0.1]], [[1], [0], [1], [0]])
@@ -78,15 +51,8 @@ def average_precision(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
 
 
 def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
-    """Per-class scikit-learn ``roc_auc_score``; NaN where undefined.
-
-    Args:
-        pred (array-like): Scores, shape ``(N, C)``.
-        target (array-like): 0/1 targets, shape ``(N, C)``.
-
-    Returns:
-        np.ndarray: AUC of each class in [0, 1]; NaN for a class whose
-        targets are all 0 or all 1.
+    """Per-class scikit-learn ``roc_auc_score`` of ``(N, C)`` scores and 0/1
+    targets; NaN for a class whose targets are all 0 or all 1.
 
     Examples:
         >>> roc_auc([[0.1], [0.4], [0.35], [0.8]], [[0], [0], [1], [1]])
@@ -100,14 +66,10 @@ def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
 
 def check_inputs(pred: np.ndarray, target: np.ndarray,
                  multi_label: bool) -> None:
-    """Raise :class:`ScoreError` for inputs the metrics are not defined for.
-
-    Args:
-        pred (np.ndarray): Scores, ``(N, C)``.
-        target (np.ndarray): Targets, ``(N, C)``.
-        multi_label (bool): Task type; single-label scores must be
-            probabilities over at least two classes.
-    """
+    """Raise :class:`ScoreError` for inputs the metrics are not defined for:
+    shapes that differ, NaN or infinite scores (a diverged model), targets
+    other than 0/1, and single-label scores that are not probabilities over
+    at least two classes (logits would change the binary AUC)."""
     if pred.shape != target.shape:
         raise ScoreError(f'pred shape {pred.shape} != target shape '
                          f'{target.shape}')
@@ -137,10 +99,8 @@ def check_inputs(pred: np.ndarray, target: np.ndarray,
 
 
 def identical_note(pred: np.ndarray) -> Optional[str]:
-    """A warning when every sample has the same scores, else None.
-
-    Args:
-        pred (np.ndarray): Scores, ``(N, C)``.
+    """A warning when every sample has the same scores (a network that has
+    not started to learn: every AUC is 50), else None.
 
     Examples:
         >>> identical_note(np.array([[0.2, 0.8], [0.2, 0.8]]))[:44]
@@ -159,6 +119,7 @@ def identical_note(pred: np.ndarray) -> Optional[str]:
 
 
 def _class_names(n: int, classes: Optional[Sequence[str]]) -> List[str]:
+    """The names of ``n`` classes: ``classes``, else ``'class <i>'``."""
     return list(classes) if classes and len(classes) == n else \
         [f'class {i}' for i in range(n)]
 
@@ -228,14 +189,10 @@ class MedFMCScore(BaseMetric):
             self.results.append(dict(pred=score, target=target.float()))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Compute the metrics over all gathered samples.
-
-        A :class:`ScoreError` comes back as an ``error`` entry, which
-        :meth:`evaluate` raises on every process: mmengine computes the
-        metrics on the first process only, and the others must not be left
-        waiting for its broadcast. Predictions that are all identical are
-        scored as usual, with a warning in the log (:func:`identical_note`).
-        """
+        """The metrics of all gathered samples. A :class:`ScoreError` comes
+        back as an ``error`` entry, which :meth:`evaluate` raises on every
+        process: mmengine computes on the first only, and the others must
+        not be left waiting for its broadcast."""
         pred = torch.stack([r['pred'] for r in results])
         target = torch.stack([r['target'] for r in results])
         note = identical_note(pred.numpy())
@@ -277,9 +234,7 @@ class MedFMCScore(BaseMetric):
             dict: Metric name to value, in percent.
 
         Raises:
-            ScoreError: NaN or infinite scores, targets other than 0/1,
-                shapes that differ, or single-label scores that are not
-                probabilities over at least two classes.
+            ScoreError: Inputs :func:`check_inputs` refuses.
         """
         pred, target = _as_2d(pred), _as_2d(target)
         check_inputs(pred, target, multi_label)
@@ -332,6 +287,8 @@ def task_metrics(pred: ArrayLike, target: ArrayLike, task,
     from ..datasets import task_class
     cls = task_class(task) if isinstance(task, str) else task
     with warnings.catch_warnings(record=quiet) as caught:
+        if quiet:  # recorded whatever the caller's filters (even 'error')
+            warnings.simplefilter('always')
         out = MedFMCScore.calculate(pred, target, cls.is_multi_label(),
                                     classes=cls.classes())
     if caught:

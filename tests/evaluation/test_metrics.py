@@ -1,4 +1,6 @@
 """MedFMC metrics against scikit-learn: hand-made, random and edge cases."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -251,3 +253,20 @@ def test_per_class_functions_do_not_warn():
                                    [1, 5 / 6, 1, 0])
         assert np.isnan(roc_auc(PRED, TARGET)[3])
         assert np.isnan(roc_auc([[0.2], [0.3]], [[1], [1]])).all()
+
+
+def test_task_metrics_and_selection_score():
+    """The one wrapper takes a task name or class; the one policy for an
+    undefined score falls back on the defined metrics."""
+    from medfm.datasets import Endo
+    from medfm.evaluation import selection_score, task_metrics
+    pred, target = PRED[:, :4], TARGET[:, :4]
+    with pytest.warns(UserWarning, match='AUC left out for tumor'):
+        by_name = task_metrics(pred, target, 'endo')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        quiet = task_metrics(pred, target, Endo, quiet=True)
+    assert by_name == quiet == MedFMCScore.calculate(pred, target, True)
+    assert selection_score(by_name) == by_name['score']
+    assert selection_score({'mAP': 40.0, 'AUC': np.nan, 'score': np.nan}) == 40.0
+    assert selection_score({'AUC': np.nan, 'score': np.nan}) == -np.inf

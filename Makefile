@@ -27,7 +27,7 @@ demo: env
 	done
 
 lint: env
-	$(PY) -m ruff check medfm tools configs tests
+	$(PY) -m ruff check medfm tools configs tests benchmarks
 
 test: lint
 	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --doctest-modules medfm tests

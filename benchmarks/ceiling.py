@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from .data import bench_config, runner
 from .harness import Bench, sync
@@ -25,40 +25,36 @@ def peak_memory_mib() -> Optional[float]:
     return peak
 
 
-def train_parts(cfg):
-    """Runner, model (in training mode) and optimizer wrapper of a config."""
+def train_step(cfg) -> Tuple[object, Callable]:
+    """The runner of ``cfg`` and a function running one training step on a batch."""
     from medfm.engine.channels_last import to_channels_last
     built = runner(cfg)
+    model = built.model
     if any(h.get('type') == 'ChannelsLastHook' for h in cfg.get('custom_hooks', [])):
-        to_channels_last(built.model)
+        to_channels_last(model)
     wrapper = built.build_optim_wrapper(cfg.optim_wrapper)
-    built.model.train()
-    return built, built.model, wrapper
+    model.train()
 
-
-def train_steps(model, wrapper, batches: Iterator, n: int) -> int:
-    """Run ``n`` training steps; returns the number of images seen."""
-    images = 0
-    for _ in range(n):
-        batch = next(batches)
-        images += len(batch['inputs'])
-        log_vars = model.train_step(batch, wrapper)
+    def step(batch):
         # the runner's logger reads every loss each iteration: a sync
-        {k: float(v) for k, v in log_vars.items()}
-    return images
+        {k: float(v) for k, v in model.train_step(batch, wrapper).items()}
+    return built, step
 
 
-def timed_steps(model, wrapper, batches: Iterator, iters: int,
+def timed_steps(step: Callable, batches: Iterator, iters: int,
                 windows: int = 3) -> Tuple[float, List[float]]:
-    """Images/s over ``iters`` steps, overall and per window (how steady it
-    is: a step bound by kernel launches follows the host CPU's jitter)."""
+    """Images/s of ``step`` over ``iters`` batches, overall and per window (how
+    steady it is: a step bound by kernel launches follows the host's jitter)."""
     bounds = [round(iters * k / windows) for k in range(windows + 1)]
     rates, images, total = [], 0, 0.0
     sync()
     for lo, hi in zip(bounds, bounds[1:]):
         if hi > lo:
-            t0 = time.perf_counter()
-            n = train_steps(model, wrapper, batches, hi - lo)
+            t0, n = time.perf_counter(), 0
+            for _ in range(hi - lo):
+                batch = next(batches)
+                n += len(batch['inputs'])
+                step(batch)
             sync()
             dt = time.perf_counter() - t0
             rates.append(n / dt)
@@ -68,16 +64,15 @@ def timed_steps(model, wrapper, batches: Iterator, iters: int,
 
 def measure(args, task: str, data_root: str, work_dir: str) -> dict:
     from medfm.engine.batches import stop_workers
-    built, model, wrapper = train_parts(bench_config(args, task, data_root, work_dir))
+    built, step = train_step(bench_config(args, task, data_root, work_dir))
     batch = next(iter(built.train_dataloader))
     stop_workers(built.train_dataloader)
-    batches = iter(lambda: batch, None)  # the same batch, forever
     peak_memory_mib()
-    train_steps(model, wrapper, batches, args.warmup)
-    rate, windows = timed_steps(model, wrapper, batches, args.iters)
+    for _ in range(args.warmup):
+        step(batch)
+    rate, windows = timed_steps(step, iter(lambda: batch, None), args.iters)
     return dict(images_per_s=rate, window_images_per_s=windows,
-                batch=len(batch['inputs']), iters=args.iters,
-                peak_memory_mib=peak_memory_mib())
+                batch=len(batch['inputs']), peak_memory_mib=peak_memory_mib())
 
 
 def run(b: Bench, task: str) -> None:
@@ -102,8 +97,7 @@ def classifier(b: Bench) -> None:
     for name, change in variants.items():
         sub = argparse.Namespace(**{**vars(args), **change})
         rows[name] = measure(sub, task, b.data_root, b.runs)
-    fp32 = rows['fp32']['images_per_s']
     b.table(f'(5) ImageClassifier step, {task}', [dict(
-        variant=name, images_per_s=r['images_per_s'],
-        peak_mib=r['peak_memory_mib'], to_fp32=r['images_per_s'] / fp32)
+        variant=name, images_per_s=r['images_per_s'], peak_mib=r['peak_memory_mib'],
+        to_fp32=r['images_per_s'] / rows['fp32']['images_per_s'])
         for name, r in rows.items()])

@@ -1,46 +1,36 @@
 """Section ``e2e``: training images/s through the real dataloader, against the ceiling.
 
 Each of ``--variants`` trains from the PNGs or the decoded-image cache, with
-mmengine's restarting epoch loop or ``EpochSpanningTrainLoop``. The timed steps
-start after ``--warmup`` steps plus the batches in flight (workers x
-prefetch_factor), so they do not eat a queue filled during start-up.
+mmengine's restarting epoch loop or ``EpochSpanningTrainLoop``.
 """
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from . import ceiling
 from .data import bench_config, forever
 from .harness import VARIANTS, Bench, ratio
 
 
-def warmup_steps(args, loader) -> int:
-    """``--warmup`` plus the batches the workers prefetch while the model starts."""
-    return args.warmup + loader.num_workers * (
-        getattr(loader, 'prefetch_factor', None) or 2)
+def feed(args, loader, step: Callable) -> dict:
+    """Images/s of ``step`` fed by ``loader``, steady and with start-up.
 
-
-def measure(args, task: str, data_root: str, work_dir: str, cache_dir=None,
-            span: bool = False) -> dict:
+    The timed steps start after ``--warmup`` steps plus the batches in flight
+    (workers x prefetch_factor), so they do not eat a queue filled at start-up.
+    """
     from medfm.engine.batches import stop_workers
-    cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
-    built, model, wrapper = ceiling.train_parts(cfg)
-    loader = built.train_loop.dataloader
-    warmup = warmup_steps(args, loader)
-    t_start = time.perf_counter()
-    batches = forever(loader)
-    ceiling.train_steps(model, wrapper, batches, warmup)
-    rate, windows = ceiling.timed_steps(model, wrapper, batches, args.iters)
-    bs = cfg.train_dataloader.batch_size
-    out = dict(images_per_s=rate, window_images_per_s=windows,
-               with_startup_images_per_s=bs * (warmup + args.iters)
-               / (time.perf_counter() - t_start),
-               workers=loader.num_workers, batch=bs, warmup=warmup)
-    if cache_dir and loader.num_workers == 0:
-        out['cache_hits'] = loader.dataset.pipeline.transforms[0].hits
+    warmup = args.warmup + loader.num_workers * (
+        getattr(loader, 'prefetch_factor', None) or 2)
+    t0, batches = time.perf_counter(), forever(loader)
+    for _ in range(warmup):
+        step(next(batches))
+    rate, windows = ceiling.timed_steps(step, batches, args.iters)
     del batches
     stop_workers(loader)
-    return out
+    return dict(images_per_s=rate, window_images_per_s=windows, warmup=warmup,
+                with_startup_images_per_s=loader.batch_size * (warmup + args.iters)
+                / (time.perf_counter() - t0), workers=loader.num_workers)
 
 
 def run(b: Bench, task: str) -> None:
@@ -49,8 +39,13 @@ def run(b: Bench, task: str) -> None:
     ceil = b.res.get('ceiling', {}).get(task)
     for tag in args.variants:
         cached, span = VARIANTS[tag]
-        r = rows[tag] = measure(args, task, b.data_root, b.runs,
-                                b.caches[task] if cached else None, span)
+        built, step = ceiling.train_step(bench_config(
+            args, task, b.data_root, b.runs, b.caches[task] if cached else None,
+            span=span))
+        loader = built.train_loop.dataloader
+        r = rows[tag] = feed(args, loader, step)
+        if cached and loader.num_workers == 0:
+            r['cache_hits'] = loader.dataset.pipeline.transforms[0].hits
         r['ratio_to_ceiling'] = ratio(r['images_per_s'], ceil and ceil['images_per_s'])
         b.say(f'(2) e2e {task} from {tag}: {r["images_per_s"]:.1f} images/s')
     table = {'ceiling': ceil, **rows} if ceil else dict(rows)

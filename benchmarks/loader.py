@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from .data import bench_config, forever, runner
-from .e2e import warmup_steps
+from .data import bench_config, runner
+from .e2e import feed
 from .harness import VARIANTS, Bench, ratio
 
 
@@ -52,24 +52,13 @@ def val_passes(args, task: str, data_root: str, work_dir: str, in_memory: bool,
 
 def measure(args, task: str, data_root: str, work_dir: str, step_s: float,
             cache_dir=None, span: bool = False) -> dict:
-    from medfm.engine.batches import stop_workers
     cfg = bench_config(args, task, data_root, work_dir, cache_dir, span=span)
     loader = runner(cfg).train_loop.dataloader
-    batches = forever(loader)
-    for _ in range(warmup_steps(args, loader)):
-        next(batches)
-        time.sleep(step_s)
-    t0, n = time.perf_counter(), 0
-    for _ in range(args.iters):
-        n += len(next(batches)['inputs'])
-        time.sleep(step_s)
-    dt = time.perf_counter() - t0
-    del batches
-    stop_workers(loader)
-    bs = cfg.train_dataloader.batch_size
-    return dict(images_per_s=n / dt, step_ms=1000 * step_s,
-                step_images_per_s=bs / step_s, ratio_to_step=ratio(n / dt, bs / step_s),
-                workers=loader.num_workers, batches_per_epoch=len(loader),
+    r = feed(args, loader, lambda batch: time.sleep(step_s))
+    bs = loader.batch_size
+    return dict(r, step_ms=1000 * step_s, step_images_per_s=bs / step_s,
+                ratio_to_step=ratio(r['images_per_s'], bs / step_s),
+                batches_per_epoch=len(loader),
                 pipeline=pipeline_cost(cfg, min(len(loader.dataset), 2 * bs)))
 
 

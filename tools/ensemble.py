@@ -1,19 +1,8 @@
 """Combine several runs into one submission file: mean, weighted mean, rank
 average or per-class best member, fitted and chosen on validation only.
 
-Members are run folders (their saved config and best checkpoint), protocol
-setting folders (``<task>_<N>-shot/``: its five ``exp<k>/`` runs) or
-``CONFIG:CHECKPOINT`` pairs, optionally named ``NAME=...``. Each is scored
-through the inference path of ``tools/predict.py`` on the fitting list
-(``--val-ann``, else the members' validation list(s), less the images any
-member trained on) and on the test list; the scores are cached under
-``<work-dir>/scores/``. The weights, per-class choices and the strategy are
-fitted on the fitting list only; the labelled test list (when present) only
-gives the test metrics shown beside them.
-
-Writes the submission file (``--shot N`` [``--exp k``] into the result
-folder, or ``--out FILE``), checked as the challenge reads it, and
-``<work-dir>/ensemble.md``, ``ensemble.csv`` and ``ensemble.json``.
+Members are run folders, protocol setting folders (their ``exp<k>/`` runs) or
+``CONFIG:CHECKPOINT`` pairs, optionally ``NAME=...``; see docs/ensemble.md.
 
 Examples:
     python tools/ensemble.py work_dirs/protocol/swin-b_vpt5_colon/colon_10-shot \
@@ -26,17 +15,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 
 from mmengine.config import DictAction
 
-from medfm.apis.ensemble import (
-    ROUNDS,
-    STRATEGIES,
-    parse_members,
-    run_ensemble,
-    task_of,
-)
+from medfm.apis.ensemble import ROUNDS, STRATEGIES, parse_members, run_ensemble
 from medfm.apis.submission import SubmissionError, zip_submissions
 from medfm.compat import CheckpointError
 
@@ -87,36 +69,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.out is None and args.shot is None:
-        raise SystemExit('error: give --shot (and --exp) for the result '
-                         'folder, or --out')
     which = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
+    labels = None if args.test_labels.lower() == 'none' else args.test_labels
     try:
         members = parse_members(args.members, which, args.cfg_options,
                                 args.data_root)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f'error: {err}') from None
-    work_dir = args.work_dir
-    if work_dir is None:
-        name = task_of(members) + (f'_{args.shot}-shot' if args.shot else '')
-        work_dir = osp.join('work_dirs', 'ensemble', name,
-                            *([f'exp{args.exp}'] if args.exp else []))
-    labels = None if args.test_labels.lower() == 'none' else args.test_labels
-    try:
         report = run_ensemble(
-            members, work_dir, args.shot, args.exp, args.result_dir, args.out,
-            args.val_ann, args.test_ann, labels, args.strategy, args.rounds,
-            args.device)
+            members, args.work_dir, args.shot, args.exp, args.result_dir,
+            args.out, args.val_ann, args.test_ann, labels, args.strategy,
+            args.rounds, args.device)
     except SubmissionError as err:
         raise SystemExit('error: the written file would be refused:\n  '
                          + '\n  '.join(err.problems)) from None
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
-    with open(report['tables']['markdown'], encoding='utf-8') as f:
+    tables = report['tables']
+    with open(tables['markdown'], encoding='utf-8') as f:
         print(f.read())
     print(f'{report["chosen"]} -> {report["submission"]} (valid); tables: '
-          f'{report["tables"]["markdown"]}, {report["tables"]["csv"]}, '
-          f'{osp.join(work_dir, "ensemble.json")}')
+          f'{tables["markdown"]}, {tables["csv"]}, {tables["json"]}')
     if args.zip:
         phase = 'validation' if args.exp is None else 'evaluation'
         archive = zip_submissions(args.out, args.result_dir,

@@ -1,52 +1,16 @@
 """Ensembles: several runs, checkpoints or backbones, one submission file.
 
-The members (:class:`Member`: a config and one checkpoint) are each scored
-through the one inference path (:func:`medfm.apis.inference.predict_list`)
-on a labelled *fitting* list and on the test list; their scores are cached
-as CSV next to the ensemble's output, keyed by what decides them
-(checkpoint, model and test pipeline, list), so a rerun scores nothing
-again. Four strategies combine them (:data:`STRATEGIES`):
-
-* ``mean``: the mean of the members' scores.
-* ``weighted``: a weighted mean, the weights fitted on the fitting list by
-  greedy ensemble selection with replacement (:func:`fit_weights`).
-* ``rank``: per class, each member's scores replaced by their ranks in the
-  list, normalised to [0, 1], then averaged (:func:`rank_scores`).
-* ``per_class``: for each class the column of the member with the best
-  per-class AP/AUC on the fitting list (:func:`fit_per_class`).
-
-For a single-label task (colon) the ``rank`` and ``per_class`` rows are
-divided by their sum, so that they sum to 1 as the challenge requires; the
-means of softmax rows already do.
-
-Validation chooses the strategy: the best challenge score
-(``MedFMCScore.calculate``'s ``score``) on the fitting list, ties going to
-the simpler strategy in the order of :data:`STRATEGIES`; a single member is
-written as it is (``mean``: its own scores). Weights, choices
-and the strategy are fitted on the fitting list only: the functions that fit
-(:func:`fit_strategies`, :func:`choose`) never see the test list or its
-labels, which only give the side-by-side test metrics.
-
-The fitting list (:func:`fitting_list`) is ``val_ann`` when given, else the
-members' validation list when they share one, else the images every
-member's validation list holds (for the five experiments of a setting: the
-pool minus the five training draws); in each case the images any member
-trained on (its config's training lists) are left out.
-
-:func:`run_ensemble` does it all and writes the submission file
-(:func:`medfm.apis.protocol.write_submission`, checked with
-:func:`medfm.apis.submission.read_submission` before it returns),
-``ensemble.md``, ``ensemble.csv`` and ``ensemble.json``.
-``tools/ensemble.py`` is the command line.
+Each member (a config and a checkpoint) is scored through
+:func:`medfm.apis.inference.predict_list` on a labelled *fitting* list and on
+the test list (scores cached). The :data:`STRATEGIES` (mean, rank average,
+greedy weighted mean, per-class best member) are fitted and one is chosen on
+the fitting list only; the test labels only give the side-by-side metrics.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import os.path as osp
-import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -54,10 +18,34 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..datasets import task_class, task_of_config
-from ..evaluation import MedFMCScore, average_precision, read_predictions, roc_auc
-from ..utils import atomic_write, innermost, leaf_datasets, write_csv, write_json
+from ..evaluation import (
+    average_precision,
+    read_predictions,
+    roc_auc,
+    selection_score,
+    task_metrics,
+)
+from ..utils import (
+    atomic_write,
+    innermost,
+    leaf_datasets,
+    markdown_table,
+    write_csv,
+    write_json,
+)
+from ..utils.integrity import sha256_file
+from ..utils.stamped import StampedIndex, digest, stamp
 from .inference import predict_list
-from .protocol import data_root_of, fmt_percent, submission_path, write_submission
+from .protocol import (
+    METRIC_ORDER,
+    data_root_of,
+    exp_of,
+    experiment_dir,
+    fmt_percent,
+    setting_dir,
+    submission_path,
+    write_submission,
+)
 from .runs import RunDir
 from .submission import load_list, read_submission
 
@@ -66,19 +54,11 @@ from .submission import load_list, read_submission
 STRATEGIES = ('mean', 'rank', 'weighted', 'per_class')
 #: rounds of the greedy weight search (:func:`fit_weights`)
 ROUNDS = 20
-#: the metrics of the tables, in display order
-METRICS = ('mAP', 'Acc', 'AUC', 'score')
 
 
 class Member(NamedTuple):
-    """One model of an ensemble.
-
-    Attributes:
-        name (str): How the tables name it.
-        config (str): The config file it is evaluated with.
-        checkpoint (str): Its checkpoint.
-        cfg (Config): The loaded config (``--cfg-options`` merged).
-    """
+    """One model of an ensemble: its ``name`` in the tables, the ``config``
+    file, the ``checkpoint`` and the loaded ``cfg`` (overrides merged)."""
     name: str
     config: str
     checkpoint: str
@@ -87,43 +67,26 @@ class Member(NamedTuple):
 
 # ------------------------------------------------------------------ members
 def setting_runs(path: str) -> List[str]:
-    """The run folders of a protocol setting (``<task>_<N>-shot/``: its
-    ``exp<k>/`` folders holding checkpoints), by experiment; ``[path]`` for a
-    run folder itself; empty otherwise."""
+    """The used ``exp<k>/`` run folders of a protocol setting folder, by
+    experiment; ``[path]`` for a run folder itself; empty otherwise."""
     if RunDir(path).is_used():
         return [path]
-    found = []
-    for item in sorted(os.listdir(path)) if osp.isdir(path) else []:
-        sub = osp.join(path, item)
-        if item.startswith('exp') and item[3:].isdigit() and RunDir(sub).is_used():
-            found.append((int(item[3:]), sub))
-    return [p for _, p in sorted(found)]
+    subs = [osp.join(path, item) for item in os.listdir(path)] \
+        if osp.isdir(path) else []
+    return sorted((s for s in subs if exp_of(s) is not None and RunDir(s).is_used()),
+                  key=exp_of)
 
 
 def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
                   cfg_options: Optional[dict] = None,
                   data_root: Optional[str] = None) -> List[Member]:
-    """Members from command-line specs.
+    """Members from ``[NAME=]WHAT`` specs, named by :func:`unique_names`
+    unless named.
 
-    A spec is ``[NAME=]WHAT`` with ``WHAT`` one of:
-
-    * a run folder: its saved config and its ``which`` checkpoint
-      (:meth:`RunDir.checkpoint`: ``best``, ``last`` or an epoch);
-    * a protocol setting folder (``<task>_<N>-shot/``): each of its
-      ``exp<k>/`` runs, as above (``NAME`` not allowed);
-    * ``CONFIG:CHECKPOINT``: a config file (or ``run``, or a run folder: the
-      saved config of the checkpoint's run, or of that folder) and a
-      checkpoint file.
-
-    Args:
-        specs (Sequence[str]): The specs.
-        which (str | int): Checkpoint of a run folder.
-        cfg_options (dict, optional): ``--cfg-options`` for every member.
-        data_root (str, optional): The task folder (images, lists) for every
-            member's dataloaders.
-
-    Returns:
-        list[Member]: Named uniquely (:func:`unique_names`) unless named.
+    ``WHAT`` is a run folder (its saved config and ``which`` checkpoint), a
+    protocol setting folder (each of its runs, unnamed) or
+    ``CONFIG:CHECKPOINT`` (``CONFIG`` a file, a run folder or ``run``, the
+    checkpoint's). ``cfg_options`` and ``data_root`` apply to every member.
     """
     found: List[Tuple[Optional[str], str, str, str]] = []  # name, cfg, ckpt, key
     for spec in specs:
@@ -200,17 +163,11 @@ def task_of(members: Sequence[Member]) -> str:
 
 # -------------------------------------------------------------------- lists
 def dataset_list(cfg: Config, loader: str) -> List[str]:
-    """The annotation lists of a dataloader's datasets, absolute (as the
-    dataset reads them: relative to its data root)."""
-    if not cfg.get(loader):
-        return []
-    out = []
-    for ds in leaf_datasets(cfg[loader]['dataset']):
-        ann = ds.get('ann_file')
-        if ann:
-            out.append(osp.abspath(ann if osp.isabs(ann) else
-                                   osp.join(ds.get('data_root') or '', ann)))
-    return out
+    """The annotation lists of a dataloader's datasets, absolute (joined to
+    their data root, as the dataset reads them)."""
+    datasets = leaf_datasets(cfg[loader]['dataset']) if cfg.get(loader) else []
+    return [osp.abspath(osp.join(ds.get('data_root') or '', ds['ann_file']))
+            for ds in datasets if ds.get('ann_file')]
 
 
 def resolve_list(path: str, data_root: str) -> str:
@@ -238,22 +195,15 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                  val_ann: Optional[str] = None) -> Dict[str, object]:
     """The labelled list weights, choices and the strategy are fitted on.
 
-    ``val_ann`` when given; else the members' validation list when they all
-    have the same one; else the images all their validation lists hold (the
-    labels must agree). Then the images any member trained on (every list of
-    its ``train_dataloader``) are left out. A list that had to be changed is
-    written to ``work_dir`` (``fit_list.txt``). The test list is never a
-    candidate.
+    ``val_ann``; else the members' shared validation list; else the images
+    all their validation lists hold (labels agreeing); less the images any
+    member trained on (a changed list is written as ``fit_list.txt``). Never
+    the test list.
 
     Returns:
-        dict: ``path`` (the list scored), ``source`` (``given``, ``shared``
-        or ``intersection``), ``lists`` (where it came from), ``images``,
-        ``dropped_train_images``, ``train_lists`` (distinct training lists
-        of the members: more than one, the ensemble has seen more shots than
-        any member) and ``train_images``.
-
-    Raises:
-        ValueError: No labelled list, labels that disagree, or no image left.
+        dict: ``path``, ``source`` (``given``, ``shared``, ``intersection``),
+        ``lists``, ``images``, ``dropped_train_images``, ``train_lists``
+        (distinct training lists) and ``train_images``.
     """
     if val_ann:
         root = data_root_of(members[0].cfg, 'test_dataloader') or ''
@@ -272,14 +222,13 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
         raise ValueError(f'{", ".join(unlabelled)}: no labels; fitting needs '
                          'a labelled list (give --val-ann)')
     first = lists[0]
-    labels = {n: y for n, y in zip(first.names, first.target)}
-    keep = set(first.names)
+    labels = dict(zip(first.names, first.target))
     for lst in lists[1:]:
-        keep &= set(lst.names)
         for n, y in zip(lst.names, lst.target):
             if n in labels and not np.array_equal(labels[n], y):
                 raise ValueError(f'{n}: labelled differently in {first.path} '
                                  f'and {lst.path}')
+    keep = set.intersection(*(set(lst.names) for lst in lists))
     trained = set()
     for m in members:
         for path in dataset_list(m.cfg, 'train_dataloader'):
@@ -290,14 +239,8 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                           'images are not left out of the fitting list',
                           logger='current', level=30)
     train_lists = {tuple(dataset_list(m.cfg, 'train_dataloader')) for m in members}
-    if len(train_lists) > 1:
-        print_log(f'the members trained on {len(train_lists)} different '
-                  f'training lists ({len(trained)} images in all): the '
-                  'ensemble has seen all of them, more shots than each member',
-                  logger='current', level=30)
-    names = [n for n in first.names if n in keep]
-    dropped = sum(n in trained for n in names)
-    names = [n for n in names if n not in trained]
+    names = [n for n in first.names if n in keep and n not in trained]
+    dropped = sum(n in trained for n in keep)
     if not names:
         raise ValueError(
             f'no image left to fit on: {", ".join(sources)} hold(s) no image '
@@ -305,64 +248,49 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
             'training list; give --val-ann (a labelled list no member trained on)')
     path = sources[0]
     if len(names) != len(first.names):
-        path = write_list(osp.abspath(osp.join(work_dir, 'fit_list.txt')), task, names,
-                          np.stack([labels[n] for n in names]))
-    if dropped:
-        print_log(f'fitting list: {dropped} image(s) a member trained on left '
-                  'out', logger='current', level=30)
+        path = write_list(osp.abspath(osp.join(work_dir, 'fit_list.txt')), task,
+                          names, np.stack([labels[n] for n in names]))
     return dict(path=path, source=source, lists=sources, images=len(names),
                 dropped_train_images=dropped, train_lists=len(train_lists),
                 train_images=len(trained))
 
 
 # ------------------------------------------------------------------- scores
-def _sha1(data: bytes) -> str:
-    return hashlib.sha1(data).hexdigest()
-
-
-def _file_sha1(path: str) -> str:
-    with open(path, 'rb') as f:
-        return _sha1(f.read())
-
-
-def cache_key(member: Member, list_path: str) -> str:
-    """What decides a member's scores of a list: the checkpoint (path, size,
-    time), the model, data preprocessor, test pipeline and data root, and the
-    list's content."""
-    stat = os.stat(member.checkpoint)
-    cfg = member.cfg
-    test = innermost(cfg.test_dataloader.dataset)
-    what = dict(checkpoint=osp.abspath(member.checkpoint), size=stat.st_size,
-                mtime=stat.st_mtime_ns, model=cfg.get('model'),
-                preprocessor=cfg.get('data_preprocessor'),
-                pipeline=test.get('pipeline'), data_root=test.get('data_root'),
-                prefix=test.get('data_prefix'), list=osp.abspath(list_path),
-                content=_file_sha1(list_path))
-    return _sha1(json.dumps(what, sort_keys=True, default=str).encode())[:12]
-
-
 def member_scores(member: Member, list_path: str, cache_dir: str,
                   device: Optional[str] = None
                   ) -> Tuple[List[str], np.ndarray, str]:
     """A member's scores of every image of a list, in list order, from the
-    cache or through :func:`predict_list` (then cached).
+    cache or through :func:`predict_list` (then cached): a
+    :class:`~medfm.utils.stamped.StampedIndex` keyed by the model, data
+    preprocessor, test pipeline, data root and the list (path and content),
+    stamped with the checkpoint's size and time.
 
     Returns:
         tuple: names, scores ``(N, C)`` (float64: the same from the cache
         as fresh) and the cache file.
     """
+    cfg, test = member.cfg, innermost(member.cfg.test_dataloader.dataset)
+    what = dict(checkpoint=osp.abspath(member.checkpoint), model=cfg.get('model'),
+                preprocessor=cfg.get('data_preprocessor'),
+                pipeline=test.get('pipeline'), data_root=test.get('data_root'),
+                prefix=test.get('data_prefix'), list=osp.abspath(list_path),
+                content=sha256_file(list_path))
     stem = osp.splitext(osp.basename(list_path))[0]
     ckpt = osp.splitext(osp.basename(member.checkpoint))[0]
-    path = osp.join(cache_dir, f'{ckpt}_{stem}_{cache_key(member, list_path)}.csv')
-    if osp.isfile(path):
+    key = f'{ckpt}_{stem}_{digest(what, 12)}'
+    path = osp.join(cache_dir, f'{key}.csv')
+    index = StampedIndex(cache_dir)
+    if index.lookup(member.checkpoint, key):
         names, scores, _ = read_predictions(path)
         return names, scores, path
-    names, scores = predict_list(member.cfg, member.checkpoint, list_path,
-                                 device=device)
+    source_stamp = stamp(member.checkpoint)
+    names, scores = predict_list(member.cfg, member.checkpoint, list_path)
     scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
     classes = task_class(task_of_config(member.cfg).TASK).METAINFO['classes']
     write_csv(path, ['img_path'] + [f'score_{c}' for c in classes],
               [[n, *row.tolist()] for n, row in zip(names, scores)])
+    index.put(key, source_stamp, file=osp.basename(path))
+    index.save()
     return names, scores, path
 
 
@@ -383,22 +311,8 @@ def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
 
 
 # --------------------------------------------------------------- strategies
-def metrics(scores: np.ndarray, target: np.ndarray, task: str,
-            quiet: bool = False) -> Dict[str, float]:
-    """:meth:`MedFMCScore.calculate` of a task (percent)."""
-    cls = task_class(task)
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter('ignore')
-        return MedFMCScore.calculate(scores, target,
-                                     bool(cls.METAINFO['multi_label']),
-                                     cls.METAINFO['classes'])
-
-
 def _score(scores: np.ndarray, target: np.ndarray, task: str) -> float:
-    """The challenge score, -inf where undefined (no class with an AUC)."""
-    value = metrics(scores, target, task, quiet=True)['score']
-    return -math.inf if math.isnan(value) else value
+    return selection_score(task_metrics(scores, target, task, quiet=True))
 
 
 def rank_scores(scores: np.ndarray) -> np.ndarray:
@@ -442,30 +356,22 @@ def combine(strategy: str, stack: np.ndarray, params: Dict[str, object],
                            stack, axes=1)
     elif strategy == 'rank':
         out = np.mean([rank_scores(s) for s in stack], axis=0)
-        if not multi_label:
-            out = row_normalise(out)
     elif strategy == 'per_class':
-        choices = list(params['choices'])
-        out = stack[choices, :, np.arange(stack.shape[2])].T
-        if not multi_label:
-            out = row_normalise(out)
+        out = stack[list(params['choices']), :, np.arange(stack.shape[2])].T
     else:
         raise ValueError(f'strategy {strategy!r}: one of {", ".join(STRATEGIES)}')
+    if strategy in ('rank', 'per_class') and not multi_label:
+        out = row_normalise(out)  # single-label rows sum to 1
     return np.clip(out, 0.0, 1.0)
 
 
 def fit_weights(stack: np.ndarray, target: np.ndarray, task: str,
                 rounds: int = ROUNDS) -> Tuple[List[float], List[float]]:
     """Weights by greedy ensemble selection with replacement (Caruana et al.,
-    2004) on the fitting list.
-
-    Start from nothing; each round adds one member (any, again or not) to
-    the selection, the one whose addition gives the mean of the selection
-    the highest score (ties: the member listed first). After ``rounds``
-    rounds the selection of the round with the highest score (the earliest
-    on a tie) is kept; a member's weight is its share of that selection. The
-    first round picks the best single member, so the weights never score
-    below it on the fitting list; they are non-negative and sum to 1.
+    2004): each round adds the member (the first of equals) whose addition
+    scores best; the best round's selection (the earliest of equals) gives
+    each member its share. Round 1 is the best single member, so the weights
+    never score below it on the fitting list.
 
     Returns:
         tuple: the weights (one per member) and the score of each round.
@@ -488,9 +394,8 @@ def fit_weights(stack: np.ndarray, target: np.ndarray, task: str,
 
 
 def class_quality(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per class (one vs rest), the mean of AP and AUC in percent; the AP
-    alone where the AUC is undefined (the class is all positive or all
-    negative in the list)."""
+    """Per class, the mean of AP and AUC in percent; the AP alone where the
+    class has no AUC (all positive or all negative)."""
     ap = average_precision(scores, target)
     auc = roc_auc(scores, target)
     return 100 * np.where(np.isnan(auc), ap, (ap + auc) / 2)
@@ -528,19 +433,26 @@ def choose(val_metrics: Dict[str, Dict[str, float]],
            candidates: Sequence[str] = STRATEGIES) -> str:
     """The strategy (of ``candidates``) with the best score on the fitting
     list; ties go to the first in :data:`STRATEGIES` (the simpler)."""
-    def key(name):
-        value = val_metrics[name]['score']
-        return -math.inf if math.isnan(value) else value
     names = [s for s in STRATEGIES if s in val_metrics and s in candidates]
-    best = max(key(s) for s in names)
-    if best == -math.inf:
-        raise ValueError('no strategy has a score on the fitting list: it '
-                         'holds no class with both positive and negative images')
-    return next(s for s in names if key(s) == best)
+    keys = [selection_score(val_metrics[s]) for s in names]
+    if max(keys) == -math.inf:
+        raise ValueError('no strategy has a metric on the fitting list')
+    return names[keys.index(max(keys))]
 
 
 # ---------------------------------------------------------------- ensemble
-def run_ensemble(members: Sequence[Member], work_dir: str,
+def default_work_dir(task: str, shot: Optional[int] = None,
+                     exp: Optional[int] = None) -> str:
+    """``work_dirs/ensemble/<task>_<N>-shot[/exp<k>]`` (the protocol's
+    layout), or ``work_dirs/ensemble/<task>`` without N."""
+    root = osp.join('work_dirs', 'ensemble')
+    if shot is None:
+        return osp.join(root, task)
+    return experiment_dir(root, task, shot, exp) if exp else \
+        setting_dir(root, task, shot)
+
+
+def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
                  shot: Optional[int] = None, exp: Optional[int] = None,
                  result_dir: str = 'result', out: Optional[str] = None,
                  val_ann: Optional[str] = None,
@@ -548,35 +460,26 @@ def run_ensemble(members: Sequence[Member], work_dir: str,
                  test_labels: Optional[str] = 'test_WithLabel.txt',
                  strategy: str = 'auto', rounds: int = ROUNDS,
                  device: Optional[str] = None) -> Dict[str, object]:
-    """Score the members, fit the strategies on the fitting list, choose one
-    there, write the submission file and the tables.
+    """Score the members, fit the strategies and choose one on the fitting
+    list, write the submission file (checked as the challenge reads it) and
+    ``ensemble.md``, ``ensemble.csv``, ``ensemble.json``.
 
     Args:
         members (Sequence[Member]): The models (:func:`parse_members`).
-        work_dir (str): Tables, the cached scores (``scores/``) and a
-            written fitting list.
-        shot (int, optional): N of the submission file's name.
-        exp (int, optional): Experiment folder (evaluation phase); none:
-            the flat result folder (validation phase).
-        result_dir (str): The result folder.
-        out (str, optional): The submission file, instead of the result
-            folder layout.
+        work_dir (str, optional): Tables, cached scores and a written fitting
+            list; default :func:`default_work_dir`.
+        shot (int, optional): N of the submission file; ``exp`` its
+            experiment folder (none: the validation phase's flat folder).
+        result_dir (str): The result folder; ``out``: a file instead.
         val_ann (str, optional): The fitting list (:func:`fitting_list`).
-        test_ann (str): The unlabelled test list (the submission's rows),
-            relative to the first member's test data root unless absolute.
-        test_labels (str, optional): A labelled test list for the test
-            metrics (same rule; skipped when it does not exist). Never
-            used to fit or choose.
+        test_ann (str): The submission's rows; ``test_labels`` (skipped when
+            missing) gives test metrics, never fits or chooses. Both relative
+            to the first member's test data root unless absolute.
         strategy (str): ``'auto'`` (validation chooses) or one of
-            :data:`STRATEGIES` (written instead; still all reported).
-        rounds (int): Of :func:`fit_weights`.
-        device (str, optional): For the inference.
+            :data:`STRATEGIES`.
 
     Returns:
         dict: What ``ensemble.json`` holds.
-
-    Raises:
-        SubmissionError: The written file is not one the challenge takes.
     """
     if not members:
         raise ValueError('no members')
@@ -584,29 +487,32 @@ def run_ensemble(members: Sequence[Member], work_dir: str,
         raise ValueError(f'strategy {strategy!r}: auto or one of '
                          f'{", ".join(STRATEGIES)}')
     if out is None and shot is None:
-        raise ValueError('give shot (and exp) for the result folder, or out')
+        raise ValueError('give the shot (--shot, and --exp) for the result '
+                         'folder, or --out')
     task = task_of(members)
     cls = task_class(task)
-    classes = list(cls.METAINFO['classes'])
-    multi = bool(cls.METAINFO['multi_label'])
+    work_dir = work_dir or default_work_dir(task, shot, exp)
     os.makedirs(work_dir, exist_ok=True)
     cache = osp.join(work_dir, 'scores')
     root = data_root_of(members[0].cfg, 'test_dataloader') or ''
 
-    # the fitting list: scores and labels; never the test list
+    def evaluate(stack, target):
+        return task_metrics(stack, target, task, quiet=True)
+
     fit = fitting_list(members, task, work_dir, val_ann)
     fit_lst = load_list(task, fit['path'])
     fit_stack, fit_files = stack_scores(members, fit['path'], fit_lst.names,
                                         cache, device)
     params = fit_strategies(fit_stack, fit_lst.target, task, rounds)
-    val_metrics = {s: metrics(combine(s, fit_stack, params[s], multi),
-                              fit_lst.target, task, quiet=True)
+
+    def ensemble(s, stack):
+        return combine(s, stack, params[s], cls.is_multi_label())
+    val_metrics = {s: evaluate(ensemble(s, fit_stack), fit_lst.target)
                    for s in STRATEGIES}
     # one member: its own scores (rank average would only change its Acc)
     candidates = STRATEGIES if len(members) > 1 else ('mean',)
     chosen = choose(val_metrics, candidates) if strategy == 'auto' else strategy
 
-    # the test list: the submission's rows; labels only for the report
     test_path = resolve_list(test_ann, root)
     test_lst = load_list(task, test_path)
     sub_stack, test_files = stack_scores(members, test_path, test_lst.names,
@@ -630,45 +536,31 @@ def run_ensemble(members: Sequence[Member], work_dir: str,
     elif test_labels:
         print_log(f'{resolve_list(test_labels, root)} not found: no test '
                   'metrics', logger='current', level=30)
-    test_metrics = None
-    if target is not None:
-        test_metrics = {s: metrics(combine(s, test_stack, params[s], multi),
-                                   target, task, quiet=True)
-                        for s in STRATEGIES}
 
-    # the submission file, checked as the challenge reads it
     path = out or submission_path(result_dir, task, shot, exp)
-    final = combine(chosen, sub_stack, params[chosen], multi)
+    final = ensemble(chosen, sub_stack)
     write_submission(path, test_lst.names, final)
     _, _, names, written = read_submission(
-        path, test_lst.names, osp.basename(test_path),
-        task=task if out else None)
+        path, test_lst.names, osp.basename(test_path), task=task if out else None)
     if names != test_lst.names or not np.allclose(written, final, atol=1e-8):
         raise RuntimeError(f'{path}: the file does not hold what was written')
 
-    members_out = []
-    for i, m in enumerate(members):
-        members_out.append(dict(
-            name=m.name, config=m.config, checkpoint=m.checkpoint,
-            val=metrics(fit_stack[i], fit_lst.target, task, quiet=True),
-            test=(metrics(test_stack[i], target, task, quiet=True)
-                  if target is not None else None),
-            cache=[fit_files[i], test_files[i]]))
-    strategies = {}
-    for s in STRATEGIES:
-        entry = dict(val=val_metrics[s],
-                     test=test_metrics[s] if test_metrics else None)
-        if s == 'weighted':
-            entry['weights'] = dict(zip([m.name for m in members],
-                                        params[s]['weights']))
-            entry['rounds'] = [None if math.isinf(v) else v
-                               for v in params[s]['rounds']]
-        if s == 'per_class':
-            entry['choices'] = {c: members[i].name
-                                for c, i in zip(classes, params[s]['choices'])}
-        strategies[s] = entry
+    members_out = [dict(
+        name=m.name, config=m.config, checkpoint=m.checkpoint,
+        val=evaluate(fit_stack[i], fit_lst.target),
+        test=evaluate(test_stack[i], target) if target is not None else None,
+        cache=[fit_files[i], test_files[i]]) for i, m in enumerate(members)]
+    strategies = {s: dict(val=val_metrics[s], test=None if target is None
+                          else evaluate(ensemble(s, test_stack), target))
+                  for s in STRATEGIES}
+    strategies['weighted'].update(
+        weights=dict(zip([m.name for m in members], params['weighted']['weights'])),
+        rounds=[None if math.isinf(v) else v for v in params['weighted']['rounds']])
+    strategies['per_class']['choices'] = {
+        c: members[i].name for c, i in zip(cls.classes(),
+                                           params['per_class']['choices'])}
     report = dict(
-        task=task, shot=shot, exp=exp, classes=classes,
+        task=task, shot=shot, exp=exp, classes=cls.classes(),
         members=members_out, fit_list=fit,
         test_list=dict(path=test_path, images=len(test_lst.names)),
         test_labels=labels_path, strategies=strategies, chosen=chosen,
@@ -677,7 +569,7 @@ def run_ensemble(members: Sequence[Member], work_dir: str,
                    + ', '.join(STRATEGIES)),
         fitted_on_test=False, submission=path)
     report['tables'] = write_tables(report, work_dir)
-    write_json(osp.join(work_dir, 'ensemble.json'), report)
+    write_json(report['tables']['json'], report)
     return report
 
 
@@ -685,25 +577,20 @@ def run_ensemble(members: Sequence[Member], work_dir: str,
 def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
     """Header and rows of ``ensemble.csv``: every member, then every
     strategy, with its validation (fitting list) and test metrics."""
-    keys = [k for k in METRICS if any(
+    keys = [k for k in METRIC_ORDER if any(
         k in (r['val'] or {}) for r in report['members'])]
     header = ['name', 'kind', 'chosen', 'params'] + \
         [f'val_{k}' for k in keys] + [f'test_{k}' for k in keys]
 
     def cells(entry):
-        out = []
-        for part in ('val', 'test'):
-            values = entry.get(part) or {}
-            out += [f'{values[k]:.4f}' if k in values else '' for k in keys]
-        return out
+        return [f'{(entry.get(part) or {})[k]:.4f}' if k in (entry.get(part) or {})
+                else '' for part in ('val', 'test') for k in keys]
 
-    rows = []
-    for m in report['members']:
-        rows.append([m['name'], 'member', '', osp.basename(m['checkpoint'])]
-                    + cells(m))
-    for s, entry in report['strategies'].items():
-        rows.append([s, 'strategy', 'yes' if s == report['chosen'] else '',
-                     describe(s, entry)] + cells(entry))
+    rows = [[m['name'], 'member', '', osp.basename(m['checkpoint'])] + cells(m)
+            for m in report['members']]
+    rows += [[s, 'strategy', 'yes' if s == report['chosen'] else '',
+              describe(s, entry)] + cells(entry)
+             for s, entry in report['strategies'].items()]
     return header, rows
 
 
@@ -717,8 +604,7 @@ def describe(strategy: str, entry: Dict[str, object]) -> str:
 
 
 def shown(path: Optional[str]) -> str:
-    """A path as the tables show it: relative to the working directory when
-    it lies inside it."""
+    """A path relative to the working directory when it lies inside it."""
     if not path:
         return ''
     rel = osp.relpath(path)
@@ -726,17 +612,26 @@ def shown(path: Optional[str]) -> str:
 
 
 def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
-    """``ensemble.csv`` and ``ensemble.md``."""
+    """``ensemble.csv`` and ``ensemble.md``; their paths and ``json``'s."""
     header, rows = table_rows(report)
-    paths = dict(csv=osp.join(work_dir, 'ensemble.csv'),
-                 markdown=osp.join(work_dir, 'ensemble.md'))
+    paths = {kind: osp.join(work_dir, f'ensemble.{ext}') for kind, ext in
+             (('csv', 'csv'), ('markdown', 'md'), ('json', 'json'))}
     write_csv(paths['csv'], header, rows)
     keys = [h[4:] for h in header if h.startswith('val_')]
     fit = report['fit_list']
     labelled = report['test_labels'] is not None
+    parts = ('val', 'test') if labelled else ('val',)
     source = {'given': 'given', 'shared': "the members' validation list",
               'intersection': "the images all the members' validation lists "
               'hold'}[fit['source']]
+    dropped = fit['dropped_train_images']
+    table = markdown_table(
+        ['', 'kind', *[f'{p} {k}' for p in parts for k in keys],
+         'checkpoint / fitted'],
+        [[f'**{r[0]}** (chosen)' if r[2] else r[0], r[1],
+          *[fmt_percent(float(v)) if v else '–'
+            for v in r[4:4 + len(keys) * len(parts)]],
+          r[3]] for r in rows])
     lines = [
         f'# Ensemble: {report["task"]}'
         + (f' {report["shot"]}-shot' if report['shot'] else '')
@@ -744,26 +639,14 @@ def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
         + f', {len(report["members"])} member(s)', '',
         f'Fitted and chosen on `{shown(fit["path"])}` ({fit["images"]} images; '
         f'{source}'
-        + (f'; {fit["dropped_train_images"]} image(s) a member trained on left '
-           'out' if fit['dropped_train_images'] else '') + '). '
-        f'Test: `{shown(report["test_list"]["path"])}` '
+        + (f'; {dropped} image(s) a member trained on left out' if dropped else '')
+        + f'). Test: `{shown(report["test_list"]["path"])}` '
         f'({report["test_list"]["images"]} images)'
         + (f', metrics from `{shown(report["test_labels"])}`' if labelled
-                     else ', no labels') + '; never used to fit or choose.', '',
+           else ', no labels') + '; never used to fit or choose.', '',
         f'Chosen: **{report["chosen"]}** ({report["chosen_by"]}; '
         f'{report["selection"]}). Submission: `{shown(report["submission"])}`.',
-        '',
-        '| | kind | ' + ' | '.join(f'val {k}' for k in keys)
-        + (' | ' + ' | '.join(f'test {k}' for k in keys) if labelled else '')
-        + ' | checkpoint / fitted |',
-        '|---|---|' + '---|' * (len(keys) * (2 if labelled else 1) + 1)]
-    for row in rows:
-        name, kind, chosen, params = row[:4]
-        values = row[4:4 + len(keys) * (2 if labelled else 1)]
-        cells = [fmt_percent(float(v)) if v else '–' for v in values]
-        label = f'**{name}** (chosen)' if chosen else name
-        lines.append(f'| {label} | {kind} | ' + ' | '.join(cells)
-                     + f' | {params} |')
+        '', table]
     if fit.get('train_lists', 1) > 1:
         lines += ['', f'The members trained on {fit["train_lists"]} different '
                   f'training lists ({fit["train_images"]} images in all): the '
@@ -779,5 +662,5 @@ def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
 __all__ = ['Member', 'STRATEGIES', 'parse_members', 'setting_runs',
            'unique_names', 'fitting_list', 'member_scores', 'rank_scores',
            'row_normalise', 'combine', 'fit_weights', 'fit_per_class',
-           'fit_strategies', 'choose', 'run_ensemble', 'write_tables']
-
+           'fit_strategies', 'choose', 'run_ensemble', 'default_work_dir',
+           'write_tables']

@@ -1,33 +1,14 @@
 """Submission files of the MedFMC challenge: check them, find them, score them.
 
-A submission file (:func:`medfm.apis.protocol.write_submission`) is named
-``<task>_<N>-shot_submission.csv`` (task ``chest``, ``colon`` or ``endo``; N
-1, 5 or 10) and holds, without a header, one line per image of the task's
-``test_WithoutLabel.txt`` in that list's order: the file name, then one score
-per class in label order (chest 19 sigmoid scores, endo 4, colon 2 softmax
-probabilities: normal, tumor, summing to 1), each in [0, 1].
-
-* :func:`check_rows` checks one file's content and returns its names and
-  scores; every problem names the file and the line (:class:`SubmissionError`
-  lists them all, up to :data:`MAX_PROBLEMS` per file).
-* :func:`find_submissions` reads a result folder or zip: the validation
-  phase's flat layout (``colon_5-shot_submission.csv`` at the top) or the
-  evaluation phase's ``exp1/`` .. ``exp5/``; a zip holds one phase only.
-* :func:`load_list` reads a task's list (the unlabelled
-  ``test_WithoutLabel.txt``, a labelled ``.txt`` list or the official CSV)
-  through the task's dataset class, built by mmpretrain's ``DATASETS``.
-* :func:`score_entry` checks one file against the lists and scores it with
-  :meth:`medfm.evaluation.MedFMCScore.calculate` (the metrics of
-  ``tools/test.py``) and, optionally, bootstrap intervals
-  (:func:`medfm.evaluation.bootstrap.bootstrap_ci`); :func:`summarize_phase`
-  gives the evaluation phase's mean ± std over the experiments;
-  :func:`compare_entries` compares two submissions of one setting
-  (:func:`medfm.evaluation.bootstrap.paired_bootstrap`).
-
-``tools/score_submission.py`` is the command line.
+A file ``<task>_<N>-shot_submission.csv`` holds, without a header, one line
+per image of the task's ``test_WithoutLabel.txt`` in its order: the name,
+then one score in [0, 1] per class in label order (colon's rows sum to 1).
+The checks name the file and the line of every problem; the scores are the
+metrics of ``tools/test.py`` with bootstrap intervals by patient or slide.
 """
 from __future__ import annotations
 
+import io
 import os
 import os.path as osp
 import re
@@ -36,10 +17,11 @@ from glob import glob
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+import pandas as pd
 
-from ..datasets import task_class
+from ..datasets import TASKS, task_class
 from ..datasets.splits import SHOTS
-from ..evaluation import MedFMCScore
+from ..evaluation import task_metrics
 from ..evaluation.bootstrap import (
     DRAWS,
     LEVEL,
@@ -47,8 +29,8 @@ from ..evaluation.bootstrap import (
     paired_bootstrap,
     unit_groups,
 )
+from ..utils.progress import track
 
-#: a submission file's name
 FILE_NAME = re.compile(r'(?P<task>[a-z]+)_(?P<shot>[1-9][0-9]*)-shot_submission\.csv')
 #: the evaluation phase's experiment folders
 EXPS = (1, 2, 3, 4, 5)
@@ -59,6 +41,8 @@ SUM_TOL = 1e-5
 MAX_PROBLEMS = 20
 #: a score as written: a plain decimal number (no nan, inf, spaces)
 _NUMBER = re.compile(r'[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?')
+#: pandas' message for a line with more fields than the first
+_FIELDS = re.compile(r'Expected (\d+) fields in line (\d+), saw (\d+)')
 
 
 class SubmissionError(ValueError):
@@ -73,19 +57,10 @@ class SubmissionError(ValueError):
         super().__init__('\n'.join(self.problems))
 
 
-class Entry(NamedTuple):
-    """One submission file found in a result folder or zip.
-
-    Attributes:
-        where (str): What messages call it (its path, or ``ZIP:MEMBER``).
-        name (str): Its path inside the result folder or zip
-            (``exp1/colon_5-shot_submission.csv``).
-        task (str): Task of its name.
-        shot (int): N of its name.
-        exp (int | None): Experiment (evaluation phase), None at the top
-            (validation phase).
-        data (bytes): Its content.
-    """
+class SubmissionFile(NamedTuple):
+    """One submission file: ``where`` messages call it (path or ``ZIP:MEMBER``),
+    ``name`` is its path inside the result folder or zip, ``exp`` None at the
+    top (validation phase)."""
     where: str
     name: str
     task: str
@@ -99,14 +74,8 @@ class Entry(NamedTuple):
 
 
 class TaskList(NamedTuple):
-    """A task's list of test images, as its dataset class reads it.
-
-    Attributes:
-        path (str): The list.
-        names (list[str]): File names, in list order.
-        target (np.ndarray | None): One-hot / multi-hot ``(N, C)``; None for
-            an unlabelled list.
-    """
+    """A task's list as its dataset class reads it: names in order, one-hot
+    or multi-hot ``target`` ``(N, C)`` (None when unlabelled)."""
     path: str
     names: List[str]
     target: Optional[np.ndarray]
@@ -115,9 +84,6 @@ class TaskList(NamedTuple):
 # -------------------------------------------------------------- file names
 def parse_name(name: str, where: Optional[str] = None) -> Tuple[str, int]:
     """Task and N of a submission file's name.
-
-    Raises:
-        SubmissionError: A name the challenge does not read.
 
     Examples:
         >>> parse_name('exp1/colon_10-shot_submission.csv')
@@ -128,124 +94,111 @@ def parse_name(name: str, where: Optional[str] = None) -> Tuple[str, int]:
         medfm.apis.submission.SubmissionError: colon_10shot.csv: file name ...
     """
     base = osp.basename(name)
-    where = where or name
     m = FILE_NAME.fullmatch(base)
-    tasks = ('chest', 'colon', 'endo')
-    shots = ', '.join(map(str, SHOTS))
-    if m is None or m['task'] not in tasks or int(m['shot']) not in SHOTS:
+    if m is None or m['task'] not in TASKS or int(m['shot']) not in SHOTS:
         raise SubmissionError([
-            f'{where}: file name {base!r} is not <task>_<N>-shot_submission.csv'
-            f' with task {", ".join(tasks)} and N {shots} (e.g. '
-            'colon_10-shot_submission.csv)'])
+            f'{where or name}: file name {base!r} is not '
+            f'<task>_<N>-shot_submission.csv with task {", ".join(TASKS)} and '
+            f'N {", ".join(map(str, SHOTS))} (e.g. colon_10-shot_submission.csv)'])
     return m['task'], int(m['shot'])
 
 
 # ----------------------------------------------------------------- content
-def _line_of(data: bytes, offset: int) -> int:
-    return data.count(b'\n', 0, offset) + 1
+def _read_csv(text: str, where: str, task: str) -> pd.DataFrame:
+    """The file's fields as strings; a line wider than the first is an error
+    of the parser, which names the line."""
+    try:
+        return pd.read_csv(io.StringIO(text), header=None, dtype=str,
+                           keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise SubmissionError([f'{where}: empty, no rows']) from None
+    except pd.errors.ParserError as err:
+        m = _FIELDS.search(str(err))
+        if m is None:
+            raise SubmissionError([f'{where}: not read as CSV ({err})']) from None
+        classes = task_class(task).classes()
+        raise SubmissionError([
+            f'{where}, line {m[2]}: {int(m[3]) - 1} score(s) after the file '
+            f'name; {task} has {len(classes)} ({", ".join(classes)})']) from None
 
 
 def check_rows(data: bytes, where: str, task: str,
                expected: Optional[Sequence[str]] = None,
                list_name: str = 'test_WithoutLabel.txt'
                ) -> Tuple[List[str], np.ndarray]:
-    """Check a submission file's content; its names and scores.
+    """Check a submission file's content; its names and scores ``(N, C)``.
 
-    Checks: UTF-8 text; no header and no empty lines; on each line the file
-    name and one score per class of ``task`` (commas; a name holds none
-    unless the list's names do); scores that are plain numbers in [0, 1];
-    single-label rows (colon) that sum to 1. With ``expected`` (the list's
-    names, in order): no repeated, unknown or missing image, and the list's
-    order.
-
-    Args:
-        data (bytes): The file's content.
-        where (str): The file, as messages name it.
-        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
-        expected (Sequence[str], optional): The list's file names, in order.
-        list_name (str): The list, as messages name it.
-
-    Returns:
-        tuple[list[str], np.ndarray]: File names and scores ``(N, C)``.
+    Checks UTF-8 without a byte order mark, no header or empty line, a name
+    and one plain number in [0, 1] per class on each line, colon's rows
+    summing to 1; with ``expected`` (the list's names) no repeated, unknown
+    or missing image and the list's order.
 
     Raises:
-        SubmissionError: Every problem found (up to :data:`MAX_PROBLEMS`),
-            each naming the file and the line.
+        SubmissionError: Every problem (up to :data:`MAX_PROBLEMS`), each
+            naming ``where`` and the line.
     """
     cls = task_class(task)
-    classes = list(cls.METAINFO['classes'])
-    n_cls, multi = len(classes), bool(cls.METAINFO['multi_label'])
+    classes = cls.classes()
+    n_cls = len(classes)
     problems: List[str] = []
-
-    def problem(lineno: Optional[int], msg: str) -> None:
-        problems.append(f'{where}, line {lineno}: {msg}' if lineno
-                        else f'{where}: {msg}')
-
     try:
         text = data.decode('utf-8')
     except UnicodeDecodeError as err:
+        line = data.count(b'\n', 0, err.start) + 1
         raise SubmissionError([
-            f'{where}, line {_line_of(data, err.start)}: not UTF-8 text '
+            f'{where}, line {line}: not UTF-8 text '
             f'(byte {err.start}: {data[err.start:err.start + 1]!r})']) from None
     if text.startswith('\ufeff'):
-        problem(1, 'starts with a byte order mark (UTF-8 with BOM): it would '
-                'be read as part of the first file name; write plain UTF-8')
+        problems.append(f'{where}, line 1: starts with a byte order mark (UTF-8 '
+                        'with BOM): it would be read as part of the first file '
+                        'name; write plain UTF-8')
         text = text[1:]
-    lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')
-    if lines and lines[-1] == '':
-        lines.pop()  # the last line's end
-    if not lines:
-        raise SubmissionError([f'{where}: empty, no rows'])
     known = set(expected or ())
-    names: List[str] = []
-    linenos: List[int] = []
-    rows: List[List[float]] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            problem(lineno, 'an empty line; one line per image, nothing else')
+    names, linenos, rows = [], [], []
+    for lineno, (name, *values) in enumerate(
+            _read_csv(text, where, task).itertuples(index=False), 1):
+        at = f'{where}, line {lineno}: '
+        found = len(values)
+        while found and values[found - 1] == '':
+            found -= 1  # pandas pads a short line with empty fields
+        if not (name + ''.join(values)).strip():
+            problems.append(at + 'an empty line; one line per image, nothing else')
             continue
-        name, *values = line.rsplit(',', n_cls)
-        extra = ',' in name and name not in known
-        if lineno == 1 and not all(_NUMBER.fullmatch(v) for v in values) \
-                and name not in known:
-            problem(lineno, f'a header ({line[:80]!r}); submission files have '
-                    'none: the first line is the first image')
+        if lineno == 1 and name not in known and not all(
+                _NUMBER.fullmatch(v) for v in values):
+            problems.append(at + f'a header ({",".join([name, *values])[:80]!r}); '
+                            'submission files have none: the first line is the '
+                            'first image')
             continue
-        if extra:  # a name has no comma: more columns than classes
-            name = line.split(',', 1)[0]
         names.append(name)
         linenos.append(lineno)
-        if len(values) < n_cls or extra:
-            found = line.count(',')  # names hold no commas here
-            problem(lineno, f'{found} score(s) after the file name; {task} '
-                    f'has {n_cls} ({", ".join(classes)})')
+        if found != n_cls:
+            problems.append(at + f'{found} score(s) after the file name; {task} '
+                            f'has {n_cls} ({", ".join(classes)})')
             continue
         if not name.strip():
-            problem(lineno, 'no file name before the scores')
-        bad = [(c, v) for c, v in zip(classes, values)
-               if not _NUMBER.fullmatch(v)]
+            problems.append(at + 'no file name before the scores')
+        bad = [(c, v) for c, v in zip(classes, values) if not _NUMBER.fullmatch(v)]
         if bad:
-            c, v = bad[0]
-            problem(lineno, f'{v!r} (column {c}) is not a number')
+            problems.append(at + f'{bad[0][1]!r} (column {bad[0][0]}) is not a number')
             continue
         scores = [float(v) for v in values]
         out = [(c, v) for c, v in zip(classes, scores) if not 0 <= v <= 1]
         if out:
-            c, v = out[0]
-            problem(lineno, f'score {v:g} (column {c}) is outside [0, 1]')
-        if not multi and abs(sum(scores) - 1) > SUM_TOL:
-            problem(lineno, f'scores sum to {sum(scores):.8g}, not 1: '
-                    f'{task} takes softmax probabilities '
-                    f'({", ".join(classes)})')
+            problems.append(at + f'score {out[0][1]:g} (column {out[0][0]}) is '
+                            'outside [0, 1]')
+        if not cls.is_multi_label() and abs(sum(scores) - 1) > SUM_TOL:
+            problems.append(at + f'scores sum to {sum(scores):.8g}, not 1: {task} '
+                            f'takes softmax probabilities ({", ".join(classes)})')
         rows.append(scores)
     if expected is not None:
         problems += _order_problems(names, linenos, list(expected), where,
                                     list_name)
+    if len(problems) > MAX_PROBLEMS:
+        more = len(problems) - MAX_PROBLEMS
+        problems = problems[:MAX_PROBLEMS] + [f'{where}: ... and {more} more '
+                                              'problem(s)']
     if problems:
-        if len(problems) > MAX_PROBLEMS:
-            more = len(problems) - MAX_PROBLEMS
-            problems = problems[:MAX_PROBLEMS] + [f'{where}: ... and {more} '
-                                                  'more problem(s)']
         raise SubmissionError(problems)
     return names, np.asarray(rows, dtype=np.float64).reshape(-1, n_cls)
 
@@ -260,8 +213,7 @@ def _order_problems(names: List[str], linenos: List[int], expected: List[str],
         if name in seen:
             problems.append(f'{where}, line {lineno}: {name!r} repeats line '
                             f'{seen[name]}')
-        else:
-            seen[name] = lineno
+        seen.setdefault(name, lineno)
         if name not in known:
             problems.append(f'{where}, line {lineno}: {name!r} is not in '
                             f'{list_name}')
@@ -285,46 +237,32 @@ def read_submission(path: str, expected: Optional[Sequence[str]] = None,
                     list_name: str = 'test_WithoutLabel.txt',
                     task: Optional[str] = None
                     ) -> Tuple[str, int, List[str], np.ndarray]:
-    """Read and check one submission file (:func:`check_rows`).
-
-    Args:
-        path (str): The file.
-        expected (Sequence[str], optional): The list's file names, in order.
-        list_name (str): The list, as messages name it.
-        task (str, optional): The task, for a file whose name is not a
-            submission file's (then N is 0); default: from the name.
-
-    Returns:
-        tuple: task, N, file names, scores ``(N, C)``.
-    """
+    """Task, N, names and scores of one checked file (:func:`check_rows`);
+    ``task`` for a file not named as a submission (then N is 0)."""
     shot = 0
     if task is None:
         task, shot = parse_name(path)
     with open(path, 'rb') as f:
-        data = f.read()
-    names, scores = check_rows(data, path, task, expected, list_name)
+        names, scores = check_rows(f.read(), path, task, expected, list_name)
     return task, shot, names, scores
 
 
 # ------------------------------------------------------------------ layout
-def _entries_of(files: Dict[str, bytes], label: str, sep: str
-                ) -> Tuple[List[Entry], List[str], List[str]]:
-    """Entries from ``relative path -> content`` of a folder or zip."""
+def _files_of(files: Dict[str, bytes], label: str, sep: str
+              ) -> Tuple[List[SubmissionFile], List[str], List[str]]:
+    """The submission files of ``relative path -> content`` of a folder or
+    zip, with the layout's problems and notes."""
     entries, problems, notes = [], [], []
     where = (lambda rel: f'{label}{sep}{rel}') if label else (lambda rel: rel)
     tops = {rel.split('/')[0] for rel in files if '/' in rel}
-    if (len(tops) == 1 and not any('/' not in rel for rel in files)
+    if (len(tops) == 1 and all('/' in rel for rel in files)
             and not EXP_DIR.fullmatch(next(iter(tops)))):
-        top = next(iter(tops))
-        problems.append(
-            f'{label}: every file is inside {top}/; the challenge reads the '
-            'files at the top (validation phase) or in exp1/ .. exp5/ '
-            '(evaluation phase), as tools/predict.py --zip packs them')
-        return entries, problems, notes
-    for rel in sorted(files):
+        return entries, [
+            f'{label}: every file is inside {next(iter(tops))}/; the challenge '
+            'reads the files at the top (validation phase) or in exp1/ .. exp5/ '
+            '(evaluation phase), as tools/predict.py --zip packs them'], notes
+    for rel in sorted(r for r in files if r.endswith('.csv')):
         parts = rel.split('/')
-        if not rel.endswith('.csv'):
-            continue
         exp = None
         if len(parts) == 2 and EXP_DIR.fullmatch(parts[0]):
             exp = int(EXP_DIR.fullmatch(parts[0])['exp'])
@@ -333,18 +271,17 @@ def _entries_of(files: Dict[str, bytes], label: str, sep: str
                                 'exp1/ .. exp5/ only')
                 continue
         elif len(parts) != 1:
-            problems.append(f'{where(rel)}: not where the challenge reads '
-                            'files: at the top (validation phase) or in '
-                            'exp1/ .. exp5/ (evaluation phase)')
+            problems.append(f'{where(rel)}: not where the challenge reads files: '
+                            'at the top (validation phase) or in exp1/ .. exp5/ '
+                            '(evaluation phase)')
             continue
         try:
             task, shot = parse_name(rel, where(rel))
         except SubmissionError as err:
             problems += err.problems
             continue
-        entries.append(Entry(where(rel), rel, task, shot, exp, files[rel]))
-    phases = {e.phase for e in entries}
-    if len(phases) == 2:
+        entries.append(SubmissionFile(where(rel), rel, task, shot, exp, files[rel]))
+    if len({e.phase for e in entries}) == 2:
         msg = (f'{label}: both phases\' layouts, files at the top (validation '
                'phase) and in exp<k>/ (evaluation phase)')
         if sep == ':':
@@ -357,31 +294,38 @@ def _entries_of(files: Dict[str, bytes], label: str, sep: str
             by_setting.setdefault((e.task, e.shot), []).append(e.exp)
     for (task, shot), exps in sorted(by_setting.items()):
         if sorted(exps) != list(EXPS):
-            notes.append(
-                f'{label}: {task}_{shot}-shot has exp'
-                + ', exp'.join(map(str, sorted(exps)))
-                + ' only; the evaluation phase takes exp1 .. exp5')
+            notes.append(f'{label}: {task}_{shot}-shot has exp'
+                         + ', exp'.join(map(str, sorted(exps)))
+                         + ' only; the evaluation phase takes exp1 .. exp5')
     if not entries and not problems:
         problems.append(f'{label}: no submission files '
                         '(<task>_<N>-shot_submission.csv)')
     return entries, problems, notes
 
 
-def find_submissions(path: str) -> Tuple[List[Entry], List[str], List[str]]:
+def find_submissions(path: str, task: Optional[str] = None
+                     ) -> Tuple[List[SubmissionFile], List[str], List[str]]:
     """The submission files of a result folder, a zip, or one file.
 
     Args:
-        path (str): A result folder (files at the top, or in ``exp1/`` ..
-            ``exp5/``), a ``.zip`` of one, or one submission file.
+        path (str): A result folder (files at the top or in ``exp1/`` ..
+            ``exp5/``), a ``.zip`` of one, or one file.
+        task (str, optional): The task of one file not named as a submission
+            (e.g. ``tools/predict.py --out``).
 
     Returns:
-        tuple: The entries, problems (layout and names the challenge would
-        refuse; those files are left out) and notes (an evaluation phase
-        with experiments missing; a folder holding both phases).
+        tuple: The files, problems (layout and names the challenge refuses;
+        those files are left out) and notes (experiments missing, both phases
+        in a folder).
     """
+    if not osp.exists(path):
+        raise FileNotFoundError(f'{path}: no such file or folder')
     if osp.isfile(path) and not zipfile.is_zipfile(path):
         with open(path, 'rb') as f:
             data = f.read()
+        if task:
+            one = SubmissionFile(path, osp.basename(path), task, 0, None, data)
+            return [one], [], []
         try:
             task, shot = parse_name(path)
         except SubmissionError as err:
@@ -390,14 +334,11 @@ def find_submissions(path: str) -> Tuple[List[Entry], List[str], List[str]]:
         m = EXP_DIR.fullmatch(parent)
         exp = int(m['exp']) if m and int(m['exp']) in EXPS else None
         name = f'{parent}/{osp.basename(path)}' if exp else osp.basename(path)
-        return [Entry(path, name, task, shot, exp, data)], [], []
+        return [SubmissionFile(path, name, task, shot, exp, data)], [], []
     if osp.isfile(path):
         with zipfile.ZipFile(path) as z:
-            files = {i.filename: z.read(i) for i in z.infolist()
-                     if not i.is_dir()}
-        return _entries_of(files, path, ':')
-    if not osp.isdir(path):
-        raise FileNotFoundError(f'{path}: no such file or folder')
+            return _files_of({i.filename: z.read(i) for i in z.infolist()
+                              if not i.is_dir()}, path, ':')
     files = {}
     for item in sorted(os.listdir(path)):
         full = osp.join(path, item)
@@ -412,23 +353,14 @@ def find_submissions(path: str) -> Tuple[List[Entry], List[str], List[str]]:
     for rel, full in files.items():
         with open(full, 'rb') as f:
             contents[rel] = f.read()
-    return _entries_of(contents, path.rstrip('/\\') or path, '/')
+    return _files_of(contents, path.rstrip('/\\') or path, '/')
 
 
 # ------------------------------------------------------------------- lists
 def load_list(task: str, path: str) -> TaskList:
-    """A task's list through its dataset class (mmpretrain's ``DATASETS``).
-
-    Args:
-        task (str): ``'chest'``, ``'colon'`` or ``'endo'``.
-        path (str): ``test_WithoutLabel.txt``, a labelled ``.txt`` list, the
-            official ``.csv`` or mmpretrain's ``.json``. Images need not be
-            present.
-
-    Returns:
-        TaskList: Names in list order and one-hot targets (None when
-        unlabelled).
-    """
+    """A task's list (``test_WithoutLabel.txt``, a labelled ``.txt``, the
+    official ``.csv`` or mmpretrain's ``.json``) through its dataset class;
+    the images need not be present."""
     from mmpretrain.registry import DATASETS
     cls = task_class(task)
     ds = DATASETS.build(dict(
@@ -439,43 +371,74 @@ def load_list(task: str, path: str) -> TaskList:
     names = [info['img_path'] for info in infos]
     if 'gt_label' not in infos[0]:
         return TaskList(path, names, None)
-    target = np.zeros((len(names), len(cls.METAINFO['classes'])))
+    target = np.zeros((len(names), len(cls.classes())))
     for row, info in zip(target, infos):
         row[info['gt_label']] = 1
     return TaskList(path, names, target)
 
 
-# ----------------------------------------------------------------- scoring
 class Lists(NamedTuple):
-    """The lists one task's files are checked and scored against.
-
-    Attributes:
-        order (TaskList | None): The list whose order the rows follow
-            (``test_WithoutLabel.txt``); None: the labelled list's.
-        labels (TaskList | None): The labelled list; None: check only.
-    """
+    """What one task's files are checked against (``order``, the list the
+    rows follow; None: the labelled list's) and scored with (``labels``;
+    None: check only)."""
     order: Optional[TaskList]
     labels: Optional[TaskList]
 
 
-def score_entry(entry: Entry, lists: Lists, ci: bool = True,
+class TaskLists:
+    """Each task's lists, read once: the given ``TASK=FILE`` ones, else the
+    data root's ``test_WithoutLabel.txt`` and ``test_WithLabel.txt`` when
+    present; ``notes`` says what could not be checked or scored."""
+
+    def __init__(self, data_root: str, order: Optional[Dict[str, str]] = None,
+                 labels: Optional[Dict[str, str]] = None,
+                 validate_only: bool = False) -> None:
+        self.root, self.validate_only = data_root, validate_only
+        self.given = dict(order=order or {}, labels=labels or {})
+        self.cache: Dict[str, Lists] = {}
+        self.notes: List[str] = []
+
+    def _read(self, task: str, kind: str, default: str) -> Optional[TaskList]:
+        given = self.given[kind]
+        path = given.get(task) or osp.join(self.root, task, default)
+        if task not in given and not osp.isfile(path):
+            return None
+        lst = load_list(task, path)
+        if kind == 'labels' and lst.target is None:
+            raise ValueError(f'{path} has no labels: give a labelled list '
+                             '(test_WithLabel.txt or the official CSV)')
+        return lst
+
+    def __call__(self, task: str) -> Lists:
+        if task not in self.cache:
+            order = self._read(task, 'order', 'test_WithoutLabel.txt')
+            labels = None if self.validate_only else self._read(
+                task, 'labels', 'test_WithLabel.txt')
+            if order is None and labels is None:
+                self.notes.append(f'{task}: no list (give --data-root, --list or '
+                                  '--labels): row count, names and order not checked')
+            elif order is None:
+                self.notes.append(f'{task}: no test_WithoutLabel.txt; rows '
+                                  f'checked against the order of {labels.path}')
+            if labels is None and not self.validate_only and order is not None:
+                self.notes.append(f'{task}: no labelled list: checked, not scored')
+            self.cache[task] = Lists(order, labels)
+        return self.cache[task]
+
+
+# ----------------------------------------------------------------- scoring
+def score_entry(entry: SubmissionFile, lists: Lists, ci: bool = True,
                 n: int = DRAWS, seed: int = 0, level: float = LEVEL,
                 by_unit: bool = True) -> Dict[str, object]:
-    """Check one submission file and score it.
-
-    Args:
-        entry (Entry): The file.
-        lists (Lists): Its task's lists.
-        ci (bool): Bootstrap intervals. Defaults to True.
-        n, seed, level: Of the bootstrap (:func:`bootstrap_ci`).
-        by_unit (bool): Resample patients (endo) and slides (colon) rather
-            than images. Defaults to True.
+    """Check one file and score it (:func:`medfm.evaluation.task_metrics`,
+    with ``ci`` :func:`bootstrap_ci` intervals resampling patients or slides
+    when ``by_unit``).
 
     Returns:
-        dict: ``file``, ``task``, ``shot``, ``exp``, ``phase``, ``images``,
-        ``problems`` (empty when the file is valid), ``list``; when scored:
-        ``metrics`` (:meth:`MedFMCScore.calculate`, percent), ``unit``,
-        ``units`` and, with ``ci``, ``ci`` (:func:`bootstrap_ci`).
+        dict: ``file``, ``where``, ``task``, ``shot``, ``exp``, ``phase``,
+        ``problems`` (empty when valid); when checked ``images``, ``list``;
+        when scored ``metrics``, ``unit``, ``units``, ``ci`` and the private
+        ``_scores``, ``_target``, ``_groups`` of a comparison.
     """
     row: Dict[str, object] = dict(
         file=entry.name, where=entry.where, task=entry.task, shot=entry.shot,
@@ -489,9 +452,9 @@ def score_entry(entry: Entry, lists: Lists, ci: bool = True,
         row['problems'] = err.problems
         return row
     row.update(images=len(names), list=ref.path if ref else None)
-    if lists.labels is None:
-        return row
     labels = lists.labels
+    if labels is None:
+        return row
     pos = {name: i for i, name in enumerate(labels.names)}
     unknown = [name for name in names if name not in pos]
     if unknown or len(set(names)) != len(labels.names):
@@ -503,30 +466,22 @@ def score_entry(entry: Entry, lists: Lists, ci: bool = True,
         return row
     target = labels.target[[pos[name] for name in names]]
     cls = task_class(entry.task)
-    classes = cls.METAINFO['classes']
-    multi = bool(cls.METAINFO['multi_label'])
-    row['metrics'] = MedFMCScore.calculate(scores, target, multi, classes)
+    row['metrics'] = task_metrics(scores, target, cls)
     groups = unit_groups(entry.task, names) if by_unit else None
     row['unit'] = cls.SHOT_UNIT if groups is not None else 'image'
     row['units'] = len(set(groups)) if groups is not None else len(names)
     if ci:
-        row['ci'] = bootstrap_ci(scores, target, multi, groups, n, seed, level,
-                                 classes)
-    row['_scores'] = scores  # for comparisons; not written out
-    row['_target'] = target
-    row['_groups'] = groups
+        row['ci'] = bootstrap_ci(scores, target, cls.is_multi_label(), groups,
+                                 n, seed, level, cls.classes())
+    row.update(_scores=scores, _target=target, _groups=groups)
     return row
 
 
 def summarize_phase(rows: Sequence[Dict[str, object]]
                     ) -> List[Dict[str, object]]:
-    """The evaluation phase's mean ± std per task and N over the experiments
-    (:func:`medfm.apis.protocol.summarize`: sample standard deviation).
-
-    Returns:
-        list[dict]: ``task``, ``shot``, ``exps`` and ``metrics`` (metric ->
-        ``(mean, std)``), one per setting with scored experiments.
-    """
+    """The evaluation phase's ``metrics`` (metric -> ``(mean, std)``,
+    :func:`medfm.apis.protocol.summarize`) per ``task``, ``shot`` over its
+    scored ``exps``."""
     from .protocol import summarize
     settings: Dict[Tuple[str, int], List[Dict[str, object]]] = {}
     for row in rows:
@@ -543,29 +498,57 @@ def summarize_phase(rows: Sequence[Dict[str, object]]
 def compare_entries(row_a: Dict[str, object], row_b: Dict[str, object],
                     n: int = DRAWS, seed: int = 0, level: float = LEVEL
                     ) -> Dict[str, object]:
-    """Submission B against A: two scored rows of one file name (same list,
-    same labels), on the same resamples (:func:`paired_bootstrap`).
+    """B against A, two scored rows of one file name, on the same resamples:
+    ``file`` and ``diff`` (metric -> :func:`paired_bootstrap`'s entry)."""
+    cls = task_class(row_a['task'])
+    diff = paired_bootstrap(row_a['_scores'], row_b['_scores'], row_a['_target'],
+                            cls.is_multi_label(), row_a['_groups'], n, seed,
+                            level, cls.classes())
+    return dict(file=row_a['file'], diff=diff)
+
+
+def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
+                     compare: Optional[str] = None, ci: bool = True,
+                     n: int = DRAWS, seed: int = 0, level: float = LEVEL,
+                     by_unit: bool = True) -> Dict[str, object]:
+    """Check and score a submission (folder, zip or file) and, with
+    ``compare``, submission B against it file by file (same name).
 
     Returns:
-        dict: ``file`` and ``diff`` (metric -> :func:`paired_bootstrap`'s
-        entry: ``a``, ``b``, ``diff``, ``low``, ``high``, ``b_better``).
+        dict: ``files`` (:func:`score_entry` rows), ``summary``
+        (:func:`summarize_phase`), ``comparisons``, ``problems``, ``notes``.
     """
-    cls = task_class(row_a['task'])
-    diff = paired_bootstrap(row_a['_scores'], row_b['_scores'],
-                            row_a['_target'], bool(cls.METAINFO['multi_label']),
-                            row_a['_groups'], n, seed, level,
-                            cls.METAINFO['classes'])
-    return dict(file=row_a['file'], diff=diff)
+    def scored(where, entries):
+        return [score_entry(e, lists(e.task), ci, n, seed, level, by_unit)
+                for e in track(entries, f'checking {where}')]
+    entries, problems, notes = find_submissions(path, task)
+    rows = scored(path, entries)
+    problems += [p for r in rows for p in r['problems']]
+    comparisons = []
+    if compare:
+        entries_b, problems_b, notes_b = find_submissions(compare, task)
+        problems += problems_b
+        notes += notes_b
+        by_name = {r['file']: r for r in rows if '_scores' in r}
+        rows_b = scored(compare, [e for e in entries_b if e.name in by_name])
+        problems += [p for r in rows_b for p in r['problems']]
+        comparisons = [compare_entries(by_name[r['file']], r, n, seed, level)
+                       for r in rows_b if '_scores' in r]
+        unmatched = sorted({e.name for e in entries_b} - set(by_name))
+        if unmatched:
+            notes.append(f'{compare}: not compared (no scored file of that name '
+                         f'here): {", ".join(unmatched)}')
+    return dict(files=rows, summary=summarize_phase(rows),
+                comparisons=comparisons, notes=notes + lists.notes,
+                problems=problems)
 
 
 def zip_submissions(out: Optional[str], result_dir: str,
                     phase: Optional[str] = None) -> str:
-    """Zip the submission files only: ``out`` alone, or those of one phase
-    of the result folder, paths kept relative to it (the challenge's
-    ``result.zip`` layout): ``'validation'``, the flat ``*_submission.csv``;
-    ``'evaluation'``, ``exp1/`` .. ``exp5/*_submission.csv``. A zip never
-    holds both. ``phase=None``: the one phase the folder holds (an error
-    when it holds both)."""
+    """Zip the submission files only, as the challenge's ``result.zip``:
+    ``out`` alone, or one phase of the result folder (``'validation'``, the
+    flat files; ``'evaluation'``, ``exp1/`` .. ``exp5/``; None: the one the
+    folder holds). A zip never holds both."""
     if out:
         files = [(out, osp.basename(out))]
         archive = osp.splitext(out)[0] + '.zip'
@@ -577,9 +560,9 @@ def zip_submissions(out: Optional[str], result_dir: str,
         if phase is None:
             held = [k for k, v in found.items() if v]
             if len(held) > 1:
-                raise SystemExit(
-                    f'error: {result_dir} holds both phases (flat files and '
-                    'exp<k>/): say which to zip; a submission is one phase')
+                raise ValueError(f'{result_dir} holds both phases (flat files '
+                                 'and exp<k>/): say which to zip; a submission '
+                                 'is one phase')
             phase = held[0] if held else 'validation'
         if phase not in found:
             raise ValueError(f'phase {phase!r}: validation or evaluation')

@@ -1,40 +1,21 @@
-"""Submission files: exact format, list order, result folder layout."""
+"""tools/predict.py: submission files in the result folder's layout, its zip
+of one phase, the same scores from a labelled list."""
 import os.path as osp
 import re
 import zipfile
 
-import numpy as np
 import predict as predict_tool
 import pytest
 from mmengine.runner import Runner
 
-from medfm.apis.protocol import submission_path, write_submission
-from medfm.testing import tiny_backbone, tiny_config
+from medfm.apis.submission import find_submissions
+from medfm.testing import load_tool, tiny_backbone, tiny_config
 
 LINE = re.compile(r'^[^,]+(,[01]\.\d{8})+$')
 
 
-def test_write_submission_format(tmp_path):
-    names = ['b 1.png', 'a.png', 'c.png']  # spaces kept, order kept
-    scores = np.array([[0.1, 0.9], [1 / 3, 2 / 3], [1.0, 0.0]])
-    path = write_submission(str(tmp_path / 'x' / 's.csv'), names, scores)
-    text = open(path).read()
-    assert text == ('b 1.png,0.10000000,0.90000000\n'
-                    'a.png,0.33333333,0.66666667\n'
-                    'c.png,1.00000000,0.00000000\n')
-    with pytest.raises(ValueError):
-        write_submission(str(tmp_path / 'bad.csv'), ['a,b.png'], scores[:1])
-    with pytest.raises(ValueError):
-        write_submission(str(tmp_path / 'bad.csv'), names, scores[:2])
-    assert submission_path('result', 'colon', 10, 3) == osp.join(
-        'result', 'exp3', 'colon_10-shot_submission.csv')
-    # the validation phase's flat result/
-    assert submission_path('result', 'colon', 10) == osp.join(
-        'result', 'colon_10-shot_submission.csv')
-
-
 @pytest.fixture(scope='module')
-def colon_run(demo_root, tmp_path_factory):
+def vpt_run(demo_root, tmp_path_factory):
     """A tiny VPT model trained one step on the colon demo data."""
     work = tmp_path_factory.mktemp('colon_run')
     cfg = tiny_config('configs/vpt/vit-b_vpt5_colon.py', demo_root, str(work),
@@ -48,8 +29,8 @@ def colon_run(demo_root, tmp_path_factory):
     return path, str(work / 'epoch_1.pth')
 
 
-def test_predict_tool_result_folder(colon_run, demo_root, tmp_path, capsys):
-    cfg, ckpt = colon_run
+def test_predict_tool_result_folder(vpt_run, demo_root, tmp_path, capsys):
+    cfg, ckpt = vpt_run
     out = predict_tool.main([cfg, ckpt, '--shot', '5', '--exp', '2',
                              '--result-dir', str(tmp_path / 'result'), '--zip'])
     # progress on stderr, as plain lines when it is not a terminal
@@ -78,9 +59,9 @@ def test_predict_tool_result_folder(colon_run, demo_root, tmp_path, capsys):
         assert len(scores) == 2 and abs(sum(scores) - 1) < 1e-6  # softmax
 
 
-def test_predict_labelled_list_same_scores(colon_run, tmp_path):
+def test_predict_labelled_list_same_scores(vpt_run, tmp_path):
     # the labelled test list gives the same scores: labels are not used
-    cfg, ckpt = colon_run
+    cfg, ckpt = vpt_run
     a = predict_tool.main([cfg, ckpt, '--out', str(tmp_path / 'a.csv'), '--zip'])
     with zipfile.ZipFile(tmp_path / 'a.zip') as z:
         assert z.namelist() == ['a.csv']
@@ -89,3 +70,26 @@ def test_predict_labelled_list_same_scores(colon_run, tmp_path):
     assert open(a).read() == open(b).read()
     with pytest.raises(SystemExit):
         predict_tool.main([cfg, ckpt])  # neither --out nor --shot/--exp
+
+
+def test_predict_zip_packs_one_phase(colon_run, tmp_path):
+    predict = load_tool('predict')
+    work, config = colon_run
+    result = tmp_path / 'result'
+    common = [str(config), str(work), '--shot', '5', '--result-dir',
+              str(result), '--zip']
+    predict.main(common + ['--exp', '2'])
+    with zipfile.ZipFile(tmp_path / 'result.zip') as z:
+        assert z.namelist() == ['exp2/colon_5-shot_submission.csv']
+    predict.main(common)  # the flat validation phase, beside exp2/
+    with zipfile.ZipFile(tmp_path / 'result.zip') as z:
+        assert z.namelist() == ['colon_5-shot_submission.csv']
+    predict.main(common + ['--exp', '1'])
+    with zipfile.ZipFile(tmp_path / 'result.zip') as z:
+        assert z.namelist() == ['exp1/colon_5-shot_submission.csv',
+                                'exp2/colon_5-shot_submission.csv']
+    with pytest.raises(ValueError, match='both phases'):
+        predict.zip_submissions(None, str(result))  # which one? say it
+    assert predict.zip_submissions(None, str(result), 'validation')
+    entries, problems, _ = find_submissions(str(tmp_path / 'result.zip'))
+    assert not problems and len(entries) == 1

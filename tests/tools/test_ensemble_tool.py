@@ -1,9 +1,8 @@
-"""Ensembles (tools/ensemble.py): valid submissions, tables, strategies
-fitted and chosen on validation only."""
+"""tools/ensemble.py: valid submissions, tables, strategies fitted and
+chosen on validation only, cached member scores, errors as one line."""
 import json
 import os.path as osp
 
-import numpy as np
 import pytest
 
 from medfm.apis import ensemble as ens
@@ -11,61 +10,6 @@ from medfm.apis.runs import RunDir
 from medfm.testing import load_tool
 
 ensemble_tool = load_tool('ensemble')
-
-
-# ------------------------------------------------------------- strategies
-def softmax_stack(m=3, n=9, seed=0):
-    rng = np.random.default_rng(seed)
-    p1 = np.round(rng.random((m, n)), 1)  # ties
-    return np.stack([1 - p1, p1], -1)
-
-
-def test_rank_average_of_colon_sums_to_one():
-    stack = softmax_stack()
-    for strategy in ('rank', 'per_class'):
-        out = ens.combine(strategy, stack, dict(choices=[2, 0]), multi_label=False)
-        assert out.shape == (9, 2)
-        assert np.allclose(out.sum(1), 1) and out.min() >= 0 and out.max() <= 1
-    # multi-label: ranks in [0, 1], ties share their mean rank, not renormalised
-    sigmoid = np.random.default_rng(2).random((2, 9, 4))
-    r = ens.combine('rank', sigmoid, {}, multi_label=True)
-    assert r.min() >= 0 and r.max() <= 1 and not np.allclose(r.sum(1), 1)
-    assert ens.rank_scores(np.array([[0.2], [0.2], [0.9]])).ravel().tolist() == \
-        [0.25, 0.25, 1.0]
-    w = ens.combine('weighted', stack, dict(weights=[0.5, 0.5, 0]), False)
-    assert np.allclose(w, stack[:2].mean(0)) and np.allclose(w.sum(1), 1)
-
-
-def test_fits_weights_and_choices_on_the_given_labels():
-    rng = np.random.default_rng(1)
-    target = (rng.random((40, 4)) < 0.4).astype(int)
-    target[0] = 1
-    noise = rng.random((40, 4))
-    good = np.clip(0.6 * target + 0.4 * noise, 0, 1)
-    # member 0 knows classes 0 and 1, member 1 classes 2 and 3
-    a = np.where([1, 1, 0, 0], good, noise)
-    b = np.where([0, 0, 1, 1], good, noise)
-    stack = np.stack([a, b, noise])
-    assert ens.fit_per_class(stack, target, 'endo') == [0, 0, 1, 1]
-    weights, rounds = ens.fit_weights(stack, target, 'endo', rounds=6)
-    assert min(weights) >= 0 and sum(weights) == pytest.approx(1)
-    assert weights[2] < max(weights)  # the noise member weighs least
-    single = max(ens._score(s, target, 'endo') for s in stack)
-    assert rounds[0] == pytest.approx(single) and max(rounds) >= single
-    params = ens.fit_strategies(stack, target, 'endo', rounds=6)
-    val = {s: ens.metrics(ens.combine(s, stack, params[s], True), target,
-                          'endo') for s in ens.STRATEGIES}
-    assert val['per_class']['score'] > ens.metrics(a, target, 'endo')['score']
-    assert ens.choose(val) == max(ens.STRATEGIES, key=lambda s: (
-        val[s]['score'], -ens.STRATEGIES.index(s)))
-    tied = {s: dict(score=50.0) for s in ens.STRATEGIES}
-    assert ens.choose(tied) == 'mean'  # ties go to the simplest
-
-
-def test_unique_names():
-    assert ens.unique_names(['w/s/exp1', 'w/s/exp2']) == ['exp1', 'exp2']
-    assert ens.unique_names(['a/epoch_1', 'b/epoch_1']) == ['a/epoch_1',
-                                                            'b/epoch_1']
 
 
 # ------------------------------------------------------------- the tool

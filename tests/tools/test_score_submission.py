@@ -1,0 +1,106 @@
+"""tools/score_submission.py: scores of a folder, a zip and the official CSV,
+comparisons, exit status 1 on a faulty file, equal to tools/test.py."""
+import json
+import os.path as osp
+import zipfile
+
+import numpy as np
+import pytest
+
+from medfm.apis.protocol import write_submission
+from medfm.apis.runs import RunDir
+from medfm.evaluation import MedFMCScore
+from medfm.testing import load_tool
+
+tool = load_tool('score_submission')
+NAMES = [f'190332600{i // 2}_2019-06-0{1 + i // 2} 01_07_06-lv1-3001p000{i}.png'
+         for i in range(6)]  # colon names: spaces
+LABELS = [0, 1, 0, 1, 1, 0]
+
+
+@pytest.fixture
+def colon_lists(tmp_path):
+    (tmp_path / 'colon').mkdir()
+    (tmp_path / 'colon' / 'test_WithoutLabel.txt').write_text(
+        '\n'.join(NAMES) + '\n')
+    (tmp_path / 'colon' / 'test_WithLabel.txt').write_text(
+        ''.join(f'{n} {y}\n' for n, y in zip(NAMES, LABELS)))
+    return tmp_path
+
+
+def good_rows():
+    p = np.linspace(0.1, 0.9, len(NAMES))
+    return [f'{n},{1 - v:.8f},{v:.8f}' for n, v in zip(NAMES, p)]
+
+
+def test_scorer_folder_zip_and_csv_labels(colon_lists, tmp_path, capsys):
+    res = tmp_path / 'res'
+    good = np.array([[float(v) for v in r.split(',')[1:]] for r in good_rows()])
+    for exp in (1, 2):
+        write_submission(str(res / f'exp{exp}' / 'colon_5-shot_submission.csv'),
+                         NAMES, good if exp == 1 else good[:, ::-1])
+    out = tmp_path / 's.json'
+    assert tool.main([str(res), '--data-root', str(colon_lists), '--draws',
+                      '200', '--out', str(out)]) == 0
+    saved = json.loads(out.read_text())
+    target = np.eye(2)[LABELS]
+    for row, pred in zip(saved['files'], (good, good[:, ::-1])):
+        assert row['metrics'] == MedFMCScore.calculate(pred, target, False)
+        assert row['unit'] == 'slide' and row['units'] == 3
+        assert row['ci']['AUC']['value'] == row['metrics']['AUC']
+    (summary,) = saved['summary']
+    assert summary['exps'] == [1, 2]
+    accs = [r['metrics']['Acc'] for r in saved['files']]
+    assert summary['metrics']['Acc'][0] == pytest.approx(np.mean(accs))
+    assert 'evaluation phase, mean ± std' in capsys.readouterr().out
+    # the official CSV as labels (ids, slide column, one column per class),
+    # a zip, and a comparison against another submission
+    with open(colon_lists / 'colon_test.csv', 'w') as f:
+        f.write('img_id,slide_id,normal,tumor\n' + ''.join(
+            f'{n},{n[:-9]},{1 - y},{y}\n' for n, y in zip(NAMES, LABELS)))
+    with zipfile.ZipFile(tmp_path / 'res.zip', 'w') as z:
+        z.write(res / 'exp1' / 'colon_5-shot_submission.csv',
+                'exp1/colon_5-shot_submission.csv')
+    assert tool.main([str(tmp_path / 'res.zip'), '--data-root',
+                      str(colon_lists), '--labels',
+                      f'colon={colon_lists}/colon_test.csv', '--no-ci',
+                      '--compare', str(res), '--out', str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved['files'][0]['metrics'] == MedFMCScore.calculate(
+        good, target, False)
+    (cmp,) = saved['comparisons']
+    assert cmp['diff']['AUC']['diff'] == 0  # the same file, B - A
+    # a faulty file: exit status 1, the problem on stderr
+    bad = tmp_path / 'bad' / 'colon_5-shot_submission.csv'
+    bad.parent.mkdir()
+    rows = good_rows()
+    rows[1], rows[2] = rows[2], rows[1]
+    bad.write_text('\n'.join(rows) + '\n')
+    capsys.readouterr()
+    assert tool.main([str(bad), '--data-root', str(colon_lists)]) == 1
+    assert f'{bad}, line 2: ' in capsys.readouterr().err
+
+
+def test_scorer_equals_tools_test(colon_run, demo_root, tmp_path):
+    work, config = colon_run
+    checkpoint = RunDir(str(work)).checkpoint('best')
+    metrics = tmp_path / 'm.json'
+    load_tool('test').main([str(config), checkpoint, '--work-dir',
+                            str(tmp_path / 'eval'), '--out', str(metrics),
+                            '--out-item', 'metrics'])
+    expected = json.loads(metrics.read_text())
+    load_tool('predict').main([str(config), checkpoint, '--shot', '10',
+                               '--result-dir', str(tmp_path / 'result')])
+    out = tmp_path / 'scores.json'
+    assert tool.main([
+        str(tmp_path / 'result'), '--data-root', demo_root, '--draws', '100',
+        '--out', str(out)]) == 0
+    (row,) = json.loads(out.read_text())['files']
+    n = len(open(osp.join(demo_root, 'colon', 'test_WithLabel.txt')).readlines())
+    assert row['images'] == n
+    for key in ('Acc', 'AUC', 'score'):
+        # the same model, the same list; scores rounded to 8 decimals
+        assert row['metrics'][key] == pytest.approx(expected[f'medfmc/{key}'],
+                                                    abs=1e-4)
+        assert row['ci'][key]['low'] <= row['metrics'][key] <= \
+            row['ci'][key]['high']

@@ -1,7 +1,6 @@
 """Config surgery shared by the tools and ``medfm.apis``: config loading (the
-one place where the schedule's end is resolved), the switches for speed
-(:mod:`.speed`), trackers (:mod:`.tracking`), TTA (:mod:`.tta`) and the
-few-shot grid (:mod:`.grid`), and paths typed to the shell wrappers."""
+one place where the schedule's end is resolved) and paths typed to the shell
+wrappers; speed, trackers, TTA and the few-shot grid in the submodules."""
 from __future__ import annotations
 
 import logging
@@ -33,13 +32,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
 
     Args:
         path (str): Config file.
-        cfg_options (dict, optional): Overrides, as parsed by ``DictAction``;
+        cfg_options (dict, optional): Overrides (``DictAction``);
             ``data_root=DIR`` sets every dataloader's dataset's ``data_root``.
-        work_dir (str, optional): Output folder; defaults to the config's
-            ``work_dir`` or ``work_dirs/<config name>``.
-
-    Returns:
-        Config: The config.
+        work_dir (str, optional): Default: the config's or
+            ``work_dirs/<config name>``.
     """
     cfg = Config.fromfile(path)
     written_for = cfg.get('train_cfg', {}).get('max_epochs')
@@ -66,12 +62,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
 
 
 def resolve_schedule(cfg: Config, written_for: Optional[int] = None) -> None:
-    """Fit the epoch-based schedulers to ``train_cfg.max_epochs``, in place.
-
-    A scheduler without ``end`` ends with the run; one whose ``end`` (and
-    ``T_max``) was ``written_for``, the ``max_epochs`` of its config file,
-    follows ``max_epochs``; one starting at or after the last epoch is
-    dropped; any other end after ``max_epochs`` is warned about.
+    """Fit the epoch-based schedulers to ``train_cfg.max_epochs``, in place:
+    one without ``end``, or ending at ``written_for`` (its file's
+    ``max_epochs``), ends with the run; one starting after it is dropped;
+    another end after it is warned about.
 
     Examples:
         >>> cfg = Config(dict(train_cfg=dict(max_epochs=3), param_scheduler=[
@@ -126,11 +120,9 @@ def load_eval_config(path: str, cfg_options: Optional[dict], run_dir: str,
 
 
 def caller_path(path: Optional[str], output: bool = False) -> Optional[str]:
-    """A path typed to ``train.sh``/``test.sh``, which run from the repository.
-
-    Taken from the caller's directory (``$MEDFM_CALLER_DIR``) when it exists
-    there, else as given when it exists from the repository, else from the
-    caller's directory when it is an ``output`` whose parent exists there.
+    """A path typed to ``train.sh``/``test.sh`` (which run from the
+    repository): from the caller's directory (``$MEDFM_CALLER_DIR``) where it
+    exists there or is a new ``output`` whose parent does, else as given.
 
     Examples:
         >>> caller_path('configs/x.py')  # not called through a wrapper
@@ -153,9 +145,8 @@ def set_data_root(cfg: Config, data_root: str) -> None:
 
 
 def apply_amp(cfg: Config, dtype: str = 'bfloat16') -> bool:
-    """Switch the optimizer wrapper to mixed precision (``'bfloat16'`` or
-    ``'float16'``), in place; without a GPU the run stays in fp32 and says
-    so. Returns whether AMP was switched on."""
+    """Switch the optimizer wrapper to mixed precision, in place, and say
+    whether it did: without a GPU the run stays in fp32."""
     if not torch.cuda.is_available():
         print_log('AMP asked for, but there is no GPU: training in fp32.',
                   logger='current', level=logging.WARNING)

@@ -31,18 +31,10 @@ def _resize_pipeline(pipeline: list, size: int) -> list:
 def tiny_config(config: str, data_root: str, work_dir: str, size: int = 32,
                 batch_size: int = 4, max_epochs: int = 1,
                 cfg_options: Optional[dict] = None) -> Config:
-    """Load a config and point it at small demo data.
-
-    Args:
-        config (str): Path of a config in ``configs/``.
-        data_root (str): Root of demo data (``medfm.datasets.demo.make_demo``),
-            holding one folder per task.
-        work_dir (str): Output folder.
-        size (int): Image side for every resize and crop.
-        batch_size (int): Batch size of every dataloader (no workers).
-        max_epochs (int): Training epochs.
-        cfg_options (dict, optional): Further overrides, applied last.
-    """
+    """Load a config for demo data (``medfm.datasets.demo.make_demo``'s
+    ``data_root``, one folder per task), every image resized or cropped to
+    ``size``, every dataloader at ``batch_size`` without workers, then
+    ``cfg_options`` merged."""
     # max_epochs through load_config: the schedule is resolved for it
     cfg = load_config(config, {'train_cfg.max_epochs': max_epochs}, work_dir)
     for key in LOADERS:

@@ -49,22 +49,13 @@ def fixed_size(pipeline: list) -> bool:
 def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
                      prefetch_factor: int = 4,
                      pin_memory: Optional[bool] = None) -> dict:
-    """Set the dataloaders for throughput, in place; batch sizes and samplers
-    are left alone.
+    """Set the dataloaders for throughput, in place, and return the settings
+    applied by loader name.
 
-    Training gets all CPUs but one (at most 16: more only add start-up time),
-    validation and testing half as many; workers persist and prefetch, memory
-    is pinned on a GPU, and fixed-size samples are collated into one uint8
+    Training gets ``num_workers`` (default all CPUs but one, at most 16),
+    evaluation half as many; workers persist and prefetch, memory is pinned
+    (default: on a GPU), and fixed-size samples are collated into one uint8
     tensor (``default_collate``) that is normalised on the GPU.
-
-    Args:
-        cfg (Config): The config.
-        num_workers (int, optional): Workers of the training loader.
-        prefetch_factor (int): Batches each worker prepares ahead.
-        pin_memory (bool, optional): Default: whether CUDA is available.
-
-    Returns:
-        dict: Loader name to the settings applied.
     """
     train_workers = num_workers if num_workers is not None \
         else max(1, min(16, cpu_count() - 1))
@@ -93,12 +84,9 @@ def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
 
 
 def enable_channels_last(cfg: Config) -> None:
-    """Train and test in channels_last memory format, in place.
-
-    mmpretrain's ``ClsDataPreprocessor`` becomes ``FastClsDataPreprocessor``
-    (another preprocessor is kept), ``ChannelsLastHook`` is added and the DDP
-    wrapper becomes ``ChannelsLastDDP`` (a config's own wrapper type is kept).
-    """
+    """Train and test in channels_last, in place: ``FastClsDataPreprocessor``
+    for mmpretrain's (another is kept), ``ChannelsLastHook``, and
+    ``ChannelsLastDDP`` for mmengine's DDP (another wrapper is kept)."""
     holder = cfg if cfg.get('data_preprocessor') is not None else cfg.model
     if holder.get('data_preprocessor') is None:
         holder.data_preprocessor = dict()
@@ -132,12 +120,8 @@ def pipeline_loader(pipeline: list) -> Optional[dict]:
 
 def use_image_cache(cfg: Config, cache_dir: str) -> int:
     """Wrap every image loading step of the dataloaders in
-    ``LoadImageFromFileOrCache`` reading ``cache_dir``, in place (images
-    missing from the cache or changed since are read as before).
-
-    Returns:
-        int: Number of transforms wrapped.
-    """
+    ``LoadImageFromFileOrCache`` reading ``cache_dir``, in place, and return
+    how many; images missing from the cache or changed are read as before."""
     n = 0
     for _, ds in loader_datasets(cfg):
         pipeline = ds.get('pipeline') or []
@@ -174,12 +158,9 @@ def no_bf16_loss_scaling(cfg: Config) -> bool:
 def span_epochs(cfg: Config) -> bool:
     """Train an epoch-based ``train_cfg`` with ``EpochSpanningTrainLoop``, in
     place; returns whether the config now trains with it."""
-    train_cfg = cfg.get('train_cfg')
-    if not train_cfg:
-        return False
+    train_cfg = cfg.get('train_cfg') or {}
     kind = train_cfg.get('type')
-    if kind is None and train_cfg.get('by_epoch', False) \
-            or kind == 'EpochBasedTrainLoop':
+    if kind == 'EpochBasedTrainLoop' or kind is None and train_cfg.get('by_epoch'):
         train_cfg.pop('by_epoch', None)
         train_cfg['type'] = 'EpochSpanningTrainLoop'
         return True
@@ -190,13 +171,9 @@ def val_in_memory(cfg: Config) -> bool:
     """Validate a plain ``ValLoop`` with ``InMemoryValLoop``, in place;
     returns whether the config now validates with it."""
     val_cfg = cfg.get('val_cfg')
-    if val_cfg is None:
-        return False
-    kind = val_cfg.get('type', 'ValLoop')
-    if kind == 'ValLoop':
+    if val_cfg is not None and val_cfg.get('type', 'ValLoop') == 'ValLoop':
         val_cfg['type'] = 'InMemoryValLoop'
-        return True
-    return kind == 'InMemoryValLoop'
+    return val_cfg is not None and val_cfg['type'] == 'InMemoryValLoop'
 
 
 def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,

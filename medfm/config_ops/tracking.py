@@ -1,11 +1,6 @@
-"""Experiment trackers as mmengine visualizer backends, added with
-``tools/train.py --tracker NAME[:key=value,...]`` (:func:`add_trackers`) or
-a ``visualizer.vis_backends`` entry in a config (docs/tracking.md).
-
-mmengine ships the backends of TensorBoard, MLflow, W&B, Neptune, ClearML,
-DVCLive and Aim; :class:`medfm.visualization.comet.CometVisBackend` adds
-Comet. A backend imports its client only when the run starts logging.
-"""
+"""Experiment trackers as mmengine visualizer backends (mmengine's, and
+:class:`medfm.visualization.comet.CometVisBackend` for Comet), added with
+``tools/train.py --tracker NAME[:key=value,...]`` (:func:`add_trackers`)."""
 from __future__ import annotations
 
 import copy
@@ -44,15 +39,10 @@ UPGRADES = {'MLflowVisBackend': 'MedFMMLflowVisBackend'}
 
 
 def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
-    """The ``vis_backends`` entry of one ``--tracker`` value.
-
-    Args:
-        spec (str): ``NAME`` or ``NAME:key=value,...``: the backend's
-            arguments; for wandb, neptune and comet other keys go into
-            ``init_kwargs``.
-        work_dir (str, optional): The run folder; MLflow then logs to
-            ``<work_dir>/../mlflow/mlflow.db`` unless ``MLFLOW_TRACKING_URI``
-            or ``tracking_uri`` says otherwise.
+    """The ``vis_backends`` entry of a ``--tracker`` value: ``NAME`` or
+    ``NAME:key=value,...``, the backend's arguments (for wandb, neptune and
+    comet, others go into ``init_kwargs``). With ``work_dir``, MLflow logs to
+    ``<work_dir>/../mlflow/mlflow.db`` unless told otherwise.
 
     Examples:
         >>> tracker_backend('wandb:project=medfm')
@@ -124,9 +114,7 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
         before = copy.deepcopy(same)
         for key, value in backend.items():
             if key == 'init_kwargs':
-                kwargs = dict(same.get('init_kwargs') or {})
-                kwargs.update(value)
-                same['init_kwargs'] = kwargs
+                same['init_kwargs'] = {**(same.get('init_kwargs') or {}), **value}
             elif key == 'type' or key in typed or key not in same:
                 same[key] = value  # (mmengine's MLflow backend: ours)
         if same != before:

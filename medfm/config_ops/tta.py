@@ -1,11 +1,7 @@
 """Test-time augmentation (TTA) derived from a config's own test pipeline,
-the one place where the TTA model and pipeline are made (tools, ``test.sh``,
-the protocol and the sweep call :func:`apply_tta`): an mmcv ``TestTimeAug``
-of flips (and scales) before the pipeline's ``PackInputs``, and mmpretrain's
-``AverageClsScoreTTA`` around the model. Derived from the pipeline the plain
-evaluation uses, it cannot drift from it; a config's ``tta_pipeline`` is not
-read (mmpretrain's ``--tta`` derives the same on these configs).
-"""
+so that it cannot drift from the plain evaluation: the one place where the
+TTA model and pipeline are made (mmcv's ``TestTimeAug``, mmpretrain's
+``AverageClsScoreTTA``, as mmpretrain's ``--tta`` derives them)."""
 from __future__ import annotations
 
 import argparse
@@ -66,13 +62,9 @@ def tta_pipeline(pipeline: Sequence[dict],
 
 def apply_tta(cfg: Config, flips: Sequence[str] = DEFAULT_FLIPS,
               scales: Optional[Sequence[int]] = None) -> Config:
-    """A copy of ``cfg`` whose test split is scored with TTA.
-
-    The test dataset's pipeline becomes :func:`tta_pipeline` of itself and
-    the model is wrapped in ``AverageClsScoreTTA`` (or the config's own
-    ``tta_model`` type); ``tta_pipeline`` and ``tta_model`` record what is
-    used, and ``tta`` describes it for logs (``flips``, ``scales``,
-    ``views``). To score another split with TTA, make it the test split.
+    """A copy of ``cfg`` whose test split is scored with TTA: the test
+    pipeline through :func:`tta_pipeline`, the model in ``AverageClsScoreTTA``
+    (or the config's ``tta_model`` type); ``cfg.tta`` describes it for logs.
 
     Examples:
         >>> cfg = Config(dict(model=dict(type='ImageClassifier'),
@@ -103,8 +95,7 @@ def apply_tta(cfg: Config, flips: Sequence[str] = DEFAULT_FLIPS,
 
 
 def tta_label(cfg: Config) -> str:
-    """How a TTA config (:func:`apply_tta`) augments, for logs: ``'TTA
-    (flip horizontal, 2 views)'``; empty for a plain config."""
+    """``'TTA (flip horizontal, 2 views)'`` for a TTA config, else ``''``."""
     tta = cfg.get('tta')
     if not tta:
         return ''

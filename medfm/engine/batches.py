@@ -1,10 +1,7 @@
-"""Batches kept in memory across passes (validation, checkpoint sweeps).
-
-A kept batch is a private copy (worker tensors live in shared memory, one
-open file each: 1,000+ images would pass the usual limit of open files);
-each pass gets a fresh copy (mmpretrain's preprocessor and heads write into
-the data samples they are given).
-"""
+"""Batches kept in memory across passes (validation, checkpoint sweeps): a
+private copy is kept (worker tensors hold one shared-memory file each, past
+the open-file limit on 1,000+ images), a fresh copy replayed (mmpretrain's
+preprocessor and heads write into the data samples they get)."""
 from __future__ import annotations
 
 from typing import Callable, Iterator, Optional
@@ -62,15 +59,10 @@ def stop_workers(loader) -> None:
 class BatchesInMemory:
     """A dataloader iterated once, then replayed from memory.
 
-    The first complete pass keeps private copies of the batches (unless
+    The first complete pass keeps private copies of the batches (unless a
     ``reason`` says why not, or they pass ``max_bytes``) and stops the
     loader's workers; later passes yield fresh copies. Other attributes
     (``dataset``, ``batch_size``, ...) are the loader's.
-
-    Args:
-        loader (DataLoader): The dataloader.
-        max_bytes (int, optional): Memory budget for the kept batches.
-        reason (str, optional): Why not to keep anything.
     """
 
     def __init__(self, loader, max_bytes: Optional[int] = None,
@@ -90,8 +82,7 @@ class BatchesInMemory:
 
     def __iter__(self) -> Iterator:
         if self.batches is not None:
-            for batch in self.batches:
-                yield fresh_copy(batch)
+            yield from map(fresh_copy, self.batches)
             return
         kept: Optional[list] = [] if self.reason is None else None
         nbytes = 0
@@ -121,11 +112,13 @@ DETERMINISTIC_TRANSFORMS = frozenset({
     'PackInputs', 'PackClsInputs', 'ToTensor', 'Normalize'})
 
 
-def _fixed_flip(transform) -> bool:
-    """Whether a transform is a ``RandomFlip`` that always or never flips."""
-    return type(transform).__name__ == 'RandomFlip' and \
-        getattr(transform, 'prob', None) in (0, 1) and \
-        isinstance(getattr(transform, 'direction', None), str)
+def _random(t) -> bool:
+    """Whether a transform may change between passes (a ``RandomFlip`` that
+    always or never flips does not)."""
+    name = type(t).__name__
+    return name not in DETERMINISTIC_TRANSFORMS and not (
+        name == 'RandomFlip' and getattr(t, 'prob', None) in (0, 1)
+        and isinstance(getattr(t, 'direction', None), str))
 
 
 def not_replayable(dataset) -> Optional[str]:
@@ -137,14 +130,11 @@ def not_replayable(dataset) -> Optional[str]:
     if transforms is None:
         return f'{type(dataset).__name__} has no pipeline to check'
     for t in transforms:
-        name = type(t).__name__
-        if name == 'TestTimeAug':
-            for view in t.subroutines:
-                for v in view.transforms:
-                    if type(v).__name__ not in DETERMINISTIC_TRANSFORMS \
-                            and not _fixed_flip(v):
-                        return (f'{type(v).__name__} in the TTA views may be '
-                                'random')
-        elif name not in DETERMINISTIC_TRANSFORMS and not _fixed_flip(t):
-            return f'{name} in the pipeline may be random'
+        if type(t).__name__ == 'TestTimeAug':
+            random = [v for view in t.subroutines for v in view.transforms
+                      if _random(v)]
+            if random:
+                return f'{type(random[0]).__name__} in the TTA views may be random'
+        elif _random(t):
+            return f'{type(t).__name__} in the pipeline may be random'
     return None

@@ -41,12 +41,8 @@ def sha256_file(path: Union[str, os.PathLike]) -> str:
 
 
 def read_sums(folder: Union[str, os.PathLike]) -> Dict[str, str]:
-    """The recorded sums of a folder: file name -> hex (empty if none).
-
-    Raises:
-        IntegrityError: A line of ``SHA256SUMS`` is malformed (names the
-            file and the line).
-    """
+    """The recorded sums of a folder, file name -> hex (empty if none); an
+    IntegrityError naming the line where ``SHA256SUMS`` is malformed."""
     path = osp.join(folder, SUMS_FILE)
     if not osp.isfile(path):
         return {}

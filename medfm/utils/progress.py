@@ -12,15 +12,9 @@ T = TypeVar('T')
 def track(iterable: Iterable[T], description: str = 'working',
           total: Optional[int] = None, stream: Optional[IO[str]] = None,
           every: float = 10.0) -> Iterator[T]:
-    """Yield from ``iterable`` while showing how far it has got.
-
-    Args:
-        iterable (Iterable): The work items.
-        description (str): What is being done.
-        total (int, optional): The number of items (default ``len(iterable)``).
-        stream (IO, optional): Where to show it (default ``sys.stderr``).
-        every (float): Without a terminal, seconds between two lines (the
-            first and the last item always get one).
+    """Yield from ``iterable`` while showing on ``stream`` (default stderr)
+    how far it has got of ``total`` (default ``len(iterable)``); without a
+    terminal, a line every ``every`` seconds, and for the first and last item.
 
     Examples:
         >>> import io
@@ -39,26 +33,19 @@ def track(iterable: Iterable[T], description: str = 'working',
         yield from rich_track(iterable, description=description, total=total,
                               console=Console(file=stream), transient=False)
         return
-    yield from _lines(iterable, description, total, stream, every)
-
-
-def _lines(iterable: Iterable[T], description: str, total: Optional[int],
-           stream: IO[str], every: float) -> Iterator[T]:
     start = last = time.monotonic()
     n = 0
-    of = f'/{total}' if total else ''
-
-    def line() -> None:
-        pct = f'{100 * n / total:.0f}%, ' if total else ''
-        print(f'{description}: {n}{of} ({pct}{time.monotonic() - start:.0f} s)',
-              file=stream, flush=True)
-
-    for item in iterable:
+    for n, item in enumerate(iterable, 1):
         yield item
-        n += 1
         now = time.monotonic()
         if n == 1 or now - last >= every or n == total:
-            line()
+            _line(stream, description, n, total, now - start)
             last = now
     if n != total and n > 1:  # an iterable that ended early or had no len
-        line()
+        _line(stream, description, n, total, time.monotonic() - start)
+
+
+def _line(stream: IO[str], description: str, n: int, total: Optional[int],
+          seconds: float) -> None:
+    done = f'{n}/{total} ({100 * n / total:.0f}%, ' if total else f'{n} ('
+    print(f'{description}: {done}{seconds:.0f} s)', file=stream, flush=True)

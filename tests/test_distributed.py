@@ -44,7 +44,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
          end=5, convert_to_iter_based=True)]
 randomness = dict(seed=0, deterministic=True)
-default_hooks = dict(checkpoint=dict(save_best=None))
 """)
     return str(path)
 
@@ -74,12 +73,20 @@ def test_two_processes_match_one(config, tmp_path):
     # the two-process run evaluated by two processes, the other by one: an
     # error of the distributed training or of the distributed evaluation
     # shows in the comparison
-    _world_of_two(_launch(['test.sh', config, two], _torchrun_env()), 'pytorch')
+    log = _launch(['test.sh', config, two], _torchrun_env())
+    _world_of_two(log, 'pytorch')
+    # the interval comes from the sweep's scores, gathered over the processes
+    assert '95% CI (bootstrap' in log
     _run(['bash', 'test.sh', config, str(one)], 1)
     # stated tolerance: 0.01 points (float reduction order differs)
     for a, b in zip(_rows(one), _rows(two)):
         for key in ('medfmc/mAP', 'medfmc/AUC', 'medfmc/score'):
             assert a[key] == pytest.approx(b[key], abs=0.01), (a, b)
+    table = {k: json.loads((k / 'epochs_test.json').read_text()) for k in (one, two)}
+    assert table[one]['selected_epoch'] == table[two]['selected_epoch'] is not None
+    for key, ci in table[one]['selected_ci'].items():
+        assert ci['low'] == pytest.approx(table[two]['selected_ci'][key]['low'],
+                                          abs=0.01)
 
 
 def test_channels_last_with_two_processes_keeps_ddp_buckets(config, tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from medfm.apis.runs import RunDir, best_epoch_of, validation_rows
+from medfm.apis.runs import RunDir, validation_rows
 from medfm.visualization.plots import plot_epoch_metrics, plot_lines
 
 
@@ -20,7 +20,9 @@ def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('work_dir', help='run folder (the --work-dir of train.sh)')
     args = p.parse_args(argv)
-    records = RunDir(args.work_dir).scalars()
+    run = RunDir(args.work_dir)
+    records = run.scalars()
+    name = osp.basename(osp.normpath(args.work_dir))
     train = [r for r in records if 'loss' in r]
     lr = [r for r in records if 'lr' in r]
     rows = validation_rows(records)
@@ -28,20 +30,22 @@ def main(argv=None) -> list:
     if train:
         path = osp.join(args.work_dir, 'curves_loss.png')
         plot_lines({'loss': [r['loss'] for r in train]},
-                   [r['step'] for r in train], path, title='training loss',
+                   [r['step'] for r in train], path, title=f'{name}: training loss',
                    xlabel='iteration', ylabel='loss')
         written.append(path)
     if lr:
         path = osp.join(args.work_dir, 'curves_lr.png')
         plot_lines({'lr': [r['lr'] for r in lr]}, [r['step'] for r in lr],
-                   path, title='learning rate', xlabel='iteration',
+                   path, title=f'{name}: learning rate', xlabel='iteration',
                    ylabel='learning rate')
         written.append(path)
     if rows:
-        best = best_epoch_of(rows)
-        marks = None if best is None else {f'best score (epoch {best})': best}
+        selected = run.selected_epoch()  # the run's record says which
+        marks = None if selected is None else {
+            f'selected on val (epoch {selected})': selected}
         path = osp.join(args.work_dir, 'curves_val.png')
-        plot_epoch_metrics(rows, path, title='validation', marks=marks)
+        plot_epoch_metrics(rows, path, title=f'{name}: validation metrics',
+                           marks=marks)
         written.append(path)
     print('written: ' + ', '.join(written))
     return written

@@ -29,6 +29,7 @@ from medfm.compat import CheckpointError
 from medfm.config_ops import load_config
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args
 from medfm.datasets import task_of_config
+from medfm.evaluation import ScoreError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,7 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    '(no --exp: validation phase) or exp1..5/*_submission.csv '
                    '(--exp: evaluation phase), never both; or the --out file '
                    'as OUT.zip')
-    p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
     add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -82,8 +82,8 @@ def main(argv=None) -> str:
         raise SystemExit('give --out, or --shot (and --exp) for the result folder')
     try:
         names, scores = predict_list(cfg, checkpoint, args.ann_file,
-                                     args.data_root, args.device, tta=tta)
-    except CheckpointError as err:  # refused, changed, or another model's
+                                     args.data_root, tta=tta)
+    except (CheckpointError, ScoreError) as err:  # refused, or NaN scores
         raise SystemExit(f'error: {err}') from None
     write_submission(path, names, scores)
     print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')

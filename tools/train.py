@@ -9,17 +9,15 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
-from medfm.apis.runs import RunDir, RunLockedError
+from medfm.apis.runs import RunLockedError, RunRecordError, train_run
 from medfm.compat import CheckpointError
 from medfm.config_ops import WRAPPER_ENV, caller_path, load_config
 from medfm.config_ops.speed import add_speed_args, apply_speed_args
 from medfm.config_ops.tracking import add_trackers
+from medfm.engine.hooks import ScheduleChangedError
 from medfm.utils.integrity import DiskFullError
 
 
@@ -75,19 +73,10 @@ def build_cfg(args: argparse.Namespace):
 
 
 def main(argv=None) -> None:
-    cfg = build_cfg(parse_args(argv))
-    run = RunDir(cfg.work_dir)
-    # one process of a multi-GPU run holds the folder for all of them (its
-    # rank, before the process group exists: torchrun's RANK, srun's
-    # SLURM_PROCID)
-    rank = os.environ.get('SLURM_PROCID' if cfg.launcher == 'slurm' else 'RANK', 0)
-    held = run.lock() if int(rank) == 0 else contextlib.nullcontext()
     try:
-        with held:
-            run.check_fresh(bool(cfg.get('resume')))
-            Runner.from_cfg(cfg).train()
-    except (FileExistsError, RunLockedError, DiskFullError,
-            CheckpointError) as err:  # --resume/load_from refused
+        train_run(build_cfg(parse_args(argv)))
+    except (FileExistsError, RunLockedError, RunRecordError, ScheduleChangedError,
+            DiskFullError, CheckpointError) as err:  # --resume/load_from refused
         raise SystemExit(f'error: {err}') from None
 
 

@@ -19,7 +19,8 @@ custom_hooks = [
     dict(type='FiniteLossHook'),  # stop at a NaN/inf loss
     dict(type='EpochSeedHook'),  # resumed runs draw the same augmentations
     dict(type='KeepOtherRunsHook'),  # --resume OTHER/...: OTHER's best stays
-    dict(type='ResumeCheckHook'),  # --resume: spent schedule, empty scaler
+    dict(type='ResumeCheckHook'),  # --resume: same schedule, empty scaler
+    dict(type='RunRecordHook'),  # run.json: config, checkpoints, selection
 ]
 
 env_cfg = dict(

@@ -1,22 +1,12 @@
-"""The one inference path: a classifier from (config, checkpoint), run over a
-loader to scores, targets and image paths.
+"""The one scoring path: a checkpoint's scores on a list.
 
-Everything that scores images outside mmengine's own train/val/test loops
-comes through here: the checkpoint sweep of ``test.sh``, the protocol's test
-and submission files, ``tools/predict.py``, the report and Grad-CAM.
-
-:func:`sweep_run` evaluates every epoch checkpoint of a run with one model and
-one data pass (:class:`medfm.engine.loops.CheckpointSweepLoop`).
-
-Test-time augmentation (``tta``) is :func:`medfm.config_ops.tta.apply_tta` of the
-config, here and in every tool. Weights: a run trained with ``EMAHook``
-(mmpretrain's, over mmengine's) saves the EMA weights as each checkpoint's
-``state_dict`` (the raw ones go to ``ema_state_dict``), and validation
-selected its epoch on the EMA weights; :func:`ema_weights` says whether a
-run's checkpoints hold them, and the hook is dropped from an evaluation's
-config (:func:`drop_ema_hook`), whose ``before_test_epoch`` would otherwise
-swap in its own copy of the model's weights from before the first
-checkpoint.
+:func:`sweep_run` scores checkpoints of a run through mmengine's runner and
+:class:`medfm.engine.loops.CheckpointSweepLoop` (one model, the images
+decoded once, the test loop's precision); each epoch's metrics and per-image
+scores come from that one pass: ``test.sh``'s table, interval, TTA columns
+and predictions, the protocol's test metrics and submissions
+(:func:`score_checkpoint`, :func:`predict_list`). :func:`predict_loader` is
+the loop for a model built here (features, Grad-CAM, the report).
 """
 from __future__ import annotations
 
@@ -24,7 +14,7 @@ import contextlib
 import copy
 import os.path as osp
 import time
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,14 +24,14 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from ..compat import CheckpointMismatchError, load_weights
+from ..compat import CheckpointError, CheckpointMismatchError, load_weights
 from ..config_ops.tracking import local_backends_only
 from ..config_ops.tta import apply_tta, tta_label
 from ..datasets import task_of_config
-from ..evaluation import DumpPredictions, bootstrap_ci
+from ..engine.record import is_ema_config, is_ema_hook
+from ..evaluation import DumpPredictions, ScoreError, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
 from ..utils.config import innermost
-from ..utils.progress import track
 from .runs import RunDir
 
 
@@ -53,10 +43,13 @@ class Predictions(NamedTuple):
         targets (np.ndarray | None): One-hot ``(N, C)``; None for a list
             without labels.
         paths (list[str]): Image paths.
+        names (list[str] | None): The paths relative to the image folder,
+            as the list names them.
     """
     scores: np.ndarray
     targets: Optional[np.ndarray]
     paths: List[str]
+    names: Optional[List[str]] = None
 
 
 def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
@@ -207,31 +200,29 @@ def predictions_ci(cfg: Config, predictions: Predictions, n: int = 1000,
                         seed=seed)
 
 
-def checkpoint_ci(cfg: Config, checkpoint: str, split: str = 'test',
-                  device: Optional[str] = None, n: int = 1000) -> Optional[dict]:
-    """:func:`predictions_ci` of one checkpoint on a split (the weights the
-    checkpoint's ``state_dict`` holds: a run's EMA weights when it used EMA)."""
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    model = build_classifier(cfg, checkpoint, device)
-    loader = build_loader(cfg, split)
-    n_images = len(loader.dataset)
-    return predictions_ci(cfg, predict_loader(
-        model, track(loader, f'scoring {n_images} {split} images for the interval')),
-        n=n)
+def write_predictions(pred: Predictions, path: str, classes: Sequence[str]) -> None:
+    """Write each image's scores (and labels) as the ``.csv``/``.json`` table
+    of :class:`medfm.evaluation.DumpPredictions`."""
+    dump = DumpPredictions(out_file_path=path)
+    dump.dataset_meta = dict(classes=list(classes))
+    targets = pred.targets if pred.targets is not None else [None] * len(pred.paths)
+    dump.compute_metrics([dict(
+        img_path=p, pred_score=[float(v) for v in s],
+        gt_label=None if t is None else np.flatnonzero(t).tolist())
+        for p, s, t in zip(pred.paths, pred.scores, targets)])
 
 
 def dump_predictions(runner: Runner, path: str) -> None:
-    """Make a runner's test also write each image's scores to ``path``:
-    a ``.csv``/``.json`` table (:class:`medfm.evaluation.DumpPredictions`),
-    or mmengine's pickle dump for ``.pkl``, as mmpretrain's tools/test.py."""
+    """Make a runner's test also write each image's scores to ``path``
+    (:class:`medfm.evaluation.DumpPredictions`; mmengine's pickle dump for
+    ``.pkl``, as mmpretrain's tools/test.py)."""
     if path.endswith(('.pkl', '.pickle')):
         from mmengine.evaluator import DumpResults
         dump = DumpResults(out_file_path=path)
     else:
         dump = DumpPredictions(out_file_path=path)
-    evaluator = runner.test_evaluator
-    evaluator.metrics.append(dump)
-    dump.dataset_meta = evaluator.dataset_meta  # class names (set before)
+    runner.test_evaluator.metrics.append(dump)
+    dump.dataset_meta = runner.test_evaluator.dataset_meta
 
 
 def with_tta(cfg: Config, tta: TTA = None) -> Config:
@@ -244,77 +235,41 @@ def with_tta(cfg: Config, tta: TTA = None) -> Config:
 
 
 def predict_list(cfg: Config, checkpoint: str, ann_file: str,
-                 data_root: Optional[str] = None, device: Optional[str] = None,
-                 amp: bool = False, tta: TTA = None) -> Tuple[List[str], np.ndarray]:
-    """Class scores of every image of an annotation list, in list order.
-
-    The config's test dataloader reads the list (labels are not needed).
-
-    Args:
-        cfg (Config): The config the checkpoint was trained with.
-        checkpoint (str): A checkpoint of a run.
-        ann_file (str): The list, e.g. ``test_WithoutLabel.txt`` (relative to
-            ``data_root`` unless absolute).
-        data_root (str, optional): Override of the test dataset's data root.
-        device (str, optional): Defaults to CUDA when available.
-        amp (bool): bf16 autocast on a GPU.
-        tta (bool | dict, optional): Test-time augmentation
-            (:func:`with_tta`): the scores averaged over the views.
-
-    Returns:
-        tuple[list[str], np.ndarray]: File names as listed and scores
-        ``(N, num_classes)``.
-    """
-    cfg = with_tta(cfg, tta)
-    loader = build_loader(cfg, 'test', ann_file, data_root)
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    model = build_classifier(cfg, checkpoint, device)
-    n = len(loader.dataset)
-    label = f' ({tta_label(cfg)})' if tta else ''
-    pred = predict_loader(model, track(loader, f'predicting {n} images{label}'), amp)
-    prefix = loader.dataset.img_prefix
-    rel = (lambda p: osp.relpath(p, prefix)) if prefix else (lambda p: p)
-    names = [rel(p) for p in pred.paths]
-    expected = [rel(loader.dataset.get_data_info(i)['img_path'])
-                for i in range(len(loader.dataset))]
-    if names != expected:  # a sampler that reorders or drops would break this
-        raise RuntimeError('predictions are not in list order')
-    return names, pred.scores
+                 data_root: Optional[str] = None,
+                 tta: TTA = None) -> Tuple[List[str], np.ndarray]:
+    """Class scores of every image of an annotation list (labels not
+    needed), in list order: file names as listed and ``(N, C)`` scores
+    (:func:`score_checkpoint`)."""
+    pred = score_checkpoint(cfg, checkpoint, ann_file, tta=tta,
+                            data_root=data_root).predictions
+    return pred.names, pred.scores
 
 
 # ------------------------------------------------------------------ weights
-def _is_ema_hook(hook: dict) -> bool:
-    """An ``EMAHook`` entry (mmpretrain's or mmengine's, scoped or not)."""
-    return str(hook.get('type', '')).split('.')[-1] == 'EMAHook'
-
-
-def has_ema_hook(cfg: Config) -> bool:
-    """Whether a config trains with an ``EMAHook``."""
-    return any(_is_ema_hook(h) for h in cfg.get('custom_hooks') or [])
+has_ema_hook = is_ema_config
 
 
 def drop_ema_hook(cfg: Config) -> bool:
-    """Remove ``EMAHook`` from a config that evaluates checkpoints.
-
-    The checkpoints already hold the EMA weights as ``state_dict``; the
-    hook's ``before_test_epoch`` would swap in its copy of the weights the
-    model had before them. Returns whether the config had one.
-    """
+    """Remove ``EMAHook`` from a config that evaluates checkpoints (they
+    already hold the EMA weights as ``state_dict``; the hook would swap in
+    its own copy). Returns whether the config had one."""
     had = has_ema_hook(cfg)
     if had:
-        cfg.custom_hooks = [h for h in cfg.custom_hooks if not _is_ema_hook(h)]
+        cfg.custom_hooks = [h for h in cfg.custom_hooks if not is_ema_hook(h)]
     return had
 
 
 def ema_weights(cfg: Config, run: 'RunDir | str | None' = None) -> bool:
-    """Whether the checkpoints of a run hold EMA weights: its saved config
-    (what trained it) or, without one, ``cfg`` has ``EMAHook``."""
-    saved = None
+    """Whether a run's checkpoints hold EMA weights: as its record says;
+    without one, whether its saved config (else ``cfg``) has ``EMAHook``."""
     if run is not None:
         run = run if isinstance(run, RunDir) else RunDir(run)
+        recorded = run.uses_ema()
+        if recorded is not None:
+            return recorded
         saved = run.config_path()
-    if saved is not None:
-        return has_ema_hook(Config.fromfile(saved))
+        if saved is not None:
+            return has_ema_hook(Config.fromfile(saved))
     return has_ema_hook(cfg)
 
 
@@ -328,133 +283,152 @@ def eval_note(ema: bool, cfg: Config) -> str:
     return ', '.join(p for p in ('EMA weights' if ema else '', tta_label(cfg)) if p)
 
 
-def _eval_weights(cfg: Config, run: 'RunDir | str', tta: TTA) -> Tuple[bool, str, str]:
-    """Prepare an evaluation config (changed in place) for a run's
-    checkpoints: whether they hold EMA weights (the hook is dropped: the
-    checkpoints hold them), the note for tables, and the log's words."""
-    ema = ema_weights(cfg, run)
-    drop_ema_hook(cfg)
-    words = (f'{EMA_NOTE if ema else "weights as trained"}'
-             f'{", " + tta_label(cfg) if tta else ""}')
-    return ema, eval_note(ema, cfg), words
-
-
 def _own_names(cfg: Config, suffix: str) -> None:
-    """An evaluation runner built in the process of another (the training,
-    a plain sweep) gets a logger and visualizer of its own: mmengine shares
-    them by experiment name (by default the config's name and the second)."""
+    """A runner built in the process of another (the training, a plain
+    sweep) gets a logger and visualizer of its own: mmengine shares them by
+    experiment name."""
     name = cfg.get('experiment_name') or '{}_{}'.format(
         osp.splitext(osp.basename(cfg.filename or 'config'))[0],
         time.strftime('%Y%m%d_%H%M%S'))
     cfg.experiment_name = f'{name}_{suffix}'
 
 
-# ------------------------------------------------------- one checkpoint
-def test_runner(cfg: Config, checkpoint: str, tta: TTA = None,
-                run: 'RunDir | str | None' = None) -> Runner:
-    """A runner of the config's test loop with one checkpoint's weights
-    (strictly, under the trust rule), optionally with TTA.
+class Sweep(NamedTuple):
+    """Checkpoints scored on one list.
 
-    A run trained with ``EMAHook`` is scored on the EMA weights (its
-    checkpoints' ``state_dict``, what validation selected on); the hook is
-    not built. Given a training config (the protocol's: its ``work_dir`` a
-    run's folder), the runner writes into ``<work_dir>/eval``, not over the
-    run's saved config, and logs to the local trackers only.
-
-    Args:
-        cfg (Config): The evaluation's config (unchanged).
-        checkpoint (str): The checkpoint.
-        tta (bool | dict, optional): Test-time augmentation (:func:`with_tta`).
-        run (RunDir | str, optional): The checkpoint's run (default its
-            folder), whose saved config says whether it holds EMA weights.
-
-    Returns:
-        Runner: Call ``.test()`` for the metrics. ``runner.eval_note`` says
-        which weights and TTA (for a log line).
+    Attributes:
+        rows (list[dict]): ``epoch`` and the metrics, per scored checkpoint
+            (no metric on a list without labels).
+        skipped (list[str]): Why the others were not scored.
+        predictions (dict[int, Predictions]): Per epoch, each image's scores.
+        weights (str): ``'ema'`` or ``'raw'``.
+        note (str): Which weights and TTA, for a table's title.
     """
-    cfg = with_tta(copy.deepcopy(cfg), tta)
-    folder = osp.dirname(osp.abspath(checkpoint))
-    if run is None:
-        run = folder
-    _, note, words = _eval_weights(cfg, run, tta)
-    work_dir = osp.abspath(cfg.get('work_dir') or '.')
-    if work_dir == folder or RunDir(work_dir).is_used():  # a run's folder
-        cfg.work_dir = osp.join(work_dir, 'eval')
-        local_backends_only(cfg)
-        _own_names(cfg, 'eval')
-    if tta:
-        _own_names(cfg, 'tta')
-    cfg.load_from, cfg.resume = None, False  # the one checkpoint is loaded here
-    runner = Runner.from_cfg(cfg)
-    load_checkpoint(runner.model, checkpoint)
-    runner.eval_note = note
-    if note:
-        print_log(f'{checkpoint}: {words}', logger='current')
-    return runner
+    rows: List[dict]
+    skipped: List[str]
+    predictions: Dict[int, Predictions]
+    weights: str
+    note: str
 
 
-def evaluate_checkpoint(cfg: Config, checkpoint: str, tta: TTA = None) -> dict:
-    """The test metrics of one checkpoint (:func:`test_runner`): its EMA
-    weights for a run trained with ``EMAHook``, with TTA when asked.
-
-    A training runner scores the raw weights instead after mmengine's
-    ``runner.load_checkpoint`` (mmpretrain's ``EMAHook`` puts the raw
-    weights into the model on a load, and ``runner.test()`` rebuilds the
-    average from the model); :func:`load_checkpoint` into its model, then
-    its ``test()``, scores the EMA weights.
-    """
-    return test_runner(cfg, checkpoint, tta).test()
-
-
-# ------------------------------------------------------- checkpoint sweep
 def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
-              cache: bool = True, tta: TTA = None) -> Tuple[List[dict], List[str]]:
-    """Evaluate all epoch checkpoints of a run on a split, through mmengine's
-    runner and :class:`medfm.engine.loops.CheckpointSweepLoop` (one model,
-    the images decoded once, hooks and the test loop's ``fp16`` applied).
+              cache: bool = True, tta: TTA = None,
+              checkpoints: Optional[Sequence[Tuple[int, str]]] = None,
+              ann_file: Optional[str] = None,
+              data_root: Optional[str] = None) -> Sweep:
+    """Score checkpoints of a run on a split, in one runner and one pass per
+    checkpoint (:class:`medfm.engine.loops.CheckpointSweepLoop`).
 
     A run trained with ``EMAHook`` is scored on the EMA weights, which
-    validation selected on (said in the log); with ``tta`` every checkpoint
-    is scored with test-time augmentation (its own runner, logs in
-    ``<work_dir>/tta``).
+    validation selected on; with ``tta`` on test-time augmentation (a log of
+    its own, ``<work_dir>/tta``).
 
     Args:
         cfg (Config): The evaluation's config (:meth:`RunDir.eval_config`).
         run (RunDir | str): The run.
-        split (str): ``'test'`` or ``'val'``.
+        split (str): ``'test'`` or ``'val'``: the config's list of that split.
         cache (bool): Keep the decoded batches in memory.
         tta (bool | dict, optional): Test-time augmentation (:func:`with_tta`).
-
-    Returns:
-        tuple[list[dict], list[str]]: One row per evaluated epoch
-        (``epoch`` plus the metrics) and the messages of skipped ones.
+        checkpoints (Sequence[tuple[int, str]], optional): ``(epoch, path)``
+            pairs (default: every epoch's checkpoint of the run).
+        ann_file (str, optional): Another list (relative to the data root).
+        data_root (str, optional): Another data root.
 
     Raises:
-        FileNotFoundError: The folder holds no ``epoch_N.pth``.
+        FileNotFoundError: The run holds no checkpoint.
     """
     run = run if isinstance(run, RunDir) else RunDir(run)
-    checkpoints = run.epoch_checkpoints()
+    checkpoints = list(checkpoints or run.epoch_checkpoints())
     if not checkpoints:
         raise FileNotFoundError(f'no epoch_N.pth checkpoints in {run.path}')
     cfg = copy.deepcopy(cfg)
     if split != 'test':
         cfg.test_dataloader = cfg[f'{split}_dataloader']
         cfg.test_evaluator = cfg[f'{split}_evaluator']
+    cfg.test_dataloader.sampler = dict(type='DefaultSampler', shuffle=False)
+    dataset = innermost(cfg.test_dataloader.dataset)
+    if ann_file is not None:
+        dataset['ann_file'] = ann_file
+    if data_root is not None:
+        dataset['data_root'] = data_root
+    work_dir = osp.abspath(cfg.get('work_dir') or '.')
+    if RunDir(work_dir).is_used():  # a training config: not over its files
+        cfg.work_dir = osp.join(work_dir, 'eval')
+        local_backends_only(cfg)
+        _own_names(cfg, 'eval')
     if tta:
         cfg = with_tta(cfg, tta)
-        cfg.work_dir = osp.join(cfg.work_dir, 'tta')  # a log of its own
+        cfg.work_dir = osp.join(cfg.work_dir, 'tta')
         _own_names(cfg, 'tta')
-    _, note, words = _eval_weights(cfg, run, tta)
+    ema = ema_weights(cfg, run)
+    drop_ema_hook(cfg)
+    note = eval_note(ema, cfg)
     fp16 = bool((cfg.get('test_cfg') or {}).get('fp16', False))
     cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
                         fp16=fp16, cache=cache, note=note)
     cfg.load_from, cfg.resume = None, False  # the loop loads each checkpoint
     runner = Runner.from_cfg(cfg)
     if note:
-        print_log(f'scoring {len(checkpoints)} checkpoints of {run.path} on '
+        words = (f'{EMA_NOTE if ema else "weights as trained"}'
+                 f'{", " + tta_label(cfg) if tta else ""}')
+        print_log(f'scoring {len(checkpoints)} checkpoint(s) of {run.path} on '
                   f'{split}: {words}', logger='current')
     out = runner.test()
-    return out['rows'], [mismatch_note(msg, run) for msg in out['skipped']]
+    rel = (lambda p: osp.relpath(p, out['prefix'])) if out['prefix'] else str
+    predictions = {}
+    for epoch, kept in out['predictions'].items():
+        paths, scores, targets = zip(*kept) if kept else ((), (), ())
+        labelled = kept and all(t is not None for t in targets)
+        predictions[epoch] = Predictions(
+            np.stack(scores) if kept else np.zeros((0, 0)),
+            np.stack(targets) if labelled else None, list(paths),
+            [rel(p) for p in paths])
+    return Sweep(out['rows'], [mismatch_note(m, run) for m in out['skipped']],
+                 predictions, 'ema' if ema else 'raw', note)
+
+
+class Scored(NamedTuple):
+    """One checkpoint on one list: ``metrics`` (without prefix; None on a
+    list without labels), ``predictions`` and the weights' ``note``."""
+    metrics: Optional[Dict[str, float]]
+    predictions: Predictions
+    note: str
+
+
+def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = None,
+                     split: str = 'test', tta: TTA = None,
+                     data_root: Optional[str] = None) -> Scored:
+    """Score one checkpoint on a list (:func:`sweep_run` of that checkpoint).
+
+    Args:
+        cfg (Config): The config the checkpoint was trained with.
+        checkpoint (str): The checkpoint (its folder is its run).
+        ann_file (str, optional): Another list than the split's.
+        split (str): The config's split whose loader reads the list.
+        tta (bool | dict, optional): Test-time augmentation.
+        data_root (str, optional): Another data root.
+
+    Raises:
+        CheckpointError: The checkpoint was refused.
+        ScoreError: The metric refused its scores.
+    """
+    sweep = sweep_run(cfg, osp.dirname(osp.abspath(checkpoint)), split,
+                      cache=False, tta=tta, checkpoints=[(0, checkpoint)],
+                      ann_file=ann_file, data_root=data_root)
+    if sweep.skipped:
+        error = CheckpointError if 'SHA-256' in sweep.skipped[0] or \
+            'does not fit' in sweep.skipped[0] else ScoreError
+        raise error(sweep.skipped[0])
+    metrics = {k.split('/')[-1]: v for k, v in sweep.rows[0].items()
+               if k != 'epoch'} if sweep.rows[0].keys() - {'epoch'} else None
+    return Scored(metrics, sweep.predictions[0], sweep.note)
+
+
+def evaluate_checkpoint(cfg: Config, checkpoint: str, tta: TTA = None) -> dict:
+    """The test metrics of one checkpoint (:func:`score_checkpoint`), keys
+    with the metric's prefix as mmengine's ``runner.test()`` gives them."""
+    return {f'medfmc/{k}': v for k, v in
+            (score_checkpoint(cfg, checkpoint, tta=tta).metrics or {}).items()}
 
 
 def mismatch_note(message: str, run: 'RunDir | str') -> str:
@@ -486,7 +460,7 @@ def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,
     return CAMVisualizer(model, dataset.pipeline, names, **kwargs)
 
 
-__all__ = ['Predictions', 'build_classifier', 'class_names', 'build_loader',
-           'predict_loader', 'predict_list', 'sweep_run', 'cam_visualizer',
-           'with_tta', 'test_runner', 'evaluate_checkpoint', 'ema_weights',
-           'has_ema_hook', 'drop_ema_hook']
+__all__ = ['Predictions', 'Sweep', 'Scored', 'build_classifier', 'class_names',
+           'build_loader', 'predict_loader', 'predict_list', 'sweep_run',
+           'score_checkpoint', 'cam_visualizer', 'with_tta', 'evaluate_checkpoint',
+           'ema_weights', 'has_ema_hook', 'drop_ema_hook', 'write_predictions']

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import functools
 import html
+import logging
 import os
 import os.path as osp
 import re
@@ -34,6 +35,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
 from ..evaluation.bootstrap import format_ci
@@ -54,6 +56,7 @@ from ..visualization.report_html import (
     html_table,
     numeric_keys,
 )
+from .epochs import read_table
 from .inference import (
     Predictions,
     build_classifier,
@@ -66,30 +69,23 @@ from .runs import EPOCH_RE, RunDir
 
 # ----------------------------------------------------------------- reading
 
-def load_curves(run_dir: str, split: str = 'test'
-                ) -> Tuple[List[dict], Optional[int], str]:
-    """Metrics per epoch of a run.
-
-    Args:
-        run_dir (str): The run folder.
-        split (str): Prefer ``epochs_<split>.json`` (``tools/eval_epochs.py``).
-
-    Returns:
-        tuple[list[dict], int | None, str]: Rows (``epoch`` plus metric
-        keys), the epoch validation selected if the file says so, and where
-        the rows came from.
-    """
+def load_curves(run_dir: str, split: str = 'test') -> Tuple[List[dict], str]:
+    """Metrics per epoch of a run and where they came from: the epoch table
+    of ``split`` (:func:`medfm.apis.epochs.read_table`; a stale one is said
+    so), else the validation metrics of the training log."""
     run = RunDir(run_dir)
     for name in dict.fromkeys((split, 'test', 'val')):
-        data = run.epoch_table(name)
-        if data is not None:
-            # on the validation list its best epoch is validation's choice;
-            # a test list's best_epoch is selection on test: not returned
-            epoch = data.get('best_epoch') if name == 'val' \
-                else data.get('selected_epoch')
-            return data['rows'], epoch, f'epochs_{name}.json'
+        table = read_table(run, name)
+        if table is not None:
+            source = f'epochs_{name}.json'
+            if table['stale']:
+                source += (' (stale: written before the run\'s latest '
+                           'checkpoints; run test.sh again)')
+                print_log(f'{run_dir}: {source}', logger='current',
+                          level=logging.WARNING)
+            return table['rows'], source
     files = run.scalars_files()
-    return run.validation_rows(), None, \
+    return run.validation_rows(), \
         ', '.join(osp.relpath(f, run_dir) for f in files) if files else 'none'
 
 
@@ -209,8 +205,8 @@ def gather(run_dir: str, config: Optional[str] = None,
             raise FileNotFoundError(f'pass --config: {run_dir} holds no '
                                     'saved config')
     cfg = report_config(config, cfg_options)
-    rows, known_best, source = load_curves(run_dir, split)
-    epoch, chosen_by = run.reported_epoch(rows, known_best, source)
+    rows, source = load_curves(run_dir, split)
+    epoch, chosen_by = run.reported_epoch(rows, source)
     if checkpoint:  # the user's checkpoint: its own epoch, if it says one
         m = EPOCH_RE.search(osp.basename(checkpoint))
         epoch = int(m.group(1)) if m else None

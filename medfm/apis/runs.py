@@ -1,11 +1,10 @@
-"""The run folder as the truth: :class:`RunDir`.
+"""The run folder as the truth: :class:`RunDir`, and :func:`train_run`.
 
-A training run leaves in its work dir the config it ran with (mmengine's dump,
-``<config name>.py``), ``epoch_N.pth`` checkpoints, the copy of the epoch
-validation selected (``best_<metric>_epoch_N.pth``, from the
-``CheckpointHook``'s ``save_best``), and one ``<timestamp>/vis_data/
-scalars.json`` per start (the first and each ``--resume``). Every tool that
-reads a run asks this class; it is the only code that globs a run folder.
+A training run writes its record (``run.json``: the config it ran with and
+its SHA-256, each start, each checkpoint with its epoch and sum, the epoch
+validation selected; :mod:`medfm.engine.record`). Every tool that reads a
+run asks this class, which reads the record; a folder without one (a run
+from before the record existed) is read from its file names, with a note.
 """
 from __future__ import annotations
 
@@ -24,10 +23,13 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.runner import Runner
 
+from ..engine import record as run_record
 from ..utils import integrity
 
-#: the epoch in ``epoch_N.pth`` and ``best_<metric>_epoch_N.pth``
+#: the epoch in ``epoch_N.pth`` and ``best_<metric>_epoch_N.pth`` (runs
+#: without a record only)
 EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
 #: what :meth:`RunDir.config_differences` compares: what changes the scores
 #: of a checkpoint (the weights come from the checkpoint: ``init_cfg`` is not)
@@ -39,6 +41,10 @@ LOCK_FILE = '.medfm-run.lock'
 
 class RunLockedError(RuntimeError):
     """Another training run holds the folder."""
+
+
+class RunRecordError(ValueError):
+    """The run record and the folder disagree (a changed config, say)."""
 
 
 class RunDir:
@@ -55,6 +61,7 @@ class RunDir:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._noted = False
 
     def __repr__(self) -> str:
         return f'RunDir({self.path!r})'
@@ -62,60 +69,94 @@ class RunDir:
     def _glob(self, pattern: str) -> List[str]:
         return sorted(glob(osp.join(glob_escape(self.path), pattern)))
 
+    def record(self) -> Optional[dict]:
+        """The run's ``run.json``, or None (no run, or one from before it)."""
+        return run_record.read(self.path)
+
+    def _unrecorded(self) -> bool:
+        """True, with a note once, for a folder holding checkpoints of a run
+        that wrote no record: read from its file names."""
+        if self.record() is not None or not self._checkpoint_files():
+            return False
+        if not self._noted:
+            self._noted = True
+            print_log(f'{self.path} has no {run_record.RECORD} (a run from '
+                      'before medfm recorded runs): its checkpoints, config and '
+                      'selected epoch are read from file names and times',
+                      logger='current', level=logging.WARNING)
+        return True
+
     # ------------------------------------------------------------ checkpoints
-    def best_checkpoints(self) -> List[str]:
-        """``best_*.pth`` copies, newest first (the newest is the one the
-        last start of the run selected)."""
-        return sorted(self._glob('best_*.pth'), key=osp.getmtime, reverse=True)
-
     def epoch_checkpoints(self) -> List[Tuple[int, str]]:
-        """``(epoch, path)`` of every epoch's checkpoint, by epoch.
-
-        ``epoch_N.pth``, and ``best_<metric>_epoch_N.pth`` for an epoch whose
-        ``epoch_N.pth`` is gone: with ``max_keep_ckpts`` (the VPT configs keep
-        one) the epoch validation selected often survives only as its copy.
-        """
+        """``(epoch, path)`` of every epoch's checkpoint, by epoch: its
+        ``epoch_N.pth``, else its ``best_*`` copy (with ``max_keep_ckpts`` the
+        selected epoch often survives only as its copy)."""
         found: Dict[int, str] = {}
-        for path in self._glob('best_*.pth') + self._glob('epoch_*.pth'):
-            m = EPOCH_RE.search(path)
-            if m:  # epoch_N.pth, globbed last, wins
-                found[int(m.group(1))] = path
+        rec = self.record()
+        if rec is None:
+            if self._unrecorded():
+                for path in self._glob('best_*.pth') + self._glob('epoch_*.pth'):
+                    m = EPOCH_RE.search(path)
+                    if m:  # epoch_N.pth, globbed last, wins
+                        found[int(m.group(1))] = path
+            return sorted(found.items())
+        for name, entry in rec['checkpoints'].items():
+            path = osp.join(self.path, name)
+            if osp.isfile(path) and (entry['epoch'] not in found
+                                     or name.startswith('epoch_')):
+                found[entry['epoch']] = path
         return sorted(found.items())
 
-    def selected_epoch(self) -> Optional[int]:
-        """The epoch validation selected (the newest ``best_*_epoch_N.pth``),
-        or None."""
-        for path in self.best_checkpoints():
+    def selected(self) -> Optional[dict]:
+        """What validation selected: ``epoch``, ``file``, ``metric``,
+        ``value``; None when nothing was (``--no-validate``)."""
+        rec = self.record()
+        if rec is not None:
+            return rec.get('selected')
+        if not self._unrecorded():
+            return None
+        for path in sorted(self._glob('best_*.pth'), key=osp.getmtime, reverse=True):
             m = EPOCH_RE.search(path)
             if m:
-                return int(m.group(1))
+                return dict(epoch=int(m.group(1)), file=osp.basename(path))
         return None
+
+    def selected_epoch(self) -> Optional[int]:
+        """The epoch validation selected, or None."""
+        selected = self.selected()
+        return None if selected is None else int(selected['epoch'])
 
     def checkpoint(self, which: 'str | int' = 'best') -> str:
         """One checkpoint of the run.
 
         Args:
-            which (str | int): ``'best'`` (the newest ``best_*.pth``, else the
-                last epoch), ``'last'`` (the highest epoch) or an epoch
-                number (its checkpoint, else the best, else the last).
+            which (str | int): ``'best'`` (the one validation selected; the
+                last epoch, said in the log, when none was), ``'last'`` (the
+                highest epoch) or an epoch number.
 
         Raises:
-            FileNotFoundError: The run holds no checkpoint.
+            FileNotFoundError: No such checkpoint.
         """
         epochs = self.epoch_checkpoints()
-        if isinstance(which, int) and not isinstance(which, bool):
-            for epoch, path in epochs:
-                if epoch == which:
-                    return path
-            which = 'best'
-        if which == 'best':
-            best = self.best_checkpoints()
-            if best:
-                return best[0]
-        elif which != 'last':
-            raise ValueError(f"which={which!r}: 'best', 'last' or an epoch")
         if not epochs:
             raise FileNotFoundError(f'no checkpoint in {self.path}')
+        if isinstance(which, int) and not isinstance(which, bool):
+            found = dict(epochs).get(which)
+            if found is None:
+                raise FileNotFoundError(
+                    f'no checkpoint of epoch {which} in {self.path} (epochs: '
+                    f'{", ".join(str(e) for e, _ in epochs)})')
+            return found
+        if which == 'best':
+            selected = self.selected()
+            path = selected and osp.join(self.path, selected['file'])
+            if path and osp.isfile(path):
+                return path
+            print_log(f'{self.path}: no epoch selected on validation; using the '
+                      f'last one, {epochs[-1][0]}', logger='current',
+                      level=logging.WARNING)
+        elif which != 'last':
+            raise ValueError(f"which={which!r}: 'best', 'last' or an epoch")
         return epochs[-1][1]
 
     def _checkpoint_files(self) -> List[str]:
@@ -128,21 +169,12 @@ class RunDir:
 
     def check_fresh(self, resume: bool = False,
                     hint: str = 'Continue that run with --resume') -> None:
-        """Refuse to start a new run where another run left checkpoints.
-
-        ``test.sh`` evaluates every ``epoch_N.pth`` of a folder, and the
-        ``best_*_epoch_N.pth`` copy of an epoch whose ``epoch_N.pth`` is gone:
-        two runs in one folder would be scored, and their best epoch picked,
-        as one run.
-
-        Args:
-            resume (bool): The run continues the folder's run.
-            hint (str): How to continue, for the message (the protocol's
-                ``--skip-done``).
+        """Refuse to start a new run where another run left checkpoints
+        (``test.sh`` would score the two as one run).
 
         Raises:
-            FileExistsError: The folder holds ``epoch_*.pth`` or
-                ``best_*.pth`` and the run does not resume.
+            FileExistsError: The folder holds checkpoints and the run does
+                not resume.
         """
         if resume:
             return
@@ -154,6 +186,23 @@ class RunDir:
                 f'run ({names}{", ..." if len(found) > 5 else ""}); test.sh '
                 f'would mix the two runs. {hint}, choose another '
                 '--work-dir, or move those files away.')
+
+    def check_resume(self, cfg: Config) -> None:
+        """Refuse to resume the run to another length (``--resume`` restores
+        the checkpoint's schedule: a longer run starts from its weights).
+
+        Raises:
+            RunRecordError: ``train_cfg.max_epochs`` differs from the record's.
+        """
+        rec = self.record()
+        epochs = (cfg.get('train_cfg') or {}).get('max_epochs')
+        if rec and rec.get('max_epochs') and epochs and epochs != rec['max_epochs']:
+            raise RunRecordError(
+                f'{self.path} was recorded for max_epochs={rec["max_epochs"]}, '
+                f'this config has {epochs}: --resume continues a run as it was. '
+                'To train longer, start a new run from its checkpoint: '
+                '--work-dir NEW --cfg-options load_from='
+                f'{self.checkpoint("last")}')
 
     def integrity(self) -> Dict[str, Optional[bool]]:
         """Each checkpoint's state: True (matches the SHA-256 recorded when
@@ -207,32 +256,39 @@ class RunDir:
 
     # ----------------------------------------------------------------- config
     def config_path(self) -> Optional[str]:
-        """The config the run saved (mmengine's dump in the folder's root;
-        the newest if a resume saved another name), or None.
+        """The config the run ran with (the record's, checked against its
+        SHA-256), or None where no run is.
 
-        Only in a folder that holds a run (checkpoints, or mmengine's
-        ``last_checkpoint``): a config is Python and runs when loaded, so a
-        ``*.py`` beside a checkpoint elsewhere is not taken for one.
+        Raises:
+            RunRecordError: The file changed since the run recorded it.
         """
-        if not (self.is_used() or osp.isfile(osp.join(self.path, 'last_checkpoint'))):
-            return None
-        found = self._glob('*.py')
-        return max(found, key=osp.getmtime) if found else None
+        rec = self.record()
+        if rec is None:
+            marker = osp.join(self.path, 'last_checkpoint')
+            if not (self._unrecorded() or osp.isfile(marker)):
+                return None
+            found = self._glob('*.py')
+            return max(found, key=osp.getmtime) if found else None
+        path = osp.join(self.path, rec['config']['file'])
+        digest = rec['config']['sha256']
+        if not osp.isfile(path) or integrity.sha256_file(path) != digest:
+            raise RunRecordError(
+                f'{path} is not the config the run recorded in '
+                f'{run_record.RECORD} (SHA-256 {digest[:12]}...): '
+                'it was changed or removed; give the config on the command line')
+        return path
+
+    def uses_ema(self) -> Optional[bool]:
+        """Whether the run trained with ``EMAHook`` (its checkpoints then hold
+        the EMA weights), as recorded; None without a record."""
+        rec = self.record()
+        return None if rec is None else bool(rec.get('ema'))
 
     def config_differences(self, cfg: Config, keys: Sequence[str] = SCORED_KEYS,
                            saved: Optional[str] = None) -> List[str]:
-        """Dotted keys where ``cfg`` and the run's saved config differ in what
-        scores a checkpoint (model, preprocessing, test pipeline, metric).
-
-        Args:
-            cfg (Config): The config an evaluation was given.
-            keys (Sequence[str]): Top-level dotted keys compared.
-            saved (str, optional): The saved config, if already found
-                (default :meth:`config_path`).
-
-        Returns:
-            list[str]: The differing leaf keys (empty without a saved config).
-        """
+        """Dotted leaf keys where ``cfg`` and the run's config differ in what
+        scores a checkpoint (model, preprocessing, test pipeline, metric);
+        empty without a saved config."""
         path = saved or self.config_path()
         if path is None:
             return []
@@ -245,14 +301,12 @@ class RunDir:
     def eval_config(self, config: Optional[str] = None,
                     cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None) -> Config:
-        """The config to evaluate this run with.
+        """The config to evaluate this run with, parsed once.
 
-        Without ``config``, the run's saved config (what it trained with,
-        ``--cfg-options`` included). A ``config`` given explicitly is used,
-        and where it differs from the saved one in what scores a checkpoint
-        (:data:`SCORED_KEYS`) a warning names the differing keys: the README's
-        ``test.sh CONFIG WORK_DIR`` once scored a model trained at 64 px at
-        224 px without a word.
+        Without ``config``, the run's recorded config (``--cfg-options``
+        included). An explicit ``config`` is used, with a warning naming the
+        keys where it differs from the recorded one in what scores a
+        checkpoint (:data:`SCORED_KEYS`).
 
         Args:
             config (str, optional): A config file given on the command line.
@@ -261,7 +315,7 @@ class RunDir:
                 (default ``<run>/eval``).
 
         Raises:
-            FileNotFoundError: No config given and none saved in the run.
+            FileNotFoundError: No config given and none recorded.
         """
         from ..config_ops import load_eval_config
         saved = self.config_path()
@@ -316,35 +370,45 @@ class RunDir:
         recs = [r for r in merge_scalars(self.scalars_files()) if 'loss' in r]
         return [r['step'] for r in recs], [r['loss'] for r in recs]
 
-    def epoch_table(self, split: str) -> Optional[dict]:
-        """``epochs_<split>.json`` of ``test.sh`` (rows, selected epoch), or
-        None."""
-        path = osp.join(self.path, f'epochs_{split}.json')
-        if not osp.isfile(path):
-            return None
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-
-    def reported_epoch(self, rows: Sequence[dict], known: Optional[int] = None,
+    def reported_epoch(self, rows: Sequence[dict] = (),
                        source: str = '') -> Tuple[Optional[int], str]:
-        """The epoch to report, and how it was chosen.
-
-        In order: ``known`` (the epoch ``test.sh`` recorded as selected on
-        validation); the run's ``best_*_epoch_N.pth``; the best validation
-        score in the training log; only then the highest score of ``rows``
-        (which may be test scores: selection on the evaluated list, said so).
-        """
-        if known is not None:
-            return int(known), 'selected on val'
+        """The epoch to report and how it was chosen: the one validation
+        selected; without one, the highest score of ``rows`` (selection on
+        the evaluated list, said so)."""
         chosen = self.selected_epoch()
         if chosen is not None:
-            return chosen, 'selected on val (best checkpoint)'
-        best = best_epoch_of(self.validation_rows())
-        if best is not None:
-            return best, 'best validation score in the log'
+            return chosen, 'selected on val'
         best = best_epoch_of(rows)
         return best, ('n/a' if best is None else f'highest score in {source}: '
                       'selection on the evaluated list overstates the result')
+
+
+def train_run(cfg: Config, hint: str = 'Continue that run with --resume') -> Runner:
+    """A training run's lifecycle, the one way to start one: hold the folder
+    (one run per folder), refuse a used folder unless resuming and a resume
+    to another length, build the runner, train (the run writes its record,
+    :class:`medfm.engine.record.RunRecordHook`).
+
+    Args:
+        cfg (Config): The training config (``work_dir`` set).
+        hint (str): How to continue a used folder, for the message.
+
+    Returns:
+        Runner: The runner, trained.
+    """
+    run = RunDir(cfg.work_dir)
+    # one process of a multi-GPU run holds the folder for all (its rank
+    # before the process group exists: torchrun's RANK, srun's SLURM_PROCID)
+    slurm = cfg.get('launcher') == 'slurm'
+    rank = os.environ.get('SLURM_PROCID' if slurm else 'RANK', 0)
+    with run.lock() if int(rank) == 0 else contextlib.nullcontext():
+        resume = bool(cfg.get('resume'))
+        run.check_fresh(resume, hint)
+        if resume:
+            run.check_resume(cfg)
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+    return runner
 
 
 def _read_holder(fd: int) -> str:

@@ -13,9 +13,10 @@ from .loops import (
     InMemoryValLoop,
     SpanningDataLoader,
 )
+from .record import RunRecordHook
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
-           'KeepOtherRunsHook', 'ResumeCheckHook',
+           'KeepOtherRunsHook', 'ResumeCheckHook', 'RunRecordHook',
            'ChannelsLastDDP', 'ChannelsLastHook',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'RunFileBackend', 'SpanningDataLoader']

@@ -17,6 +17,7 @@ from typing import Union
 from mmengine.fileio import LocalBackend, register_backend
 
 from ..utils import integrity
+from . import record
 
 
 @register_backend('medfm_run')
@@ -36,3 +37,4 @@ class RunFileBackend(LocalBackend):
         """Remove a file and its recorded sum."""
         super().remove(filepath)
         integrity.record(filepath, None)  # (no-op where nothing is recorded)
+        record.forget(str(filepath))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Optional
 
 import numpy as np
 import torch
@@ -156,20 +155,14 @@ class KeepOtherRunsHook(Hook):
 
 @HOOKS.register_module()
 class ResumeCheckHook(Hook):
-    """Make ``--resume`` fit what this run changed since the checkpoint.
+    """Make ``--resume`` continue the run it resumes, or refuse.
 
-    * The learning-rate schedule: ``--resume`` restores each scheduler's
-      state, its end included, so a run resumed with a larger
-      ``train_cfg.max_epochs`` would keep the checkpoint's schedule. The
-      schedulers built from this run's config (their ends resolved by
-      :func:`medfm.config_ops.resolve_schedule`) win instead: their ends replace the
-      checkpoint's, and the learning rate at the resumed iteration is put on
-      the new curve, so every later iteration has the rate of the same
-      schedule trained from the start. Where the old schedule had already
-      decayed, the epochs before the resume followed it: a warning says so.
+    * A changed learning-rate schedule (a larger ``train_cfg.max_epochs``,
+      say) is refused: ``--resume`` restores the checkpoint's schedulers, so
+      the run would silently keep the old one. A longer run starts anew from
+      the checkpoint's weights (``load_from``).
     * A bf16 run saved with loss scaling off (``--fast``) holds an empty
-      ``GradScaler`` state, which an enabled scaler (a resume without
-      ``--fast``) refuses to load; it is dropped, and the scaler starts anew.
+      ``GradScaler`` state, which an enabled scaler refuses: it is dropped.
     """
 
     priority = 'VERY_LOW'
@@ -183,95 +176,22 @@ class ResumeCheckHook(Hook):
         built = runner.param_schedulers
         states = checkpoint.get('param_schedulers')
         if isinstance(built, list) and isinstance(states, list):
-            iteration = int(checkpoint.get('meta', {}).get('iter', 0))
-            checkpoint['param_schedulers'] = fit_schedule_states(
-                built, states, iteration, optimizer, runner.logger)
+            saved = [_schedule_span(s) for s in states]
+            ours = [_schedule_span(s.state_dict()) for s in built]
+            if saved != ours:
+                raise ScheduleChangedError(
+                    f'the checkpoint was trained on a schedule of iterations '
+                    f'{saved}, this config\'s is {ours} (train_cfg.max_epochs '
+                    'or param_scheduler changed): --resume continues a run as '
+                    'it was. To train longer, start a new run from the '
+                    'checkpoint: --work-dir NEW --cfg-options '
+                    'load_from=CHECKPOINT')
 
 
-def fit_schedule_states(built: list, states: list, iteration: int,
-                        optimizer: Optional[dict], logger) -> list:
-    """The checkpoint's scheduler states, fitted to the schedulers built from
-    this run's config (see :class:`ResumeCheckHook`).
-
-    Args:
-        built (list): This run's schedulers (iteration-based once built).
-        states (list): Their states saved in the checkpoint, in order; a
-            scheduler the checkpoint lacks (one the shorter run left out) is
-            added.
-        iteration (int): Iterations the checkpoint had trained.
-        optimizer (dict, optional): The checkpoint's optimizer state, whose
-            ``param_groups`` values are set where a scheduler moved.
-        logger: Where to say what changed.
-
-    Returns:
-        list: One state per built scheduler.
-    """
-    out = []
-    for i, sched in enumerate(built):
-        fresh = sched.state_dict()
-        state = dict(states[i]) if i < len(states) else None
-        keys = ('begin', 'end', 'T_max', 'total_iters')
-        if state is not None and all(state.get(k) == fresh.get(k) for k in keys):
-            out.append(state)
-            continue
-        decayed = state is not None and state.get('last_step', -1) > 0
-        old_end = None if state is None else state.get('end')
-        state = dict(state or fresh)
-        state.update({k: fresh[k] for k in keys if k in fresh})
-        begin, end = state['begin'], state['end']
-        state['_global_step'] = iteration
-        state['last_step'] = min(iteration, end - 1) - begin \
-            if iteration >= begin else -1
-        name = f'param_scheduler[{i}] ({type(sched).__name__})'
-        if state['last_step'] > 0 and begin <= iteration < end:
-            _put_on_curve(state, optimizer, name, logger)
-        if decayed:
-            logger.warning(
-                f'{name}: the checkpoint\'s schedule ended at iteration '
-                f'{old_end}, this run\'s ends at {end}: from iteration '
-                f'{iteration} on the learning rate follows this run\'s '
-                'schedule; the iterations before the resume followed the old '
-                'one (to train the new schedule from the start, begin a new '
-                'run: --work-dir NEW --cfg-options load_from=CHECKPOINT)')
-        else:
-            logger.info(f'{name} follows this run\'s schedule: ends at '
-                        f'iteration {end}')
-        out.append(state)
-    return out
+class ScheduleChangedError(ValueError):
+    """``--resume`` with another schedule than the checkpoint's."""
 
 
-def _closed_form(state: dict) -> Optional[list]:
-    """Values of a cosine or linear scheduler at ``state['last_step']``
-    (None for other kinds: mmengine has no closed form for them)."""
-    t = state['last_step']
-    if 'T_max' in state:  # CosineAnnealingParamScheduler
-        out = []
-        for base in state['base_values']:
-            eta_min = state['eta_min'] if state.get('eta_min_ratio') is None \
-                else base * state['eta_min_ratio']
-            out.append(eta_min + (base - eta_min) *
-                       (1 + math.cos(math.pi * t / state['T_max'])) / 2)
-        return out
-    if 'total_iters' in state:  # LinearParamScheduler
-        frac = min(t, state['total_iters']) / state['total_iters']
-        factor = state['start_factor'] + \
-            (state['end_factor'] - state['start_factor']) * frac
-        return [base * factor for base in state['base_values']]
-    return None
-
-
-def _put_on_curve(state: dict, optimizer: Optional[dict], name: str,
-                  logger) -> None:
-    """Set the optimizer's current values to the scheduler's closed form at
-    the state's step (mmengine steps its schedulers from the current value)."""
-    values = _closed_form(state)
-    if values is None:
-        logger.warning(f'{name}: its value at the resumed iteration cannot be '
-                       'computed; it continues from the checkpoint\'s value')
-        return
-    state['_last_value'] = values
-    groups = (optimizer or {}).get('param_groups') or []
-    for group, value in zip(groups, values):
-        group[state['param_name']] = value
-
-
+def _schedule_span(state: dict) -> tuple:
+    """Where a scheduler's state begins and ends (in iterations)."""
+    return tuple(state.get(k) for k in ('begin', 'end', 'T_max', 'total_iters'))

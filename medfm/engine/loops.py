@@ -41,13 +41,15 @@ import math
 import random
 import time
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, TestLoop, ValLoop
 from mmpretrain.registry import LOOPS
+from mmpretrain.structures import label_to_onehot
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..compat import CheckpointError, load_weights
@@ -349,26 +351,44 @@ class InMemoryValLoop(ValLoop):
         self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)
 
 
+class KeptScores(BaseMetric):
+    """Each image's scores, targets and path, gathered over processes like
+    any metric (in list order), for the sweep's per-epoch predictions."""
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for s in data_samples:
+            score = s['pred_score'].float().cpu()
+            if 'gt_score' in s:
+                target = s['gt_score'].float().cpu()
+            elif 'gt_label' in s:  # empty for an image without labels
+                target = label_to_onehot(s['gt_label'], score.numel()).float()
+            else:
+                target = None
+            self.results.append((s.get('img_path'), score.numpy(),
+                                 None if target is None else target.numpy()))
+
+    def compute_metrics(self, results: list) -> dict:
+        return {KEPT: results}
+
+
+#: the key of :class:`KeptScores` in the evaluator's results
+KEPT = '_kept_scores'
+
+
 @LOOPS.register_module()
 class CheckpointSweepLoop(TestLoop):
-    """mmengine's ``TestLoop`` over several checkpoints of one run (``test.sh``).
+    """mmengine's ``TestLoop`` over several checkpoints of one run: the one
+    pass that scores checkpoints (``test.sh``'s table, interval, TTA
+    columns and predictions; the protocol's test metrics and submissions).
 
-    The naive way (one ``tools/test.py`` per checkpoint) rebuilds the model
-    and decodes every test image again for each checkpoint. Here the first
-    checkpoint's pass keeps the decoded batches in memory
-    (:class:`BatchesInMemory`, as :class:`InMemoryValLoop`) and the others
-    replay them; each checkpoint only swaps the weights (strictly, under the
-    project's trust rule). Hooks run as in a test, each checkpoint's pass
-    between ``before_test_epoch`` and ``after_test_epoch``, and ``fp16=True``
-    runs it under autocast. A checkpoint that cannot be read, or whose scores
-    the metric refuses (NaN from a diverged model), is reported and skipped.
-    Use ``test_cfg = dict(type='CheckpointSweepLoop', checkpoints=[...])``;
-    ``runner.test()`` then returns ``dict(rows=..., skipped=...)``.
-
-    The model may be a TTA model (``AverageClsScoreTTA``, through
-    :func:`medfm.config_ops.tta.apply_tta`): the weights go into the model it
-    wraps, and a test pipeline whose ``TestTimeAug`` only flips (and
-    resizes) is replayed from memory too.
+    The first checkpoint's pass keeps the decoded batches in memory
+    (:class:`BatchesInMemory`) and the others replay them; each checkpoint
+    only swaps the weights (strictly, under the trust rule). Hooks run as in
+    a test; ``fp16=True`` runs under autocast. A checkpoint that cannot be
+    read, or whose scores the metric refuses (NaN), is reported and skipped.
+    On a list without labels only the scores are kept. ``runner.test()``
+    returns ``dict(rows=..., skipped=..., predictions={epoch: (paths,
+    scores, targets)}, prefix=<the image folder>)``.
 
     Args:
         runner (Runner): The runner.
@@ -376,8 +396,7 @@ class CheckpointSweepLoop(TestLoop):
         evaluator (Evaluator | dict | list): The evaluator.
         checkpoints (Sequence[tuple[int, str]]): ``(epoch, path)`` pairs.
         fp16 (bool): As in ``TestLoop``.
-        cache (bool): Keep the decoded batches (default). Without it every
-            checkpoint reads the images again (less memory).
+        cache (bool): Keep the decoded batches (default).
         max_bytes (int): Memory budget of the kept batches.
         note (str): Said in each checkpoint's log line (which weights, TTA).
     """
@@ -389,8 +408,14 @@ class CheckpointSweepLoop(TestLoop):
         super().__init__(runner, dataloader, evaluator, fp16)
         self.checkpoints = [(int(e), str(p)) for e, p in checkpoints]
         self.note = note
+        dataset = self.dataloader.dataset
+        self.labelled = not len(dataset) or 'gt_label' in dataset.get_data_info(0)
+        if not self.labelled:
+            self.evaluator.metrics.clear()  # nothing to score: scores only
+        self.kept = KeptScores()
+        self.evaluator.metrics.append(self.kept)
         # one frozen draw of a random transform would be shared by all
-        reason = not_replayable(self.dataloader.dataset) if cache else \
+        reason = not_replayable(dataset) if cache else \
             'asked not to keep the decoded batches'
         if reason and cache:
             print_log(f'{reason}: each checkpoint reads the test images '
@@ -398,16 +423,18 @@ class CheckpointSweepLoop(TestLoop):
         self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)
 
     def run(self) -> dict:
-        """Evaluate every checkpoint; ``dict(rows=[...], skipped=[...])``."""
+        """Evaluate every checkpoint (see the class docstring)."""
         rows: List[dict] = []
         skipped: List[str] = []
+        predictions = {}
         self.runner.call_hook('before_test')
         for n, (epoch, path) in enumerate(self.checkpoints, 1):
             t0 = time.time()
             try:
                 load_weights(self.runner.model, path)
-                metrics = self._evaluate()
+                metrics, predictions[epoch] = self._evaluate()
             except (CheckpointError, ScoreError) as err:
+                self.kept.results.clear()
                 msg = str(err) if isinstance(err, CheckpointError) \
                     else f'{path}: {err}'
                 skipped.append(msg)
@@ -419,12 +446,15 @@ class CheckpointSweepLoop(TestLoop):
                               for k, v in metrics.items() if isinstance(v, float))
             note = f', {self.note}' if self.note else ''
             print_log(f'epoch {epoch} ({n}/{len(self.checkpoints)}, '
-                      f'{time.time() - t0:.1f} s{note}): {shown}',
-                      logger='current')
+                      f'{time.time() - t0:.1f} s{note}){": " if shown else ""}'
+                      f'{shown}', logger='current')
         self.runner.call_hook('after_test')
-        return dict(rows=rows, skipped=skipped)
+        prefix = getattr(self.dataloader.dataset, 'img_prefix', '') or ''
+        return dict(rows=rows, skipped=skipped, predictions=predictions,
+                    prefix=prefix)
 
-    def _evaluate(self) -> dict:
+    def _evaluate(self) -> Tuple[dict, list]:
+        """One checkpoint's pass: its metrics and kept scores."""
         self.runner.call_hook('before_test_epoch')
         self.runner.model.eval()
         self.test_loss.clear()
@@ -433,5 +463,6 @@ class CheckpointSweepLoop(TestLoop):
         # MedFMCScore.evaluate clears its results also when it raises
         # ScoreError: the next checkpoint is scored on its own samples
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        kept = metrics.pop(KEPT)  # not a metric for the log
         self.runner.call_hook('after_test_epoch', metrics=metrics)
-        return metrics
+        return metrics, kept

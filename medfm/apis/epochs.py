@@ -1,0 +1,150 @@
+"""The epoch table of a run, ``epochs_<split>.{json,csv,png}``: written and
+read here only.
+
+It holds each scored checkpoint's metrics (from one
+:func:`medfm.apis.inference.sweep_run`), the checkpoints it scored with their
+recorded sums, the epoch validation selected (the run record's) and that
+epoch's 95% interval. :func:`read_table` marks it ``stale`` once the run's
+checkpoints or selection are no longer those it scored (a resume since).
+"""
+from __future__ import annotations
+
+import json
+import os.path as osp
+from typing import Dict, List, Optional
+
+from ..evaluation import format_ci
+from ..utils import write_csv, write_json
+from .inference import EMA_NOTE, Sweep
+from .runs import RunDir
+
+#: suffix of the TTA columns (``medfmc/score_tta``)
+TTA_SUFFIX = '_tta'
+
+
+def merge_tta(rows: List[dict], tta_rows: List[dict]) -> List[dict]:
+    """The plain rows with each epoch's TTA metrics beside, as
+    ``<metric>_tta`` (an epoch scored only plainly keeps its row)."""
+    by_epoch = {r['epoch']: r for r in tta_rows}
+    return [dict(r, **{k + TTA_SUFFIX: v
+                       for k, v in by_epoch.get(r['epoch'], {}).items()
+                       if k != 'epoch'}) for r in rows]
+
+
+def _stem(run: RunDir, split: str) -> str:
+    return osp.join(run.path, f'epochs_{split}')
+
+
+def _scored(run: RunDir) -> Dict[str, Optional[str]]:
+    """The run's checkpoints as a table records them: file -> SHA-256."""
+    sums = (run.record() or {}).get('checkpoints', {})
+    return {osp.basename(p): (sums.get(osp.basename(p)) or {}).get('sha256')
+            for _, p in run.epoch_checkpoints()}
+
+
+def write_table(run: RunDir, split: str, sweep: Sweep, title: str,
+                tta: Optional[Sweep] = None, tta_label: str = '',
+                ci: Optional[dict] = None) -> dict:
+    """Write the table (JSON, CSV, plot) and return it.
+
+    Args:
+        run (RunDir): The run.
+        split (str): The list scored.
+        sweep (Sweep): The plain scores of the checkpoints.
+        title (str): The plot's title (run and task).
+        tta (Sweep, optional): The same with test-time augmentation.
+        tta_label (str): What the TTA was.
+        ci (dict, optional): The selected epoch's intervals.
+    """
+    from ..visualization.plots import plot_epoch_metrics
+    rows = merge_tta(sweep.rows, tta.rows) if tta else sweep.rows
+    keys = [k for k, v in rows[0].items() if k != 'epoch' and isinstance(v, float)]
+    score = next((k for k in keys if k.endswith('score')), keys[-1])
+    best = max(rows, key=lambda r: r[score])['epoch']
+    selected = run.selected_epoch() if split == 'test' else None
+    if selected not in {r['epoch'] for r in rows}:
+        selected = None
+    skipped = sweep.skipped + [f'{tta_label}: {m}' for m in
+                               (tta.skipped if tta else [])]
+    table = dict(rows=rows, selected_epoch=selected, best_epoch=best,
+                 skipped=skipped, weights=sweep.weights, tta=tta_label or None,
+                 selected_ci=ci, checkpoints=_scored(run), score_key=score)
+    stem = _stem(run, split)
+    ema = sweep.weights == 'ema'
+    write_csv(stem + '.csv', ['epoch'] + [k.split('/')[-1] for k in keys] +
+              (['weights'] if ema else []),
+              [[r['epoch']] + [round(r[k], 4) for k in keys] +
+               (['ema'] if ema else []) for r in rows])
+    write_json(stem + '.json', table)
+    marks = {f'highest {score.split("/")[-1]} on {split}': best}
+    if selected is not None:
+        marks = {'selected on val': selected, **marks}
+    plot_epoch_metrics(rows, stem + '.png', title=title, keys=keys, marks=marks)
+    return table
+
+
+def read_table(run: RunDir, split: str) -> Optional[dict]:
+    """The table of a split, or None; ``stale`` says whether the run's
+    checkpoints or selection changed since it was written (run test.sh
+    again)."""
+    path = _stem(run, split) + '.json'
+    if not osp.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        table = json.load(f)
+    recorded = table.get('checkpoints')
+    selected = run.selected_epoch() if split == 'test' else table.get('selected_epoch')
+    table['stale'] = recorded is not None and (
+        recorded != _scored(run) or table.get('selected_epoch') != selected)
+    return table
+
+
+def format_rows(rows: List[dict], keys: List[str]) -> str:
+    """A fixed-width text table of the per-epoch metrics."""
+    names = [k.split('/')[-1] for k in keys]
+    widths = [max(8, len(n)) for n in names]
+    lines = ['epoch  ' + '  '.join(f'{n:>{w}}' for n, w in zip(names, widths))]
+    for r in rows:
+        lines.append(f'{r["epoch"]:>5}  ' + '  '.join(
+            f'{r[k]:{w}.2f}' for k, w in zip(keys, widths)))
+    return '\n'.join(lines)
+
+
+def summary(table: dict, split: str) -> str:
+    """What ``test.sh`` prints: the table, the selected epoch with its
+    interval, the highest score for reference, the skipped checkpoints."""
+    rows, key = table['rows'], table['score_key']
+    keys = [k for k, v in rows[0].items() if k != 'epoch' and isinstance(v, float)]
+    score, tta_key = key.split('/')[-1], key + TTA_SUFFIX
+    by_epoch = {r['epoch']: r for r in rows}
+
+    def value(epoch: int) -> str:
+        row = by_epoch[epoch]
+        extra = f'; {score}{TTA_SUFFIX} {row[tta_key]:.2f}' if tta_key in row else ''
+        return f'{score} {row[key]:.2f}{extra}'
+    lines = []
+    if table['weights'] == 'ema':
+        lines.append(f'weights: ema: {EMA_NOTE}')
+    if table.get('tta'):
+        lines.append(f'*{TTA_SUFFIX}: {table["tta"]}; the others without TTA')
+    lines.append(format_rows(rows, keys))
+    best, selected = table['best_epoch'], table['selected_epoch']
+    ci = table['selected_ci']
+    if split == 'val':
+        lines.append(f'best epoch on val: {best} ({value(best)})')
+    else:
+        if selected is not None:
+            lines.append(f'selected on val: epoch {selected} '
+                         f'({value(selected)} on {split})')
+            if ci:
+                lines.append(f'  95% CI (bootstrap, {ci[score]["draws"]} draws): ' +
+                             ', '.join(f'{k} {format_ci(v, digits=2)}'
+                                       for k, v in ci.items()))
+        else:
+            lines.append('selected on val: none (the run recorded no epoch '
+                         'selected on validation among the scored checkpoints)')
+        lines.append(f'highest {score} on {split}: epoch {best} '
+                     f'({by_epoch[best][key]:.2f}); for reference only: an epoch '
+                     f'picked on the {split} list overstates the result')
+    lines += [f'skipped: {m}' for m in table['skipped']]
+    return '\n'.join(lines)

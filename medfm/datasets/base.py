@@ -60,9 +60,7 @@ def outside_folder(name: str, folder: str) -> Optional[str]:
     """
     root = osp.abspath(folder or os.curdir)
     full = osp.normpath(osp.join(root, name))
-    inside = full == root or full.startswith(
-        root if root.endswith(os.sep) else root + os.sep)
-    return None if inside else full
+    return None if osp.commonpath([root, full]) == root else full
 
 
 def decode_text(data: bytes, path: str) -> str:
@@ -124,20 +122,9 @@ def _unicode_digits(text: str) -> str:
 
 def parse_ann_line(line: str, num_classes: int,
                    multi_label: bool) -> Tuple[str, Label]:
-    """Split one line of a baseline list into the file name and its label.
-
-    Args:
-        line (str): The line, without its line end.
-        num_classes (int): Number of classes of the task.
-        multi_label (bool): Labels are 0/1 per class (True) or one class
-            index (False).
-
-    Returns:
-        tuple[str, int | list[int] | None]: The name and the positive class
-        indices (multi-label), the class index, or None (a name alone).
-
-    Raises:
-        AnnotationError: Malformed labels (only ASCII digits are labels).
+    """Split one line of a baseline list into the file name and its label:
+    the positive class indices (``multi_label``: 0/1 per class), the class
+    index, or None (a name alone). Only ASCII digits are labels.
 
     Examples:
         >>> parse_ann_line('a b.png 1', 2, False)
@@ -198,33 +185,24 @@ class MedFMCDataset(BaseDataset):
     (``classes`` in label order, ``multi_label``) and its facts below.
 
     Args:
-        ann_file (str): Annotation file (``.txt``, ``.csv`` or ``.json``),
-            relative to ``data_root`` unless absolute. Pickle files are
-            refused.
-        data_root (str): Root of the task's data. Defaults to ''.
-        data_prefix (str | dict): Folder of the images, relative to
-            ``data_root``. Defaults to ``'images'``.
+        ann_file (str): ``.txt``, ``.csv`` or ``.json``, relative to
+            ``data_root`` unless absolute.
+        data_root (str): Root of the task's data.
+        data_prefix (str | dict): Image folder, relative to ``data_root``.
         check_images (bool): Fail at build time, naming the files, if images
-            are missing. Defaults to True.
-        allow_outside_data_root (bool): Accept image names that lead out of
-            the image folder (``../``, absolute paths elsewhere). Defaults to
-            False: such a name stops naming the file and line.
+            are missing.
+        allow_outside_data_root (bool): Accept names that lead out of the
+            image folder (``../``, absolute paths elsewhere).
         **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`.
     """
 
     METAINFO = dict(classes=(), multi_label=False)
-    #: the task's name (file names, folders, the command line)
-    TASK = ''
-    #: what one "shot" of the few-shot protocol counts
-    SHOT_UNIT = 'image'
-    #: the release CSV's column naming a shot's unit (None: the image)
-    GROUP_COLUMN = None
-    #: the release's image (width, height)
-    IMAGE_SIZE = (224, 224)
-    #: grayscale images (chest X-rays)
+    TASK = ''  # the task's name (file names, folders, the command line)
+    SHOT_UNIT = 'image'  # what one shot of the few-shot protocol counts
+    GROUP_COLUMN = None  # the release CSV's column naming that unit
+    IMAGE_SIZE = (224, 224)  # the release's image (width, height)
     GRAYSCALE = False
-    #: images without any label occur (an all-zero multi-label row)
-    EMPTY_ROWS = True
+    EMPTY_ROWS = True  # images without any label occur
 
     @classmethod
     def classes(cls) -> List[str]:

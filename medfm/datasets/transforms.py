@@ -45,16 +45,11 @@ def is_jpeg(content: bytes) -> bool:
 
 
 class DecoderMessages:
-    """Collects what C code prints on file descriptor 2 while the block runs.
-
-    Neither OpenCV nor Pillow lets the caller see libjpeg's warnings, so fd 2
-    points at an in-memory file for the block. Lines starting with one of
-    ``keep`` end up in :attr:`lines`; other output is passed on to stderr
-    after the block. Threads of a process take turns (a re-entrant lock);
-    where no capture can be set up the block runs as it would without.
-
-    Args:
-        keep (tuple[str]): Prefixes of the lines to keep.
+    """Collects the lines starting with one of ``keep`` that C code prints
+    on file descriptor 2 while the block runs (:attr:`lines`); other output
+    is passed on after it. Neither OpenCV nor Pillow shows libjpeg's
+    warnings to the caller. Threads take turns; where no capture can be set
+    up the block runs as it would without.
 
     Examples:
         >>> with DecoderMessages() as messages:
@@ -145,15 +140,10 @@ def check_decoder_messages(messages: DecoderMessages, path: str) -> None:
 
 
 def check_image_size(content: bytes, path: str) -> None:
-    """Refuse an image whose header declares more than PIL's
-    ``Image.MAX_IMAGE_PIXELS`` pixels, before anything is decoded.
-
-    PIL only warns between the limit and twice it; here the limit is the
-    limit. A header PIL cannot read is left to the decoder to report.
-
-    Raises:
-        ImageDecodeError: The image is over the limit (names the file).
-    """
+    """Raise :class:`ImageDecodeError` before decoding an image whose header
+    declares more than PIL's ``Image.MAX_IMAGE_PIXELS`` pixels (PIL itself
+    only warns below twice that); a header PIL cannot read is left to the
+    decoder."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
@@ -184,10 +174,9 @@ def _opencv_error(err: Exception, content: bytes, path: str) -> ImageDecodeError
 
 
 def guess_bit_depth(img: np.ndarray) -> int:
-    """The smallest of :data:`COMMON_DEPTHS` that holds an integer image's
-    maximum (the exact depth above 16 bits): a guess from the exact maximum
-    would make an image twice as bright when its brightest pixel fell from
-    2048 to 2047.
+    """The smallest of :data:`COMMON_DEPTHS` that holds an image's maximum:
+    from the exact maximum, an image whose brightest pixel fell from 2048 to
+    2047 would turn twice as bright.
 
     Examples:
         >>> guess_bit_depth(np.array([0, 2047], dtype=np.uint16))
@@ -198,17 +187,12 @@ def guess_bit_depth(img: np.ndarray) -> int:
 
 
 def to_uint8(img: np.ndarray, bit_depth: Optional[int] = None) -> np.ndarray:
-    """Scale an unsigned high-bit-depth image to 8 bits by its bit depth.
-
-    Args:
-        img (np.ndarray): Integer image; uint8 is returned as it is.
-        bit_depth (int, optional): Bit depth of the data, e.g. 12. Default:
-            :func:`guess_bit_depth` of this image.
+    """Scale an integer image to uint8 by its ``bit_depth`` (default: the
+    guess of :func:`guess_bit_depth`); uint8 is returned as it is.
 
     Raises:
-        ValueError: A value does not fit in ``bit_depth`` bits, or the image
-            is floating-point or signed with negative values: no mapping to
-            8 bits treats every such image alike.
+        ValueError: A value beyond ``bit_depth`` bits, or a floating-point
+            or negative image: no mapping to 8 bits treats all alike.
 
     Examples:
         >>> to_uint8(np.array([[0, 4095]], dtype=np.uint16))  # 12-bit data
@@ -246,21 +230,12 @@ def to_uint8(img: np.ndarray, bit_depth: Optional[int] = None) -> np.ndarray:
 def decode_image(content: bytes, path: str = '<bytes>',
                  color_type: str = 'color',
                  bit_depth: Optional[int] = None) -> np.ndarray:
-    """Decode image bytes to a BGR (or grayscale) uint8 array.
-
-    Args:
-        content (bytes): The file's bytes.
-        path (str): Its name, for error messages.
-        color_type (str): ``'color'`` (3 channels, BGR) or ``'grayscale'``.
-        bit_depth (int, optional): See :func:`to_uint8`.
-
-    Returns:
-        np.ndarray: ``(H, W, 3)`` or ``(H, W)`` uint8 array.
+    """Decode a file's bytes to a BGR (``color_type='color'``) or grayscale
+    uint8 array, keeping 16 bits until :func:`to_uint8` scales them.
 
     Raises:
-        ImageDecodeError: Not a decodable image, damaged JPEG data, over the
-            pixel limit (:func:`check_image_size`, or OpenCV's), or values
-            :func:`to_uint8` refuses.
+        ImageDecodeError: Naming ``path``: not a decodable image, damaged
+            JPEG data, over the pixel limit, or values ``to_uint8`` refuses.
     """
     check_image_size(content, path)
     buf = np.frombuffer(content, dtype=np.uint8)

@@ -28,18 +28,10 @@ _BLOCK = 1 << 21
 
 def resample_weights(size: int, n: int = DRAWS, seed: int = 0,
                      groups: Optional[Sequence[Hashable]] = None) -> np.ndarray:
-    """How often each image is drawn in each of ``n`` bootstrap resamples.
-
-    Args:
-        size (int): Images in the list.
-        n (int): Draws.
-        seed (int): Seed of NumPy's ``default_rng``.
-        groups (Sequence, optional): One group id per image: groups are drawn
-            with replacement and bring all their images.
-
-    Returns:
-        np.ndarray: ``(n, size)`` int32 counts ``W``; draw ``b``'s images are
-        ``np.repeat(np.arange(size), W[b])``.
+    """``(n, size)`` int32 counts ``W``: how often each of ``size`` images
+    is drawn in each of ``n`` resamples (draw ``b``'s images are
+    ``np.repeat(np.arange(size), W[b])``). With ``groups`` (one id per
+    image) whole groups are drawn, as many as the list holds.
 
     Examples:
         >>> w = resample_weights(5, n=3, seed=1)
@@ -129,19 +121,10 @@ def _mean_defined(values: np.ndarray) -> np.ndarray:
 
 def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
                  weights: np.ndarray) -> Dict[str, np.ndarray]:
-    """The metrics of every resample, vectorised over the draws: each
-    class's scores are sorted once, then each draw is a weighted sum.
-
-    Args:
-        pred (array-like): Scores, ``(N, C)``.
-        target (array-like): 0/1 targets, ``(N, C)``.
-        multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
-        weights (np.ndarray): ``(B, N)`` counts (:func:`resample_weights`).
-
-    Returns:
-        dict: The keys of :meth:`MedFMCScore.calculate`, each a ``(B,)``
-        array in percent, equal to ``calculate`` on each draw's images (NaN
-        where a draw has no AUC).
+    """The metrics of every draw of ``(B, N)`` counts ``weights``: the keys
+    of :meth:`MedFMCScore.calculate`, each a ``(B,)`` array equal to
+    ``calculate`` on that draw's images (NaN where a draw has no AUC). Each
+    class is sorted once; a draw is then a few weighted cumulative sums.
     """
     pred, target = _as_2d(pred), _as_2d(target)
     check_inputs(pred, target, multi_label)
@@ -181,17 +164,14 @@ def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
     return out
 
 
-def _bounds(level: float):
+def _interval(values: np.ndarray, level: float):
+    """The percentile interval of the defined values, and their count."""
     if not 0 < level < 1:
         raise ValueError(f'level must lie in (0, 1), got {level}')
-    return 100 * (1 - level) / 2, 100 * (1 + level) / 2
-
-
-def _interval(values: np.ndarray, level: float):
     ok = values[~np.isnan(values)]
     if not len(ok):
         return math.nan, math.nan, 0
-    low, high = np.percentile(ok, _bounds(level))
+    low, high = np.percentile(ok, [50 * (1 - level), 50 * (1 + level)])
     return float(low), float(high), int(len(ok))
 
 
@@ -216,14 +196,11 @@ def bootstrap_ci(pred: ArrayLike,
     """The task's metrics with percentile bootstrap intervals.
 
     Args:
-        pred (array-like): Scores (sigmoid or softmax), ``(N, C)``.
-        target (array-like): One-hot / multi-hot targets, ``(N, C)``.
+        pred (array-like): Scores ``(N, C)``; ``target`` its 0/1 targets.
         multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
         groups (Sequence, optional): One group id per image (patient,
             slide): whole groups are resampled (:func:`unit_groups`).
-        n (int): Draws.
-        seed (int): Seed of the resamples.
-        level (float): Interval level.
+        n, seed, level: Draws, their seed, the interval level.
         classes (Sequence[str], optional): Class names for warnings.
 
     Returns:
@@ -254,13 +231,8 @@ def paired_bootstrap(pred_a: ArrayLike,
                      level: float = LEVEL,
                      classes: Optional[Sequence[str]] = None
                      ) -> Dict[str, Dict[str, float]]:
-    """Run B against run A on the same list and the same resamples.
-
-    Args:
-        pred_a (array-like): Scores of run A, ``(N, C)``.
-        pred_b (array-like): Scores of run B, same images, same order.
-        target, multi_label, groups, n, seed, level, classes: As
-            :func:`bootstrap_ci`.
+    """Run B against run A (scores of the same images, same order) on the
+    same resamples; other arguments as :func:`bootstrap_ci`.
 
     Returns:
         dict: For each metric: ``a``, ``b`` and ``diff`` (``b - a``), the
@@ -302,18 +274,10 @@ def mean_bootstrap_ci(preds: Sequence[ArrayLike],
                       level: float = LEVEL,
                       classes: Optional[Sequence[str]] = None
                       ) -> Dict[str, Dict[str, float]]:
-    """Interval of the mean over several runs scored on one list (a
-    setting's experiments): each draw scores every run on the same resample
-    and takes the mean, so the interval is the list's sampling uncertainty.
-
-    Args:
-        preds (Sequence[array-like]): Each run's scores, ``(N, C)``, the
-            same images in the same order.
-        target, multi_label, groups, n, seed, level, classes: As
-            :func:`bootstrap_ci`.
-
-    Returns:
-        dict: As :func:`bootstrap_ci`; ``value`` is the runs' mean.
+    """Interval of the mean over runs scored on one list (a setting's
+    experiments; scores of the same images, same order): each draw scores
+    every run on the same resample and takes the mean. Arguments and result
+    as :func:`bootstrap_ci`; ``value`` is the runs' mean.
 
     Examples:
         >>> target = np.array([[1], [1], [0], [1], [0], [0]])
@@ -339,13 +303,8 @@ def format_ci(value: Union[float, Mapping[str, float]],
               low: Optional[float] = None,
               high: Optional[float] = None,
               digits: int = 1) -> str:
-    """A value and its interval as papers print them.
-
-    Args:
-        value (float | dict): The value, or an entry of :func:`bootstrap_ci`
-            or of :func:`paired_bootstrap` (signed: a difference).
-        low, high (float, optional): The interval (default: the entry's).
-        digits (int): Decimals.
+    """A value and its interval as papers print them; ``value`` may be an
+    entry of :func:`bootstrap_ci` or of :func:`paired_bootstrap` (signed).
 
     Examples:
         >>> format_ci(82.4321, 79.09, 85.6)

@@ -126,19 +126,16 @@ def _class_names(n: int, classes: Optional[Sequence[str]]) -> List[str]:
 
 @METRICS.register_module()
 class MedFMCScore(BaseMetric):
-    """The MedFMC metrics of one task and the challenge score, in percent.
-
-    Result keys (with the default prefix ``medfmc``): multi-label tasks give
-    ``mAP``, ``AUC`` and ``score``; single-label tasks give ``Acc``, ``AUC``
-    and ``score``. With ``classwise=True`` also ``AP_classwise`` and
-    ``AUC_classwise`` (lists; NaN for classes without an AUC).
+    """The MedFMC metrics of one task and the challenge score, in percent:
+    ``mAP`` (multi-label) or ``Acc``, ``AUC`` and ``score``; with
+    ``classwise`` also ``AP_classwise`` and ``AUC_classwise`` lists.
 
     Args:
-        multi_label (bool, optional): Task type. None takes it from the
-            dataset's ``multi_label`` meta information.
-        classwise (bool): Also return per-class values. Defaults to False.
-        collect_device (str): Device to gather results on. Defaults to 'cpu'.
-        prefix (str, optional): Key prefix. Defaults to ``'medfmc'``.
+        multi_label (bool, optional): Task type; None: the dataset's
+            ``multi_label`` meta information.
+        classwise (bool): Also return per-class values.
+        collect_device (str): As :class:`mmengine.evaluator.BaseMetric`.
+        prefix (str, optional): Key prefix (default ``'medfmc'``).
 
     Examples:
         >>> import torch
@@ -221,17 +218,8 @@ class MedFMCScore(BaseMetric):
                   multi_label: bool,
                   classes: Optional[Sequence[str]] = None,
                   classwise: bool = False) -> Dict[str, Union[float, list]]:
-        """Compute the task's metrics from scores and one-hot targets.
-
-        Args:
-            pred (array-like): Scores (sigmoid or softmax), ``(N, C)``.
-            target (array-like): One-hot / multi-hot targets, ``(N, C)``.
-            multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
-            classes (Sequence[str], optional): Class names for warnings.
-            classwise (bool): Also return per-class AP/AUC lists.
-
-        Returns:
-            dict: Metric name to value, in percent.
+        """The task's metrics, in percent, from ``(N, C)`` scores (sigmoid
+        or softmax) and 0/1 targets; ``classes`` name classes in warnings.
 
         Raises:
             ScoreError: Inputs :func:`check_inputs` refuses.

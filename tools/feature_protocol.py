@@ -84,8 +84,8 @@ def main(argv=None) -> dict:
     """Run the call; returns :func:`medfm.apis.features.run_feature_grid`'s
     result."""
     args = parse_args(argv)
-    configs = grid_configs(args, lambda path: load_task_config(path, args))
     try:
+        configs = grid_configs(args, lambda path: load_task_config(path, args))
         result = run_feature_grid(
             configs, args.shots, args.exps, grid_name(args, configs), args.head,
             args.checkpoint, args.feature_cache, args.work_dir, args.split_dir,

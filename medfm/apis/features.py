@@ -43,9 +43,8 @@ from .protocol import (
     setting_dir,
     split_files,
     submission_path,
-    write_grid_summary,
     write_submission,
-    write_summary,
+    write_summaries,
 )
 
 #: backbone settings that do not change an eval-mode forward (the weights
@@ -472,7 +471,7 @@ def run_feature_grid(configs: Sequence[Tuple[str, Config, str]],
         for shot in shots:
             for exp in prepare_splits(cfg, task, shot, splits, exps, pool, seed):
                 split_files(splits, task, shot, exp, require='--pool')  # raises
-            setting = dict(task=task, shot=shot, rows=[],
+            setting = dict(task=task, shot=shot, rows={},
                            out=setting_dir(root, task, shot) if grid else root,
                            failed=0, config=f'{config_name} (features, {head})')
             settings.append(setting)
@@ -485,23 +484,21 @@ def run_feature_grid(configs: Sequence[Tuple[str, Config, str]],
             jobs, f'{head} fits', total=len(jobs)):
         row = run_feature_experiment(frozen, splits, setting['shot'], exp, head,
                                      test_list, predict, Cs, temperature)
-        setting['rows'].append(row)
+        setting['rows'][exp] = row
         chosen = '' if row['C'] is None else f' (C={row["C"]:g})'
         print_log(f'{setting["task"]} {setting["shot"]}-shot exp{exp}: score '
                   f'{row["score"]:.2f}{chosen}', logger='current')
-    edge = [r['C'] for s in settings for r in s['rows'] if len(Cs) > 1
-            and r['C'] in (min(Cs), max(Cs))]
+    edge = [r['C'] for s in settings for r in s['rows'].values()
+            if len(Cs) > 1 and r['C'] in (min(Cs), max(Cs))]
     if edge:
         print_log(f'the val list chose a C at an end of the grid ({min(Cs):g} or '
                   f'{max(Cs):g}) in {len(edge)} of {len(jobs)} fits: a wider --C '
                   'may fit better', logger='current', level=30)
-    for s in settings:
-        s.update(write_summary(s['out'], dict(task=s['task'], shot=s['shot'],
-                                              config=s['config']), s['rows']))
+    result = write_summaries(root, f'{name} (features, {head})' if grid else '',
+                             settings)
+    for s in settings:  # with the head's own columns
         write_json(osp.join(s['out'], 'experiments.json'), s['rows'])
-    paths = write_grid_summary(root, f'{name} (features, {head})', settings) \
-        if grid else {k: settings[0][k] for k in ('csv', 'markdown')}
-    return dict(settings=settings, extracted=sum(f.extracted for f in sources),
+    return dict(result, extracted=sum(f.extracted for f in sources),
                 cache_hits=sum(f.hits for f in sources),
                 caches=[f.cache.folder for f in sources],
-                seconds=time.perf_counter() - t0, **paths)
+                seconds=time.perf_counter() - t0)

@@ -33,12 +33,7 @@ from ..evaluation import mean_bootstrap_ci, read_predictions
 from ..evaluation.bootstrap import unit_groups
 from ..models import count_parameters
 from ..utils import atomic_write, innermost, markdown_table, write_csv, write_json
-from .inference import (
-    dump_predictions,
-    evaluate_checkpoint,
-    load_checkpoint,
-    predict_list,
-)
+from .inference import score_checkpoint, write_predictions
 from .runs import RunDir, train_run
 
 #: metrics of the summary, in display order (``score`` is the challenge's)
@@ -89,12 +84,8 @@ def submission_path(result_dir: str, task: str, shot: int,
 # -------------------------------------------------------------------- splits
 def split_files(split_dir: str, task: str, shot: int, exp: int,
                 require: Optional[str] = None) -> Dict[str, str]:
-    """Paths of the train and val lists of one experiment.
-
-    Args:
-        require (str, optional): Raise ``FileNotFoundError`` when a list is
-            missing, saying how to write it or, after ``or give``, this hint.
-    """
+    """Paths of the train and val lists of one experiment; with ``require``
+    (a hint, e.g. ``'--pool'``) a missing list raises ``FileNotFoundError``."""
     files = {part: osp.join(split_dir, split_file_name(task, shot, part, exp))
              for part in ('train', 'val')}
     missing = [p for p in files.values() if not osp.isfile(p)]
@@ -127,11 +118,8 @@ def prepare_splits(cfg: Config, task: str, shot: int, split_dir: str,
                    exps: Sequence[int], pool: Optional[str] = None,
                    seed: int = 0) -> List[int]:
     """Write the missing split files from a labelled ``pool`` (relative to
-    the data root unless absolute) and log the lists' protocol problems.
-
-    Returns:
-        list[int]: The experiments whose lists are still missing.
-    """
+    the data root unless absolute), log the lists' protocol problems, and
+    return the experiments whose lists are still missing."""
     missing = [e for e in exps if not all(
         osp.isfile(p) for p in split_files(split_dir, task, shot, e).values())]
     if missing and pool:
@@ -176,9 +164,12 @@ class Job(NamedTuple):
     setting: Optional[dict] = None
 
 
-def trained_epochs(work_dir: str) -> Optional[int]:
-    """``train_cfg.max_epochs`` of the config a run saved (None without)."""
-    path = RunDir(work_dir).config_path()
+def trained_epochs(run: RunDir) -> Optional[int]:
+    """The ``max_epochs`` a run recorded (a run without a record: its saved
+    config's)."""
+    if run.record() is not None:
+        return run.record().get('max_epochs')
+    path = run.config_path()
     return Config.fromfile(path).train_cfg.get('max_epochs') if path else None
 
 
@@ -216,26 +207,18 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
          seed: int = 0, skip_done: bool = False, checkpoint: str = 'best',
          predict_list: Optional[str] = None, result_dir: Optional[str] = None,
          tta: Optional[dict] = None) -> Tuple[List[dict], List[Job]]:
-    """The settings of a call and the jobs it runs.
+    """The settings of a call (``task``, ``shot``, ``config``, ``out``,
+    ``rows`` by experiment, ``failed``) and the jobs it runs.
 
-    With ``skip_done``, an experiment an earlier call finished is kept (if
-    it trained as long as this call's config says) and an unfinished one
-    resumes from its last checkpoint.
-
-    Args:
-        configs: ``(task, config, config name)`` of each task.
-        root (str): The grid's folder (``grid``) or the one setting's.
-        predict_list (str, optional): Also write each experiment's
-            submission file for this unlabelled list, in ``result_dir``
-            (default ``<setting>/result``).
-
-    Returns:
-        tuple: The settings (``task``, ``shot``, ``config``, ``out``,
-        ``rows`` by experiment, ``failed``) and the jobs.
+    ``configs`` holds ``(task, config, config name)`` per task; ``root`` is
+    the grid's folder, or the one setting's. With ``skip_done`` an
+    experiment an earlier call finished is kept and an unfinished one
+    resumes. ``predict_list``: also write each experiment's submission file
+    for this unlabelled list, in ``result_dir`` (default ``<setting>/result``).
 
     Raises:
-        FileExistsError: A folder to train in holds another run.
-        FileNotFoundError: Split files are missing.
+        FileExistsError: A folder to train in holds another run, or one to
+            keep trained for another ``max_epochs`` than ``configs``.
     """
     settings, jobs, used, other_length = [], [], [], []
     for task, cfg, config_name in configs:
@@ -256,7 +239,7 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
                     ann_file=predict_list, path=submission_path(
                         result_dir or osp.join(out, 'result'), task, shot, exp))
                 if row is not None:
-                    trained = trained_epochs(run.path)
+                    trained = trained_epochs(run)
                     if trained not in (None, epochs):
                         other_length.append(f'{run.path} ({trained})')
                         continue
@@ -288,48 +271,23 @@ def job_workers(devices: Optional[Sequence[str]] = None,
     """Dataloader workers of each experiment: the CPUs of a job (``cpus``)
     or this machine's shared by its concurrent ``devices``, less one."""
     from ..config_ops.speed import cpu_count
-    if cpus:
-        return max(1, cpus - 1)
-    return max(1, (cpu_count() - 1) // len(devices or [None]))
+    return max(1, cpus - 1 if cpus else (cpu_count() - 1) // len(devices or [0]))
 
 
 # ---------------------------------------------------------------------- jobs
-def _train_and_test(cfg: Config, checkpoint: str, tta: Optional[dict]) -> dict:
-    """Train one experiment (:func:`medfm.apis.runs.train_run`), then score a
-    checkpoint on the test list: the row of :func:`protocol_job`."""
-    start = time.time()
-    runner = train_run(cfg, hint='Continue the protocol with --skip-done')
-    total, trainable = count_parameters(runner.model)
-    print_log(f'{cfg.experiment_name}: {trainable:,} trainable of {total:,} '
-              'parameters', logger='current')
-    path = RunDir(cfg.work_dir).checkpoint(checkpoint)
-    load_checkpoint(runner.model, path)  # strict, verified
-    dump_predictions(runner, osp.join(cfg.work_dir, PREDICTIONS))
-    metrics = runner.test()
-    row = dict(work_dir=cfg.work_dir, checkpoint=path, trainable=trainable,
-               total=total, max_epochs=cfg.train_cfg.get('max_epochs'))
-    row.update({k.split('/')[-1]: float(v) for k, v in metrics.items()
-                if isinstance(v, (int, float))})
-    if tta is not None:
-        row.update({k.split('/')[-1] + '_tta': float(v) for k, v in
-                    evaluate_checkpoint(cfg, path, tta).items()
-                    if isinstance(v, (int, float))})
-    del runner
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
-               pid=os.getpid())
-    return row
+def _numbers(metrics: Optional[dict], suffix: str = '') -> Dict[str, float]:
+    return {k + suffix: float(v) for k, v in (metrics or {}).items()
+            if isinstance(v, (int, float))}
 
 
 def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
                  predict: Optional[Dict[str, str]] = None,
                  row: Optional[Dict[str, object]] = None,
                  tta: Optional[dict] = None) -> Dict[str, object]:
-    """One experiment: train it and score its ``'best'`` or ``'last'``
-    checkpoint on the test list (also with ``tta``: ``<metric>_tta``), then
-    write its submission file.
+    """One experiment: train it (:func:`medfm.apis.runs.train_run`), score
+    its ``'best'`` or ``'last'`` checkpoint on the test list (also with
+    ``tta``: ``<metric>_tta``; each image's scores in ``test_predictions.csv``)
+    and write its submission file.
 
     Args:
         cfg (Config): The experiment's config (:func:`experiment_config`).
@@ -340,15 +298,33 @@ def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
 
     Returns:
         dict: ``exp``, ``work_dir``, ``checkpoint``, parameter counts, the
-        test metrics, ``start_time``/``end_time``/``pid`` of the training and
-        ``submission`` when written.
+        test metrics, ``start_time``/``end_time``/``pid`` and ``submission``.
     """
-    row = dict(row) if row is not None else \
-        dict(exp=exp, **_train_and_test(cfg, checkpoint, tta))
+    if row is None:
+        start = time.time()
+        runner = train_run(cfg, hint='Continue the protocol with --skip-done')
+        total, trainable = count_parameters(runner.model)
+        print_log(f'{cfg.experiment_name}: {trainable:,} trainable of {total:,} '
+                  'parameters', logger='current')
+        del runner  # its model and loaders, before scoring builds others
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        path = RunDir(cfg.work_dir).checkpoint(checkpoint)
+        scored = score_checkpoint(cfg, path)
+        write_predictions(scored.predictions, osp.join(cfg.work_dir, PREDICTIONS),
+                          task_of_config(cfg).classes())
+        row = dict(exp=exp, work_dir=cfg.work_dir, checkpoint=path,
+                   trainable=trainable, total=total, **_numbers(scored.metrics))
+        if tta is not None:
+            row.update(_numbers(score_checkpoint(cfg, path, tta=tta).metrics, '_tta'))
+        row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
+                   pid=os.getpid())
+    row = dict(row)
     if predict and not osp.isfile(str(row.get('submission', ''))):
-        names, scores = predict_list(cfg, str(row['checkpoint']),
-                                     predict['ann_file'], tta=tta)
-        row['submission'] = write_submission(predict['path'], names, scores)
+        pred = score_checkpoint(cfg, str(row['checkpoint']), predict['ann_file'],
+                                tta=tta).predictions
+        row['submission'] = write_submission(predict['path'], pred.names, pred.scores)
     return row
 
 
@@ -409,16 +385,11 @@ def visible_gpu(device: str) -> Optional[int]:
 
 def run_local(jobs: Sequence[Job], devices: Sequence[str], folder: str,
               poll: float = 0.5, fn=protocol_job) -> Iterator[Outcome]:
-    """Run the jobs concurrently as processes of submitit's local executor,
-    at most one per entry of ``devices`` (``'0'``, ``'1'``, ... or
-    ``'cpu'``; listed twice: two at once), each seeing only its device, and
-    yield each as it finishes. Jobs still running when the caller stops
-    iterating are cancelled.
-
-    Args:
-        folder (str): submitit's folder (each job's ``<id>_0_log.out/.err``).
-        fn (callable): The job function, called with ``job.kwargs``.
-    """
+    """Run ``fn(**job.kwargs)`` of each job in a process of submitit's local
+    executor (logs in ``folder``), at most one per entry of ``devices``
+    (``'0'``, ``'1'``, ... or ``'cpu'``; listed twice: two at once) that
+    sees only its device, and yield each as it finishes. Jobs still running
+    when the caller stops iterating are cancelled."""
     gpus = [visible_gpu(d) for d in devices]  # refuse a bad name up front
     executor = submitit.LocalExecutor(folder)
     pending, running = list(jobs), {}
@@ -451,15 +422,9 @@ def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
                  slurm_options: Optional[Dict[str, str]] = None,
                  poll: Optional[float] = None) -> Iterator[Outcome]:
     """Submit one job per experiment through submitit (``cluster``
-    ``'slurm'``, or ``'local'``: all at once on this machine), wait for
-    them and yield each as it finishes.
-
-    Args:
-        folder (str): submitit's folder (its pickles and each job's logs).
-        slurm_options (dict, optional): Further ``sbatch`` options.
-        poll (float, optional): Seconds between two looks (default 30 on
-            Slurm, 0.5 locally).
-    """
+    ``'slurm'``, or ``'local'``: all at once here; its files and logs in
+    ``folder``; ``slurm_options``: further ``sbatch`` options) and yield
+    each as it finishes."""
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     params = dict(timeout_min=timeout_min, gpus_per_node=gpus,
                   cpus_per_task=cpus, nodes=1, tasks_per_node=1)
@@ -552,17 +517,10 @@ def setting_ci(task: str, rows: Sequence[Dict[str, object]],
 
 def write_summary(out_dir: str, setting: Dict[str, object],
                   rows: Sequence[Dict[str, object]]) -> Dict[str, str]:
-    """Write a setting's ``experiments.csv``, ``summary.csv`` and
-    ``summary.md``.
-
-    Args:
-        setting (dict): ``task``, ``shot``, ``config`` (shown in the tables).
-        rows (Sequence[dict]): One dict per experiment with ``exp`` and the
-            metrics.
-
-    Returns:
-        dict: ``experiments``, ``csv``, ``markdown``: the paths written.
-    """
+    """Write a setting's (``task``, ``shot``, ``config``) ``experiments.csv``,
+    ``summary.csv`` and ``summary.md`` from one row per experiment (``exp``
+    and the metrics); return the paths (``experiments``, ``csv``,
+    ``markdown``)."""
     stats = summarize(rows)
     metrics = list(stats)
     ci = setting_ci(setting['task'], rows)
@@ -618,18 +576,10 @@ def write_grid_summary(out_dir: str, title: str,
                        settings: Sequence[Dict[str, object]],
                        failed: Sequence[str] = ()) -> Dict[str, str]:
     """Write the table of a grid of tasks x shots (``summary.csv``,
-    ``summary.md``): one row per setting and an ``overall`` row
-    (:func:`grid_stats`).
-
-    Args:
-        title (str): What ran (the config).
-        settings (Sequence[dict]): ``task``, ``shot``, ``config``, ``rows``
-            and optionally ``failed`` (how many experiments failed).
-        failed (Sequence[str]): One line per failed experiment.
-
-    Returns:
-        dict: ``csv`` and ``markdown``: the paths written.
-    """
+    ``summary.md``; paths returned as ``csv``, ``markdown``): one row per
+    setting (``task``, ``shot``, ``config``, ``rows``, ``failed``: how many
+    failed) and an ``overall`` row (:func:`grid_stats`); ``title`` says what
+    ran, ``failed`` holds one line per failed experiment."""
     metrics, stats, overall = grid_stats(settings)
     paths = dict(csv=osp.join(out_dir, 'summary.csv'),
                  markdown=osp.join(out_dir, 'summary.md'))
@@ -677,13 +627,9 @@ def _rows(setting: dict) -> List[dict]:
 
 def write_summaries(root: str, title: str, settings: Sequence[dict],
                     failed: Sequence[str] = ()) -> dict:
-    """Each setting's summary and, with a ``title``, the grid's.
-
-    Returns:
-        dict: ``rows``, ``csv``, ``markdown`` (the grid's, else the one
-        setting's, with its ``experiments``) and ``settings`` (each one's
-        ``rows`` and paths).
-    """
+    """Each setting's summary and, with a ``title``, the grid's: ``rows``,
+    ``csv``, ``markdown`` (the grid's, else the one setting's, with its
+    ``experiments``) and ``settings`` (each one's ``rows`` and paths)."""
     for s in settings:
         s['rows'] = _rows(s)
         s.update(write_summary(s['out'], s, s['rows']))

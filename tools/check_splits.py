@@ -1,12 +1,8 @@
 """Check N-shot split files: duplicates, train/val overlap, empty classes.
 
 Give train lists (their ``_val_`` partners are found beside them) or folders;
-the task is read from baseline file names (``chest_1-shot_train_exp1.txt``)
-or given with ``--task``.
-
-Examples:
+the task comes from baseline file names or ``--task``. Example:
     python tools/check_splits.py data/MedFMC/chest --strict
-    python tools/check_splits.py --task endo my_train.txt --val my_val.txt
 """
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """Class frequencies and labels per image of a task's annotation lists.
 
-Example:
-    python tools/eda.py chest --data-root data/MedFMC/chest \
-        --ann train_20.txt val_20.txt test_WithLabel.txt --out work_dirs/eda
-Writes ``<task>_<list>_class_frequency.{csv,png}`` per list, and for a
-multi-label task ``<task>_<list>_labels_per_image.{csv,png}``.
+Example: ``python tools/eda.py chest --ann train_20.txt val_20.txt`` writes
+``<task>_<list>_class_frequency.{csv,png}`` per list, and for a multi-label
+task ``<task>_<list>_labels_per_image.{csv,png}``.
 """
 from __future__ import annotations
 

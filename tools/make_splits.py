@@ -1,12 +1,8 @@
 """Write the N-shot train/val lists of the MedFM challenge (exp1..exp5).
 
-Examples:
-    # 1-, 5- and 10-shot lists of exp1..exp5 from the chest training pool
+Example:
     python tools/make_splits.py chest data/MedFMC/chest/trainval.txt \
         --out data/MedFMC/chest
-    # from the official CSV, only 5-shot, another seed
-    python tools/make_splits.py endo data/MedFMC_train/endo/endo_train.csv \
-        --shots 5 --seed 1 --out splits/endo
 """
 from __future__ import annotations
 

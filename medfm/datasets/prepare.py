@@ -108,21 +108,9 @@ def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
 def prepare_task(task: str, train_dir: str, out_dir: str,
                  val_dir: Optional[str] = None, val_ratio: float = 0.2,
                  seed: int = 0, overwrite: bool = False) -> Dict[str, int]:
-    """Convert one task of the official release.
-
-    Args:
-        task (str): ``chest``, ``colon`` or ``endo``.
-        train_dir (str): ``MedFMC_train/<task>`` (``images/`` and
-            ``<task>_train.csv``).
-        out_dir (str): Output, e.g. ``data/MedFMC/<task>``.
-        val_dir (str, optional): ``MedFMC_val/<task>``; becomes the test set.
-        val_ratio (float): Validation share of the training set.
-        seed (int): Split seed.
-        overwrite (bool): Replace lists in ``out_dir`` whose content would
-            change; without it they stop the run before anything is written.
-
-    Returns:
-        dict: Number of images per written list.
+    """Convert one task of the release: ``train_dir`` (``images/`` and
+    ``<task>_train.csv``) and ``val_dir`` (the test set) into ``out_dir``,
+    ``val_ratio`` of the training set held out; returns images per list.
 
     Raises:
         FileExistsError: A list exists with other content and ``overwrite``

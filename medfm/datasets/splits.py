@@ -120,40 +120,27 @@ def make_split(pool: Pool, shot: int,
             np.flatnonzero(first & ~in_train).tolist())
 
 
-def experiment_rng(seed: int, shot: int, exp: int) -> np.random.Generator:
-    """Independent, reproducible random source of one experiment."""
-    return np.random.default_rng([seed, shot, exp])
-
-
 def write_splits(pool: Pool,
                  out_dir: str,
                  shots: Sequence[int] = SHOTS,
                  exps: Sequence[int] = EXPERIMENTS,
                  seed: int = 0,
                  overwrite: bool = False) -> List[str]:
-    """Write the train and val lists of every shot and experiment; all are
-    drawn before any file is written, so a failure leaves nothing half done.
-
-    Args:
-        pool (Pool): The labelled training pool.
-        out_dir (str): Output folder.
-        shots (Sequence[int]): N values.
-        exps (Sequence[int]): Experiment numbers.
-        seed (int): Base seed; the same seed writes the same files.
-        overwrite (bool): Replace existing split files (the official ones
-            may sit in the same folder).
-
-    Returns:
-        list[str]: The files written.
+    """Write the train and val lists of every shot and experiment into
+    ``out_dir`` and return their paths; the same ``seed`` writes the same
+    files. All are drawn before any is written: a failure leaves nothing.
 
     Raises:
-        FileExistsError: A split file exists and ``overwrite`` is False.
+        FileExistsError: A split file exists (the official ones may sit in
+            the folder) and ``overwrite`` is False.
         ValueError: A split leaves no image for validation.
     """
     planned = []
     for shot in shots:
         for exp in exps:
-            train, val = make_split(pool, shot, experiment_rng(seed, shot, exp))
+            # an independent, reproducible random source per experiment
+            rng = np.random.default_rng([seed, shot, exp])
+            train, val = make_split(pool, shot, rng)
             if not val:
                 raise ValueError(
                     f'{pool.task} {shot}-shot exp{exp}: the pool of '

@@ -17,26 +17,10 @@ from .metrics import _class_names
 
 @METRICS.register_module()
 class DumpPredictions(BaseMetric):
-    """Write each test sample's image, class scores and labels to a table.
-
-    Args:
-        out_file_path (str): ``.csv`` (one row a sample: ``img_path``, one
-            ``score_<class>`` column per class, then ``label_<class>`` 0/1
-            columns when the samples are labelled) or ``.json`` (a list of
-            ``{img_path, pred_score, gt_label}``).
-        collect_device (str): As :class:`mmengine.evaluator.BaseMetric`.
-
-    Examples:
-        >>> import json, os, tempfile, torch
-        >>> out = os.path.join(tempfile.mkdtemp(), 'p.json')
-        >>> m = DumpPredictions(out)
-        >>> m.dataset_meta = dict(classes=('a', 'b'))
-        >>> m.process(None, [dict(img_path='x.png', gt_label=torch.tensor([1]),
-        ...                       pred_score=torch.tensor([0.25, 0.75]))])
-        >>> m.evaluate(1)
-        {}
-        >>> json.load(open(out))
-        [{'img_path': 'x.png', 'pred_score': [0.25, 0.75], 'gt_label': [1]}]
+    """Write each test sample's image, class scores and labels to
+    ``out_file_path``: a ``.csv`` (``img_path``, a ``score_<class>`` column
+    per class, then ``label_<class>`` 0/1 columns when labelled) or a
+    ``.json`` list of ``{img_path, pred_score, gt_label}``.
     """
 
     default_prefix = 'dump'

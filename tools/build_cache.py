@@ -21,7 +21,10 @@ from typing import List, Optional, Tuple
 
 from mmengine.config import DictAction
 
+from medfm.config_ops import load_config
+from medfm.config_ops.speed import pipeline_loader
 from medfm.datasets.cache import build_image_cache, list_images
+from medfm.utils.config import loader_datasets
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,8 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    'default 448, twice the 224 px training resolution')
     p.add_argument('--loader', default=None,
                    help='loading transform of the pipelines that will read the '
-                   'cache, e.g. LoadMedFMCImage (default: the config\'s; for a '
-                   'folder LoadMedFMCImage if registered, else LoadImageFromFile)')
+                   "cache, e.g. LoadMedFMCImage (default: the config's; for a "
+                   'folder LoadMedFMCImage)')
     p.add_argument('--color-type', default='color',
                    help='its color_type, for a folder (default color)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -50,12 +53,8 @@ def config_images(path: str, cfg_options: Optional[dict] = None
                   ) -> Tuple[List[str], Optional[dict]]:
     """Image folders (``data_root``/``data_prefix``) of a config's datasets
     and the loading transform of their pipelines."""
-    from medfm.config_ops import load_config
-    from medfm.config_ops.speed import pipeline_loader
-    from medfm.utils.config import loader_datasets
-    cfg = load_config(path, cfg_options)
     folders, loader = [], None
-    for _, ds in loader_datasets(cfg):
+    for _, ds in loader_datasets(load_config(path, cfg_options)):
         prefix = ds.get('data_prefix', 'images')
         if isinstance(prefix, dict):
             prefix = prefix.get('img_path', prefix.get('img', ''))
@@ -66,30 +65,18 @@ def config_images(path: str, cfg_options: Optional[dict] = None
     return folders, loader
 
 
-def default_loader(color_type: str = 'color') -> dict:
-    """``LoadMedFMCImage`` (the project's configs) if registered."""
-    from mmpretrain.registry import TRANSFORMS
-
-    import medfm  # noqa: F401  registers the project's transforms
-    name = 'LoadMedFMCImage' if TRANSFORMS.get('LoadMedFMCImage') \
-        else 'LoadImageFromFile'
-    return dict(type=name, color_type=color_type)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     files: List[str] = []
     loader = None
     for src in args.sources:
-        if src.endswith('.py'):
-            folders, found = config_images(src, args.cfg_options)
-            if loader and found and found != loader:
-                print(f'error: the configs load images differently: {loader}, '
-                      f'{found}; build one cache per loader', file=sys.stderr)
-                return 1
-            loader = loader or found
-        else:
-            folders = [src]
+        folders, found = config_images(src, args.cfg_options) \
+            if src.endswith('.py') else ([src], None)
+        if loader and found and found != loader:
+            print(f'error: the configs load images differently: {loader}, '
+                  f'{found}; build one cache per loader', file=sys.stderr)
+            return 1
+        loader = loader or found
         for folder in folders:
             if not osp.isdir(folder):
                 print(f'error: image folder {folder} not found', file=sys.stderr)
@@ -98,10 +85,10 @@ def main(argv=None) -> int:
     if not files:
         print('error: no images found', file=sys.stderr)
         return 1
+    if args.loader or not loader:
+        loader = dict(type=args.loader or 'LoadMedFMCImage',
+                      color_type=args.color_type)
     t0 = time.time()
-    if args.loader:
-        loader = dict(type=args.loader, color_type=args.color_type)
-    loader = loader or default_loader(args.color_type)
     stats = build_image_cache(sorted(set(files)), args.out,
                               short_side=args.short_side or None,
                               loader=loader, workers=args.workers,

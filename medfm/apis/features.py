@@ -36,16 +36,8 @@ from ..evaluation import selection_score, task_metrics
 from ..utils import atomic_write, innermost, integrity, write_json
 from ..utils.progress import track
 from ..utils.stamped import StampedIndex, digest, entry_file, stamp
+from . import protocol
 from .inference import build_classifier, build_loader, predict_loader
-from .protocol import (
-    data_root_of,
-    prepare_splits,
-    setting_dir,
-    split_files,
-    submission_path,
-    write_submission,
-    write_summaries,
-)
 
 #: backbone settings that do not change an eval-mode forward (the weights
 #: are keyed by their SHA-256; the others act in training only)
@@ -132,11 +124,6 @@ class FeatureCache:
         self.folder = osp.join(root, digest(spec))
         self.index = StampedIndex(self.folder, dict(spec=spec))
         self._arrays: Dict[str, np.ndarray] = {}
-
-    def missing(self, img_paths: Sequence[str]) -> List[int]:
-        """Indices of the images without a current vector."""
-        return [i for i, p in enumerate(img_paths)
-                if self.index.lookup(p) is None]
 
     def put(self, img_paths: Sequence[str], vectors: np.ndarray,
             stamps: Sequence[Tuple[int, int]]) -> None:
@@ -236,10 +223,10 @@ class FrozenFeatures:
         loader = build_loader(self._list_cfg, 'test', ann_file)
         dataset = loader.dataset
         paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
-        todo = self.cache.missing(paths)
+        todo = [i for i, p in enumerate(paths) if self.cache.index.lookup(p) is None]
         self.hits += len(paths) - len(todo)
         if todo:
-            self._extract(loader, [paths[i] for i in todo], todo)
+            self._extract(loader, todo)
         prefix = dataset.img_prefix
         names = [osp.relpath(p, prefix) if prefix else p for p in paths]
         labelled = len(dataset) and 'gt_label' in dataset.get_data_info(0)
@@ -248,11 +235,12 @@ class FrozenFeatures:
         self._lists[ann_file] = out
         return out
 
-    def _extract(self, loader, paths: List[str], indices: List[int]) -> None:
+    def _extract(self, loader, indices: List[int]) -> None:
         from torch.utils.data import DataLoader, Subset
         if self._model is None:
             self._model = build_feature_model(self.cfg, self.weights,
                                               self.device, self.seed)
+        paths = [loader.dataset.get_data_info(i)['img_path'] for i in indices]
         stamps = [stamp(p) for p in paths]  # before reading
         subset = DataLoader(Subset(loader.dataset, indices),
                             batch_size=loader.batch_size,
@@ -286,16 +274,11 @@ class Head(NamedTuple):
         return scores
 
 
-def constant_classes(y: np.ndarray, multi_label: bool) -> Dict[int, float]:
-    """Class -> its one train value: a multi-label class whose train labels
-    hold one value; a single-label class absent from the train list (0), or
-    the only one present (1)."""
-    if multi_label:
-        return {k: float(y[0, k]) for k in range(y.shape[1])
-                if y[:, k].min() == y[:, k].max()}
-    present = y.any(0)
-    return {k: float(present[k]) for k in range(y.shape[1])
-            if not present[k] or present.sum() == 1}
+def constant_classes(y: np.ndarray) -> Dict[int, float]:
+    """Class -> its one value in the train labels ``y`` (single-label: a
+    class without train images, 0, or the only one, 1)."""
+    return {k: float(y[0, k]) for k in range(y.shape[1])
+            if y[:, k].min() == y[:, k].max()}
 
 
 def fit_logreg(x: np.ndarray, y: np.ndarray, C: float, multi_label: bool) -> Head:
@@ -313,7 +296,7 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, C: float, multi_label: bool) -> Hea
         model = make_pipeline(Normalizer(), model)
         model.fit(np.asarray(x, np.float64), target)
     columns = np.arange(y.shape[1]) if multi_label else model.classes_
-    return Head(model, columns, y.shape[1], constant_classes(y, multi_label))
+    return Head(model, columns, y.shape[1], constant_classes(y))
 
 
 class Prototypes(NamedTuple):
@@ -347,7 +330,7 @@ def fit_prototype(x: np.ndarray, y: np.ndarray, multi_label: bool,
     else:
         columns = np.flatnonzero(y.any(0))
         model = Prototypes(centroids(y[:, columns]), None, float(temperature))
-    return Head(model, columns, y.shape[1], constant_classes(y, multi_label))
+    return Head(model, columns, y.shape[1], constant_classes(y))
 
 
 class FittedHead(NamedTuple):
@@ -384,16 +367,14 @@ def fit_head(kind: str, train: ListFeatures, val: Optional[ListFeatures],
         raise ValueError(f'head {kind!r}: one of {HEADS}')
     Cs = sorted(float(c) for c in Cs)
     if not has_val:
-        C = Cs[len(Cs) // 2]
-        return FittedHead(fit_logreg(train.features, train.targets, C, multi_label),
-                          C, {}, {})
+        Cs = Cs[len(Cs) // 2:][:1]
     tried = {}
     for C in Cs:
         head = fit_logreg(train.features, train.targets, C, multi_label)
         tried[C] = (head, scored(head))
     C = max(Cs, key=lambda c: selection_score(tried[c][1]))  # the first best
-    return FittedHead(tried[C][0], C, tried[C][1],
-                      {c: m['score'] for c, (_, m) in tried.items()})
+    return FittedHead(tried[C][0], C, tried[C][1], {
+        c: m['score'] for c, (_, m) in tried.items()} if has_val else {})
 
 
 # ----------------------------------------------------------------- experiment
@@ -409,7 +390,7 @@ def run_feature_experiment(frozen: FrozenFeatures, split_dir: str, shot: int,
     ``checkpoint``) and the head, ``C``, val scores, image counts,
     ``constant_classes`` and ``fit_s``."""
     task = task_of_config(frozen.cfg)
-    lists = split_files(split_dir, task.TASK, shot, exp, require='--pool')
+    lists = protocol.split_files(split_dir, task.TASK, shot, exp, require='--pool')
     # absolute: a relative split folder is relative to here, not the data root
     train, val = (frozen.features(osp.abspath(lists[p])) for p in ('train', 'val'))
     test = frozen.features(test_list)
@@ -431,7 +412,7 @@ def run_feature_experiment(frozen: FrozenFeatures, split_dir: str, shot: int,
                fit_s=round(fit_s, 4))
     if predict:
         unlabelled = frozen.features(predict['ann_file'])
-        row['submission'] = write_submission(
+        row['submission'] = protocol.write_submission(
             predict['path'], unlabelled.names, fitted.predict(unlabelled.features))
     return row
 
@@ -460,24 +441,26 @@ def run_feature_grid(configs: Sequence[Tuple[str, Config, str]],
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     grid = len(configs) * len(shots) > 1
     base = osp.join('work_dirs', 'features', f'{name}_{head}')
-    root = work_dir or (base if grid else setting_dir(base, configs[0][0], shots[0]))
+    root = work_dir or (base if grid else protocol.setting_dir(
+        base, configs[0][0], shots[0]))
     jobs, settings, sources = [], [], []
     for task, cfg, config_name in configs:
-        splits = split_dir or data_root_of(cfg)
+        splits = split_dir or protocol.data_root_of(cfg)
         frozen = FrozenFeatures(cfg, resolve_weights(cfg, checkpoint, seed),
                                 cache_root, device, amp, seed)
         sources.append(frozen)
         test_list = innermost(cfg.test_dataloader.dataset)['ann_file']
         for shot in shots:
-            for exp in prepare_splits(cfg, task, shot, splits, exps, pool, seed):
-                split_files(splits, task, shot, exp, require='--pool')  # raises
+            for exp in protocol.prepare_splits(cfg, task, shot, splits, exps,
+                                               pool, seed):  # still missing
+                protocol.split_files(splits, task, shot, exp, require='--pool')
             setting = dict(task=task, shot=shot, rows={},
-                           out=setting_dir(root, task, shot) if grid else root,
+                           out=protocol.setting_dir(root, task, shot) if grid else root,
                            failed=0, config=f'{config_name} (features, {head})')
             settings.append(setting)
             for exp in exps:
                 predict = predict_list and dict(
-                    ann_file=predict_list, path=submission_path(
+                    ann_file=predict_list, path=protocol.submission_path(
                         result_dir or osp.join(root, 'result'), task, shot, exp))
                 jobs.append((setting, frozen, splits, exp, test_list, predict))
     for setting, frozen, splits, exp, test_list, predict in track(
@@ -494,8 +477,8 @@ def run_feature_grid(configs: Sequence[Tuple[str, Config, str]],
         print_log(f'the val list chose a C at an end of the grid ({min(Cs):g} or '
                   f'{max(Cs):g}) in {len(edge)} of {len(jobs)} fits: a wider --C '
                   'may fit better', logger='current', level=30)
-    result = write_summaries(root, f'{name} (features, {head})' if grid else '',
-                             settings)
+    title = f'{name} (features, {head})' if grid else ''
+    result = protocol.write_summaries(root, title, settings)
     for s in settings:  # with the head's own columns
         write_json(osp.join(s['out'], 'experiments.json'), s['rows'])
     return dict(result, extracted=sum(f.extracted for f in sources),

@@ -70,42 +70,30 @@ def decode_with_loader(path: str, loader: Optional[dict] = None) -> np.ndarray:
 class ImageCache:
     """Read access to a folder written by :func:`build_image_cache`, keyed
     by the source's absolute path, with its file name as a fallback when the
-    data moved. The index is read once per process, at the first use.
+    data moved.
 
-    Args:
-        cache_dir (str): The cache folder.
+    Attributes:
+        meta (dict | None): The build's settings; None without an index.
+        problem (str | None): Why nothing is served (no index, another
+            version: other pixels).
     """
 
     def __init__(self, cache_dir: str) -> None:
         self.cache_dir = cache_dir
-        self._index: Optional[StampedIndex] = None
+        self.index = StampedIndex(cache_dir)
+        self.meta = self.index.stored
+        self.problem: Optional[str] = None
+        if self.meta is None:
+            self.problem = f'image cache {cache_dir} has no {INDEX}'
+        elif self.meta.get('version') != CACHE_VERSION:
+            self.problem = (f'{cache_dir}: cache version {self.meta.get("version")}'
+                            f', expected {CACHE_VERSION}')
+            self.index.entries = {}
         self._by_name: Dict[str, Optional[str]] = {}
-
-    @property
-    def exists(self) -> bool:
-        """bool: Whether the folder holds a cache index."""
-        return osp.isfile(osp.join(self.cache_dir, INDEX))
-
-    @property
-    def index(self) -> StampedIndex:
-        """StampedIndex: The index (ValueError: of another cache version)."""
-        if self._index is None:
-            index = StampedIndex(self.cache_dir)
-            version = (index.stored or {}).get('version')
-            if version != CACHE_VERSION:
-                raise ValueError(f'{self.cache_dir}: cache version {version}, '
-                                 f'expected {CACHE_VERSION}')
-            for key in index.entries:
-                name = osp.basename(key)
-                # a file name held by two folders is no safe fallback
-                self._by_name[name] = None if name in self._by_name else key
-            self._index = index
-        return self._index
-
-    @property
-    def meta(self) -> dict:
-        """dict: The settings of the build."""
-        return self.index.stored
+        for key in self.index.entries:
+            name = osp.basename(key)
+            # a file name held by two folders is no safe fallback
+            self._by_name[name] = None if name in self._by_name else key
 
     def __len__(self) -> int:
         return len(self.index.entries)
@@ -230,27 +218,19 @@ class LoadImageFromFileOrCache(BaseTransform):
         self.loader = TRANSFORMS.build(dict(loader))
         self.to_float32 = bool(loader.get('to_float32', False))
         self.cache_dir = cache_dir
-        self._cache = ImageCache(cache_dir) if cache_dir else None
-        problem = self._cache is not None and self._problem(self._cache)
+        cache = ImageCache(cache_dir) if cache_dir else None
+        problem = cache.problem if cache is not None else None
+        if cache is not None and not problem and \
+                cache.meta.get('loader') != loader_key(self.loader_cfg):
+            problem = (f'image cache {cache_dir} was built with loader '
+                       f'{cache.meta.get("loader")}, the pipeline loads with '
+                       f'{loader_key(self.loader_cfg)}')
         if problem:
             warnings.warn(f'{problem}: reading the original images (rebuild '
                           'the cache with tools/build_cache.py)')
-            self._cache = None
+        self._cache = None if problem else cache
         self.hits = 0
         self.misses = 0
-
-    def _problem(self, cache: ImageCache) -> Optional[str]:
-        if not cache.exists:
-            return f'image cache {cache.cache_dir} has no {INDEX}'
-        try:
-            built = cache.meta.get('loader')
-        except ValueError as err:  # another version: other pixels
-            return str(err)
-        if built != loader_key(self.loader_cfg):
-            return (f'image cache {cache.cache_dir} was built with loader '
-                    f'{built}, the pipeline loads with '
-                    f'{loader_key(self.loader_cfg)}')
-        return None
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load ``results['img_path']``, from the cache if possible."""

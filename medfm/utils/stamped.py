@@ -1,12 +1,6 @@
-"""Don't compute again: results stamped with the source they came from.
-
-A :class:`StampedIndex` is a folder's ``index.json``: the settings that
-produced its results and one entry per key (usually a source file's absolute
-path) naming its result file, with the size and modification time the source
-had when it was read. An entry is current while its source keeps that stamp
-and its file exists. Used by the image cache, the feature cache and the
-ensemble's member scores.
-"""
+"""Don't compute again: results keyed by what produced them, stamped with
+the size and modification time of the source they were computed from (the
+image cache, the feature cache, the ensemble's member scores)."""
 from __future__ import annotations
 
 import hashlib
@@ -43,19 +37,11 @@ def entry_file(key: str, ext: str = '.npy') -> str:
 
 
 class StampedIndex:
-    """The index of a result folder.
-
-    Args:
-        folder (str): The folder (``index.json`` in it).
-        settings (dict, optional): What produced the results; an index
-            written with other settings starts empty. None reads any index
-            (see :attr:`stored`).
-
-    Attributes:
-        stored (dict | None): The settings the index on disk holds, None
-            without a readable index.
-        entries (dict): Key -> ``{'file', 'mtime_ns', 'size', ...}``.
-    """
+    """A result folder's ``index.json``: ``settings`` (what produced the
+    results; an index of other settings starts empty, None takes any) and
+    ``entries``, key (by default a source's absolute path) -> ``{'file',
+    'mtime_ns', 'size', ...}``; ``stored`` is the settings found on disk
+    (None without a readable index)."""
 
     def __init__(self, folder: str, settings: Optional[dict] = None) -> None:
         self.folder = folder
@@ -93,7 +79,6 @@ class StampedIndex:
                                  size=source_stamp[1])
 
     def save(self) -> None:
-        """Write the index atomically (another process sees the old or the
-        new one)."""
+        """Write the index atomically: readers see the old or the new one."""
         with atomic_write(osp.join(self.folder, INDEX), encoding='utf-8') as f:
             json.dump(dict(self.settings, entries=self.entries), f)

@@ -54,31 +54,24 @@ def bench_config(args, task: str, data_root: str, work_dir: str,
                  span: bool = False):
     """The task's DenseNet-121 config on the benchmark data, with the
     project's speed switches of ``args`` (as ``train.sh`` applies them)."""
-    from medfm.config_ops import apply_amp
+    from medfm.config_ops import apply_amp, speed
     from medfm.config_ops.shrink import tiny_config
-    from medfm.config_ops.speed import (
-        enable_channels_last,
-        no_bf16_loss_scaling,
-        span_epochs,
-        tune_dataloaders,
-        use_image_cache,
-    )
     cfg = tiny_config(f'configs/densenet/densenet121_{task}.py', data_root,
                       work_dir, size=args.size, batch_size=args.batch_size)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.ann_file = ann_file
-    tune_dataloaders(cfg, num_workers=args.workers)
+    speed.tune_dataloaders(cfg, num_workers=args.workers)
     cfg.env_cfg.cudnn_benchmark = args.cuda
     if args.amp and args.cuda:
         apply_amp(cfg, 'bfloat16')
         if not getattr(args, 'loss_scaler', False):
-            no_bf16_loss_scaling(cfg)
+            speed.no_bf16_loss_scaling(cfg)
     if args.channels_last:
-        enable_channels_last(cfg)
+        speed.enable_channels_last(cfg)
     if cache_dir:
-        use_image_cache(cfg, cache_dir)
+        speed.use_image_cache(cfg, cache_dir)
     if span:
-        span_epochs(cfg)
+        speed.span_epochs(cfg)
     cfg.default_hooks.logger.interval = 1000
     cfg.log_level = 'WARNING'
     cfg.experiment_name = f'bench_{task}_{next(_RUNS)}'

@@ -1,11 +1,9 @@
 """Section ``features``: a task's few-shot grid by frozen features and by linear probe.
 
-``tools/feature_protocol.py`` (features extracted once, then a head per fit;
-cold cache, warm, prototype head) against ``tools/run_protocol.py`` with the
-task's linear-probe config (``--features-epochs`` epochs), both in this process
-on demo images with the same backbone weights and split files: wall and CPU
-seconds (no dataloader workers: the process holds all the work), their ratios,
-and the metrics side by side.
+``tools/feature_protocol.py`` (cold cache, warm, prototype head) against
+``tools/run_protocol.py`` with the linear-probe config, in this process on demo
+images with the same backbone weights and splits: wall and CPU seconds (no
+dataloader workers: the process holds all the work), ratios, metrics side by side.
 """
 from __future__ import annotations
 

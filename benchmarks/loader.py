@@ -1,10 +1,9 @@
 """Section ``loader``: the data path alone, meaningful on any machine.
 
-The training dataloader feeds a simulated model step (a sleep of ``--step-ms``,
-a GPU computing while the CPU waits): images/s as a share of what the step
-allows, per variant, and each transform's cost per image in this process. Then
-three passes of the validation dataloader as ``ValLoop`` and ``InMemoryValLoop``
-iterate it.
+The training dataloader feeds a simulated step (a sleep of ``--step-ms``: a GPU
+computing while the CPU waits): images/s as a share of what the step allows, and
+each transform's cost per image; then three validation passes as ``ValLoop`` and
+``InMemoryValLoop`` iterate.
 """
 from __future__ import annotations
 

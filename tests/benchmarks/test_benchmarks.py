@@ -28,8 +28,10 @@ def run(argv):
 
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    out = tmp_path_factory.mktemp('bench') / 'bench.json'
-    res, text = run(TINY + [
+    # a kept work dir: mmengine's current logger writes there in later tests
+    work = tmp_path_factory.mktemp('bench')
+    out = work / 'bench.json'
+    res, text = run(TINY + ['--work-dir', str(work),
         '--checkpoints', '2', '--naive-runs', '1', '--eval-images', '4',
         '--memory-sizes', '8', '64', '--memory-batches', '2', '--step-ms', '5',
         '--ceiling-after', '--sections', 'ceiling', 'e2e', 'eval', 'memory',

@@ -6,7 +6,7 @@ import os
 import os.path as osp
 import shutil
 import time
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, List, Optional
 
 from .harness import Bench
 
@@ -16,6 +16,11 @@ _RUNS = itertools.count(1)
 def write_list(path: str, lines: Iterable[str]) -> None:
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
+
+
+def read_list(path: str) -> List[str]:
+    with open(path) as f:
+        return [line for line in f.read().split('\n') if line.strip()]
 
 
 def make_task_data(root: str, task: str, n: int, unique: int, scale: float,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from .data import bench_config, write_list
+from .data import bench_config, read_list, write_list
 from .harness import REPO, Bench, ratio
 
 
@@ -49,8 +49,7 @@ def run_tool(*cmd: str) -> float:
 def run(b: Bench) -> None:
     args = b.args
     task = 'chest' if 'chest' in args.tasks else args.tasks[0]
-    with open(osp.join(b.data_root, task, 'train_20.txt')) as f:
-        lines = [x for x in f.read().split('\n') if x.strip()][:args.eval_images]
+    lines = read_list(osp.join(b.data_root, task, 'train_20.txt'))[:args.eval_images]
     write_list(osp.join(b.data_root, task, 'bench_test.txt'), lines)
     cfg = bench_config(args, task, b.data_root, osp.join(b.work_dir, 'eval_logs'),
                        ann_file='bench_test.txt')

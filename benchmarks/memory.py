@@ -9,7 +9,7 @@ from __future__ import annotations
 import os.path as osp
 import warnings
 
-from .data import bench_config, write_list
+from .data import bench_config, read_list, write_list
 from .harness import Bench
 
 WORKERS = 2
@@ -17,13 +17,10 @@ WORKERS = 2
 
 def proc_memory(pid: int) -> dict:
     """RSS, PSS and private (USS) memory of a process in MiB ({} if unreadable)."""
-    out = {}
     try:
         with open(f'/proc/{pid}/smaps_rollup') as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 2 and parts[1].isdigit():
-                    out[parts[0].rstrip(':')] = int(parts[1]) / 1024
+            out = {p[0].rstrip(':'): int(p[1]) / 1024 for p in map(str.split, f)
+                   if len(p) > 1 and p[1].isdigit()}
     except OSError:
         return {}
     return dict(rss_mib=out.get('Rss', 0.0), pss_mib=out.get('Pss', 0.0),
@@ -32,8 +29,7 @@ def proc_memory(pid: int) -> dict:
 
 def measure(args, task: str, data_root: str, work_dir: str, cache_dir=None) -> dict:
     from mmengine.runner import Runner
-    with open(osp.join(data_root, task, 'train_20.txt')) as f:
-        names = [x for x in f.read().split('\n') if x.strip()]
+    names = read_list(osp.join(data_root, task, 'train_20.txt'))
     results = {}
     for n in args.memory_sizes:
         ann = f'bench_mem_{n}.txt'

@@ -409,14 +409,8 @@ def fit_per_class(stack: np.ndarray, target: np.ndarray, task: str
     overall = [_score(s, target, task) for s in stack]
     order = sorted(range(len(stack)), key=lambda i: -overall[i])  # stable
     quality = np.stack([class_quality(s, target) for s in stack])  # (M, C)
-    choices = []
-    for c in range(stack.shape[2]):
-        best = order[0]
-        for i in order[1:]:
-            if quality[i, c] > quality[best, c]:
-                best = i
-        choices.append(best)
-    return choices
+    # max keeps the first of equals in that order
+    return [max(order, key=lambda i: quality[i, c]) for c in range(stack.shape[2])]
 
 
 def fit_strategies(stack: np.ndarray, target: np.ndarray, task: str,

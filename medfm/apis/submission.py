@@ -9,10 +9,10 @@ metrics of ``tools/test.py`` with bootstrap intervals by patient or slide.
 from __future__ import annotations
 
 import io
-import os
 import os.path as osp
 import re
 import zipfile
+from glob import escape as glob_escape
 from glob import glob
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -41,8 +41,6 @@ SUM_TOL = 1e-5
 MAX_PROBLEMS = 20
 #: a score as written: a plain decimal number (no nan, inf, spaces)
 _NUMBER = re.compile(r'[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?')
-#: pandas' message for a line with more fields than the first
-_FIELDS = re.compile(r'Expected (\d+) fields in line (\d+), saw (\d+)')
 
 
 class SubmissionError(ValueError):
@@ -104,22 +102,16 @@ def parse_name(name: str, where: Optional[str] = None) -> Tuple[str, int]:
 
 
 # ----------------------------------------------------------------- content
-def _read_csv(text: str, where: str, task: str) -> pd.DataFrame:
-    """The file's fields as strings; a line wider than the first is an error
-    of the parser, which names the line."""
+def _read_csv(text: str, where: str) -> pd.DataFrame:
+    """The file's fields as strings, every line padded with empty fields to
+    the widest (so that each line's own problems can be named)."""
+    width = max(line.count(',') for line in text.splitlines()) + 1
     try:
-        return pd.read_csv(io.StringIO(text), header=None, dtype=str,
-                           keep_default_na=False, skip_blank_lines=False)
-    except pd.errors.EmptyDataError:
-        raise SubmissionError([f'{where}: empty, no rows']) from None
-    except pd.errors.ParserError as err:
-        m = _FIELDS.search(str(err))
-        if m is None:
-            raise SubmissionError([f'{where}: not read as CSV ({err})']) from None
-        classes = task_class(task).classes()
-        raise SubmissionError([
-            f'{where}, line {m[2]}: {int(m[3]) - 1} score(s) after the file '
-            f'name; {task} has {len(classes)} ({", ".join(classes)})']) from None
+        return pd.read_csv(io.StringIO(text), header=None, names=range(width),
+                           index_col=False, dtype=str, keep_default_na=False,
+                           skip_blank_lines=False)
+    except pd.errors.ParserError as err:  # it names the row
+        raise SubmissionError([f'{where}: not read as CSV ({err})']) from None
 
 
 def check_rows(data: bytes, where: str, task: str,
@@ -153,14 +145,16 @@ def check_rows(data: bytes, where: str, task: str,
                         'with BOM): it would be read as part of the first file '
                         'name; write plain UTF-8')
         text = text[1:]
+    if not text.strip('\r\n'):
+        raise SubmissionError([f'{where}: empty, no rows'])
     known = set(expected or ())
     names, linenos, rows = [], [], []
     for lineno, (name, *values) in enumerate(
-            _read_csv(text, where, task).itertuples(index=False), 1):
+            _read_csv(text, where).itertuples(index=False), 1):
         at = f'{where}, line {lineno}: '
+        while values and values[-1] == '':
+            values.pop()  # the padding of a line narrower than the widest
         found = len(values)
-        while found and values[found - 1] == '':
-            found -= 1  # pandas pads a short line with empty fields
         if not (name + ''.join(values)).strip():
             problems.append(at + 'an empty line; one line per image, nothing else')
             continue
@@ -242,8 +236,7 @@ def read_submission(path: str, expected: Optional[Sequence[str]] = None,
     shot = 0
     if task is None:
         task, shot = parse_name(path)
-    with open(path, 'rb') as f:
-        names, scores = check_rows(f.read(), path, task, expected, list_name)
+    names, scores = check_rows(_bytes(path), path, task, expected, list_name)
     return task, shot, names, scores
 
 
@@ -320,40 +313,32 @@ def find_submissions(path: str, task: Optional[str] = None
     """
     if not osp.exists(path):
         raise FileNotFoundError(f'{path}: no such file or folder')
-    if osp.isfile(path) and not zipfile.is_zipfile(path):
-        with open(path, 'rb') as f:
-            data = f.read()
-        if task:
-            one = SubmissionFile(path, osp.basename(path), task, 0, None, data)
-            return [one], [], []
-        try:
-            task, shot = parse_name(path)
-        except SubmissionError as err:
-            return [], err.problems, []
-        parent = osp.basename(osp.dirname(osp.abspath(path)))
-        m = EXP_DIR.fullmatch(parent)
-        exp = int(m['exp']) if m and int(m['exp']) in EXPS else None
-        name = f'{parent}/{osp.basename(path)}' if exp else osp.basename(path)
-        return [SubmissionFile(path, name, task, shot, exp, data)], [], []
-    if osp.isfile(path):
+    if osp.isdir(path):  # the files the challenge could read, and misplaced ones
+        found = {f for pattern in ('*.csv', '*/*_submission.csv', 'exp[0-9]*/*.csv')
+                 for f in glob(osp.join(glob_escape(path), pattern))}
+        return _files_of({osp.relpath(f, path).replace(osp.sep, '/'): _bytes(f)
+                          for f in found}, path.rstrip('/\\') or path, '/')
+    if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             return _files_of({i.filename: z.read(i) for i in z.infolist()
                               if not i.is_dir()}, path, ':')
-    files = {}
-    for item in sorted(os.listdir(path)):
-        full = osp.join(path, item)
-        if osp.isfile(full) and item.endswith('.csv'):
-            files[item] = full
-        elif osp.isdir(full):
-            for sub in sorted(os.listdir(full)):
-                if sub.endswith('_submission.csv') or EXP_DIR.fullmatch(item) \
-                        and sub.endswith('.csv'):
-                    files[f'{item}/{sub}'] = osp.join(full, sub)
-    contents = {}
-    for rel, full in files.items():
-        with open(full, 'rb') as f:
-            contents[rel] = f.read()
-    return _files_of(contents, path.rstrip('/\\') or path, '/')
+    if task:
+        return [SubmissionFile(path, osp.basename(path), task, 0, None,
+                               _bytes(path))], [], []
+    try:
+        task, shot = parse_name(path)
+    except SubmissionError as err:
+        return [], err.problems, []
+    parent = osp.basename(osp.dirname(osp.abspath(path)))
+    m = EXP_DIR.fullmatch(parent)
+    exp = int(m['exp']) if m and int(m['exp']) in EXPS else None
+    name = f'{parent}/{osp.basename(path)}' if exp else osp.basename(path)
+    return [SubmissionFile(path, name, task, shot, exp, _bytes(path))], [], []
+
+
+def _bytes(path: str) -> bytes:
+    with open(path, 'rb') as f:
+        return f.read()
 
 
 # ------------------------------------------------------------------- lists

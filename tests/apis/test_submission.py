@@ -96,6 +96,17 @@ def test_validator_reads_with_pandas_and_lists_every_problem():
         check_rows('\n'.join(rows).encode(), where, 'colon', NAMES)
     with pytest.raises(SubmissionError, match=r'line 1: not UTF-8 text'):
         check_rows(b'\xff,0.5,0.5\n', where, 'colon')
+    # a short first line and a wide later one: each named, the rest read
+    rows = good_rows()
+    rows[0] = f'{NAMES[0]},0.5'
+    rows[3] += ',0.5,0.5'
+    with pytest.raises(SubmissionError) as err:
+        check_rows('\n'.join(rows).encode(), where, 'colon', NAMES)
+    assert err.value.problems == [
+        f'{where}, line {n}: {k} score(s) after the file name; colon has 2 '
+        '(normal, tumor)' for n, k in ((1, 1), (4, 4))]
+    with pytest.raises(SubmissionError, match='not read as CSV'):
+        check_rows(b'a,"0.5,0.5\n', where, 'colon')
 
 
 def test_validator_file_names_and_layout(tmp_path):

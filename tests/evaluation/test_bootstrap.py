@@ -132,15 +132,3 @@ def test_format_ci():
     assert format_ci({'value': 1.0, 'low': 0.5, 'high': 2.0}, digits=2) == \
         '1.00 [0.50, 2.00]'
     assert format_ci(50.0) == '50.0'
-
-
-def test_benchmark_bootstrap_section(tmp_path):
-    from benchmark import main
-    res = main(['--device', 'cpu', '--sections', 'bootstrap',
-                '--bootstrap-draws', '10', '--bootstrap-loop', '3'])
-    boot = res['bootstrap']
-    assert set(boot['lists']) == {'colon 10650 x 2', 'colon 10650 x 2, by slide',
-                                  'chest 2626 x 19'}
-    assert boot['lists']['colon 10650 x 2, by slide']['units'] == 426
-    assert boot['loop']['max_abs_diff'] < 1e-9 and boot['loop']['speedup'] > 0
-    assert 'ceiling' not in res  # no data, no model

@@ -10,6 +10,7 @@ threads can abort the process).
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import os
 import os.path as osp
@@ -177,32 +178,24 @@ def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> d
     return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
 
 
-def _init_dist_pytorch(backend: str, init_backend: str = 'torch', **kwargs) -> None:
-    """mmengine's torchrun start-up; on gloo without a GPU (mmengine calls
-    ``torch.cuda.set_device`` unconditionally)."""
-    if torch.cuda.is_available():
-        _ORIGINAL['init_dist_pytorch'](backend, init_backend, **kwargs)
-    else:
-        torch.distributed.init_process_group(backend='gloo', **kwargs)
-    atexit.register(destroy_process_group)
-
-
-def _init_dist_slurm(backend: str, port: Optional[int] = None,
-                     init_backend: str = 'torch', **kwargs) -> None:
-    """mmengine's Slurm start-up; on gloo, without its ``set_device``, when
-    there is no GPU."""
-    if torch.cuda.is_available():
-        _ORIGINAL['init_dist_slurm'](backend, port=port,
-                                     init_backend=init_backend, **kwargs)
-    else:
-        set_device = torch.cuda.set_device
-        torch.cuda.set_device = lambda device: None  # no GPU to choose
-        try:
-            _ORIGINAL['init_dist_slurm']('gloo', port=port,
-                                         init_backend=init_backend, **kwargs)
-        finally:
-            torch.cuda.set_device = set_device
-    atexit.register(destroy_process_group)
+def _works_without_gpu(init):
+    """mmengine's torchrun or Slurm start-up ``init``; without a GPU on gloo
+    and without its ``torch.cuda.set_device``. Either way the process group
+    is destroyed at exit."""
+    @functools.wraps(init)
+    def start(backend: str, *args, **kwargs) -> None:
+        if torch.cuda.is_available():
+            init(backend, *args, **kwargs)
+        else:
+            set_device = torch.cuda.set_device
+            torch.cuda.set_device = lambda device: None  # no GPU to choose
+            try:
+                init('gloo', *args, **kwargs)
+            finally:
+                torch.cuda.set_device = set_device
+        atexit.register(destroy_process_group)
+    start.original = init
+    return start
 
 
 def destroy_process_group() -> None:
@@ -225,18 +218,13 @@ def adapt_config_for_cpu(cfg) -> None:
                                      device_ids=None, broadcast_buffers=False)
 
 
-_ORIGINAL: dict = {}
-
-
 def apply() -> None:
     """Install the adaptations into mmengine. Safe to call more than once."""
     from mmengine.dist import utils as dist_utils
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_checkpoint_file, force=True)
-    if 'init_dist_pytorch' not in _ORIGINAL:
-        _ORIGINAL['init_dist_pytorch'] = dist_utils._init_dist_pytorch
-        dist_utils._init_dist_pytorch = _init_dist_pytorch
-    if 'init_dist_slurm' not in _ORIGINAL:
-        _ORIGINAL['init_dist_slurm'] = dist_utils._init_dist_slurm
-        dist_utils._init_dist_slurm = _init_dist_slurm
+    for name in ('_init_dist_pytorch', '_init_dist_slurm'):
+        init = getattr(dist_utils, name)
+        if not hasattr(init, 'original'):
+            setattr(dist_utils, name, _works_without_gpu(init))

@@ -1,62 +1,20 @@
-"""Rough edges of the tools people look at: blank Grad-CAMs, identical
-predictions, PR curves as steps, whole-number iteration ticks, no
-labels-per-image plot for single-label tasks, epoch marks that stay visible,
-progress of the long tools."""
-import glob
-import os.path as osp
+"""Rough edges outside models and visualization, to be folded into their packages'
+tests: the report's blank Grad-CAM caption (tests/tools/test_report.py), identical
+predictions (tests/evaluation/test_metrics.py), the eda plots and plot_curves
+(tests/tools/), the scalars of a resumed run (tests/apis/)."""
+import json
 import re
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from matplotlib.colors import to_rgb
-from matplotlib.ticker import MaxNLocator
 from mmengine.evaluator import Evaluator
 from mmpretrain.structures import DataSample
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medfm.evaluation import MedFMCScore
-from medfm.testing import logged, tiny_config, tiny_densenet
+from medfm.testing import logged
 from medfm.visualization.cam import ZERO_MAP_NOTE
-
-# --------------------------------------------------------- blank Grad-CAMs
-
-def test_vis_cam_names_a_map_that_is_zero_everywhere(demo_root, tmp_path,
-                                                     capsys):
-    """A head whose weights for ulcer are zero gives ulcer no gradient, so
-    its Grad-CAM is zero everywhere: the tool still writes the overlay and
-    says so, naming image and class; erosion (all weights 1 over the ReLU'd
-    features) keeps its map. Progress goes to stderr."""
-    import vis_cam
-
-    from medfm.apis.inference import build_classifier
-    cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
-                      str(tmp_path), size=64, cfg_options=tiny_densenet())
-    torch.manual_seed(0)
-    model = build_classifier(cfg)
-    with torch.no_grad():
-        model.head.fc.weight[0] = 0
-        model.head.fc.weight[1] = 1
-    ckpt = tmp_path / 'zero_ulcer.pth'
-    torch.save(model.state_dict(), ckpt)
-    config = tmp_path / 'tiny_endo.py'
-    cfg.dump(str(config))
-    images = sorted(glob.glob(f'{demo_root}/endo/images/*.png'))[:2]
-    out = tmp_path / 'cams'
-    assert vis_cam.main([str(config), str(ckpt), *images, '--out-dir', str(out),
-                         '--classes', 'ulcer', 'erosion']) == 0
-    captured = capsys.readouterr()
-    assert len(list(out.glob('*.png'))) == 4  # written all the same
-    notes = re.findall(r'note: .*', captured.out)
-    assert notes == [f'note: gradcam {osp.basename(img)} ulcer: {ZERO_MAP_NOTE}; '
-                     f'{osp.splitext(osp.basename(img))[0]}_gradcam_ulcer_'
-                     f'{s}.png shows no heat'
-                     for img, s in zip(images, re.findall(
-                         r'ulcer (\d\.\d{3})', captured.out))]
-    assert '4 overlays written' in captured.out
-    assert '(2 without heat: see the notes)' in captured.out
-    assert 'gradcam maps: 2/2' in captured.err
 
 
 def test_report_gallery_notes_a_blank_map(colon_run, tmp_path, capsys):
@@ -87,8 +45,6 @@ def test_report_gallery_notes_a_blank_map(colon_run, tmp_path, capsys):
     assert 'gradcam gallery: 1/1' in err
 
 
-# ---------------------------------------------------- identical predictions
-
 def _samples(pred, target):
     return [DataSample().set_pred_score(torch.tensor(p, dtype=torch.float32))
             .set_gt_score(torch.tensor(t)) for p, t in zip(pred, target)]
@@ -112,48 +68,6 @@ def test_identical_predictions_are_warned_and_still_scored():
     assert 'identical' not in log
 
 
-# ------------------------------------------------------------ report plots
-
-def test_pr_curves_are_steps_like_sklearn():
-    from sklearn.metrics import PrecisionRecallDisplay, precision_recall_curve
-
-    from medfm.visualization.report_html import roc_pr_figures
-    rng = np.random.default_rng(0)
-    target = (rng.random((30, 2)) < 0.4).astype(int)
-    pred = np.clip(target * 0.3 + rng.random((30, 2)) * 0.7, 0, 1)
-    roc, pr = roc_pr_figures(pred, target, ['a', 'b'], [0, 1])
-    display = PrecisionRecallDisplay.from_predictions(target[:, 0], pred[:, 0])
-    try:
-        for ax, c in zip(pr.axes, (0, 1)):
-            curve = ax.get_lines()[0]
-            assert curve.get_drawstyle() == 'steps-post'
-            prec, rec, _ = precision_recall_curve(target[:, c], pred[:, c])
-            np.testing.assert_allclose(curve.get_xdata(), rec)
-            np.testing.assert_allclose(curve.get_ydata(), prec)
-        assert pr.axes[0].get_lines()[0].get_drawstyle() == \
-            display.line_.get_drawstyle()
-        # ROC curves stay straight segments between operating points
-        assert roc.axes[0].get_lines()[0].get_drawstyle() == 'default'
-    finally:
-        plt.close('all')
-
-
-def test_training_loss_axis_has_whole_iterations():
-    from medfm.visualization.report_html import curves_figure
-    rows = [{'epoch': e, 'medfmc/score': 50.0 + e} for e in (1, 2)]
-    fig = curves_figure(rows, 2, ([1, 2, 3], [0.9, 0.7, 0.6]))
-    try:
-        loss_ax = fig.axes[1]
-        locator = loss_ax.xaxis.get_major_locator()
-        assert isinstance(locator, MaxNLocator) and locator._integer
-        ticks = loss_ax.get_xticks()
-        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
-    finally:
-        plt.close(fig)
-
-
-# --------------------------------------------------------------------- eda
-
 def test_eda_skips_labels_per_image_for_single_label(demo_root, tmp_path,
                                                      capsys):
     import eda
@@ -170,40 +84,79 @@ def test_eda_skips_labels_per_image_for_single_label(demo_root, tmp_path,
     assert (tmp_path / 'endo_train_20_labels_per_image.png').stat().st_size > 0
 
 
-# ---------------------------------------------------------- epoch marks
+def _write_scalars(work_dir, records):
+    vis = work_dir / '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    (vis / 'scalars.json').write_text(
+        '\n'.join(json.dumps(r) for r in records) + '\n')
 
-def test_highest_on_test_stays_visible_on_the_selected_epoch():
-    from medfm.visualization.plots import _epoch_metrics_figure
-    rows = [{'epoch': e, 'medfmc/score': s}
-            for e, s in ((1, 50.0), (2, 70.0), (3, 60.0))]
-    marks = {'selected on val': 2, 'highest score on test': 2}
-    fig = _epoch_metrics_figure(rows, keys=['medfmc/score'], marks=marks)
-    try:
-        ax = fig.axes[0]
-        lines = {ln.get_label(): ln for ln in ax.get_lines()}
-        selected, highest = lines['selected on val'], lines['highest score on test']
-        # the later mark is drawn above the earlier one and the curve
-        assert highest.get_zorder() > selected.get_zorder() > \
-            lines['score'].get_zorder()
-        dots = [ln for ln in ax.get_lines()
-                if ln.get_marker() not in ('None', 'o') and
-                list(ln.get_xdata()) == [2]]
-        assert len(dots) == 2
-        # distinct markers, stacked rather than one on the other
-        assert dots[0].get_marker() != dots[1].get_marker()
-        assert dots[0].get_ydata()[0] != dots[1].get_ydata()[0]
-        assert dots[1].get_zorder() > selected.get_zorder()
-        # the legend shows each mark's line and marker
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == \
-            ['score', 'selected on val', 'highest score on test']
-        # both colours are on the drawn plot (the legend left out)
-        ax.get_legend().remove()
-        fig.canvas.draw()
-        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
-        for line in (selected, highest):
-            colour = np.array(to_rgb(line.get_color())) * 255
-            hits = (np.abs(rgb - colour).max(-1) < 8).sum()
-            assert hits > 50, (line.get_label(), hits)
-    finally:
-        plt.close(fig)
 
+def _run_plot_curves(work_dir, capsys):
+    import plot_curves  # tools/ is on sys.path (conftest)
+    plot_curves.main([str(work_dir)])
+    return capsys.readouterr().out
+
+
+def test_plot_curves_writes_lr(tmp_path, capsys):
+    # as LoggerHook writes them: lr with the loss every few iterations,
+    # the validation metrics once per epoch (step = epoch)
+    recs = []
+    for epoch in (1, 2, 3):
+        recs += [dict(lr=0.001 * (4 - epoch), loss=1.0 / it, epoch=epoch,
+                      iter=it, step=it) for it in (5 * epoch - 2, 5 * epoch)]
+        recs.append({'medfmc/mAP': 40.0, 'medfmc/AUC': 70.0,
+                     'medfmc/score': (55.0, 60.0, 58.0)[epoch - 1],
+                     'step': epoch})
+    _write_scalars(tmp_path, recs)
+    out = _run_plot_curves(tmp_path, capsys)
+    for name in ('curves_loss.png', 'curves_lr.png', 'curves_val.png'):
+        assert (tmp_path / name).stat().st_size > 0, name
+        assert name in out
+
+
+def test_plot_curves_lr_only(tmp_path, capsys):
+    # an lr record without a loss (and no validation) still gives the lr curve
+    _write_scalars(tmp_path, [dict(lr=0.1, step=1), dict(lr=0.05, step=2)])
+    _run_plot_curves(tmp_path, capsys)
+    assert (tmp_path / 'curves_lr.png').is_file()
+    assert not (tmp_path / 'curves_loss.png').exists()
+    assert not (tmp_path / 'curves_val.png').exists()
+
+
+def test_plot_curves_marks_best_val_epoch(tmp_path, monkeypatch):
+    import plot_curves  # tools/ is on sys.path (conftest)
+    calls = []
+    monkeypatch.setattr(plot_curves, 'plot_epoch_metrics',
+                        lambda rows, path, **kw: calls.append(kw))
+    recs = [{'medfmc/mAP': 40.0, 'medfmc/score': s, 'step': e}
+            for e, s in enumerate((55.0, 61.0, 61.0, 58.0), 1)]
+    _write_scalars(tmp_path, recs)
+    plot_curves.main([str(tmp_path)])
+    # the first of equal scores, as CheckpointHook's save_best (rule greater)
+    assert calls[0]['marks'] == {'best score (epoch 2)': 2}
+
+
+def test_read_scalars_merges_a_resumed_run(tmp_path):
+    """A resume logs into a new timestamped folder: both starts are read,
+    and a step logged twice keeps the later start's record."""
+    from medfm.apis.report import load_curves
+    from medfm.apis.runs import RunDir
+    first = [dict(loss=1.0, step=5), dict(loss=0.9, step=10),
+             {'medfmc/score': 50.0, 'step': 1}, dict(loss=0.8, step=15)]
+    resumed = [dict(loss=0.7, step=15), dict(loss=0.6, step=20),
+               {'medfmc/score': 60.0, 'step': 2}]
+    for stamp, recs in (('20260101_000000', first),
+                        ('20260101_010000', resumed)):
+        vis = tmp_path / stamp / 'vis_data'
+        vis.mkdir(parents=True)
+        (vis / 'scalars.json').write_text(
+            '\n'.join(json.dumps(r) for r in recs) + '\n')
+    recs = RunDir(str(tmp_path)).scalars()
+    assert [(r['step'], r.get('loss')) for r in recs if 'loss' in r] == \
+        [(5, 1.0), (10, 0.9), (15, 0.7), (20, 0.6)]
+    # the epoch-1 validation record and iteration 1 could share a step
+    assert [r['medfmc/score'] for r in recs if 'medfmc/score' in r] == [50, 60]
+    rows, _, source = load_curves(str(tmp_path))
+    assert [r['epoch'] for r in rows] == [1, 2] and source.count('scalars') == 2
+    assert RunDir(str(tmp_path)).train_loss() == ([5, 10, 15, 20],
+                                                  [1.0, 0.9, 0.7, 0.6])

@@ -2,14 +2,12 @@
 
 Example::
 
-    python tools/model_stats.py configs/swin/swin-base_384_chest.py
     python tools/model_stats.py configs/*/*_chest.py --markdown
 
-The resolution is read from the config's test pipeline (its ``Resize`` or
-``CenterCrop``); ``--size`` overrides it. FLOPs are counted by
-``mmengine.analysis.get_model_complexity_info`` for one image through the
-backbone, neck and head (one multiply-add counts as one FLOP, as in the
-OpenMMLab model zoo's tables).
+The resolution is the test pipeline's ``Resize``/``CenterCrop`` (``--size``
+overrides it). FLOPs are mmengine's ``get_model_complexity_info`` for one image
+through backbone, neck and head (a multiply-add is one FLOP, as in the
+OpenMMLab model zoo).
 """
 from __future__ import annotations
 
@@ -24,6 +22,7 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 from medfm.models import count_parameters
+from medfm.utils import markdown_table
 
 
 def config_size(cfg: Config) -> int:
@@ -41,37 +40,21 @@ def config_size(cfg: Config) -> int:
     return size
 
 
-class _Features(torch.nn.Module):
-    """Backbone + neck + head logits, so the counter sees the whole model."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.model.extract_feat(x)
-        return self.model.head(feats)
-
-
-def stats(config: str, size: Optional[int] = None) -> dict:
-    """Build a config's model (random weights) and measure it.
-
-    Returns:
-        dict: ``config``, ``backbone``, ``size``, ``params`` and ``flops``.
-    """
+def stats(config: str, size: Optional[int] = None) -> list:
+    """Config, backbone, input side, parameters (M) and GFLOPs of a config's
+    model (random weights; ``forward`` in tensor mode gives the logits)."""
     import medfm  # noqa: F401  (registries)
     cfg = Config.fromfile(config)
     size = size or config_size(cfg)
     model_cfg = cfg.model.copy()
     model_cfg.backbone = dict(model_cfg.backbone, init_cfg=None)
     model = MODELS.build(model_cfg).eval()
-    total, _ = count_parameters(model)
     with torch.no_grad():
-        info = get_model_complexity_info(
-            _Features(model), input_shape=(3, size, size), show_table=False,
-            show_arch=False)
-    return dict(config=config, backbone=cfg.model.backbone.type, size=size,
-                params=total, flops=info['flops'])
+        info = get_model_complexity_info(model, input_shape=(3, size, size),
+                                         show_table=False, show_arch=False)
+    return [f'`{config}`', cfg.model.backbone.type, size,
+            f'{count_parameters(model)[0] / 1e6:.2f}',
+            f"{info['flops'] / 1e9:.2f}"]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -85,16 +68,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     MMLogger.get_instance('mmengine', log_level='ERROR')
     rows = [stats(c, args.size) for c in args.configs]
     if args.markdown:
-        print('| config | backbone | input | params (M) | GFLOPs |')
-        print('|---|---|---|---|---|')
-    for r in rows:
-        if args.markdown:
-            print(f"| `{r['config']}` | {r['backbone']} | {r['size']} | "
-                  f"{r['params'] / 1e6:.2f} | {r['flops'] / 1e9:.2f} |")
-        else:
-            print(f"{r['config']}  {r['backbone']}  {r['size']} px  "
-                  f"{r['params'] / 1e6:.2f} M params  "
-                  f"{r['flops'] / 1e9:.2f} GFLOPs")
+        print(markdown_table(['config', 'backbone', 'input', 'params (M)',
+                              'GFLOPs'], rows))
+        return 0
+    for config, backbone, size, params, flops in rows:
+        print(f'{config.strip("`")}  {backbone}  {size} px  {params} M params  '
+              f'{flops} GFLOPs')
     return 0
 
 

@@ -1,17 +1,13 @@
 """Grad-CAM / Grad-CAM++ / EigenCAM overlays for a config and checkpoint.
 
-Examples:
-    python tools/vis_cam.py configs/densenet/densenet121_chest.py \
-        work_dirs/densenet121_chest/best_medfmc_score_epoch_12.pth \
-        data/MedFMC/chest/images/5C2EB54413D4CEC.png --out-dir cams
-    python tools/vis_cam.py CONFIG CKPT images/ --method gradcam++ eigencam \
-        --classes nodule pneumonia --limit 8
+Example::
 
-One PNG per image, method and class (the predicted classes unless
-``--classes`` names some), named ``<image>_<method>_<class>_<score>.png``.
-A map that is zero everywhere (no evidence for the class at the layer) is
-written too, and named in a ``note:`` line of the output. Progress goes to
-stderr (:func:`medfm.utils.progress.track`).
+    python tools/vis_cam.py CONFIG CKPT images/ --method gradcam++ eigencam \
+        --classes nodule pneumonia --limit 8 --out-dir cams
+
+One PNG per image, method and class (the predicted ones unless ``--classes``),
+named ``<image>_<method>_<class>_<score>.png``; a map with no heat is written
+too and named in a ``note:`` line. See docs/visualization.md.
 """
 from __future__ import annotations
 
@@ -78,7 +74,8 @@ def collect_images(paths: List[str]) -> List[str]:
 def main(argv=None) -> int:
     try:
         return _main(parse_args(argv))
-    except CheckpointError as err:  # refused, changed, or another model's
+    # a checkpoint refused, changed, or another model's; an image missing
+    except (CheckpointError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
 
@@ -92,11 +89,7 @@ def _main(args: argparse.Namespace) -> int:
         vis = cam_visualizer(cfg, checkpoint, device=args.device)
         print('\n'.join(n for n, _ in vis.model.named_modules() if n))
         return 0
-    try:
-        images = collect_images(args.images)[:args.limit]
-    except FileNotFoundError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    images = collect_images(args.images)[:args.limit]
     if not images:
         print('error: no images found', file=sys.stderr)
         return 1

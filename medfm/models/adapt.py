@@ -14,7 +14,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
-from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm, _InstanceNorm
+from mmengine.utils.dl_utils import is_norm
 from mmpretrain.models.backbones import (
     SwinTransformer,
     SwinTransformerV2,
@@ -40,7 +40,6 @@ DEFAULTS: Dict[str, dict] = dict(
     finetune={},
 )
 
-_NORMS = (nn.LayerNorm, nn.GroupNorm, _BatchNorm, _InstanceNorm)
 _BEFORE_BLOCKS = ('pre_norm',)  # norms of the ViT family that run first
 
 
@@ -132,7 +131,7 @@ def _final_norms(net: nn.Module) -> List[str]:
     """Norm layers applied to the blocks' output (ViT's ln1/ln2, Swin's
     norm<i>): direct children of the backbone, but not a pre-norm."""
     return [name for name, child in net.named_children()
-            if isinstance(child, _NORMS) and name not in _BEFORE_BLOCKS]
+            if is_norm(child) and name not in _BEFORE_BLOCKS]
 
 
 def _is_prompt(name: str) -> bool:
@@ -334,8 +333,3 @@ class AdaptedImageClassifier(ImageClassifier):
 def trainable_names(model: nn.Module) -> List[str]:
     """Names of the trainable parameters of a model, in order."""
     return [n for n, p in model.named_parameters() if p.requires_grad]
-
-
-__all__ = ['AdaptedImageClassifier', 'METHODS', 'DEFAULTS', 'Trainable',
-           'adapt_options', 'block_units', 'set_trainable', 'trainable_names',
-           'unwrap']

@@ -471,8 +471,3 @@ def convert_hf_folder(folder: str, model: str) -> Tuple[dict, dict, dict]:
                 architectures=config.get('architectures'), backbone=cfg,
                 dropped=dropped)
     return out, meta, differ
-
-
-__all__ = ['convert_torchvision', 'detect_arch', 'torchvision_efficientnet_cfg',
-           'HF_MODELS', 'hf_backbone_cfg', 'convert_hf', 'read_hf_folder',
-           'convert_hf_folder']

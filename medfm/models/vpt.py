@@ -9,13 +9,13 @@ fine-tuning, on the same code path.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.model.weight_init import initialize
 from mmpretrain.models.backbones import SwinTransformer, VisionTransformer
 from mmpretrain.models.utils import ShiftWindowMSA, resize_pos_embed
 from mmpretrain.registry import MODELS
@@ -26,7 +26,6 @@ from .backbones import SwinOldKeysMixin
 from .weight_init import count_parameters
 
 PROMPT_MODES = ('deep', 'shallow')
-_PRETRAINED = ('Pretrained', 'PretrainedIfExists')
 
 
 def _uniform_prompt(shape: Sequence[int], patch_size: int,
@@ -49,6 +48,7 @@ class _PromptMixin:
 
     prompt_length: int
     freeze_backbone: bool
+    _eval_modules: tuple = ()
 
     def _set_prompt_args(self, prompt_length: int, prompt_mode: str,
                          freeze_backbone: bool) -> None:
@@ -61,8 +61,8 @@ class _PromptMixin:
 
     def _freeze(self) -> None:
         # the decision is medfm.models.adapt's, as for every adaptation
-        if self.freeze_backbone:
-            set_trainable(self, 'vpt' if self.prompt_length else 'linear_probe')
+        self._eval_modules = () if not self.freeze_backbone else set_trainable(
+            self, 'vpt' if self.prompt_length else 'linear_probe').eval_modules
 
     def _log_parameters(self) -> None:
         total, trainable = count_parameters(self)
@@ -74,43 +74,18 @@ class _PromptMixin:
                   f'{self.prompt_mode} prompt(s), {trainable:,} trainable of '
                   f'{total:,} parameters ({frozen})', logger='current')
 
-    def _train_frozen(self, mode: bool) -> None:
-        # frozen modules stay in eval mode (no dropout / drop path), as
-        # mmpretrain does for frozen stages; prompt dropout keeps training
-        if self.freeze_backbone and mode:
-            for name, module in self.named_children():
-                if not name.startswith('prompt'):
-                    module.eval()
-
     def init_weights(self) -> None:
-        """Initialise, loading pretrained weights after the children's init."""
-        self._init_pretrained_last(super().init_weights)
+        """Initialise (``PretrainedIfExists`` loads after the children's own
+        initialisation), then log the trainable parameters."""
+        super().init_weights()
+        self._log_parameters()
 
     def train(self, mode: bool = True):
-        """Set the mode; frozen parts stay in eval mode."""
+        """Set the mode; frozen parts stay in eval mode (no dropout, drop path)."""
         super().train(mode)
-        self._train_frozen(mode)
+        for name in self._eval_modules if mode else ():
+            self.get_submodule(name).eval()
         return self
-
-    def _init_pretrained_last(self, init_weights) -> None:
-        """Run ``init_weights``, then the pretrained ``init_cfg``: mmengine runs
-        a custom one (``PretrainedIfExists``) first, so the children would
-        re-draw position tables and embeddings after loading."""
-        cfgs = self.init_cfg
-        cfg_list = cfgs if isinstance(cfgs, list) else [cfgs] if cfgs else []
-        pretrained = [c for c in cfg_list if c.get('type') in _PRETRAINED]
-        if not pretrained:
-            init_weights()
-            self._log_parameters()
-            return
-        others = [c for c in cfg_list if c not in pretrained]
-        self.init_cfg = others or None
-        try:
-            init_weights()
-        finally:
-            self.init_cfg = cfgs
-        initialize(self, pretrained)
-        self._log_parameters()
 
 
 # ----------------------------------------------------------------------- ViT
@@ -144,42 +119,27 @@ class PromptedViT(_PromptMixin, VisionTransformer):
         else:
             self.prompt_embeddings = None
         self.prompt_dropout = nn.Dropout(prompt_drop_rate)
+        for i in range(layers if self.prompt_length else 0):
+            self.layers[i].register_forward_pre_hook(
+                functools.partial(self._with_prompts, i))
         self._freeze()
 
     def _prompts(self, layer: int, batch: int) -> torch.Tensor:
         p = self.prompt_embeddings[layer].unsqueeze(0).expand(batch, -1, -1)
         return self.prompt_dropout(p)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Forward; outputs as :class:`VisionTransformer` (prompts removed)."""
-        B = x.shape[0]
-        x, patch_resolution = self.patch_embed(x)
-        if self.cls_token is not None:
-            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            patch_resolution,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
-        x = self.drop_after_pos(x)
-        x = self.pre_norm(x)
+    def _with_prompts(self, i: int, layer: nn.Module, args: tuple) -> tuple:
+        """Pre-hook of layer ``i``: [extra tokens, prompts, patches], the
+        prompts inserted before layer 0 and replaced before each deep one."""
+        x, n = args[0], self.num_extra_tokens
+        rest = x[:, n if i == 0 else n + self.prompt_length:]
+        return (torch.cat((x[:, :n], self._prompts(i, x.shape[0]), rest), 1), )
 
-        n, P = self.num_extra_tokens, self.prompt_length
-        if P:  # [extra tokens, prompts, patches]
-            x = torch.cat((x[:, :n], self._prompts(0, B), x[:, n:]), dim=1)
-        outs = []
-        for i, layer in enumerate(self.layers):
-            if P and i > 0 and self.prompt_mode == 'deep':
-                x = torch.cat((x[:, :n], self._prompts(i, B), x[:, n + P:]),
-                              dim=1)
-            x = layer(x)
-            if i == len(self.layers) - 1 and self.final_norm:
-                x = self.ln1(x)
-            if i in self.out_indices:
-                tokens = torch.cat((x[:, :n], x[:, n + P:]), dim=1)
-                outs.append(self._format_output(tokens, patch_resolution))
-        return tuple(outs)
+    def _format_output(self, x: torch.Tensor, hw) -> torch.Tensor:
+        """The parent's outputs, computed without the prompt tokens."""
+        n = self.num_extra_tokens
+        x = torch.cat((x[:, :n], x[:, n + self.prompt_length:]), dim=1)
+        return super()._format_output(x, hw)
 
 
 # ---------------------------------------------------------------------- Swin
@@ -346,6 +306,3 @@ class PromptedSwinTransformer(_PromptMixin, SwinOldKeysMixin, SwinTransformer):
                 if not deep:
                     prompts = _merge_prompts(stage.downsample, prompts)
         return tuple(outs)
-
-
-__all__ = ['PromptedViT', 'PromptedSwinTransformer']

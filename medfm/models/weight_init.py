@@ -118,6 +118,3 @@ def count_parameters(model: nn.Module) -> Tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable
-
-
-__all__ = ['load_pretrained', 'PretrainedIfExists', 'count_parameters']

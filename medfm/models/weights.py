@@ -100,18 +100,12 @@ def file_problem(file) -> Optional[str]:
 
 
 def load_manifest(path: str = MANIFEST) -> Dict[str, Entry]:
-    """Read and check the manifest, before anything is downloaded.
-
-    Args:
-        path (str): JSON file with a ``models`` mapping.
-
-    Returns:
-        dict: Manifest key -> :class:`Entry`.
+    """Manifest key -> :class:`Entry` of the JSON file ``path``, checked.
 
     Raises:
         ManifestError: Not such a manifest, or an entry breaks a rule
-            (:func:`file_problem`, :func:`hash_problem`); the message names
-            the manifest, the entry and the field.
+            (:func:`file_problem`, :func:`hash_problem`), naming the
+            manifest, the entry and the field.
     """
     try:
         with open(path, encoding='utf-8') as f:
@@ -225,22 +219,14 @@ def verify(path: str, prefix: str) -> str:
 
 
 def fetch(entry: Entry, root: str = 'pretrain', progress: bool = True) -> str:
-    """Download one file unless present, and verify it.
-
-    Args:
-        entry (Entry): What to fetch.
-        root (str): Weights folder.
-        progress (bool): torch.hub's progress bar on stderr.
-
-    Returns:
-        str: Path of the verified file.
+    """Download ``entry`` into ``root`` unless present, verify it, and return
+    its path; a failed download leaves no file.
 
     Raises:
         OfflineError: The server cannot be reached.
-        IncompleteError: The connection broke off; nothing is kept.
-        ChecksumError: The file has another sha256; nothing is kept.
-        WeightsError: An unsafe name or hash (:func:`dest_path`,
-            :func:`hash_problem`), or another HTTP error.
+        IncompleteError: The connection broke off.
+        ChecksumError: The file has another sha256.
+        WeightsError: An unsafe name or hash, or another HTTP error.
     """
     dest = dest_path(root, entry)
     problem = hash_problem(entry.sha256_prefix)
@@ -275,11 +261,3 @@ def _offline_message(entry: Entry, dest: str, err: BaseException) -> str:
             f'with internet, download\n  {entry.url}\ncopy it to\n  {dest}\n'
             'and check it with: python tools/download_weights.py --verify '
             f'{entry.name}')
-
-
-__all__ = [
-    'Entry', 'WeightsError', 'OfflineError', 'ChecksumError',
-    'IncompleteError', 'ManifestError', 'load_manifest', 'resolve',
-    'entries_of_config', 'verify', 'fetch', 'dest_path',
-    'hash_problem', 'file_problem', 'MANIFEST', 'MIN_HASH_HEX'
-]

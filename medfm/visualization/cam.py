@@ -1,37 +1,11 @@
 """Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models.
 
-Built on the ``grad-cam`` package (``pytorch_grad_cam``, pinned ``<1.5``
-like mmpretrain's own ``vis_cam.py``). The model is a config's
-``ImageClassifier`` (built by :func:`medfm.apis.inference.build_classifier`),
-the image goes through the config's test pipeline and ``data_preprocessor``,
-so the map explains the exact input the model is evaluated on.
-
-* Multi-label tasks (chest, endo) get one map per class whose sigmoid score
-  passes ``thr`` (or per requested class); single-label tasks (colon) get the
-  top-1 class unless classes are requested.
-* CNNs: the default target layer is the last feature map (DenseNet: the final
-  norm + ReLU after the last dense block; EfficientNet: the final conv block
-  with its activation; other CNNs: the last norm layer).
-* ViT / Swin: token outputs ``(B, L, C)`` are reshaped to ``(B, C, h, w)``;
-  ViT's extra tokens (cls, distillation) are dropped and the target is the
-  norm before the last attention (after it the patch tokens no longer reach
-  the cls token).
-* EigenCAM uses no gradient and no class: its map is the first principal
-  component of the activations, the same for every class.
-* A map that is zero everywhere (Grad-CAM's ReLU keeps no positive evidence
-  for the class at the layer, e.g. a head whose weights for it are zero) is
-  still drawn (the overlay is the image under a uniform blue),
-  and its :attr:`CAMResult.note` says so (:func:`blank_note`); the tool and
-  the report print the note.
-
-Example::
-
-    from medfm.apis.inference import cam_visualizer
-    from medfm.config_ops import load_config
-    vis = cam_visualizer(load_config('configs/densenet/densenet121_chest.py'),
-                         'work_dirs/densenet121_chest/epoch_20.pth')
-    results = vis('image.png')          # one CAMResult per predicted class
-    vis.save(results, 'cams')           # <image>_gradcam_<class>_<score>.png
+Built on ``pytorch_grad_cam`` (``grad-cam<1.5``, as mmpretrain's ``vis_cam.py``).
+The image goes through the config's test pipeline and data preprocessor, so the
+map explains the input the model is scored on. Multi-label tasks get a map per
+class over ``thr``, single-label ones the top class; transformer tokens are
+reshaped to a map. Build one with :func:`medfm.apis.inference.cam_visualizer`;
+see docs/visualization.md.
 """
 from __future__ import annotations
 
@@ -45,20 +19,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+import pytorch_grad_cam as gcam
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmcv.transforms import Compose
 from mmengine.dataset import default_collate
 from mmengine.utils.dl_utils import is_norm
-
-try:
-    import pytorch_grad_cam as gcam
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-except ImportError as _err:  # pragma: no cover - the package is a dependency
-    raise ImportError("medfm.visualization.cam needs the grad-cam package: "
-                      "pip install 'grad-cam<1.5'") from _err
-
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 #: method name (lower case, as on the command line) -> grad-cam class
 CAM_METHODS: Dict[str, type] = {
@@ -70,21 +38,10 @@ CAM_METHODS: Dict[str, type] = {
 
 @dataclass
 class CAMResult:
-    """The map of one image and one class.
-
-    Attributes:
-        img_path (str): The image file.
-        class_index (int): Class whose logit was explained.
-        class_name (str): Its name.
-        score (float): The model's score of the class (sigmoid or softmax).
-        method (str): CAM method name.
-        heatmap (np.ndarray): ``(H, W)`` float32 in [0, 1], the size of the
-            original image.
-        overlay (np.ndarray): ``(H, W, 3)`` uint8 RGB heatmap over the image.
-        predicted (bool): The class is predicted (not only requested).
-        note (str): Why the overlay shows no heat, when it shows none
-            (:func:`blank_note`); empty otherwise.
-    """
+    """The map of one image and one class: ``heatmap`` ``(H, W)`` in [0, 1]
+    and ``overlay`` ``(H, W, 3)`` uint8 RGB at the original image's size,
+    ``score`` the model's (sigmoid or softmax), ``note`` why the overlay shows
+    no heat (:func:`blank_note`) or ''."""
 
     img_path: str
     class_index: int
@@ -99,13 +56,9 @@ class CAMResult:
     def file_name(self) -> str:
         """``<image stem>_<method>_<class>_<score>.png``."""
         stem = osp.splitext(osp.basename(self.img_path))[0]
-        method = self.method.replace('++', 'pp')
-        return _safe(f'{stem}_{method}_{self.class_name}_{self.score:.3f}') + '.png'
-
-
-def _safe(name: str) -> str:
-    """A file name without separators, spaces or shell-hostile characters."""
-    return re.sub(r'[^\w.\-]+', '_', name)
+        name = f"{stem}_{self.method.replace('++', 'pp')}_{self.class_name}"
+        # no separators, spaces or shell-hostile characters
+        return re.sub(r'[^\w.\-]+', '_', f'{name}_{self.score:.3f}') + '.png'
 
 
 #: the note of a map that is zero everywhere
@@ -113,17 +66,8 @@ ZERO_MAP_NOTE = 'map is zero everywhere (no evidence for the class at this layer
 
 
 def blank_note(cam: np.ndarray) -> str:
-    """Why a scaled CAM shows no heat, or ``''`` when it shows some.
-
-    Args:
-        cam (np.ndarray): A map as grad-cam returns it, min-max scaled into
-            [0, 1] (a map that is constant, zero included, comes back as
-            zeros).
-
-    Returns:
-        str: :data:`ZERO_MAP_NOTE` for a map that is zero everywhere; a note
-        for one whose peak is below one of the overlay's 255 colour steps
-        (it is drawn as blank as a zero map); else ``''``.
+    """Why a min-max scaled CAM shows no heat (zero everywhere, or a peak
+    under one of the overlay's 255 colour steps), or ``''``.
 
     Examples:
         >>> blank_note(np.zeros((3, 3)))
@@ -152,12 +96,8 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def num_extra_tokens(backbone: nn.Module) -> int:
-    """Tokens before the patch tokens of a ViT-like backbone.
-
-    ViT: the cls token (and DeiT's distillation token); a prompted ViT
-    (:class:`medfm.models.vpt.PromptedViT`) puts its prompts between them and
-    the patches. Swin has none.
-    """
+    """Tokens before the patches of a ViT-like backbone: cls (and DeiT's
+    distillation) token, then a ``PromptedViT``'s prompts; none in Swin."""
     extra = int(getattr(backbone, 'num_extra_tokens', 0) or 0)
     if hasattr(backbone, 'layers'):  # ViT family; Swin keeps prompts apart
         extra += int(getattr(backbone, 'prompt_length', 0) or 0)
@@ -165,14 +105,8 @@ def num_extra_tokens(backbone: nn.Module) -> int:
 
 
 def default_target_layers(model: nn.Module) -> List[nn.Module]:
-    """The layer whose activations and gradients make the map.
-
-    Args:
-        model (nn.Module): An mmpretrain ``ImageClassifier``.
-
-    Returns:
-        list[nn.Module]: One layer.
-    """
+    """The layer whose activations and gradients make the map (one, in a
+    list): the last feature map of a CNN, the norm before ViT's last attention."""
     backbone = model.backbone
     layers = getattr(backbone, 'layers', None)
     if getattr(backbone, 'num_extra_tokens', 0) and layers is not None \
@@ -203,16 +137,8 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
 
 def token_reshape(tensor: torch.Tensor, extra_tokens: int,
                   input_hw: Sequence[int]) -> torch.Tensor:
-    """Turn transformer tokens ``(B, L, C)`` into a map ``(B, C, h, w)``.
-
-    Args:
-        tensor (torch.Tensor): ``(B, C, H, W)`` (returned as is) or tokens.
-        extra_tokens (int): Leading tokens to drop (ViT's cls token).
-        input_hw (Sequence[int]): Height and width of the network input, for
-            the aspect ratio of the token grid.
-
-    Returns:
-        torch.Tensor: The map.
+    """Tokens ``(B, L, C)`` as a map ``(B, C, h, w)`` of the input's aspect,
+    ``extra_tokens`` leading ones dropped; a map is returned as is.
 
     Examples:
         >>> token_reshape(torch.zeros(2, 1 + 12, 5), 1, (96, 128)).shape
@@ -235,16 +161,7 @@ def token_reshape(tensor: torch.Tensor, extra_tokens: int,
 
 def overlay_heatmap(img_rgb: np.ndarray, heatmap: np.ndarray,
                     alpha: float = 0.5) -> np.ndarray:
-    """Blend a JET-coloured heatmap over an RGB image.
-
-    Args:
-        img_rgb (np.ndarray): ``(H, W, 3)`` uint8.
-        heatmap (np.ndarray): ``(H, W)`` in [0, 1].
-        alpha (float): Weight of the heatmap.
-
-    Returns:
-        np.ndarray: ``(H, W, 3)`` uint8 RGB.
-    """
+    """A JET-coloured ``heatmap`` (in [0, 1]) blended over an RGB uint8 image."""
     color = cv2.applyColorMap(np.uint8(255 * np.clip(heatmap, 0, 1)),
                               cv2.COLORMAP_JET)
     color = cv2.cvtColor(color, cv2.COLOR_BGR2RGB)
@@ -256,17 +173,15 @@ class CAMVisualizer:
     """Class activation maps of one model.
 
     Args:
-        model (nn.Module): An mmpretrain ``ImageClassifier`` with its
-            ``data_preprocessor`` (see :func:`medfm.apis.inference.build_classifier`).
+        model (nn.Module): An mmpretrain ``ImageClassifier``.
         test_pipeline (list[dict]): The config's test pipeline.
         class_names (Sequence[str]): Names of the classes, in label order.
-        method (str): ``'gradcam'``, ``'gradcam++'`` or ``'eigencam'``.
+        method (str): A key of :data:`CAM_METHODS`.
         target_layers (Sequence[str], optional): Dotted module names; default
             :func:`default_target_layers`.
         thr (float): Score threshold of a predicted class (multi-label).
-        eigen_smooth (bool): Keep the first principal component of the
-            weighted activations (less noise).
-        aug_smooth (bool): Average over flips and brightness changes.
+        eigen_smooth (bool): grad-cam's first-principal-component smoothing.
+        aug_smooth (bool): grad-cam's average over flips and brightness.
     """
 
     def __init__(self,
@@ -331,10 +246,8 @@ class CAMVisualizer:
     def select_classes(self, scores: np.ndarray,
                        classes: Optional[Sequence[Union[int, str]]] = None
                        ) -> List[int]:
-        """The classes to explain: requested ones, else the predicted ones.
-
-        A multi-label image with no score above ``thr`` gets its top class.
-        """
+        """The classes to explain: requested ones, else the predicted ones
+        (a multi-label image with no score above ``thr``: its top class)."""
         if classes:
             out = []
             for c in classes:
@@ -356,16 +269,7 @@ class CAMVisualizer:
     def __call__(self, img_path: str,
                  classes: Optional[Sequence[Union[int, str]]] = None
                  ) -> List[CAMResult]:
-        """The maps of one image.
-
-        Args:
-            img_path (str): Image file.
-            classes (Sequence[int | str], optional): Class indices or names;
-                default the predicted classes.
-
-        Returns:
-            list[CAMResult]: One per class.
-        """
+        """One :class:`CAMResult` per class of :meth:`select_classes`."""
         inputs, shown = self._prepare(img_path)
         self._input_hw = tuple(inputs.shape[-2:])
         scores = self.scores(inputs)[0]
@@ -401,11 +305,7 @@ class CAMVisualizer:
 
     @staticmethod
     def save(results: Sequence[CAMResult], out_dir: str) -> List[str]:
-        """Write each overlay as a PNG named by image, method, class and score.
-
-        Returns:
-            list[str]: The files written.
-        """
+        """Write each overlay as a PNG (:meth:`CAMResult.file_name`); the paths."""
         os.makedirs(out_dir, exist_ok=True)
         paths = []
         for r in results:

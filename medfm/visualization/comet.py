@@ -1,12 +1,7 @@
-"""Comet (comet.com) as an mmengine visualizer backend.
-
-mmengine ships the backends of TensorBoard, MLflow, Weights & Biases,
-Neptune, ClearML, DVCLive and Aim; Comet has none there. The client package
-is imported only when the run starts logging.
-"""
+"""Comet (comet.com) as an mmengine visualizer backend, which mmengine lacks;
+``comet_ml`` is imported only when the run starts logging."""
 from __future__ import annotations
 
-import copy
 from typing import Optional
 
 import numpy as np
@@ -17,17 +12,14 @@ from mmengine.visualization.vis_backend import BaseVisBackend, force_init_env
 
 @VISBACKENDS.register_module()
 class CometVisBackend(BaseVisBackend):
-    """Comet (comet.com) visualization backend.
+    """Comet visualization backend.
 
     Args:
         save_dir (str, optional): Where an offline experiment's archive goes
             (unless ``init_kwargs`` names an ``offline_directory``).
         init_kwargs (dict, optional): Arguments of ``comet_ml.Experiment``
-            (``project_name``, ``workspace``, ...). The API key is best left
-            to the ``COMET_API_KEY`` environment variable. ``offline=True``
-            (``--tracker comet:offline=true``) logs with
-            ``comet_ml.OfflineExperiment`` to a zip file on disk, for
-            ``comet upload`` later.
+            (the API key best in ``COMET_API_KEY``); ``offline=True`` logs
+            with ``comet_ml.OfflineExperiment`` to disk.
         log_code (bool): Let Comet record the source code. Defaults to False.
     """
 
@@ -91,9 +83,8 @@ class CometVisBackend(BaseVisBackend):
 def _flatten(d: dict, prefix: str = '') -> dict:
     out = {}
     for k, v in d.items():
-        key = f'{prefix}{k}'
         if isinstance(v, dict):
-            out.update(_flatten(v, key + '.'))
+            out.update(_flatten(v, f'{prefix}{k}.'))
         else:
-            out[key] = copy.deepcopy(v)
+            out[f'{prefix}{k}'] = v
     return out

@@ -1,13 +1,6 @@
-"""mmengine's MLflow backend with a local store that needs no server.
-
-:func:`medfm.config_ops.tracking.tracker_backend` points ``--tracker mlflow`` at a
-sqlite store, ``<runs folder>/mlflow/mlflow.db``. mmengine's
-``MLflowVisBackend`` warns "Please make sure that the mlflow server is
-running" for any ``tracking_uri``, and MLflow puts a new experiment's
-artifacts in ``./mlruns`` of the current directory. This subclass says
-nothing for a local store and keeps the artifacts beside it
-(``<store folder>/artifacts``): the store and its artifacts in one place.
-"""
+"""mmengine's MLflow backend for a local store (``--tracker mlflow``: sqlite):
+without its warning that a server must run, and with the artifacts beside the
+store instead of in ``./mlruns`` of the current directory."""
 from __future__ import annotations
 
 import logging
@@ -44,10 +37,7 @@ class _NoServerWarning(logging.Filter):
 @VISBACKENDS.register_module()
 class MedFMMLflowVisBackend(MLflowVisBackend):
     """``MLflowVisBackend``; for a local store, quiet and with its artifacts
-    in ``<store folder>/artifacts`` unless ``artifact_location`` is given.
-
-    Args: as mmengine's ``MLflowVisBackend``.
-    """
+    in ``<store folder>/artifacts`` unless ``artifact_location`` is given."""
 
     def _init_env(self) -> None:
         folder = local_store_folder(self._tracking_uri)

@@ -1,4 +1,5 @@
-"""Plots written as PNG files next to the tables."""
+"""Plots written as PNG files next to the tables, and the figures they share
+with the HTML report (:mod:`.report_html`)."""
 from __future__ import annotations
 
 from numbers import Integral
@@ -12,6 +13,11 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..utils.io import atomic_write  # noqa: E402
 
+#: colour, line style and marker of the first, second, ... epoch mark
+MARK_STYLES = [('tab:red', '--', 'v'), ('tab:purple', ':', 'D'),
+               ('tab:brown', '--', 's'), ('black', ':', '^'),
+               ('tab:olive', '--', 'P')]
+
 
 def _save(fig, path: str) -> None:
     with atomic_write(path, 'wb') as f:
@@ -24,47 +30,29 @@ def _integer_xticks(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _epoch_metrics_figure(rows: List[Dict], title: str = '',
-                          keys: Optional[Sequence[str]] = None,
-                          best_epoch: Optional[int] = None,
-                          marks: Optional[Dict[str, int]] = None):
-    """The figure of :func:`plot_epoch_metrics`, not saved nor closed."""
-    keys = keys or [k for k, v in rows[0].items()
-                    if k != 'epoch' and isinstance(v, float)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+def draw_epoch_metrics(ax, rows: Sequence[Dict], keys: Sequence[str],
+                       marks: Dict[str, int]) -> None:
+    """Metrics (percent) against the epoch on ``ax``, with labelled epoch
+    marks (:func:`_draw_marks`) and a legend."""
     epochs = [r['epoch'] for r in rows]
     for k in keys:
         ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1])
-    if best_epoch is not None:
-        marks = {'best': best_epoch, **(marks or {})}
-    mark_handles = _draw_marks(ax, list((marks or {}).items()))
+    mark_handles = _draw_marks(ax, list(marks.items()))
     _integer_xticks(ax)
-    ax.set_xlabel('epoch')
-    ax.set_ylabel('%')
-    ax.set_title(title)
+    ax.set(xlabel='epoch', ylabel='%')
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend([mark_handles.get(id(h), h) for h in handles], labels)
-    return fig
-
-
-#: colour, line style and marker of the first, second, ... epoch mark
-MARK_STYLES = [('tab:red', '--', 'v'), ('tab:purple', ':', 'D'),
-               ('tab:brown', '--', 's'), ('black', ':', '^'),
-               ('tab:olive', '--', 'P')]
+    if handles:
+        ax.legend([mark_handles.get(id(h), h) for h in handles], labels)
 
 
 def _draw_marks(ax, items: List[tuple]) -> Dict[int, tuple]:
-    """Draw labelled epoch marks: a vertical line and a marker at the top.
+    """Vertical lines with a marker at the top, one per ``(label, epoch)``.
 
-    Marks on one epoch all stay visible: the lines go from wide and dashed
-    to narrow and dotted, each later one drawn above the earlier ones (and
-    above the metric curves); their markers, each of its own shape and
-    colour, stack down from the top instead of covering one another.
-
-    Returns:
-        dict: ``id`` of each vertical line to its legend handle (the line
-        and its marker).
+    Marks on one epoch all stay visible: lines go from wide and dashed to
+    narrow and dotted, each drawn above the earlier ones and the curves, and
+    their markers stack down from the top. Returns each line's ``id`` to its
+    legend handle (line and marker).
     """
     handles: Dict[int, tuple] = {}
     stacked: Dict[int, int] = {}
@@ -83,11 +71,26 @@ def _draw_marks(ax, items: List[tuple]) -> Dict[int, tuple]:
     return handles
 
 
+def _epoch_metrics_figure(rows: List[Dict], title: str = '',
+                          keys: Optional[Sequence[str]] = None,
+                          best_epoch: Optional[int] = None,
+                          marks: Optional[Dict[str, int]] = None):
+    """The figure of :func:`plot_epoch_metrics`, not saved nor closed."""
+    keys = keys or [k for k, v in rows[0].items()
+                    if k != 'epoch' and isinstance(v, float)]
+    if best_epoch is not None:
+        marks = {'best': best_epoch, **(marks or {})}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw_epoch_metrics(ax, rows, keys, marks or {})
+    ax.set_title(title)
+    return fig
+
+
 def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
                        keys: Optional[Sequence[str]] = None,
                        best_epoch: Optional[int] = None,
                        marks: Optional[Dict[str, int]] = None) -> None:
-    """Plot metrics (percent) against the epoch.
+    """Plot metrics (percent) against the epoch into a PNG file.
 
     Args:
         rows (list[dict]): One dict per epoch with an ``epoch`` key.
@@ -95,24 +98,28 @@ def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
         title (str): Figure title.
         keys (Sequence[str], optional): Metrics to plot; default all floats.
         best_epoch (int, optional): Short for ``marks={'best': best_epoch}``.
-        marks (dict[str, int], optional): Label to epoch, each marked with a
-            labelled vertical line and a marker at the top (in the legend),
-            e.g. ``{'selected on val': 4}``; marks on one epoch stay visible
-            (:func:`_draw_marks`).
+        marks (dict[str, int], optional): Label to epoch, e.g.
+            ``{'selected on val': 4}``, each a labelled vertical line.
     """
     _save(_epoch_metrics_figure(rows, title, keys, best_epoch, marks), path)
 
 
-def plot_bars(names: Sequence[str], values: Sequence[float], path: str,
-              title: str = '', xlabel: str = '') -> None:
-    """A horizontal bar chart (class frequencies and the like)."""
+def bars_figure(names: Sequence[str], values: Sequence[float], title: str = '',
+                xlabel: str = ''):
+    """Horizontal bars, first name on top, each with its value."""
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
     ax.barh(list(names)[::-1], list(values)[::-1], color='tab:blue')
     for y, v in enumerate(list(values)[::-1]):
         ax.text(v, y, f' {v:g}', va='center', fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
-    _save(fig, path)
+    return fig
+
+
+def plot_bars(names: Sequence[str], values: Sequence[float], path: str,
+              title: str = '', xlabel: str = '') -> None:
+    """A horizontal bar chart (class frequencies and the like) into a PNG file."""
+    _save(bars_figure(names, values, title, xlabel), path)
 
 
 def _lines_figure(series: Dict[str, Sequence[float]], x: Sequence,
@@ -123,9 +130,7 @@ def _lines_figure(series: Dict[str, Sequence[float]], x: Sequence,
         ax.plot(list(x)[:len(ys)], ys, label=name)
     if all(isinstance(v, Integral) for v in x):
         _integer_xticks(ax)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -133,9 +138,5 @@ def _lines_figure(series: Dict[str, Sequence[float]], x: Sequence,
 
 def plot_lines(series: Dict[str, Sequence[float]], x: Sequence, path: str,
                title: str = '', xlabel: str = '', ylabel: str = '') -> None:
-    """Several named series against one x axis (training curves).
-
-    The x ticks are whole numbers when every ``x`` is an integer (epochs,
-    iterations).
-    """
+    """Named series against one x axis (whole-number ticks for integer x)."""
     _save(_lines_figure(series, x, title, xlabel, ylabel), path)

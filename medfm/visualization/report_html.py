@@ -1,8 +1,5 @@
-"""Drawing primitives of the HTML run report (:mod:`medfm.apis.report`).
-
-Figures come back as base64 PNG text, ready to embed in an ``<img>``; the
-HTML helpers escape what they are given. Nothing here reads a run: the
-report gathers the data and calls these.
+"""Drawing primitives of the HTML run report (:mod:`medfm.apis.report`): figures
+as base64 PNG text for an ``<img>``, and HTML pieces that escape what they get.
 """
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .plots import _integer_xticks  # noqa: E402
+from .plots import _integer_xticks, bars_figure, draw_epoch_metrics  # noqa: E402
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -62,20 +59,11 @@ def fig_curves(rows: Sequence[dict], best: Optional[int],
 
 def curves_figure(rows: Sequence[dict], best: Optional[int],
                   loss: Tuple[List[int], List[float]]):
-    """The figure of :func:`fig_curves`, not encoded nor closed: whole-number
-    ticks on both x axes (epochs, iterations)."""
+    """The figure of :func:`fig_curves`, not encoded nor closed."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    keys = numeric_keys(rows)
-    epochs = [r['epoch'] for r in rows]
-    for k in keys:
-        axes[0].plot(epochs, [r[k] for r in rows], marker='o',
-                     label=k.split('/')[-1])
-    if best is not None:
-        axes[0].axvline(best, color='grey', ls='--', lw=1, label='best')
-    axes[0].set(xlabel='epoch', ylabel='%', title='metrics per epoch')
-    _integer_xticks(axes[0])
-    if keys:
-        axes[0].legend(fontsize=8)
+    draw_epoch_metrics(axes[0], rows, numeric_keys(rows),
+                       {} if best is None else {'best': best})
+    axes[0].set_title('metrics per epoch')
     axes[1].plot(*loss, lw=1)
     axes[1].set(xlabel='iteration', ylabel='loss', title='training loss')
     _integer_xticks(axes[1])
@@ -103,14 +91,9 @@ def fig_roc_pr(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
 
 def roc_pr_figures(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
                    classes: Sequence[int]):
-    """The ROC and precision-recall figures of :func:`fig_roc_pr`, not
-    encoded nor closed.
-
-    The precision-recall curve is drawn as steps (``drawstyle='steps-post'``,
-    as scikit-learn's ``PrecisionRecallDisplay``): precision holds between
-    two thresholds, and no straight segment suggests a precision that was
-    never reached.
-    """
+    """The figures of :func:`fig_roc_pr`, not encoded nor closed; precision
+    and recall as steps, as scikit-learn's ``PrecisionRecallDisplay`` draws
+    them (precision holds between two thresholds)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
     figs = []
     for kind in ('roc', 'pr'):
@@ -160,12 +143,7 @@ def fig_distribution(names: Sequence[str], counts: np.ndarray,
     """Horizontal bars of positives per class."""
     labels = list(names) + (['(no label)'] if unlabelled else [])
     values = list(counts) + ([unlabelled] if unlabelled else [])
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(labels) + 1.2))
-    ax.barh(labels[::-1], values[::-1], color='tab:blue')
-    for y, v in enumerate(values[::-1]):
-        ax.text(v, y, f' {v}', va='center', fontsize=8)
-    ax.set_xlabel('images')
-    return fig_png(fig)
+    return fig_png(bars_figure(labels, values, xlabel='images'))
 
 
 # --------------------------------------------------------------------- html

@@ -146,35 +146,6 @@ def test_predicted_classes_by_threshold(densenet_ckpt):
         vis.select_classes(np.zeros(4), [4])
 
 
-def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path, capsys):
-    import vis_cam
-    cfg, ckpt = densenet_ckpt
-    config = tmp_path / 'tiny_endo.py'
-    cfg.dump(str(config))
-    img = _image(demo_root)
-    out = tmp_path / 'cams'
-    assert vis_cam.main([str(config), ckpt, img, '--out-dir', str(out),
-                         '--method', 'gradcam++', 'eigencam', '--thr', '0',
-                         '--classes', '0', '1']) == 0
-    files = sorted(p.name for p in out.glob('*.png'))
-    assert len(files) == 4  # 2 methods x 2 classes
-    stem = osp.splitext(osp.basename(img))[0]
-    assert all(f.startswith(stem) for f in files)
-    assert any('_gradcampp_ulcer_0.' in f for f in files)
-    assert any('_eigencam_erosion_0.' in f for f in files)
-    h, w = cv2.imread(img).shape[:2]
-    for f in files:
-        assert cv2.imread(str(out / f)).shape == (h, w, 3)
-    eig = sorted(out.glob('*eigencam*'))
-    # EigenCAM has no class: the same map for every class
-    assert np.array_equal(cv2.imread(str(eig[0])), cv2.imread(str(eig[1])))
-    assert vis_cam.main([str(config), ckpt, str(tmp_path / 'missing.png')]) == 1
-    assert vis_cam.main([str(config), ckpt]) == 1  # no image
-    # the module names, without any image
-    assert vis_cam.main([str(config), ckpt, '--preview-model']) == 0
-    assert 'backbone.transitions.3' in capsys.readouterr().out.split()
-
-
 @pytest.mark.parametrize('arch', sorted(BACKBONES))
 def test_other_backbones(arch, demo_root, tmp_path):
     cfg = tiny_config(CONFIG, demo_root, str(tmp_path), size=64)

@@ -1,0 +1,109 @@
+"""tools/vis_cam.py: overlays per image, method and class, and a note for a map
+that is zero everywhere."""
+import glob
+import os.path as osp
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from medfm.apis.inference import build_classifier
+from medfm.testing import tiny_config, tiny_densenet
+from medfm.visualization.cam import ZERO_MAP_NOTE
+
+CONFIG = 'configs/densenet/densenet121_endo.py'  # multi-label, 4 classes
+
+
+def _image(demo_root):
+    # endo demo images are 160x128: a non-square original size
+    return sorted(glob.glob(f'{demo_root}/endo/images/*.png'))[0]
+
+
+def _opposite_heads(model):
+    """Class 1's weights are minus class 0's: their Grad-CAMs must differ."""
+    with torch.no_grad():
+        fc = model.head.fc
+        fc.weight[1] = -fc.weight[0]
+        fc.bias[1] = -fc.bias[0]
+
+
+@pytest.fixture(scope='module')
+def densenet_ckpt(demo_root, tmp_path_factory):
+    """DenseNet121 endo at 96 px (3x3 final map) and a plain-weights file."""
+    out = tmp_path_factory.mktemp('cam')
+    cfg = tiny_config(CONFIG, demo_root, str(out), size=96)
+    torch.manual_seed(0)
+    model = build_classifier(cfg)
+    model.init_weights()
+    _opposite_heads(model)
+    ckpt = out / 'weights.pth'
+    torch.save(model.state_dict(), ckpt)  # loads with weights_only=True
+    return cfg, str(ckpt)
+
+
+def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path, capsys):
+    import vis_cam
+    cfg, ckpt = densenet_ckpt
+    config = tmp_path / 'tiny_endo.py'
+    cfg.dump(str(config))
+    img = _image(demo_root)
+    out = tmp_path / 'cams'
+    assert vis_cam.main([str(config), ckpt, img, '--out-dir', str(out),
+                         '--method', 'gradcam++', 'eigencam', '--thr', '0',
+                         '--classes', '0', '1']) == 0
+    files = sorted(p.name for p in out.glob('*.png'))
+    assert len(files) == 4  # 2 methods x 2 classes
+    stem = osp.splitext(osp.basename(img))[0]
+    assert all(f.startswith(stem) for f in files)
+    assert any('_gradcampp_ulcer_0.' in f for f in files)
+    assert any('_eigencam_erosion_0.' in f for f in files)
+    h, w = cv2.imread(img).shape[:2]
+    for f in files:
+        assert cv2.imread(str(out / f)).shape == (h, w, 3)
+    eig = sorted(out.glob('*eigencam*'))
+    # EigenCAM has no class: the same map for every class
+    assert np.array_equal(cv2.imread(str(eig[0])), cv2.imread(str(eig[1])))
+    assert vis_cam.main([str(config), ckpt, str(tmp_path / 'missing.png')]) == 1
+    assert vis_cam.main([str(config), ckpt]) == 1  # no image
+    # the module names, without any image
+    assert vis_cam.main([str(config), ckpt, '--preview-model']) == 0
+    assert 'backbone.transitions.3' in capsys.readouterr().out.split()
+
+
+def test_vis_cam_names_a_map_that_is_zero_everywhere(demo_root, tmp_path,
+                                                     capsys):
+    """A head whose weights for ulcer are zero gives ulcer no gradient, so
+    its Grad-CAM is zero everywhere: the tool still writes the overlay and
+    says so, naming image and class; erosion (all weights 1 over the ReLU'd
+    features) keeps its map. Progress goes to stderr."""
+    import vis_cam
+
+    from medfm.apis.inference import build_classifier
+    cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
+                      str(tmp_path), size=64, cfg_options=tiny_densenet())
+    torch.manual_seed(0)
+    model = build_classifier(cfg)
+    with torch.no_grad():
+        model.head.fc.weight[0] = 0
+        model.head.fc.weight[1] = 1
+    ckpt = tmp_path / 'zero_ulcer.pth'
+    torch.save(model.state_dict(), ckpt)
+    config = tmp_path / 'tiny_endo.py'
+    cfg.dump(str(config))
+    images = sorted(glob.glob(f'{demo_root}/endo/images/*.png'))[:2]
+    out = tmp_path / 'cams'
+    assert vis_cam.main([str(config), str(ckpt), *images, '--out-dir', str(out),
+                         '--classes', 'ulcer', 'erosion']) == 0
+    captured = capsys.readouterr()
+    assert len(list(out.glob('*.png'))) == 4  # written all the same
+    notes = re.findall(r'note: .*', captured.out)
+    assert notes == [f'note: gradcam {osp.basename(img)} ulcer: {ZERO_MAP_NOTE}; '
+                     f'{osp.splitext(osp.basename(img))[0]}_gradcam_ulcer_'
+                     f'{s}.png shows no heat'
+                     for img, s in zip(images, re.findall(
+                         r'ulcer (\d\.\d{3})', captured.out))]
+    assert '4 overlays written' in captured.out
+    assert '(2 without heat: see the notes)' in captured.out
+    assert 'gradcam maps: 2/2' in captured.err

@@ -23,7 +23,9 @@ SIZES = dict(size=(32, 224), batch_size=(4, 64), image_scale=(0.125, 1.0),
 def parse_args(argv: Optional[List[str]], sections: List[str],
                default: List[str]) -> argparse.Namespace:
     """The benchmark's options; unset size options default by ``--quick``."""
-    p = argparse.ArgumentParser(prog='python -m benchmarks')
+    p = argparse.ArgumentParser(
+        prog='python -m benchmarks',
+        description='The speed benchmark; docs/benchmarks.md says more.')
     p.add_argument('--sections', nargs='+', choices=sections, default=default)
     p.add_argument('--device', choices=['auto', 'cuda', 'cpu'], default='auto')
     p.add_argument('--quick', action='store_true', help='CPU smoke sizes')

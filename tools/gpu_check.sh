@@ -2,8 +2,10 @@
 # The project's GPU check, as one script (docs/benchmarks.md says how to run it):
 # python -m benchmarks at real image sizes in timed parts, most wanted first
 # (train: ceiling + e2e from the cache; classifier; eval + memory; files),
-# then the demo's train.sh --amp --fast + test.sh if time is left. All parts share one deadline (BUDGET seconds from the start), and a
-# part cut short keeps the figures it wrote. At most 8 files land in $OUT (the device tool's limit).
+# then the demo's train.sh --amp --fast + test.sh if time is left. All parts
+# share one deadline (BUDGET seconds from the start), and a part cut short
+# keeps the figures it wrote. At most 8 files land in $OUT (the device tool's
+# limit). Run from the repository root (python -m benchmarks finds it there).
 # Usage: [VAR=value ...] bash tools/gpu_check.sh [extra args for the train part]
 #   OUT      where the figures and logs go (work_dirs/gpu_check)
 #   BUDGET   seconds for all parts together (540)

@@ -1,31 +1,15 @@
 """Run the MedFM challenge protocol: exp1..exp5 of each task x shot.
 
-Each experiment trains on ``<task>_<N>-shot_train_exp<k>.txt`` (validating on
-its ``_val_`` partner), evaluates the best (or last) checkpoint on the
-config's test list, and optionally writes the submission file for the
-unlabelled test list. The summary (mean ± std of each metric and of the
-challenge score) goes to ``<out>/summary.csv`` and ``<out>/summary.md``.
-
-A config named with ``{task}`` and several ``--tasks``/``--shots`` run the
-whole grid in one command: one folder per setting (``<task>_<N>-shot/``,
-each with its own summary) and one table of the grid with the challenge's
-overall score. The experiments run one after another in this process, or
-concurrently as processes of their own, one per listed device (``--gpus``),
-or as one Slurm job each (``--slurm``, through submitit). A failed
-experiment is reported with its log and the others go on; the exit status
-is 1 when one failed.
+Each experiment trains on its N-shot train list, validates on its val list and
+scores the best (or last) checkpoint on the config's test list; summaries (mean
+± std) go to the setting's folder, and with a ``{task}`` config and several
+settings, one table of the grid with the overall score. See docs/protocol.md.
 
 Examples:
-    python tools/run_protocol.py configs/vpt/swin-b_vpt5_chest.py --shot 1 \
-        --amp --fast
     python tools/run_protocol.py configs/vpt/swin-b_vpt5_endo.py --shot 5 \
-        --pool trainval.txt --predict --result-dir result \
-        --cfg-options train_dataloader.num_workers=8
+        --pool trainval.txt --predict --amp --fast
     python tools/run_protocol.py 'configs/vpt/swin-b_vpt5_{task}.py' \
-        --tasks chest colon endo --shots 1 5 10 --exps 1-5 --gpus 0 1 2 3 \
-        --amp --fast
-    python tools/run_protocol.py 'configs/vpt/swin-b_vpt5_{task}.py' \
-        --shots 1 5 10 --slurm gpu --slurm-time 240
+        --shots 1 5 10 --gpus 0 1 2 3 --amp --fast
 """
 from __future__ import annotations
 
@@ -51,16 +35,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--epochs', type=int, help='override train_cfg.max_epochs')
     p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
                    help='checkpoint evaluated on the test list')
-    p.add_argument('--work-dir', help='output folder: of the setting with one '
-                   'task and shot (default work_dirs/protocol/<config>/'
-                   '<task>_<N>-shot), else of the grid, which holds one '
-                   '<task>_<N>-shot/ per setting (default work_dirs/protocol/'
-                   '<config>, {task} replaced by the tasks)')
-    p.add_argument('--skip-done', action='store_true',
-                   help='continue after a crash: keep the experiments an '
-                   'earlier call of the same command finished (their row in '
-                   'experiments.json and their checkpoint), resume an '
-                   'unfinished one from its last checkpoint, run the others')
+    p.add_argument('--work-dir', help='the setting\'s folder (default '
+                   'work_dirs/protocol/<config>/<task>_<N>-shot), or the '
+                   "grid's, one <task>_<N>-shot/ per setting (default "
+                   'work_dirs/protocol/<config>)')
+    p.add_argument('--skip-done', action='store_true', help='keep the '
+                   'experiments an earlier call finished, resume unfinished ones')
     p.add_argument('--predict', action='store_true',
                    help='also write the submission file of each experiment')
     p.add_argument('--predict-list', default='test_WithoutLabel.txt',
@@ -74,14 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group(
         'where the experiments run (default: one after another, here)')
     g.add_argument('--gpus', nargs='+', metavar='DEVICE',
-                   help='run the experiments concurrently, each in a process '
-                   'of its own that sees only its GPU, one per listed device '
-                   'at a time: --gpus 0 1 2 3; cpu is a process without GPU '
-                   '(--gpus cpu cpu: two at once); a device listed twice '
-                   'takes two. Logs under <out>/local/')
-    g.add_argument('--slurm', metavar='PARTITION',
-                   help='submit one Slurm job per experiment (submitit), wait '
-                   'for them, then summarise; logs under <out>/slurm/')
+                   help='concurrently, one process per listed device (0 1 ..., '
+                   'cpu: none; listed twice: two) that sees only it; logs '
+                   'under <out>/local/')
+    g.add_argument('--slurm', metavar='PARTITION', help='one Slurm job per '
+                   'experiment (submitit); logs under <out>/slurm/')
     g.add_argument('--slurm-time', type=int, default=720, metavar='MIN',
                    help='time limit of each job (default 720 min)')
     g.add_argument('--slurm-gpus', type=int, default=1, metavar='N',
@@ -94,9 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    metavar='KEY=VALUE', help='further sbatch options, e.g. '
                    'account=proj qos=normal constraint=a100')
     g.add_argument('--slurm-cluster', choices=['slurm', 'local'],
-                   default='slurm', help="submitit's executor: local runs the "
-                   'same jobs as processes of this machine (to try a --slurm '
-                   'command without Slurm)')
+                   default='slurm', help="submitit's executor (local: try a "
+                   '--slurm command on this machine)')
     args = grid_args(p, p.parse_args(argv))
     if args.gpus and args.slurm:
         p.error('--gpus and --slurm exclude each other')
@@ -149,7 +125,7 @@ def main(argv=None) -> dict:
         grid = len(configs) * len(args.shots) > 1
         root = args.work_dir or osp.join('work_dirs', 'protocol', grid_name(
             args, configs) if grid else configs[0][2])
-        if not grid and not args.work_dir:
+        if not (grid or args.work_dir):
             root = protocol.setting_dir(root, configs[0][0], args.shots[0])
         settings, jobs = protocol.plan(
             configs, root, args.shots, args.exps, grid, args.split_dir,

@@ -165,7 +165,7 @@ class Job(NamedTuple):
 
 
 def trained_epochs(run: RunDir) -> Optional[int]:
-    """The ``max_epochs`` a run recorded (a run without a record: its saved
+    """The ``max_epochs`` a run recorded (without a record: its saved
     config's)."""
     if run.record() is not None:
         return run.record().get('max_epochs')
@@ -174,31 +174,26 @@ def trained_epochs(run: RunDir) -> Optional[int]:
 
 
 def finished_rows(setting: str) -> Dict[int, dict]:
-    """Experiment -> row of the experiments an earlier call finished (in
-    ``experiments.json``, their checkpoint still there)."""
+    """Experiment -> row of those an earlier call finished (its checkpoint
+    still there)."""
     path = osp.join(setting, EXPERIMENTS)
     if not osp.isfile(path):
         return {}
     with open(path, encoding='utf-8') as f:
-        rows = json.load(f)
-    return {int(r['exp']): r for r in rows
-            if osp.isfile(str(r.get('checkpoint', '')))}
+        return {int(r['exp']): r for r in json.load(f)
+                if osp.isfile(str(r.get('checkpoint', '')))}
 
 
-def used_message(folders: Sequence[str]) -> str:
-    """Why a call stops: folders holding an earlier run's checkpoints."""
-    shown = []
-    for folder in folders[:3]:
-        run = RunDir(folder)
-        names = sorted({osp.basename(p) for _, p in run.epoch_checkpoints()}
-                       | {(run.selected() or {}).get('file')} - {None})
-        shown.append(f'{folder} ({", ".join(names[:3])}'
-                     f'{", ..." if len(names) > 3 else ""})')
-    more = f' and {len(folders) - 3} more' if len(folders) > 3 else ''
-    return ('already holding checkpoints of an earlier run: ' + '; '.join(shown)
-            + more + '. To continue an interrupted protocol, add --skip-done '
-            '(it keeps the finished experiments and resumes the unfinished '
-            'ones); or choose another --work-dir, or move those files away.')
+def _first3(items: Sequence[str]) -> str:
+    return '; '.join(items[:3]) + (f' and {len(items) - 3} more'
+                                   if len(items) > 3 else '')
+
+
+def _with_checkpoints(run: RunDir) -> str:
+    """The folder, naming up to three of its checkpoints."""
+    names = sorted(({osp.basename(p) for _, p in run.epoch_checkpoints()}
+                    | {(run.selected() or {}).get('file')}) - {None})
+    return f'{run.path} ({", ".join(names[:3])}{", ..." if len(names) > 3 else ""})'
 
 
 def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
@@ -218,12 +213,11 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
 
     Raises:
         FileExistsError: A folder to train in holds another run, or one to
-            keep trained for another ``max_epochs`` than ``configs``.
+            keep trained for another ``max_epochs``.
     """
     settings, jobs, used, other_length = [], [], [], []
     for task, cfg, config_name in configs:
         lists = split_dir or data_root_of(cfg)
-        epochs = cfg.train_cfg.get('max_epochs')
         for shot in shots:
             out = setting_dir(root, task, shot) if grid else root
             prepare_splits(cfg, task, shot, lists, exps, pool, seed)
@@ -235,14 +229,14 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
                 name = f'{task} {shot}-shot exp{exp}'
                 exp_cfg = experiment_config(cfg, lists, shot, exp, exp_dir(out, exp))
                 run, row = RunDir(exp_cfg.work_dir), done.get(exp)
-                predict = None if not predict_list else dict(
+                predict = predict_list and dict(
                     ann_file=predict_list, path=submission_path(
                         result_dir or osp.join(out, 'result'), task, shot, exp))
+                epochs = row and trained_epochs(run)
+                if row is not None and epochs not in (None, cfg.train_cfg.max_epochs):
+                    other_length.append(f'{run.path} ({epochs} epochs)')
+                    continue
                 if row is not None:
-                    trained = trained_epochs(run)
-                    if trained not in (None, epochs):
-                        other_length.append(f'{run.path} ({trained})')
-                        continue
                     setting['rows'][exp] = row
                     print_log(f'{name}: finished earlier ({row["checkpoint"]}); '
                               'kept', logger='current')
@@ -252,17 +246,22 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
                     exp_cfg.resume = True
                     print_log(f'{name}: unfinished; resumed', logger='current')
                 elif run.is_used():
-                    used.append(run.path)
+                    used.append(_with_checkpoints(run))
                 jobs.append(Job(name, dict(cfg=exp_cfg, exp=exp, checkpoint=checkpoint,
-                                           predict=predict, row=row, tta=tta),
+                                           predict=predict or None, row=row, tta=tta),
                                 setting))
     if other_length:
         raise FileExistsError(
-            f'trained for another number of epochs than this call '
-            f'({", ".join(other_length)}): --skip-done keeps only experiments '
-            'of the same length; choose another --work-dir or move them away')
+            f'trained for another number of epochs than this call: '
+            f'{_first3(other_length)}; --skip-done keeps only experiments of '
+            'the same length: choose another --work-dir or move them away')
     if used:
-        raise FileExistsError(used_message(used))
+        raise FileExistsError(
+            'already holding checkpoints of an earlier run: '
+            f'{_first3(used)}. To continue an interrupted '
+            'protocol, add --skip-done (it keeps the finished experiments and '
+            'resumes the unfinished ones); or choose another --work-dir, or '
+            'move those files away.')
     return settings, jobs
 
 
@@ -275,26 +274,15 @@ def job_workers(devices: Optional[Sequence[str]] = None,
 
 
 # ---------------------------------------------------------------------- jobs
-def _numbers(metrics: Optional[dict], suffix: str = '') -> Dict[str, float]:
-    return {k + suffix: float(v) for k, v in (metrics or {}).items()
-            if isinstance(v, (int, float))}
-
-
 def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
                  predict: Optional[Dict[str, str]] = None,
                  row: Optional[Dict[str, object]] = None,
                  tta: Optional[dict] = None) -> Dict[str, object]:
-    """One experiment: train it (:func:`medfm.apis.runs.train_run`), score
-    its ``'best'`` or ``'last'`` checkpoint on the test list (also with
-    ``tta``: ``<metric>_tta``; each image's scores in ``test_predictions.csv``)
-    and write its submission file.
-
-    Args:
-        cfg (Config): The experiment's config (:func:`experiment_config`).
-        predict (dict, optional): ``ann_file`` (unlabelled list) and ``path``
-            of the submission file, unless ``row`` names one that exists.
-        row (dict, optional): The row of an experiment finished earlier: not
-            trained again.
+    """One experiment: unless a ``row`` says it finished, train it
+    (:func:`medfm.apis.runs.train_run`) and score its ``'best'`` or
+    ``'last'`` checkpoint on the test list (with ``tta`` also
+    ``<metric>_tta``; each image's scores in ``test_predictions.csv``); then
+    its submission file (``predict``: ``ann_file``, ``path``) if missing.
 
     Returns:
         dict: ``exp``, ``work_dir``, ``checkpoint``, parameter counts, the
@@ -315,9 +303,10 @@ def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
         write_predictions(scored.predictions, osp.join(cfg.work_dir, PREDICTIONS),
                           task_of_config(cfg).classes())
         row = dict(exp=exp, work_dir=cfg.work_dir, checkpoint=path,
-                   trainable=trainable, total=total, **_numbers(scored.metrics))
+                   trainable=trainable, total=total, **scored.metrics)
         if tta is not None:
-            row.update(_numbers(score_checkpoint(cfg, path, tta=tta).metrics, '_tta'))
+            row.update({f'{k}_tta': v for k, v in
+                        score_checkpoint(cfg, path, tta=tta).metrics.items()})
         row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
                    pid=os.getpid())
     row = dict(row)
@@ -351,69 +340,66 @@ def run_inprocess(jobs: Sequence[Job]) -> Iterator[Outcome]:
             yield Outcome(job, row)
 
 
-def _outcome(job: Job, handle: submitit.Job) -> Outcome:
-    """A finished submitit job's :class:`Outcome` (a failure: the last line
-    of its stderr, a traceback's exception)."""
-    try:
-        row = handle.result()
-    except Exception as err:  # failed, cancelled, timed out
-        lines = (handle.stderr() or '').strip().splitlines() or [type(err).__name__]
-        return Outcome(job, None, f'job {handle.job_id}: {lines[-1].strip()}',
-                       str(handle.paths.stderr))
-    return Outcome(job, row, None, str(handle.paths.stdout))
-
-
 def visible_gpu(device: str) -> Optional[int]:
-    """The GPU a job on ``device`` sees: None for ``'cpu'``; an index counts
-    among the GPUs this process sees (its ``CUDA_VISIBLE_DEVICES``).
-
-    Examples:
-        >>> visible_gpu('cpu') is None
-        True
-    """
+    """The GPU a job on ``device`` (an index among the GPUs this process
+    sees, or ``'cpu'``: None) is given."""
     if device == 'cpu':
         return None
-    if not device.isdigit():
-        raise ValueError(f'device {device!r}: a GPU index (0, 1, ...) or cpu')
     visible = [v.strip() for v in
                os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if v.strip()]
-    if visible and int(device) >= len(visible):
-        raise ValueError(f'GPU {device}: CUDA_VISIBLE_DEVICES={",".join(visible)} '
-                         f'shows {len(visible)} GPU(s)')
+    if not device.isdigit() or (visible and int(device) >= len(visible)):
+        raise ValueError(f'device {device!r}: a GPU index among the '
+                         f'{len(visible) or "visible"} GPU(s), or cpu')
     return int(visible[int(device)] if visible else device)
 
 
-def run_local(jobs: Sequence[Job], devices: Sequence[str], folder: str,
-              poll: float = 0.5, fn=protocol_job) -> Iterator[Outcome]:
-    """Run ``fn(**job.kwargs)`` of each job in a process of submitit's local
-    executor (logs in ``folder``), at most one per entry of ``devices``
-    (``'0'``, ``'1'``, ... or ``'cpu'``; listed twice: two at once) that
-    sees only its device, and yield each as it finishes. Jobs still running
-    when the caller stops iterating are cancelled."""
-    gpus = [visible_gpu(d) for d in devices]  # refuse a bad name up front
-    executor = submitit.LocalExecutor(folder)
+def _submitted(executor: submitit.Executor, jobs: Sequence[Job],
+               slots: Sequence[Tuple[str, dict]], poll: float, fn=None,
+               cancel: bool = True) -> Iterator[Outcome]:
+    """Submit the jobs, at most one per slot (a label and its executor
+    parameters) at a time, and yield each as it finishes (a failure: the
+    last line of its stderr). With ``cancel``, jobs still running when the
+    caller stops iterating are cancelled."""
     pending, running = list(jobs), {}
     try:
         while pending or running:
-            for slot, gpu in enumerate(gpus):
+            for slot, (label, params) in enumerate(slots):
                 if slot in running or not pending:
                     continue
                 job = pending.pop(0)
-                executor.update_parameters(  # no time limit: a run takes hours
-                    timeout_min=60 * 24 * 365, gpus_per_node=int(gpu is not None),
-                    visible_gpus=() if gpu is None else (gpu,))
-                handle = executor.submit(fn, **job.kwargs)
+                executor.update_parameters(
+                    name='medfm_' + job.name.replace(' ', '_'), **params)
+                handle = executor.submit(fn or protocol_job, **job.kwargs)
                 running[slot] = (job, handle)
-                print_log(f'{job.name}: started on {devices[slot]} (log '
+                print_log(f'{job.name}: job {handle.job_id}{label} (log '
                           f'{handle.paths.stdout})', logger='current')
             for slot, (job, handle) in list(running.items()):
-                if handle.done():
-                    del running[slot]
-                    yield _outcome(job, handle)
+                if not handle.done():
+                    continue
+                del running[slot]
+                try:
+                    yield Outcome(job, handle.result(), None, str(handle.paths.stdout))
+                except Exception as err:  # failed, cancelled, timed out
+                    lines = (handle.stderr() or '').strip().splitlines() or [str(err)]
+                    yield Outcome(job, None, f'job {handle.job_id}: '
+                                  f'{lines[-1].strip()}', str(handle.paths.stderr))
             time.sleep(poll)
     finally:
-        for _, handle in running.values():
+        for _, handle in running.values() if cancel else ():
             handle.cancel(check=False)
+
+
+def run_local(jobs: Sequence[Job], devices: Sequence[str], folder: str,
+              poll: float = 0.5, fn=None) -> Iterator[Outcome]:
+    """Run each job (``fn``, default :func:`protocol_job`) in a process of
+    submitit's local executor (logs in ``folder``), at most one per entry of
+    ``devices`` (``'0'``, ``'1'``, ... or ``'cpu'``; listed twice: two at
+    once) at a time, that sees only its device."""
+    slots = [(f' on {d}', dict(  # no time limit: an experiment takes hours
+        timeout_min=60 * 24 * 365, gpus_per_node=int(gpu is not None),
+        visible_gpus=() if gpu is None else (gpu,)))
+        for d, gpu in zip(devices, [visible_gpu(d) for d in devices])]
+    return _submitted(submitit.LocalExecutor(folder), jobs, slots, poll, fn)
 
 
 def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
@@ -424,28 +410,15 @@ def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
     """Submit one job per experiment through submitit (``cluster``
     ``'slurm'``, or ``'local'``: all at once here; its files and logs in
     ``folder``; ``slurm_options``: further ``sbatch`` options) and yield
-    each as it finishes."""
+    each as it finishes; the jobs outlive this process."""
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    params = dict(timeout_min=timeout_min, gpus_per_node=gpus,
-                  cpus_per_task=cpus, nodes=1, tasks_per_node=1)
-    if mem_gb:
-        params['mem_gb'] = mem_gb
-    if partition:
-        params['slurm_partition'] = partition
-    if slurm_options:
-        params['slurm_additional_parameters'] = dict(slurm_options)
-    executor.update_parameters(**params)
-    submitted = {}
-    for job in jobs:
-        executor.update_parameters(name='medfm_' + job.name.replace(' ', '_'))
-        handle = executor.submit(protocol_job, **job.kwargs)
-        submitted[handle.job_id] = (job, handle)
-        print_log(f'{job.name}: job {handle.job_id} (log {handle.paths.stdout})',
-                  logger='current')
-    poll = poll or (30.0 if cluster == 'slurm' else 0.5)
-    for handle in submitit.helpers.as_completed(
-            [h for _, h in submitted.values()], poll_frequency=poll):
-        yield _outcome(submitted[handle.job_id][0], handle)
+    optional = dict(mem_gb=mem_gb, slurm_partition=partition,
+                    slurm_additional_parameters=slurm_options)
+    executor.update_parameters(timeout_min=timeout_min, gpus_per_node=gpus,
+                               cpus_per_task=cpus, nodes=1, tasks_per_node=1,
+                               **{k: v for k, v in optional.items() if v})
+    return _submitted(executor, jobs, [('', {})] * len(jobs),
+                      poll or (30.0 if cluster == 'slurm' else 0.5), cancel=False)
 
 
 def record_outcome(outcome: Outcome, failed: List[str]) -> None:
@@ -521,31 +494,27 @@ def write_summary(out_dir: str, setting: Dict[str, object],
     ``summary.csv`` and ``summary.md`` from one row per experiment (``exp``
     and the metrics); return the paths (``experiments``, ``csv``,
     ``markdown``)."""
-    stats = summarize(rows)
+    stats, ci = summarize(rows), setting_ci(setting['task'], rows) or {}
     metrics = list(stats)
-    ci = setting_ci(setting['task'], rows)
-    paths = {k: osp.join(out_dir, f) for k, f in (
-        ('experiments', 'experiments.csv'), ('csv', 'summary.csv'),
-        ('markdown', 'summary.md'))}
+    paths = dict(experiments=osp.join(out_dir, 'experiments.csv'),
+                 csv=osp.join(out_dir, 'summary.csv'),
+                 markdown=osp.join(out_dir, 'summary.md'))
     write_csv(paths['experiments'], ['exp', *metrics, 'checkpoint'],
               [[r['exp'], *[f'{float(r[m]):.4f}' for m in metrics],
                 r.get('checkpoint', '')] for r in rows])
+    # TTA metrics have no saved predictions: no interval
+    spans = {m: (ci[m]['low'], ci[m]['high']) if m in ci else (math.nan,) * 2
+             for m in metrics} if ci else {}
     kinds = ('mean', 'std') + (('ci_low', 'ci_high') if ci else ())
-
-    def span(m: str) -> tuple:  # (TTA metrics have no saved predictions)
-        if not ci:
-            return ()
-        return (ci[m]['low'], ci[m]['high']) if m in ci else (math.nan, math.nan)
-
     write_csv(paths['csv'], ['task', 'shot', 'config', 'experiments'] +
               [f'{m}_{k}' for m in metrics for k in kinds],
               [[setting['task'], setting['shot'], setting['config'], len(rows),
-                *[f'{v:.4f}' for m in metrics for v in stats[m] + span(m)]]])
+                *[f'{v:.4f}' for m in metrics for v in stats[m] + spans.get(m, ())]]])
     table = markdown_table(
         ['metric', *[f'exp{r["exp"]}' for r in rows], 'mean ± std'] +
         (['95% CI'] if ci else []),
         [[m, *[fmt_percent(float(r[m])) for r in rows], fmt_mean_std(*stats[m])]
-         + ([f'[{fmt_percent(ci[m]["low"])}, {fmt_percent(ci[m]["high"])}]'
+         + ([f'[{fmt_percent(spans[m][0])}, {fmt_percent(spans[m][1])}]'
              if m in ci else '–'] if ci else []) for m in metrics])
     note = (f'; 95% CI: percentile bootstrap of the mean over '
             f'{ci[metrics[0]]["draws"]} resamples of the test list (by '
@@ -557,30 +526,22 @@ def write_summary(out_dir: str, setting: Dict[str, object],
     return paths
 
 
-def grid_stats(settings: Sequence[Dict[str, object]]
-               ) -> Tuple[List[str], List[Dict[str, Tuple[float, float]]],
-                          Dict[str, float]]:
-    """The metrics, each setting's :func:`summarize` and the overall means:
-    the mean over the settings of their mean (for ``score`` the challenge's
-    overall score), NaN when a setting has no finished experiment or lacks
-    the metric (colon has no mAP, chest and endo no Acc)."""
-    stats = [summarize(s['rows']) for s in settings]
-    metrics = [m for m in METRIC_ORDER if any(m in st for st in stats)]
-    overall = {m: (float(np.mean([st[m][0] for st in stats]))
-                   if stats and all(m in st for st in stats) else math.nan)
-               for m in metrics}
-    return metrics, stats, overall
-
-
 def write_grid_summary(out_dir: str, title: str,
                        settings: Sequence[Dict[str, object]],
                        failed: Sequence[str] = ()) -> Dict[str, str]:
     """Write the table of a grid of tasks x shots (``summary.csv``,
     ``summary.md``; paths returned as ``csv``, ``markdown``): one row per
     setting (``task``, ``shot``, ``config``, ``rows``, ``failed``: how many
-    failed) and an ``overall`` row (:func:`grid_stats`); ``title`` says what
-    ran, ``failed`` holds one line per failed experiment."""
-    metrics, stats, overall = grid_stats(settings)
+    failed) and an ``overall`` row: each metric's mean over the settings of
+    their mean (``score``'s is the challenge's overall score), NaN when a
+    setting has no finished experiment or lacks the metric (colon has no
+    mAP, chest and endo no Acc). ``title`` says what ran, ``failed`` holds
+    one line per failed experiment."""
+    stats = [summarize(s['rows']) for s in settings]
+    metrics = [m for m in METRIC_ORDER if any(m in st for st in stats)]
+    overall = {m: float(np.mean([st[m][0] for st in stats]))
+               if stats and all(m in st for st in stats) else math.nan
+               for m in metrics}
     paths = dict(csv=osp.join(out_dir, 'summary.csv'),
                  markdown=osp.join(out_dir, 'summary.md'))
     os.makedirs(out_dir, exist_ok=True)
@@ -633,20 +594,16 @@ def write_summaries(root: str, title: str, settings: Sequence[dict],
     for s in settings:
         s['rows'] = _rows(s)
         s.update(write_summary(s['out'], s, s['rows']))
-    if title:
-        paths = write_grid_summary(root, title, settings, failed)
-    else:
-        paths = {k: settings[0][k] for k in ('experiments', 'csv', 'markdown')}
+    paths = write_grid_summary(root, title, settings, failed) if title else \
+        {k: settings[0][k] for k in ('experiments', 'csv', 'markdown')}
     return dict(settings=list(settings), rows=[r for s in settings for r in s['rows']],
                 **paths)
 
 
 def write_submission(path: str, names: Sequence[str], scores: np.ndarray) -> str:
-    """Write a submission file: ``name,score,...`` (8 decimals, no header).
-
-    File names are written as listed (colon names contain spaces; commas in
-    a name are refused, they would shift the columns).
-    """
+    """Write a submission file: ``name,score,...`` (8 decimals, no header),
+    names as listed (colon names hold spaces; a comma would shift the
+    columns: refused)."""
     bad = [n for n in names if ',' in n]
     if bad:
         raise ValueError(f'file names with commas cannot be written: {bad[:3]}')

@@ -61,11 +61,6 @@ def read_sums(folder: Union[str, os.PathLike]) -> Dict[str, str]:
     return sums
 
 
-def _write_sums(folder: str, sums: Dict[str, str]) -> None:
-    with atomic_write(osp.join(folder, SUMS_FILE), encoding='utf-8') as f:
-        f.writelines(f'{sums[name]}  {name}\n' for name in sorted(sums))
-
-
 def record(path: Union[str, os.PathLike], digest: Optional[str]) -> None:
     """Record (or with ``digest=None`` forget) the sum of one file; only the
     run holding the folder's lock writes it, so read-modify-write is safe."""
@@ -76,7 +71,8 @@ def record(path: Union[str, os.PathLike], digest: Optional[str]) -> None:
             return
     else:
         sums[name] = digest
-    _write_sums(folder, sums)
+    with atomic_write(osp.join(folder, SUMS_FILE), encoding='utf-8') as f:
+        f.writelines(f'{sums[name]}  {name}\n' for name in sorted(sums))
 
 
 def verify(path: Union[str, os.PathLike]) -> Optional[str]:

@@ -23,7 +23,10 @@ def atomic_write(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file 0600: give it the mode open() would have
-        os.chmod(tmp, 0o666 & ~_umask())
+        # (reading the umask means setting it)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -63,10 +66,3 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
              '|' + '---|' * len(header)]
     lines += ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
     return '\n'.join(lines)
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it: set it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -5,14 +5,10 @@ Examples:
         work_dirs/densenet121_chest/epoch_20.pth --out predictions.csv
     python tools/test.py CONFIG CHECKPOINT --out metrics.json --out-item metrics
 
-``--out``/``--out-item`` follow mmpretrain's tools/test.py: per-sample
-predictions by default, the metrics with ``--out-item metrics``. The
-predictions are a ``.csv`` or ``.json`` table (image, class scores, labels);
-``.pkl`` writes mmengine's pickle dump exactly as mmpretrain does. ``--tta``
-averages the scores of each image unflipped and flipped (mmpretrain's
-``AverageClsScoreTTA``, the views derived from the config's test pipeline:
-:mod:`medfm.config_ops.tta`). A run trained with ``EMAHook`` is scored on the EMA
-weights its checkpoints hold.
+``--out``/``--out-item`` follow mmpretrain's tools/test.py: per-image
+predictions (a ``.csv`` or ``.json`` table; no pickle) or, with ``--out-item
+metrics``, the metrics. Scored by :func:`medfm.apis.inference.score_checkpoint`
+(the one scoring path: EMA weights of an EMA run, ``--tta`` as test.sh's).
 """
 from __future__ import annotations
 
@@ -20,11 +16,13 @@ import argparse
 import os.path as osp
 
 from mmengine.config import DictAction
+from mmengine.dist import is_main_process
 
-from medfm.apis.inference import dump_predictions, test_runner
-from medfm.apis.runs import RunDir
+from medfm.apis.inference import class_names, score_checkpoint, write_predictions
+from medfm.apis.runs import RunDir, RunRecordError
 from medfm.compat import CheckpointError
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args
+from medfm.evaluation import ScoreError
 from medfm.utils import write_json
 
 
@@ -34,9 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('checkpoint', help='checkpoint file')
     p.add_argument('--work-dir', help="folder for logs (default: eval/ in "
                    "the checkpoint's folder, so the run's saved config stays)")
-    p.add_argument('--out', help='write the per-sample predictions (.csv, '
-                   '.json, or .pkl as mmpretrain) or, with --out-item metrics, '
-                   'the metrics (JSON) to this file')
+    p.add_argument('--out', help='write the per-image predictions (.csv or '
+                   '.json) or, with --out-item metrics, the metrics (JSON)')
     p.add_argument('--out-item', choices=['pred', 'metrics'], default='pred',
                    help='what --out holds (default pred, as mmpretrain)')
     add_tta_arguments(p)
@@ -52,21 +49,21 @@ def main(argv=None) -> dict:
     tta = tta_from_args(args)
     # compared with the config the checkpoint's run saved, if it has one
     run = RunDir(osp.dirname(osp.abspath(args.checkpoint)))
-    cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
-    cfg.launcher = args.launcher
-    # strict: a checkpoint of another task or model is refused, with a
-    # summary, instead of scoring a randomly initialised head
     try:
-        runner = test_runner(cfg, args.checkpoint, tta, run)
-    except (CheckpointError, FileNotFoundError) as err:
+        cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
+        cfg.launcher = args.launcher
+        scored = score_checkpoint(cfg, args.checkpoint, tta=tta)
+    except (CheckpointError, ScoreError, FileNotFoundError, RunRecordError) as err:
         raise SystemExit(f'error: {err}') from None
-    if args.out and args.out_item == 'pred':
-        dump_predictions(runner, args.out)
-    metrics = runner.test()
-    if args.out and args.out_item == 'metrics':
-        write_json(args.out, metrics)
-    if args.out:
-        print(f'{args.out_item} written to {args.out}')
+    metrics = {f'medfmc/{k}': v for k, v in (scored.metrics or {}).items()}
+    if is_main_process():
+        print(', '.join(f'{k} {v:.2f}' for k, v in metrics.items()))
+        if args.out and args.out_item == 'metrics':
+            write_json(args.out, metrics)
+        elif args.out:
+            write_predictions(scored.predictions, args.out, class_names(cfg))
+        if args.out:
+            print(f'{args.out_item} written to {args.out}')
     return metrics
 
 

@@ -74,7 +74,7 @@ def build_cfg(args: argparse.Namespace):
 
 def main(argv=None) -> None:
     try:
-        train_run(build_cfg(parse_args(argv)))
+        train_run(build_cfg(parse_args(argv)), argv=argv)
     except (FileExistsError, RunLockedError, RunRecordError, ScheduleChangedError,
             DiskFullError, CheckpointError) as err:  # --resume/load_from refused
         raise SystemExit(f'error: {err}') from None

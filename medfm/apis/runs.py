@@ -383,7 +383,8 @@ class RunDir:
                       'selection on the evaluated list overstates the result')
 
 
-def train_run(cfg: Config, hint: str = 'Continue that run with --resume') -> Runner:
+def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
+              argv: Optional[Sequence[str]] = None) -> Runner:
     """A training run's lifecycle, the one way to start one: hold the folder
     (one run per folder), refuse a used folder unless resuming and a resume
     to another length, build the runner, train (the run writes its record,
@@ -392,6 +393,8 @@ def train_run(cfg: Config, hint: str = 'Continue that run with --resume') -> Run
     Args:
         cfg (Config): The training config (``work_dir`` set).
         hint (str): How to continue a used folder, for the message.
+        argv (Sequence[str], optional): The command line, for the record
+            (default ``sys.argv[1:]``).
 
     Returns:
         Runner: The runner, trained.
@@ -407,6 +410,7 @@ def train_run(cfg: Config, hint: str = 'Continue that run with --resume') -> Run
         if resume:
             run.check_resume(cfg)
         runner = Runner.from_cfg(cfg)
+        runner.command_line = list(sys.argv[1:] if argv is None else argv)
         runner.train()
     return runner
 

@@ -355,6 +355,8 @@ class KeptScores(BaseMetric):
     """Each image's scores, targets and path, gathered over processes like
     any metric (in list order), for the sweep's per-epoch predictions."""
 
+    default_prefix = 'sweep'
+
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
             score = s['pred_score'].float().cpu()
@@ -368,11 +370,11 @@ class KeptScores(BaseMetric):
                                  None if target is None else target.numpy()))
 
     def compute_metrics(self, results: list) -> dict:
-        return {KEPT: results}
+        return {KEPT.split('/')[1]: results}
 
 
 #: the key of :class:`KeptScores` in the evaluator's results
-KEPT = '_kept_scores'
+KEPT = 'sweep/scores'
 
 
 @LOOPS.register_module()

@@ -88,7 +88,8 @@ class RunRecordHook(Hook):
         config = dict(file=name,
                       sha256=integrity.sha256_file(osp.join(runner.work_dir, name)))
         start = dict(time=time.strftime('%Y-%m-%d %H:%M:%S'),
-                     argv=sys.argv[1:], config=config, epoch=runner.epoch,
+                     argv=getattr(runner, 'command_line', sys.argv[1:]),
+                     config=config, epoch=runner.epoch,
                      max_epochs=runner.max_epochs,
                      log_dir=osp.basename(runner.log_dir),
                      resumed_from=_rel(runner, runner.message_hub.get_info(
@@ -106,11 +107,15 @@ class RunRecordHook(Hook):
             self._add(runner.work_dir, last, runner.epoch + 1)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
-        best = runner.message_hub.get_info('best_ckpt')
-        if not (is_main_process() and best and osp.isfile(best)):
+        if not is_main_process():
             return
+        last = runner.message_hub.get_info('last_ckpt')
         rec = read(runner.work_dir) or {}
-        if (rec.get('selected') or {}).get('file') == osp.basename(best):
+        if last and osp.basename(last) in rec.get('checkpoints', {}):
+            self._add(runner.work_dir, last)  # saving the best rewrote it
+        best = runner.message_hub.get_info('best_ckpt')
+        if not (best and osp.isfile(best)) or \
+                (rec.get('selected') or {}).get('file') == osp.basename(best):
             return
         hook = next(h for h in runner.hooks if type(h).__name__ == 'CheckpointHook')
         selected = dict(epoch=runner.epoch, file=osp.basename(best),
@@ -119,10 +124,13 @@ class RunRecordHook(Hook):
         self._add(runner.work_dir, best, runner.epoch, selected=selected)
 
     @staticmethod
-    def _add(folder: str, path: str, epoch: int, selected=None) -> None:
+    def _add(folder: str, path: str, epoch: Optional[int] = None,
+             selected=None) -> None:
+        """Record a checkpoint's epoch (kept when None) and current sum."""
         def change(rec: dict) -> None:
-            rec['checkpoints'][osp.basename(path)] = dict(epoch=epoch,
-                                                          sha256=_sum_of(path))
+            entry = rec['checkpoints'].setdefault(osp.basename(path), {})
+            entry.update(epoch=entry.get('epoch') if epoch is None else epoch,
+                         sha256=_sum_of(path))
             if selected is not None:
                 rec['selected'] = selected
         update(folder, change)

@@ -7,7 +7,6 @@ the baseline's lists and the release's CSV files.
 """
 from __future__ import annotations
 
-import csv
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..utils.io import write_csv
 from .base import MedFMCDataset
 from .medfmc import TASKS, task_class
 
@@ -126,13 +126,10 @@ def _write_lines(path: str, lines: Sequence[str]) -> None:
 
 
 def _write_csv(path: str, cls: 'type[MedFMCDataset]', rows) -> None:
-    classes = cls.classes()
     group_col = [cls.GROUP_COLUMN] if cls.GROUP_COLUMN else []
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['img_id', *group_col, *classes])
-        for name, group, y in rows:
-            writer.writerow([name, *([group] if group_col else []), *map(int, y)])
+    write_csv(path, ['img_id', *group_col, *cls.classes()],
+              [[name, *([group] if group_col else []), *map(int, y)]
+               for name, group, y in rows])
 
 
 def make_demo(root: str = 'data/demo', tasks: Sequence[str] = tuple(TASKS),

@@ -10,6 +10,7 @@ score's intervals. The point value is ``calculate`` on the whole list.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Dict, Hashable, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -110,15 +111,6 @@ class _Ranked:
         return ap, auc
 
 
-def _mean_defined(values: np.ndarray) -> np.ndarray:
-    """Row means over the non-NaN entries; NaN for a row without any."""
-    ok = ~np.isnan(values)
-    count = ok.sum(1)
-    total = np.where(ok, values, 0.0).sum(1)
-    return np.divide(total, count, out=np.full(len(values), np.nan),
-                     where=count > 0)
-
-
 def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
                  weights: np.ndarray) -> Dict[str, np.ndarray]:
     """The metrics of every draw of ``(B, N)`` counts ``weights``: the keys
@@ -132,34 +124,27 @@ def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
     if weights.ndim != 2 or weights.shape[1] != len(pred):
         raise ValueError(f'weights of shape {weights.shape} for {len(pred)} '
                          'images; expected (draws, images)')
-    if not multi_label and pred.shape[1] == 2:
-        auc_cols = [1]  # binary: the positive class's AUC, as calculate
-    else:
-        auc_cols = list(range(pred.shape[1]))
-    ap_cols = list(range(pred.shape[1])) if multi_label else []
+    n_cls = pred.shape[1]
+    # binary single-label: the positive class's AUC only, as calculate
+    auc_cols = [1] if not multi_label and n_cls == 2 else list(range(n_cls))
     ranked = {c: _Ranked(pred[:, c], target[:, c] == 1)
-              for c in sorted(set(auc_cols) | set(ap_cols))}
+              for c in (range(n_cls) if multi_label else auc_cols)}
     hits = (pred.argmax(1) == target.argmax(1)).astype(np.float64)
-
-    n_draws = len(weights)
     first = 'mAP' if multi_label else 'Acc'
-    out = {first: np.empty(n_draws), 'AUC': np.empty(n_draws)}
+    out = {first: np.empty(len(weights)), 'AUC': np.empty(len(weights))}
     step = max(1, _BLOCK // max(1, len(pred)))
-    for lo in range(0, n_draws, step):
+    for lo in range(0, len(weights), step):
         w = weights[lo:lo + step]
-        ap = np.zeros((len(w), len(ap_cols)))
-        auc = np.full((len(w), len(auc_cols)), np.nan)
-        for c, r in ranked.items():
-            ap_c, auc_c = r.stats(w)
-            if c in ap_cols:
-                ap[:, ap_cols.index(c)] = ap_c
-            if c in auc_cols:
-                auc[:, auc_cols.index(c)] = auc_c
+        stats = {c: r.stats(w) for c, r in ranked.items()}
         if multi_label:
+            ap = np.stack([stats[c][0] for c in ranked], 1)
             out[first][lo:lo + step] = ap.mean(1) * 100
         else:
             out[first][lo:lo + step] = (w @ hits) / w.sum(1, dtype=np.float64) * 100
-        out['AUC'][lo:lo + step] = _mean_defined(auc) * 100
+        auc = np.stack([stats[c][1] for c in auc_cols], 1)
+        with warnings.catch_warnings():  # a draw without any AUC has none
+            warnings.simplefilter('ignore', RuntimeWarning)
+            out['AUC'][lo:lo + step] = np.nanmean(auc, 1) * 100
     out['score'] = (out[first] + out['AUC']) / 2
     return out
 

@@ -181,16 +181,6 @@ def resolve_list(path: str, data_root: str) -> str:
     return osp.abspath(path)
 
 
-def write_list(path: str, task: str, names: Sequence[str],
-               target: np.ndarray) -> str:
-    """A labelled list in the task's own line format."""
-    cls = task_class(task)
-    with atomic_write(path, encoding='utf-8') as f:
-        f.write(''.join(cls.format_line(n, y) + '\n'
-                        for n, y in zip(names, target)))
-    return path
-
-
 def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                  val_ann: Optional[str] = None) -> Dict[str, object]:
     """The labelled list weights, choices and the strategy are fitted on.
@@ -247,9 +237,11 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
             'that is in every member\'s validation list and in no member\'s '
             'training list; give --val-ann (a labelled list no member trained on)')
     path = sources[0]
-    if len(names) != len(first.names):
-        path = write_list(osp.abspath(osp.join(work_dir, 'fit_list.txt')), task,
-                          names, np.stack([labels[n] for n in names]))
+    if len(names) != len(first.names):  # in the task's own line format
+        path = osp.abspath(osp.join(work_dir, 'fit_list.txt'))
+        with atomic_write(path, encoding='utf-8') as f:
+            f.write(''.join(task_class(task).format_line(n, labels[n]) + '\n'
+                            for n in names))
     return dict(path=path, source=source, lists=sources, images=len(names),
                 dropped_train_images=dropped, train_lists=len(train_lists),
                 train_images=len(trained))

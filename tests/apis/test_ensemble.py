@@ -5,9 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
+from mmengine.config import Config
 
 from medfm.apis import ensemble as ens
 from medfm.apis.protocol import experiment_dir, setting_dir
+from medfm.apis.submission import load_list
 from medfm.evaluation import selection_score, task_metrics
 
 
@@ -87,3 +89,26 @@ def test_setting_runs_and_work_dir_follow_the_protocol_layout(colon_run, tmp_pat
     assert ens.default_work_dir('colon', 5, 2) == experiment_dir(root, 'colon', 5, 2)
     assert ens.default_work_dir('colon', 5) == setting_dir(root, 'colon', 5)
     assert ens.default_work_dir('colon') == osp.join(root, 'colon')
+
+
+def test_fitting_list_is_the_shared_validation_images_no_member_trained_on(tmp_path):
+    labels = {f'img{i}.png': i % 2 for i in range(6)}
+    for name, keys in (('val_a', [0, 1, 2, 3]), ('val_b', [1, 2, 3, 4]),
+                       ('train', [3, 5])):
+        (tmp_path / f'{name}.txt').write_text(''.join(
+            f'img{k}.png {labels[f"img{k}.png"]}\n' for k in keys))
+
+    def member(name, val):
+        loaders = {f'{part}_dataloader': dict(dataset=dict(
+            type='ColonPath', data_root=str(tmp_path), ann_file=ann))
+            for part, ann in (('val', val), ('train', 'train.txt'))}
+        return ens.Member(name, '', '', Config(loaders))
+    work = tmp_path / 'work'
+    work.mkdir()
+    fit = ens.fitting_list([member('a', 'val_a.txt'), member('b', 'val_b.txt')],
+                           'colon', str(work))
+    assert fit['source'] == 'intersection' and fit['dropped_train_images'] == 1
+    assert fit['path'] == str(work / 'fit_list.txt') and fit['images'] == 2
+    written = load_list('colon', fit['path'])
+    assert written.names == ['img1.png', 'img2.png']
+    assert written.target.argmax(1).tolist() == [1, 0]

@@ -19,6 +19,7 @@ import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+import sklearn
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -369,9 +370,11 @@ def fit_head(kind: str, train: ListFeatures, val: Optional[ListFeatures],
     if not has_val:
         Cs = Cs[len(Cs) // 2:][:1]
     tried = {}
-    for C in Cs:
-        head = fit_logreg(train.features, train.targets, C, multi_label)
-        tried[C] = (head, scored(head))
+    # inputs checked once: scikit-learn's checks cost more than these fits
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        for C in Cs:
+            head = fit_logreg(train.features, train.targets, C, multi_label)
+            tried[C] = (head, scored(head))
     C = max(Cs, key=lambda c: selection_score(tried[c][1]))  # the first best
     return FittedHead(tried[C][0], C, tried[C][1], {
         c: m['score'] for c, (_, m) in tried.items()} if has_val else {})

@@ -1,5 +1,5 @@
 """tools/feature_protocol.py: the grid as documented, its summaries and
-submission files, the cache across calls; the benchmark's features section."""
+submission files, the cache across calls."""
 import csv
 import math
 import os.path as osp
@@ -76,28 +76,6 @@ def test_feature_grid_summary_and_submissions(demo_root, tmp_path):
         *args[args.index('--predict'):]])
     assert again['extracted'] == 0 and again['cache_hits'] > 0
     assert 'prototype' in open(again['markdown'], encoding='utf-8').read()
-
-
-def test_benchmark_features_section(tmp_path):
-    """tools/benchmark.py --sections features at the smallest sizes: both
-    paths timed in one run, their metrics side by side."""
-    from benchmark import main
-    res = main(['--device', 'cpu', '--sections', 'features',
-                '--features-tasks', 'colon', '--features-shots', '1',
-                '--features-exps', '1', '--features-pool', '20',
-                '--features-test', '8', '--features-size', '32',
-                '--features-epochs', '1', '--work-dir', str(tmp_path)])
-    r = res['features']['colon']
-    assert r['extracted'] == {'features cold': 28, 'features warm': 0,
-                              'prototype warm': 0}
-    ratios = r['ratios']['1 epochs']
-    assert set(ratios) == {'wall cold', 'wall warm', 'cpu cold', 'cpu warm'}
-    assert all(v > 0 for v in ratios.values())
-    assert set(r['metrics']) == {'logreg (features)', 'prototype (features)',
-                                 'linear probe (run_protocol, 1 epochs)'}
-    for stats in r['metrics'].values():
-        assert set(stats['1']) == {'Acc', 'AUC', 'score'}
-    assert r['failed'] == {'run_protocol 1 epochs': []}
 
 
 def test_runs_as_documented(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--out', help='submission file (instead of the result '
                    'folder layout)')
     p.add_argument('--work-dir', help='tables and cached scores (default '
-                   'work_dirs/ensemble/<task>[_<N>-shot][/exp<k>])')
+                   'work_dirs/ensemble/<task>_<N>-shot[/exp<k>])')
     p.add_argument('--val-ann', help='labelled list to fit and choose on '
                    '(default: the members\' validation list, or the images '
                    'all of them hold); images a member trained on are left out')

@@ -30,11 +30,11 @@ from ..evaluation.bootstrap import (
     unit_groups,
 )
 from ..utils.progress import track
+from .protocol import exp_of, summarize
 
 FILE_NAME = re.compile(r'(?P<task>[a-z]+)_(?P<shot>[1-9][0-9]*)-shot_submission\.csv')
 #: the evaluation phase's experiment folders
 EXPS = (1, 2, 3, 4, 5)
-EXP_DIR = re.compile(r'exp(?P<exp>[0-9]+)')
 #: tolerance on the sum of a single-label row (8 decimals: a few 1e-9)
 SUM_TOL = 1e-5
 #: problems reported per file (the rest are counted)
@@ -249,21 +249,19 @@ def _files_of(files: Dict[str, bytes], label: str, sep: str
     where = (lambda rel: f'{label}{sep}{rel}') if label else (lambda rel: rel)
     tops = {rel.split('/')[0] for rel in files if '/' in rel}
     if (len(tops) == 1 and all('/' in rel for rel in files)
-            and not EXP_DIR.fullmatch(next(iter(tops)))):
+            and exp_of(next(iter(tops))) is None):
         return entries, [
             f'{label}: every file is inside {next(iter(tops))}/; the challenge '
             'reads the files at the top (validation phase) or in exp1/ .. exp5/ '
             '(evaluation phase), as tools/predict.py --zip packs them'], notes
     for rel in sorted(r for r in files if r.endswith('.csv')):
         parts = rel.split('/')
-        exp = None
-        if len(parts) == 2 and EXP_DIR.fullmatch(parts[0]):
-            exp = int(EXP_DIR.fullmatch(parts[0])['exp'])
-            if exp not in EXPS:
-                problems.append(f'{where(rel)}: the evaluation phase has '
-                                'exp1/ .. exp5/ only')
-                continue
-        elif len(parts) != 1:
+        exp = exp_of(parts[0]) if len(parts) == 2 else None
+        if exp is not None and exp not in EXPS:
+            problems.append(f'{where(rel)}: the evaluation phase has exp1/ .. '
+                            'exp5/ only')
+            continue
+        if exp is None and len(parts) != 1:
             problems.append(f'{where(rel)}: not where the challenge reads files: '
                             'at the top (validation phase) or in exp1/ .. exp5/ '
                             '(evaluation phase)')
@@ -330,8 +328,7 @@ def find_submissions(path: str, task: Optional[str] = None
     except SubmissionError as err:
         return [], err.problems, []
     parent = osp.basename(osp.dirname(osp.abspath(path)))
-    m = EXP_DIR.fullmatch(parent)
-    exp = int(m['exp']) if m and int(m['exp']) in EXPS else None
+    exp = exp_of(parent) if exp_of(parent) in EXPS else None
     name = f'{parent}/{osp.basename(path)}' if exp else osp.basename(path)
     return [SubmissionFile(path, name, task, shot, exp, _bytes(path))], [], []
 
@@ -467,7 +464,6 @@ def summarize_phase(rows: Sequence[Dict[str, object]]
     """The evaluation phase's ``metrics`` (metric -> ``(mean, std)``,
     :func:`medfm.apis.protocol.summarize`) per ``task``, ``shot`` over its
     scored ``exps``."""
-    from .protocol import summarize
     settings: Dict[Tuple[str, int], List[Dict[str, object]]] = {}
     for row in rows:
         if row['phase'] == 'evaluation' and 'metrics' in row:

@@ -126,14 +126,11 @@ def use_image_cache(cfg: Config, cache_dir: str) -> int:
     for _, ds in loader_datasets(cfg):
         pipeline = ds.get('pipeline') or []
         for i, t in enumerate(pipeline):
+            if t.get('type') in CACHEABLE_LOADERS:
+                pipeline[i] = t = dict(type='LoadImageFromFileOrCache', loader=dict(t))
             if t.get('type') == 'LoadImageFromFileOrCache':
                 t['cache_dir'] = cache_dir
-            elif t.get('type') in CACHEABLE_LOADERS:
-                pipeline[i] = dict(type='LoadImageFromFileOrCache',
-                                   cache_dir=cache_dir, loader=dict(t))
-            else:
-                continue
-            n += 1
+                n += 1
     if not n:
         print_log(f'--cache {cache_dir}: no {" or ".join(CACHEABLE_LOADERS)} '
                   'in the pipelines; the cache is not used', logger='current',

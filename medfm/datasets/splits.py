@@ -73,12 +73,9 @@ def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
     dataset = task_class(task)(ann_file=path, data_root='', data_prefix='',
                                check_images=False, lazy_init=False,
                                serialize_data=False)
-    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-    if any('gt_label' not in info for info in infos):
-        raise ValueError(f'{path}: lists images without labels; a split '
-                         'needs a labelled pool')
-    return Pool(task, [info['img_path'] for info in infos],
-                label_matrix(dataset), tuple(dataset.CLASSES))
+    labels = label_matrix(dataset)  # an unlabelled list stops here
+    names = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    return Pool(task, names, labels, tuple(dataset.CLASSES))
 
 
 # ------------------------------------------------------------------ generate

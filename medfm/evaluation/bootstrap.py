@@ -64,8 +64,8 @@ def resample_weights(size: int, n: int = DRAWS, seed: int = 0,
 
 
 class _Ranked:
-    """One score column sorted once (descending): where its positives and
-    their tie groups lie, so that each draw needs one cumulative sum."""
+    """One score column sorted once (descending), with its positives' tie
+    groups located, so that each draw needs only cumulative sums."""
 
     def __init__(self, score: np.ndarray, positive: np.ndarray) -> None:
         self.order = np.argsort(-score, kind='stable')

@@ -263,15 +263,9 @@ class MedFMCScore(BaseMetric):
 
 def task_metrics(pred: ArrayLike, target: ArrayLike, task,
                  quiet: bool = False) -> Dict[str, float]:
-    """:meth:`MedFMCScore.calculate` of a task, the one wrapper outside a loop.
-
-    Args:
-        pred (array-like): Scores ``(N, C)``.
-        target (array-like): One-hot / multi-hot targets ``(N, C)``.
-        task (str | type): A task name or its dataset class.
-        quiet (bool): Collect the warnings (a class without AUC) into one
-            debug line of the log instead of warning.
-    """
+    """:meth:`MedFMCScore.calculate` of a task (a name or its dataset class),
+    the one wrapper outside a loop; ``quiet`` turns its warnings (a class
+    without AUC) into one debug line of the log."""
     from ..datasets import task_class
     cls = task_class(task) if isinstance(task, str) else task
     with warnings.catch_warnings(record=quiet) as caught:

@@ -569,8 +569,11 @@ def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
         [f'val_{k}' for k in keys] + [f'test_{k}' for k in keys]
 
     def cells(entry):
-        return [f'{(entry.get(part) or {})[k]:.4f}' if k in (entry.get(part) or {})
-                else '' for part in ('val', 'test') for k in keys]
+        out = []
+        for part in ('val', 'test'):
+            values = entry.get(part) or {}
+            out += [f'{values[k]:.4f}' if k in values else '' for k in keys]
+        return out
 
     rows = [[m['name'], 'member', '', osp.basename(m['checkpoint'])] + cells(m)
             for m in report['members']]

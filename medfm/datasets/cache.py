@@ -14,6 +14,7 @@ import os
 import os.path as osp
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 import mmcv
@@ -135,11 +136,8 @@ def _cache_one(args: tuple) -> tuple:
 def list_images(folder: str) -> List[str]:
     """Every image file under ``folder`` (recursively), sorted."""
     from .base import IMG_EXTENSIONS
-    found = []
-    for root, _, files in os.walk(folder):
-        found += [osp.join(root, f) for f in files
-                  if f.lower().endswith(IMG_EXTENSIONS)]
-    return sorted(found)
+    return sorted(str(p) for p in Path(folder).rglob('*')
+                  if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
 
 
 def build_image_cache(sources: Iterable[str], cache_dir: str,

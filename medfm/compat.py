@@ -130,7 +130,19 @@ def state_mismatch(module: torch.nn.Module, state: dict,
                    shown: int = 3) -> Optional[str]:
     """Counts of missing, unexpected and reshaped keys, naming the first
     ``shown`` of each; None when ``state`` fits ``module``."""
-    own = module.state_dict()
+    return key_mismatch(module.state_dict(), state, shown)
+
+
+def key_mismatch(own: dict, state: dict, shown: int = 3) -> Optional[str]:
+    """:func:`state_mismatch` of two state dicts, ``own`` the model's.
+
+    Examples:
+        >>> print(key_mismatch({'a': torch.zeros(2), 'b': torch.zeros(1)},
+        ...                    {'a': torch.zeros(3), 'c': torch.zeros(1)}))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        1 keys missing (b); 1 unexpected keys (c);
+        1 keys of another shape (a (checkpoint (3,), model (2,)))
+    """
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     reshaped = [f'{k} (checkpoint {tuple(state[k].shape)}, model '

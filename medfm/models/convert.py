@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..compat import load_checkpoint_file
+from ..compat import key_mismatch, load_checkpoint_file
 
 
 def torchvision_efficientnet_cfg(arch: str) -> dict:
@@ -82,18 +82,11 @@ def _few(keys: List[str], n: int = 3) -> str:
 def _check_against(out: Dict[str, torch.Tensor], target: Dict[str, torch.Tensor],
                    name: str) -> None:
     """Raise unless ``out``'s backbone tensors are exactly ``target``'s."""
-    got = {k[len('backbone.'):]: v for k, v in out.items()
-           if k.startswith('backbone.')}
-    missing = [k for k in target if k not in got]
-    unexpected = [k for k in got if k not in target]
-    wrong = [f'{k} {tuple(got[k].shape)} (expected {tuple(target[k].shape)})'
-             for k in target if k in got and got[k].shape != target[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f'the converted tensors do not fit mmpretrain {name}: '
-            f'{len(missing)} missing ({_few(missing)}), {len(unexpected)} '
-            f'unexpected ({_few(unexpected)}), {len(wrong)} of another shape '
-            f'({_few(wrong)})')
+    mismatch = key_mismatch(target, {k[len('backbone.'):]: v for k, v in out.items()
+                                     if k.startswith('backbone.')})
+    if mismatch:
+        raise ValueError(f'the converted tensors do not fit mmpretrain {name}: '
+                         f'{mismatch}')
 
 
 def detect_arch(state: Dict[str, torch.Tensor]) -> str:
@@ -151,10 +144,6 @@ def convert_torchvision(state: Dict[str, torch.Tensor],
     return out
 
 
-# --------------------------------------------------------------------------
-# Hugging Face transformers ViTs (DINOv2 / ViT layouts)
-# --------------------------------------------------------------------------
-
 #: Medical backbones published in the ``transformers`` layout: the published
 #: ``config.json`` values the backbone depends on, the image processor's
 #: ``mean``/``std`` (0-255) and ``size``, and where the configs expect the
@@ -162,9 +151,6 @@ def convert_torchvision(state: Dict[str, torch.Tensor],
 HF_MODELS: Dict[str, dict] = {
     'rad-dino': dict(
         repo='microsoft/rad-dino',
-        model_type='dinov2',
-        architecture='Dinov2Model',
-        description='DINOv2 ViT-B/14 trained on chest X-rays (Microsoft)',
         config=dict(model_type='dinov2', hidden_size=768, num_hidden_layers=12,
                     num_attention_heads=12, mlp_ratio=4, patch_size=14,
                     image_size=518, layer_norm_eps=1e-6, layerscale_value=1.0,
@@ -177,9 +163,6 @@ HF_MODELS: Dict[str, dict] = {
         checkpoint='pretrain/rad-dino_vit-b14_518_mmpretrain.pth'),
     'phikon': dict(
         repo='owkin/phikon',
-        model_type='vit',
-        architecture='ViTModel',
-        description='iBOT ViT-B/16 trained on histopathology tiles (Owkin)',
         config=dict(model_type='vit', hidden_size=768, num_hidden_layers=12,
                     num_attention_heads=12, intermediate_size=3072,
                     patch_size=16, image_size=224, layer_norm_eps=1e-12,
@@ -455,11 +438,11 @@ def convert_hf_folder(folder: str, model: str) -> Tuple[dict, dict, dict]:
     """
     known = HF_MODELS[model]
     config, state = read_hf_folder(folder)
-    if config.get('model_type') != known['model_type']:
+    if config.get('model_type') != known['config']['model_type']:
         raise ValueError(
             f"{osp.join(folder, 'config.json')}: model_type "
             f"{config.get('model_type')!r}, but --model {model} "
-            f"({known['repo']}) is a {known['model_type']!r} model")
+            f"({known['repo']}) is a {known['config']['model_type']!r} model")
     out, dropped = convert_hf(state, config)
     cfg = hf_backbone_cfg(config)
     published = hf_backbone_cfg(known['config'])

@@ -94,8 +94,8 @@ def test_densenet_that_does_not_fit_is_refused(tmp_path, capsys):
                                      str(tmp_path / 'o.pth')])
     err = capsys.readouterr().err
     assert code == 2 and not (tmp_path / 'o.pth').exists()
-    assert ('do not fit mmpretrain DenseNet-121: 1 missing '
-            '(stages.1.block.2.conv2.weight), 1 unexpected '
+    assert ('do not fit mmpretrain DenseNet-121: 1 keys missing '
+            '(stages.1.block.2.conv2.weight); 1 unexpected keys '
             '(stages.1.block.2.extra.weight)') in err
 
 

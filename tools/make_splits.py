@@ -40,12 +40,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> list:
     args = parse_args(argv)
-    pool = load_pool(args.task, args.pool, args.data_root)
     out = args.out or osp.dirname(osp.join(args.data_root, args.pool)) or '.'
-    try:
+    try:  # AnnotationError and FileExistsError too
+        pool = load_pool(args.task, args.pool, args.data_root)
         files = write_splits(pool, out, args.shots, args.exps, args.seed,
                              overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as err:
+    except (OSError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
     print(f'{args.task}: pool of {len(pool.names)} images from '
           f'{len(set(pool.groups))} {TASKS[args.task].SHOT_UNIT}s; wrote {len(files)} '

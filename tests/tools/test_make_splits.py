@@ -4,6 +4,7 @@ import warnings
 
 import make_splits
 import numpy as np
+import pytest
 
 from medfm.datasets import task_class
 from medfm.datasets.demo import NAMERS, sample_labels
@@ -50,3 +51,9 @@ def test_files_reproducible_and_formatted(tmp_path):
         assert lines and set(lines) <= pool_lines
         assert all(' ' in line[:-2] and line[-2:] in (' 0', ' 1')
                    for line in lines)
+
+
+def test_errors_are_one_line(tmp_path):
+    with pytest.raises(SystemExit, match='error: annotation file .*nope.txt '
+                       'not found'):
+        make_splits.main(['endo', str(tmp_path / 'nope.txt')])

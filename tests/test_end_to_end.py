@@ -213,22 +213,26 @@ def test_sweep_reads_a_random_test_pipeline_afresh(trained_run, config, demo_roo
     assert 'medfmc/score' in rows[0]
 
 
-def test_resume_continues(trained_run, config, demo_root, tmp_path, capfd):
-    # copy the run, then resume it to 3 epochs
+def test_resume_to_a_longer_schedule_is_refused(trained_run, config, demo_root,
+                                                tmp_path):
+    """--resume restores the checkpoint's schedule: a resume to 3 epochs of a
+    2-epoch run is refused, naming load_from, by the record or (a run
+    without one) by the schedulers' states."""
     import shutil
 
     import train
     work = tmp_path / 'resumed'
     shutil.copytree(trained_run, work)
-    # its own logger: mmengine names it by config and time, and an earlier
-    # runner of this process started within the same second would lend its
-    train.main([config, '--work-dir', str(work), '--resume', *_opts(demo_root, 3),
-                'experiment_name=resumed_run'])
-    out = ''.join(capfd.readouterr()) + _logs(work)
-    assert 'resumed epoch: 2' in out
-    assert (work / 'epoch_3.pth').is_file()
-    # epoch 3 follows the 3-epoch schedule; epoch 2 had decayed on the old one
-    assert 'the iterations before the resume followed the old one' in out
+    longer = [config, '--work-dir', str(work), '--resume', *_opts(demo_root, 3),
+              'experiment_name=resumed_run']
+    with pytest.raises(SystemExit, match='max_epochs=2, this config has 3.*'
+                       'load_from=.*epoch_2.pth'):
+        train.main(longer)
+    (work / 'run.json').unlink()
+    with pytest.raises(SystemExit, match='schedule.*--work-dir NEW '
+                       '--cfg-options load_from=CHECKPOINT'):
+        train.main(longer)
+    assert not (work / 'epoch_3.pth').exists()
 
 
 def test_test_sh_without_checkpoints(tmp_path, capsys):
@@ -316,7 +320,7 @@ def test_sweep_skips_a_checkpoint_with_nan_scores(trained_run, config, demo_root
     good = _sweep(config, demo_root, tmp_path / 'a', 0, True,
                   [(2, str(work / 'epoch_2.pth'))]).test()['rows'][0]
     rows, skipped = sweep_run(_sweep_cfg(config, demo_root, tmp_path / 'b'),
-                              str(work))
+                              str(work))[:2]
     assert [r['epoch'] for r in rows] == [2]
     assert rows[0] == good
     assert len(skipped) == 1 and 'epoch_1.pth' in skipped[0]

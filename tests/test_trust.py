@@ -83,8 +83,7 @@ def test_malicious_checkpoint_runs_no_code_in_any_tool(colon_run, tmp_path,
     with pytest.raises(SystemExit, match='refused to unpickle.*posix.system'):
         load_tool('test').main([config, str(ckpt), '--work-dir', str(tmp_path / 't')])
     with pytest.raises(SystemExit, match='refused to unpickle'):
-        load_tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv'),
-                               '--device', 'cpu'])
+        load_tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv')])
     assert load_tool('vis_cam').main([config, str(ckpt), '--preview-model']) == 1
     assert 'refused to unpickle' in capsys.readouterr().err
     train = load_tool('train')
@@ -118,8 +117,7 @@ def test_changed_checkpoint_is_skipped_by_test_sh_refused_by_the_others(
     with pytest.raises(SystemExit, match='epoch_1.pth: the file changed'):
         load_tool('test').main([config, str(ckpt), '--work-dir', str(tmp_path / 't')])
     with pytest.raises(SystemExit, match='epoch_1.pth: the file changed'):
-        load_tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv'),
-                               '--device', 'cpu'])
+        load_tool('predict').main([config, str(ckpt), '--out', str(tmp_path / 's.csv')])
     with pytest.raises(SystemExit, match='epoch_1.pth: the file changed'):
         load_tool('train').main([config, '--work-dir', str(tmp_path / 'r'),
                              '--resume', str(ckpt)])
@@ -186,7 +184,7 @@ def test_second_run_into_a_folder_is_refused_while_the_first_finishes(
     state = RunDir(str(work)).integrity()
     assert sorted(os.path.basename(p) for p in state if 'epoch_' in p) == \
         sorted(['epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth'] +
-               [os.path.basename(p) for p in RunDir(str(work)).best_checkpoints()])
+               [RunDir(str(work)).selected()['file']])
     assert all(state.values())
     assert lock.read_text() == ''  # released: nobody holds it
 

@@ -221,7 +221,7 @@ def gather(run_dir: str, config: Optional[str] = None,
     names = class_names(cfg, model.checkpoint_meta, num_classes)
     multi_label = bool(meta.get('multi_label', num_classes > 2))
     predictions = predict(cfg, model, split)
-    pred, target, _ = predictions
+    pred, target = predictions.scores, predictions.targets
     metrics = (MedFMCScore.calculate(pred, target, multi_label, names,
                                      classwise=True)
                if target is not None else {})
@@ -293,7 +293,7 @@ def _binary(data: ReportData) -> bool:
 @scored('per-class', 'Per-class AP and AUC')
 def render_per_class(data: ReportData) -> str:
     """AP, AUC and positives of every class."""
-    pred, target, _ = data.predictions
+    pred, target = data.predictions.scores, data.predictions.targets
     ap = np.asarray(data.metrics.get('AP_classwise',
                                      average_precision(pred, target) * 100))
     auc = list(data.metrics['AUC_classwise'])
@@ -315,7 +315,7 @@ def render_per_class(data: ReportData) -> str:
 @scored('roc-pr', 'ROC and precision-recall curves')
 def render_roc_pr(data: ReportData) -> str:
     """ROC and precision-recall curves per class (binary: the positive's)."""
-    pred, target, _ = data.predictions
+    pred, target = data.predictions.scores, data.predictions.targets
     shown = [data.num_classes - 1] if _binary(data) \
         else list(range(data.num_classes))
     roc, pr = fig_roc_pr(pred, target, data.names, shown)
@@ -326,7 +326,7 @@ def render_roc_pr(data: ReportData) -> str:
 @scored('confusion', 'Confusion')
 def render_confusion(data: ReportData) -> str:
     """The confusion matrix, or each class's TP/FP/FN/TN (multi-label)."""
-    pred, target, _ = data.predictions
+    pred, target = data.predictions.scores, data.predictions.targets
     names, thr = data.names, data.thr
     if data.multi_label:
         hit = pred > thr
@@ -362,7 +362,7 @@ def render_distribution(data: ReportData) -> str:
 def render_gradcam(data: ReportData) -> str:
     """Grad-CAM overlays of the first ``cam_images`` images of the split."""
     from ..visualization.cam import CAMVisualizer
-    _, target, paths = data.predictions
+    target, paths = data.predictions.targets, data.predictions.paths
     figures, blank = [], 0
     if data.cam_images > 0:
         vis = CAMVisualizer(data.model, data.pipeline, data.names,

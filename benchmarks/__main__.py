@@ -17,14 +17,14 @@ import warnings
 from datetime import datetime, timezone
 from typing import List, Optional
 
-from . import bootstrap, ceiling, data, decode, e2e, eval, features, loader, memory
+from . import bootstrap, ceiling, data, decode, e2e, features, loader, memory, sweep
 from .harness import Bench, parse_args, setup
 
 #: run task by task first, each task's ceiling right before its e2e runs (the
 #: ratio compares measurements taken under the same conditions)
 PER_TASK = {'ceiling': ceiling.run, 'e2e': e2e.run}
 #: then once each, memory first (it is short)
-ONCE = {'memory': memory.run, 'eval': eval.run, 'loader': loader.run,
+ONCE = {'memory': memory.run, 'eval': sweep.run, 'loader': loader.run,
         'classifier': ceiling.classifier, 'bootstrap': bootstrap.run,
         'features': features.run, 'decode': decode.run}
 #: sections that need no generated training data

@@ -1,4 +1,4 @@
-"""Section ``eval``: scoring every epoch checkpoint of a run, against the naive loop.
+"""Section ``eval``: the checkpoint sweep (every epoch scored) against the naive loop.
 
 ``tools/eval_epochs.py`` (one process: images decoded once, weights swapped)
 against one ``tools/test.py`` process per checkpoint; ``--naive-runs k`` runs k

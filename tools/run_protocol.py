@@ -1,9 +1,8 @@
 """Run the MedFM challenge protocol: exp1..exp5 of each task x shot.
 
-Each experiment trains on its N-shot train list, validates on its val list and
-scores the best (or last) checkpoint on the config's test list; summaries (mean
-± std) go to the setting's folder, and with a ``{task}`` config and several
-settings, one table of the grid with the overall score. See docs/protocol.md.
+Each experiment trains on its N-shot lists and scores its best (or last)
+checkpoint on the test list; summaries (mean ± std) go to each setting's folder
+and, for several settings, the grid's table. See docs/protocol.md.
 
 Examples:
     python tools/run_protocol.py configs/vpt/swin-b_vpt5_endo.py --shot 5 \
@@ -19,7 +18,6 @@ import sys
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
 
 from medfm.apis import protocol
 from medfm.config_ops import apply_amp, load_config
@@ -35,54 +33,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--epochs', type=int, help='override train_cfg.max_epochs')
     p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
                    help='checkpoint evaluated on the test list')
-    p.add_argument('--work-dir', help='the setting\'s folder (default '
-                   'work_dirs/protocol/<config>/<task>_<N>-shot), or the '
-                   "grid's, one <task>_<N>-shot/ per setting (default "
-                   'work_dirs/protocol/<config>)')
+    p.add_argument('--work-dir', help="the setting's folder (default work_dirs/"
+                   "protocol/<config>/<task>_<N>-shot), or the grid's, holding "
+                   'one <task>_<N>-shot/ per setting')
     p.add_argument('--skip-done', action='store_true', help='keep the '
                    'experiments an earlier call finished, resume unfinished ones')
     p.add_argument('--predict', action='store_true',
                    help='also write the submission file of each experiment')
     p.add_argument('--predict-list', default='test_WithoutLabel.txt',
                    help='unlabelled list for --predict')
-    p.add_argument('--result-dir', help='result folder for --predict '
-                   '(default <setting folder>/result)')
+    p.add_argument('--result-dir', help='for --predict (default <setting>/result)')
     add_speed_args(p)
     add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys of every experiment')
-    g = p.add_argument_group(
-        'where the experiments run (default: one after another, here)')
-    g.add_argument('--gpus', nargs='+', metavar='DEVICE',
-                   help='concurrently, one process per listed device (0 1 ..., '
-                   'cpu: none; listed twice: two) that sees only it; logs '
-                   'under <out>/local/')
-    g.add_argument('--slurm', metavar='PARTITION', help='one Slurm job per '
-                   'experiment (submitit); logs under <out>/slurm/')
+    g = p.add_argument_group('where the experiments run (default: here, in turn)')
+    where = g.add_mutually_exclusive_group()
+    where.add_argument('--gpus', nargs='+', metavar='DEVICE', help='one process '
+                       'per listed device (0 1 ..., cpu: none; twice: two) '
+                       'that sees only it; logs in <out>/local/')
+    where.add_argument('--slurm', metavar='PARTITION', help='one Slurm job per '
+                       'experiment (submitit); logs in <out>/slurm/')
     g.add_argument('--slurm-time', type=int, default=720, metavar='MIN',
-                   help='time limit of each job (default 720 min)')
+                   help='time limit of a job (%(default)s)')
     g.add_argument('--slurm-gpus', type=int, default=1, metavar='N',
-                   help='GPUs of each job (default 1)')
+                   help='GPUs of a job (%(default)s)')
     g.add_argument('--slurm-cpus', type=int, default=8, metavar='N',
-                   help='CPUs of each job (default 8)')
-    g.add_argument('--slurm-mem', type=int, metavar='GB',
-                   help='memory of each job (default: the partition\'s)')
-    g.add_argument('--slurm-option', nargs='+', default=[],
-                   metavar='KEY=VALUE', help='further sbatch options, e.g. '
-                   'account=proj qos=normal constraint=a100')
-    g.add_argument('--slurm-cluster', choices=['slurm', 'local'],
-                   default='slurm', help="submitit's executor (local: try a "
-                   '--slurm command on this machine)')
+                   help='CPUs of a job (%(default)s)')
+    g.add_argument('--slurm-mem', type=int, metavar='GB', help='memory of a job')
+    g.add_argument('--slurm-option', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='further sbatch options, e.g. account=proj qos=normal')
+    g.add_argument('--slurm-cluster', choices=['slurm', 'local'], default='slurm',
+                   help="submitit's executor (local: try --slurm here)")
     args = grid_args(p, p.parse_args(argv))
-    if args.gpus and args.slurm:
-        p.error('--gpus and --slurm exclude each other')
-    gpus = [d for d in args.gpus or [] if d != 'cpu']
-    if any(not d.isdigit() for d in gpus):
-        p.error(f'--gpus {" ".join(args.gpus)}: GPU indices (0, 1, ...) or cpu')
-    if gpus and max(map(int, gpus)) >= torch.cuda.device_count():
-        p.error(f'--gpus {" ".join(gpus)}: this machine shows '
-                f'{torch.cuda.device_count()} GPU(s) (cpu: an experiment '
-                'process on the CPU)')
+    n = torch.cuda.device_count()
+    bad = [d for d in args.gpus or []
+           if d != 'cpu' and not (d.isdigit() and int(d) < n)]
+    if bad:
+        p.error(f'--gpus {" ".join(bad)}: this machine shows {n} GPU(s) (or cpu)')
     if any('=' not in option for option in args.slurm_option):
         p.error('--slurm-option: KEY=VALUE')
     return args
@@ -96,11 +84,10 @@ def load_task_config(path: str, args: argparse.Namespace) -> Config:
     cfg = load_config(path, options)
     if args.amp:
         apply_amp(cfg, args.amp)
-    workers = None
-    if args.fast and (args.gpus or args.slurm):  # the CPUs shared out
-        workers = protocol.job_workers(args.gpus, args.slurm and args.slurm_cpus)
+    shared = args.fast and (args.gpus or args.slurm)  # the CPUs shared out
     apply_speed(cfg, fast=args.fast, channels_last=args.channels_last,
-                cache_dir=args.cache, num_workers=workers)
+                cache_dir=args.cache, num_workers=protocol.job_workers(
+                    args.gpus, args.slurm and args.slurm_cpus) if shared else None)
     return cfg
 
 
@@ -108,12 +95,14 @@ def outcomes(jobs, args: argparse.Namespace, root: str):
     """The jobs run where the command line says, as they finish."""
     if args.gpus:
         return protocol.run_local(jobs, args.gpus, osp.join(root, 'local'))
-    if args.slurm:
-        return protocol.run_submitit(
-            jobs, osp.join(root, 'slurm'), args.slurm, args.slurm_cluster,
-            args.slurm_time, args.slurm_gpus, args.slurm_cpus, args.slurm_mem,
-            dict(o.split('=', 1) for o in args.slurm_option))
-    return protocol.run_inprocess(jobs)
+    if not args.slurm:
+        return protocol.run_inprocess(jobs)
+    return protocol.run_submitit(
+        jobs, osp.join(root, 'slurm'), args.slurm_cluster, timeout_min=args.slurm_time,
+        gpus_per_node=args.slurm_gpus, cpus_per_task=args.slurm_cpus,
+        mem_gb=args.slurm_mem, slurm_partition=args.slurm,
+        slurm_additional_parameters=dict(o.split('=', 1) for o in args.slurm_option)
+        or None)
 
 
 def main(argv=None) -> dict:
@@ -135,8 +124,6 @@ def main(argv=None) -> dict:
     except (OSError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
     failed = []
-    if jobs:
-        print_log(f'{len(jobs)} experiment(s) to run', logger='current')
     for outcome in track(outcomes(jobs, args, root), 'experiments', total=len(jobs)):
         protocol.record_outcome(outcome, failed)
     name = osp.splitext(osp.basename(args.config))[0]

@@ -1,11 +1,9 @@
-"""The MedFMC few-shot protocol: exp1..exp5 of each task x N-shot setting.
+"""The MedFMC few-shot protocol: exp1..exp5 of each task x N-shot setting,
+laid out as ``<root>/<task>_<N>-shot/exp<k>`` (:func:`experiment_dir`).
 
-A grid lives in ``<root>/<task>_<N>-shot/exp<k>`` (:func:`setting_dir`,
-:func:`experiment_dir`). :func:`plan` decides what each experiment of a call
-does (train, resume, keep), :func:`protocol_job` trains and scores one, and
-:func:`run_inprocess`, :func:`run_local` (one process per device) and
-:func:`run_submitit` (Slurm) run the jobs; :func:`write_summaries` writes the
-mean ± sample standard deviation of each setting and the grid's overall score.
+:func:`plan` decides what each experiment does (train, resume, keep),
+:func:`protocol_job` trains and scores one, ``run_*`` run the jobs (here, one
+process per device, Slurm) and :func:`write_summaries` writes mean ± std.
 """
 from __future__ import annotations
 
@@ -23,10 +21,10 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import submitit
-import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..config_ops.speed import cpu_count
 from ..datasets import task_class, task_of_config
 from ..datasets.splits import check_split, load_pool, split_file_name, write_splits
 from ..evaluation import mean_bootstrap_ci, read_predictions
@@ -44,7 +42,6 @@ PREDICTIONS = 'test_predictions.csv'
 EXPERIMENTS = 'experiments.json'
 
 
-# -------------------------------------------------------------------- layout
 def data_root_of(cfg: Config, loader: str = 'train_dataloader') -> str:
     """``data_root`` of a dataloader's dataset."""
     return innermost(cfg[loader]['dataset']).get('data_root', '')
@@ -66,8 +63,7 @@ def experiment_dir(root: str, task: str, shot: int, exp: int) -> str:
 
 
 def exp_of(path: str) -> Optional[int]:
-    """``k`` of an :func:`exp_dir` (``<setting>/exp<k>``); None for another
-    folder."""
+    """``k`` of an :func:`exp_dir`; None for another folder."""
     name = osp.basename(osp.normpath(path))
     return int(name[3:]) if name[:3] == 'exp' and name[3:].isdigit() else None
 
@@ -81,7 +77,6 @@ def submission_path(result_dir: str, task: str, shot: int,
         osp.join(result_dir, f'exp{exp}', name)
 
 
-# -------------------------------------------------------------------- splits
 def split_files(split_dir: str, task: str, shot: int, exp: int,
                 require: Optional[str] = None) -> Dict[str, str]:
     """Paths of the train and val lists of one experiment; with ``require``
@@ -99,8 +94,7 @@ def split_files(split_dir: str, task: str, shot: int, exp: int,
 
 def split_warnings(task: str, split_dir: str, shot: int,
                    exps: Sequence[int]) -> List[str]:
-    """The protocol problems of each experiment's lists (missing ones are
-    the caller's)."""
+    """The protocol problems of each experiment's lists (if written)."""
     out = []
     for exp in exps:
         files = split_files(split_dir, task, shot, exp)
@@ -155,18 +149,15 @@ def experiment_config(cfg: Config, split_dir: str, shot: int, exp: int,
     return cfg
 
 
-# ---------------------------------------------------------------------- plan
 class Job(NamedTuple):
-    """An experiment to run: its name in reports, :func:`protocol_job`'s
-    keyword arguments and its setting (a :func:`plan` dict)."""
+    """An experiment: name, :func:`protocol_job`'s kwargs, :func:`plan` setting."""
     name: str
     kwargs: dict
     setting: Optional[dict] = None
 
 
 def trained_epochs(run: RunDir) -> Optional[int]:
-    """The ``max_epochs`` a run recorded (without a record: its saved
-    config's)."""
+    """The ``max_epochs`` a run recorded (else its saved config's)."""
     if run.record() is not None:
         return run.record().get('max_epochs')
     path = run.config_path()
@@ -174,8 +165,7 @@ def trained_epochs(run: RunDir) -> Optional[int]:
 
 
 def finished_rows(setting: str) -> Dict[int, dict]:
-    """Experiment -> row of those an earlier call finished (its checkpoint
-    still there)."""
+    """Experiment -> row of those an earlier call finished, checkpoint kept."""
     path = osp.join(setting, EXPERIMENTS)
     if not osp.isfile(path):
         return {}
@@ -189,27 +179,18 @@ def _first3(items: Sequence[str]) -> str:
                                    if len(items) > 3 else '')
 
 
-def _with_checkpoints(run: RunDir) -> str:
-    """The folder, naming up to three of its checkpoints."""
-    names = sorted(({osp.basename(p) for _, p in run.epoch_checkpoints()}
-                    | {(run.selected() or {}).get('file')}) - {None})
-    return f'{run.path} ({", ".join(names[:3])}{", ..." if len(names) > 3 else ""})'
-
-
 def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
          shots: Sequence[int], exps: Sequence[int], grid: bool,
          split_dir: Optional[str] = None, pool: Optional[str] = None,
          seed: int = 0, skip_done: bool = False, checkpoint: str = 'best',
          predict_list: Optional[str] = None, result_dir: Optional[str] = None,
          tta: Optional[dict] = None) -> Tuple[List[dict], List[Job]]:
-    """The settings of a call (``task``, ``shot``, ``config``, ``out``,
-    ``rows`` by experiment, ``failed``) and the jobs it runs.
-
-    ``configs`` holds ``(task, config, config name)`` per task; ``root`` is
-    the grid's folder, or the one setting's. With ``skip_done`` an
-    experiment an earlier call finished is kept and an unfinished one
-    resumes. ``predict_list``: also write each experiment's submission file
-    for this unlabelled list, in ``result_dir`` (default ``<setting>/result``).
+    """The settings (``task``, ``shot``, ``config``, ``out``, ``rows`` by
+    experiment, ``failed``) and jobs of ``(task, config, name)`` ``configs``
+    in ``root`` (the grid's folder, or the one setting's). ``skip_done``
+    keeps what an earlier call finished and resumes the unfinished;
+    ``predict_list`` adds submission files (in ``result_dir``, default
+    ``<setting>/result``).
 
     Raises:
         FileExistsError: A folder to train in holds another run, or one to
@@ -246,7 +227,10 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
                     exp_cfg.resume = True
                     print_log(f'{name}: unfinished; resumed', logger='current')
                 elif run.is_used():
-                    used.append(_with_checkpoints(run))
+                    names = sorted({osp.basename(p) for _, p in run.epoch_checkpoints()}
+                                   | {(run.selected() or {}).get('file')} - {None})
+                    used.append(f'{run.path} ({", ".join(names[:3])}'
+                                f'{", ..." if len(names) > 3 else ""})')
                 jobs.append(Job(name, dict(cfg=exp_cfg, exp=exp, checkpoint=checkpoint,
                                            predict=predict or None, row=row, tta=tta),
                                 setting))
@@ -257,11 +241,10 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
             'the same length: choose another --work-dir or move them away')
     if used:
         raise FileExistsError(
-            'already holding checkpoints of an earlier run: '
-            f'{_first3(used)}. To continue an interrupted '
-            'protocol, add --skip-done (it keeps the finished experiments and '
-            'resumes the unfinished ones); or choose another --work-dir, or '
-            'move those files away.')
+            f'already holding checkpoints of an earlier run: {_first3(used)}. To '
+            'continue an interrupted protocol, add --skip-done (it keeps the '
+            'finished experiments and resumes the unfinished ones); or choose '
+            'another --work-dir, or move those files away.')
     return settings, jobs
 
 
@@ -269,24 +252,17 @@ def job_workers(devices: Optional[Sequence[str]] = None,
                 cpus: Optional[int] = None) -> int:
     """Dataloader workers of each experiment: the CPUs of a job (``cpus``)
     or this machine's shared by its concurrent ``devices``, less one."""
-    from ..config_ops.speed import cpu_count
     return max(1, cpus - 1 if cpus else (cpu_count() - 1) // len(devices or [0]))
 
 
-# ---------------------------------------------------------------------- jobs
 def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
                  predict: Optional[Dict[str, str]] = None,
                  row: Optional[Dict[str, object]] = None,
                  tta: Optional[dict] = None) -> Dict[str, object]:
-    """One experiment: unless a ``row`` says it finished, train it
-    (:func:`medfm.apis.runs.train_run`) and score its ``'best'`` or
-    ``'last'`` checkpoint on the test list (with ``tta`` also
-    ``<metric>_tta``; each image's scores in ``test_predictions.csv``); then
-    its submission file (``predict``: ``ann_file``, ``path``) if missing.
-
-    Returns:
-        dict: ``exp``, ``work_dir``, ``checkpoint``, parameter counts, the
-        test metrics, ``start_time``/``end_time``/``pid`` and ``submission``.
+    """One experiment's row: unless ``row`` says it finished, train it
+    (:func:`medfm.apis.runs.train_run`) and score a checkpoint on the test
+    list (with ``tta`` also ``<metric>_tta``; per image in ``PREDICTIONS``);
+    then its submission file (``predict``: ``ann_file``, ``path``) if missing.
     """
     if row is None:
         start = time.time()
@@ -296,8 +272,6 @@ def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
                   'parameters', logger='current')
         del runner  # its model and loaders, before scoring builds others
         gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
         path = RunDir(cfg.work_dir).checkpoint(checkpoint)
         scored = score_checkpoint(cfg, path)
         write_predictions(scored.predictions, osp.join(cfg.work_dir, PREDICTIONS),
@@ -309,7 +283,6 @@ def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
                         score_checkpoint(cfg, path, tta=tta).metrics.items()})
         row.update(start_time=round(start, 3), end_time=round(time.time(), 3),
                    pid=os.getpid())
-    row = dict(row)
     if predict and not osp.isfile(str(row.get('submission', ''))):
         pred = score_checkpoint(cfg, str(row['checkpoint']), predict['ann_file'],
                                 tta=tta).predictions
@@ -330,14 +303,12 @@ def run_inprocess(jobs: Sequence[Job]) -> Iterator[Outcome]:
     (its traceback logged) and the next one runs."""
     for job in jobs:
         try:
-            row = protocol_job(**job.kwargs)
+            yield Outcome(job, protocol_job(**job.kwargs))
         except Exception as err:  # reported; the others still run
             print_log(f'{job.name}:\n{traceback.format_exc()}',
                       logger='current', level=logging.ERROR)
             yield Outcome(job, None, f'{type(err).__name__}: {err}',
                           job.kwargs['cfg'].work_dir)
-        else:
-            yield Outcome(job, row)
 
 
 def visible_gpu(device: str) -> Optional[int]:
@@ -356,10 +327,9 @@ def visible_gpu(device: str) -> Optional[int]:
 def _submitted(executor: submitit.Executor, jobs: Sequence[Job],
                slots: Sequence[Tuple[str, dict]], poll: float, fn=None,
                cancel: bool = True) -> Iterator[Outcome]:
-    """Submit the jobs, at most one per slot (a label and its executor
-    parameters) at a time, and yield each as it finishes (a failure: the
-    last line of its stderr). With ``cancel``, jobs still running when the
-    caller stops iterating are cancelled."""
+    """Submit the jobs, one per slot (a label, executor parameters) at a
+    time, and yield each as it finishes (a failure: its stderr's last line);
+    ``cancel`` those running when the caller stops iterating."""
     pending, running = list(jobs), {}
     try:
         while pending or running:
@@ -402,21 +372,15 @@ def run_local(jobs: Sequence[Job], devices: Sequence[str], folder: str,
     return _submitted(submitit.LocalExecutor(folder), jobs, slots, poll, fn)
 
 
-def run_submitit(jobs: Sequence[Job], folder: str, partition: Optional[str],
-                 cluster: str = 'slurm', timeout_min: int = 720, gpus: int = 1,
-                 cpus: int = 8, mem_gb: Optional[int] = None,
-                 slurm_options: Optional[Dict[str, str]] = None,
-                 poll: Optional[float] = None) -> Iterator[Outcome]:
-    """Submit one job per experiment through submitit (``cluster``
-    ``'slurm'``, or ``'local'``: all at once here; its files and logs in
-    ``folder``; ``slurm_options``: further ``sbatch`` options) and yield
-    each as it finishes; the jobs outlive this process."""
+def run_submitit(jobs: Sequence[Job], folder: str, cluster: str = 'slurm',
+                 poll: Optional[float] = None, **params) -> Iterator[Outcome]:
+    """One submitit job per experiment (``cluster`` ``'slurm'``, or
+    ``'local'``: all at once here; ``params``: the executor's, None ones
+    left out), files and logs in ``folder``, yielded as each finishes; the
+    jobs outlive this process."""
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    optional = dict(mem_gb=mem_gb, slurm_partition=partition,
-                    slurm_additional_parameters=slurm_options)
-    executor.update_parameters(timeout_min=timeout_min, gpus_per_node=gpus,
-                               cpus_per_task=cpus, nodes=1, tasks_per_node=1,
-                               **{k: v for k, v in optional.items() if v})
+    executor.update_parameters(nodes=1, tasks_per_node=1, **{
+        k: v for k, v in params.items() if v is not None})
     return _submitted(executor, jobs, [('', {})] * len(jobs),
                       poll or (30.0 if cluster == 'slurm' else 0.5), cancel=False)
 
@@ -428,16 +392,15 @@ def record_outcome(outcome: Outcome, failed: List[str]) -> None:
     if outcome.row is None:
         setting['failed'] += 1
         failed.append(f'{name}: {outcome.error} (log: {outcome.log})')
-        print_log(f'{name} failed: {outcome.error}; log: {outcome.log}',
-                  logger='current', level=logging.ERROR)
+        print_log(f'failed: {failed[-1]}', logger='current', level=logging.ERROR)
         return
     setting['rows'][int(outcome.row['exp'])] = outcome.row
     print_log(f'{name}: done, score {fmt_percent(outcome.row.get("score"))}',
               logger='current')
-    write_json(osp.join(setting['out'], EXPERIMENTS), _rows(setting))
+    write_json(osp.join(setting['out'], EXPERIMENTS),
+               [r for _, r in sorted(setting['rows'].items())])
 
 
-# ------------------------------------------------------------------- summary
 def summarize(rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float]]:
     """metric -> ``(mean, sample standard deviation)`` over experiments; the
     deviation of one experiment is undefined (NaN)."""
@@ -451,12 +414,7 @@ def summarize(rows: Sequence[Dict[str, object]]) -> Dict[str, Tuple[float, float
 
 
 def fmt_percent(value: Optional[float]) -> str:
-    """A metric as the tables show it (``nan`` for a missing value).
-
-    Examples:
-        >>> fmt_percent(84.9412), fmt_percent(None)
-        ('84.94', 'nan')
-    """
+    """A metric as the tables show it: 2 decimals, ``nan`` if missing."""
     return 'nan' if value is None or math.isnan(value) else f'{value:.2f}'
 
 
@@ -488,12 +446,17 @@ def setting_ci(task: str, rows: Sequence[Dict[str, object]],
                              groups=groups, n=n, seed=seed)
 
 
+def _csv_cells(stats: Dict[str, tuple], metrics: Sequence[str],
+               width: int = 2) -> List[str]:
+    """Each metric's values for a CSV row ('' where undefined or missing)."""
+    return ['' if math.isnan(v) else f'{v:.4f}' for m in metrics
+            for v in stats.get(m, (math.nan,) * width)]
+
+
 def write_summary(out_dir: str, setting: Dict[str, object],
                   rows: Sequence[Dict[str, object]]) -> Dict[str, str]:
-    """Write a setting's (``task``, ``shot``, ``config``) ``experiments.csv``,
-    ``summary.csv`` and ``summary.md`` from one row per experiment (``exp``
-    and the metrics); return the paths (``experiments``, ``csv``,
-    ``markdown``)."""
+    """Write (and return) a setting's ``experiments``, ``csv`` (summary) and
+    ``markdown`` files from one row per experiment (``exp``, metrics)."""
     stats, ci = summarize(rows), setting_ci(setting['task'], rows) or {}
     metrics = list(stats)
     paths = dict(experiments=osp.join(out_dir, 'experiments.csv'),
@@ -508,8 +471,8 @@ def write_summary(out_dir: str, setting: Dict[str, object],
     kinds = ('mean', 'std') + (('ci_low', 'ci_high') if ci else ())
     write_csv(paths['csv'], ['task', 'shot', 'config', 'experiments'] +
               [f'{m}_{k}' for m in metrics for k in kinds],
-              [[setting['task'], setting['shot'], setting['config'], len(rows),
-                *[f'{v:.4f}' for m in metrics for v in stats[m] + spans.get(m, ())]]])
+              [[setting['task'], setting['shot'], setting['config'], len(rows)] +
+               _csv_cells({m: stats[m] + spans.get(m, ()) for m in metrics}, metrics)])
     table = markdown_table(
         ['metric', *[f'exp{r["exp"]}' for r in rows], 'mean ± std'] +
         (['95% CI'] if ci else []),
@@ -529,70 +492,52 @@ def write_summary(out_dir: str, setting: Dict[str, object],
 def write_grid_summary(out_dir: str, title: str,
                        settings: Sequence[Dict[str, object]],
                        failed: Sequence[str] = ()) -> Dict[str, str]:
-    """Write the table of a grid of tasks x shots (``summary.csv``,
-    ``summary.md``; paths returned as ``csv``, ``markdown``): one row per
-    setting (``task``, ``shot``, ``config``, ``rows``, ``failed``: how many
-    failed) and an ``overall`` row: each metric's mean over the settings of
-    their mean (``score``'s is the challenge's overall score), NaN when a
-    setting has no finished experiment or lacks the metric (colon has no
-    mAP, chest and endo no Acc). ``title`` says what ran, ``failed`` holds
-    one line per failed experiment."""
+    """Write (and return) a grid's ``csv`` and ``markdown`` table: a row per
+    setting (``task``, ``shot``, ``config``, ``rows``, ``failed`` count) and
+    an ``overall`` one, each metric's mean of the settings' means (NaN where
+    one lacks it: colon has no mAP, chest and endo no Acc)."""
     stats = [summarize(s['rows']) for s in settings]
     metrics = [m for m in METRIC_ORDER if any(m in st for st in stats)]
-    overall = {m: float(np.mean([st[m][0] for st in stats]))
-               if stats and all(m in st for st in stats) else math.nan
-               for m in metrics}
-    paths = dict(csv=osp.join(out_dir, 'summary.csv'),
-                 markdown=osp.join(out_dir, 'summary.md'))
-    os.makedirs(out_dir, exist_ok=True)
+    overall = {m: (float(np.mean([st[m][0] for st in stats])) if stats and all(
+        m in st for st in stats) else math.nan, math.nan) for m in metrics}
     total = sum(len(s['rows']) for s in settings)
     n_failed = sum(int(s.get('failed', 0)) for s in settings)
     head = [[s['task'], s['shot'], s['config'], len(s['rows'])] for s in settings]
+    os.makedirs(out_dir, exist_ok=True)
+    paths = dict(csv=osp.join(out_dir, 'summary.csv'),
+                 markdown=osp.join(out_dir, 'summary.md'))
     write_csv(paths['csv'], ['task', 'shot', 'config', 'experiments', 'failed']
               + [f'{m}_{k}' for m in metrics for k in ('mean', 'std')],
-              [h + [s.get('failed', 0)] + [f'{v:.4f}' if m in st else ''
-                                          for m in metrics for v in st.get(m, (0, 0))]
-               for h, s, st in zip(head, settings, stats)] +
-              [['overall', 'all', title, total, n_failed] +
-               [c for m in metrics for c in (
-                   '' if math.isnan(overall[m]) else f'{overall[m]:.4f}', '')]])
-    table = markdown_table(
-        ['task', 'shot', 'config', 'experiments', *metrics],
-        [h + [fmt_mean_std(*st[m]) if m in st else '–' for m in metrics]
-         for h, st in zip(head, stats)] +
-        [['**overall**', 'all', '', total] + [
-            '–' if math.isnan(overall[m]) else f'**{fmt_percent(overall[m])}**'
+              [h + [s.get('failed', 0)] + _csv_cells(st, metrics)
+               for h, s, st in zip(head, settings, stats)]
+              + [['overall', 'all', title, total, n_failed]
+                 + _csv_cells(overall, metrics)])
+    table = markdown_table(['task', 'shot', 'config', 'experiments', *metrics], [
+        h + [fmt_mean_std(*st[m]) if m in st else '–' for m in metrics]
+        for h, st in zip(head, stats)] + [['**overall**', 'all', '', total] + [
+            '–' if math.isnan(overall[m][0]) else f'**{fmt_percent(overall[m][0])}**'
             for m in metrics]])
-    score = overall.get('score', math.nan)
-    lines = [f'# Protocol grid: {title}', '',
-             f'{len({s["task"] for s in settings})} task(s) x '
-             f'{len({s["shot"] for s in settings})} shot(s), {total} '
-             f'experiment(s) finished, {n_failed} failed. Test list metrics '
-             'in percent: mean ± sample standard deviation over the '
-             'experiments; **overall**: the mean over the settings of their '
-             'means.', '', table, '',
-             f'Overall score (the challenge\'s: mean over the {len(settings)} '
-             f'task x shot setting(s) of the mean score): **{fmt_percent(score)}**'
-             + (' (a setting has no finished experiment)'
-                if math.isnan(score) and total else '')]
+    score = overall.get('score', (math.nan,))[0]
+    text = (f'# Protocol grid: {title}\n\n{len(settings)} setting(s), {total} '
+            f'experiment(s) finished, {n_failed} failed. Test list metrics in '
+            'percent: mean ± sample standard deviation over the experiments; '
+            f"**overall**: the mean of the settings' means.\n\n{table}\n\n"
+            f"Overall score (the challenge's): **{fmt_percent(score)}**"
+            + (' (a setting has no finished experiment)'
+               if math.isnan(score) and total else '') + '\n')
     if failed:
-        lines += ['', 'Failed:', ''] + [f'* {line}' for line in failed]
+        text += '\nFailed:\n\n' + ''.join(f'* {line}\n' for line in failed)
     with atomic_write(paths['markdown'], encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
+        f.write(text)
     return paths
-
-
-def _rows(setting: dict) -> List[dict]:
-    return [setting['rows'][e] for e in sorted(setting['rows'])]
 
 
 def write_summaries(root: str, title: str, settings: Sequence[dict],
                     failed: Sequence[str] = ()) -> dict:
-    """Each setting's summary and, with a ``title``, the grid's: ``rows``,
-    ``csv``, ``markdown`` (the grid's, else the one setting's, with its
-    ``experiments``) and ``settings`` (each one's ``rows`` and paths)."""
+    """Each setting's summary and, with a ``title``, the grid's; returns the
+    ``rows``, ``settings`` and the paths (the grid's, else the setting's)."""
     for s in settings:
-        s['rows'] = _rows(s)
+        s['rows'] = [r for _, r in sorted(s['rows'].items())]
         s.update(write_summary(s['out'], s, s['rows']))
     paths = write_grid_summary(root, title, settings, failed) if title else \
         {k: settings[0][k] for k in ('experiments', 'csv', 'markdown')}
@@ -602,8 +547,7 @@ def write_summaries(root: str, title: str, settings: Sequence[dict],
 
 def write_submission(path: str, names: Sequence[str], scores: np.ndarray) -> str:
     """Write a submission file: ``name,score,...`` (8 decimals, no header),
-    names as listed (colon names hold spaces; a comma would shift the
-    columns: refused)."""
+    names as listed (a comma would shift the columns: refused)."""
     bad = [n for n in names if ',' in n]
     if bad:
         raise ValueError(f'file names with commas cannot be written: {bad[:3]}')

@@ -72,7 +72,7 @@ def test_summaries_of_one_experiment_show_no_spread(tmp_path):
     md = open(paths['markdown'], encoding='utf-8').read()
     assert '| score | 50.06 | 50.06 |' in md and '± 0' not in md
     summary = next(csv.DictReader(open(paths['csv'])))
-    assert summary['score_mean'] == '50.0615' and summary['score_std'] == 'nan'
+    assert summary['score_mean'] == '50.0615' and summary['score_std'] == ''
     grid = write_grid_summary(str(tmp_path / 'grid'), 'c', [
         dict(task='endo', shot=1, config='c', rows=[row]),
         dict(task='endo', shot=5, config='c', rows=[row, dict(row, score=52.0)])])

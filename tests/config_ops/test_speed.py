@@ -56,7 +56,7 @@ def test_enable_channels_last_keeps_preprocessor_settings():
 
 def test_fast_and_cache_reach_the_datasets_of_a_concat_dataset(demo_root, tmp_path):
     """train_20 + val_20 as one ConcatDataset: --fast and --cache treat each
-    part (they stopped with KeyError 'pipeline' on the wrapper)."""
+    part, not the wrapper, which has no pipeline."""
     cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
                       str(tmp_path), size=32, batch_size=4,
                       cfg_options=tiny_densenet())

@@ -132,8 +132,13 @@ def test_plot_curves_marks_best_val_epoch(tmp_path, monkeypatch):
             for e, s in enumerate((55.0, 61.0, 61.0, 58.0), 1)]
     _write_scalars(tmp_path, recs)
     plot_curves.main([str(tmp_path)])
-    # the first of equal scores, as CheckpointHook's save_best (rule greater)
-    assert calls[0]['marks'] == {'best score (epoch 2)': 2}
+    assert calls[0]['marks'] is None  # nothing recorded as selected
+    # the epoch the run recorded (not a second choice from the log)
+    (tmp_path / 'run.json').write_text(json.dumps(dict(
+        starts=[], checkpoints={}, selected=dict(epoch=3, file='best.pth'))))
+    plot_curves.main([str(tmp_path)])
+    assert calls[1]['marks'] == {'selected on val (epoch 3)': 3}
+    assert calls[1]['title'] == f'{tmp_path.name}: validation metrics'
 
 
 def test_read_scalars_merges_a_resumed_run(tmp_path):
@@ -156,7 +161,7 @@ def test_read_scalars_merges_a_resumed_run(tmp_path):
         [(5, 1.0), (10, 0.9), (15, 0.7), (20, 0.6)]
     # the epoch-1 validation record and iteration 1 could share a step
     assert [r['medfmc/score'] for r in recs if 'medfmc/score' in r] == [50, 60]
-    rows, _, source = load_curves(str(tmp_path))
+    rows, source = load_curves(str(tmp_path))
     assert [r['epoch'] for r in rows] == [1, 2] and source.count('scalars') == 2
     assert RunDir(str(tmp_path)).train_loss() == ([5, 10, 15, 20],
                                                   [1.0, 0.9, 0.7, 0.6])

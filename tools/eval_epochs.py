@@ -24,7 +24,7 @@ from medfm.apis.inference import (
     with_tta,
     write_predictions,
 )
-from medfm.apis.runs import RunDir, RunRecordError
+from medfm.apis.runs import RunDir
 from medfm.config_ops import WRAPPER_ENV, caller_path
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args, tta_label
 from medfm.datasets import task_of_config
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         sweep = sweep_run(cfg, run, args.split, cache=not args.no_cache)
         tta_sweep = sweep_run(cfg, run, args.split, cache=not args.no_cache,
                               tta=tta) if tta is not None and sweep.rows else None
-    except (FileNotFoundError, RunRecordError) as err:
+    except (FileNotFoundError, ValueError) as err:  # RunRecordError, TTA options
         print(f'error: {err}', file=sys.stderr)
         return 1
     if not sweep.rows:

@@ -29,7 +29,6 @@ from medfm.compat import CheckpointError
 from medfm.config_ops import load_config
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args
 from medfm.datasets import task_of_config
-from medfm.evaluation import ScoreError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,28 +62,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> str:
     args = parse_args(argv)
-    tta = tta_from_args(args)
     checkpoint, config = args.checkpoint, args.config
     run = RunDir(checkpoint if osp.isdir(checkpoint) else osp.dirname(checkpoint))
-    if osp.isdir(checkpoint):
-        checkpoint = run.checkpoint('best')
-    if config == 'run':
-        config = run.config_path()
-        if config is None:
-            raise SystemExit(f'error: {run.path} holds no saved config')
-    cfg = load_config(config, args.cfg_options)
-    if args.out:
-        path = args.out
-    elif args.shot is not None:
-        path = submission_path(args.result_dir, task_of_config(cfg).TASK,
-                               args.shot, args.exp)
-    else:
-        raise SystemExit('give --out, or --shot (and --exp) for the result folder')
     try:
+        tta = tta_from_args(args)
+        if osp.isdir(checkpoint):
+            checkpoint = run.checkpoint('best')
+        if config == 'run':
+            config = run.config_path()
+            if config is None:
+                raise FileNotFoundError(f'{run.path} holds no saved config')
+        cfg = load_config(config, args.cfg_options)
+        if args.out:
+            path = args.out
+        elif args.shot is not None:
+            path = submission_path(args.result_dir, task_of_config(cfg).TASK,
+                                   args.shot, args.exp)
+        else:
+            raise ValueError('give --out, or --shot (and --exp) for the result folder')
         names, scores = predict_list(cfg, checkpoint, args.ann_file,
                                      args.data_root, tta=tta)
-    except (CheckpointError, ScoreError) as err:  # refused, or NaN scores
-        raise SystemExit(f'error: {err}') from None
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None  # refused, NaN scores, ...
     write_submission(path, names, scores)
     print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')
     if args.zip:

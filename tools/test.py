@@ -19,10 +19,9 @@ from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
 from medfm.apis.inference import class_names, score_checkpoint, write_predictions
-from medfm.apis.runs import RunDir, RunRecordError
+from medfm.apis.runs import RunDir
 from medfm.compat import CheckpointError
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args
-from medfm.evaluation import ScoreError
 from medfm.utils import write_json
 
 
@@ -46,14 +45,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    tta = tta_from_args(args)
     # compared with the config the checkpoint's run saved, if it has one
     run = RunDir(osp.dirname(osp.abspath(args.checkpoint)))
     try:
+        tta = tta_from_args(args)
         cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
         cfg.launcher = args.launcher
         scored = score_checkpoint(cfg, args.checkpoint, tta=tta)
-    except (CheckpointError, ScoreError, FileNotFoundError, RunRecordError) as err:
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
     metrics = {f'medfmc/{k}': v for k, v in (scored.metrics or {}).items()}
     if is_main_process():

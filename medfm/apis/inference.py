@@ -28,9 +28,11 @@ from ..compat import CheckpointError, CheckpointMismatchError, load_weights
 from ..config_ops.tracking import local_backends_only
 from ..config_ops.tta import apply_tta, tta_label
 from ..datasets import task_of_config
+from ..engine.loops import sample_arrays
 from ..engine.record import is_ema_config, is_ema_hook
 from ..evaluation import DumpPredictions, ScoreError, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
+from ..evaluation.metrics import _class_names
 from ..utils.config import innermost
 from .runs import RunDir
 
@@ -109,20 +111,17 @@ def load_checkpoint(model: nn.Module, checkpoint: str) -> dict:
 
 def class_names(cfg: Config, meta: Optional[dict] = None,
                 num_classes: Optional[int] = None) -> List[str]:
-    """Class names in label order: the checkpoint's ``dataset_meta``, else the
-    test dataset's ``metainfo``, else its class's ``METAINFO``, else
-    ``class<i>``."""
-    from mmpretrain.registry import DATASETS
+    """Class names in label order: the checkpoint's ``dataset_meta``, else
+    the test dataset's ``metainfo``, else its task's; numbered where they do
+    not match ``num_classes``."""
     names = ((meta or {}).get('dataset_meta') or {}).get('classes')
+    dataset = innermost(cfg.get('test_dataloader', {}).get('dataset', {}))
+    names = names or (dataset.get('metainfo') or {}).get('classes')
     if not names:
-        dataset = innermost(cfg.get('test_dataloader', {}).get('dataset', {}))
-        names = (dataset.get('metainfo') or {}).get('classes')
-        if not names and dataset.get('type'):
-            names = getattr(DATASETS.get(dataset['type']), 'METAINFO',
-                            {}).get('classes')
-    if num_classes is not None and (not names or len(names) != num_classes):
-        names = [f'class{i}' for i in range(num_classes)]
-    return list(names or [])
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            names = task_of_config(cfg).classes()
+    n = num_classes if num_classes is not None else len(names or [])
+    return _class_names(n, names)
 
 
 def build_loader(cfg: Config, split: str = 'test', ann_file: Optional[str] = None,
@@ -156,8 +155,7 @@ def predict_loader(model: nn.Module, loader, amp: bool = False,
     """Scores, one-hot targets (when the list has labels) and paths of every
     image of a loader; with ``pool`` (``model.extract_feat``'s output to
     ``(B, D)``), the features at the neck instead of scores, without targets."""
-    from mmpretrain.structures import label_to_onehot
-    scores, targets, paths = [], [], []
+    kept = []
     model.eval()
     for batch in loader:
         with autocast(model, amp):
@@ -168,18 +166,18 @@ def predict_loader(model: nn.Module, loader, amp: bool = False,
                 samples = data['data_samples']
                 for s, row in zip(samples, pool(model.extract_feat(data['inputs']))):
                     s.pred_score = row
-        for s in samples:
-            scores.append(s.pred_score.float().cpu().numpy())
-            paths.append(s.img_path)
-            if pool is not None:
-                continue
-            if 'gt_score' in s:
-                targets.append(s.gt_score.float().cpu().numpy())
-            elif 'gt_label' in s:  # empty for an image without labels
-                targets.append(label_to_onehot(
-                    s.gt_label, s.pred_score.numel()).float().numpy())
-    target = np.stack(targets) if targets and len(targets) == len(scores) else None
-    return Predictions(np.stack(scores), target, paths)
+        kept += [sample_arrays(s) for s in samples]
+    return _predictions(kept, targets=pool is None)
+
+
+def _predictions(kept: list, prefix: str = '', targets: bool = True) -> Predictions:
+    """:class:`Predictions` of :func:`medfm.engine.loops.sample_arrays` rows."""
+    paths, scores, target = zip(*kept) if kept else ((), (), ())
+    labelled = targets and kept and all(t is not None for t in target)
+    rel = (lambda p: osp.relpath(p, prefix)) if prefix else str
+    return Predictions(np.stack(scores) if kept else np.zeros((0, 0)),
+                       np.stack(target) if labelled else None, list(paths),
+                       [rel(p) for p in paths])
 
 
 TTA = Union[None, bool, dict]
@@ -196,7 +194,7 @@ def predictions_ci(cfg: Config, predictions: Predictions, n: int = 1000,
     task = task_of_config(cfg)
     groups = unit_groups(task.TASK, [osp.basename(p) for p in predictions.paths])
     return bootstrap_ci(predictions.scores, predictions.targets,
-                        task.METAINFO['multi_label'], groups=groups, n=n,
+                        task.is_multi_label(), groups=groups, n=n,
                         seed=seed)
 
 
@@ -374,15 +372,8 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
         print_log(f'scoring {len(checkpoints)} checkpoint(s) of {run.path} on '
                   f'{split}: {words}', logger='current')
     out = runner.test()
-    rel = (lambda p: osp.relpath(p, out['prefix'])) if out['prefix'] else str
-    predictions = {}
-    for epoch, kept in out['predictions'].items():
-        paths, scores, targets = zip(*kept) if kept else ((), (), ())
-        labelled = kept and all(t is not None for t in targets)
-        predictions[epoch] = Predictions(
-            np.stack(scores) if kept else np.zeros((0, 0)),
-            np.stack(targets) if labelled else None, list(paths),
-            [rel(p) for p in paths])
+    predictions = {epoch: _predictions(kept, out['prefix'])
+                   for epoch, kept in out['predictions'].items()}
     return Sweep(out['rows'], [mismatch_note(m, run) for m in out['skipped']],
                  predictions, 'ema' if ema else 'raw', note)
 

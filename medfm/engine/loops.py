@@ -1,39 +1,12 @@
-"""Training without a dataloader restart at every epoch.
+"""Loops: training without a dataloader restart per epoch, validation and
+the checkpoint sweep from memory.
 
-mmengine iterates the training dataloader anew each epoch. Even with
-persistent workers that empties the prefetch queue at the end of an epoch
-and refills it at the start of the next: the first batch of an epoch is
-built by one worker, image after image, while the GPU waits, and the other
-workers only catch up batches later. The cost is one batch's preparation
-time per epoch, which is large against the short epochs of MedFMC's few-shot
-splits (a 1-shot chest epoch is one batch).
-
-:class:`EpochSpanningTrainLoop` keeps a single dataloader iterator for the
-whole run. Its batch sampler (:class:`EpochSpanningBatchSampler`) goes
-through the wrapped sampler epoch after epoch (``set_epoch(e)`` before pass
-``e``, so the order is the stock loader's under ``DistSamplerSeedHook``,
-which every medfm config has) and never ends, so the workers prepare the
-first batches of epoch ``e + 1`` while epoch ``e`` trains. Each ``iter()``
-of :class:`SpanningDataLoader` yields one epoch's batches from that
-iterator; an epoch left part-way (not done by mmengine's loops) shifts the
-epochs that follow. Hooks that swap the dataset's pipeline mid-run (such as
-mmpretrain's ``SwitchRecipeHook``) need the stock loop: the workers keep
-the pipeline they started with.
-
-Workers live for the whole run, as with ``persistent_workers=True``. So
-that their random state does not matter, each sample is drawn with Python's,
-numpy's and torch's CPU generators seeded from ``(seed, epoch, index)``
-(:class:`SeededSamples`): a sample's augmentation in an epoch is the same
-whichever worker makes it, so results do not depend on the number of
-workers (``--fast`` derives it from the CPU count) and a resumed run draws
-exactly the augmentations of an uninterrupted one. ``seed_samples=False``
-keeps the generators' own streams instead, which then equal mmengine's
-stock loop with ``num_workers=0`` only.
-
-:class:`InMemoryValLoop` is the validation side: the validation pipeline is
-deterministic (load, resize, pack), so every epoch's validation pass would
-decode and resize the same images again. It keeps the batches of the first
-pass in memory and replays them afterwards, within a memory budget.
+mmengine restarts the training dataloader every epoch: its first batch then
+waits for one worker while the GPU idles, large against MedFMC's few-shot
+epochs (a 1-shot chest epoch is one batch). :class:`EpochSpanningTrainLoop`
+keeps one iterator for the run, each sample drawn with generators seeded from
+``(seed, epoch, index)`` so results do not depend on workers and a resume
+draws what an uninterrupted run would.
 """
 from __future__ import annotations
 
@@ -351,6 +324,18 @@ class InMemoryValLoop(ValLoop):
         self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)
 
 
+def sample_arrays(sample) -> Tuple[str, np.ndarray, Optional[np.ndarray]]:
+    """A scored sample's image path, scores and one-hot target (None for a
+    list without labels; zeros for an image without any)."""
+    score = sample.get('pred_score').float().cpu()  # a DataSample or its dict
+    target = None
+    if 'gt_score' in sample:
+        target = sample.get('gt_score').float().cpu().numpy()
+    elif 'gt_label' in sample:
+        target = label_to_onehot(sample.get('gt_label'), score.numel()).float().numpy()
+    return sample.get('img_path'), score.numpy(), target
+
+
 class KeptScores(BaseMetric):
     """Each image's scores, targets and path, gathered over processes like
     any metric (in list order), for the sweep's per-epoch predictions."""
@@ -358,16 +343,7 @@ class KeptScores(BaseMetric):
     default_prefix = 'sweep'
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for s in data_samples:
-            score = s['pred_score'].float().cpu()
-            if 'gt_score' in s:
-                target = s['gt_score'].float().cpu()
-            elif 'gt_label' in s:  # empty for an image without labels
-                target = label_to_onehot(s['gt_label'], score.numel()).float()
-            else:
-                target = None
-            self.results.append((s.get('img_path'), score.numpy(),
-                                 None if target is None else target.numpy()))
+        self.results += [sample_arrays(s) for s in data_samples]
 
     def compute_metrics(self, results: list) -> dict:
         return {KEPT.split('/')[1]: results}

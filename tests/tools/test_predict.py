@@ -33,9 +33,10 @@ def test_predict_tool_result_folder(vpt_run, demo_root, tmp_path, capsys):
     cfg, ckpt = vpt_run
     out = predict_tool.main([cfg, ckpt, '--shot', '5', '--exp', '2',
                              '--result-dir', str(tmp_path / 'result'), '--zip'])
-    # progress on stderr, as plain lines when it is not a terminal
+    # progress as the runner's log lines (one pass: the sweep of one checkpoint)
     n = len(open(osp.join(demo_root, 'colon', 'test_WithoutLabel.txt')).readlines())
-    assert f'predicting {n} images: ' in capsys.readouterr().err
+    seen = ''.join(capsys.readouterr())
+    assert 'Epoch(test) [' in seen and f'{n} images x 2 scores' in seen
     assert out == str(tmp_path / 'result' / 'exp2' / 'colon_5-shot_submission.csv')
     # the zip holds the submission files, nothing else from the folder
     (tmp_path / 'result' / 'notes.txt').write_text('private')

@@ -143,16 +143,13 @@ def dest_path(root: str, entry: Entry) -> str:
     :func:`load_manifest` too.
 
     Raises:
-        WeightsError: The joined path would not lie directly in ``root``.
+        WeightsError: ``entry.file`` is no bare file name (:func:`file_problem`).
     """
     problem = file_problem(entry.file)
-    dest = osp.join(root, entry.file) if problem is None else None
-    if problem is None and osp.dirname(osp.abspath(dest)) != osp.abspath(root):
-        problem = f'{entry.file!r} leads outside the weights folder'
     if problem is not None:
         raise WeightsError(f"{entry.name}: field 'file': {problem}; refusing "
                            f'to read or write it (weights folder {root})')
-    return dest
+    return osp.join(root, entry.file)
 
 
 def resolve(names: Iterable[str], manifest: Dict[str, Entry]) -> List[Entry]:

@@ -210,19 +210,6 @@ def write_predictions(pred: Predictions, path: str, classes: Sequence[str]) -> N
         for p, s, t in zip(pred.paths, pred.scores, targets)])
 
 
-def dump_predictions(runner: Runner, path: str) -> None:
-    """Make a runner's test also write each image's scores to ``path``
-    (:class:`medfm.evaluation.DumpPredictions`; mmengine's pickle dump for
-    ``.pkl``, as mmpretrain's tools/test.py)."""
-    if path.endswith(('.pkl', '.pickle')):
-        from mmengine.evaluator import DumpResults
-        dump = DumpResults(out_file_path=path)
-    else:
-        dump = DumpPredictions(out_file_path=path)
-    runner.test_evaluator.metrics.append(dump)
-    dump.dataset_meta = runner.test_evaluator.dataset_meta
-
-
 def with_tta(cfg: Config, tta: TTA = None) -> Config:
     """``cfg`` itself without ``tta``; with it, :func:`medfm.config_ops.tta.apply_tta`
     of ``cfg`` (``tta`` True, or a dict of its keyword arguments:

@@ -8,13 +8,11 @@ Swin pads only maps below the window, BEiT resizes each bias table.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from mmpretrain.models.backbones import BEiTViT, SwinTransformer, SwinTransformerV2
-from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
@@ -110,32 +108,18 @@ def _relative_index(grid: Tuple[int, int], num_relative: int,
     return index
 
 
-def _resized_bias(table: torch.Tensor, src: Tuple[int, int],
-                  dst: Tuple[int, int]) -> torch.Tensor:
-    """Bias (heads, N+1, N+1) for grid ``dst`` from a table built for ``src``."""
+def _resized_table(table: torch.Tensor, src: Tuple[int, int],
+                   dst: Tuple[int, int]) -> torch.Tensor:
+    """A bias table built for grid ``src`` resized (bicubic) to grid ``dst``;
+    its last three rows (class token to patches and back) stay."""
     heads = table.shape[1]
-    extra, body = table[-3:], table[:-3]
-    body = body.reshape(2 * src[0] - 1, 2 * src[1] - 1, heads)
+    body = table[:-3].reshape(2 * src[0] - 1, 2 * src[1] - 1, heads)
     body = F.interpolate(
         body.permute(2, 0, 1)[None],
         size=(2 * dst[0] - 1, 2 * dst[1] - 1),
         mode='bicubic',
         align_corners=False)[0].permute(1, 2, 0).reshape(-1, heads)
-    new_table = torch.cat([body, extra])
-    index = _relative_index(dst, new_table.shape[0], table.device)
-    n = dst[0] * dst[1] + 1
-    return new_table[index.view(-1)].view(n, n, heads).permute(2, 0, 1)
-
-
-@contextmanager
-def _own_bias_hidden(attn: nn.Module) -> Iterator[None]:
-    """Let a BEiT attention skip its own table while a resized one is passed."""
-    table = attn.relative_position_bias_table
-    attn.relative_position_bias_table = None
-    try:
-        yield
-    finally:
-        attn.relative_position_bias_table = table
+    return torch.cat([body, table[-3:]])
 
 
 @MODELS.register_module()
@@ -143,39 +127,34 @@ class BEiTViTAnySize(BEiTViT):
     """``BEiTViT`` whose relative position bias tables are resized (bicubic)
     to the input's patch grid where it is not ``img_size``'s."""
 
-    def forward(self, x: torch.Tensor) -> tuple:
-        """Forward; see :meth:`mmpretrain.models.BEiTViT.forward`."""
-        if self.rel_pos_bias is not None:  # shared bias: not resized here
-            return super().forward(x)
-        x, grid = self.patch_embed(x)
-        grid = tuple(grid)
-        # at the native grid this is the parent's forward, step for step
-        return self._run(x, grid, resize=grid != tuple(self.patch_resolution))
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._native: list = []  # (attention, table, index, window) swapped out
+        self.patch_embed.register_forward_hook(self._fit_tables)
 
-    def _run(self, x: torch.Tensor, grid: Tuple[int, int],
-             resize: bool) -> tuple:
-        B = x.shape[0]
-        if self.cls_token is not None:
-            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        if self.pos_embed is not None:
-            x = x + resize_pos_embed(
-                self.pos_embed,
-                self.patch_resolution,
-                grid,
-                mode=self.interpolate_mode,
-                num_extra_tokens=self.num_extra_tokens)
-        x = self.drop_after_pos(x)
-        outs = []
-        for i, layer in enumerate(self.layers):
-            table = layer.attn.relative_position_bias_table
-            if resize and table is not None:
-                bias = _resized_bias(table, tuple(self.patch_resolution), grid)
-                with _own_bias_hidden(layer.attn):
-                    x = layer(x, bias.unsqueeze(0))
-            else:
-                x = layer(x, None)
-            if i == len(self.layers) - 1 and self.final_norm:
-                x = self.ln1(x)
-            if i in self.out_indices:
-                outs.append(self._format_output(x, grid))
-        return tuple(outs)
+    def _fit_tables(self, patch_embed: nn.Module, args: tuple, out: tuple) -> None:
+        # the grid is known once the patches are embedded: give every layer
+        # a table and index of that grid for this forward
+        grid, native = tuple(out[1]), tuple(self.patch_resolution)
+        for attn in [layer.attn for layer in self.layers] if grid != native else []:
+            table = attn.relative_position_bias_table
+            if table is None:  # a shared bias (rel_pos_bias) is not resized
+                continue
+            self._native.append((attn, table, attn.relative_position_index,
+                                 attn.window_size))
+            table = _resized_table(table, native, grid)
+            attn._parameters['relative_position_bias_table'] = table
+            attn._buffers['relative_position_index'] = _relative_index(
+                grid, table.shape[0], table.device)
+            attn.window_size = grid
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        """The parent's forward at any input size."""
+        try:
+            return super().forward(x)
+        finally:
+            for attn, table, index, window in self._native:
+                attn._parameters['relative_position_bias_table'] = table
+                attn._buffers['relative_position_index'] = index
+                attn.window_size = window
+            self._native.clear()

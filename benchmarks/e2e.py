@@ -57,8 +57,4 @@ def run(b: Bench, task: str) -> None:
         mean = (after['images_per_s'] + ceil['images_per_s']) / 2
         for r in rows.values():
             r['ratio_to_mean_ceiling'] = r['images_per_s'] / mean
-    b.table(f'(2) training {task}, images/s', [dict(
-        run=tag, images_per_s=r['images_per_s'], windows=r['window_images_per_s'],
-        with_startup=r.get('with_startup_images_per_s'),
-        to_ceiling=r.get('ratio_to_ceiling'),
-        to_mean_ceiling=r.get('ratio_to_mean_ceiling')) for tag, r in table.items()])
+    b.table(f'(2) training {task}', [dict(run=tag, **r) for tag, r in table.items()])

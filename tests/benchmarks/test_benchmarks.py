@@ -62,7 +62,7 @@ def test_ceiling_and_e2e(bench):
     mean = (ceil['images_per_s'] + res['ceiling_after']['colon']['images_per_s']) / 2
     for r in e2e.values():
         assert r['ratio_to_mean_ceiling'] * mean == pytest.approx(r['images_per_s'])
-    assert '(2) training colon, images/s\n| run | images_per_s |' in text
+    assert '(2) training colon\n| run | images_per_s |' in text
     assert '| ceiling after |' in text and '| cache+span |' in text
 
 

@@ -61,7 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--zip', action='store_true',
                    help="also zip the result folder's files of this phase "
                    '(as tools/predict.py --zip)')
-    p.add_argument('--device', help='cpu or cuda (default: cuda if present)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='overrides for every member')
     return p.parse_args(argv)
@@ -77,7 +76,7 @@ def main(argv=None) -> dict:
         report = run_ensemble(
             members, args.work_dir, args.shot, args.exp, args.result_dir,
             args.out, args.val_ann, args.test_ann, labels, args.strategy,
-            args.rounds, args.device)
+            args.rounds)
     except SubmissionError as err:
         raise SystemExit('error: the written file would be refused:\n  '
                          + '\n  '.join(err.problems)) from None

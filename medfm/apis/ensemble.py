@@ -248,8 +248,7 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
 
 
 # ------------------------------------------------------------------- scores
-def member_scores(member: Member, list_path: str, cache_dir: str,
-                  device: Optional[str] = None
+def member_scores(member: Member, list_path: str, cache_dir: str
                   ) -> Tuple[List[str], np.ndarray, str]:
     """A member's scores of every image of a list, in list order, from the
     cache or through :func:`predict_list` (then cached): a
@@ -278,7 +277,7 @@ def member_scores(member: Member, list_path: str, cache_dir: str,
     source_stamp = stamp(member.checkpoint)
     names, scores = predict_list(member.cfg, member.checkpoint, list_path)
     scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
-    classes = task_class(task_of_config(member.cfg).TASK).METAINFO['classes']
+    classes = task_class(task_of_config(member.cfg).TASK).classes()
     write_csv(path, ['img_path'] + [f'score_{c}' for c in classes],
               [[n, *row.tolist()] for n, row in zip(names, scores)])
     index.put(key, source_stamp, file=osp.basename(path))
@@ -287,13 +286,12 @@ def member_scores(member: Member, list_path: str, cache_dir: str,
 
 
 def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
-                 cache_dir: str, device: Optional[str] = None
-                 ) -> Tuple[np.ndarray, List[str]]:
+                 cache_dir: str) -> Tuple[np.ndarray, List[str]]:
     """Every member's scores of a list ``(M, N, C)``, rows in ``names``'
     order (the list's, as its dataset class reads it); and the cache files."""
     out, files = [], []
     for m in members:
-        got, scores, path = member_scores(m, list_path, cache_dir, device)
+        got, scores, path = member_scores(m, list_path, cache_dir)
         if got != names:
             raise RuntimeError(f'{m.name}: the scores of {list_path} are not '
                                'in the order its dataset class lists')
@@ -444,8 +442,8 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
                  val_ann: Optional[str] = None,
                  test_ann: str = 'test_WithoutLabel.txt',
                  test_labels: Optional[str] = 'test_WithLabel.txt',
-                 strategy: str = 'auto', rounds: int = ROUNDS,
-                 device: Optional[str] = None) -> Dict[str, object]:
+                 strategy: str = 'auto', rounds: int = ROUNDS
+                 ) -> Dict[str, object]:
     """Score the members, fit the strategies and choose one on the fitting
     list, write the submission file (checked as the challenge reads it) and
     ``ensemble.md``, ``ensemble.csv``, ``ensemble.json``.
@@ -488,7 +486,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     fit = fitting_list(members, task, work_dir, val_ann)
     fit_lst = load_list(task, fit['path'])
     fit_stack, fit_files = stack_scores(members, fit['path'], fit_lst.names,
-                                        cache, device)
+                                        cache)
     params = fit_strategies(fit_stack, fit_lst.target, task, rounds)
 
     def ensemble(s, stack):
@@ -502,7 +500,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     test_path = resolve_list(test_ann, root)
     test_lst = load_list(task, test_path)
     sub_stack, test_files = stack_scores(members, test_path, test_lst.names,
-                                         cache, device)
+                                         cache)
     labels_path, test_stack, target = None, None, None
     if test_lst.target is not None:
         labels_path, test_stack, target = test_path, sub_stack, test_lst.target
@@ -517,7 +515,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
             target = labelled.target[[pos[n] for n in test_lst.names]]
         else:  # another list: scored on its own (cached)
             test_stack, _ = stack_scores(members, labels_path, labelled.names,
-                                         cache, device)
+                                         cache)
             target = labelled.target
     elif test_labels:
         print_log(f'{resolve_list(test_labels, root)} not found: no test '

@@ -21,7 +21,7 @@ def two_members(colon_run, tmp_path_factory):
     out = tmp_path_factory.mktemp('ensemble')
     report = ensemble_tool.main(specs + [
         '--shot', '5', '--result-dir', str(out / 'result'),
-        '--work-dir', str(out / 'work'), '--device', 'cpu'])
+        '--work-dir', str(out / 'work')])
     return specs, out, report
 
 

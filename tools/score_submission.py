@@ -1,15 +1,11 @@
 """Check a MedFMC submission (folder, zip or file) and score it with intervals.
 
-Checks each ``<task>_<N>-shot_submission.csv`` as the challenge reads it (name,
-no header, the rows of ``test_WithoutLabel.txt`` in its order, one score per
-class in [0, 1], colon rows summing to 1; files at the top or in exp1/ ..
-exp5/, one phase per zip); every problem names the file and the line, and the
-exit status is 1. Then scores each file against the labelled list with 95%
-bootstrap intervals (patients, slides, images) and the mean ± std over exp1..5.
+Checks each file as the challenge reads it (every problem names the file and
+line; exit status 1), then scores it with bootstrap intervals; see
+docs/submission.md.
 
 Examples:
     python tools/score_submission.py result.zip --data-root data/MedFMC
-    python tools/score_submission.py result --validate-only
     python tools/score_submission.py result/colon_10-shot_submission.csv \
         --labels colon=data/MedFMC/colon/colon_test.csv --out scores.json
     python tools/score_submission.py result_a --compare result_b

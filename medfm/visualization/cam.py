@@ -50,7 +50,6 @@ class CAMResult:
     method: str
     heatmap: np.ndarray = field(repr=False)
     overlay: np.ndarray = field(repr=False)
-    predicted: bool = True
     note: str = ''
 
     def file_name(self) -> str:
@@ -274,7 +273,6 @@ class CAMVisualizer:
         self._input_hw = tuple(inputs.shape[-2:])
         scores = self.scores(inputs)[0]
         picked = self.select_classes(scores, classes)
-        predicted = set(self.select_classes(scores))
         # one forward/backward for all classes: the image repeated per class
         batch = inputs.repeat(len(picked), 1, 1, 1)
         # a frozen backbone (linear probe, VPT) has no parameter that needs a
@@ -299,7 +297,7 @@ class CAMVisualizer:
             results.append(CAMResult(
                 img_path=img_path, class_index=c, class_name=self.class_names[c],
                 score=float(scores[c]), method=self.method, heatmap=heat,
-                overlay=overlay_heatmap(base, heat), predicted=c in predicted,
+                overlay=overlay_heatmap(base, heat),
                 note=blank_note(m)))
         return results
 

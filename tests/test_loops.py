@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.dataset import DefaultSampler
+from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from torch.utils.data import BatchSampler, DataLoader
@@ -123,8 +124,24 @@ def _dropout(module, args, output):
     return tuple(F.dropout(x, 0.3, module.training) for x in output)
 
 
+class _Stop(Exception):
+    pass
+
+
+class _StopAfter(Hook):
+    """Stop a run after an epoch, as a kill would (a resume then continues
+    it: --resume to another length is refused)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epoch:
+            raise _Stop
+
+
 def _train(demo_root, work_dir, spanning, max_epochs, resume=False,
-           seed_samples=False, workers=0):
+           seed_samples=False, workers=0, stop_after=None):
     cfg = tiny_config(CONFIG, demo_root, str(work_dir), size=16, batch_size=4,
                       max_epochs=max_epochs, cfg_options=tiny_densenet())
     cfg.train_cfg.val_interval = 100
@@ -138,6 +155,11 @@ def _train(demo_root, work_dir, spanning, max_epochs, resume=False,
         cfg.train_cfg.seed_samples = seed_samples
     runner = Runner.from_cfg(cfg)
     runner.model.backbone.register_forward_hook(_dropout)
+    if stop_after:
+        runner.register_hook(_StopAfter(stop_after), 'LOWEST')
+        with pytest.raises(_Stop):
+            runner.train()
+        return None
     runner.train()
     assert isinstance(runner.train_loop, EpochSpanningTrainLoop) == spanning
     assert runner.epoch == max_epochs
@@ -150,7 +172,7 @@ def test_spanning_loop_trains_like_the_stock_loop(demo_root, tmp_path):
     starts at the right epoch."""
     stock = _train(demo_root, tmp_path / 'stock', False, 2)
     spanning = _train(demo_root, tmp_path / 'span', True, 2)
-    _train(demo_root, tmp_path / 'resumed', True, 1)
+    _train(demo_root, tmp_path / 'resumed', True, 2, stop_after=1)
     resumed = _train(demo_root, tmp_path / 'resumed', True, 2, resume=True)
     for key, value in stock.items():
         torch.testing.assert_close(spanning[key], value, rtol=0, atol=0)
@@ -164,7 +186,8 @@ def test_seeded_samples_make_workers_and_resume_exact(demo_root, tmp_path):
     alone = _train(demo_root, tmp_path / 'w0', True, 2, seed_samples=True)
     workers = _train(demo_root, tmp_path / 'w2', True, 2, seed_samples=True,
                      workers=2)
-    _train(demo_root, tmp_path / 'r', True, 1, seed_samples=True, workers=2)
+    _train(demo_root, tmp_path / 'r', True, 2, seed_samples=True, workers=2,
+           stop_after=1)
     resumed = _train(demo_root, tmp_path / 'r', True, 2, resume=True,
                      seed_samples=True, workers=2)
     for key, value in alone.items():

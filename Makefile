@@ -30,7 +30,7 @@ lint: env
 	$(PY) -m ruff check medfm tools configs tests benchmarks
 
 test: lint
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --doctest-modules medfm tests
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --doctest-modules medfm benchmarks tests
 
 clean:
 	rm -rf work_dirs data/demo

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.chdir(REPO)  # configs name pretrain/... and tools/ relative to the root
 sys.path.insert(0, str(REPO / 'tools'))
+sys.path.insert(0, str(REPO / 'tests'))  # helpers.py, for tests in subfolders
 
 # The stack's modules, imported once, are moved out of the garbage
 # collector's sight: every dataset mmengine builds calls gc.collect(), which
@@ -49,8 +50,7 @@ def colon_run(demo_root, tmp_path_factory):
     """
     import eval_epochs
     import train
-
-    from medfm.testing import RecordingExperiment, tiny_config, tiny_densenet
+    from helpers import RecordingExperiment, tiny_config, tiny_densenet
     root = tmp_path_factory.mktemp('colon')
     work = root / 'colon_run'
     cfg = tiny_config('configs/densenet/densenet121_colon.py', demo_root,

@@ -1,7 +1,7 @@
 """Every config in configs/ builds through the registries and trains one step.
 
 The step trains a tiny arch of the config's backbone (same type, same
-settings otherwise, :func:`medfm.testing.tiny_backbone`); the config's own
+settings otherwise, :func:`helpers.tiny_backbone`); the config's own
 full-size backbone is built once per distinct backbone, to check that its
 features fit the config's head.
 """
@@ -15,6 +15,7 @@ import mmpretrain
 import pytest
 import torch
 import yaml
+from helpers import tiny_backbone, tiny_config
 from mmengine import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -22,7 +23,6 @@ from mmpretrain.registry import MODELS
 
 from medfm.compat import load_checkpoint_file
 from medfm.models.convert import HF_MODELS
-from medfm.testing import tiny_backbone, tiny_config
 
 CONFIGS = sorted(str(p) for p in Path('configs').rglob('*.py')
                  if '_base_' not in p.parts)

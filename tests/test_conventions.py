@@ -4,8 +4,7 @@ import os
 import stat
 
 import pytest
-
-from medfm.testing import tiny_config, tiny_densenet
+from helpers import tiny_config, tiny_densenet
 
 
 def _tiny_colon(demo_root, folder, epochs=1):

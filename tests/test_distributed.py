@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope='module')
 def config(demo_root, tmp_path_factory):
     # deterministic training input so that both runs see the same pixels;
-    # a tiny DenseNet (medfm.testing.tiny_densenet's arch), its channels all
+    # a tiny DenseNet (helpers.tiny_densenet's arch), its channels all
     # multiples of 8; GroupNorm instead of BatchNorm: per-sample statistics
     # do not depend on how the global batch is split over processes (SyncBN
     # needs GPUs)

@@ -11,9 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import load_tool, tiny_config, tiny_densenet
 from mmengine.runner import Runner
-
-from medfm.testing import load_tool, tiny_config, tiny_densenet
 
 CONFIG = 'configs/demo/densenet121_endo_demo.py'
 REPO = os.getcwd()  # (conftest.py: the repository)

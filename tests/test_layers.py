@@ -1,5 +1,5 @@
 """Imports point down: apis/config_ops -> registered parts -> compat/utils; only
-tests import medfm.testing."""
+tests import helpers."""
 import ast
 from pathlib import Path
 
@@ -35,17 +35,9 @@ def test_no_import_runs_up_a_layer():
     for path in sorted((REPO / 'medfm').rglob('*.py')):
         here = _part('.'.join(path.relative_to(REPO).with_suffix('').parts))
         if here not in LAYERS:
-            continue  # medfm/__init__.py registers everything; testing.py
+            continue  # medfm/__init__.py registers everything
         for module in _imports(path):
             there = _part(module)
-            if there == 'testing' or LAYERS.get(there, 0) > LAYERS[here]:
+            if LAYERS.get(there, 0) > LAYERS[here]:
                 wrong.append(f'{path.relative_to(REPO)} imports {module}')
     assert not wrong, '\n'.join(wrong)
-
-
-def test_only_tests_import_the_testing_module():
-    users = [str(p.relative_to(REPO)) for folder in ('medfm', 'tools')
-             for p in sorted((REPO / folder).rglob('*.py'))
-             if p.name != 'testing.py'
-             and any(m.startswith('medfm.testing') for m in _imports(p))]
-    assert users == []

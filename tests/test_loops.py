@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_config, tiny_densenet
 from mmengine.dataset import DefaultSampler
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
@@ -22,7 +23,6 @@ from medfm.engine import (
 )
 from medfm.engine.batches import BatchesInMemory, batch_nbytes
 from medfm.engine.loops import not_replayable
-from medfm.testing import tiny_config, tiny_densenet
 
 CONFIG = 'configs/densenet/densenet121_chest.py'
 

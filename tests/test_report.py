@@ -9,11 +9,11 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from helpers import tiny_config, tiny_densenet
 
 from medfm.apis.report import SECTIONS, load_curves, section_ids
 from medfm.apis.runs import RunDir
 from medfm.evaluation.metrics import MedFMCScore
-from medfm.testing import tiny_config, tiny_densenet
 
 
 @pytest.fixture(scope='module', params=['colon', 'endo'])

@@ -8,11 +8,11 @@ import time
 import cv2
 import numpy as np
 import pytest
+from helpers import tiny_config, tiny_densenet
 from mmengine.runner import Runner
 from PIL import Image
 
 from medfm.datasets import ColonPath, ImageDecodeError, LoadMedFMCImage
-from medfm.testing import tiny_config, tiny_densenet
 
 PIPELINE = [dict(type='LoadMedFMCImage'), dict(type='PackInputs')]
 

@@ -8,12 +8,12 @@ import re
 import numpy as np
 import pytest
 import torch
+from helpers import logged
 from mmengine.evaluator import Evaluator
 from mmpretrain.structures import DataSample
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medfm.evaluation import MedFMCScore
-from medfm.testing import logged
 from medfm.visualization.cam import ZERO_MAP_NOTE
 
 

@@ -13,11 +13,11 @@ import time
 
 import pytest
 import torch
+from helpers import load_tool, logged, tiny_config, tiny_densenet
 from mmengine.logging import MMLogger
 
 from medfm.apis.runs import LOCK_FILE, RunDir
 from medfm.compat import allowed_globals, load_checkpoint_file
-from medfm.testing import load_tool, logged, tiny_config, tiny_densenet
 from medfm.utils import integrity
 
 ENV = dict(os.environ, PYTHON=sys.executable)

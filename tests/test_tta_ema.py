@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import load_tool, logged, tiny_config, tiny_densenet
 from mmengine.config import Config
 
 from medfm.apis.inference import (
@@ -25,7 +26,6 @@ from medfm.apis.inference import (
 from medfm.apis.runs import RunDir
 from medfm.compat import load_checkpoint_file
 from medfm.config_ops.tta import apply_tta, tta_pipeline
-from medfm.testing import load_tool, logged, tiny_config, tiny_densenet
 from medfm.utils.config import innermost
 
 

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_backbone, tiny_config
 
 from medfm.apis.features import (
     FrozenFeatures,
@@ -20,7 +21,6 @@ from medfm.apis.features import (
 from medfm.datasets import ChestDR, Endo
 from medfm.datasets.splits import load_pool, write_splits
 from medfm.evaluation.metrics import MedFMCScore
-from medfm.testing import tiny_backbone, tiny_config
 
 
 def _cfg(task, data_root, tmp_path):

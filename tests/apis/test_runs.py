@@ -6,13 +6,13 @@ import time
 
 import eval_epochs
 import pytest
+from helpers import logged, tiny_config, tiny_densenet
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from medfm.apis.epochs import read_table
 from medfm.apis.runs import RunDir
 from medfm.config_ops import load_config
-from medfm.testing import logged, tiny_config, tiny_densenet
 
 CONFIG = 'configs/densenet/densenet121_chest.py'
 

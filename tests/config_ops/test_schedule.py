@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import run_protocol
 import torch
+from helpers import logged, tiny_config, tiny_densenet
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS
@@ -16,7 +17,6 @@ from mmengine.runner import Runner
 
 from medfm.apis.runs import RunDir
 from medfm.config_ops import load_config, resolve_schedule
-from medfm.testing import logged, tiny_config, tiny_densenet
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/densenet/densenet121_chest.py'

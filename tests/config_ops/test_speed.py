@@ -2,6 +2,7 @@
 channels_last config, --fast and --cache on a ConcatDataset."""
 import copy
 
+from helpers import tiny_config, tiny_densenet
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -12,7 +13,6 @@ from medfm.config_ops.speed import (
     no_bf16_loss_scaling,
     tune_dataloaders,
 )
-from medfm.testing import tiny_config, tiny_densenet
 
 
 def test_tune_dataloaders():

@@ -6,6 +6,7 @@ import types
 from glob import glob
 
 import pytest
+from helpers import RecordingExperiment as FakeExperiment
 from mmengine.config import Config
 
 from medfm.config_ops.tracking import (
@@ -13,7 +14,6 @@ from medfm.config_ops.tracking import (
     local_backends_only,
     tracker_backend,
 )
-from medfm.testing import RecordingExperiment as FakeExperiment
 from medfm.visualization.comet import CometVisBackend
 
 CONFIG = 'configs/densenet/densenet121_colon.py'

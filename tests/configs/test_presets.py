@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS, MODELS
 from mmpretrain.structures import DataSample
 
 from medfm.apis.inference import has_ema_hook
-from medfm.testing import tiny_config
 
 PRESETS = Path('configs/presets')
 LOSSES = {'asl': 'loss_asymmetric', 'focal': 'loss_focal',

@@ -5,6 +5,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 from mmengine.runner import Runner
 
 from medfm.config_ops.speed import use_image_cache
@@ -16,7 +17,6 @@ from medfm.datasets.cache import (
     list_images,
     resize_short_side,
 )
-from medfm.testing import tiny_config
 
 
 @pytest.fixture

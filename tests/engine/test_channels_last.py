@@ -3,11 +3,11 @@ training step, and the fast preprocessor's values equal to mmpretrain's."""
 import copy
 
 import torch
+from helpers import tiny_config, tiny_densenet
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 from medfm.config_ops.speed import apply_speed
-from medfm.testing import tiny_config, tiny_densenet
 
 
 def test_channels_last_trains_one_step(demo_root, tmp_path):

@@ -9,6 +9,7 @@ import time
 import eval_epochs
 import pytest
 import train
+from helpers import tiny_config, tiny_densenet
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
@@ -16,7 +17,6 @@ from medfm.apis.epochs import read_table
 from medfm.apis.report import load_curves
 from medfm.apis.runs import RunDir, RunRecordError
 from medfm.engine import record
-from medfm.testing import tiny_config, tiny_densenet
 from medfm.utils.integrity import read_sums, sha256_file
 
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from helpers import logged, tiny_backbone, tiny_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
@@ -18,7 +19,6 @@ from mmpretrain.structures import DataSample
 from medfm.compat import load_weights
 from medfm.models import count_parameters
 from medfm.models.adapt import adapt_options, set_trainable, trainable_names
-from medfm.testing import logged, tiny_backbone, tiny_config
 
 VIT = dict(type='VisionTransformer', img_size=32, patch_size=8, drop_rate=0.1,
            arch=dict(embed_dims=32, num_layers=3, num_heads=2,

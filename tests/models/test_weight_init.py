@@ -4,13 +4,13 @@ how to fetch a missing file."""
 
 import pytest
 import torch
+from helpers import logged
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 from torch import nn
 
 import medfm  # noqa: F401  (registers the medfm backbones and init_cfg)
 from medfm.models import load_pretrained
-from medfm.testing import logged
 
 BASES = ['efficientnet_b0', 'efficientnet_b4', 'vit-base-p16_384',
          'swin-tiny_224', 'swin-base_384', 'beitv2-base_224',

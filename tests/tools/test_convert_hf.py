@@ -18,6 +18,7 @@ transformers = pytest.importorskip(
 pytest.importorskip('safetensors', reason='the safetensors package is needed '
                     '(it comes with transformers)')
 
+from helpers import load_tool  # noqa: E402
 from mmengine import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmpretrain.models.backbones import VisionTransformer  # noqa: E402
@@ -29,7 +30,6 @@ from medfm.models.convert import (  # noqa: E402
     convert_hf,
     hf_backbone_cfg,
 )
-from medfm.testing import load_tool  # noqa: E402
 
 tool = load_tool('convert_hf')
 

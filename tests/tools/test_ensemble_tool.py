@@ -4,10 +4,10 @@ import json
 import os.path as osp
 
 import pytest
+from helpers import load_tool
 
 from medfm.apis import ensemble as ens
 from medfm.apis.runs import RunDir
-from medfm.testing import load_tool
 
 ensemble_tool = load_tool('ensemble')
 

@@ -5,8 +5,7 @@ import math
 import os.path as osp
 
 import numpy as np
-
-from medfm.testing import tiny_backbone, tiny_config
+from helpers import tiny_backbone, tiny_config
 
 
 def _cfg(task, data_root, tmp_path):

@@ -6,10 +6,10 @@ import zipfile
 
 import predict as predict_tool
 import pytest
+from helpers import load_tool, tiny_backbone, tiny_config
 from mmengine.runner import Runner
 
 from medfm.apis.submission import find_submissions
-from medfm.testing import load_tool, tiny_backbone, tiny_config
 
 LINE = re.compile(r'^[^,]+(,[01]\.\d{8})+$')
 

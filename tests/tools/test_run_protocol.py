@@ -5,8 +5,7 @@ import os.path as osp
 
 import pytest
 import run_protocol
-
-from medfm.testing import tiny_backbone, tiny_config
+from helpers import tiny_backbone, tiny_config
 
 
 def _tiny_cfg_file(config, demo_root, tmp_path, name='tiny.py'):

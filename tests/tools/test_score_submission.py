@@ -6,11 +6,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import load_tool
 
 from medfm.apis.protocol import write_submission
 from medfm.apis.runs import RunDir
 from medfm.evaluation import MedFMCScore
-from medfm.testing import load_tool
 
 tool = load_tool('score_submission')
 NAMES = [f'190332600{i // 2}_2019-06-0{1 + i // 2} 01_07_06-lv1-3001p000{i}.png'

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config, tiny_densenet
 
 from medfm.apis.inference import build_classifier
-from medfm.testing import tiny_config, tiny_densenet
 from medfm.visualization.cam import ZERO_MAP_NOTE
 
 CONFIG = 'configs/densenet/densenet121_endo.py'  # multi-label, 4 classes

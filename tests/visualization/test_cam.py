@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from mmengine.config import ConfigDict
 
 from medfm.apis.inference import build_classifier, cam_visualizer
-from medfm.testing import tiny_config
 
 CONFIG = 'configs/densenet/densenet121_endo.py'  # multi-label, 4 classes
 BACKBONES = {

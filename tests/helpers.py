@@ -3,7 +3,7 @@
 Comet's client, and log capture. Imported by the tests only."""
 from __future__ import annotations
 
-from .config_ops.shrink import TINY_ARCHS, tiny_backbone, tiny_config
+from medfm.config_ops.shrink import TINY_ARCHS, tiny_backbone, tiny_config
 
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
            'RecordingExperiment', 'logged', 'load_tool']

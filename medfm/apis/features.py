@@ -16,7 +16,7 @@ import os
 import os.path as osp
 import time
 import warnings
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import sklearn
@@ -259,17 +259,21 @@ class FrozenFeatures:
 
 # ---------------------------------------------------------------------- heads
 class Head(NamedTuple):
-    """A fitted head: ``model.predict_proba`` gives the scores of its
-    ``columns``; the others score 0, and ``constant`` classes (whose train
-    labels hold one value) score that value for every image."""
-    model: object
+    """A fitted head: ``score(x)`` gives the scores of its ``columns``; the
+    others score 0, and ``constant`` classes (whose train labels hold one
+    value) that value for every image. :func:`fit_head` adds the ``C`` it
+    chose, the ``val`` metrics and the val score of each C (``val_by_C``)."""
+    score: Callable[[np.ndarray], np.ndarray]
     columns: np.ndarray
     n_classes: int
     constant: Dict[int, float]
+    C: Optional[float] = None
+    val: Dict[str, float] = {}
+    val_by_C: Dict[float, float] = {}
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         scores = np.zeros((len(x), self.n_classes))
-        scores[:, self.columns] = self.model.predict_proba(np.asarray(x, np.float64))
+        scores[:, self.columns] = self.score(np.asarray(x, np.float64))
         for k, value in self.constant.items():
             scores[:, k] = value
         return scores
@@ -297,58 +301,34 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, C: float, multi_label: bool) -> Hea
         model = make_pipeline(Normalizer(), model)
         model.fit(np.asarray(x, np.float64), target)
     columns = np.arange(y.shape[1]) if multi_label else model.classes_
-    return Head(model, columns, y.shape[1], constant_classes(y))
-
-
-class Prototypes(NamedTuple):
-    """Unit centroids scored by cosine similarity (scikit-learn's
-    ``NearestCentroid`` is euclidean, without scores or a multi-label form):
-    ``softmax(t cos(x, c_k))``, or with ``negative`` centroids (of the
-    images without the class) ``sigmoid(t (cos(x, p_k) - cos(x, n_k)))``."""
-    positive: np.ndarray
-    negative: Optional[np.ndarray]
-    temperature: float
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        z = self.temperature * normalize(x) @ self.positive.T
-        if self.negative is None:
-            return softmax(z, axis=1)
-        return expit(z - self.temperature * normalize(x) @ self.negative.T)
+    return Head(model.predict_proba, columns, y.shape[1], constant_classes(y))
 
 
 def fit_prototype(x: np.ndarray, y: np.ndarray, multi_label: bool,
                   temperature: float = DEFAULT_TEMPERATURE) -> Head:
-    """Cosine nearest-centroid head: a centroid is the mean of its images'
-    unit vectors, scaled to unit length; ``temperature`` scales the scores,
-    not their ranking (no metric depends on it)."""
+    """Cosine nearest centroid (scikit-learn's ``NearestCentroid`` is
+    euclidean, without scores or a multi-label form). A centroid is the mean
+    of its images' unit vectors, scaled to unit length: ``softmax(t cos(x,
+    c_k))`` over the train list's classes, or per class ``sigmoid(t (cos(x,
+    p_k) - cos(x, n_k)))`` with the centroids of the images with and without
+    it. ``t`` scales the scores, not their ranking (no metric depends on it).
+    """
     xn = normalize(np.asarray(x, np.float64))
+    columns = np.arange(y.shape[1]) if multi_label else np.flatnonzero(y.any(0))
+    positive = normalize(y[:, columns].T @ xn)
+    negative = normalize((1 - y).T @ xn)
 
-    def centroids(members: np.ndarray) -> np.ndarray:
-        return normalize(members.T @ xn)
-    if multi_label:
-        columns = np.arange(y.shape[1])
-        model = Prototypes(centroids(y), centroids(1 - y), float(temperature))
-    else:
-        columns = np.flatnonzero(y.any(0))
-        model = Prototypes(centroids(y[:, columns]), None, float(temperature))
-    return Head(model, columns, y.shape[1], constant_classes(y))
-
-
-class FittedHead(NamedTuple):
-    """A head fitted on one experiment, the ``C`` chosen (logreg), its
-    ``val`` metrics and the val score of each C tried (``val_by_C``)."""
-    head: Head
-    C: Optional[float]
-    val: Dict[str, float]
-    val_by_C: Dict[float, float]
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.head.predict(x)
+    def score(v: np.ndarray) -> np.ndarray:
+        z = temperature * normalize(v) @ positive.T
+        if not multi_label:
+            return softmax(z, axis=1)
+        return expit(z - temperature * normalize(v) @ negative.T)
+    return Head(score, columns, y.shape[1], constant_classes(y))
 
 
 def fit_head(kind: str, train: ListFeatures, val: Optional[ListFeatures],
              task, Cs: Sequence[float] = DEFAULT_CS,
-             temperature: float = DEFAULT_TEMPERATURE) -> FittedHead:
+             temperature: float = DEFAULT_TEMPERATURE) -> Head:
     """Fit a head (``'logreg'`` or ``'prototype'``) of a task (its dataset
     class) on the train features. Logistic regression takes the C of ``Cs``
     whose model has the best :func:`~medfm.evaluation.selection_score` on the
@@ -363,7 +343,7 @@ def fit_head(kind: str, train: ListFeatures, val: Optional[ListFeatures],
             head.predict(val.features), val.targets, task, quiet=True).items()}
     if kind == 'prototype':
         head = fit_prototype(train.features, train.targets, multi_label, temperature)
-        return FittedHead(head, None, scored(head), {})
+        return head._replace(val=scored(head))
     if kind != 'logreg':
         raise ValueError(f'head {kind!r}: one of {HEADS}')
     Cs = sorted(float(c) for c in Cs)
@@ -376,7 +356,7 @@ def fit_head(kind: str, train: ListFeatures, val: Optional[ListFeatures],
             head = fit_logreg(train.features, train.targets, C, multi_label)
             tried[C] = (head, scored(head))
     C = max(Cs, key=lambda c: selection_score(tried[c][1]))  # the first best
-    return FittedHead(tried[C][0], C, tried[C][1], {
+    return tried[C][0]._replace(C=C, val=tried[C][1], val_by_C={
         c: m['score'] for c, (_, m) in tried.items()} if has_val else {})
 
 
@@ -410,8 +390,7 @@ def run_feature_experiment(frozen: FrozenFeatures, split_dir: str, shot: int,
                val_score=fitted.val.get('score'),
                val_score_by_C={str(k): v for k, v in fitted.val_by_C.items()},
                train_images=len(train.names), val_images=len(val.names),
-               constant_classes=[task.classes()[k] for k in
-                                 sorted(fitted.head.constant)],
+               constant_classes=[task.classes()[k] for k in sorted(fitted.constant)],
                fit_s=round(fit_s, 4))
     if predict:
         unlabelled = frozen.features(predict['ann_file'])

@@ -118,9 +118,12 @@ def test_mlflow_file_store_as_documented(colon_run, tmp_path, monkeypatch, capfd
     monkeypatch.chdir(tmp_path)  # ($PWD of the docs)
     monkeypatch.setenv('MLFLOW_ALLOW_FILE_STORE', 'true')
     uri = f'file://{tmp_path}/work_dirs/mlflow/mlruns'
+    # its own experiment name: mmengine shares a visualizer (and its MLflow
+    # backend) with a runner of the same config built in the same second
     train.main([str(colon_run[1]), '--work-dir', 'work_dirs/colon_fs',
                 '--tracker', f'mlflow:tracking_uri={uri}',
-                '--cfg-options', 'train_cfg.max_epochs=1'])
+                '--cfg-options', 'train_cfg.max_epochs=1',
+                'experiment_name=colon_fs_mlflow'])
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name('medfm')
     (run,) = client.search_runs([exp.experiment_id])

@@ -16,7 +16,7 @@ import sys
 from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
-from medfm.apis.epochs import summary, write_table
+from medfm.apis.epochs import summary, table_stem, write_table
 from medfm.apis.inference import (
     class_names,
     predictions_ci,
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     table = write_table(run, args.split, sweep, title, tta_sweep,
                         tta_label(with_tta(cfg, tta)) if tta_sweep else '', ci)
     print(summary(table, args.split))
-    stem = osp.join(args.work_dir, f'epochs_{args.split}')
+    stem = table_stem(run, args.split)
     print(f'written: {stem}.csv, {stem}.json, {stem}.png' +
           (f', {args.out}' if args.out else ''))
     return 0

@@ -31,7 +31,8 @@ def merge_tta(rows: List[dict], tta_rows: List[dict]) -> List[dict]:
                        if k != 'epoch'}) for r in rows]
 
 
-def _stem(run: RunDir, split: str) -> str:
+def table_stem(run: RunDir, split: str) -> str:
+    """``<run>/epochs_<split>``: the table's files add .json, .csv, .png."""
     return osp.join(run.path, f'epochs_{split}')
 
 
@@ -69,7 +70,7 @@ def write_table(run: RunDir, split: str, sweep: Sweep, title: str,
     table = dict(rows=rows, selected_epoch=selected, best_epoch=best,
                  skipped=skipped, weights=sweep.weights, tta=tta_label or None,
                  selected_ci=ci, checkpoints=_scored(run), score_key=score)
-    stem = _stem(run, split)
+    stem = table_stem(run, split)
     ema = sweep.weights == 'ema'
     write_csv(stem + '.csv', ['epoch'] + [k.split('/')[-1] for k in keys] +
               (['weights'] if ema else []),
@@ -87,7 +88,7 @@ def read_table(run: RunDir, split: str) -> Optional[dict]:
     """The table of a split, or None; ``stale`` says whether the run's
     checkpoints or selection changed since it was written (run test.sh
     again)."""
-    path = _stem(run, split) + '.json'
+    path = table_stem(run, split) + '.json'
     if not osp.isfile(path):
         return None
     with open(path, encoding='utf-8') as f:

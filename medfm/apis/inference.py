@@ -24,13 +24,13 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from ..compat import CheckpointError, CheckpointMismatchError, load_weights
+from ..compat import CheckpointMismatchError, load_weights
 from ..config_ops.tracking import local_backends_only
 from ..config_ops.tta import apply_tta, tta_label
 from ..datasets import task_of_config
 from ..engine.loops import sample_arrays
 from ..engine.record import is_ema_config, is_ema_hook
-from ..evaluation import DumpPredictions, ScoreError, bootstrap_ci
+from ..evaluation import DumpPredictions, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
 from ..evaluation.metrics import _class_names
 from ..utils.config import innermost
@@ -285,6 +285,7 @@ class Sweep(NamedTuple):
         rows (list[dict]): ``epoch`` and the metrics, per scored checkpoint
             (no metric on a list without labels).
         skipped (list[str]): Why the others were not scored.
+        errors (Sequence[Exception]): What each skipped one raised.
         predictions (dict[int, Predictions]): Per epoch, each image's scores.
         weights (str): ``'ema'`` or ``'raw'``.
         note (str): Which weights and TTA, for a table's title.
@@ -294,6 +295,7 @@ class Sweep(NamedTuple):
     predictions: Dict[int, Predictions]
     weights: str
     note: str
+    errors: Sequence[Exception] = ()
 
 
 def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
@@ -362,7 +364,7 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
     predictions = {epoch: _predictions(kept, out['prefix'])
                    for epoch, kept in out['predictions'].items()}
     return Sweep(out['rows'], [mismatch_note(m, run) for m in out['skipped']],
-                 predictions, 'ema' if ema else 'raw', note)
+                 predictions, 'ema' if ema else 'raw', note, out['errors'])
 
 
 class Scored(NamedTuple):
@@ -393,10 +395,8 @@ def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = Non
     sweep = sweep_run(cfg, osp.dirname(osp.abspath(checkpoint)), split,
                       cache=False, tta=tta, checkpoints=[(0, checkpoint)],
                       ann_file=ann_file, data_root=data_root)
-    if sweep.skipped:
-        error = CheckpointError if 'SHA-256' in sweep.skipped[0] or \
-            'does not fit' in sweep.skipped[0] else ScoreError
-        raise error(sweep.skipped[0])
+    if sweep.errors:
+        raise type(sweep.errors[0])(sweep.skipped[0])
     metrics = {k.split('/')[-1]: v for k, v in sweep.rows[0].items()
                if k != 'epoch'} if sweep.rows[0].keys() - {'epoch'} else None
     return Scored(metrics, sweep.predictions[0], sweep.note)

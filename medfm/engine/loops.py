@@ -365,7 +365,7 @@ class CheckpointSweepLoop(TestLoop):
     a test; ``fp16=True`` runs under autocast. A checkpoint that cannot be
     read, or whose scores the metric refuses (NaN), is reported and skipped.
     On a list without labels only the scores are kept. ``runner.test()``
-    returns ``dict(rows=..., skipped=..., predictions={epoch: (paths,
+    returns ``dict(rows=..., skipped=..., errors=..., predictions={epoch: (paths,
     scores, targets)}, prefix=<the image folder>)``.
 
     Args:
@@ -404,6 +404,7 @@ class CheckpointSweepLoop(TestLoop):
         """Evaluate every checkpoint (see the class docstring)."""
         rows: List[dict] = []
         skipped: List[str] = []
+        errors: List[Exception] = []  # beside skipped: what each one raised
         predictions = {}
         self.runner.call_hook('before_test')
         for n, (epoch, path) in enumerate(self.checkpoints, 1):
@@ -416,6 +417,7 @@ class CheckpointSweepLoop(TestLoop):
                 msg = str(err) if isinstance(err, CheckpointError) \
                     else f'{path}: {err}'
                 skipped.append(msg)
+                errors.append(err)
                 print_log(f'SKIPPED epoch {epoch}: {msg}', logger='current',
                           level=30)
                 continue
@@ -428,7 +430,7 @@ class CheckpointSweepLoop(TestLoop):
                       f'{shown}', logger='current')
         self.runner.call_hook('after_test')
         prefix = getattr(self.dataloader.dataset, 'img_prefix', '') or ''
-        return dict(rows=rows, skipped=skipped, predictions=predictions,
+        return dict(rows=rows, skipped=skipped, errors=errors, predictions=predictions,
                     prefix=prefix)
 
     def _evaluate(self) -> Tuple[dict, list]:

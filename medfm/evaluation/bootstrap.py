@@ -1,11 +1,9 @@
 """Percentile bootstrap intervals of the MedFMC metrics, and paired comparisons.
 
-Images are resampled with replacement, or whole patients/slides with
-``groups`` (:func:`unit_groups`): images of one patient are not independent.
-Each draw's metrics are those :meth:`MedFMCScore.calculate` gives on that
-resample, computed for all draws at once from counts (:func:`metric_draws`,
-equal to scikit-learn); a draw without any AUC is left out of the AUC's and
-score's intervals. The point value is ``calculate`` on the whole list.
+Images are resampled with replacement, or whole patients/slides with ``groups``
+(:func:`unit_groups`): images of one patient are not independent. All draws are
+scored at once from counts (:func:`metric_draws`, equal to scikit-learn on each
+resample); a draw without any AUC is left out of the AUC's and score's intervals.
 """
 from __future__ import annotations
 
@@ -25,14 +23,16 @@ LEVEL = 0.95
 _GEN_BLOCK = 100
 #: elements of one (draws x images) block of the metric computation
 _BLOCK = 1 << 21
+Groups = Optional[Sequence[Hashable]]
+#: metric -> its entry (``value``/``low``/``high``/``draws``, or the paired keys)
+Result = Dict[str, Dict[str, float]]
 
 
 def resample_weights(size: int, n: int = DRAWS, seed: int = 0,
-                     groups: Optional[Sequence[Hashable]] = None) -> np.ndarray:
-    """``(n, size)`` int32 counts ``W``: how often each of ``size`` images
-    is drawn in each of ``n`` resamples (draw ``b``'s images are
-    ``np.repeat(np.arange(size), W[b])``). With ``groups`` (one id per
-    image) whole groups are drawn, as many as the list holds.
+                     groups: Groups = None) -> np.ndarray:
+    """``(n, size)`` int32 counts ``W`` of ``n`` resamples of ``size`` images
+    (draw ``b`` is ``np.repeat(np.arange(size), W[b])``). With ``groups`` (one
+    id per image) whole groups are drawn, as many as the list holds.
 
     Examples:
         >>> w = resample_weights(5, n=3, seed=1)
@@ -113,11 +113,9 @@ class _Ranked:
 
 def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
                  weights: np.ndarray) -> Dict[str, np.ndarray]:
-    """The metrics of every draw of ``(B, N)`` counts ``weights``: the keys
-    of :meth:`MedFMCScore.calculate`, each a ``(B,)`` array equal to
-    ``calculate`` on that draw's images (NaN where a draw has no AUC). Each
-    class is sorted once; a draw is then a few weighted cumulative sums.
-    """
+    """:meth:`MedFMCScore.calculate`'s keys, each a ``(B,)`` array of its
+    value on every draw of ``(B, N)`` counts ``weights`` (NaN: no AUC). Each
+    class is sorted once; a draw is then a few weighted cumulative sums."""
     pred, target = _as_2d(pred), _as_2d(target)
     check_inputs(pred, target, multi_label)
     weights = np.asarray(weights)
@@ -161,7 +159,7 @@ def _interval(values: np.ndarray, level: float):
 
 
 def _scored(preds: Sequence[ArrayLike], target: ArrayLike, multi_label: bool,
-            groups, n: int, seed: int, classes):
+            groups: Groups, n: int, seed: int, classes):
     """Each run's point metrics and its metrics on the same resamples."""
     points = [MedFMCScore.calculate(p, target, multi_label, classes=classes)
               for p in preds]
@@ -169,29 +167,23 @@ def _scored(preds: Sequence[ArrayLike], target: ArrayLike, multi_label: bool,
     return points, [metric_draws(p, target, multi_label, weights) for p in preds]
 
 
-def bootstrap_ci(pred: ArrayLike,
-                 target: ArrayLike,
-                 multi_label: bool,
-                 groups: Optional[Sequence[Hashable]] = None,
-                 n: int = DRAWS,
-                 seed: int = 0,
+def bootstrap_ci(pred: ArrayLike, target: ArrayLike, multi_label: bool,
+                 groups: Groups = None, n: int = DRAWS, seed: int = 0,
                  level: float = LEVEL,
-                 classes: Optional[Sequence[str]] = None
-                 ) -> Dict[str, Dict[str, float]]:
+                 classes: Optional[Sequence[str]] = None) -> Result:
     """The task's metrics with percentile bootstrap intervals.
 
     Args:
-        pred (array-like): Scores ``(N, C)``; ``target`` its 0/1 targets.
-        multi_label (bool): mAP + AUC (True) or Acc + AUC (False).
-        groups (Sequence, optional): One group id per image (patient,
-            slide): whole groups are resampled (:func:`unit_groups`).
+        pred (array-like): ``(N, C)`` scores of the 0/1 ``target``.
+        groups (Sequence, optional): One id per image (patient, slide):
+            whole groups are resampled (:func:`unit_groups`).
         n, seed, level: Draws, their seed, the interval level.
         classes (Sequence[str], optional): Class names for warnings.
 
     Returns:
-        dict: For each key of :meth:`MedFMCScore.calculate` a dict with
-        ``value`` (``calculate`` on the whole list), ``low`` and ``high``
-        (the draws' percentiles) and ``draws`` (draws with a value).
+        dict: Per key of :meth:`MedFMCScore.calculate`: ``value`` (on the
+        whole list), ``low``/``high`` (the draws' percentiles) and ``draws``
+        (draws with a value).
 
     Examples:
         >>> pred = np.array([[.9], [.8], [.4], [.35], [.3], [.1]])
@@ -206,23 +198,14 @@ def bootstrap_ci(pred: ArrayLike,
                              level, classes)
 
 
-def paired_bootstrap(pred_a: ArrayLike,
-                     pred_b: ArrayLike,
-                     target: ArrayLike,
-                     multi_label: bool,
-                     groups: Optional[Sequence[Hashable]] = None,
-                     n: int = DRAWS,
-                     seed: int = 0,
-                     level: float = LEVEL,
-                     classes: Optional[Sequence[str]] = None
-                     ) -> Dict[str, Dict[str, float]]:
-    """Run B against run A (scores of the same images, same order) on the
-    same resamples; other arguments as :func:`bootstrap_ci`.
-
-    Returns:
-        dict: For each metric: ``a``, ``b`` and ``diff`` (``b - a``), the
-        interval ``low``/``high`` of the difference, ``b_better`` (share of
-        draws where B is higher, ties not) and ``draws``.
+def paired_bootstrap(pred_a: ArrayLike, pred_b: ArrayLike, target: ArrayLike,
+                     multi_label: bool, groups: Groups = None, n: int = DRAWS,
+                     seed: int = 0, level: float = LEVEL,
+                     classes: Optional[Sequence[str]] = None) -> Result:
+    """Run B against run A (scores of the same images) on the same
+    resamples; arguments as :func:`bootstrap_ci`. Per metric: ``a``, ``b``,
+    ``diff`` (``b - a``), its ``low``/``high``, ``b_better`` (share of draws
+    where B is higher, ties not) and ``draws``.
 
     Examples:
         >>> target = np.array([[1], [1], [0], [1], [0], [0]])
@@ -242,27 +225,20 @@ def paired_bootstrap(pred_a: ArrayLike,
     for key in point_a:
         diff = draws_b[key] - draws_a[key]
         low, high, ok = _interval(diff, level)
-        valid = ~np.isnan(diff)
-        better = float((diff[valid] > 0).mean()) if ok else math.nan
+        better = float((diff[~np.isnan(diff)] > 0).mean()) if ok else math.nan
         out[key] = dict(a=point_a[key], b=point_b[key],
                         diff=point_b[key] - point_a[key], low=low, high=high,
                         b_better=better, draws=ok)
     return out
 
 
-def mean_bootstrap_ci(preds: Sequence[ArrayLike],
-                      target: ArrayLike,
-                      multi_label: bool,
-                      groups: Optional[Sequence[Hashable]] = None,
-                      n: int = DRAWS,
-                      seed: int = 0,
-                      level: float = LEVEL,
-                      classes: Optional[Sequence[str]] = None
-                      ) -> Dict[str, Dict[str, float]]:
+def mean_bootstrap_ci(preds: Sequence[ArrayLike], target: ArrayLike,
+                      multi_label: bool, groups: Groups = None, n: int = DRAWS,
+                      seed: int = 0, level: float = LEVEL,
+                      classes: Optional[Sequence[str]] = None) -> Result:
     """Interval of the mean over runs scored on one list (a setting's
-    experiments; scores of the same images, same order): each draw scores
-    every run on the same resample and takes the mean. Arguments and result
-    as :func:`bootstrap_ci`; ``value`` is the runs' mean.
+    experiments): each draw scores every run on the same resample and takes
+    the mean. As :func:`bootstrap_ci`; ``value`` is the runs' mean.
 
     Examples:
         >>> target = np.array([[1], [1], [0], [1], [0], [0]])
@@ -274,8 +250,7 @@ def mean_bootstrap_ci(preds: Sequence[ArrayLike],
     """
     if not preds:
         raise ValueError('no runs to average')
-    points, draws = _scored(preds, target, multi_label, groups, n, seed,
-                            classes)
+    points, draws = _scored(preds, target, multi_label, groups, n, seed, classes)
     out = {}
     for key in points[0]:
         low, high, ok = _interval(np.mean([d[key] for d in draws], axis=0), level)
@@ -285,8 +260,7 @@ def mean_bootstrap_ci(preds: Sequence[ArrayLike],
 
 
 def format_ci(value: Union[float, Mapping[str, float]],
-              low: Optional[float] = None,
-              high: Optional[float] = None,
+              low: Optional[float] = None, high: Optional[float] = None,
               digits: int = 1) -> str:
     """A value and its interval as papers print them; ``value`` may be an
     entry of :func:`bootstrap_ci` or of :func:`paired_bootstrap` (signed).
@@ -299,13 +273,10 @@ def format_ci(value: Union[float, Mapping[str, float]],
         >>> format_ci({'diff': 1.25, 'low': -0.5, 'high': 3.0})
         '+1.2 [-0.5, +3.0]'
     """
-    signed = False
+    signed = isinstance(value, Mapping) and 'value' not in value
     if isinstance(value, Mapping):
-        entry = value
-        signed = 'diff' in entry and 'value' not in entry
-        value = entry['diff'] if signed else entry['value']
-        low = entry.get('low') if low is None else low
-        high = entry.get('high') if high is None else high
+        low, high = value.get('low'), value.get('high')
+        value = value['diff' if signed else 'value']
 
     def fmt(v) -> str:
         if v is None or math.isnan(v):
@@ -318,8 +289,8 @@ def format_ci(value: Union[float, Mapping[str, float]],
 
 
 def unit_groups(task: str, names: Sequence[str]) -> Optional[np.ndarray]:
-    """The resampling unit of each image of a task's list (the unit a shot
-    counts: patient, slide), or None where it is the image (chest).
+    """The resampling unit (the shot's: patient, slide) of each image of a
+    task's list, or None where it is the image (chest).
 
     Examples:
         >>> unit_groups('endo', ['13333_2021.12_0007_1.png',

@@ -41,14 +41,16 @@ if [ -d "$WHEELS" ]; then
 fi
 export PYTHON PYTHONUNBUFFERED=1
 # a forgotten carry of .whl would fail every part: stop at once instead
-"$PYTHON" -c 'import mmengine, mmpretrain, mmcv, medfm' 2>&1 | tail -3
-"$PYTHON" -c 'import mmengine, mmpretrain, mmcv, medfm' 2>/dev/null || {
+# (one interpreter start: importing the stack takes seconds)
+if ! versions=$("$PYTHON" -c 'import mmengine, mmpretrain, mmcv, medfm, numpy, torch
+print("torch", torch.__version__, "numpy", numpy.__version__)' 2>&1); then
+    echo "$versions" | tail -3
     echo "gpu_check.sh: the stack does not import (carry the .whl folder?)" >&2
-    exit 1; }
+    exit 1
+fi
 LOG=$OUT/all.log
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  "$PYTHON" -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
-  nproc; } > "$OUT/gpu.txt" 2>&1
+  echo "$versions" | tail -1; nproc; } > "$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 
 left() { echo $(( BUDGET - (SECONDS - start) )); }

@@ -1,12 +1,10 @@
 """MedFMC metrics (scikit-learn's), in percent; bad inputs raise ScoreError.
 
-* mAP: mean per-class ``average_precision_score``, 0 for a class without
-  positives; ties grouped (mmpretrain's ``AveragePrecision`` orders them).
-* AUC: mean per-class ``roc_auc_score``; a class of one target value is left
-  out with a warning naming it.
-* Acc: share of samples whose top score is their class (mmpretrain's
-  ``Accuracy`` also needs that score above 0).
-* score: the challenge's mean of the task's two metrics.
+mAP: mean per-class ``average_precision_score`` (0 without positives; ties
+grouped, which mmpretrain's ``AveragePrecision`` orders); AUC: mean per-class
+``roc_auc_score`` (a class of one target value left out, named in a warning);
+Acc: share of samples whose top score is their class (mmpretrain's ``Accuracy``
+also needs that score above 0); score: the challenge's mean of the two.
 """
 from __future__ import annotations
 
@@ -227,36 +225,30 @@ class MedFMCScore(BaseMetric):
         pred, target = _as_2d(pred), _as_2d(target)
         check_inputs(pred, target, multi_label)
         names = _class_names(pred.shape[1], classes)
-        if not multi_label and pred.shape[1] == 2:
-            # binary: the AUC of the positive class (sklearn's binary case)
-            auc_per_class = roc_auc(pred[:, 1:], target[:, 1:])
-            auc_names = names[1:]
-        else:
-            auc_per_class = roc_auc(pred, target)
-            auc_names = names
-        undefined = [n for n, v in zip(auc_names, auc_per_class) if np.isnan(v)]
+        # binary: the AUC of the positive class only (sklearn's binary case)
+        first = 1 if not multi_label and pred.shape[1] == 2 else 0
+        auc_per_class = roc_auc(pred[:, first:], target[:, first:])
+        undefined = [n for n, v in zip(names[first:], auc_per_class) if np.isnan(v)]
         if undefined:
             warnings.warn(f'AUC left out for {", ".join(undefined)}: their '
                           'targets hold a single value')
         auc = (float(np.nanmean(auc_per_class)) * 100
                if len(undefined) < len(auc_per_class) else float('nan'))
 
-        results: Dict[str, Union[float, list]] = {}
         if multi_label:
             ap = average_precision(pred, target)
             empty = [n for n, t in zip(names, target.sum(0)) if t == 0]
             if empty:
                 warnings.warn(f'AP is 0 for {", ".join(empty)}: no positives')
-            results['mAP'] = float(ap.mean()) * 100
+            value = float(ap.mean()) * 100
         else:
-            hits = pred.argmax(1) == target.argmax(1)
-            results['Acc'] = float(hits.mean()) * 100
-            ap = None
-        results['AUC'] = auc
-        results['score'] = (results.get('mAP', results.get('Acc')) + auc) / 2
+            value = float((pred.argmax(1) == target.argmax(1)).mean()) * 100
+        results: Dict[str, Union[float, list]] = {
+            'mAP' if multi_label else 'Acc': value, 'AUC': auc,
+            'score': (value + auc) / 2}
+        if classwise and multi_label:
+            results['AP_classwise'] = (ap * 100).tolist()
         if classwise:
-            if ap is not None:
-                results['AP_classwise'] = (ap * 100).tolist()
             results['AUC_classwise'] = (auc_per_class * 100).tolist()
         return results
 

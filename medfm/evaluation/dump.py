@@ -57,12 +57,9 @@ class DumpPredictions(BaseMetric):
         labelled = results and all(r['gt_label'] is not None for r in results)
         if labelled:
             header += [f'label_{c}' for c in classes]
-        rows = []
-        for r in results:
-            row = [r['img_path']] + list(r['pred_score'])  # exact: ties stay ties
-            if labelled:
-                row += [int(i in r['gt_label']) for i in range(len(classes))]
-            rows.append(row)
+        rows = [[r['img_path'], *r['pred_score']]  # exact: ties stay ties
+                + ([int(i in r['gt_label']) for i in range(n)] if labelled else [])
+                for r in results]
         return header, rows
 
 

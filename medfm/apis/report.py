@@ -1,24 +1,9 @@
 """One self-contained HTML page that summarises a training run.
 
-Sections (each an ``<section id=...>``; images are embedded as base64 PNG,
-so the file can be mailed or archived alone):
-
-* ``summary``: config, checkpoint, split and the best epoch's metrics;
-* ``curves``: metrics per epoch (``epochs_<split>.json`` of
-  ``tools/eval_epochs.py``, else the validation metrics of mmengine's
-  ``vis_data/scalars.json``) and the training loss;
-* ``per-class``: AP and AUC of every class for the best checkpoint
-  (:meth:`MedFMCScore.calculate` with ``classwise=True``);
-* ``roc-pr``: ROC and precision-recall curves per class;
-* ``confusion``: the confusion matrix (single-label tasks such as colon) or,
-  for multi-label tasks, each class's TP/FP/FN/TN at the score threshold;
-* ``distribution``: positives per class in the training data;
-* ``gradcam``: Grad-CAM overlays of test images
-  (:mod:`medfm.visualization.cam`); a map with no heat (zero everywhere) is
-  captioned so.
-
-The long steps (scoring the split, the Grad-CAM gallery) show their progress
-on stderr (:func:`medfm.utils.progress.track`).
+Each section is a ``<section id=...>`` rendered from one :class:`ReportData`
+(the ids and contents are listed in docs/visualization.md); images are embedded
+as base64 PNG, so the file can be mailed or archived alone. Scoring the split
+and the Grad-CAM gallery show their progress on stderr.
 """
 from __future__ import annotations
 
@@ -28,9 +13,8 @@ import html
 import logging
 import os
 import os.path as osp
-import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -100,12 +84,8 @@ def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
 
 
 def class_counts(cfg: Config, num_classes: int) -> Tuple[np.ndarray, int, int]:
-    """Positives per class in the training data.
-
-    Returns:
-        tuple: Counts ``(C,)``, the number of images and of images without
-        any label.
-    """
+    """Positives per class ``(C,)`` in the training data, its number of images
+    and of images without any label."""
     from mmpretrain.registry import DATASETS
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     counts = np.zeros(num_classes, dtype=int)
@@ -124,30 +104,11 @@ def class_counts(cfg: Config, num_classes: int) -> Tuple[np.ndarray, int, int]:
 class ReportData:
     """What the report shows, read once; each section renders from it.
 
-    Attributes:
-        run_dir (str): The run folder.
-        config (str): The config file of the run.
-        cfg (Config): That config, with the report's overrides.
-        checkpoint (str): The checkpoint evaluated.
-        split (str): The data evaluated (``'test'`` or ``'val'``).
-        rows (list[dict]): Metrics per epoch (:func:`load_curves`).
-        epoch (int | None): The epoch reported.
-        chosen_by (str): How that epoch was chosen.
-        source (str): Where ``rows`` came from.
-        loss (tuple): Iterations and training losses.
-        model (torch.nn.Module): The classifier with the checkpoint's weights.
-        names (list[str]): Class names.
-        multi_label (bool): The task is multi-label.
-        predictions (Predictions): Scores, targets and paths of ``split``.
-        metrics (dict): :meth:`MedFMCScore.calculate` of the predictions,
-            classwise (empty without targets).
-        ci (dict, optional): 95% bootstrap intervals of the metrics
-            (:func:`medfm.apis.inference.predictions_ci`).
-        class_counts (tuple): :func:`class_counts` of the training data.
-        pipeline (list): Test pipeline of ``split``'s dataset (Grad-CAM).
-        thr (float): Score threshold of a positive (multi-label).
-        cam_images (int): Images in the Grad-CAM gallery.
-        cam_method (str): The CAM method.
+    ``rows`` are the metrics per epoch (:func:`load_curves`, from ``source``),
+    ``epoch`` the one reported and ``chosen_by`` how it was chosen; ``metrics``
+    are the classwise :meth:`MedFMCScore.calculate` of ``predictions`` (empty
+    without targets) and ``ci`` their bootstrap intervals; ``pipeline`` is the
+    split's test pipeline (Grad-CAM).
     """
     run_dir: str
     config: str
@@ -393,18 +354,9 @@ def render_gradcam(data: ReportData) -> str:
     return html_section('gradcam', 'Grad-CAM', body)
 
 
-#: section id -> its renderer, in page order
-RENDERERS: Dict[str, Callable[[ReportData], str]] = {
-    'summary': render_summary,
-    'curves': render_curves,
-    'per-class': render_per_class,
-    'roc-pr': render_roc_pr,
-    'confusion': render_confusion,
-    'distribution': render_distribution,
-    'gradcam': render_gradcam,
-}
-#: ids of the report's sections, in page order
-SECTIONS = tuple(RENDERERS)
+#: the sections' renderers, in page order
+RENDERERS = (render_summary, render_curves, render_per_class, render_roc_pr,
+             render_confusion, render_distribution, render_gradcam)
 
 
 def build_report(run_dir: str,
@@ -417,28 +369,20 @@ def build_report(run_dir: str,
                  thr: float = 0.5,
                  device: str = 'cpu',
                  cfg_options: Optional[dict] = None) -> str:
-    """Write the HTML report of a run.
+    """Write the HTML report of a run; the path of the HTML file.
 
     Args:
         run_dir (str): The run folder (``epoch_N.pth``, ``vis_data``, ...).
-        config (str, optional): Config of the run; default the one config
-            mmengine dumped into ``run_dir``.
-        out (str, optional): HTML file; default ``<run_dir>/report.html``.
-        checkpoint (str, optional): Checkpoint to evaluate; default the best
-            epoch's.
+        config (str, optional): Default the config mmengine saved in ``run_dir``.
+        out (str, optional): Default ``<run_dir>/report.html``.
+        checkpoint (str, optional): Default the reported epoch's.
         split (str): ``'test'`` or ``'val'``: the data to evaluate.
         cam_images (int): Images in the Grad-CAM gallery (0: none).
-        cam_method (str): ``gradcam``, ``gradcam++`` or ``eigencam``.
         thr (float): Score threshold of a positive (multi-label).
-        device (str): Torch device.
-        cfg_options (dict, optional): Config overrides.
-
-    Returns:
-        str: The path of the HTML file.
     """
     data = gather(run_dir, config, checkpoint, split, device, cfg_options,
                   thr=thr, cam_images=cam_images, cam_method=cam_method)
-    body = ''.join(render(data) for render in RENDERERS.values())
+    body = ''.join(render(data) for render in RENDERERS)
     title = f'medfm run report: {osp.basename(osp.abspath(run_dir))}'
     stamp = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     out = out or osp.join(run_dir, 'report.html')
@@ -447,7 +391,3 @@ def build_report(run_dir: str,
         f.write(html_page(title, stamp, body))
     return out
 
-
-def section_ids(page: str) -> List[str]:
-    """Ids of the ``<section>`` elements of a report, in order."""
-    return re.findall(r'<section id="([^"]+)"', page)

@@ -10,11 +10,10 @@ draws what an uninterrupted run would.
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, TestLoop, ValLoop
 from mmpretrain.registry import LOOPS
 from mmpretrain.structures import label_to_onehot
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from ..compat import CheckpointError, load_weights
 from ..evaluation.metrics import ScoreError
@@ -33,11 +32,8 @@ from .batches import BatchesInMemory, not_replayable
 @contextmanager
 def seeded(*key: int) -> Iterator[None]:
     """Run a block with Python's, numpy's and torch's CPU generators seeded
-    from ``key``, then give them back their states.
-
-    Only the CPU generator of torch is touched (``torch.manual_seed`` would
-    also reseed CUDA's, which dropout on the GPU draws from).
-    """
+    from ``key``, then restore their states (``torch.manual_seed`` would also
+    reseed CUDA's, which GPU dropout draws from)."""
     states = random.getstate(), np.random.get_state(), \
         torch.default_generator.get_state()
     seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
@@ -53,18 +49,10 @@ def seeded(*key: int) -> Iterator[None]:
 
 
 class SeededSamples(Dataset):
-    """A dataset indexed by ``(epoch, index)``: each sample is drawn with the
-    random generators seeded from ``(seed, epoch, index)``.
-
-    A sample's random augmentation then depends on the seed, the epoch and
-    the sample only, not on which worker process makes it or what that
-    worker drew before. Other attributes (``metainfo``, ``pipeline``, ...)
-    are the wrapped dataset's.
-
-    Args:
-        dataset (Dataset): The dataset.
-        seed (int): The run's seed.
-    """
+    """A dataset indexed by ``(epoch, index)``, each sample drawn with the
+    generators seeded from ``(seed, epoch, index)``: its augmentation does
+    not depend on the worker that makes it. Other attributes are the
+    wrapped dataset's."""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset = dataset
@@ -84,87 +72,56 @@ class SeededSamples(Dataset):
         return getattr(self.dataset, name)
 
 
-class EpochSpanningBatchSampler(Sampler):
-    """Batches of ``sampler``'s indices, epoch after epoch, without end.
+class EpochSpanningBatchSampler(BatchSampler):
+    """torch's ``BatchSampler``, epoch after epoch, without end.
 
-    An epoch's last batch may be short (unless ``drop_last``); batches never
-    mix two epochs, so ``len(self)`` batches are exactly one epoch. The
-    first pass is epoch ``sampler.epoch`` when iteration starts (set by
-    ``DistSamplerSeedHook``, also after resuming), else 0.
-
-    Args:
-        sampler (Sampler): Index sampler, e.g. mmengine's ``DefaultSampler``;
-            its ``set_epoch`` (if any) is called before each pass.
-        batch_size (int): Samples per batch.
-        drop_last (bool): Drop each epoch's short last batch.
-        with_epoch (bool): Yield ``(epoch, index)`` pairs, for
-            :class:`SeededSamples`, instead of indices.
+    Batches never mix two epochs, so ``len(self)`` batches are one epoch.
+    The first pass is epoch ``sampler.epoch`` when iteration starts (set by
+    ``DistSamplerSeedHook``, also after resuming), else 0; the sampler's
+    ``set_epoch`` (if any) is called before each pass. ``with_epoch`` yields
+    ``(epoch, index)`` pairs, for :class:`SeededSamples`.
     """
 
     def __init__(self, sampler: Sampler, batch_size: int,
                  drop_last: bool = False, with_epoch: bool = False) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'batch_size must be a positive int, got '
-                             f'{batch_size!r}')
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.drop_last = drop_last
+        super().__init__(sampler, batch_size, drop_last)
         self.with_epoch = with_epoch
         #: epoch whose indices the sampler is going through now
         self.epoch: Optional[int] = None
 
-    def __len__(self) -> int:
-        """int: Batches in one epoch."""
-        n = len(self.sampler)
-        return n // self.batch_size if self.drop_last \
-            else math.ceil(n / self.batch_size)
-
-    def __iter__(self) -> Iterator[List[Union[int, Tuple[int, int]]]]:
+    def __iter__(self) -> Iterator[list]:
         epoch = getattr(self.sampler, 'epoch', 0)
         while True:
             self.epoch = epoch
             if hasattr(self.sampler, 'set_epoch'):
                 self.sampler.set_epoch(epoch)
-            batch: List[Union[int, Tuple[int, int]]] = []
-            for idx in self.sampler:
-                batch.append((epoch, idx) if self.with_epoch else idx)
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-            if batch and not self.drop_last:
-                yield batch
+            for batch in super().__iter__():
+                yield [(epoch, i) for i in batch] if self.with_epoch else batch
             if len(self) == 0:  # nothing to yield, ever: do not spin
                 return
             epoch += 1
 
 
-def _from_batch_sampler(name: str, doc: str) -> property:
-    """A read-only ``DataLoader`` attribute forwarded to the batch sampler
-    (assignments, which ``DataLoader.__init__`` makes, are ignored)."""
+def _from_batch_sampler(name: str) -> property:
+    """A ``DataLoader`` attribute read from the batch sampler (the
+    assignments ``DataLoader.__init__`` makes are ignored)."""
     def get(self):
         return getattr(self.batch_sampler, name)
 
     def ignore(self, value) -> None:
         pass
-    return property(get, ignore, doc=doc)
+    return property(get, ignore)
 
 
 class SpanningDataLoader(DataLoader):
     """A ``DataLoader`` whose iterations are consecutive epochs of one
-    never-ending iterator (see the module docstring).
+    never-ending iterator; build it with :meth:`from_loader`.
 
-    Build it from a dataloader with :meth:`from_loader`. ``sampler`` is the
-    epoch sampler (what ``DistSamplerSeedHook`` sets the epoch of; the
-    batch sampler reads it when iteration starts); ``batch_size`` and
-    ``drop_last`` are the batch sampler's.
-
-    Args:
-        *args, **kwargs: ``DataLoader``'s, with ``batch_sampler`` an
-            :class:`EpochSpanningBatchSampler`.
-        draw_per_epoch (bool): Draw from torch's global random generator at
-            the start of every epoch, as creating a new dataloader iterator
-            does (mmengine's loop without persistent workers), so that
-            dropout and drop-path get the stock loop's random streams.
+    ``sampler``, ``batch_size`` and ``drop_last`` are the
+    :class:`EpochSpanningBatchSampler`'s. ``draw_per_epoch`` draws from
+    torch's global generator at each epoch's start, as a new iterator does
+    (mmengine's loop without persistent workers), so that dropout and
+    drop-path get the stock loop's random streams.
     """
 
     def __init__(self, *args, draw_per_epoch: bool = True, **kwargs) -> None:
@@ -172,12 +129,9 @@ class SpanningDataLoader(DataLoader):
         self.draw_per_epoch = draw_per_epoch
         self._stream: Optional[Iterator] = None
 
-    # DataLoader.__init__ assigns its own values to these (None, a
-    # placeholder SequentialSampler); they are the batch sampler's instead.
-    batch_size = _from_batch_sampler('batch_size', 'int: Samples per batch.')
-    drop_last = _from_batch_sampler(
-        'drop_last', "bool: Whether each epoch's short last batch is dropped.")
-    sampler = _from_batch_sampler('sampler', 'Sampler: the epoch sampler.')
+    batch_size = _from_batch_sampler('batch_size')
+    drop_last = _from_batch_sampler('drop_last')
+    sampler = _from_batch_sampler('sampler')
 
     def __iter__(self) -> Iterator:
         if self._stream is None:
@@ -200,22 +154,12 @@ class SpanningDataLoader(DataLoader):
     def from_loader(cls, loader: DataLoader,
                     seed: Optional[int] = None) -> 'SpanningDataLoader':
         """The same loader (dataset, sampler, workers, collate, ...) spanning
-        epochs.
-
-        Args:
-            loader (DataLoader): A map-style dataloader with a sampler and a
-                batch size (plain batching), as mmengine's
-                ``Runner.build_dataloader`` returns by default.
-            seed (int, optional): Draw every sample with the generators
-                seeded from ``(seed, epoch, index)`` (:class:`SeededSamples`);
-                None keeps their running streams.
-
-        Returns:
-            SpanningDataLoader: The new loader; ``loader`` is left unused.
+        epochs; with ``seed``, every sample drawn as :class:`SeededSamples`.
 
         Raises:
-            TypeError: ``loader`` batches with its own batch sampler (one
-                that groups samples, say), which spanning would replace.
+            TypeError: ``loader`` batches with its own batch sampler, which
+                spanning would replace, or (with ``seed``) its sampler has
+                no epochs.
         """
         if isinstance(loader, SpanningDataLoader):
             return loader
@@ -255,18 +199,14 @@ class SpanningDataLoader(DataLoader):
 
 @LOOPS.register_module()
 class EpochSpanningTrainLoop(EpochBasedTrainLoop):
-    """``EpochBasedTrainLoop`` over a :class:`SpanningDataLoader`.
-
-    Same arguments as mmengine's ``EpochBasedTrainLoop``, plus
-    ``seed_samples``; use it with ``train_cfg =
-    dict(type='EpochSpanningTrainLoop', max_epochs=..., val_interval=...)``
-    (no ``by_epoch``), or ``tools/train.py --fast``.
+    """``EpochBasedTrainLoop`` over a :class:`SpanningDataLoader`
+    (``train_cfg = dict(type='EpochSpanningTrainLoop', ...)`` without
+    ``by_epoch``, or ``tools/train.py --fast``).
 
     Args:
         seed_samples (bool): Seed each sample's augmentation from the run's
-            seed, the epoch and the sample (:class:`SeededSamples`; results
-            independent of the worker count, exact resume). Defaults to
-            True.
+            seed, the epoch and the sample: results independent of the
+            worker count, exact resume.
     """
 
     def __init__(self, runner, dataloader, *args, seed_samples: bool = True,
@@ -296,22 +236,14 @@ class EpochSpanningTrainLoop(EpochBasedTrainLoop):
 
 @LOOPS.register_module()
 class InMemoryValLoop(ValLoop):
-    """``ValLoop`` that decodes the validation images once per run.
+    """``ValLoop`` that decodes the validation images once per run
+    (``val_cfg = dict(type='InMemoryValLoop')``, or ``tools/train.py
+    --fast``).
 
-    The first pass keeps its batches in memory (:class:`BatchesInMemory`);
-    later passes replay them: same inputs, so the same metrics, without the
-    loading, decoding and resizing. Pipelines with random transforms, and
-    batches over ``max_bytes``, go through the dataloader every time.
-    Use ``val_cfg = dict(type='InMemoryValLoop')``, or ``tools/train.py
-    --fast``.
-
-    Args:
-        runner (Runner): The runner.
-        dataloader (DataLoader | dict): The validation dataloader.
-        evaluator (Evaluator | dict | list): The evaluator.
-        fp16 (bool): As in ``ValLoop``.
-        max_bytes (int): Memory budget for the kept batches (default 4 GiB;
-            at 224 px a 64-image batch holds about 9.6 MB).
+    Later passes replay the first one's batches (:class:`BatchesInMemory`):
+    the same inputs and metrics without the decoding. Random pipelines, and
+    batches over ``max_bytes`` (default 4 GiB; a 64-image batch at 224 px is
+    about 9.6 MB), go through the dataloader every time.
     """
 
     def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
@@ -346,7 +278,7 @@ class KeptScores(BaseMetric):
         self.results += [sample_arrays(s) for s in data_samples]
 
     def compute_metrics(self, results: list) -> dict:
-        return {KEPT.split('/')[1]: results}
+        return {'scores': results}
 
 
 #: the key of :class:`KeptScores` in the evaluator's results
@@ -355,28 +287,17 @@ KEPT = 'sweep/scores'
 
 @LOOPS.register_module()
 class CheckpointSweepLoop(TestLoop):
-    """mmengine's ``TestLoop`` over several checkpoints of one run: the one
-    pass that scores checkpoints (``test.sh``'s table, interval, TTA
-    columns and predictions; the protocol's test metrics and submissions).
+    """mmengine's ``TestLoop`` over ``(epoch, path)`` checkpoints of one run:
+    the one pass that scores checkpoints (``test.sh``, the protocol).
 
-    The first checkpoint's pass keeps the decoded batches in memory
-    (:class:`BatchesInMemory`) and the others replay them; each checkpoint
-    only swaps the weights (strictly, under the trust rule). Hooks run as in
-    a test; ``fp16=True`` runs under autocast. A checkpoint that cannot be
-    read, or whose scores the metric refuses (NaN), is reported and skipped.
-    On a list without labels only the scores are kept. ``runner.test()``
-    returns ``dict(rows=..., skipped=..., errors=..., predictions={epoch: (paths,
-    scores, targets)}, prefix=<the image folder>)``.
-
-    Args:
-        runner (Runner): The runner.
-        dataloader (DataLoader | dict): The test dataloader.
-        evaluator (Evaluator | dict | list): The evaluator.
-        checkpoints (Sequence[tuple[int, str]]): ``(epoch, path)`` pairs.
-        fp16 (bool): As in ``TestLoop``.
-        cache (bool): Keep the decoded batches (default).
-        max_bytes (int): Memory budget of the kept batches.
-        note (str): Said in each checkpoint's log line (which weights, TTA).
+    The first checkpoint's batches are kept in memory (unless ``cache`` is
+    False or the pipeline is random) and replayed for the others; each
+    checkpoint only swaps the weights, strictly under the trust rule. One
+    that cannot be read, or whose scores the metric refuses, is skipped. On
+    a list without labels only the scores are kept. ``runner.test()``
+    returns ``dict(rows, skipped, errors, predictions={epoch: [sample_arrays
+    rows]}, prefix=<the image folder>)``; ``note`` (weights, TTA) is said in
+    each checkpoint's log line.
     """
 
     def __init__(self, runner, dataloader, evaluator,
@@ -387,8 +308,7 @@ class CheckpointSweepLoop(TestLoop):
         self.checkpoints = [(int(e), str(p)) for e, p in checkpoints]
         self.note = note
         dataset = self.dataloader.dataset
-        self.labelled = not len(dataset) or 'gt_label' in dataset.get_data_info(0)
-        if not self.labelled:
+        if len(dataset) and 'gt_label' not in dataset.get_data_info(0):
             self.evaluator.metrics.clear()  # nothing to score: scores only
         self.kept = KeptScores()
         self.evaluator.metrics.append(self.kept)

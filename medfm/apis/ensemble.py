@@ -1,16 +1,16 @@
 """Ensembles: several runs, checkpoints or backbones, one submission file.
 
-Each member (a config and a checkpoint) is scored through
-:func:`medfm.apis.inference.predict_list` on a labelled *fitting* list and on
-the test list (scores cached). The :data:`STRATEGIES` (mean, rank average,
-greedy weighted mean, per-class best member) are fitted and one is chosen on
-the fitting list only; the test labels only give the side-by-side metrics.
+The members are scored on a labelled *fitting* list and on the test list
+(scores cached); the :data:`STRATEGIES` are fitted and one is chosen on the
+fitting list only, the test labels only give the side-by-side metrics
+(docs/ensemble.md).
 """
 from __future__ import annotations
 
 import math
 import os
 import os.path as osp
+from collections import Counter
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -128,8 +128,8 @@ def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
             from ..config_ops import set_data_root
             set_data_root(cfg, data_root)
         members.append(Member(name or auto, config, checkpoint, cfg))
-    taken = [m.name for m in members]
-    repeated = sorted({n for n in taken if taken.count(n) > 1})
+    repeated = sorted(n for n, k in Counter(m.name for m in members).items()
+                      if k > 1)
     if repeated:
         raise ValueError(f'member names given twice: {", ".join(repeated)}')
     return members
@@ -183,17 +183,13 @@ def resolve_list(path: str, data_root: str) -> str:
 
 def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                  val_ann: Optional[str] = None) -> Dict[str, object]:
-    """The labelled list weights, choices and the strategy are fitted on.
+    """The labelled list the strategies are fitted on, never the test list.
 
     ``val_ann``; else the members' shared validation list; else the images
     all their validation lists hold (labels agreeing); less the images any
-    member trained on (a changed list is written as ``fit_list.txt``). Never
-    the test list.
-
-    Returns:
-        dict: ``path``, ``source`` (``given``, ``shared``, ``intersection``),
-        ``lists``, ``images``, ``dropped_train_images``, ``train_lists``
-        (distinct training lists) and ``train_images``.
+    member trained on (a changed list is written as ``fit_list.txt``).
+    Returns ``ensemble.json``'s ``fit_list``: ``path``, ``source`` (``given``,
+    ``shared``, ``intersection``), ``lists`` and counts of images and lists.
     """
     if val_ann:
         root = data_root_of(members[0].cfg, 'test_dataloader') or ''
@@ -250,16 +246,10 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
 # ------------------------------------------------------------------- scores
 def member_scores(member: Member, list_path: str, cache_dir: str
                   ) -> Tuple[List[str], np.ndarray, str]:
-    """A member's scores of every image of a list, in list order, from the
-    cache or through :func:`predict_list` (then cached): a
-    :class:`~medfm.utils.stamped.StampedIndex` keyed by the model, data
-    preprocessor, test pipeline, data root and the list (path and content),
-    stamped with the checkpoint's size and time.
-
-    Returns:
-        tuple: names, scores ``(N, C)`` (float64: the same from the cache
-        as fresh) and the cache file.
-    """
+    """A member's names and scores ``(N, C)`` of a list, in list order, and
+    their cache file: from a :class:`~medfm.utils.stamped.StampedIndex` keyed
+    by what decides the scores, else through :func:`predict_list` (float64:
+    the same from the cache as fresh)."""
     cfg, test = member.cfg, innermost(member.cfg.test_dataloader.dataset)
     what = dict(checkpoint=osp.abspath(member.checkpoint), model=cfg.get('model'),
                 preprocessor=cfg.get('data_preprocessor'),
@@ -446,24 +436,20 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
                  ) -> Dict[str, object]:
     """Score the members, fit the strategies and choose one on the fitting
     list, write the submission file (checked as the challenge reads it) and
-    ``ensemble.md``, ``ensemble.csv``, ``ensemble.json``.
+    ``ensemble.md``, ``ensemble.csv``, ``ensemble.json``; what the JSON holds.
 
     Args:
-        members (Sequence[Member]): The models (:func:`parse_members`).
         work_dir (str, optional): Tables, cached scores and a written fitting
             list; default :func:`default_work_dir`.
         shot (int, optional): N of the submission file; ``exp`` its
-            experiment folder (none: the validation phase's flat folder).
-        result_dir (str): The result folder; ``out``: a file instead.
+            experiment folder (none: the validation phase's flat folder);
+            ``out`` a file instead of the result folder's.
         val_ann (str, optional): The fitting list (:func:`fitting_list`).
         test_ann (str): The submission's rows; ``test_labels`` (skipped when
             missing) gives test metrics, never fits or chooses. Both relative
             to the first member's test data root unless absolute.
         strategy (str): ``'auto'`` (validation chooses) or one of
             :data:`STRATEGIES`.
-
-    Returns:
-        dict: What ``ensemble.json`` holds.
     """
     if not members:
         raise ValueError('no members')
@@ -480,8 +466,9 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     cache = osp.join(work_dir, 'scores')
     root = data_root_of(members[0].cfg, 'test_dataloader') or ''
 
-    def evaluate(stack, target):
-        return task_metrics(stack, target, task, quiet=True)
+    def metrics(scores, target):
+        return None if target is None else task_metrics(scores, target, task,
+                                                        quiet=True)
 
     fit = fitting_list(members, task, work_dir, val_ann)
     fit_lst = load_list(task, fit['path'])
@@ -491,7 +478,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 
     def ensemble(s, stack):
         return combine(s, stack, params[s], cls.is_multi_label())
-    val_metrics = {s: evaluate(ensemble(s, fit_stack), fit_lst.target)
+    val_metrics = {s: metrics(ensemble(s, fit_stack), fit_lst.target)
                    for s in STRATEGIES}
     # one member: its own scores (rank average would only change its Acc)
     candidates = STRATEGIES if len(members) > 1 else ('mean',)
@@ -501,25 +488,25 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     test_lst = load_list(task, test_path)
     sub_stack, test_files = stack_scores(members, test_path, test_lst.names,
                                          cache)
-    labels_path, test_stack, target = None, None, None
-    if test_lst.target is not None:
-        labels_path, test_stack, target = test_path, sub_stack, test_lst.target
-    elif test_labels and osp.isfile(resolve_list(test_labels, root)):
-        labels_path = resolve_list(test_labels, root)
+    labels_path = resolve_list(test_labels, root) if test_labels else None
+    test_stack, target = sub_stack, test_lst.target
+    if target is not None:
+        labels_path = test_path
+    elif labels_path and osp.isfile(labels_path):
         labelled = load_list(task, labels_path)
         if labelled.target is None:
             raise ValueError(f'{labels_path}: no labels')
         if sorted(labelled.names) == sorted(test_lst.names):  # the same images
             pos = {n: i for i, n in enumerate(labelled.names)}
-            test_stack = sub_stack
             target = labelled.target[[pos[n] for n in test_lst.names]]
         else:  # another list: scored on its own (cached)
             test_stack, _ = stack_scores(members, labels_path, labelled.names,
                                          cache)
             target = labelled.target
-    elif test_labels:
-        print_log(f'{resolve_list(test_labels, root)} not found: no test '
-                  'metrics', logger='current', level=30)
+    elif labels_path:
+        print_log(f'{labels_path} not found: no test metrics', logger='current',
+                  level=30)
+        labels_path = None
 
     path = out or submission_path(result_dir, task, shot, exp)
     final = ensemble(chosen, sub_stack)
@@ -531,11 +518,11 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 
     members_out = [dict(
         name=m.name, config=m.config, checkpoint=m.checkpoint,
-        val=evaluate(fit_stack[i], fit_lst.target),
-        test=evaluate(test_stack[i], target) if target is not None else None,
+        val=metrics(fit_stack[i], fit_lst.target),
+        test=metrics(test_stack[i], target),
         cache=[fit_files[i], test_files[i]]) for i, m in enumerate(members)]
-    strategies = {s: dict(val=val_metrics[s], test=None if target is None
-                          else evaluate(ensemble(s, test_stack), target))
+    strategies = {s: dict(val=val_metrics[s],
+                          test=metrics(ensemble(s, test_stack), target))
                   for s in STRATEGIES}
     strategies['weighted'].update(
         weights=dict(zip([m.name for m in members], params['weighted']['weights'])),
@@ -645,9 +632,3 @@ def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
         f.write('\n'.join(lines) + '\n')
     return paths
 
-
-__all__ = ['Member', 'STRATEGIES', 'parse_members', 'setting_runs',
-           'unique_names', 'fitting_list', 'member_scores', 'rank_scores',
-           'row_normalise', 'combine', 'fit_weights', 'fit_per_class',
-           'fit_strategies', 'choose', 'run_ensemble', 'default_work_dir',
-           'write_tables']

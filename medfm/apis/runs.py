@@ -1,10 +1,10 @@
 """The run folder as the truth: :class:`RunDir`, and :func:`train_run`.
 
-A training run writes its record (``run.json``: the config it ran with and
-its SHA-256, each start, each checkpoint with its epoch and sum, the epoch
-validation selected; :mod:`medfm.engine.record`). Every tool that reads a
-run asks this class, which reads the record; a folder without one (a run
-from before the record existed) is read from its file names, with a note.
+A training run writes its record (``run.json``, :mod:`medfm.engine.record`):
+the config and its SHA-256, each start, each checkpoint with its epoch and
+sum, the epoch validation selected. Every tool that reads a run asks this
+class, which reads the record; a folder without one (a run from before the
+record existed) is read from its file names, with a note.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import re
 import socket
 import sys
 import time
-from glob import glob
+from glob import escape, glob
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
@@ -48,10 +48,7 @@ class RunRecordError(ValueError):
 
 
 class RunDir:
-    """One run's folder.
-
-    Args:
-        path (str): The work dir of the run.
+    """One run's folder (its work dir).
 
     Examples:
         >>> run = RunDir('work_dirs/none')
@@ -67,7 +64,7 @@ class RunDir:
         return f'RunDir({self.path!r})'
 
     def _glob(self, pattern: str) -> List[str]:
-        return sorted(glob(osp.join(glob_escape(self.path), pattern)))
+        return sorted(glob(osp.join(escape(self.path), pattern)))
 
     def record(self) -> Optional[dict]:
         """The run's ``run.json``, or None (no run, or one from before it)."""
@@ -127,12 +124,8 @@ class RunDir:
         return None if selected is None else int(selected['epoch'])
 
     def checkpoint(self, which: 'str | int' = 'best') -> str:
-        """One checkpoint of the run.
-
-        Args:
-            which (str | int): ``'best'`` (the one validation selected; the
-                last epoch, said in the log, when none was), ``'last'`` (the
-                highest epoch) or an epoch number.
+        """One checkpoint: ``'best'`` (the one validation selected; the last
+        epoch, said in the log, when none was), ``'last'`` or an epoch.
 
         Raises:
             FileNotFoundError: No such checkpoint.
@@ -169,13 +162,8 @@ class RunDir:
 
     def check_fresh(self, resume: bool = False,
                     hint: str = 'Continue that run with --resume') -> None:
-        """Refuse to start a new run where another run left checkpoints
-        (``test.sh`` would score the two as one run).
-
-        Raises:
-            FileExistsError: The folder holds checkpoints and the run does
-                not resume.
-        """
+        """Refuse (``FileExistsError``) to start a new run where another run
+        left checkpoints: ``test.sh`` would score the two as one run."""
         if resume:
             return
         found = self._checkpoint_files()
@@ -188,12 +176,9 @@ class RunDir:
                 '--work-dir, or move those files away.')
 
     def check_resume(self, cfg: Config) -> None:
-        """Refuse to resume the run to another length (``--resume`` restores
-        the checkpoint's schedule: a longer run starts from its weights).
-
-        Raises:
-            RunRecordError: ``train_cfg.max_epochs`` differs from the record's.
-        """
+        """Refuse (:class:`RunRecordError`) to resume the run to another
+        ``max_epochs`` than the record's, before building anything: a resume
+        restores the checkpoint's schedule."""
         rec = self.record()
         epochs = (cfg.get('train_cfg') or {}).get('max_epochs')
         if rec and rec.get('max_epochs') and epochs and epochs != rec['max_epochs']:
@@ -218,10 +203,9 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Hold the folder for one training run (an exclusive ``flock``).
 
-        The lock file names the holder (process, host, start, command); a
-        second run into the folder stops at once naming it. The kernel
-        releases the lock when its process dies, so a lock left by a killed
-        run is taken over, with a note.
+        The lock file names the holder, so a second run stops at once naming
+        it; the kernel releases the lock when its process dies, so a killed
+        run's lock is taken over, with a note.
 
         Raises:
             RunLockedError: Another live process holds the folder.
@@ -284,35 +268,26 @@ class RunDir:
         rec = self.record()
         return None if rec is None else bool(rec.get('ema'))
 
-    def config_differences(self, cfg: Config, keys: Sequence[str] = SCORED_KEYS,
+    def config_differences(self, cfg: Config,
                            saved: Optional[str] = None) -> List[str]:
-        """Dotted leaf keys where ``cfg`` and the run's config differ in what
-        scores a checkpoint (model, preprocessing, test pipeline, metric);
-        empty without a saved config."""
+        """Dotted leaf keys of :data:`SCORED_KEYS` where ``cfg`` and the
+        run's config (or ``saved``) differ; empty without a saved config."""
         path = saved or self.config_path()
         if path is None:
             return []
         saved, given = Config.fromfile(path).to_dict(), cfg.to_dict()
         out: List[str] = []
-        for key in keys:
+        for key in SCORED_KEYS:
             out += _diff(_get(saved, key), _get(given, key), key)
         return out
 
     def eval_config(self, config: Optional[str] = None,
                     cfg_options: Optional[dict] = None,
                     work_dir: Optional[str] = None) -> Config:
-        """The config to evaluate this run with, parsed once.
-
-        Without ``config``, the run's recorded config (``--cfg-options``
-        included). An explicit ``config`` is used, with a warning naming the
-        keys where it differs from the recorded one in what scores a
-        checkpoint (:data:`SCORED_KEYS`).
-
-        Args:
-            config (str, optional): A config file given on the command line.
-            cfg_options (dict, optional): ``--cfg-options``.
-            work_dir (str, optional): Folder for the evaluation's own files
-                (default ``<run>/eval``).
+        """The config to evaluate this run with, parsed once: the recorded
+        one, or an explicit ``config`` with a warning naming where it differs
+        in what scores a checkpoint. ``work_dir`` holds the evaluation's own
+        files (default ``<run>/eval``).
 
         Raises:
             FileNotFoundError: No config given and none recorded.
@@ -344,14 +319,8 @@ class RunDir:
         return self._glob(osp.join('*', 'vis_data', 'scalars.json'))
 
     def scalars(self) -> List[Dict]:
-        """The logged records of the run, resumes included, by step.
-
-        Each start of the run logs into its own timestamped folder. The
-        records of all of them are merged; where two starts logged the same
-        step (a resume redoes the iterations after its checkpoint), the later
-        start's record wins. Training records (loss, learning rate) and
-        validation records (``medfmc/...``, whose step is the epoch) are kept
-        apart.
+        """The logged records of every start of the run, by step
+        (:func:`merge_scalars`).
 
         Raises:
             FileNotFoundError: The folder has no ``scalars.json``.
@@ -385,20 +354,11 @@ class RunDir:
 
 def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
               argv: Optional[Sequence[str]] = None) -> Runner:
-    """A training run's lifecycle, the one way to start one: hold the folder
-    (one run per folder), refuse a used folder unless resuming and a resume
-    to another length, build the runner, train (the run writes its record,
-    :class:`medfm.engine.record.RunRecordHook`).
-
-    Args:
-        cfg (Config): The training config (``work_dir`` set).
-        hint (str): How to continue a used folder, for the message.
-        argv (Sequence[str], optional): The command line, for the record
-            (default ``sys.argv[1:]``).
-
-    Returns:
-        Runner: The runner, trained.
-    """
+    """A training run's lifecycle, the one way to start one: hold the folder,
+    refuse a used folder unless resuming (``hint`` says how to continue) and
+    a resume to another length, build the runner and train; the run writes
+    its record (:class:`medfm.engine.record.RunRecordHook`) with ``argv``
+    (default ``sys.argv[1:]``) as its command line."""
     run = RunDir(cfg.work_dir)
     # one process of a multi-GPU run holds the folder for all (its rank
     # before the process group exists: torchrun's RANK, srun's SLURM_PROCID)
@@ -420,15 +380,14 @@ def _read_holder(fd: int) -> str:
     return os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip()
 
 
-def glob_escape(path: str) -> str:
-    """``path`` with glob's special characters escaped (a run folder named
-    ``exp[1]`` would match nothing otherwise)."""
-    return re.sub(r'([\[\]*?])', r'[\1]', path)
-
-
 def merge_scalars(files: Sequence[str]) -> List[Dict]:
-    """The records of ``scalars.json`` files, oldest first, merged as
-    :meth:`RunDir.scalars` describes (no file, no record)."""
+    """The records of ``scalars.json`` files, oldest first, merged by step.
+
+    Where two starts logged the same step (a resume redoes the iterations
+    after its checkpoint) the later one wins; training records and
+    validation records (``medfmc/...``, whose step is the epoch) are kept
+    apart.
+    """
     merged: Dict[Tuple[bool, int], Dict] = {}
     for path in files:
         with open(path, encoding='utf-8') as f:

@@ -53,7 +53,9 @@ class CometVisBackend(BaseVisBackend):
     @force_init_env
     def add_config(self, config: Config, **kwargs) -> None:
         """Log the config as parameters and as a file."""
-        self._comet.log_parameters(_flatten(config.to_dict()))
+        import pandas as pd  # flattens the nested config to dotted keys
+        self._comet.log_parameters(
+            pd.json_normalize(config.to_dict()).to_dict('records')[0])
         self._comet.log_text(config.pretty_text, metadata=dict(name='config.py'))
 
     @force_init_env
@@ -78,13 +80,3 @@ class CometVisBackend(BaseVisBackend):
         """End the experiment (uploads what is pending)."""
         if hasattr(self, '_comet'):
             self._comet.end()
-
-
-def _flatten(d: dict, prefix: str = '') -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = v
-    return out

@@ -28,10 +28,10 @@ from ..utils.config import innermost
 from ..utils.progress import track
 from ..visualization.report_html import (
     array_png,
+    curves_figure,
     fig_confusion,
-    fig_curves,
     fig_distribution,
-    fig_roc_pr,
+    fig_png,
     fmt_cell,
     html_img,
     html_note,
@@ -39,6 +39,7 @@ from ..visualization.report_html import (
     html_section,
     html_table,
     numeric_keys,
+    roc_pr_figures,
 )
 from .epochs import read_table
 from .inference import (
@@ -219,7 +220,8 @@ def render_curves(data: ReportData) -> str:
     """Metrics per epoch and the training loss: a figure and a table."""
     rows = data.rows
     if rows or data.loss[0]:
-        body = html_img(fig_curves(rows, data.epoch, data.loss), 'metric curves')
+        figure = curves_figure(rows, data.epoch, data.loss)
+        body = html_img(fig_png(figure), 'metric curves')
         if rows:
             keys = numeric_keys(rows)
             body += html_table(['epoch'] + [k.split('/')[-1] for k in keys],
@@ -279,7 +281,7 @@ def render_roc_pr(data: ReportData) -> str:
     pred, target = data.predictions.scores, data.predictions.targets
     shown = [data.num_classes - 1] if _binary(data) \
         else list(range(data.num_classes))
-    roc, pr = fig_roc_pr(pred, target, data.names, shown)
+    roc, pr = map(fig_png, roc_pr_figures(pred, target, data.names, shown))
     return ('<h3>ROC</h3>' + html_img(roc, 'ROC curves') +
             '<h3>Precision-recall</h3>' + html_img(pr, 'precision-recall curves'))
 

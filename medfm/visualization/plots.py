@@ -73,13 +73,10 @@ def _draw_marks(ax, items: List[tuple]) -> Dict[int, tuple]:
 
 def _epoch_metrics_figure(rows: List[Dict], title: str = '',
                           keys: Optional[Sequence[str]] = None,
-                          best_epoch: Optional[int] = None,
                           marks: Optional[Dict[str, int]] = None):
     """The figure of :func:`plot_epoch_metrics`, not saved nor closed."""
     keys = keys or [k for k, v in rows[0].items()
                     if k != 'epoch' and isinstance(v, float)]
-    if best_epoch is not None:
-        marks = {'best': best_epoch, **(marks or {})}
     fig, ax = plt.subplots(figsize=(6, 4))
     draw_epoch_metrics(ax, rows, keys, marks or {})
     ax.set_title(title)
@@ -88,20 +85,11 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
 
 def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
                        keys: Optional[Sequence[str]] = None,
-                       best_epoch: Optional[int] = None,
                        marks: Optional[Dict[str, int]] = None) -> None:
-    """Plot metrics (percent) against the epoch into a PNG file.
-
-    Args:
-        rows (list[dict]): One dict per epoch with an ``epoch`` key.
-        path (str): PNG file to write.
-        title (str): Figure title.
-        keys (Sequence[str], optional): Metrics to plot; default all floats.
-        best_epoch (int, optional): Short for ``marks={'best': best_epoch}``.
-        marks (dict[str, int], optional): Label to epoch, e.g.
-            ``{'selected on val': 4}``, each a labelled vertical line.
-    """
-    _save(_epoch_metrics_figure(rows, title, keys, best_epoch, marks), path)
+    """Plot metrics (percent; ``keys``, default all floats) of one dict per
+    epoch against its ``epoch`` into a PNG file; ``marks`` (label -> epoch,
+    e.g. ``{'selected on val': 4}``) are labelled vertical lines."""
+    _save(_epoch_metrics_figure(rows, title, keys, marks), path)
 
 
 def bars_figure(names: Sequence[str], values: Sequence[float], title: str = '',

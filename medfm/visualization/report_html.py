@@ -51,15 +51,9 @@ def numeric_keys(rows: Sequence[dict]) -> List[str]:
             if k != 'epoch' and isinstance(rows[0][k], (int, float))]
 
 
-def fig_curves(rows: Sequence[dict], best: Optional[int],
-               loss: Tuple[List[int], List[float]]) -> str:
-    """Metrics per epoch and the training loss, side by side."""
-    return fig_png(curves_figure(rows, best, loss))
-
-
 def curves_figure(rows: Sequence[dict], best: Optional[int],
                   loss: Tuple[List[int], List[float]]):
-    """The figure of :func:`fig_curves`, not encoded nor closed."""
+    """Metrics per epoch and the training loss, side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     draw_epoch_metrics(axes[0], rows, numeric_keys(rows),
                        {} if best is None else {'best': best})
@@ -82,18 +76,11 @@ def _grid(n: int):
     return fig, list(axes.flat[:n])
 
 
-def fig_roc_pr(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
-               classes: Sequence[int]) -> Tuple[str, str]:
-    """One ROC and one precision-recall panel per class."""
-    roc, pr = roc_pr_figures(pred, target, names, classes)
-    return fig_png(roc), fig_png(pr)
-
-
 def roc_pr_figures(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
                    classes: Sequence[int]):
-    """The figures of :func:`fig_roc_pr`, not encoded nor closed; precision
-    and recall as steps, as scikit-learn's ``PrecisionRecallDisplay`` draws
-    them (precision holds between two thresholds)."""
+    """A ROC and a precision-recall figure, one panel per class; precision and
+    recall as steps, as scikit-learn's ``PrecisionRecallDisplay`` draws them
+    (precision holds between two thresholds)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
     figs = []
     for kind in ('roc', 'pr'):

@@ -64,7 +64,7 @@ def test_plot_epoch_metrics_old_and_new_callers(tmp_path):
     rows = _rows()
     # as tools/eval_epochs.py calls it
     plot_epoch_metrics(rows, str(tmp_path / 'a.png'), title='t',
-                       keys=['medfmc/mAP', 'medfmc/score'], best_epoch=4)
+                       keys=['medfmc/mAP', 'medfmc/score'], marks={'best': 4})
     plot_epoch_metrics(rows, str(tmp_path / 'b.png'), title='t',
                        marks={'selected on val': 2})
     assert (tmp_path / 'a.png').stat().st_size > 0

@@ -14,6 +14,7 @@ import re
 import zipfile
 from glob import escape as glob_escape
 from glob import glob
+from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -236,7 +237,7 @@ def read_submission(path: str, expected: Optional[Sequence[str]] = None,
     shot = 0
     if task is None:
         task, shot = parse_name(path)
-    names, scores = check_rows(_bytes(path), path, task, expected, list_name)
+    names, scores = check_rows(Path(path).read_bytes(), path, task, expected, list_name)
     return task, shot, names, scores
 
 
@@ -314,15 +315,16 @@ def find_submissions(path: str, task: Optional[str] = None
     if osp.isdir(path):  # the files the challenge could read, and misplaced ones
         found = {f for pattern in ('*.csv', '*/*_submission.csv', 'exp[0-9]*/*.csv')
                  for f in glob(osp.join(glob_escape(path), pattern))}
-        return _files_of({osp.relpath(f, path).replace(osp.sep, '/'): _bytes(f)
-                          for f in found}, path.rstrip('/\\') or path, '/')
+        return _files_of({osp.relpath(f, path).replace(osp.sep, '/'):
+                          Path(f).read_bytes() for f in found},
+                         path.rstrip('/\\') or path, '/')
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             return _files_of({i.filename: z.read(i) for i in z.infolist()
                               if not i.is_dir()}, path, ':')
     if task:
         return [SubmissionFile(path, osp.basename(path), task, 0, None,
-                               _bytes(path))], [], []
+                               Path(path).read_bytes())], [], []
     try:
         task, shot = parse_name(path)
     except SubmissionError as err:
@@ -330,12 +332,8 @@ def find_submissions(path: str, task: Optional[str] = None
     parent = osp.basename(osp.dirname(osp.abspath(path)))
     exp = exp_of(parent) if exp_of(parent) in EXPS else None
     name = f'{parent}/{osp.basename(path)}' if exp else osp.basename(path)
-    return [SubmissionFile(path, name, task, shot, exp, _bytes(path))], [], []
-
-
-def _bytes(path: str) -> bytes:
-    with open(path, 'rb') as f:
-        return f.read()
+    data = Path(path).read_bytes()
+    return [SubmissionFile(path, name, task, shot, exp, data)], [], []
 
 
 # ------------------------------------------------------------------- lists
@@ -476,18 +474,6 @@ def summarize_phase(rows: Sequence[Dict[str, object]]
     return out
 
 
-def compare_entries(row_a: Dict[str, object], row_b: Dict[str, object],
-                    n: int = DRAWS, seed: int = 0, level: float = LEVEL
-                    ) -> Dict[str, object]:
-    """B against A, two scored rows of one file name, on the same resamples:
-    ``file`` and ``diff`` (metric -> :func:`paired_bootstrap`'s entry)."""
-    cls = task_class(row_a['task'])
-    diff = paired_bootstrap(row_a['_scores'], row_b['_scores'], row_a['_target'],
-                            cls.is_multi_label(), row_a['_groups'], n, seed,
-                            level, cls.classes())
-    return dict(file=row_a['file'], diff=diff)
-
-
 def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
                      compare: Optional[str] = None, ci: bool = True,
                      n: int = DRAWS, seed: int = 0, level: float = LEVEL,
@@ -497,11 +483,18 @@ def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
 
     Returns:
         dict: ``files`` (:func:`score_entry` rows), ``summary``
-        (:func:`summarize_phase`), ``comparisons``, ``problems``, ``notes``.
+        (:func:`summarize_phase`), ``comparisons`` (``file`` and ``diff``,
+        metric -> :func:`paired_bootstrap`'s entry), ``problems``, ``notes``.
     """
     def scored(where, entries):
         return [score_entry(e, lists(e.task), ci, n, seed, level, by_unit)
                 for e in track(entries, f'checking {where}')]
+
+    def paired(a, b):  # B against A on the same resamples
+        cls = task_class(a['task'])
+        return paired_bootstrap(a['_scores'], b['_scores'], a['_target'],
+                                cls.is_multi_label(), a['_groups'], n, seed,
+                                level, cls.classes())
     entries, problems, notes = find_submissions(path, task)
     rows = scored(path, entries)
     problems += [p for r in rows for p in r['problems']]
@@ -513,7 +506,7 @@ def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
         by_name = {r['file']: r for r in rows if '_scores' in r}
         rows_b = scored(compare, [e for e in entries_b if e.name in by_name])
         problems += [p for r in rows_b for p in r['problems']]
-        comparisons = [compare_entries(by_name[r['file']], r, n, seed, level)
+        comparisons = [dict(file=r['file'], diff=paired(by_name[r['file']], r))
                        for r in rows_b if '_scores' in r]
         unmatched = sorted({e.name for e in entries_b} - set(by_name))
         if unmatched:

@@ -1,12 +1,11 @@
 """The one scoring path: a checkpoint's scores on a list.
 
-:func:`sweep_run` scores checkpoints of a run through mmengine's runner and
-:class:`medfm.engine.loops.CheckpointSweepLoop` (one model, the images
-decoded once, the test loop's precision); each epoch's metrics and per-image
-scores come from that one pass: ``test.sh``'s table, interval, TTA columns
-and predictions, the protocol's test metrics and submissions
-(:func:`score_checkpoint`, :func:`predict_list`). :func:`predict_loader` is
-the loop for a model built here (features, Grad-CAM, the report).
+:func:`sweep_run` scores checkpoints of a run in one runner through
+:class:`medfm.engine.loops.CheckpointSweepLoop` (the images decoded once):
+``test.sh``'s table, interval, TTA columns and predictions, and, through
+:func:`score_checkpoint`, the protocol's test metrics and submissions.
+:func:`predict_loader` is the loop for a model built here (features,
+Grad-CAM, the report).
 """
 from __future__ import annotations
 
@@ -38,16 +37,9 @@ from .runs import RunDir
 
 
 class Predictions(NamedTuple):
-    """Scores of a list of images, in list order.
-
-    Attributes:
-        scores (np.ndarray): ``(N, C)``: sigmoid (multi-label) or softmax.
-        targets (np.ndarray | None): One-hot ``(N, C)``; None for a list
-            without labels.
-        paths (list[str]): Image paths.
-        names (list[str] | None): The paths relative to the image folder,
-            as the list names them.
-    """
+    """Scores of a list of images, in list order: ``(N, C)`` ``scores``
+    (sigmoid or softmax), one-hot ``targets`` (None without labels), image
+    ``paths`` and their ``names`` as the list gives them."""
     scores: np.ndarray
     targets: Optional[np.ndarray]
     paths: List[str]
@@ -56,19 +48,9 @@ class Predictions(NamedTuple):
 
 def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
                      device: str = 'cpu') -> nn.Module:
-    """The config's model through the registries, with its data preprocessor.
-
-    Args:
-        cfg (Config): A medfm config.
-        checkpoint (str, optional): Weights (a run checkpoint or a plain state
-            dict, loaded by :func:`medfm.compat.load_weights`). None keeps
-            the initial weights.
-        device (str): Torch device.
-
-    Returns:
-        nn.Module: The model in eval mode; its checkpoint's ``meta`` is kept
-        as ``model.checkpoint_meta``.
-    """
+    """The config's model with its data preprocessor, in eval mode, with a
+    checkpoint's weights (:func:`load_checkpoint`; None keeps the initial
+    ones) and its ``meta`` as ``model.checkpoint_meta``."""
     from mmpretrain.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = copy.deepcopy(cfg.model)
@@ -90,18 +72,10 @@ def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
 
 
 def load_checkpoint(model: nn.Module, checkpoint: str) -> dict:
-    """Load a checkpoint into a model strictly, under the trust rule
-    (:func:`medfm.compat.load_weights`: allow-listed types, the SHA-256 its
-    run recorded).
-
-    Returns:
-        dict: The checkpoint's ``meta``.
-
-    Raises:
-        CheckpointError: The file is refused, changed or corrupt; or
-            (:class:`CheckpointMismatchError`) its weights do not fit the
-            model: the message names the config the run saved.
-    """
+    """Load a checkpoint strictly under the trust rule
+    (:func:`medfm.compat.load_weights`) and return its ``meta``; weights that
+    do not fit the model raise a ``CheckpointMismatchError`` naming the
+    config the run saved."""
     try:
         return load_weights(model, checkpoint)
     except CheckpointMismatchError as err:
@@ -126,27 +100,25 @@ def class_names(cfg: Config, meta: Optional[dict] = None,
 
 def build_loader(cfg: Config, split: str = 'test', ann_file: Optional[str] = None,
                  data_root: Optional[str] = None):
-    """A split's dataloader in list order (no shuffling), optionally on
-    another list or data root."""
+    """A split's dataloader in list order, optionally on another list or
+    data root."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     loader_cfg = copy.deepcopy(cfg[f'{split}_dataloader'])
-    dataset = innermost(loader_cfg['dataset'])
-    if ann_file is not None:
-        dataset['ann_file'] = ann_file
-    if data_root is not None:
-        dataset['data_root'] = data_root
-    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    _in_list_order(loader_cfg, ann_file, data_root)
     if loader_cfg.get('num_workers', 0) == 0:
         loader_cfg['persistent_workers'] = False
     return Runner.build_dataloader(loader_cfg)
 
 
-def autocast(model: nn.Module, enabled: bool):
-    """bf16 autocast on the model's GPU when ``enabled``; otherwise nothing."""
-    device = next(model.parameters()).device
-    if enabled and device.type == 'cuda':
-        return torch.autocast('cuda', dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _in_list_order(loader_cfg: dict, ann_file: Optional[str],
+                   data_root: Optional[str]) -> None:
+    """Make a dataloader config unshuffled, on another list or data root."""
+    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    dataset = innermost(loader_cfg['dataset'])
+    if ann_file is not None:
+        dataset['ann_file'] = ann_file
+    if data_root is not None:
+        dataset['data_root'] = data_root
 
 
 @torch.no_grad()
@@ -157,8 +129,9 @@ def predict_loader(model: nn.Module, loader, amp: bool = False,
     ``(B, D)``), the features at the neck instead of scores, without targets."""
     kept = []
     model.eval()
+    device = next(model.parameters()).device.type
     for batch in loader:
-        with autocast(model, amp):
+        with torch.autocast(device, torch.bfloat16, amp and device == 'cuda'):
             if pool is None:
                 samples = model.test_step(batch)
             else:
@@ -185,10 +158,9 @@ TTA = Union[None, bool, dict]
 
 def predictions_ci(cfg: Config, predictions: Predictions, n: int = 1000,
                    seed: int = 0) -> Optional[dict]:
-    """95% bootstrap intervals of a labelled split's metrics
-    (:func:`medfm.evaluation.bootstrap_ci`; patients or slides resampled
-    whole, as the task's dataset class groups them), or None without labels.
-    """
+    """95% bootstrap intervals of a labelled split's metrics, patients or
+    slides resampled whole (:func:`medfm.evaluation.bootstrap_ci`), or None
+    without labels."""
     if predictions.targets is None:
         return None
     task = task_of_config(cfg)
@@ -234,38 +206,19 @@ def predict_list(cfg: Config, checkpoint: str, ann_file: str,
 has_ema_hook = is_ema_config
 
 
-def drop_ema_hook(cfg: Config) -> bool:
-    """Remove ``EMAHook`` from a config that evaluates checkpoints (they
-    already hold the EMA weights as ``state_dict``; the hook would swap in
-    its own copy). Returns whether the config had one."""
-    had = has_ema_hook(cfg)
-    if had:
-        cfg.custom_hooks = [h for h in cfg.custom_hooks if not is_ema_hook(h)]
-    return had
-
-
-def ema_weights(cfg: Config, run: 'RunDir | str | None' = None) -> bool:
+def ema_weights(cfg: Config, run: RunDir) -> bool:
     """Whether a run's checkpoints hold EMA weights: as its record says;
     without one, whether its saved config (else ``cfg``) has ``EMAHook``."""
-    if run is not None:
-        run = run if isinstance(run, RunDir) else RunDir(run)
-        recorded = run.uses_ema()
-        if recorded is not None:
-            return recorded
-        saved = run.config_path()
-        if saved is not None:
-            return has_ema_hook(Config.fromfile(saved))
-    return has_ema_hook(cfg)
+    recorded = run.uses_ema()
+    if recorded is not None:
+        return recorded
+    saved = run.config_path()
+    return has_ema_hook(Config.fromfile(saved) if saved else cfg)
 
 
 #: what a table or log says of EMA weights
 EMA_NOTE = ('EMA weights (the state_dict EMAHook saved in each checkpoint; '
             'validation selected the epoch on them)')
-
-
-def eval_note(ema: bool, cfg: Config) -> str:
-    """``'EMA weights, TTA (...)'``, or what of it applies."""
-    return ', '.join(p for p in ('EMA weights' if ema else '', tta_label(cfg)) if p)
 
 
 def _own_names(cfg: Config, suffix: str) -> None:
@@ -279,17 +232,10 @@ def _own_names(cfg: Config, suffix: str) -> None:
 
 
 class Sweep(NamedTuple):
-    """Checkpoints scored on one list.
-
-    Attributes:
-        rows (list[dict]): ``epoch`` and the metrics, per scored checkpoint
-            (no metric on a list without labels).
-        skipped (list[str]): Why the others were not scored.
-        errors (Sequence[Exception]): What each skipped one raised.
-        predictions (dict[int, Predictions]): Per epoch, each image's scores.
-        weights (str): ``'ema'`` or ``'raw'``.
-        note (str): Which weights and TTA, for a table's title.
-    """
+    """Checkpoints scored on one list: ``epoch`` and metrics per scored one
+    (no metric without labels), why (``skipped``) and with what exception
+    (``errors``) the others were not, :class:`Predictions` per epoch, the
+    weights (``'ema'`` or ``'raw'``) and a ``note`` on weights and TTA."""
     rows: List[dict]
     skipped: List[str]
     predictions: Dict[int, Predictions]
@@ -307,19 +253,16 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
     checkpoint (:class:`medfm.engine.loops.CheckpointSweepLoop`).
 
     A run trained with ``EMAHook`` is scored on the EMA weights, which
-    validation selected on; with ``tta`` on test-time augmentation (a log of
-    its own, ``<work_dir>/tta``).
+    validation selected on; with ``tta`` (:func:`with_tta`) on test-time
+    augmentation, logged in ``<work_dir>/tta``.
 
     Args:
         cfg (Config): The evaluation's config (:meth:`RunDir.eval_config`).
-        run (RunDir | str): The run.
         split (str): ``'test'`` or ``'val'``: the config's list of that split.
         cache (bool): Keep the decoded batches in memory.
-        tta (bool | dict, optional): Test-time augmentation (:func:`with_tta`).
         checkpoints (Sequence[tuple[int, str]], optional): ``(epoch, path)``
             pairs (default: every epoch's checkpoint of the run).
         ann_file (str, optional): Another list (relative to the data root).
-        data_root (str, optional): Another data root.
 
     Raises:
         FileNotFoundError: The run holds no checkpoint.
@@ -332,12 +275,7 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
     if split != 'test':
         cfg.test_dataloader = cfg[f'{split}_dataloader']
         cfg.test_evaluator = cfg[f'{split}_evaluator']
-    cfg.test_dataloader.sampler = dict(type='DefaultSampler', shuffle=False)
-    dataset = innermost(cfg.test_dataloader.dataset)
-    if ann_file is not None:
-        dataset['ann_file'] = ann_file
-    if data_root is not None:
-        dataset['data_root'] = data_root
+    _in_list_order(cfg.test_dataloader, ann_file, data_root)
     work_dir = osp.abspath(cfg.get('work_dir') or '.')
     if RunDir(work_dir).is_used():  # a training config: not over its files
         cfg.work_dir = osp.join(work_dir, 'eval')
@@ -348,8 +286,9 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
         cfg.work_dir = osp.join(cfg.work_dir, 'tta')
         _own_names(cfg, 'tta')
     ema = ema_weights(cfg, run)
-    drop_ema_hook(cfg)
-    note = eval_note(ema, cfg)
+    if has_ema_hook(cfg):  # it would swap its own copy in for the loaded one
+        cfg.custom_hooks = [h for h in cfg.custom_hooks if not is_ema_hook(h)]
+    note = ', '.join(p for p in ('EMA weights' if ema else '', tta_label(cfg)) if p)
     fp16 = bool((cfg.get('test_cfg') or {}).get('fp16', False))
     cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
                         fp16=fp16, cache=cache, note=note)
@@ -369,24 +308,16 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
 
 class Scored(NamedTuple):
     """One checkpoint on one list: ``metrics`` (without prefix; None on a
-    list without labels), ``predictions`` and the weights' ``note``."""
+    list without labels) and ``predictions``."""
     metrics: Optional[Dict[str, float]]
     predictions: Predictions
-    note: str
 
 
 def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = None,
                      split: str = 'test', tta: TTA = None,
                      data_root: Optional[str] = None) -> Scored:
-    """Score one checkpoint on a list (:func:`sweep_run` of that checkpoint).
-
-    Args:
-        cfg (Config): The config the checkpoint was trained with.
-        checkpoint (str): The checkpoint (its folder is its run).
-        ann_file (str, optional): Another list than the split's.
-        split (str): The config's split whose loader reads the list.
-        tta (bool | dict, optional): Test-time augmentation.
-        data_root (str, optional): Another data root.
+    """Score one checkpoint (its folder is its run) on the split's list or
+    ``ann_file``: :func:`sweep_run` of that checkpoint.
 
     Raises:
         CheckpointError: The checkpoint was refused.
@@ -399,7 +330,7 @@ def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = Non
         raise type(sweep.errors[0])(sweep.skipped[0])
     metrics = {k.split('/')[-1]: v for k, v in sweep.rows[0].items()
                if k != 'epoch'} if sweep.rows[0].keys() - {'epoch'} else None
-    return Scored(metrics, sweep.predictions[0], sweep.note)
+    return Scored(metrics, sweep.predictions[0])
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str, tta: TTA = None) -> dict:
@@ -422,23 +353,12 @@ def mismatch_note(message: str, run: 'RunDir | str') -> str:
 
 def cam_visualizer(cfg: Config, checkpoint: Optional[str] = None,
                    device: str = 'cpu', **kwargs):
-    """A :class:`medfm.visualization.cam.CAMVisualizer` of a config's model
-    with a checkpoint's weights, its test pipeline and its class names.
-
-    Args:
-        cfg (Config): The config.
-        checkpoint (str, optional): Weights; None for the initial ones.
-        device (str): Torch device.
-        **kwargs: Passed to ``CAMVisualizer``.
-    """
+    """A :class:`medfm.visualization.cam.CAMVisualizer` (``kwargs``) of a
+    config's model with a checkpoint's weights (None: the initial ones), its
+    test pipeline and its class names."""
     from ..visualization.cam import CAMVisualizer
     model = build_classifier(cfg, checkpoint, device)
     names = class_names(cfg, model.checkpoint_meta, model.head.num_classes)
     dataset = innermost(cfg.test_dataloader.dataset)
     return CAMVisualizer(model, dataset.pipeline, names, **kwargs)
 
-
-__all__ = ['Predictions', 'Sweep', 'Scored', 'build_classifier', 'class_names',
-           'build_loader', 'predict_loader', 'predict_list', 'sweep_run',
-           'score_checkpoint', 'cam_visualizer', 'with_tta', 'evaluate_checkpoint',
-           'ema_weights', 'has_ema_hook', 'drop_ema_hook', 'write_predictions']

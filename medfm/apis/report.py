@@ -289,22 +289,18 @@ def render_roc_pr(data: ReportData) -> str:
 @scored('confusion', 'Confusion')
 def render_confusion(data: ReportData) -> str:
     """The confusion matrix, or each class's TP/FP/FN/TN (multi-label)."""
+    from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
     pred, target = data.predictions.scores, data.predictions.targets
     names, thr = data.names, data.thr
     if data.multi_label:
-        hit = pred > thr
-        t = target.astype(bool)
-        counts = [[n, int((hit[:, c] & t[:, c]).sum()),
-                   int((hit[:, c] & ~t[:, c]).sum()),
-                   int((~hit[:, c] & t[:, c]).sum()),
-                   int((~hit[:, c] & ~t[:, c]).sum())]
-                  for c, n in enumerate(names)]
+        per_class = multilabel_confusion_matrix(target.astype(bool), pred > thr)
+        counts = [[n, tp, fp, fn, tn]
+                  for n, ((tn, fp), (fn, tp)) in zip(names, per_class.tolist())]
         return (f'<p>Multi-label task: each class\'s confusion at score '
                 f'&gt; {thr}.</p>' + html_table(['class', 'TP', 'FP', 'FN', 'TN'],
                                                 counts, 'confusion'))
-    matrix = np.zeros((data.num_classes, data.num_classes), dtype=int)
-    for t_, p_ in zip(target.argmax(1), pred.argmax(1)):
-        matrix[t_, p_] += 1
+    matrix = confusion_matrix(target.argmax(1), pred.argmax(1),
+                              labels=range(data.num_classes))
     return (html_img(fig_confusion(matrix, names), 'confusion matrix') +
             html_table(['true \\ predicted'] + names,
                        [[n] + list(map(int, r)) for n, r in zip(names, matrix)],

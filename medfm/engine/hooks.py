@@ -3,11 +3,12 @@ other runs' files safe."""
 from __future__ import annotations
 
 import math
+import os.path as osp
 import random
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.engine.hooks import ClassNumCheckHook
 from mmpretrain.registry import HOOKS
@@ -15,26 +16,19 @@ from mmpretrain.registry import HOOKS
 
 @HOOKS.register_module()
 class ClassCountCheckHook(ClassNumCheckHook):
-    """Fail before the first iteration if head and dataset disagree.
+    """Fail before the first iteration if head and dataset disagree (a
+    crash deep in the loss, or silent training on the wrong label space).
 
-    A head with a different number of classes from its dataset either
-    crashes deep inside the loss or, worse, trains silently on the wrong
-    label space. mmpretrain's ``ClassNumCheckHook`` (train, val and test
-    datasets), except that:
-
-    * only the head's ``num_classes`` is compared (mmpretrain's checks every
-      submodule that has one, the data preprocessor's ``None`` included),
-      and a mismatch raises a ``ValueError`` naming the dataset's file and
-      the config key to set;
-    * a dataset or head without classes is not checked;
-    * training checks the validation dataset too, before its first
-      iteration, and refuses a training list without labels.
+    mmpretrain's ``ClassNumCheckHook``, except that only the head's
+    ``num_classes`` is compared (mmpretrain's checks every submodule with
+    one, the data preprocessor's ``None`` included), naming the dataset's
+    file and the key to set, and that training checks the validation
+    dataset too and refuses lists without labels.
     """
 
     priority = 'VERY_HIGH'
 
     def _check_head(self, runner, dataset) -> None:
-        """Compare the head's ``num_classes`` with the dataset's classes."""
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         num_classes = getattr(getattr(model, 'head', None), 'num_classes', None)
@@ -68,12 +62,8 @@ def _require_labels(dataset, split: str) -> None:
 
 @HOOKS.register_module()
 class FiniteLossHook(Hook):
-    """Stop training at the first NaN or infinite loss, naming the iteration.
-
-    Without it a diverged run goes on for hours, writing checkpoints full of
-    NaN. The checkpoints saved before the failure stay valid for ``--resume``
-    (with a lower learning rate, say).
-    """
+    """Stop training at the first NaN or infinite loss, naming the iteration,
+    instead of writing checkpoints full of NaN for hours."""
 
     priority = 'HIGH'
 
@@ -94,15 +84,10 @@ class FiniteLossHook(Hook):
 
 @HOOKS.register_module()
 class EpochSeedHook(Hook):
-    """Reseed Python, numpy and torch at the start of every epoch.
-
-    mmengine's checkpoints do not hold the random number generators' states,
-    so a resumed run would draw other augmentations than an uninterrupted
-    one. Seeding with ``seed + epoch`` makes epoch ``k`` identical either way
-    (in the main process and in workers started for that epoch; persistent
-    workers keep their own streams, which ``EpochSpanningTrainLoop`` makes
-    irrelevant by seeding every sample).
-    """
+    """Reseed Python, numpy and torch with ``seed + epoch`` at the start of
+    every epoch: mmengine's checkpoints do not hold the generators' states,
+    so a resumed run would draw other augmentations (persistent workers keep
+    their own streams; ``EpochSpanningTrainLoop`` seeds every sample)."""
 
     priority = 'VERY_LOW'
 
@@ -119,21 +104,15 @@ class EpochSeedHook(Hook):
 class KeepOtherRunsHook(Hook):
     """Never let a resumed run delete another run's best checkpoint.
 
-    mmengine's ``CheckpointHook`` remembers the best checkpoint's path in the
-    resumed state and deletes that file when a better epoch comes. Resuming
-    from another run's checkpoint (``--resume OTHER/epoch_3.pth`` with a new
-    ``--work-dir``) would delete ``OTHER/best_*.pth``. This hook forgets a
-    remembered best checkpoint outside the work dir before training starts,
-    and its score: the new run's best is then chosen among its own epochs and
-    saved in its own folder, where ``test.sh`` looks for it.
+    mmengine's ``CheckpointHook`` deletes the resumed state's best checkpoint
+    when a better epoch comes: ``--resume OTHER/epoch_3.pth`` with a new
+    ``--work-dir`` would delete ``OTHER/best_*.pth``. A remembered best
+    outside the work dir is forgotten, with its score, before training.
     """
 
     priority = 'VERY_HIGH'  # before CheckpointHook reads the path
 
     def before_train(self, runner) -> None:
-        import os.path as osp
-
-        from mmengine.hooks import CheckpointHook
         out_dir = next((h.out_dir for h in runner.hooks
                         if isinstance(h, CheckpointHook)), None)
         if out_dir is None:
@@ -157,12 +136,10 @@ class KeepOtherRunsHook(Hook):
 class ResumeCheckHook(Hook):
     """Make ``--resume`` continue the run it resumes, or refuse.
 
-    * A changed learning-rate schedule (a larger ``train_cfg.max_epochs``,
-      say) is refused: ``--resume`` restores the checkpoint's schedulers, so
-      the run would silently keep the old one. A longer run starts anew from
-      the checkpoint's weights (``load_from``).
-    * A bf16 run saved with loss scaling off (``--fast``) holds an empty
-      ``GradScaler`` state, which an enabled scaler refuses: it is dropped.
+    A changed schedule is refused (``--resume`` restores the checkpoint's
+    schedulers: the run would silently keep the old one). The empty
+    ``GradScaler`` state of a bf16 run without loss scaling (``--fast``),
+    which an enabled scaler refuses, is dropped.
     """
 
     priority = 'VERY_LOW'

@@ -45,11 +45,8 @@ _NUMBER = re.compile(r'[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?')
 
 
 class SubmissionError(ValueError):
-    """A submission file or layout the challenge would not take.
-
-    Attributes:
-        problems (list[str]): One line each, naming the file (and the line).
-    """
+    """A submission file or layout the challenge would not take: ``problems``,
+    one line each, naming the file (and the line)."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
@@ -155,7 +152,6 @@ def check_rows(data: bytes, where: str, task: str,
         at = f'{where}, line {lineno}: '
         while values and values[-1] == '':
             values.pop()  # the padding of a line narrower than the widest
-        found = len(values)
         if not (name + ''.join(values)).strip():
             problems.append(at + 'an empty line; one line per image, nothing else')
             continue
@@ -167,8 +163,8 @@ def check_rows(data: bytes, where: str, task: str,
             continue
         names.append(name)
         linenos.append(lineno)
-        if found != n_cls:
-            problems.append(at + f'{found} score(s) after the file name; {task} '
+        if len(values) != n_cls:
+            problems.append(at + f'{len(values)} score(s) after the file name; {task} '
                             f'has {n_cls} ({", ".join(classes)})')
             continue
         if not name.strip():
@@ -213,9 +209,8 @@ def _order_problems(names: List[str], linenos: List[int], expected: List[str],
             problems.append(f'{where}, line {lineno}: {name!r} is not in '
                             f'{list_name}')
     missing = [(i, n) for i, n in enumerate(expected, 1) if n not in seen]
-    for i, name in missing:
-        problems.append(f'{where}, line {i}: {name!r} (line {i} of '
-                        f'{list_name}) is missing')
+    problems += [f'{where}, line {i}: {name!r} (line {i} of {list_name}) is '
+                 'missing' for i, name in missing]
     if missing or len(names) != len(expected):
         problems.append(f'{where}: {len(names)} rows; {list_name} lists '
                         f'{len(expected)} images')
@@ -297,19 +292,11 @@ def _files_of(files: Dict[str, bytes], label: str, sep: str
 
 def find_submissions(path: str, task: Optional[str] = None
                      ) -> Tuple[List[SubmissionFile], List[str], List[str]]:
-    """The submission files of a result folder, a zip, or one file.
-
-    Args:
-        path (str): A result folder (files at the top or in ``exp1/`` ..
-            ``exp5/``), a ``.zip`` of one, or one file.
-        task (str, optional): The task of one file not named as a submission
-            (e.g. ``tools/predict.py --out``).
-
-    Returns:
-        tuple: The files, problems (layout and names the challenge refuses;
-        those files are left out) and notes (experiments missing, both phases
-        in a folder).
-    """
+    """The submission files of a result folder (files at the top or in
+    ``exp1/`` .. ``exp5/``), a ``.zip`` of one, or one file (of ``task`` when
+    not named as a submission, e.g. ``tools/predict.py --out``); problems
+    (layout and names the challenge refuses; those files are left out) and
+    notes (experiments missing, both phases in a folder)."""
     if not osp.exists(path):
         raise FileNotFoundError(f'{path}: no such file or folder')
     if osp.isdir(path):  # the files the challenge could read, and misplaced ones

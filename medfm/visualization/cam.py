@@ -1,11 +1,9 @@
 """Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models.
 
-Built on ``pytorch_grad_cam`` (``grad-cam<1.5``, as mmpretrain's ``vis_cam.py``).
-The image goes through the config's test pipeline and data preprocessor, so the
-map explains the input the model is scored on. Multi-label tasks get a map per
-class over ``thr``, single-label ones the top class; transformer tokens are
-reshaped to a map. Build one with :func:`medfm.apis.inference.cam_visualizer`;
-see docs/visualization.md.
+Built on ``pytorch_grad_cam`` (``grad-cam<1.5``, as mmpretrain's ``vis_cam.py``);
+the image goes through the config's test pipeline and data preprocessor, so the
+map explains the input the model is scored on. Made for a config and checkpoint
+by :func:`medfm.apis.inference.cam_visualizer` (docs/visualization.md).
 """
 from __future__ import annotations
 
@@ -202,8 +200,7 @@ class CAMVisualizer:
         self.method = method
         self.class_names = list(class_names)
         self.thr = thr
-        self.eigen_smooth = eigen_smooth
-        self.aug_smooth = aug_smooth
+        self.smooth = dict(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.multi_label = isinstance(model.head, MultiLabelClsHead)
         # a crop changes the geometry: then the map is shown on the network
         # input, otherwise it is stretched back onto the original image
@@ -235,13 +232,6 @@ class CAMVisualizer:
         shown = data['inputs'].numpy().transpose(1, 2, 0)[..., ::-1]
         return inputs, np.ascontiguousarray(shown)
 
-    @torch.no_grad()
-    def scores(self, inputs: torch.Tensor) -> np.ndarray:
-        """Class scores (sigmoid or softmax) of one preprocessed batch."""
-        logits = self.model(inputs, mode='tensor')
-        act = logits.sigmoid() if self.multi_label else logits.softmax(-1)
-        return act.cpu().numpy()
-
     def select_classes(self, scores: np.ndarray,
                        classes: Optional[Sequence[Union[int, str]]] = None
                        ) -> List[int]:
@@ -271,7 +261,10 @@ class CAMVisualizer:
         """One :class:`CAMResult` per class of :meth:`select_classes`."""
         inputs, shown = self._prepare(img_path)
         self._input_hw = tuple(inputs.shape[-2:])
-        scores = self.scores(inputs)[0]
+        with torch.no_grad():
+            logits = self.model(inputs, mode='tensor')[0]
+        scores = (logits.sigmoid() if self.multi_label
+                  else logits.softmax(-1)).cpu().numpy()
         picked = self.select_classes(scores, classes)
         # one forward/backward for all classes: the image repeated per class
         batch = inputs.repeat(len(picked), 1, 1, 1)
@@ -280,8 +273,7 @@ class CAMVisualizer:
         batch.requires_grad_(True)
         targets = [ClassifierOutputTarget(c) for c in picked]
         with torch.enable_grad():
-            maps = self.cam(batch, targets, aug_smooth=self.aug_smooth,
-                            eigen_smooth=self.eigen_smooth)
+            maps = self.cam(batch, targets, **self.smooth)
         if self.crops:
             base = shown
         else:

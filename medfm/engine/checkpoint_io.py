@@ -1,13 +1,10 @@
 """Checkpoint files written atomically, each with its SHA-256 recorded.
 
-mmengine's ``CheckpointHook`` writes every checkpoint (epoch, best, last) and
-the ``last_checkpoint`` pointer through a file backend chosen by its
-``backend_args``; the base runtime config picks this one
-(``backend_args=dict(backend='medfm_run')``). It is mmengine's local backend
-with :func:`medfm.utils.integrity.save_bytes` for writes: a temporary name
-then a rename (a kill or a full disk leaves no partial file), and for
-``*.pth`` the SHA-256 recorded in the folder's ``SHA256SUMS``, which every
-load verifies.
+The file backend mmengine's ``CheckpointHook`` writes every checkpoint and
+``last_checkpoint`` through (``backend_args=dict(backend='medfm_run')`` in
+the base runtime config): a temporary name then a rename, so a kill or a
+full disk leaves no partial file, and each ``*.pth``'s sum in the folder's
+``SHA256SUMS``, which every load verifies.
 """
 from __future__ import annotations
 

@@ -48,14 +48,8 @@ def update(folder: str, change: Callable[[dict], None]) -> dict:
 def forget(path: str) -> None:
     """Drop a removed checkpoint from its folder's record (if recorded)."""
     folder, name = osp.split(osp.abspath(path))
-    rec = read(folder)
-    if rec is not None and name in rec['checkpoints']:
+    if name in (read(folder) or {}).get('checkpoints', {}):
         update(folder, lambda r: r['checkpoints'].pop(name, None))
-
-
-def _sum_of(path: str) -> Optional[str]:
-    """The SHA-256 the checkpoint backend recorded when it wrote ``path``."""
-    return integrity.read_sums(osp.dirname(path)).get(osp.basename(path))
 
 
 def is_ema_hook(hook: dict) -> bool:
@@ -126,11 +120,15 @@ class RunRecordHook(Hook):
     @staticmethod
     def _add(folder: str, path: str, epoch: Optional[int] = None,
              selected=None) -> None:
-        """Record a checkpoint's epoch (kept when None) and current sum."""
+        """Record a checkpoint's epoch (kept when None) and the sum the
+        checkpoint backend recorded when it wrote the file."""
+        name = osp.basename(path)
+        sha256 = integrity.read_sums(osp.dirname(path)).get(name)
+
         def change(rec: dict) -> None:
-            entry = rec['checkpoints'].setdefault(osp.basename(path), {})
+            entry = rec['checkpoints'].setdefault(name, {})
             entry.update(epoch=entry.get('epoch') if epoch is None else epoch,
-                         sha256=_sum_of(path))
+                         sha256=sha256)
             if selected is not None:
                 rec['selected'] = selected
         update(folder, change)

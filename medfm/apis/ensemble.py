@@ -35,7 +35,7 @@ from ..utils import (
 )
 from ..utils.integrity import sha256_file
 from ..utils.stamped import StampedIndex, digest, stamp
-from .inference import predict_list
+from .inference import Predictions, predict_list, write_predictions
 from .protocol import (
     METRIC_ORDER,
     data_root_of,
@@ -267,9 +267,8 @@ def member_scores(member: Member, list_path: str, cache_dir: str
     source_stamp = stamp(member.checkpoint)
     names, scores = predict_list(member.cfg, member.checkpoint, list_path)
     scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
-    classes = task_class(task_of_config(member.cfg).TASK).classes()
-    write_csv(path, ['img_path'] + [f'score_{c}' for c in classes],
-              [[n, *row.tolist()] for n, row in zip(names, scores)])
+    write_predictions(Predictions(scores, None, names), path,
+                      task_of_config(member.cfg).classes())
     index.put(key, source_stamp, file=osp.basename(path))
     index.save()
     return names, scores, path

@@ -22,6 +22,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
+from ..datasets import task_of_config
 from ..evaluation.bootstrap import format_ci
 from ..evaluation.metrics import MedFMCScore, average_precision
 from ..utils.config import innermost
@@ -178,10 +179,8 @@ def gather(run_dir: str, config: Optional[str] = None,
     model = build_classifier(cfg, checkpoint, device)
     num_classes = model.head.num_classes
     dataset_cfg = innermost(cfg[f'{split}_dataloader'].dataset)
-    from mmpretrain.registry import DATASETS
-    meta = getattr(DATASETS.get(dataset_cfg.type), 'METAINFO', {})
     names = class_names(cfg, model.checkpoint_meta, num_classes)
-    multi_label = bool(meta.get('multi_label', num_classes > 2))
+    multi_label = task_of_config(cfg).is_multi_label()
     predictions = predict(cfg, model, split)
     pred, target = predictions.scores, predictions.targets
     metrics = (MedFMCScore.calculate(pred, target, multi_label, names,

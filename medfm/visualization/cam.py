@@ -167,12 +167,10 @@ def overlay_heatmap(img_rgb: np.ndarray, heatmap: np.ndarray,
 
 
 class CAMVisualizer:
-    """Class activation maps of one model.
+    """Class activation maps of one mmpretrain ``ImageClassifier``, its images
+    read by the config's test pipeline.
 
     Args:
-        model (nn.Module): An mmpretrain ``ImageClassifier``.
-        test_pipeline (list[dict]): The config's test pipeline.
-        class_names (Sequence[str]): Names of the classes, in label order.
         method (str): A key of :data:`CAM_METHODS`.
         target_layers (Sequence[str], optional): Dotted module names; default
             :func:`default_target_layers`.

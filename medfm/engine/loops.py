@@ -174,18 +174,7 @@ class SpanningDataLoader(DataLoader):
                             f'{type(loader.sampler).__name__}, which has no '
                             'epochs')
         persistent = loader.persistent_workers and loader.num_workers > 0
-        kwargs = dict(num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn,
-                      pin_memory=loader.pin_memory, timeout=loader.timeout,
-                      worker_init_fn=loader.worker_init_fn,
-                      multiprocessing_context=loader.multiprocessing_context,
-                      generator=loader.generator,
-                      pin_memory_device=loader.pin_memory_device,
-                      persistent_workers=persistent)
-        if hasattr(loader, 'in_order'):  # torch >= 2.6
-            kwargs['in_order'] = loader.in_order
-        if loader.num_workers > 0:
-            kwargs['prefetch_factor'] = loader.prefetch_factor
+        kwargs = {k: getattr(loader, k) for k in _LOADER_ARGS if hasattr(loader, k)}
         dataset = loader.dataset if seed is None \
             else SeededSamples(loader.dataset, seed)
         return cls(dataset,
@@ -194,7 +183,13 @@ class SpanningDataLoader(DataLoader):
                        with_epoch=seed is not None),
                    # seeded: the same draws with or without workers
                    draw_per_epoch=not persistent or seed is not None,
-                   **kwargs)
+                   persistent_workers=persistent, **kwargs)
+
+
+#: what :meth:`SpanningDataLoader.from_loader` copies (``in_order``: torch >= 2.6)
+_LOADER_ARGS = ('num_workers', 'collate_fn', 'pin_memory', 'timeout',
+                'worker_init_fn', 'multiprocessing_context', 'generator',
+                'pin_memory_device', 'prefetch_factor', 'in_order')
 
 
 @LOOPS.register_module()

@@ -1,10 +1,9 @@
 """The epoch table of a run, ``epochs_<split>.{json,csv,png}``: written and
 read here only.
 
-It holds each scored checkpoint's metrics (from one
-:func:`medfm.apis.inference.sweep_run`), the checkpoints it scored with their
-recorded sums, the epoch validation selected (the run record's) and that
-epoch's 95% interval. :func:`read_table` marks it ``stale`` once the run's
+Each scored checkpoint's metrics (one :func:`medfm.apis.inference.sweep_run`),
+the checkpoints with their recorded sums, the epoch validation selected and
+its 95% interval; :func:`read_table` marks it ``stale`` once the run's
 checkpoints or selection are no longer those it scored (a resume since).
 """
 from __future__ import annotations
@@ -46,17 +45,9 @@ def _scored(run: RunDir) -> Dict[str, Optional[str]]:
 def write_table(run: RunDir, split: str, sweep: Sweep, title: str,
                 tta: Optional[Sweep] = None, tta_label: str = '',
                 ci: Optional[dict] = None) -> dict:
-    """Write the table (JSON, CSV, plot) and return it.
-
-    Args:
-        run (RunDir): The run.
-        split (str): The list scored.
-        sweep (Sweep): The plain scores of the checkpoints.
-        title (str): The plot's title (run and task).
-        tta (Sweep, optional): The same with test-time augmentation.
-        tta_label (str): What the TTA was.
-        ci (dict, optional): The selected epoch's intervals.
-    """
+    """Write the table (JSON, CSV, plot titled ``title``) of a sweep, with
+    the ``tta`` sweep's columns beside (``tta_label`` says what it was) and
+    the selected epoch's intervals ``ci``, and return it."""
     from ..visualization.plots import plot_epoch_metrics
     rows = merge_tta(sweep.rows, tta.rows) if tta else sweep.rows
     keys = [k for k, v in rows[0].items() if k != 'epoch' and isinstance(v, float)]

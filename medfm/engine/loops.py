@@ -34,18 +34,17 @@ def seeded(*key: int) -> Iterator[None]:
     """Run a block with Python's, numpy's and torch's CPU generators seeded
     from ``key``, then restore their states (``torch.manual_seed`` would also
     reseed CUDA's, which GPU dropout draws from)."""
-    states = random.getstate(), np.random.get_state(), \
-        torch.default_generator.get_state()
     seed = int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+    states = random.getstate(), np.random.get_state()
     random.seed(seed)
     np.random.seed(seed)
-    torch.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.default_generator.set_state(states[2])
+    with torch.random.fork_rng(devices=[]):  # restores the CPU generator
+        torch.default_generator.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
 
 
 class SeededSamples(Dataset):

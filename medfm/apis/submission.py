@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..datasets import TASKS, task_class
-from ..datasets.splits import SHOTS
+from ..datasets.splits import EXPERIMENTS, SHOTS
 from ..evaluation import task_metrics
 from ..evaluation.bootstrap import (
     DRAWS,
@@ -34,8 +34,6 @@ from ..utils.progress import track
 from .protocol import exp_of, summarize
 
 FILE_NAME = re.compile(r'(?P<task>[a-z]+)_(?P<shot>[1-9][0-9]*)-shot_submission\.csv')
-#: the evaluation phase's experiment folders
-EXPS = (1, 2, 3, 4, 5)
 #: tolerance on the sum of a single-label row (8 decimals: a few 1e-9)
 SUM_TOL = 1e-5
 #: problems reported per file (the rest are counted)
@@ -253,7 +251,7 @@ def _files_of(files: Dict[str, bytes], label: str, sep: str
     for rel in sorted(r for r in files if r.endswith('.csv')):
         parts = rel.split('/')
         exp = exp_of(parts[0]) if len(parts) == 2 else None
-        if exp is not None and exp not in EXPS:
+        if exp is not None and exp not in EXPERIMENTS:
             problems.append(f'{where(rel)}: the evaluation phase has exp1/ .. '
                             'exp5/ only')
             continue
@@ -280,7 +278,7 @@ def _files_of(files: Dict[str, bytes], label: str, sep: str
         if e.exp is not None:
             by_setting.setdefault((e.task, e.shot), []).append(e.exp)
     for (task, shot), exps in sorted(by_setting.items()):
-        if sorted(exps) != list(EXPS):
+        if sorted(exps) != list(EXPERIMENTS):
             notes.append(f'{label}: {task}_{shot}-shot has exp'
                          + ', exp'.join(map(str, sorted(exps)))
                          + ' only; the evaluation phase takes exp1 .. exp5')
@@ -317,7 +315,7 @@ def find_submissions(path: str, task: Optional[str] = None
     except SubmissionError as err:
         return [], err.problems, []
     parent = osp.basename(osp.dirname(osp.abspath(path)))
-    exp = exp_of(parent) if exp_of(parent) in EXPS else None
+    exp = exp_of(parent) if exp_of(parent) in EXPERIMENTS else None
     name = f'{parent}/{osp.basename(path)}' if exp else osp.basename(path)
     data = Path(path).read_bytes()
     return [SubmissionFile(path, name, task, shot, exp, data)], [], []

@@ -90,18 +90,17 @@ class RunDir:
         selected epoch often survives only as its copy)."""
         found: Dict[int, str] = {}
         rec = self.record()
-        if rec is None:
-            if self._unrecorded():
-                for path in self._glob('best_*.pth') + self._glob('epoch_*.pth'):
-                    m = EPOCH_RE.search(path)
-                    if m:  # epoch_N.pth, globbed last, wins
-                        found[int(m.group(1))] = path
-            return sorted(found.items())
-        for name, entry in rec['checkpoints'].items():
-            path = osp.join(self.path, name)
-            if osp.isfile(path) and (entry['epoch'] not in found
-                                     or name.startswith('epoch_')):
-                found[entry['epoch']] = path
+        if rec is not None:
+            for name, entry in rec['checkpoints'].items():
+                path = osp.join(self.path, name)
+                if osp.isfile(path) and (entry['epoch'] not in found
+                                         or name.startswith('epoch_')):
+                    found[entry['epoch']] = path
+        elif self._unrecorded():
+            for path in self._glob('best_*.pth') + self._glob('epoch_*.pth'):
+                m = EPOCH_RE.search(path)
+                if m:  # epoch_N.pth, globbed last, wins
+                    found[int(m.group(1))] = path
         return sorted(found.items())
 
     def selected(self) -> Optional[dict]:
@@ -320,11 +319,7 @@ class RunDir:
 
     def scalars(self) -> List[Dict]:
         """The logged records of every start of the run, by step
-        (:func:`merge_scalars`).
-
-        Raises:
-            FileNotFoundError: The folder has no ``scalars.json``.
-        """
+        (:func:`merge_scalars`); ``FileNotFoundError`` without any."""
         files = self.scalars_files()
         if not files:
             raise FileNotFoundError(f'no */vis_data/scalars.json in {self.path}')

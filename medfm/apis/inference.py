@@ -61,13 +61,12 @@ def build_classifier(cfg: Config, checkpoint: Optional[str] = None,
     inner = model_cfg.get('module') or model_cfg  # inside a TTA model
     inner.get('backbone', {}).pop('init_cfg', None)
     model = MODELS.build(model_cfg)
-    meta: dict = {}
     if checkpoint:
-        meta = load_checkpoint(model, checkpoint)
+        model.checkpoint_meta = load_checkpoint(model, checkpoint)
     else:
         print_log('no checkpoint: the model keeps its initial weights',
                   logger='current', level=30)
-    model.checkpoint_meta = meta
+        model.checkpoint_meta = {}
     return model.to(device).eval()
 
 
@@ -222,9 +221,8 @@ EMA_NOTE = ('EMA weights (the state_dict EMAHook saved in each checkpoint; '
 
 
 def _own_names(cfg: Config, suffix: str) -> None:
-    """A runner built in the process of another (the training, a plain
-    sweep) gets a logger and visualizer of its own: mmengine shares them by
-    experiment name."""
+    """Give a runner built in another's process (the training, a sweep) its
+    own logger and visualizer: mmengine shares them by experiment name."""
     name = cfg.get('experiment_name') or '{}_{}'.format(
         osp.splitext(osp.basename(cfg.filename or 'config'))[0],
         time.strftime('%Y%m%d_%H%M%S'))

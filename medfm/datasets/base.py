@@ -1,11 +1,9 @@
 """One dataset class for the three MedFMC tasks.
 
-Annotation files are ``.txt`` lists (one image a line, parsed from the right:
-colon file names hold spaces; a name alone is an unlabelled line), the
-release's ``.csv`` or mmpretrain's ``.json``. The parsing is ours because
-mmengine's ``BaseDataset`` JSON reader discards the file's class list and
-picks its reader (pickle among them) by extension. Files are UTF-8; pickles
-and images outside ``data_root``/``data_prefix`` are refused.
+Annotation files are ``.txt`` lists (parsed from the right: colon names hold
+spaces; a name alone is unlabelled), the release's ``.csv`` or mmpretrain's
+``.json``, in UTF-8. The parsing is ours because mmengine's ``BaseDataset``
+ignores the file's class list and picks its reader (pickle too) by extension.
 """
 from __future__ import annotations
 
@@ -14,6 +12,7 @@ import os
 import os.path as osp
 import re
 import warnings
+from collections import Counter
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmpretrain.datasets import BaseDataset
@@ -37,7 +36,7 @@ class AnnotationError(ValueError):
 
 def is_pickle(path: str) -> bool:
     """Whether a file is a pickle: by its extension, or its first two bytes
-    (the PROTO opcode 0x80 and a protocol 2 to 5) whatever its extension."""
+    (the PROTO opcode 0x80 and a protocol 2 to 5)."""
     if path.lower().endswith(PICKLE_EXTENSIONS):
         return True
     with open(path, 'rb') as f:
@@ -46,9 +45,8 @@ def is_pickle(path: str) -> bool:
 
 
 def outside_folder(name: str, folder: str) -> Optional[str]:
-    """The normalised absolute path of an image name that leaves ``folder``
-    ('' is the current directory), else None. Lexical, links unresolved: a
-    symlinked data folder is fine.
+    """The absolute path of an image name that leaves ``folder`` ('': the
+    current directory), else None. Lexical: a symlinked data folder is fine.
 
     Examples:
         >>> outside_folder('a b/c.png', '/data/colon/images') is None
@@ -64,9 +62,8 @@ def outside_folder(name: str, folder: str) -> Optional[str]:
 
 
 def decode_text(data: bytes, path: str) -> str:
-    r"""An annotation file's bytes as text: UTF-8, with or without a byte
-    order mark; anything else (UTF-16, Latin-1, binary) raises
-    :class:`AnnotationError` naming the file, line and byte.
+    r"""An annotation file's bytes as UTF-8 text (a byte order mark is fine);
+    anything else raises :class:`AnnotationError` naming the line and byte.
 
     Examples:
         >>> decode_text('\ufeffa.png 1\n'.encode('utf-8'), 'x.txt')
@@ -122,9 +119,9 @@ def _unicode_digits(text: str) -> str:
 
 def parse_ann_line(line: str, num_classes: int,
                    multi_label: bool) -> Tuple[str, Label]:
-    """Split one line of a baseline list into the file name and its label:
-    the positive class indices (``multi_label``: 0/1 per class), the class
-    index, or None (a name alone). Only ASCII digits are labels.
+    """A baseline list's line as the file name and its label: the positive
+    class indices (``multi_label``: 0/1 per class), the class index, or None
+    (a name alone).
 
     Examples:
         >>> parse_ann_line('a b.png 1', 2, False)
@@ -185,15 +182,12 @@ class MedFMCDataset(BaseDataset):
     (``classes`` in label order, ``multi_label``) and its facts below.
 
     Args:
-        ann_file (str): ``.txt``, ``.csv`` or ``.json``, relative to
-            ``data_root`` unless absolute.
-        data_root (str): Root of the task's data.
-        data_prefix (str | dict): Image folder, relative to ``data_root``.
-        check_images (bool): Fail at build time, naming the files, if images
-            are missing.
+        ann_file (str): ``.txt``, ``.csv`` or ``.json`` list.
+        check_images (bool): Fail at build time, naming them, if images are
+            missing.
         allow_outside_data_root (bool): Accept names that lead out of the
             image folder (``../``, absolute paths elsewhere).
-        **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`.
+        **kwargs: :class:`mmpretrain.datasets.BaseDataset`'s arguments.
     """
 
     METAINFO = dict(classes=(), multi_label=False)
@@ -228,20 +222,14 @@ class MedFMCDataset(BaseDataset):
             return f'{name} ' + ' '.join(map(str, values))
         return f'{name} {values.index(max(values))}'
 
-    def __init__(self,
-                 ann_file: str,
-                 data_root: str = '',
+    def __init__(self, ann_file: str, data_root: str = '',
                  data_prefix: Union[str, dict] = 'images',
                  check_images: bool = True,
-                 allow_outside_data_root: bool = False,
-                 **kwargs) -> None:
+                 allow_outside_data_root: bool = False, **kwargs) -> None:
         self.check_images = check_images
         self.allow_outside_data_root = bool(allow_outside_data_root)
-        super().__init__(
-            ann_file=ann_file,
-            data_root=data_root,
-            data_prefix=data_prefix,
-            **kwargs)
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=data_prefix, **kwargs)
 
     @property
     def multi_label(self) -> bool:
@@ -259,17 +247,12 @@ class MedFMCDataset(BaseDataset):
         if is_pickle(self.ann_file):
             raise AnnotationError(
                 f'{self.ann_file}: a pickle file; annotation files are never '
-                'unpickled (unpickling runs whatever code the file names). '
-                'Write it as JSON in mmengine\'s format instead, {"metainfo": '
-                '{"classes": [...]}, "data_list": [{"img_path": ..., '
-                '"gt_label": ...}, ...]} (e.g. mmengine.dump(data, '
+                'unpickled (that runs whatever code the file names). Write it '
+                'as JSON in mmengine\'s format instead (mmengine.dump(data, '
                 '"ann.json")), or as a .txt list or .csv')
-        if ext == '.csv':
-            samples = self._read_csv()
-        elif ext == '.json':
-            samples = self._read_mm_format()
-        else:
-            samples = self._read_list()
+        read = {'.csv': self._read_csv, '.json': self._read_mm_format}.get(
+            ext, self._read_list)
+        samples = read()
         if not samples:
             raise AnnotationError(f'{self.ann_file}: no images listed')
         unlabelled = [name for name, label, _ in samples if label is None]
@@ -296,17 +279,16 @@ class MedFMCDataset(BaseDataset):
             return decode_text(f.read(), self.ann_file)
 
     def _read_list(self) -> List[Sample]:
-        num_classes, multi = len(self.CLASSES), self.multi_label
         samples = []
-        # split on line ends only ('\n', '\r\n', '\r'), as open() does
-        # (str.splitlines also splits on '\x85', '\u2028', ...)
-        text = self._read_text().replace('\r\n', '\n').replace('\r', '\n')
-        lines = text.split('\n')
+        # line ends as open() reads them (str.splitlines also splits on
+        # '\x85', '\u2028', ...)
+        lines = re.split(r'\r\n|\r|\n', self._read_text())
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                name, label = parse_ann_line(line, num_classes, multi)
+                name, label = parse_ann_line(line, len(self.CLASSES),
+                                             self.multi_label)
             except AnnotationError as err:
                 raise AnnotationError(
                     f'{self.ann_file}, line {lineno}: {err}: '
@@ -357,22 +339,17 @@ class MedFMCDataset(BaseDataset):
         for row, name in zip(lines, names):
             self._check_inside(name, f'line {row}, column {img_col!r}')
         kind, label_cols = self._csv_label_columns(df, columns)
-        if kind is None:
-            return [(n, None, f'line {row}') for row, n in zip(lines, names)]
-        cells = df[label_cols].values.tolist()
         samples = []
-        for row, name, raw in zip(lines, names, cells):
+        for row, name, raw in zip(lines, names, df[label_cols].values.tolist()):
             where = f'{self.ann_file}, line {row}'
-            if kind == 'index':
-                samples.append((name, self._csv_cell(
-                    raw[0], label_cols[0], where, True), f'line {row}'))
-                continue
-            values = [self._csv_cell(v, c, where, False)
+            values = [self._csv_cell(v, c, where, kind == 'index')
                       for v, c in zip(raw, label_cols)]
-            if self.multi_label:
-                label: Label = [i for i, v in enumerate(values) if v == 1]
-            elif kind == 'positive':  # one column for the positive class
+            if kind is None:
+                label: Label = None
+            elif kind in ('index', 'positive'):  # one column: index, or 0/1
                 label = values[0]
+            elif self.multi_label:
+                label = [i for i, v in enumerate(values) if v == 1]
             elif sum(values) != 1:
                 raise AnnotationError(
                     f'{where}: exactly one class column must be 1 for a '
@@ -449,13 +426,12 @@ class MedFMCDataset(BaseDataset):
                     f'{self.ann_file}: data_list[{i}]: img_path must be a '
                     f'string, found {name!r}')
             self._check_inside(name, f'data_list[{i}]')
+            where = f'{self.ann_file}: data_list[{i}] ({name}): gt_label {label!r}'
             indices = [label] if isinstance(label, int) else (label or [])
             if any(not isinstance(j, int) or isinstance(j, bool)
                    or not 0 <= j < len(self.CLASSES) for j in indices):
                 raise AnnotationError(
-                    f'{self.ann_file}: data_list[{i}] ({name}): gt_label '
-                    f'{label!r} out of range for {len(self.CLASSES)} classes')
-            where = f'{self.ann_file}: data_list[{i}] ({name}): gt_label {label!r}'
+                    f'{where} out of range for {len(self.CLASSES)} classes')
             if len(set(indices)) < len(indices):
                 raise AnnotationError(
                     f'{where} repeats class indices; gt_label lists the '
@@ -497,15 +473,12 @@ class MedFMCDataset(BaseDataset):
         """Stop at an image listed twice with different labels, naming both
         places; warn about images listed twice alike (they are kept)."""
         first = {}
-        conflicts, dups = [], []
+        conflicts = []
         for name, label, where in samples:
-            if name not in first:
-                first[name] = (label, where)
-                continue
-            if name not in dups:
-                dups.append(name)
-            if first[name][0] != label:
-                conflicts.append((name, first[name], (label, where)))
+            seen = first.setdefault(name, (label, where))
+            if seen[0] != label:
+                conflicts.append((name, seen, (label, where)))
+        dups = [n for n, k in Counter(n for n, _, _ in samples).items() if k > 1]
         if conflicts:
             name, (a, at_a), (b, at_b) = conflicts[0]
             more = {c[0] for c in conflicts} - {name}
@@ -531,13 +504,10 @@ class MedFMCDataset(BaseDataset):
                 f'not found, e.g. {missing[:3]}')
 
     def get_cat_ids(self, idx: int) -> List[int]:
-        """The class indices of one sample."""
-        label = self.get_data_info(idx).get('gt_label')
-        if label is None:
-            return []
+        """The class indices of one sample (none if unlabelled)."""
+        label = self.get_data_info(idx).get('gt_label', [])
         return list(label) if isinstance(label, list) else [int(label)]
 
     def extra_repr(self) -> List[str]:
         """Extra lines of ``repr``."""
-        return [f'Annotation file: \t{self.ann_file}',
-                f'Multi-label: \t{self.multi_label}']
+        return super().extra_repr() + [f'Multi-label: \t{self.multi_label}']

@@ -1,11 +1,10 @@
 """Image loading that copes with what medical images hold.
 
 mmcv's ``LoadImageFromFile`` (``cv2.IMREAD_COLOR``) drops the low byte of a
-16-bit PNG, so a 12-bit X-ray turns almost black, and a corrupt file fails
-with a bare ``AssertionError``. :class:`LoadMedFMCImage` scales by the data's
-bit depth, refuses a damaged JPEG that libjpeg would patch silently, and
-refuses a decompression bomb before decoding (PIL's size check), each with
-an error naming the file.
+16-bit PNG (a 12-bit X-ray turns almost black) and fails on a corrupt file with
+a bare ``AssertionError``. :class:`LoadMedFMCImage` scales by bit depth and
+refuses damaged JPEGs (libjpeg patches them silently) and decompression bombs,
+each with an error naming the file.
 """
 from __future__ import annotations
 
@@ -45,11 +44,10 @@ def is_jpeg(content: bytes) -> bool:
 
 
 class DecoderMessages:
-    """Collects the lines starting with one of ``keep`` that C code prints
-    on file descriptor 2 while the block runs (:attr:`lines`); other output
-    is passed on after it. Neither OpenCV nor Pillow shows libjpeg's
-    warnings to the caller. Threads take turns; where no capture can be set
-    up the block runs as it would without.
+    """Collects into :attr:`lines` what C code prints on descriptor 2 while
+    the block runs starting with one of ``keep``, passing the rest on after
+    it: neither OpenCV nor Pillow shows libjpeg's warnings to the caller.
+    Threads take turns; without a capture the block runs as it would.
 
     Examples:
         >>> with DecoderMessages() as messages:
@@ -94,9 +92,7 @@ class DecoderMessages:
                 os.dup2(self._saved, 2)
             else:
                 os.close(2)
-            size = os.fstat(self._fd).st_size
-            os.lseek(self._fd, 0, os.SEEK_SET)
-            text = os.read(self._fd, size) if size else b''
+            text = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
         finally:
             self._release()
         passed = []
@@ -141,9 +137,8 @@ def check_decoder_messages(messages: DecoderMessages, path: str) -> None:
 
 def check_image_size(content: bytes, path: str) -> None:
     """Raise :class:`ImageDecodeError` before decoding an image whose header
-    declares more than PIL's ``Image.MAX_IMAGE_PIXELS`` pixels (PIL itself
-    only warns below twice that); a header PIL cannot read is left to the
-    decoder."""
+    declares more than PIL's ``Image.MAX_IMAGE_PIXELS`` pixels (PIL only warns
+    below twice that); a header PIL cannot read is left to the decoder."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
@@ -188,11 +183,8 @@ def guess_bit_depth(img: np.ndarray) -> int:
 
 def to_uint8(img: np.ndarray, bit_depth: Optional[int] = None) -> np.ndarray:
     """Scale an integer image to uint8 by its ``bit_depth`` (default: the
-    guess of :func:`guess_bit_depth`); uint8 is returned as it is.
-
-    Raises:
-        ValueError: A value beyond ``bit_depth`` bits, or a floating-point
-            or negative image: no mapping to 8 bits treats all alike.
+    guess of :func:`guess_bit_depth`). Raises ValueError for a value beyond
+    ``bit_depth`` bits, a floating-point or a negative image.
 
     Examples:
         >>> to_uint8(np.array([[0, 4095]], dtype=np.uint16))  # 12-bit data
@@ -213,9 +205,9 @@ def to_uint8(img: np.ndarray, bit_depth: Optional[int] = None) -> np.ndarray:
     if img.dtype.kind == 'i' and img.size and int(img.min()) < 0:
         raise ValueError(
             f'a signed image ({img.dtype}) with negative values (down to '
-            f'{int(img.min())}): there is no mapping to 8 bits that treats '
-            'every image alike; convert the data set to unsigned 8- or 16-bit '
-            'integers with one offset for all images first')
+            f'{int(img.min())}): no mapping to 8 bits treats every image '
+            'alike; convert the data set to unsigned 8- or 16-bit integers with '
+            'one offset for all images first')
     if bit_depth is None:
         bits = guess_bit_depth(img)
     elif int(img.max()) >= 2 ** bit_depth:
@@ -270,9 +262,7 @@ def put_image(results: dict, img: np.ndarray, to_float32: bool = False) -> dict:
     """Store a loaded image and its shapes in a pipeline's ``results``."""
     if to_float32:
         img = img.astype(np.float32)
-    results['img'] = img
-    results['img_shape'] = img.shape[:2]
-    results['ori_shape'] = img.shape[:2]
+    results.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
     return results
 
 

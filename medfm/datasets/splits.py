@@ -1,11 +1,10 @@
 """N-shot splits of the MedFM challenge: draw them and check them.
 
-A shot counts a task's unit (``SHOT_UNIT``, ``group_of``: a chest image, an
-endo patient, a colon slide) with all its images; each setting has five
-experiments, and an experiment's val list is the rest of the pool, sharing
-no image or unit with its train list. Files use the baseline's names
-(``chest_1-shot_train_exp1.txt``) and line formats. The official split files
-break these rules, which :func:`check_split` reports.
+A shot counts a task's unit (``SHOT_UNIT``: a chest image, an endo patient, a
+colon slide) with all its images; an experiment's val list is the rest of the
+pool, sharing no image or unit with its train list. Files use the baseline's
+names and line formats. :func:`check_split` reports where the official splits
+break these rules.
 """
 from __future__ import annotations
 
@@ -40,9 +39,8 @@ def parse_split_file_name(path: str) -> Optional[dict]:
     m = _SPLIT_NAME.match(osp.basename(path))
     if not m:
         return None
-    d = m.groupdict()
-    return dict(task=d['task'], shot=int(d['shot']), part=d['part'],
-                exp=int(d['exp']))
+    return {k: int(v) if k in ('shot', 'exp') else v
+            for k, v in m.groupdict().items()}
 
 
 @dataclass
@@ -66,9 +64,9 @@ class Pool:
 
 
 def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
-    """Read a labelled annotation file (any format the task's dataset class
-    reads), relative to ``data_root`` unless absolute, into a :class:`Pool`."""
-    path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
+    """A labelled annotation file in any format the task reads, relative to
+    ``data_root`` unless absolute, as a :class:`Pool`."""
+    path = osp.join(data_root, ann_file)  # an absolute ann_file stays itself
     # data_prefix='': img_path is the name as listed
     dataset = task_class(task)(ann_file=path, data_root='', data_prefix='',
                                check_images=False, lazy_init=False,
@@ -81,13 +79,10 @@ def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
 # ------------------------------------------------------------------ generate
 def make_split(pool: Pool, shot: int,
                rng: np.random.Generator) -> Tuple[List[int], List[int]]:
-    """Draw one N-shot experiment: pool indices of the train images and of
-    the val images (the rest), in pool order.
-
-    Classes are served from the rarest up, so that frequent classes do not
-    use up the units of rare ones; a unit is drawn at most once, and a class
-    with fewer than ``shot`` unused units left gets all of them, warning.
-    """
+    """Draw one N-shot experiment: pool indices of the train and the val
+    images (the rest), in pool order. Classes are served from the rarest up,
+    so that frequent ones do not use up the units of rare ones; a class with
+    fewer than ``shot`` unused units left gets all of them, warning."""
     groups = pool.groups
     members: Dict[str, List[int]] = defaultdict(list)
     seen = set()
@@ -123,15 +118,11 @@ def write_splits(pool: Pool,
                  exps: Sequence[int] = EXPERIMENTS,
                  seed: int = 0,
                  overwrite: bool = False) -> List[str]:
-    """Write the train and val lists of every shot and experiment into
-    ``out_dir`` and return their paths; the same ``seed`` writes the same
-    files. All are drawn before any is written: a failure leaves nothing.
-
-    Raises:
-        FileExistsError: A split file exists (the official ones may sit in
-            the folder) and ``overwrite`` is False.
-        ValueError: A split leaves no image for validation.
-    """
+    """Write (and return the paths of) the train and val lists of every shot
+    and experiment into ``out_dir``, the same for the same ``seed``. All are
+    drawn before any is written: FileExistsError (an existing split file, the
+    official ones perhaps, without ``overwrite``) or ValueError (no image
+    left for validation) leaves nothing."""
     planned = []
     for shot in shots:
         for exp in exps:
@@ -162,8 +153,8 @@ def write_splits(pool: Pool,
 # --------------------------------------------------------------------- check
 @dataclass
 class SplitReport:
-    """What :func:`check_split` found in one train (and val) list: rule
-    violations (``problems``) and facts (``notes``), a sentence each."""
+    """:func:`check_split`'s rule violations (``problems``) and facts
+    (``notes``) of one train (and val) list, a sentence each."""
 
     train: str
     val: Optional[str] = None
@@ -198,8 +189,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
     file name), classes short of it and more units than it allows."""
     report = SplitReport(train_file, val_file)
     if shot is None:
-        meta = parse_split_file_name(train_file)
-        shot = meta['shot'] if meta else None
+        shot = (parse_split_file_name(train_file) or {}).get('shot')
     unit = task_class(task).SHOT_UNIT
     pools = {}
     for part, path in (('train', train_file), ('val', val_file)):
@@ -235,8 +225,9 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
                     f'train and val, e.g. {_examples(shared_groups)}')
     # units with a positive image, per class
     per_class, short = [], []
+    groups = train.groups
     for c, name in enumerate(train.classes):
-        units = {g for g, y in zip(train.groups, train.labels[:, c]) if y}
+        units = {g for g, y in zip(groups, train.labels[:, c]) if y}
         per_class.append(f'{name} {len(units)}')
         if shot is not None and 0 < len(units) < shot:
             short.append(f'{name} {len(units)}')
@@ -244,7 +235,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
         report.problems.append(
             f'fewer than {shot} {unit}s with a positive image for '
             f'class(es) {", ".join(short)}')
-    n_units = len(set(train.groups))
+    n_units = len(set(groups))
     report.notes.append(
         f'{len(set(train.names))} train image(s) from {n_units} {unit}(s); '
         f'{unit}s per class: ' + ', '.join(per_class))

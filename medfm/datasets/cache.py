@@ -1,11 +1,10 @@
 """Decode every image once: a cache of resized, decoded images.
 
-Decoding a full MedFMC PNG (colon 1024 px, endo 1280x1024) for every sample
-of every epoch costs more CPU than the GPU's step. :func:`build_image_cache`
-decodes each image once with the pipeline's own loading transform, shrinks it
-to a short side and stores it as a ``uint8`` ``.npy`` under a
-:class:`~medfm.utils.stamped.StampedIndex` (a changed source image is read
-from its file again); :class:`LoadImageFromFileOrCache` serves it.
+Decoding a full MedFMC PNG (colon 1024 px) every epoch costs more CPU than the
+GPU's step. :func:`build_image_cache` decodes each image once with the
+pipeline's loading transform, shrinks it and stores a ``uint8`` ``.npy`` under a
+:class:`~medfm.utils.stamped.StampedIndex` (a changed source is read again);
+:class:`LoadImageFromFileOrCache` serves it.
 """
 from __future__ import annotations
 
@@ -33,9 +32,8 @@ CACHE_VERSION = 2
 
 def resize_short_side(img: np.ndarray, short_side: Optional[int],
                       interpolation: str = 'area') -> np.ndarray:
-    """Shrink ``img`` so that its shorter side is ``short_side`` pixels
-    (never enlarged; None or 0 keeps it). 'area' averages pixels: the right
-    filter for shrinking."""
+    """Shrink ``img`` to a shorter side of ``short_side`` pixels (never
+    enlarged; None or 0 keeps it); 'area' averages pixels, right for shrinking."""
     h, w = img.shape[:2]
     if not short_side or min(h, w) <= short_side:
         return img
@@ -52,13 +50,9 @@ def loader_key(loader: dict) -> dict:
 
 
 def decode_with_loader(path: str, loader: Optional[dict] = None) -> np.ndarray:
-    """Decode one image with a loading transform (default mmcv's
-    ``LoadImageFromFile``), as uint8.
-
-    Raises:
-        ImageDecodeError: The decoder reports damaged data, whatever the
-            transform (mmcv's decodes through libjpeg but does not check).
-    """
+    """Decode one image as uint8 with a loading transform (default mmcv's
+    ``LoadImageFromFile``); ImageDecodeError where the decoder reports damaged
+    data, whatever the transform (mmcv's decodes through libjpeg unchecked)."""
     cfg = dict(loader or dict(type='LoadImageFromFile'), to_float32=False)
     with DecoderMessages() as messages:
         results = TRANSFORMS.build(cfg)(dict(img_path=path))
@@ -69,15 +63,10 @@ def decode_with_loader(path: str, loader: Optional[dict] = None) -> np.ndarray:
 
 
 class ImageCache:
-    """Read access to a folder written by :func:`build_image_cache`, keyed
-    by the source's absolute path, with its file name as a fallback when the
-    data moved.
-
-    Attributes:
-        meta (dict | None): The build's settings; None without an index.
-        problem (str | None): Why nothing is served (no index, another
-            version: other pixels).
-    """
+    """A folder :func:`build_image_cache` wrote, keyed by the source's
+    absolute path, with its file name as a fallback when the data moved;
+    ``meta`` holds the build's settings, ``problem`` why nothing is served
+    (no index, another version)."""
 
     def __init__(self, cache_dir: str) -> None:
         self.cache_dir = cache_dir
@@ -118,8 +107,7 @@ class ImageCache:
 
 
 def _cache_one(args: tuple) -> tuple:
-    """Decode, resize and store one image (in a worker process): ``(key,
-    stamp, fields, error)``."""
+    """Decode, resize and store one image: ``(key, stamp, fields, error)``."""
     src, cache_dir, short_side, loader = args
     key = osp.abspath(src)
     try:
@@ -145,18 +133,15 @@ def build_image_cache(sources: Iterable[str], cache_dir: str,
                       loader: Optional[dict] = None, workers: int = 0,
                       progress: bool = False) -> dict:
     """Decode and resize images once into ``cache_dir``; current entries
-    (same settings, same source stamp) are kept, so a rerun after adding or
-    changing images decodes only those.
+    (same settings, same source stamp) are kept, so a rerun decodes only new
+    or changed images.
 
     Args:
-        sources (Iterable[str]): Image files.
-        cache_dir (str): Output folder.
         short_side (int, optional): Short side of the stored images (never
             enlarged); None keeps the full size.
         loader (dict, optional): The loading transform of the pipelines that
             will read the cache (default ``LoadImageFromFile``).
         workers (int): Worker processes; 0 uses every CPU.
-        progress (bool): Show progress.
 
     Returns:
         dict: ``written``, ``kept``, ``failed`` (messages) and ``total``.
@@ -191,11 +176,8 @@ def build_image_cache(sources: Iterable[str], cache_dir: str,
 
 @TRANSFORMS.register_module()
 class LoadImageFromFileOrCache(BaseTransform):
-    """A pipeline's image loading transform, reading from a cache first.
-
-    A current cache entry is served (at the cache's short side, so
-    ``ori_shape`` is that size); otherwise ``loader`` reads the source file.
-    Without a usable cache it is exactly ``loader``.
+    """A pipeline's image loading transform, reading a current cache entry
+    first (``ori_shape`` is the cache's size), else the source with ``loader``.
 
     Args:
         cache_dir (str, optional): Folder written by ``tools/build_cache.py``.
@@ -227,8 +209,7 @@ class LoadImageFromFileOrCache(BaseTransform):
             warnings.warn(f'{problem}: reading the original images (rebuild '
                           'the cache with tools/build_cache.py)')
         self._cache = None if problem else cache
-        self.hits = 0
-        self.misses = 0
+        self.hits = self.misses = 0
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load ``results['img_path']``, from the cache if possible."""

@@ -1,16 +1,15 @@
 """From the official MedFMC release to annotation lists, and group-aware splits.
 
 :func:`prepare_task` reads ``MedFMC_train/<task>`` (and ``MedFMC_val/<task>``,
-the labelled test set here) through the task's dataset class, links the
-images into one ``images/`` folder and writes ``trainval``, an 80/20
-``train_20``/``val_20`` split (stratified, patients/slides whole) and
-``test_WithLabel``/``test_WithoutLabel``, as baseline lists and JSON. A
-rerun that would change a list stops before writing, unless ``overwrite``.
+the labelled test set here), links the images into one ``images/`` folder and
+writes ``trainval``, a stratified ``train_20``/``val_20`` split (patients and
+slides whole) and ``test_WithLabel``/``test_WithoutLabel`` as lists and JSON.
 """
 from __future__ import annotations
 
 import os
 import os.path as osp
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -76,22 +75,20 @@ def render_split(stem: str, task: str, names: Sequence[str],
         f'{stem}.json': json_text(data)}
 
 
+def _differs(path: str, text: str) -> bool:
+    """Whether a file that exists (a dangling link too) holds other text."""
+    try:
+        return Path(path).read_bytes() != text.encode('utf-8')
+    except OSError:
+        return True
+
+
 def changed_files(out_dir: str, files: Dict[str, str]) -> List[str]:
     """The files of ``files`` (name -> text) that exist in ``out_dir`` with
     other content."""
-    changed = []
-    for name, text in files.items():
-        path = osp.join(out_dir, name)
-        if not osp.lexists(path):
-            continue
-        try:
-            with open(path, 'rb') as f:
-                same = f.read() == text.encode('utf-8')
-        except OSError:
-            same = False
-        if not same:
-            changed.append(name)
-    return changed
+    return [name for name, text in files.items()
+            if osp.lexists(osp.join(out_dir, name))
+            and _differs(osp.join(out_dir, name), text)]
 
 
 def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
@@ -111,13 +108,8 @@ def prepare_task(task: str, train_dir: str, out_dir: str,
     """Convert one task of the release: ``train_dir`` (``images/`` and
     ``<task>_train.csv``) and ``val_dir`` (the test set) into ``out_dir``,
     ``val_ratio`` of the training set held out; returns images per list.
-
-    Raises:
-        FileExistsError: A list exists with other content and ``overwrite``
-            is False.
-        ValueError: A bad ``val_ratio``, or an image in both the training
-            and the validation release.
-    """
+    Nothing is written on FileExistsError (a list exists with other content,
+    without ``overwrite``) or ValueError (an image in both releases)."""
     if not 0 < val_ratio < 1:
         raise ValueError(f'val_ratio must be between 0 and 1, got {val_ratio}')
     counts = {}

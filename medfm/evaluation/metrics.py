@@ -34,9 +34,8 @@ def _as_2d(x: ArrayLike) -> np.ndarray:
 
 
 def average_precision(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
-    """Per-class scikit-learn ``average_precision_score`` of ``(N, C)``
-    scores and 0/1 targets; 0 for a class without positives (scikit-learn's
-    value, without its warning).
+    """Per-class ``average_precision_score`` of ``(N, C)`` scores and 0/1
+    targets; 0 for a class without positives (sklearn's, without its warning).
 
     Examples:
         >>> average_precision([[0.9], [0.5], [0.5], [0.1]], [[1], [0], [1], [0]])
@@ -49,8 +48,8 @@ def average_precision(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
 
 
 def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
-    """Per-class scikit-learn ``roc_auc_score`` of ``(N, C)`` scores and 0/1
-    targets; NaN for a class whose targets are all 0 or all 1.
+    """Per-class ``roc_auc_score`` of ``(N, C)`` scores and 0/1 targets; NaN
+    for a class whose targets are all 0 or all 1.
 
     Examples:
         >>> roc_auc([[0.1], [0.4], [0.35], [0.8]], [[0], [0], [1], [1]])
@@ -64,10 +63,9 @@ def roc_auc(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
 
 def check_inputs(pred: np.ndarray, target: np.ndarray,
                  multi_label: bool) -> None:
-    """Raise :class:`ScoreError` for inputs the metrics are not defined for:
-    shapes that differ, NaN or infinite scores (a diverged model), targets
-    other than 0/1, and single-label scores that are not probabilities over
-    at least two classes (logits would change the binary AUC)."""
+    """Raise :class:`ScoreError` for shapes that differ, NaN or infinite
+    scores (a diverged model), targets other than 0/1, and single-label scores
+    that are not probabilities of 2+ classes (logits change the binary AUC)."""
     if pred.shape != target.shape:
         raise ScoreError(f'pred shape {pred.shape} != target shape '
                          f'{target.shape}')
@@ -98,7 +96,7 @@ def check_inputs(pred: np.ndarray, target: np.ndarray,
 
 def identical_note(pred: np.ndarray) -> Optional[str]:
     """A warning when every sample has the same scores (a network that has
-    not started to learn: every AUC is 50), else None.
+    not started to learn), else None.
 
     Examples:
         >>> identical_note(np.array([[0.2, 0.8], [0.2, 0.8]]))[:44]
@@ -131,9 +129,7 @@ class MedFMCScore(BaseMetric):
     Args:
         multi_label (bool, optional): Task type; None: the dataset's
             ``multi_label`` meta information.
-        classwise (bool): Also return per-class values.
-        collect_device (str): As :class:`mmengine.evaluator.BaseMetric`.
-        prefix (str, optional): Key prefix (default ``'medfmc'``).
+        collect_device, prefix: As :class:`mmengine.evaluator.BaseMetric`'s.
 
     Examples:
         >>> import torch
@@ -150,10 +146,8 @@ class MedFMCScore(BaseMetric):
 
     default_prefix: Optional[str] = 'medfmc'
 
-    def __init__(self,
-                 multi_label: Optional[bool] = None,
-                 classwise: bool = False,
-                 collect_device: str = 'cpu',
+    def __init__(self, multi_label: Optional[bool] = None,
+                 classwise: bool = False, collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.multi_label = multi_label
@@ -211,17 +205,12 @@ class MedFMCScore(BaseMetric):
         return metrics
 
     @staticmethod
-    def calculate(pred: ArrayLike,
-                  target: ArrayLike,
-                  multi_label: bool,
+    def calculate(pred: ArrayLike, target: ArrayLike, multi_label: bool,
                   classes: Optional[Sequence[str]] = None,
                   classwise: bool = False) -> Dict[str, Union[float, list]]:
-        """The task's metrics, in percent, from ``(N, C)`` scores (sigmoid
-        or softmax) and 0/1 targets; ``classes`` name classes in warnings.
-
-        Raises:
-            ScoreError: Inputs :func:`check_inputs` refuses.
-        """
+        """The task's metrics, in percent, of ``(N, C)`` scores (sigmoid or
+        softmax) and 0/1 targets (ScoreError: :func:`check_inputs` refuses
+        them); ``classes`` name classes in warnings."""
         pred, target = _as_2d(pred), _as_2d(target)
         check_inputs(pred, target, multi_label)
         names = _class_names(pred.shape[1], classes)
@@ -255,9 +244,8 @@ class MedFMCScore(BaseMetric):
 
 def task_metrics(pred: ArrayLike, target: ArrayLike, task,
                  quiet: bool = False) -> Dict[str, float]:
-    """:meth:`MedFMCScore.calculate` of a task (a name or its dataset class),
-    the one wrapper outside a loop; ``quiet`` turns its warnings (a class
-    without AUC) into one debug line of the log."""
+    """:meth:`MedFMCScore.calculate` of a task (a name or its dataset class);
+    ``quiet`` turns its warnings into one debug line of the log."""
     from ..datasets import task_class
     cls = task_class(task) if isinstance(task, str) else task
     with warnings.catch_warnings(record=quiet) as caught:

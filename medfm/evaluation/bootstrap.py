@@ -125,21 +125,18 @@ def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
     n_cls = pred.shape[1]
     # binary single-label: the positive class's AUC only, as calculate
     auc_cols = [1] if not multi_label and n_cls == 2 else list(range(n_cls))
-    ranked = {c: _Ranked(pred[:, c], target[:, c] == 1)
-              for c in (range(n_cls) if multi_label else auc_cols)}
+    ranked = [_Ranked(pred[:, c], target[:, c] == 1) for c in auc_cols]
     hits = (pred.argmax(1) == target.argmax(1)).astype(np.float64)
     first = 'mAP' if multi_label else 'Acc'
     out = {first: np.empty(len(weights)), 'AUC': np.empty(len(weights))}
     step = max(1, _BLOCK // max(1, len(pred)))
     for lo in range(0, len(weights), step):
         w = weights[lo:lo + step]
-        stats = {c: r.stats(w) for c, r in ranked.items()}
-        if multi_label:
-            ap = np.stack([stats[c][0] for c in ranked], 1)
+        ap, auc = (np.stack(v, 1) for v in zip(*(r.stats(w) for r in ranked)))
+        if multi_label:  # then the AUC columns are all classes
             out[first][lo:lo + step] = ap.mean(1) * 100
         else:
             out[first][lo:lo + step] = (w @ hits) / w.sum(1, dtype=np.float64) * 100
-        auc = np.stack([stats[c][1] for c in auc_cols], 1)
         with warnings.catch_warnings():  # a draw without any AUC has none
             warnings.simplefilter('ignore', RuntimeWarning)
             out['AUC'][lo:lo + step] = np.nanmean(auc, 1) * 100
@@ -239,14 +236,6 @@ def mean_bootstrap_ci(preds: Sequence[ArrayLike], target: ArrayLike,
     """Interval of the mean over runs scored on one list (a setting's
     experiments): each draw scores every run on the same resample and takes
     the mean. As :func:`bootstrap_ci`; ``value`` is the runs' mean.
-
-    Examples:
-        >>> target = np.array([[1], [1], [0], [1], [0], [0]])
-        >>> a = np.array([[.9], [.2], [.4], [.35], [.3], [.1]])
-        >>> b = np.array([[.9], [.8], [.4], [.35], [.3], [.1]])
-        >>> ci = mean_bootstrap_ci([a, b], target, multi_label=True, n=200)
-        >>> round(ci['AUC']['value'], 2)
-        77.78
     """
     if not preds:
         raise ValueError('no runs to average')

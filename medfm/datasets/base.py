@@ -13,6 +13,7 @@ import os.path as osp
 import re
 import warnings
 from collections import Counter
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmpretrain.datasets import BaseDataset
@@ -275,8 +276,7 @@ class MedFMCDataset(BaseDataset):
 
     def _read_text(self) -> str:
         """The annotation file as text (UTF-8; see :func:`decode_text`)."""
-        with open(self.ann_file, 'rb') as f:
-            return decode_text(f.read(), self.ann_file)
+        return decode_text(Path(self.ann_file).read_bytes(), self.ann_file)
 
     def _read_list(self) -> List[Sample]:
         samples = []
@@ -307,9 +307,8 @@ class MedFMCDataset(BaseDataset):
                 f'{self.ann_file}: an empty file; a CSV starts with a header '
                 'line (img_id and one column per class)')
         try:
-            # every cell as written ('00123' stays an id, 'True' a string),
-            # only an empty cell is missing; blank lines kept, then dropped
-            # here, so that row numbers are lines
+            # every cell as written ('00123' stays an id), only an empty one
+            # missing; blank lines kept (dropped below) so that rows are lines
             df = pd.read_csv(io.StringIO(text), dtype=str,
                              keep_default_na=False, na_values=[''],
                              skip_blank_lines=False)
@@ -360,8 +359,7 @@ class MedFMCDataset(BaseDataset):
         return samples
 
     def _csv_cell(self, cell, column: str, where: str, index: bool) -> int:
-        """A CSV label cell: a class index (``label`` column) or 0/1 (1.0 as
-        pandas writes floats), in ASCII digits."""
+        """A CSV label cell: a class index (``label``) or 0/1 (or 1.0)."""
         text = '' if not isinstance(cell, str) else cell.strip()
         n = len(self.CLASSES) if index else 2
         match = (_ASCII_INDEX if index else _CSV_BINARY).fullmatch(text)
@@ -381,7 +379,7 @@ class MedFMCDataset(BaseDataset):
         found = [c for c in classes if c in columns]
         other = [c for c in df.columns if not _is_id(c) and _norm(c) not in
                  classes + ['label'] and not str(c).startswith('Unnamed:')]
-        if found and other:  # metadata, or a misspelt class: say so
+        if found and other:  # metadata, or a misspelt class
             warnings.warn(f'{self.ann_file}: columns {other} are neither ids '
                           f'nor classes of {type(self).__name__}: ignored')
         if len(found) == len(classes):
@@ -458,10 +456,9 @@ class MedFMCDataset(BaseDataset):
                 folder += ' (the current directory)'
             raise AnnotationError(
                 f'{self.ann_file}, {where}: image {name!r} is outside the '
-                f'image folder {folder} '
-                f'(it leads to {full}); a list may only name images under '
-                'data_root/data_prefix. If that is intended, build the '
-                'dataset with allow_outside_data_root=True')
+                f'image folder {folder} (it leads to {full}); a list may only '
+                'name images under data_root/data_prefix. If that is intended, '
+                'build the dataset with allow_outside_data_root=True')
 
     def _describe(self, label: Label) -> str:
         """A label as class indices and names, for messages."""

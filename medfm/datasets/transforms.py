@@ -8,6 +8,7 @@ each with an error naming the file.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -95,17 +96,12 @@ class DecoderMessages:
             text = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
         finally:
             self._release()
-        passed = []
-        for line in text.decode('utf-8', 'replace').splitlines(keepends=True):
-            if line.startswith(self.keep):
-                self.lines.append(line.strip())
-            else:
-                passed.append(line)
+        lines = text.decode('utf-8', 'replace').splitlines(keepends=True)
+        self.lines += [line.strip() for line in lines if line.startswith(self.keep)]
+        passed = ''.join(line for line in lines if not line.startswith(self.keep))
         if passed:
-            try:
-                os.write(2, ''.join(passed).encode('utf-8', 'replace'))
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                os.write(2, passed.encode('utf-8', 'replace'))
 
     def _release(self) -> None:
         for fd in (self._fd, self._saved):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,6 +23,7 @@ from .medfmc import TASKS, task_class
 IMAGE_SIZE = {'chest': (128, 128), 'colon': (128, 128), 'endo': (160, 128)}
 #: images per split and task
 DEFAULT_SIZES = {'train': 160, 'val': 64, 'test': 64}
+LISTS = {'train': 'train_20.txt', 'val': 'val_20.txt', 'test': 'test_WithLabel.txt'}
 
 
 def _chest_name(rng: np.random.Generator, i: int) -> Tuple[str, str]:
@@ -109,9 +111,7 @@ def make_task(root: str, task: str, sizes: Optional[Dict[str, int]] = None,
             rows.append((name, group, y))
         start += n
         names[split] = [r[0] for r in rows]
-        ann = {'train': 'train_20.txt', 'val': 'val_20.txt',
-               'test': 'test_WithLabel.txt'}[split]
-        _write_lines(osp.join(out, ann),
+        _write_lines(osp.join(out, LISTS[split]),
                      [cls.format_line(name, y) for name, _, y in rows])
         if split == 'test':
             _write_lines(osp.join(out, 'test_WithoutLabel.txt'), names[split])
@@ -121,8 +121,7 @@ def make_task(root: str, task: str, sizes: Optional[Dict[str, int]] = None,
 
 
 def _write_lines(path: str, lines: Sequence[str]) -> None:
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
+    Path(path).write_text('\n'.join(lines) + '\n', encoding='utf-8')
 
 
 def _write_csv(path: str, cls: 'type[MedFMCDataset]', rows) -> None:

@@ -197,8 +197,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
             continue
         with warnings.catch_warnings():  # duplicates are reported below
             warnings.simplefilter('ignore')
-            pool = load_pool(task, path)
-        pools[part] = pool
+            pools[part] = pool = load_pool(task, path)
         dups = {n: c for n, c in Counter(pool.names).items() if c > 1}
         if dups:
             report.problems.append(
@@ -209,9 +208,8 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
         if empty:
             report.problems.append(
                 f'{part}: no positive image for class(es) {", ".join(empty)}')
-    train = pools['train']
-    if 'val' in pools:
-        val = pools['val']
+    train, val = pools['train'], pools.get('val')
+    if val is not None:
         shared = set(train.names) & set(val.names)
         if shared:
             report.problems.append(

@@ -204,13 +204,10 @@ def to_uint8(img: np.ndarray, bit_depth: Optional[int] = None) -> np.ndarray:
             f'{int(img.min())}): no mapping to 8 bits treats every image '
             'alike; convert the data set to unsigned 8- or 16-bit integers with '
             'one offset for all images first')
-    if bit_depth is None:
-        bits = guess_bit_depth(img)
-    elif int(img.max()) >= 2 ** bit_depth:
+    bits = guess_bit_depth(img) if bit_depth is None else bit_depth
+    if int(img.max()) >= 2 ** bits:  # a guess always holds it
         raise ValueError(f'a value of {int(img.max())} does not fit in '
                          f'bit_depth={bit_depth} bits')
-    else:
-        bits = bit_depth
     return (img.astype(np.float64) * (255.0 / (2 ** bits - 1))).round().astype(
         np.uint8)
 

@@ -98,8 +98,7 @@ class _Ranked:
         tp, p = cpos[:, self.k_end], cpos[:, -1]
         wp = tp - cpos[:, self.k_prev]
         cw = cw_all[:, self.end]
-        cw_prev = np.where(self.prev >= 0, cw_all[:, np.maximum(self.prev, 0)],
-                           0.0)
+        cw_prev = np.where(self.prev >= 0, cw_all[:, np.maximum(self.prev, 0)], 0.0)
         wn = cw - cw_prev - wp
         q = total - p
         with np.errstate(invalid='ignore', divide='ignore'):

@@ -5,12 +5,8 @@ import numpy as np
 
 
 def label_matrix(dataset) -> np.ndarray:
-    """0/1 matrix ``(N, C)`` of a MedFMC dataset's labels.
-
-    Raises:
-        ValueError: The dataset has no labels (an unlabelled list): its rows
-            would read as all-negative.
-    """
+    """0/1 matrix ``(N, C)`` of a MedFMC dataset's labels; ValueError for an
+    unlabelled list (its rows would read as all-negative)."""
     if len(dataset) and 'gt_label' not in dataset.get_data_info(0):
         raise ValueError(f'{dataset.ann_file}: the images have no labels')
     y = np.zeros((len(dataset), len(dataset.CLASSES)), dtype=int)

@@ -265,15 +265,12 @@ def format_ci(value: Union[float, Mapping[str, float]],
     if isinstance(value, Mapping):
         low, high = value.get('low'), value.get('high')
         value = value['diff' if signed else 'value']
-
-    def fmt(v) -> str:
-        if v is None or math.isnan(v):
-            return 'nan'
-        return f'{v:+.{digits}f}' if signed else f'{v:.{digits}f}'
-
+    spec = f'{"+" if signed else ""}.{digits}f'
+    text = ['nan' if v is None or math.isnan(v) else format(v, spec)
+            for v in (value, low, high)]
     if low is None and high is None:
-        return fmt(value)
-    return f'{fmt(value)} [{fmt(low)}, {fmt(high)}]'
+        return text[0]
+    return f'{text[0]} [{text[1]}, {text[2]}]'
 
 
 def unit_groups(task: str, names: Sequence[str]) -> Optional[np.ndarray]:

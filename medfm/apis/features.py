@@ -1,12 +1,7 @@
-"""Frozen features for the few-shot grid: each image through the backbone
-once, then a scikit-learn head per (task, shot, experiment).
-
-:class:`FrozenFeatures` gives an annotation list's features through a
-:class:`FeatureCache` (keyed by what makes them, stamped per image) and the
-one inference loop (:func:`medfm.apis.inference.predict_loader` at the neck);
-:func:`run_feature_grid` fits and scores the heads with the split files,
-metrics, summaries and submission files of ``run_protocol.py``. The
-definitions are in ``docs/features.md``.
+"""Frozen features for the few-shot grid: each image through the backbone once
+(:class:`FeatureCache`, at the neck through the one inference loop), then a
+scikit-learn head per (task, shot, experiment) in ``run_protocol.py``'s layout.
+The definitions are in ``docs/features.md``.
 """
 from __future__ import annotations
 
@@ -227,21 +222,19 @@ class FrozenFeatures:
         todo = [i for i, p in enumerate(paths) if self.cache.index.lookup(p) is None]
         self.hits += len(paths) - len(todo)
         if todo:
-            self._extract(loader, todo)
+            self._extract(loader, todo, [paths[i] for i in todo])
         prefix = dataset.img_prefix
         names = [osp.relpath(p, prefix) if prefix else p for p in paths]
         labelled = len(dataset) and 'gt_label' in dataset.get_data_info(0)
-        out = ListFeatures(names, self.cache.load(paths),
-                           label_matrix(dataset) if labelled else None)
-        self._lists[ann_file] = out
-        return out
+        self._lists[ann_file] = ListFeatures(
+            names, self.cache.load(paths), label_matrix(dataset) if labelled else None)
+        return self._lists[ann_file]
 
-    def _extract(self, loader, indices: List[int]) -> None:
+    def _extract(self, loader, indices: List[int], paths: List[str]) -> None:
         from torch.utils.data import DataLoader, Subset
         if self._model is None:
             self._model = build_feature_model(self.cfg, self.weights,
                                               self.device, self.seed)
-        paths = [loader.dataset.get_data_info(i)['img_path'] for i in indices]
         stamps = [stamp(p) for p in paths]  # before reading
         subset = DataLoader(Subset(loader.dataset, indices),
                             batch_size=loader.batch_size,
@@ -307,12 +300,10 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, C: float, multi_label: bool) -> Hea
 def fit_prototype(x: np.ndarray, y: np.ndarray, multi_label: bool,
                   temperature: float = DEFAULT_TEMPERATURE) -> Head:
     """Cosine nearest centroid (scikit-learn's ``NearestCentroid`` is
-    euclidean, without scores or a multi-label form). A centroid is the mean
-    of its images' unit vectors, scaled to unit length: ``softmax(t cos(x,
-    c_k))`` over the train list's classes, or per class ``sigmoid(t (cos(x,
-    p_k) - cos(x, n_k)))`` with the centroids of the images with and without
-    it. ``t`` scales the scores, not their ranking (no metric depends on it).
-    """
+    euclidean, without scores or a multi-label form): ``softmax(t cos(x, c_k))``
+    over the train list's classes, or per class ``sigmoid(t (cos(x, p_k) -
+    cos(x, n_k)))`` with the unit mean of the images with and without it.
+    ``t`` scales the scores, not their ranking."""
     xn = normalize(np.asarray(x, np.float64))
     columns = np.arange(y.shape[1]) if multi_label else np.flatnonzero(y.any(0))
     positive = normalize(y[:, columns].T @ xn)
@@ -383,9 +374,8 @@ def run_feature_experiment(frozen: FrozenFeatures, split_dir: str, shot: int,
     fitted = fit_head(head, train, val, task, Cs, temperature)
     scores = fitted.predict(test.features)
     fit_s = time.perf_counter() - t0
-    row: Dict[str, object] = dict(exp=exp)
-    row.update({k: float(v) for k, v in
-                task_metrics(scores, test.targets, task, quiet=True).items()})
+    metrics = task_metrics(scores, test.targets, task, quiet=True)
+    row = dict(exp=exp, **{k: float(v) for k, v in metrics.items()})
     row.update(checkpoint=frozen.weights.describe(), head=head, C=fitted.C,
                val_score=fitted.val.get('score'),
                val_score_by_C={str(k): v for k, v in fitted.val_by_C.items()},
@@ -410,15 +400,10 @@ def run_feature_grid(configs: Sequence[Tuple[str, Config, str]],
                      amp: bool = False, Cs: Sequence[float] = DEFAULT_CS,
                      temperature: float = DEFAULT_TEMPERATURE) -> dict:
     """Every (task, shot, exp) of ``configs`` (``(task, config, config
-    name)``, :func:`medfm.config_ops.grid.grid_configs`) on frozen features,
-    in ``run_protocol.py``'s layout (default
-    ``work_dirs/features/<name>_<head>``; one setting: its folder).
-
-    Returns:
-        dict: ``settings`` (with their ``rows``), the ``csv``/``markdown``
-        summary, ``extracted``/``cache_hits`` (images), ``caches`` (folders)
-        and ``seconds``.
-    """
+    name)``) on frozen features, in ``run_protocol.py``'s layout (default
+    ``work_dirs/features/<name>_<head>``; one setting: its folder). Returns
+    :func:`~medfm.apis.protocol.write_summaries`' dict with
+    ``extracted``/``cache_hits`` (images), ``caches`` (folders), ``seconds``."""
     t0 = time.perf_counter()
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     grid = len(configs) * len(shots) > 1

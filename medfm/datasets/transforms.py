@@ -216,12 +216,9 @@ def decode_image(content: bytes, path: str = '<bytes>',
                  color_type: str = 'color',
                  bit_depth: Optional[int] = None) -> np.ndarray:
     """Decode a file's bytes to a BGR (``color_type='color'``) or grayscale
-    uint8 array, keeping 16 bits until :func:`to_uint8` scales them.
-
-    Raises:
-        ImageDecodeError: Naming ``path``: not a decodable image, damaged
-            JPEG data, over the pixel limit, or values ``to_uint8`` refuses.
-    """
+    uint8 array, keeping 16 bits until :func:`to_uint8` scales them; any
+    failure (damaged JPEG data, the pixel limit too) is an ImageDecodeError
+    naming ``path``."""
     check_image_size(content, path)
     buf = np.frombuffer(content, dtype=np.uint8)
     # keeps 16 bits and 1 channel, applies EXIF orientation as mmcv does

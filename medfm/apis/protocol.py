@@ -98,13 +98,11 @@ def split_warnings(task: str, split_dir: str, shot: int,
     out = []
     for exp in exps:
         files = split_files(split_dir, task, shot, exp)
-        if not all(osp.isfile(f) for f in files.values()):
-            continue
-        for problem in check_split(task, files['train'], files['val'],
-                                   shot).problems:
-            out.append(f'exp{exp} split: {problem}' + (
+        if all(osp.isfile(f) for f in files.values()):
+            out += [f'exp{exp} split: {problem}' + (
                 '; the best checkpoint is chosen on images it trained on'
-                if 'also in val' in problem else ''))
+                if 'also in val' in problem else '') for problem in
+                check_split(task, files['train'], files['val'], shot).problems]
     return out
 
 
@@ -158,8 +156,9 @@ class Job(NamedTuple):
 
 def trained_epochs(run: RunDir) -> Optional[int]:
     """The ``max_epochs`` a run recorded (else its saved config's)."""
-    if run.record() is not None:
-        return run.record().get('max_epochs')
+    record = run.record()
+    if record is not None:
+        return record.get('max_epochs')
     path = run.config_path()
     return Config.fromfile(path).train_cfg.get('max_epochs') if path else None
 
@@ -189,13 +188,9 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
     experiment, ``failed``) and jobs of ``(task, config, name)`` ``configs``
     in ``root`` (the grid's folder, or the one setting's). ``skip_done``
     keeps what an earlier call finished and resumes the unfinished;
-    ``predict_list`` adds submission files (in ``result_dir``, default
-    ``<setting>/result``).
-
-    Raises:
-        FileExistsError: A folder to train in holds another run, or one to
-            keep trained for another ``max_epochs``.
-    """
+    ``predict_list`` adds submission files (default ``<setting>/result``).
+    ``FileExistsError`` when a folder to train in holds another run, or one
+    to keep was trained for another ``max_epochs``."""
     settings, jobs, used, other_length = [], [], [], []
     for task, cfg, config_name in configs:
         lists = split_dir or data_root_of(cfg)
@@ -440,17 +435,16 @@ def setting_ci(task: str, rows: Sequence[Dict[str, object]],
     names, _, target = tables[0]
     if target is None or any(t[0] != names for t in tables):
         return None
-    groups = unit_groups(task, [osp.basename(n) for n in names])
     return mean_bootstrap_ci([t[1] for t in tables], target,
-                             task_class(task).is_multi_label(),
-                             groups=groups, n=n, seed=seed)
+                             task_class(task).is_multi_label(), groups=unit_groups(
+                                 task, [osp.basename(n) for n in names]),
+                             n=n, seed=seed)
 
 
-def _csv_cells(stats: Dict[str, tuple], metrics: Sequence[str],
-               width: int = 2) -> List[str]:
+def _csv_cells(stats: Dict[str, tuple], metrics: Sequence[str]) -> List[str]:
     """Each metric's values for a CSV row ('' where undefined or missing)."""
     return ['' if math.isnan(v) else f'{v:.4f}' for m in metrics
-            for v in stats.get(m, (math.nan,) * width)]
+            for v in stats.get(m, (math.nan, math.nan))]
 
 
 def write_summary(out_dir: str, setting: Dict[str, object],
@@ -503,7 +497,6 @@ def write_grid_summary(out_dir: str, title: str,
     total = sum(len(s['rows']) for s in settings)
     n_failed = sum(int(s.get('failed', 0)) for s in settings)
     head = [[s['task'], s['shot'], s['config'], len(s['rows'])] for s in settings]
-    os.makedirs(out_dir, exist_ok=True)
     paths = dict(csv=osp.join(out_dir, 'summary.csv'),
                  markdown=osp.join(out_dir, 'summary.md'))
     write_csv(paths['csv'], ['task', 'shot', 'config', 'experiments', 'failed']
@@ -553,7 +546,6 @@ def write_submission(path: str, names: Sequence[str], scores: np.ndarray) -> str
         raise ValueError(f'file names with commas cannot be written: {bad[:3]}')
     if len(names) != len(scores):
         raise ValueError(f'{len(names)} names but {len(scores)} score rows')
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with atomic_write(path, encoding='utf-8', newline='') as f:
         for name, row in zip(names, np.asarray(scores, dtype=np.float64)):
             f.write(name + ',' + ','.join(f'{v:.8f}' for v in row) + '\n')

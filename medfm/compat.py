@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import functools
 import gc
+import json
 import os
 import os.path as osp
 import pickle
@@ -230,9 +231,24 @@ def adapt_config_for_cpu(cfg) -> None:
                                      device_ids=None, broadcast_buffers=False)
 
 
+@functools.lru_cache(maxsize=16)
+def _format_code(text: str, options: str) -> tuple:
+    from yapf.yapflib.yapf_api import FormatCode
+    return FormatCode(text, **json.loads(options))
+
+
+def format_code(text: str, **options) -> tuple:
+    """yapf's ``FormatCode``, each text formatted once: mmengine formats the
+    whole config again to log it, dump it and save it with every checkpoint
+    (0.1 s each; half of a tiny run's time)."""
+    return _format_code(text, json.dumps(options, sort_keys=True))
+
+
 def apply() -> None:
     """Install the adaptations into mmengine. Safe to call more than once."""
+    from mmengine.config import config as config_module
     from mmengine.dist import utils as dist_utils
+    config_module.FormatCode = format_code
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_checkpoint_file, force=True)

@@ -96,3 +96,19 @@ def test_import_prints_no_mmcv_lite_warning():
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert 'MultiScaleDeformableAttention' not in p.stderr
+
+
+def test_config_text_formatted_once_as_yapf_formats_it():
+    from mmengine import Config
+    from yapf.yapflib.yapf_api import FormatCode
+
+    from medfm import compat
+    cfg = Config.fromfile('configs/densenet/densenet121_chest.py')
+    compat._format_code.cache_clear()
+    text = cfg.pretty_text
+    assert cfg.pretty_text == text and compat._format_code.cache_info().hits == 1
+    compat._format_code.cache_clear()
+    import mmengine.config.config as config_module
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(config_module, 'FormatCode', FormatCode)  # yapf itself
+        assert cfg.pretty_text == text

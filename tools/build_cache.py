@@ -1,14 +1,9 @@
 """Decode and resize a task's images once, for fast training.
 
-Examples:
-    # the images of a config's datasets, short side 448 (2x 224)
-    python tools/build_cache.py configs/densenet/densenet121_colon.py \
-        --out data/cache/colon
-    # an image folder
-    python tools/build_cache.py data/MedFMC/colon/images --out data/cache/colon
-    # then train from the cache
-    bash train.sh configs/densenet/densenet121_colon.py --cache data/cache/colon
-
+Examples (a config's datasets' images, or a folder; then train from the cache):
+    python tools/build_cache.py configs/densenet/densenet121_colon.py --out CACHE
+    python tools/build_cache.py data/MedFMC/colon/images --out CACHE
+    bash train.sh configs/densenet/densenet121_colon.py --cache CACHE
 Rerunning it only decodes images that are new or changed.
 """
 from __future__ import annotations
@@ -33,17 +28,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='image folders, or configs whose datasets name them')
     p.add_argument('--out', required=True, help='cache folder')
     p.add_argument('--short-side', type=int, default=448,
-                   help='short side of the stored images (0: full size); '
-                   'default 448, twice the 224 px training resolution')
-    p.add_argument('--loader', default=None,
-                   help='loading transform of the pipelines that will read the '
-                   "cache, e.g. LoadMedFMCImage (default: the config's; for a "
-                   'folder LoadMedFMCImage)')
-    p.add_argument('--color-type', default='color',
-                   help='its color_type, for a folder (default color)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys, e.g. '
-                   'train_dataloader.dataset.data_root=...')
+                   help='short side stored (0: full size; default 2x 224)')
+    p.add_argument('--loader', help="the pipelines' loading transform "
+                   "(default: the config's; a folder: LoadMedFMCImage)")
+    p.add_argument('--color-type', default='color', help='its color_type')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--workers', type=int, default=0,
                    help='processes (default: every CPU)')
     return p.parse_args(argv)
@@ -73,18 +62,15 @@ def main(argv=None) -> int:
         folders, found = config_images(src, args.cfg_options) \
             if src.endswith('.py') else ([src], None)
         if loader and found and found != loader:
-            print(f'error: the configs load images differently: {loader}, '
-                  f'{found}; build one cache per loader', file=sys.stderr)
-            return 1
+            raise SystemExit(f'error: the configs load images differently: '
+                             f'{loader}, {found}; build one cache per loader')
         loader = loader or found
         for folder in folders:
             if not osp.isdir(folder):
-                print(f'error: image folder {folder} not found', file=sys.stderr)
-                return 1
+                raise SystemExit(f'error: image folder {folder} not found')
             files += list_images(folder)
     if not files:
-        print('error: no images found', file=sys.stderr)
-        return 1
+        raise SystemExit('error: no images found')
     if args.loader or not loader:
         loader = dict(type=args.loader or 'LoadMedFMCImage',
                       color_type=args.color_type)

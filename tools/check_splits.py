@@ -28,10 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--task', choices=sorted(TASKS),
                    help='task, when the file names do not say it')
     p.add_argument('--val', help='val list (with a single train list)')
-    p.add_argument('--shot', type=int, help='expected N (default: from the '
-                   'file name)')
-    p.add_argument('--strict', action='store_true',
-                   help='exit with status 1 when a problem is found')
+    p.add_argument('--shot', type=int, help='expected N (default: from the file name)')
+    p.add_argument('--strict', action='store_true', help='a problem: exit status 1')
     return p.parse_args(argv)
 
 
@@ -61,10 +59,8 @@ def main(argv=None) -> List[SplitReport]:
         if not task:
             raise SystemExit(f'{train}: cannot tell the task from the name; '
                              'give --task')
-        report = check_split(task, train, args.val or find_val(train),
-                             args.shot)
-        print(report.format())
-        reports.append(report)
+        reports.append(check_split(task, train, args.val or find_val(train), args.shot))
+        print(reports[-1].format())
     bad = sum(not r.ok for r in reports)
     print(f'{len(reports)} split(s) checked, {bad} with problems')
     if args.strict and bad:

@@ -45,13 +45,11 @@ def stratified_group_split(labels: np.ndarray, groups: Sequence[str],
     order = np.lexsort((rng.random(len(names)), rarity))
     side = np.zeros(len(names), dtype=int)
     for g in order:
+        score = room  # a group without labels, or a tie: the side with room
         if np.isfinite(rarity[g]):
             c = int(np.argmin(np.where(g_labels[g] > 0, totals, np.inf)))
-            score = np.array([need[0, c], need[1, c]])
-        else:
-            score = room.copy()
-        if score[0] == score[1]:
-            score = room.copy()
+            if need[0, c] != need[1, c]:
+                score = need[:, c]
         s = int(np.argmax(score))
         side[g] = s
         need[s] -= g_labels[g]

@@ -69,10 +69,9 @@ def check_inputs(pred: np.ndarray, target: np.ndarray,
     if pred.shape != target.shape:
         raise ScoreError(f'pred shape {pred.shape} != target shape '
                          f'{target.shape}')
-    n = len(pred)
     bad = np.flatnonzero(~np.isfinite(pred).all(1))
     if len(bad):
-        raise ScoreError(f'{len(bad)} of {n} samples have NaN or infinite '
+        raise ScoreError(f'{len(bad)} of {len(pred)} samples have NaN or infinite '
                          f'scores (first: sample {bad[0]}, {pred[bad[0]]}): '
                          'did the model diverge?')
     bad = np.flatnonzero(~np.isin(target, (0, 1)).all(1))

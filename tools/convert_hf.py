@@ -5,9 +5,8 @@ Example (``huggingface-cli download microsoft/rad-dino --local-dir hf/rad-dino``
     python tools/convert_hf.py hf/rad-dino \\
         pretrain/rad-dino_vit-b14_518_mmpretrain.pth --model rad-dino
 
-SRC holds ``config.json`` and ``model.safetensors`` or ``pytorch_model.bin``
-(sharded ones too). Tensors that do not fit the backbone exactly are refused,
-naming them (exit code 2); see docs/medical_backbones.md.
+Tensors that do not fit the backbone exactly are refused, named (exit code 2);
+see docs/medical_backbones.md.
 """
 from __future__ import annotations
 
@@ -24,8 +23,8 @@ from medfm.models.convert import HF_MODELS, convert_hf_folder
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='Hugging Face model folder (config.json '
-                        'and model.safetensors or pytorch_model.bin)')
+    parser.add_argument('src', help='model folder: config.json and '
+                        'model.safetensors or pytorch_model.bin (sharded too)')
     parser.add_argument('dst', help='output .pth in mmpretrain layout')
     parser.add_argument('--model', required=True, choices=sorted(HF_MODELS),
                         help='which published model SRC is')

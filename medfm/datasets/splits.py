@@ -103,13 +103,9 @@ def make_split(pool: Pool, shot: int,
                 f'positive image, fewer than {shot}; taking all of them')
         chosen = rng.permutation(candidates)[:shot]
         taken[chosen] = True
-    in_train = np.zeros(len(groups), dtype=bool)
-    for u in np.flatnonzero(taken):
-        in_train[members[units[u]]] = True
-    first = np.zeros(len(groups), dtype=bool)
-    first[[i for m in members.values() for i in m]] = True
-    return (np.flatnonzero(in_train).tolist(),
-            np.flatnonzero(first & ~in_train).tolist())
+    train = sorted(i for u in np.flatnonzero(taken) for i in members[units[u]])
+    rest = {i for m in members.values() for i in m} - set(train)
+    return train, sorted(rest)
 
 
 def write_splits(pool: Pool,

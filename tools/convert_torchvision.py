@@ -1,16 +1,10 @@
 """Convert a torchvision DenseNet / EfficientNet checkpoint to mmpretrain keys.
 
-Example::
-
-    python tools/convert_torchvision.py densenet121-a639ec97.pth \\
-        pretrain/densenet121_torchvision.pth
-    python tools/convert_torchvision.py efficientnet_b0_rwightman-7f5810bc.pth \\
-        pretrain/efficientnet_b0_torchvision.pth --efficientnet-arch b0
-
-Point a config's ``init_cfg.checkpoint`` at the output; for EfficientNet also
-set the backbone's ``conv_cfg``/``norm_cfg`` to
-``medfm.models.convert.torchvision_efficientnet_cfg(arch)``. A file whose
-tensors do not fit the mmpretrain backbone exactly is refused (exit code 2).
+Example: ``python tools/convert_torchvision.py densenet121-a639ec97.pth DST``
+(``--efficientnet-arch b0`` for EfficientNet). Point a config's
+``init_cfg.checkpoint`` at DST; for EfficientNet also set the backbone's
+``conv_cfg``/``norm_cfg`` to ``convert.torchvision_efficientnet_cfg(arch)``.
+A file whose tensors do not fit the backbone exactly is refused (exit code 2).
 """
 from __future__ import annotations
 

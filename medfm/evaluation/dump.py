@@ -66,11 +66,7 @@ class DumpPredictions(BaseMetric):
 def read_predictions(path: str):
     """A table :class:`DumpPredictions` wrote as CSV: image paths, scores
     ``(N, C)`` (exact: ties stay ties) and 0/1 labels ``(N, C)`` (None when
-    unlabelled).
-
-    Raises:
-        ValueError: The file is not such a table (names the file).
-    """
+    unlabelled); ValueError naming the file if it is no such table."""
     import pandas as pd
     try:
         df = pd.read_csv(path, dtype={'img_path': str}, keep_default_na=False,

@@ -2,10 +2,9 @@
 
 torchvision's DenseNet and EfficientNet (v1) and the ``transformers`` DINOv2 /
 ViT models (RAD-DINO, Phikon) are networks mmpretrain builds, under other tensor
-names; the converted dict holds mmpretrain's keys under ``backbone.`` and loads
-with ``init_cfg=dict(type='PretrainedIfExists', prefix='backbone', ...)``.
-Every conversion is checked key by key and shape by shape against a freshly
-built mmpretrain backbone, so no tensor is dropped silently.
+names. The converted dict holds mmpretrain's keys under ``backbone.``, checked
+key by key and shape by shape against a freshly built backbone, so no tensor is
+dropped silently.
 """
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ def torchvision_efficientnet_cfg(arch: str) -> dict:
         >>> torchvision_efficientnet_cfg('b7')['norm_cfg']
         {'type': 'BN', 'eps': 0.001}
     """
-    # torchvision builds B5-B7 with BatchNorm2d(eps=1e-3), B0-B4 with 1e-5
     eps = 1e-3 if arch in ('b5', 'b6', 'b7') else 1e-5
     return dict(conv_cfg=dict(type='Conv2d'), norm_cfg=dict(type='BN', eps=eps))
 
@@ -103,12 +101,9 @@ def convert_torchvision(state: Dict[str, torch.Tensor],
                         efficientnet_arch: Optional[str] = None
                         ) -> Dict[str, torch.Tensor]:
     """Rename a torchvision ``DenseNet`` (old or new key names) or
-    ``EfficientNet`` (v1, of ``efficientnet_arch`` ``'b0'`` ... ``'b7'``) state
-    dict into ``backbone.*`` and ``head.fc.*`` tensors.
-
-    Raises:
-        ValueError: Unknown layout, or tensors whose names, count or shapes
-            do not line up with the mmpretrain backbone.
+    ``EfficientNet`` (v1, of ``efficientnet_arch``) state dict into
+    ``backbone.*`` and ``head.fc.*`` tensors; a ValueError for an unknown
+    layout or tensors that do not fit the mmpretrain backbone.
     """
     kind = detect_arch(state)
     out: Dict[str, torch.Tensor] = OrderedDict()
@@ -183,8 +178,8 @@ _HF_DEFAULTS = {
     'vit': dict(intermediate_size=3072, hidden_act='gelu', layer_norm_eps=1e-12,
                 num_channels=3, qkv_bias=True),
 }
-
-
+# never taken from defaults: save_pretrained always writes them, and
+# transformers 4 and 5 differ on DINOv2's default patch size
 _HF_REQUIRED = ('hidden_size', 'num_hidden_layers', 'num_attention_heads',
                 'patch_size', 'image_size')
 
@@ -201,11 +196,8 @@ def _size(value) -> int:
 def hf_backbone_cfg(config: dict) -> dict:
     """``VisionTransformer`` keyword arguments that compute what a
     ``transformers`` ``Dinov2Model`` / ``ViTModel`` of this ``config.json``
-    computes (``out_type='cls_token'``: ``last_hidden_state[:, 0]``).
-
-    Raises:
-        ValueError: A setting mmpretrain's ViT does not compute (SwiGLU, an
-            activation but exact GELU), or no geometry (sizes, layers, heads).
+    computes (``out_type='cls_token'``: ``last_hidden_state[:, 0]``); a
+    ValueError for what mmpretrain's ViT does not compute or no geometry.
 
     Examples:
         >>> cfg = hf_backbone_cfg(HF_MODELS['rad-dino']['config'])
@@ -216,8 +208,6 @@ def hf_backbone_cfg(config: dict) -> dict:
     if kind not in _HF_DEFAULTS:
         raise ValueError(f'model_type {kind!r} is not a transformers DINOv2 or '
                          f'ViT (known: {sorted(_HF_DEFAULTS)})')
-    # the geometry is never taken from defaults (save_pretrained always
-    # writes it; transformers 4 and 5 differ on DINOv2's default patch size)
     lacking = [k for k in _HF_REQUIRED if k not in config]
     if lacking:
         raise ValueError(f'config.json gives no {", ".join(lacking)}')
@@ -286,12 +276,10 @@ _HF_QKV = re.compile(_HF_LAYER + r'attention\.(?:attention\.)?'
                      r'(query|key|value|q_proj|k_proj|v_proj)\.(weight|bias)')
 _QKV_PART = {'query': 0, 'q_proj': 0, 'key': 1, 'k_proj': 1,
              'value': 2, 'v_proj': 2}
-#: tensors of the transformers models that are no part of the features:
-#: the mask token of masked-image pretraining, ViTModel's tanh pooler (not
-#: the CLS feature) and the classifier of a *ForImageClassification file
+#: no part of the features: the mask token of masked-image pretraining,
+#: ViTModel's tanh pooler and the classifier of a *ForImageClassification file
 _HF_DROPPED = re.compile(r'embeddings\.mask_token|pooler\.dense\.(weight|bias)'
                          r'|classifier\..*')
-_HF_PREFIXES = {'dinov2': 'dinov2.', 'vit': 'vit.'}
 
 
 def convert_hf(state: Dict[str, torch.Tensor], config: dict
@@ -311,12 +299,12 @@ def convert_hf(state: Dict[str, torch.Tensor], config: dict
     from mmpretrain.models.backbones import VisionTransformer
     cfg = hf_backbone_cfg(config)
     kind = config['model_type']
-    prefix = _HF_PREFIXES[kind]
+    prefix = kind + '.'
     rules = [(re.compile(p), r) for p, r in _HF_RULES[kind]]
-    sources: Dict[str, List[str]] = {}
-    converted: Dict[str, torch.Tensor] = {}
-    qkv: Dict[str, Dict[int, Tuple[str, torch.Tensor]]] = {}
-    unknown, dropped, twice = [], [], []
+    # (target, q/k/v part or None) -> its source keys and tensor
+    sources: Dict[Tuple[str, Optional[int]], List[str]] = {}
+    tensors: Dict[Tuple[str, Optional[int]], torch.Tensor] = {}
+    unknown, dropped = [], []
     for key, value in state.items():
         name = key[len(prefix):] if key.startswith(prefix) else key
         if _HF_DROPPED.fullmatch(name):
@@ -324,48 +312,38 @@ def convert_hf(state: Dict[str, torch.Tensor], config: dict
             continue
         m = _HF_QKV.fullmatch(name)
         if m:
-            dst = f'layers.{m[1]}.attn.qkv.{m[3]}'
-            parts = qkv.setdefault(dst, {})
-            part = _QKV_PART[m[2]]
-            if part in parts:
-                twice.append(f'{dst} from {parts[part][0]} and {key}')
-            parts[part] = (key, value)
-            continue
-        for pattern, repl in rules:
-            if pattern.fullmatch(name):
-                dst = pattern.sub(repl, name)
-                break
+            target = (f'layers.{m[1]}.attn.qkv.{m[3]}', _QKV_PART[m[2]])
         else:
-            unknown.append(key)
-            continue
-        sources.setdefault(dst, []).append(key)
-        converted[dst] = value
-    twice += [f'{dst} from {" and ".join(keys)}'
-              for dst, keys in sources.items() if len(keys) > 1]
+            dst = next((p.sub(r, name) for p, r in rules if p.fullmatch(name)),
+                       None)
+            if dst is None:
+                unknown.append(key)
+                continue
+            target = (dst, None)
+        sources.setdefault(target, []).append(key)
+        tensors[target] = value
+    twice = [f'{dst} from {" and ".join(keys)}'
+             for (dst, _), keys in sources.items() if len(keys) > 1]
+    converted = {dst: v for (dst, part), v in tensors.items() if part is None}
     incomplete = []
-    for dst, parts in qkv.items():
-        if len(parts) < 3:
-            have = [parts[i][0] for i in sorted(parts)]
+    for dst in dict.fromkeys(dst for dst, part in tensors if part is not None):
+        have = [i for i in range(3) if (dst, i) in tensors]
+        if len(have) < 3:
             lacks = [('query', 'key', 'value')[i] for i in range(3)
-                     if i not in parts]
-            incomplete.append(f'{dst} has {", ".join(have)} but no '
-                              f'{"/".join(lacks)}')
+                     if i not in have]
+            incomplete.append(
+                f'{dst} has {", ".join(sources[dst, i][-1] for i in have)} but '
+                f'no {"/".join(lacks)}')
             continue
-        shapes = [tuple(parts[i][1].shape) for i in range(3)]
+        shapes = [tuple(tensors[dst, i].shape) for i in range(3)]
         if len(set(shapes)) != 1:
             incomplete.append(f'{dst}: query/key/value of shapes {shapes}')
             continue
-        converted[dst] = torch.cat([parts[i][1] for i in range(3)], dim=0)
-    problems = []
-    if unknown:
-        problems.append(f'{len(unknown)} tensors of no known place in a '
-                        f'transformers {kind} model ({_few(unknown)})')
-    if twice:
-        problems.append(f'{len(twice)} mmpretrain tensors filled twice '
-                        f'({_few(twice)})')
-    if incomplete:
-        problems.append(f'{len(incomplete)} fused qkv tensors incomplete '
-                        f'({_few(incomplete)})')
+        converted[dst] = torch.cat([tensors[dst, i] for i in range(3)], dim=0)
+    problems = [f'{len(items)} {what} ({_few(items)})' for what, items in (
+        (f'tensors of no known place in a transformers {kind} model', unknown),
+        ('mmpretrain tensors filled twice', twice),
+        ('fused qkv tensors incomplete', incomplete)) if items]
     if problems:
         raise ValueError('cannot convert: ' + '; '.join(problems))
     target = VisionTransformer(**cfg).state_dict()
@@ -381,11 +359,8 @@ def convert_hf(state: Dict[str, torch.Tensor], config: dict
 def read_hf_folder(folder: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
     """``config.json`` and tensors of a Hugging Face model folder: safetensors
     (which run no code) preferred, else ``pytorch_model.bin`` (trust rule);
-    either sharded with its ``*.index.json``.
-
-    Raises:
-        FileNotFoundError: No config or weights file in the folder.
-    """
+    either sharded with its ``*.index.json``. A FileNotFoundError without
+    them."""
     config_file = osp.join(folder, 'config.json')
     if not osp.isfile(config_file):
         raise FileNotFoundError(f"{folder}: no config.json (give the model's "
@@ -425,16 +400,13 @@ def _load_bin(path: str) -> Dict[str, torch.Tensor]:
 
 def convert_hf_folder(folder: str, model: str) -> Tuple[dict, dict, dict]:
     """Convert the folder of the published model ``model`` (a key of
-    :data:`HF_MODELS`).
+    :data:`HF_MODELS`); a ValueError for another model type or tensors that
+    do not fit (:func:`convert_hf`).
 
     Returns:
         tuple: The ``backbone.*`` tensors, the checkpoint's ``meta`` (with the
         ``backbone`` settings), and the settings that differ from the
         published model's, which the configs build.
-
-    Raises:
-        ValueError: The folder holds another model type, or its tensors do
-            not fit (:func:`convert_hf`).
     """
     known = HF_MODELS[model]
     config, state = read_hf_folder(folder)

@@ -324,8 +324,7 @@ class MedFMCDataset(BaseDataset):
             raise AnnotationError(
                 f'{self.ann_file}: no image column (img_id); columns found: '
                 f'{list(df.columns)}')
-        blank = df.apply(lambda col: col.isna() | (col.str.strip() == '')
-                         ).all(axis=1)
+        blank = df.apply(lambda col: col.isna() | (col.str.strip() == '')).all(axis=1)
         df = df[~blank]
         lines = [int(i) + 2 for i in df.index]  # line 1 is the header
         ids = df[img_col].fillna('').str.strip().tolist()
@@ -396,9 +395,8 @@ class MedFMCDataset(BaseDataset):
             f' columns found: {list(df.columns)}')
 
     def _read_mm_format(self) -> List[Sample]:
-        text = self._read_text()
         try:
-            data = json.loads(text)
+            data = json.loads(self._read_text())
         except json.JSONDecodeError as err:
             raise AnnotationError(
                 f'{self.ann_file}: not a JSON file ({err})') from None

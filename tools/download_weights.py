@@ -1,17 +1,10 @@
 """Download the pretrained weights the configs name, into pretrain/.
 
-Examples::
-
-    python tools/download_weights.py --list
-    python tools/download_weights.py swin-base-384 densenet121
-    python tools/download_weights.py --config configs/swin/swin-base_384_chest.py
-    python tools/download_weights.py --all
-    python tools/download_weights.py --verify swin-base-384
-
-Every file is checked against the sha256 prefix in ``pretrain/manifest.json``
-before it gets its final name. An entry with an unusable ``sha256_prefix`` or
-a ``file`` that is not a bare file name stops the tool (exit status 2) before
-anything is downloaded.
+Examples: ``--list``, ``swin-base-384 densenet121``, ``--all``, ``--verify NAME``,
+``--config configs/swin/swin-base_384_chest.py``. Every file is checked against the
+sha256 prefix in ``pretrain/manifest.json`` before it gets its final name; an entry
+with an unusable ``sha256_prefix`` or a ``file`` that is not a bare file name stops
+the tool (exit status 2) before anything is downloaded.
 """
 from __future__ import annotations
 
@@ -36,15 +29,12 @@ from medfm.models.weights import (
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Download and verify pretrained backbone weights.')
-    parser.add_argument('names', nargs='*',
-                        help='manifest keys or file names (see --list)')
+    parser.add_argument('names', nargs='*', help='manifest keys or file names')
     parser.add_argument('--all', action='store_true', help='every entry')
     parser.add_argument('--config', action='append', default=[],
                         help='the weights a config names (repeatable)')
-    parser.add_argument('--list', action='store_true',
-                        help='print the manifest and what is present')
-    parser.add_argument('--verify', action='store_true',
-                        help='only check files already present')
+    parser.add_argument('--list', action='store_true', help='what is present')
+    parser.add_argument('--verify', action='store_true', help='only check files')
     parser.add_argument('--root', default='pretrain', help='weights folder')
     parser.add_argument('--manifest', default=MANIFEST)
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -60,13 +50,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if args.list:
         for name, e in manifest.items():
-            here = 'present' if osp.isfile(dest_path(args.root, e)) \
-                else 'missing'
+            here = 'present' if osp.isfile(dest_path(args.root, e)) else 'missing'
             print(f'{name:18s} {here:8s} {e.licence:13s} {e.file}')
         return 0
     try:
-        entries = list(manifest.values()) if args.all else resolve(
-            args.names, manifest)
+        entries = list(manifest.values()) if args.all else resolve(args.names, manifest)
         for config in args.config:
             entries += entries_of_config(config, manifest)
     except KeyError as err:

@@ -33,7 +33,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--all', action='store_true', help='every entry')
     parser.add_argument('--config', action='append', default=[],
                         help='the weights a config names (repeatable)')
-    parser.add_argument('--list', action='store_true', help='what is present')
+    parser.add_argument('--list', action='store_true', help='entries, present or not')
     parser.add_argument('--verify', action='store_true', help='only check files')
     parser.add_argument('--root', default='pretrain', help='weights folder')
     parser.add_argument('--manifest', default=MANIFEST)

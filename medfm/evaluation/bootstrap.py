@@ -90,7 +90,6 @@ class _Ranked:
         ties one half).
         """
         cw_all = np.cumsum(w[:, self.order], axis=1, dtype=np.float64)
-        total = cw_all[:, -1]
         if not len(self.pos_idx):
             return np.zeros(len(w)), np.full(len(w), np.nan)
         cpos = np.zeros((len(w), len(self.pos_idx) + 1))
@@ -100,7 +99,7 @@ class _Ranked:
         cw = cw_all[:, self.end]
         cw_prev = np.where(self.prev >= 0, cw_all[:, np.maximum(self.prev, 0)], 0.0)
         wn = cw - cw_prev - wp
-        q = total - p
+        q = cw_all[:, -1] - p  # the negatives' weight
         with np.errstate(invalid='ignore', divide='ignore'):
             # wp > 0 implies cw > 0: 0/0 terms (groups not drawn) are dropped
             prec = np.where(wp > 0, tp / cw, 0.0)

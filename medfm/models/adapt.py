@@ -44,8 +44,8 @@ _BEFORE_BLOCKS = ('pre_norm',)  # norms of the ViT family that run first
 
 
 class Trainable(NamedTuple):
-    """What :func:`set_trainable` decided: parameter counts of the backbone and
-    the modules (names in it, '' itself) that stay in eval mode in training."""
+    """Parameter counts of the backbone, and its modules (names, '' itself)
+    that stay in eval mode in training."""
 
     total: int
     trainable: int
@@ -54,10 +54,8 @@ class Trainable(NamedTuple):
 
 def adapt_options(adapt: Union[str, dict, None]) -> Optional[dict]:
     """``method`` and every option of an ``adapt`` setting (a method name or
-    a dict), defaults filled in; None for None.
-
-    Raises:
-        ValueError: An unknown method, or an option the method does not take.
+    a dict), defaults filled in; None for None. A ValueError for an unknown
+    method or option.
 
     Examples:
         >>> adapt_options('partial')
@@ -77,8 +75,7 @@ def adapt_options(adapt: Union[str, dict, None]) -> Optional[dict]:
         takes = ', '.join(DEFAULTS[method]) or 'no options'
         raise ValueError(f'model.adapt: {method} takes {takes}, not '
                          f'{", ".join(unknown)}')
-    full = dict(method=method, **copy.deepcopy(DEFAULTS[method]))
-    full.update(opts)
+    full = {'method': method, **copy.deepcopy(DEFAULTS[method]), **opts}
     if method == 'lora':
         targets = full['targets']
         if isinstance(targets, (str, dict)):
@@ -98,11 +95,7 @@ def unwrap(backbone: nn.Module) -> Tuple[nn.Module, str]:
 def block_units(net: nn.Module) -> Tuple[str, List[Tuple[str, bool]]]:
     """The child holding a backbone's blocks (``'layers'`` of the ViT family,
     ``'stages'`` of Swin) and its units in running order as ``(name,
-    is_block)`` (the others: Swin's patch merging).
-
-    Raises:
-        TypeError: The backbone has neither layout.
-    """
+    is_block)`` (the others: Swin's patch merging); a TypeError for neither."""
     layers = getattr(net, 'layers', None)
     if isinstance(layers, nn.ModuleList) and len(layers):
         return 'layers', [(f'layers.{i}', True) for i in range(len(layers))]
@@ -144,14 +137,7 @@ def set_trainable(backbone: nn.Module, method: str,
 
     Prompts train with every method but ``linear_probe``; neck and head are
     not touched. ``**_lora``: LoRA's options, applied when its wrapper is built.
-
-    Returns:
-        Trainable: The counts and the modules to keep in eval mode.
-
-    Raises:
-        ValueError: The method does not fit the backbone (``vpt`` without
-            prompts, ``linear_probe`` with them, ``lora`` without LoRA
-            layers, ``last_blocks`` out of range, ``frozen_stages`` set).
+    A ValueError where the method does not fit the backbone.
     """
     if method not in METHODS:
         raise ValueError(f'method must be one of {METHODS}, got {method!r}')
@@ -190,15 +176,13 @@ def set_trainable(backbone: nn.Module, method: str,
     else:  # partial
         holder, units = block_units(net)
         blocks = [i for i, (_, is_block) in enumerate(units) if is_block]
-        k = last_blocks
-        if not isinstance(k, int) or isinstance(k, bool) or \
-                not 1 <= k <= len(blocks):
+        if not isinstance(last_blocks, int) or isinstance(last_blocks, bool) \
+                or not 1 <= last_blocks <= len(blocks):
             raise ValueError(f'partial: last_blocks must be an integer from 1 '
                              f'to {len(blocks)} (the blocks of {kind}), '
-                             f'got {k!r}')
-        first = blocks[-k]
-        trained_units = [name for name, _ in units[first:]]
-        trained = trained_units + _final_norms(net)
+                             f'got {last_blocks!r}')
+        first = blocks[-last_blocks]
+        trained = [name for name, _ in units[first:]] + _final_norms(net)
         train = {n for n in names
                  if any(n.startswith(u + '.') for u in trained)} | prompts
         eval_modules = [name for name, _ in units[:first]] + [
@@ -265,14 +249,8 @@ def _describe(opts: dict) -> str:
 
 @MODELS.register_module()
 class AdaptedImageClassifier(ImageClassifier):
-    """``ImageClassifier`` whose backbone is adapted by one method.
-
-    Args:
-        backbone (dict): Any ViT-like or Swin-like backbone config.
-        adapt (str | dict): The method and its options (:data:`DEFAULTS`),
-            e.g. ``dict(method='lora', rank=8)``. Defaults to 'finetune'.
-        **kwargs: The other arguments of ``ImageClassifier``.
-
+    """``ImageClassifier`` whose backbone is adapted by ``adapt``: a method and
+    its options (:data:`DEFAULTS`), e.g. ``dict(method='lora', rank=8)``.
     With ``lora`` the backbone keys read ``backbone.module.<name>``.
     """
 

@@ -22,10 +22,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('task', choices=list(TASKS), help='MedFMC task')
     p.add_argument('--data-root', help='default data/MedFMC/<task>')
     p.add_argument('--ann', nargs='+', default=['train_20.txt'],
-                   help='labelled annotation lists in --data-root '
-                   '(default: train_20.txt)')
+                   help='labelled lists in --data-root (default: train_20.txt)')
     p.add_argument('--out', default='work_dirs/eda',
-                   help='folder for the tables and plots (default: %(default)s)')
+                   help='tables and plots (default: %(default)s)')
     return p.parse_args(argv)
 
 
@@ -42,23 +41,19 @@ def describe(task: str, data_root: str, ann: str, out: str) -> None:
     plot_bars(ds.CLASSES, freq.tolist(), f'{stem}_class_frequency.png',
               title=f'{task} {ann}: images per class ({len(y)} images)',
               xlabel='images')
-    multi_label = ds.multi_label
-    if multi_label:  # single-label: one label per image, nothing to plot
-        k, n = np.unique(y.sum(1), return_counts=True)
-        write_csv(f'{stem}_labels_per_image.csv', ['labels', 'images'],
-                  [[int(a), int(b)] for a, b in zip(k, n)])
-        plot_bars([str(a) for a in k], n.tolist(),
-                  f'{stem}_labels_per_image.png',
-                  title=f'{task} {ann}: labels per image', xlabel='images')
     print(f'{task} {ann}: {len(y)} images')
     for c, v in sorted(zip(ds.CLASSES, freq), key=lambda t: -t[1]):
         print(f'  {c:<26}{int(v):>6}  {100 * v / len(y):6.2f}%')
-    if multi_label:
-        print('  labels per image: '
-              + ', '.join(f'{a}: {b}' for a, b in zip(k, n)))
-    else:
+    if not ds.is_multi_label():  # one label per image, nothing to plot
         print('  single-label task: one label per image (no labels-per-image '
               'plot)')
+        return
+    k, n = np.unique(y.sum(1), return_counts=True)
+    write_csv(f'{stem}_labels_per_image.csv', ['labels', 'images'],
+              [[int(a), int(b)] for a, b in zip(k, n)])
+    plot_bars([str(a) for a in k], n.tolist(), f'{stem}_labels_per_image.png',
+              title=f'{task} {ann}: labels per image', xlabel='images')
+    print('  labels per image: ' + ', '.join(f'{a}: {b}' for a, b in zip(k, n)))
 
 
 def main(argv=None) -> None:

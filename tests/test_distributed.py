@@ -89,16 +89,6 @@ def test_two_processes_match_one(config, tmp_path):
                                           abs=0.01)
 
 
-def test_channels_last_with_two_processes_keeps_ddp_buckets(config, tmp_path):
-    """The model is converted before DDP is built (ChannelsLastDDP): else
-    every gradient mismatches DDP's bucket layout and is copied."""
-    p = _run(['bash', 'train.sh', config, '--work-dir', str(tmp_path / 'cl'),
-              '--channels-last', '--cfg-options', 'train_cfg.max_epochs=1',
-              'train_dataloader.batch_size=4'], 2)
-    assert 'ChannelsLastDDP' in p.stdout + p.stderr  # the wrapper in use
-    assert 'Grad strides do not match bucket view strides' not in p.stderr
-
-
 # ------------------------------------------------------------ the launchers
 def _free_port():
     with socket.socket() as s:
@@ -238,12 +228,16 @@ def _srun_calls(log):
 def test_slurm_scripts_on_two_processes(config, slurm, tmp_path):
     """slurm_train.sh then slurm_test.sh: srun's two tasks form the world
     from SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID and SLURM_NODELIST
-    (through scontrol), on gloo."""
+    (through scontrol), on gloo. The training is channels-last: the model is
+    converted before DDP is built (ChannelsLastDDP), else every gradient
+    mismatches DDP's bucket layout and is copied."""
     env, srun_log = slurm
     run_dir = tmp_path / 'run'
-    log = _launch(['slurm_train.sh', 'cpu', 'tiny', config, run_dir, *SHORT],
-                  dict(env, PORT=str(_free_port())))
+    log = _launch(['slurm_train.sh', 'cpu', 'tiny', config, run_dir,
+                   '--channels-last', *SHORT], dict(env, PORT=str(_free_port())))
     _world_of_two(log, 'slurm')
+    assert 'ChannelsLastDDP' in log  # the wrapper in use
+    assert 'Grad strides do not match bucket view strides' not in log
     assert (run_dir / 'epoch_1.pth').is_file()
     log = _launch(['slurm_test.sh', 'cpu', 'tiny-eval', run_dir],
                   dict(env, PORT=str(_free_port())))

@@ -1,9 +1,6 @@
 """Check a MedFMC submission (folder, zip or file) and score it with intervals.
 
-Checks each file as the challenge reads it (every problem names the file and
-line; exit status 1), then scores it with bootstrap intervals; see
-docs/submission.md.
-
+Every problem names the file and line (exit status 1); see docs/submission.md.
 Examples:
     python tools/score_submission.py result.zip --data-root data/MedFMC
     python tools/score_submission.py result/colon_10-shot_submission.csv \
@@ -37,23 +34,16 @@ def task_files(values: Optional[List[str]], what: str) -> Dict[str, str]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('submission', help='result folder, .zip, or one '
-                   'submission file')
-    p.add_argument('--data-root', default='data/MedFMC',
-                   help='MedFMC root: <root>/<task>/test_WithoutLabel.txt '
-                   '(row order) and test_WithLabel.txt (labels) '
-                   '(default %(default)s)')
+    p.add_argument('submission', help='result folder, .zip, or one file')
+    p.add_argument('--data-root', default='data/MedFMC', help='holds <task>/'
+                   'test_WithoutLabel.txt (row order), test_WithLabel.txt (labels)')
     p.add_argument('--list', nargs='+', metavar='TASK=FILE',
-                   help="list whose order the rows follow (default the data "
-                   "root's test_WithoutLabel.txt)")
+                   help="the rows' order (default the data root's)")
     p.add_argument('--labels', nargs='+', metavar='TASK=FILE',
-                   help="labelled list: .txt or the official .csv (default "
-                   "the data root's test_WithLabel.txt)")
+                   help="labelled .txt or official .csv (default the data root's)")
     p.add_argument('--task', choices=list(TASKS),
-                   help='task of a single file whose name is not '
-                   '<task>_<N>-shot_submission.csv (e.g. predict.py --out)')
-    p.add_argument('--validate-only', action='store_true',
-                   help='check, do not score')
+                   help='task of one file not named <task>_<N>-shot_submission.csv')
+    p.add_argument('--validate-only', action='store_true', help='check, do not score')
     p.add_argument('--ci', action=argparse.BooleanOptionalAction, default=True,
                    help='bootstrap intervals (default on)')
     p.add_argument('--draws', type=int, default=DRAWS,
@@ -62,11 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--level', type=float, default=LEVEL,
                    help='interval level (default %(default)s)')
     p.add_argument('--unit', choices=['auto', 'image'], default='auto',
-                   help='what the bootstrap resamples: auto = patients '
-                   '(endo), slides (colon), images (chest); image = images')
+                   help='bootstrap resamples: auto = patients (endo), slides '
+                   '(colon), images (chest); image = images')
     p.add_argument('--compare', metavar='B',
-                   help='another submission: B - this one, per file, on the '
-                   'same resamples')
+                   help='another submission: B - this one, on the same resamples')
     p.add_argument('--digits', type=int, default=2)
     p.add_argument('--out', help='write the results (JSON)')
     return p.parse_args(argv)
@@ -74,14 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def metric_cells(row: dict, digits: int) -> List[str]:
     metrics, ci = row.get('metrics', {}), row.get('ci')
-    cells = []
-    for key in METRIC_ORDER:
-        if key not in metrics:
-            cells.append('-')
-        else:
-            cells.append(format_ci(ci[key], digits=digits) if ci
-                         else f'{metrics[key]:.{digits}f}')
-    return cells
+    return ['-' if key not in metrics else format_ci(ci[key], digits=digits)
+            if ci else f'{metrics[key]:.{digits}f}' for key in METRIC_ORDER]
 
 
 def print_tables(res: dict, args: argparse.Namespace) -> None:
@@ -133,9 +116,7 @@ def main(argv=None) -> int:
     for note in res['notes']:
         print(f'note: {note}')
     if problems:
-        print(f'\n{len(problems)} problem(s):', file=sys.stderr)
-        for line in problems:
-            print(f'  {line}', file=sys.stderr)
+        print(f'\n{len(problems)} problem(s):', *problems, sep='\n  ', file=sys.stderr)
     if args.out:
         files = [{k: v for k, v in r.items() if not k.startswith('_')} for r in rows]
         write_json(args.out, dict(

@@ -1,13 +1,9 @@
 """Grad-CAM / Grad-CAM++ / EigenCAM overlays for a config and checkpoint.
 
-Example::
-
-    python tools/vis_cam.py CONFIG CKPT images/ --method gradcam++ eigencam \
-        --classes nodule pneumonia --limit 8 --out-dir cams
-
-One PNG per image, method and class (the predicted ones unless ``--classes``),
-named ``<image>_<method>_<class>_<score>.png``; a map with no heat is written
-too and named in a ``note:`` line. See docs/visualization.md.
+Example: ``python tools/vis_cam.py CONFIG CKPT images/ --method gradcam++ eigencam
+--classes nodule pneumonia --limit 8``. One PNG per image, method and class (the
+predicted ones unless ``--classes``), ``<image>_<method>_<class>_<score>.png``; a map
+with no heat is written too and named in a ``note:`` line. See docs/visualization.md.
 """
 from __future__ import annotations
 
@@ -23,35 +19,30 @@ from medfm.apis.inference import cam_visualizer
 from medfm.apis.runs import RunDir
 from medfm.compat import CheckpointError
 from medfm.config_ops import load_config
+from medfm.datasets.base import IMG_EXTENSIONS
 from medfm.utils.progress import track
 from medfm.visualization.cam import CAM_METHODS
-
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='config file')
-    p.add_argument('checkpoint', help="checkpoint file, or a run folder (its "
-                   "best checkpoint); 'none': initial weights")
-    p.add_argument('images', nargs='*',
-                   help='image files or folders (none with --preview-model)')
+    p.add_argument('checkpoint', help="a file, a run folder (its best) or 'none'")
+    p.add_argument('images', nargs='*', help='image files or folders')
     p.add_argument('--out-dir', default='cams', help='output folder')
     p.add_argument('--method', nargs='+', default=['gradcam'],
                    choices=sorted(CAM_METHODS), help='CAM method(s)')
     p.add_argument('--classes', nargs='+',
                    help='class names or indices (default: the predicted ones)')
     p.add_argument('--thr', type=float, default=0.5,
-                   help='score threshold of a predicted class (multi-label)')
-    p.add_argument('--target-layers', nargs='+',
-                   help='dotted module names, e.g. backbone.transitions.3 '
-                   '(default: the last feature map; ViT: the norm before the '
-                   'last attention)')
+                   help='score of a predicted class (multi-label)')
+    p.add_argument('--target-layers', nargs='+', help='module names, e.g. '
+                   'backbone.transitions.3 (default: the last feature map; '
+                   "ViT: the last attention's norm)")
     p.add_argument('--limit', type=int, help='at most this many images')
     p.add_argument('--eigen-smooth', action='store_true')
     p.add_argument('--aug-smooth', action='store_true')
-    p.add_argument('--preview-model', action='store_true',
-                   help='print the module names and exit')
+    p.add_argument('--preview-model', action='store_true', help='print module names')
     p.add_argument('--device', default='cpu')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -91,8 +82,7 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     images = collect_images(args.images)[:args.limit]
     if not images:
-        print('error: no images found', file=sys.stderr)
-        return 1
+        raise FileNotFoundError('no images found')
     written, blank = [], 0
     for method in args.method:
         vis = cam_visualizer(

@@ -1,10 +1,8 @@
 """Run the MedFM challenge protocol: exp1..exp5 of each task x shot.
 
 Each experiment trains on its N-shot lists and scores its best (or last)
-checkpoint on the test list; summaries (mean ± std) go to each setting's folder
-and, for several settings, the grid's table. See docs/protocol.md.
-
-Examples:
+checkpoint on the test list; summaries (mean ± std) per setting and for the
+grid. See docs/protocol.md. Examples:
     python tools/run_protocol.py configs/vpt/swin-b_vpt5_endo.py --shot 5 \
         --pool trainval.txt --predict --amp --fast
     python tools/run_protocol.py 'configs/vpt/swin-b_vpt5_{task}.py' \
@@ -33,27 +31,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--epochs', type=int, help='override train_cfg.max_epochs')
     p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
                    help='checkpoint evaluated on the test list')
-    p.add_argument('--work-dir', help="the setting's folder (default work_dirs/"
-                   "protocol/<config>/<task>_<N>-shot), or the grid's, holding "
-                   'one <task>_<N>-shot/ per setting')
-    p.add_argument('--skip-done', action='store_true', help='keep the '
-                   'experiments an earlier call finished, resume unfinished ones')
-    p.add_argument('--predict', action='store_true',
-                   help='also write the submission file of each experiment')
-    p.add_argument('--predict-list', default='test_WithoutLabel.txt',
-                   help='unlabelled list for --predict')
+    p.add_argument('--work-dir', help="the setting's or the grid's folder (default "
+                   'work_dirs/protocol/<config>[/<task>_<N>-shot])')
+    p.add_argument('--skip-done', action='store_true',
+                   help='keep finished experiments, resume unfinished ones')
+    p.add_argument('--predict', action='store_true', help='also write submissions')
+    p.add_argument('--predict-list', default='test_WithoutLabel.txt')
     p.add_argument('--result-dir', help='for --predict (default <setting>/result)')
     add_speed_args(p)
     add_tta_arguments(p)
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys of every experiment')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     g = p.add_argument_group('where the experiments run (default: here, in turn)')
     where = g.add_mutually_exclusive_group()
-    where.add_argument('--gpus', nargs='+', metavar='DEVICE', help='one process '
-                       'per listed device (0 1 ..., cpu: none; twice: two) '
-                       'that sees only it; logs in <out>/local/')
-    where.add_argument('--slurm', metavar='PARTITION', help='one Slurm job per '
-                       'experiment (submitit); logs in <out>/slurm/')
+    where.add_argument('--gpus', nargs='+', metavar='DEVICE', help='one process per '
+                       'device (0 1 ..., cpu; twice: two) that sees only it')
+    where.add_argument('--slurm', metavar='PARTITION',
+                       help='one Slurm job per experiment (submitit)')
     g.add_argument('--slurm-time', type=int, default=720, metavar='MIN',
                    help='time limit of a job (%(default)s)')
     g.add_argument('--slurm-gpus', type=int, default=1, metavar='N',
@@ -62,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='CPUs of a job (%(default)s)')
     g.add_argument('--slurm-mem', type=int, metavar='GB', help='memory of a job')
     g.add_argument('--slurm-option', nargs='+', default=[], metavar='KEY=VALUE',
-                   help='further sbatch options, e.g. account=proj qos=normal')
+                   help='sbatch options, e.g. account=proj')
     g.add_argument('--slurm-cluster', choices=['slurm', 'local'], default='slurm',
                    help="submitit's executor (local: try --slurm here)")
     args = grid_args(p, p.parse_args(argv))

@@ -1,15 +1,8 @@
 """The few-shot protocol on frozen features: exp1..exp5 of each shot of a task.
 
-Each image goes through the config's backbone and neck once, into a feature
-cache; then a head (logistic regression, C chosen on each val list, or a
-cosine prototype) is fitted per shot x experiment. Split files, metrics,
-summaries and submission files are those of ``tools/run_protocol.py``.
-
-Examples:
-    python tools/feature_protocol.py configs/vpt/swin-b_linear-probe_chest.py \
-        --shots 1 5 10 --exps 1-5 --head logreg --predict
-    python tools/feature_protocol.py configs/demo/densenet121_endo_demo.py \
-        --shots 1 --head prototype --pool train_20.txt
+Each image goes through the backbone and neck once, into a feature cache; then a
+head is fitted per shot x experiment, with ``run_protocol.py``'s split files,
+metrics, summaries and submissions. See docs/features.md. Example:
     python tools/feature_protocol.py 'configs/vpt/swin-b_linear-probe_{task}.py' \
         --tasks chest colon endo --shots 1 5 10 --predict
 """
@@ -30,40 +23,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_grid_arguments(p, 'config whose backbone, neck and test pipeline '
                        'make the features (e.g. a linear-probe config)')
     p.add_argument('--head', choices=HEADS, default='logreg',
-                   help='logreg: logistic regression, one-vs-rest for '
-                   'multi-label tasks, C chosen on the val list; prototype: '
-                   'cosine similarity to class centroids (default logreg)')
+                   help='logistic regression (C chosen on val) or cosine prototype')
     p.add_argument('--checkpoint', default='pretrained', metavar='PATH',
-                   help="backbone weights: 'pretrained' (the config's "
-                   "backbone init_cfg file, as training starts; default), "
-                   "'none' (initial weights, --seed) or a checkpoint of the "
-                   "whole classifier (a run's .pth or a state dict)")
-    p.add_argument('--C', dest='Cs', type=float, nargs='+',
-                   default=list(DEFAULT_CS), metavar='C',
-                   help='C values tried by logreg (default '
-                   f'{" ".join(f"{c:g}" for c in DEFAULT_CS)})')
+                   help="backbone weights: 'pretrained' (the backbone's init_cfg "
+                   "file), 'none' (initial, --seed) or a classifier checkpoint")
+    p.add_argument('--C', dest='Cs', type=float, nargs='+', default=list(DEFAULT_CS),
+                   metavar='C', help='C values tried by logreg (default %(default)s)')
     p.add_argument('--temperature', type=float, default=DEFAULT_TEMPERATURE,
-                   help="scale of the prototype head's cosine similarities "
-                   f'(the scores, not their ranking; default {DEFAULT_TEMPERATURE:g})')
+                   help="scale of the prototype's scores (default %(default)s)")
     p.add_argument('--feature-cache', default='work_dirs/features/cache',
-                   help='root of the feature cache (default %(default)s)')
-    p.add_argument('--work-dir', help='output folder (default work_dirs/'
-                   'features/<config>_<head>[/<task>_<N>-shot])')
-    p.add_argument('--predict', action='store_true',
-                   help='also write the submission file of each experiment')
+                   help='(default %(default)s)')
+    p.add_argument('--work-dir', help='default work_dirs/features/<config>_<head>'
+                   '[/<task>_<N>-shot]')
+    p.add_argument('--predict', action='store_true', help='also write submissions')
     p.add_argument('--predict-list', default='test_WithoutLabel.txt',
                    help='unlabelled list for --predict (default %(default)s)')
-    p.add_argument('--result-dir', help='result folder for --predict '
-                   '(default <work dir>/result)')
-    p.add_argument('--device', help='torch device of the extraction (default '
-                   'cuda when available)')
+    p.add_argument('--result-dir', help='for --predict (default <work dir>/result)')
+    p.add_argument('--device', help='extraction device (default cuda if available)')
     p.add_argument('--amp', action='store_true', help='bf16 extraction (GPU)')
-    p.add_argument('--batch-size', type=int, help='extraction batch size '
-                   "(default: the test dataloader's)")
-    p.add_argument('--workers', type=int, help='extraction dataloader '
-                   "workers (default: the test dataloader's)")
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys')
+    p.add_argument('--batch-size', type=int, help="default: the test dataloader's")
+    p.add_argument('--workers', type=int, help="default: the test dataloader's")
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return grid_args(p, p.parse_args(argv))
 
 

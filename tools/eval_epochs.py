@@ -34,17 +34,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 epilog=WRAPPER_ENV)
     p.add_argument('paths', nargs='+', metavar='[CONFIG] WORK_DIR',
-                   help="the run folder holding epoch_N.pth, optionally after "
-                   "a config file (default: the run's saved config)")
+                   help="the run folder (epoch_N.pth); CONFIG: default the run's")
     p.add_argument('--split', default='test', choices=['test', 'val'])
     p.add_argument('--no-cache', action='store_true',
-                   help='decode the images again for every checkpoint '
-                   '(less memory)')
+                   help='decode the images per checkpoint (less memory)')
     add_tta_arguments(p)
     p.add_argument('--no-ci', dest='ci', action='store_false',
                    help='no 95%% bootstrap interval for the selected epoch')
-    p.add_argument('--out', help="each image's scores of the selected epoch "
-                   '(else the last) as .csv or .json')
+    p.add_argument('--out', help="the selected (else last) epoch's scores, .csv/.json")
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])

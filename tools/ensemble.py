@@ -1,16 +1,11 @@
 """Combine several runs into one submission file: mean, weighted mean, rank
 average or per-class best member, fitted and chosen on validation only.
 
-Members are run folders, protocol setting folders (their ``exp<k>/`` runs) or
-``CONFIG:CHECKPOINT`` pairs, optionally ``NAME=...``; see docs/ensemble.md.
-
-Examples:
+See docs/ensemble.md. Examples:
     python tools/ensemble.py work_dirs/protocol/swin-b_vpt5_colon/colon_10-shot \
         --shot 10 --result-dir result
     python tools/ensemble.py vpt=work_dirs/vpt_colon lp=work_dirs/lp_colon \
         --val-ann colon_val_common.txt --shot 10 --exp 1 --strategy weighted
-    python tools/ensemble.py run:work_dirs/x/epoch_10.pth \
-        run:work_dirs/x/epoch_20.pth --out sub.csv --zip
 """
 from __future__ import annotations
 
@@ -31,36 +26,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "file, a run folder (its saved config) or 'run' (the "
                    "checkpoint's run))")
     p.add_argument('--checkpoint', default='best',
-                   help="checkpoint of a run folder: best (default), last or "
-                   'an epoch')
+                   help='of a run folder: best (default), last or an epoch')
     p.add_argument('--shot', type=int, help='N of the file name')
-    p.add_argument('--exp', type=int, help='experiment folder (evaluation '
-                   'phase); none: the flat result folder (validation phase)')
-    p.add_argument('--result-dir', default='result',
-                   help='result folder (default result)')
-    p.add_argument('--out', help='submission file (instead of the result '
-                   'folder layout)')
+    p.add_argument('--exp', type=int, help='experiment (none: validation phase)')
+    p.add_argument('--result-dir', default='result', help='(default result)')
+    p.add_argument('--out', help='submission file (instead of --result-dir)')
     p.add_argument('--work-dir', help='tables and cached scores (default '
                    'work_dirs/ensemble/<task>_<N>-shot[/exp<k>])')
-    p.add_argument('--val-ann', help='labelled list to fit and choose on '
-                   '(default: the members\' validation list, or the images '
-                   'all of them hold); images a member trained on are left out')
+    p.add_argument('--val-ann', help="labelled list to fit and choose on (default: "
+                   "the members' validation list, or the images all of them hold)")
     p.add_argument('--test-ann', default='test_WithoutLabel.txt',
-                   help='list of the submission, relative to the data root '
-                   'unless absolute (default %(default)s)')
+                   help='list of the submission (default %(default)s)')
     p.add_argument('--test-labels', default='test_WithLabel.txt',
-                   help="labelled test list, for the test metrics only "
-                   "('none': no test metrics; default %(default)s)")
-    p.add_argument('--data-root', help="the task folder for every member's "
-                   'datasets (images and lists)')
-    p.add_argument('--strategy', default='auto',
-                   choices=['auto', *STRATEGIES],
-                   help='auto (default): validation chooses; or write this one')
+                   help="for the test metrics ('none': none; default %(default)s)")
+    p.add_argument('--data-root', help="task folder of every member's datasets")
+    p.add_argument('--strategy', default='auto', choices=['auto', *STRATEGIES],
+                   help='auto (default): validation chooses')
     p.add_argument('--rounds', type=int, default=ROUNDS,
                    help='rounds of the weight search (default %(default)s)')
-    p.add_argument('--zip', action='store_true',
-                   help="also zip the result folder's files of this phase "
-                   '(as tools/predict.py --zip)')
+    p.add_argument('--zip', action='store_true', help='as tools/predict.py --zip')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='overrides for every member')
     return p.parse_args(argv)

@@ -1,18 +1,11 @@
 """Score an unlabelled list and write the challenge's submission file.
 
-The file has one line per image, in list order: the file name, then one
-score per class (label order) with 8 decimals, no header. With ``--shot``
-and ``--exp`` it goes to the challenge's result folder,
-``<result-dir>/exp<k>/<task>_<N>-shot_submission.csv``; with ``--shot`` alone
-to ``<result-dir>/<task>_<N>-shot_submission.csv`` (the validation phase's
-flat ``result/``).
-
-Examples:
-    python tools/predict.py configs/vpt/swin-b_vpt5_chest.py \
-        work_dirs/protocol/swin-b_vpt5_chest/chest_1-shot/exp1/epoch_20.pth \
-        --shot 1 --exp 1 --result-dir result
-    python tools/predict.py CONFIG CHECKPOINT --out my_submission.csv \
-        --ann-file test_WithoutLabel.txt --zip
+One line per image, in list order: the file name, one score per class with 8
+decimals, no header. With ``--shot`` and ``--exp`` it goes to
+``<result-dir>/exp<k>/<task>_<N>-shot_submission.csv``, with ``--shot`` alone flat
+in ``<result-dir>`` (the validation phase). Examples:
+    python tools/predict.py CONFIG RUN_DIR --shot 1 --exp 1 --result-dir result
+    python tools/predict.py run CHECKPOINT --out my_submission.csv --zip
 """
 from __future__ import annotations
 
@@ -35,26 +28,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help="config the checkpoint was trained with "
                    "('run': the saved config of the checkpoint's run folder)")
-    p.add_argument('checkpoint', help='checkpoint of a run, or a run folder '
-                   '(its best checkpoint)')
+    p.add_argument('checkpoint', help='a checkpoint, or a run folder (its best)')
     p.add_argument('--ann-file', default='test_WithoutLabel.txt',
-                   help='list to score, relative to the data root unless '
-                   'absolute (default test_WithoutLabel.txt)')
+                   help='list to score (default %(default)s)')
     p.add_argument('--data-root', help="override the test dataset's data_root")
-    p.add_argument('--out', help='submission file (instead of the result '
-                   'folder layout)')
-    p.add_argument('--result-dir', default='result',
-                   help='result folder (default result)')
+    p.add_argument('--out', help='submission file (instead of --result-dir)')
+    p.add_argument('--result-dir', default='result', help='(default result)')
     p.add_argument('--shot', type=int, help='N of the file name')
-    p.add_argument('--exp', type=int,
-                   help='experiment of the folder (none: the flat result/ of the '
-                   'validation phase)')
-    p.add_argument('--zip', action='store_true',
-                   help="also zip the submission files of this file's phase "
-                   "as RESULT_DIR.zip: the result folder's *_submission.csv "
-                   '(no --exp: validation phase) or exp1..5/*_submission.csv '
-                   '(--exp: evaluation phase), never both; or the --out file '
-                   'as OUT.zip')
+    p.add_argument('--exp', type=int, help='experiment (none: validation phase)')
+    p.add_argument('--zip', action='store_true', help="also zip this phase's "
+                   'files as RESULT_DIR.zip (or --out as OUT.zip)')
     add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -73,13 +56,10 @@ def main(argv=None) -> str:
             if config is None:
                 raise FileNotFoundError(f'{run.path} holds no saved config')
         cfg = load_config(config, args.cfg_options)
-        if args.out:
-            path = args.out
-        elif args.shot is not None:
-            path = submission_path(args.result_dir, task_of_config(cfg).TASK,
-                                   args.shot, args.exp)
-        else:
+        if not args.out and args.shot is None:
             raise ValueError('give --out, or --shot (and --exp) for the result folder')
+        path = args.out or submission_path(args.result_dir, task_of_config(cfg).TASK,
+                                           args.shot, args.exp)
         names, scores = predict_list(cfg, checkpoint, args.ann_file,
                                      args.data_root, tta=tta)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
@@ -88,8 +68,7 @@ def main(argv=None) -> str:
     print(f'{len(names)} images x {scores.shape[1]} scores -> {path}')
     if args.zip:
         phase = 'validation' if args.exp is None else 'evaluation'
-        archive = zip_submissions(path if args.out else None, args.result_dir,
-                                  phase)
+        archive = zip_submissions(path if args.out else None, args.result_dir, phase)
         print(f'zipped -> {archive}' + ('' if args.out else f' ({phase} phase)'))
     return path
 

@@ -1,11 +1,9 @@
 """Plot a run's training loss, learning rate and validation metrics.
 
-Example:
-    python tools/plot_curves.py work_dirs/densenet121_chest
-Writes ``curves_loss.png``, ``curves_lr.png`` (per logged iteration) and
-``curves_val.png`` (per validation epoch, the best ``medfmc/score`` marked)
-into the run folder, from its ``<timestamp>/vis_data/scalars.json`` files (the
-first start and every resume, merged).
+Example: ``python tools/plot_curves.py work_dirs/densenet121_chest`` writes
+``curves_loss.png``, ``curves_lr.png`` (per logged iteration) and
+``curves_val.png`` (per validation epoch, the one the run selected marked) into
+the run folder, from the ``<timestamp>/vis_data/scalars.json`` of every start.
 """
 from __future__ import annotations
 
@@ -23,30 +21,23 @@ def main(argv=None) -> list:
     run = RunDir(args.work_dir)
     records = run.scalars()
     name = osp.basename(osp.normpath(args.work_dir))
-    train = [r for r in records if 'loss' in r]
-    lr = [r for r in records if 'lr' in r]
-    rows = validation_rows(records)
     written = []
-    if train:
-        path = osp.join(args.work_dir, 'curves_loss.png')
-        plot_lines({'loss': [r['loss'] for r in train]},
-                   [r['step'] for r in train], path, title=f'{name}: training loss',
-                   xlabel='iteration', ylabel='loss')
-        written.append(path)
-    if lr:
-        path = osp.join(args.work_dir, 'curves_lr.png')
-        plot_lines({'lr': [r['lr'] for r in lr]}, [r['step'] for r in lr],
-                   path, title=f'{name}: learning rate', xlabel='iteration',
-                   ylabel='learning rate')
-        written.append(path)
+    for key, title, ylabel in (('loss', 'training loss', 'loss'),
+                               ('lr', 'learning rate', 'learning rate')):
+        logged = [r for r in records if key in r]
+        if logged:
+            written.append(osp.join(args.work_dir, f'curves_{key}.png'))
+            plot_lines({key: [r[key] for r in logged]}, [r['step'] for r in logged],
+                       written[-1], title=f'{name}: {title}', xlabel='iteration',
+                       ylabel=ylabel)
+    rows = validation_rows(records)
     if rows:
         selected = run.selected_epoch()  # the run's record says which
         marks = None if selected is None else {
             f'selected on val (epoch {selected})': selected}
-        path = osp.join(args.work_dir, 'curves_val.png')
-        plot_epoch_metrics(rows, path, title=f'{name}: validation metrics',
+        written.append(osp.join(args.work_dir, 'curves_val.png'))
+        plot_epoch_metrics(rows, written[-1], title=f'{name}: validation metrics',
                            marks=marks)
-        written.append(path)
     print('written: ' + ', '.join(written))
     return written
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Dict, List, Optional
 
-from medfm.apis.protocol import METRIC_ORDER, fmt_percent
+from medfm.apis.protocol import METRIC_ORDER, fmt_mean_std
 from medfm.apis.submission import TaskLists, score_submission
 from medfm.datasets import TASKS
 from medfm.evaluation.bootstrap import DRAWS, LEVEL, format_ci
@@ -80,8 +80,7 @@ def print_tables(res: dict, args: argparse.Namespace) -> None:
         print('\nevaluation phase, mean ± std over the experiments\n')
         print(markdown_table(['setting', 'exps', *METRIC_ORDER], [
             [f'{s["task"]} {s["shot"]}-shot', ','.join(map(str, s['exps'])),
-             *[f'{fmt_percent(s["metrics"][k][0])} ± '
-               f'{fmt_percent(s["metrics"][k][1])}' if k in s['metrics'] else '-'
+             *[fmt_mean_std(*s['metrics'][k]) if k in s['metrics'] else '-'
                for k in METRIC_ORDER]] for s in res['summary']]))
     if res['comparisons']:
         print(f'\n{args.compare} - {args.submission} (paired, same draws; '

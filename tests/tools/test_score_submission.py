@@ -65,6 +65,9 @@ def test_scorer_folder_zip_and_csv_labels(colon_lists, tmp_path, capsys):
                       str(colon_lists), '--labels',
                       f'colon={colon_lists}/colon_test.csv', '--no-ci',
                       '--compare', str(res), '--out', str(out)]) == 0
+    # one experiment: its mean alone (the spread is undefined)
+    text = capsys.readouterr().out
+    assert '| colon 5-shot | 1 |' in text and 'nan' not in text
     saved = json.loads(out.read_text())
     assert saved['files'][0]['metrics'] == MedFMCScore.calculate(
         good, target, False)

@@ -1,13 +1,9 @@
 """Parameters and FLOPs of configs' models, measured at their own resolution.
 
-Example::
-
-    python tools/model_stats.py configs/*/*_chest.py --markdown
-
-The resolution is the test pipeline's ``Resize``/``CenterCrop`` (``--size``
-overrides it). FLOPs are mmengine's ``get_model_complexity_info`` for one image
-through backbone, neck and head (a multiply-add is one FLOP, as in the
-OpenMMLab model zoo).
+Example: ``python tools/model_stats.py configs/*/*_chest.py --markdown``. The
+resolution is the test pipeline's ``Resize``/``CenterCrop`` (or ``--size``); FLOPs
+are mmengine's ``get_model_complexity_info`` for one image (a multiply-add is one
+FLOP, as in the OpenMMLab model zoo).
 """
 from __future__ import annotations
 
@@ -35,8 +31,7 @@ def config_size(cfg: Config) -> int:
                 value = step[key]
                 size = value if isinstance(value, int) else max(value)
     if size is None:
-        raise ValueError('no Resize/CenterCrop in the test pipeline: '
-                         'give --size')
+        raise ValueError('no Resize/CenterCrop in the test pipeline: give --size')
     return size
 
 
@@ -46,9 +41,8 @@ def stats(config: str, size: Optional[int] = None) -> list:
     import medfm  # noqa: F401  (registries)
     cfg = Config.fromfile(config)
     size = size or config_size(cfg)
-    model_cfg = cfg.model.copy()
-    model_cfg.backbone = dict(model_cfg.backbone, init_cfg=None)
-    model = MODELS.build(model_cfg).eval()
+    backbone = dict(cfg.model.backbone, init_cfg=None)  # no pretrained file needed
+    model = MODELS.build(dict(cfg.model, backbone=backbone)).eval()
     with torch.no_grad():
         info = get_model_complexity_info(model, input_shape=(3, size, size),
                                          show_table=False, show_arch=False)
@@ -60,10 +54,8 @@ def stats(config: str, size: Optional[int] = None) -> list:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('configs', nargs='+')
-    parser.add_argument('--size', type=int, default=None,
-                        help='input side instead of the config\'s')
-    parser.add_argument('--markdown', action='store_true',
-                        help='a Markdown table')
+    parser.add_argument('--size', type=int, help="input side instead of the config's")
+    parser.add_argument('--markdown', action='store_true', help='a Markdown table')
     args = parser.parse_args(argv)
     MMLogger.get_instance('mmengine', log_level='ERROR')
     rows = [stats(c, args.size) for c in args.configs]

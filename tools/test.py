@@ -1,14 +1,9 @@
 """Evaluate one checkpoint on a config's test split.
 
-Examples:
-    python tools/test.py configs/densenet/densenet121_chest.py \
-        work_dirs/densenet121_chest/epoch_20.pth --out predictions.csv
-    python tools/test.py CONFIG CHECKPOINT --out metrics.json --out-item metrics
-
-``--out``/``--out-item`` follow mmpretrain's tools/test.py: per-image
-predictions (a ``.csv`` or ``.json`` table; no pickle) or, with ``--out-item
-metrics``, the metrics. Scored by :func:`medfm.apis.inference.score_checkpoint`
-(the one scoring path: EMA weights of an EMA run, ``--tta`` as test.sh's).
+Example: ``python tools/test.py CONFIG CHECKPOINT --out predictions.csv``.
+``--out``/``--out-item`` follow mmpretrain's tools/test.py: per-image predictions
+(``.csv`` or ``.json``; no pickle) or, with ``--out-item metrics``, the metrics.
+Scored by :func:`medfm.apis.inference.score_checkpoint` (as test.sh).
 """
 from __future__ import annotations
 
@@ -29,10 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='config file')
     p.add_argument('checkpoint', help='checkpoint file')
-    p.add_argument('--work-dir', help="folder for logs (default: eval/ in "
-                   "the checkpoint's folder, so the run's saved config stays)")
-    p.add_argument('--out', help='write the per-image predictions (.csv or '
-                   '.json) or, with --out-item metrics, the metrics (JSON)')
+    p.add_argument('--work-dir', help="logs (default: <checkpoint's folder>/eval)")
+    p.add_argument('--out', help='per-image predictions (.csv/.json) or metrics')
     p.add_argument('--out-item', choices=['pred', 'metrics'], default='pred',
                    help='what --out holds (default pred, as mmpretrain)')
     add_tta_arguments(p)

@@ -116,13 +116,13 @@ def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
     names = unique_names([key for _, _, _, key in found])
     members = []
     for (name, config, checkpoint, _), auto in zip(found, names):
-        run = RunDir(osp.dirname(osp.abspath(checkpoint)))
         if osp.isdir(config):
             saved = RunDir(config).config_path()
             if saved is None:
                 raise FileNotFoundError(f'{config} holds no saved config: '
                                         'give CONFIG:CHECKPOINT')
             config = saved
+        run = RunDir(osp.dirname(osp.abspath(checkpoint)))
         cfg = run.eval_config(config, cfg_options)
         if data_root:
             from ..config_ops import set_data_root
@@ -150,15 +150,6 @@ def unique_names(paths: Sequence[str]) -> List[str]:
         if len(set(names)) == len(names):
             return names
     return [f'{n}#{i}' for i, n in enumerate(names, 1)]  # the same path twice
-
-
-def task_of(members: Sequence[Member]) -> str:
-    """The members' task; they must share it."""
-    tasks = {m.name: task_of_config(m.cfg).TASK for m in members}
-    if len(set(tasks.values())) != 1:
-        raise ValueError('the members are of different tasks: ' + ', '.join(
-            f'{n} {t}' for n, t in tasks.items()))
-    return next(iter(tasks.values()))
 
 
 # -------------------------------------------------------------------- lists
@@ -244,43 +235,37 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
 
 
 # ------------------------------------------------------------------- scores
-def member_scores(member: Member, list_path: str, cache_dir: str
-                  ) -> Tuple[List[str], np.ndarray, str]:
-    """A member's names and scores ``(N, C)`` of a list, in list order, and
-    their cache file: from a :class:`~medfm.utils.stamped.StampedIndex` keyed
-    by what decides the scores, else through :func:`predict_list` (float64:
-    the same from the cache as fresh)."""
-    cfg, test = member.cfg, innermost(member.cfg.test_dataloader.dataset)
-    what = dict(checkpoint=osp.abspath(member.checkpoint), model=cfg.get('model'),
-                preprocessor=cfg.get('data_preprocessor'),
-                pipeline=test.get('pipeline'), data_root=test.get('data_root'),
-                prefix=test.get('data_prefix'), list=osp.abspath(list_path),
-                content=sha256_file(list_path))
-    stem = osp.splitext(osp.basename(list_path))[0]
-    ckpt = osp.splitext(osp.basename(member.checkpoint))[0]
-    key = f'{ckpt}_{stem}_{digest(what, 12)}'
-    path = osp.join(cache_dir, f'{key}.csv')
-    index = StampedIndex(cache_dir)
-    if index.lookup(member.checkpoint, key):
-        names, scores, _ = read_predictions(path)
-        return names, scores, path
-    source_stamp = stamp(member.checkpoint)
-    names, scores = predict_list(member.cfg, member.checkpoint, list_path)
-    scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
-    write_predictions(Predictions(scores, None, names), path,
-                      task_of_config(member.cfg).classes())
-    index.put(key, source_stamp, file=osp.basename(path))
-    index.save()
-    return names, scores, path
-
-
 def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
                  cache_dir: str) -> Tuple[np.ndarray, List[str]]:
-    """Every member's scores of a list ``(M, N, C)``, rows in ``names``'
-    order (the list's, as its dataset class reads it); and the cache files."""
+    """Every member's scores of a list ``(M, N, C)``, rows in ``names``' order
+    (the list's, as its dataset class reads it), and their cache files: from a
+    :class:`~medfm.utils.stamped.StampedIndex` keyed by what decides the
+    scores, else through :func:`predict_list` (float64: the same from the
+    cache as fresh)."""
+    index = StampedIndex(cache_dir)
+    stem = osp.splitext(osp.basename(list_path))[0]
+    content = sha256_file(list_path)
     out, files = [], []
     for m in members:
-        got, scores, path = member_scores(m, list_path, cache_dir)
+        test = innermost(m.cfg.test_dataloader.dataset)
+        what = dict(checkpoint=osp.abspath(m.checkpoint), model=m.cfg.get('model'),
+                    preprocessor=m.cfg.get('data_preprocessor'),
+                    pipeline=test.get('pipeline'), data_root=test.get('data_root'),
+                    prefix=test.get('data_prefix'), list=osp.abspath(list_path),
+                    content=content)
+        ckpt = osp.splitext(osp.basename(m.checkpoint))[0]
+        key = f'{ckpt}_{stem}_{digest(what, 12)}'
+        path = osp.join(cache_dir, f'{key}.csv')
+        if index.lookup(m.checkpoint, key):
+            got, scores, _ = read_predictions(path)
+        else:
+            source_stamp = stamp(m.checkpoint)
+            got, scores = predict_list(m.cfg, m.checkpoint, list_path)
+            scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
+            write_predictions(Predictions(scores, None, got), path,
+                              task_of_config(m.cfg).classes())
+            index.put(key, source_stamp, file=osp.basename(path))
+            index.save()
         if got != names:
             raise RuntimeError(f'{m.name}: the scores of {list_path} are not '
                                'in the order its dataset class lists')
@@ -331,8 +316,7 @@ def combine(strategy: str, stack: np.ndarray, params: Dict[str, object],
     if strategy == 'mean':
         out = stack.mean(0)
     elif strategy == 'weighted':
-        out = np.tensordot(np.asarray(params['weights'], dtype=np.float64),
-                           stack, axes=1)
+        out = np.tensordot(params['weights'], stack, axes=1)
     elif strategy == 'rank':
         out = np.mean([rank_scores(s) for s in stack], axis=0)
     elif strategy == 'per_class':
@@ -372,22 +356,16 @@ def fit_weights(stack: np.ndarray, target: np.ndarray, task: str,
     return [float(w) for w in weights], history
 
 
-def class_quality(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per class, the mean of AP and AUC in percent; the AP alone where the
-    class has no AUC (all positive or all negative)."""
-    ap = average_precision(scores, target)
-    auc = roc_auc(scores, target)
-    return 100 * np.where(np.isnan(auc), ap, (ap + auc) / 2)
-
-
 def fit_per_class(stack: np.ndarray, target: np.ndarray, task: str
                   ) -> List[int]:
-    """For each class, the member with the best :func:`class_quality` on the
-    fitting list; ties go to the member with the better overall score there,
-    then to the member listed first."""
+    """For each class, the member with the best mean of AP and AUC (AP alone
+    where the class has no AUC) on the fitting list; ties go to the member
+    with the better overall score there, then to the member listed first."""
     overall = [_score(s, target, task) for s in stack]
     order = sorted(range(len(stack)), key=lambda i: -overall[i])  # stable
-    quality = np.stack([class_quality(s, target) for s in stack])  # (M, C)
+    ap = np.stack([average_precision(s, target) for s in stack])  # (M, C)
+    auc = np.stack([roc_auc(s, target) for s in stack])
+    quality = np.where(np.isnan(auc), ap, (ap + auc) / 2)
     # max keeps the first of equals in that order
     return [max(order, key=lambda i: quality[i, c]) for c in range(stack.shape[2])]
 
@@ -458,7 +436,11 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     if out is None and shot is None:
         raise ValueError('give the shot (--shot, and --exp) for the result '
                          'folder, or --out')
-    task = task_of(members)
+    tasks = {m.name: task_of_config(m.cfg).TASK for m in members}
+    if len(set(tasks.values())) != 1:
+        raise ValueError('the members are of different tasks: ' + ', '.join(
+            f'{n} {t}' for n, t in tasks.items()))
+    task = tasks[members[0].name]
     cls = task_class(task)
     work_dir = work_dir or default_work_dir(task, shot, exp)
     os.makedirs(work_dir, exist_ok=True)

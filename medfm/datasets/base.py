@@ -24,8 +24,7 @@ PICKLE_EXTENSIONS = ('.pkl', '.pickle')
 Label = Union[int, List[int], None]
 #: one listed image: file name, label, where in the annotation file
 Sample = Tuple[str, Label, str]
-#: the only digits labels are written with (str.isdigit() and int() also
-#: take Unicode digits: '\u00b2', '\u0661')
+#: labels use ASCII digits only (str.isdigit() and int() take '\u0661' too)
 _ASCII_INDEX = re.compile(r'[0-9]+')
 #: a CSV label cell: 0 or 1 (as pandas writes a float column: 1.0)
 _CSV_BINARY = re.compile(r'([01])(\.0*)?')
@@ -87,7 +86,7 @@ def decode_text(data: bytes, path: str) -> str:
             f'{path}, line {line}: holds NUL bytes (UTF-16 text without a '
             'byte order mark, or not text); ' + advice)
     try:
-        text = data.decode('utf-8-sig')
+        return data.decode('utf-8-sig')
     except UnicodeDecodeError as err:
         line = data.count(b'\n', 0, err.start) + 1
         byte = data[err.start]
@@ -95,7 +94,6 @@ def decode_text(data: bytes, path: str) -> str:
             f'{path}, line {line} (byte {err.start}): not UTF-8 text (byte '
             f'0x{byte:02x}, {bytes([byte]).decode("cp1252", "replace")!r} in '
             'Windows-1252/Latin-1); ' + advice) from None
-    return text
 
 
 def _norm(name: str) -> str:
@@ -334,11 +332,10 @@ class MedFMCDataset(BaseDataset):
                 f'id in column {img_col!r}')
         names = [n if n.lower().endswith(IMG_EXTENSIONS) else f'{n}.png'
                  for n in ids]
-        for row, name in zip(lines, names):
-            self._check_inside(name, f'line {row}, column {img_col!r}')
         kind, label_cols = self._csv_label_columns(df, columns)
         samples = []
         for row, name, raw in zip(lines, names, df[label_cols].values.tolist()):
+            self._check_inside(name, f'line {row}, column {img_col!r}')
             where = f'{self.ann_file}, line {row}'
             values = [self._csv_cell(v, c, where, kind == 'index')
                       for v, c in zip(raw, label_cols)]

@@ -26,21 +26,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 epilog=WRAPPER_ENV)
     p.add_argument('config', help='config file')
     p.add_argument('--work-dir', help='output folder (default work_dirs/<config>)')
-    p.add_argument('--resume', nargs='?', const='auto', default=None,
-                   help='resume from the latest checkpoint of the work dir, '
-                   'or from the given checkpoint')
+    p.add_argument('--resume', nargs='?', const='auto',
+                   help="from the work dir's latest checkpoint, or the given one")
     p.add_argument('--no-validate', action='store_true',
-                   help='no validation during training (as mmpretrain): no '
-                   'best checkpoint; test.sh then reports every epoch with '
-                   'none selected')
+                   help='no validation, so no best checkpoint (test.sh selects none)')
     add_speed_args(p)
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale the learning rate with the total batch size')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys, e.g. train_cfg.max_epochs=5')
     p.add_argument('--tracker', nargs='+', metavar='NAME[:key=value,...]',
-                   help='also log to mlflow, wandb, neptune, comet, ... '
-                   '(docs/tracking.md)')
+                   help='also log to mlflow, wandb, ... (docs/tracking.md)')
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
     p.add_argument('--local-rank', '--local_rank', type=int, default=0)
@@ -58,10 +54,9 @@ def build_cfg(args: argparse.Namespace):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
     apply_speed_args(cfg, args)
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
+    if args.resume:  # 'auto': mmengine finds the latest checkpoint
+        cfg.resume = True
+        cfg.load_from = None if args.resume == 'auto' else args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     if args.no_validate:

@@ -36,9 +36,10 @@ def _uniform_prompt(shape: Sequence[int], patch_size: int,
 
 
 class _PromptMixin:
-    """Freezing, logging and weight loading of the prompted backbones.
+    """Prompt arguments, freezing, logging and weight loading of the prompted
+    backbones; the other arguments are the parent's.
 
-    Their arguments besides the parent's:
+    Args:
         prompt_length (int): Prompt tokens per layer (deep) or in all
             (shallow); 0 gives the plain backbone. Defaults to 5.
         prompt_mode (str): ``'deep'`` or ``'shallow'``. Defaults to 'deep'.
@@ -46,25 +47,36 @@ class _PromptMixin:
         freeze_backbone (bool): Freeze all but the prompts. Defaults to True.
     """
 
-    prompt_length: int
-    freeze_backbone: bool
     _eval_modules: tuple = ()
 
-    def _set_prompt_args(self, prompt_length: int, prompt_mode: str,
-                         freeze_backbone: bool) -> None:
+    def __init__(self,
+                 *args,
+                 prompt_length: int = 5,
+                 prompt_mode: str = 'deep',
+                 prompt_drop_rate: float = 0.,
+                 freeze_backbone: bool = True,
+                 **kwargs) -> None:
         if prompt_mode not in PROMPT_MODES:
             raise ValueError(f'prompt_mode must be one of {PROMPT_MODES}, '
                              f'got {prompt_mode!r}')
+        super().__init__(*args, **kwargs)
         self.prompt_length = int(prompt_length)
         self.prompt_mode = prompt_mode
         self.freeze_backbone = freeze_backbone
-
-    def _freeze(self) -> None:
+        self._add_prompts(self.patch_embed.projection.kernel_size[0])
+        self.prompt_dropout = nn.Dropout(prompt_drop_rate)
         # the decision is medfm.models.adapt's, as for every adaptation
-        self._eval_modules = () if not self.freeze_backbone else set_trainable(
-            self, 'vpt' if self.prompt_length else 'linear_probe').eval_modules
+        if freeze_backbone:
+            method = 'vpt' if self.prompt_length else 'linear_probe'
+            self._eval_modules = set_trainable(self, method).eval_modules
 
-    def _log_parameters(self) -> None:
+    def _add_prompts(self, patch: int) -> None:
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """Initialise (``PretrainedIfExists`` loads after the children's own
+        initialisation), then log the trainable parameters."""
+        super().init_weights()
         total, trainable = count_parameters(self)
         rest = [p.requires_grad for n, p in self.named_parameters()
                 if not n.startswith('prompt')]
@@ -73,12 +85,6 @@ class _PromptMixin:
         print_log(f'{type(self).__name__}: {self.prompt_length} '
                   f'{self.prompt_mode} prompt(s), {trainable:,} trainable of '
                   f'{total:,} parameters ({frozen})', logger='current')
-
-    def init_weights(self) -> None:
-        """Initialise (``PretrainedIfExists`` loads after the children's own
-        initialisation), then log the trainable parameters."""
-        super().init_weights()
-        self._log_parameters()
 
     def train(self, mode: bool = True):
         """Set the mode; frozen parts stay in eval mode (no dropout, drop path)."""
@@ -101,28 +107,16 @@ class PromptedViT(_PromptMixin, VisionTransformer):
         torch.Size([2, 192])
     """
 
-    def __init__(self,
-                 *args,
-                 prompt_length: int = 5,
-                 prompt_mode: str = 'deep',
-                 prompt_drop_rate: float = 0.,
-                 freeze_backbone: bool = True,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._set_prompt_args(prompt_length, prompt_mode, freeze_backbone)
-        patch = self.patch_embed.projection.kernel_size[0]
-        layers = self.num_layers if prompt_mode == 'deep' else 1
+    def _add_prompts(self, patch: int) -> None:
+        layers = self.num_layers if self.prompt_mode == 'deep' else 1
+        self.prompt_embeddings = None
         if self.prompt_length > 0:
             self.prompt_embeddings = _uniform_prompt(
                 (layers, self.prompt_length, self.embed_dims), patch,
                 self.embed_dims)
-        else:
-            self.prompt_embeddings = None
-        self.prompt_dropout = nn.Dropout(prompt_drop_rate)
         for i in range(layers if self.prompt_length else 0):
             self.layers[i].register_forward_pre_hook(
                 functools.partial(self._with_prompts, i))
-        self._freeze()
 
     def _prompts(self, layer: int, batch: int) -> torch.Tensor:
         p = self.prompt_embeddings[layer].unsqueeze(0).expand(batch, -1, -1)
@@ -241,22 +235,16 @@ class PromptedSwinTransformer(_PromptMixin, SwinOldKeysMixin, SwinTransformer):
         torch.Size([1, 768, 1, 1])
     """
 
-    def __init__(self,
-                 *args,
-                 prompt_length: int = 5,
-                 prompt_mode: str = 'deep',
-                 prompt_drop_rate: float = 0.,
-                 freeze_backbone: bool = True,
-                 **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         if kwargs.get('with_cp'):
             raise ValueError('PromptedSwinTransformer does not support with_cp')
         super().__init__(*args, **kwargs)
-        self._set_prompt_args(prompt_length, prompt_mode, freeze_backbone)
-        patch = self.patch_embed.projection.kernel_size[0]
+
+    def _add_prompts(self, patch: int) -> None:
         dims = [stage.embed_dims for stage in self.stages]
         prompts: List[nn.Parameter] = []
         if self.prompt_length > 0:
-            if prompt_mode == 'deep':
+            if self.prompt_mode == 'deep':
                 prompts = [
                     _uniform_prompt((depth, self.prompt_length, d), patch, d)
                     for depth, d in zip(self.depths, dims)]
@@ -264,8 +252,6 @@ class PromptedSwinTransformer(_PromptMixin, SwinOldKeysMixin, SwinTransformer):
                 prompts = [_uniform_prompt((1, self.prompt_length, dims[0]),
                                            patch, dims[0])]
         self.prompt_embeddings = nn.ParameterList(prompts)
-        self.prompt_dropout = nn.Dropout(prompt_drop_rate)
-        self._freeze()
 
     def _prompts(self, stage: int, block: int, batch: int) -> torch.Tensor:
         p = self.prompt_embeddings[stage][block]

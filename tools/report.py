@@ -1,14 +1,9 @@
 """Turn a run folder into one self-contained HTML report.
 
-Examples:
-    python tools/eval_epochs.py configs/densenet/densenet121_colon.py \
-        work_dirs/densenet121_colon            # per-epoch test metrics
-    python tools/report.py work_dirs/densenet121_colon \
-        --config configs/densenet/densenet121_colon.py
-Writes ``<run>/report.html`` (images embedded): metric curves, per-class AP
-and AUC of the best epoch, ROC and PR curves, confusion, class distribution
-of the training data and a Grad-CAM gallery. Scoring the split and the
-gallery show their progress on stderr.
+Example: ``python tools/report.py work_dirs/densenet121_colon`` (after
+``tools/eval_epochs.py`` for the per-epoch test metrics) writes ``<run>/report.html``:
+metric curves, per-class AP and AUC of the best epoch, ROC and PR curves,
+confusion, the training data's class distribution and a Grad-CAM gallery.
 """
 from __future__ import annotations
 
@@ -25,8 +20,7 @@ from medfm.visualization.cam import CAM_METHODS
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('run_dir', help='run folder (epoch_N.pth, vis_data, ...)')
-    p.add_argument('--config', help='config of the run (default: the one '
-                   'mmengine dumped into the run folder)')
+    p.add_argument('--config', help="default: the run's saved config")
     p.add_argument('--out', help='HTML file (default <run_dir>/report.html)')
     p.add_argument('--checkpoint', help="default: the best epoch's")
     p.add_argument('--split', default='test', choices=['test', 'val'])
@@ -42,10 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not osp.isdir(args.run_dir):
-        print(f'error: run folder {args.run_dir} not found', file=sys.stderr)
-        return 1
     try:
+        if not osp.isdir(args.run_dir):
+            raise FileNotFoundError(f'run folder {args.run_dir} not found')
         out = build_report(args.run_dir, args.config, args.out, args.checkpoint,
                            args.split, args.cam_images, args.cam_method,
                            args.thr, args.device, args.cfg_options)

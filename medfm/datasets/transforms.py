@@ -39,11 +39,6 @@ OPENCV_MAX_PIXELS = 2 ** 30
 COMMON_DEPTHS = (8, 10, 12, 14, 16)
 
 
-def is_jpeg(content: bytes) -> bool:
-    """Whether bytes start as a JPEG file does (SOI, then a marker)."""
-    return content[:3] == b'\xff\xd8\xff'
-
-
 class DecoderMessages:
     """Collects into :attr:`lines` what C code prints on descriptor 2 while
     the block runs starting with one of ``keep``, passing the rest on after
@@ -111,14 +106,11 @@ class DecoderMessages:
         self._lock.release()
 
 
-def _new_lock_in_child() -> None:
-    # a lock held by another thread when the process forked (a dataloader
-    # worker) would never be released in the child
-    DecoderMessages._lock = threading.RLock()
-
-
+# a lock another thread held when the process forked (a dataloader worker)
+# is never released in the child
 if hasattr(os, 'register_at_fork'):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+    os.register_at_fork(after_in_child=lambda: setattr(
+        DecoderMessages, '_lock', threading.RLock()))
 
 
 def check_decoder_messages(messages: DecoderMessages, path: str) -> None:
@@ -193,17 +185,14 @@ def to_uint8(img: np.ndarray, bit_depth: Optional[int] = None) -> np.ndarray:
     if img.dtype.kind not in 'ui':
         raise ValueError(
             f'a {"floating-point" if img.dtype.kind == "f" else img.dtype.kind}'
-            f' image ({img.dtype}): its values have no fixed range, so there '
-            'is no mapping to 8 bits that treats every image alike (a min-max '
-            'stretch per image would change brightness from image to image); '
-            'convert the data set to 8- or 16-bit integers with one window '
-            'for all images first')
+            f' image ({img.dtype}): its values have no fixed range to map to 8 '
+            'bits alike for every image (a per-image min-max stretch changes '
+            'brightness); convert the data set to integers with one window first')
     if img.dtype.kind == 'i' and img.size and int(img.min()) < 0:
         raise ValueError(
             f'a signed image ({img.dtype}) with negative values (down to '
-            f'{int(img.min())}): no mapping to 8 bits treats every image '
-            'alike; convert the data set to unsigned 8- or 16-bit integers with '
-            'one offset for all images first')
+            f'{int(img.min())}): convert the data set to unsigned 8- or 16-bit '
+            'integers with one offset for all images first')
     bits = guess_bit_depth(img) if bit_depth is None else bit_depth
     if int(img.max()) >= 2 ** bits:  # a guess always holds it
         raise ValueError(f'a value of {int(img.max())} does not fit in '
@@ -225,7 +214,7 @@ def decode_image(content: bytes, path: str = '<bytes>',
     # (IMREAD_UNCHANGED would ignore it), drops alpha
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
     try:
-        if is_jpeg(content):
+        if content[:3] == b'\xff\xd8\xff':  # a JPEG: SOI, then a marker
             with DecoderMessages() as messages:
                 img = cv2.imdecode(buf, flags)
             check_decoder_messages(messages, path)
@@ -241,8 +230,6 @@ def decode_image(content: bytes, path: str = '<bytes>',
         img = to_uint8(img, bit_depth)
     except ValueError as e:
         raise ImageDecodeError(f'{path}: {e}') from None
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     if color_type == 'grayscale':
         return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     return img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)

@@ -20,14 +20,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--val', help='MedFMC_val/<task>: becomes the test set')
     p.add_argument('--out', help='output folder (default data/MedFMC/<task>)')
     p.add_argument('--val-ratio', type=float, default=0.2,
-                   help='share of the training release held out for validation '
-                   '(0.2 writes train_20/val_20; 0.3 train_30/val_30)')
+                   help='share held out for validation (0.2: train_20/val_20)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--overwrite', action='store_true',
-                   help='replace lists in the output folder whose content '
-                   'would change (e.g. train_20/val_20 of an earlier run with '
-                   'another --seed, which runs may have trained on); without '
-                   'it such a rerun stops before writing anything')
+    p.add_argument('--overwrite', action='store_true', help='replace lists whose '
+                   'content would change (else such a rerun writes nothing)')
     return p.parse_args(argv)
 
 

@@ -24,17 +24,14 @@ from medfm.utils.progress import track
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('task', choices=sorted(TASKS))
-    p.add_argument('pool', help='labelled annotation file of the training '
-                   'pool (.txt list, official .csv, or .json)')
-    p.add_argument('--data-root', default='',
-                   help='folder the pool path is relative to')
+    p.add_argument('pool', help='labelled pool (.txt list, official .csv, or .json)')
+    p.add_argument('--data-root', default='', help='what the pool is relative to')
     p.add_argument('--out', help='output folder (default: beside the pool)')
     p.add_argument('--shots', type=int, nargs='+', default=list(SHOTS))
     p.add_argument('--exps', type=int, nargs='+', default=list(EXPERIMENTS))
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--overwrite', action='store_true',
-                   help='replace split files that exist (the official lists '
-                   'may be in the output folder)')
+                   help='replace split files that exist (maybe the official ones)')
     return p.parse_args(argv)
 
 

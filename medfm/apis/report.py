@@ -85,21 +85,6 @@ def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
                                        '(batches)', total=len(loader)))
 
 
-def class_counts(cfg: Config, num_classes: int) -> Tuple[np.ndarray, int, int]:
-    """Positives per class ``(C,)`` in the training data, its number of images
-    and of images without any label."""
-    from mmpretrain.registry import DATASETS
-    dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    counts = np.zeros(num_classes, dtype=int)
-    unlabelled = 0
-    for i in range(len(dataset)):
-        label = np.atleast_1d(np.asarray(dataset.get_data_info(i)['gt_label']))
-        if label.size == 0:
-            unlabelled += 1
-        counts[label.astype(int)] += 1
-    return counts, len(dataset), unlabelled
-
-
 # ------------------------------------------------------------------ gathering
 
 @dataclass
@@ -109,8 +94,7 @@ class ReportData:
     ``rows`` are the metrics per epoch (:func:`load_curves`, from ``source``),
     ``epoch`` the one reported and ``chosen_by`` how it was chosen; ``metrics``
     are the classwise :meth:`MedFMCScore.calculate` of ``predictions`` (empty
-    without targets) and ``ci`` their bootstrap intervals; ``pipeline`` is the
-    split's test pipeline (Grad-CAM).
+    without targets) and ``ci`` their bootstrap intervals.
     """
     run_dir: str
     config: str
@@ -127,8 +111,6 @@ class ReportData:
     multi_label: bool
     predictions: Predictions
     metrics: dict
-    class_counts: Tuple[np.ndarray, int, int]
-    pipeline: list
     thr: float = 0.5
     cam_images: int = 4
     cam_method: str = 'gradcam'
@@ -137,18 +119,6 @@ class ReportData:
     @property
     def num_classes(self) -> int:
         return self.model.head.num_classes
-
-
-def report_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """The run's config as the report uses it (no worker processes)."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if cfg.get(key):  # the report reads little data: no worker processes
-            cfg[key].update(num_workers=0, persistent_workers=False)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    return cfg
 
 
 def gather(run_dir: str, config: Optional[str] = None,
@@ -167,7 +137,13 @@ def gather(run_dir: str, config: Optional[str] = None,
         if config is None:
             raise FileNotFoundError(f'pass --config: {run_dir} holds no '
                                     'saved config')
-    cfg = report_config(config, cfg_options)
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(key):  # the report reads little data: no worker processes
+            cfg[key].update(num_workers=0, persistent_workers=False)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     rows, source = load_curves(run_dir, split)
     epoch, chosen_by = run.reported_epoch(rows, source)
     if checkpoint:  # the user's checkpoint: its own epoch, if it says one
@@ -177,9 +153,7 @@ def gather(run_dir: str, config: Optional[str] = None,
     checkpoint = checkpoint or run.checkpoint(epoch if epoch is not None
                                               else 'best')
     model = build_classifier(cfg, checkpoint, device)
-    num_classes = model.head.num_classes
-    dataset_cfg = innermost(cfg[f'{split}_dataloader'].dataset)
-    names = class_names(cfg, model.checkpoint_meta, num_classes)
+    names = class_names(cfg, model.checkpoint_meta, model.head.num_classes)
     multi_label = task_of_config(cfg).is_multi_label()
     predictions = predict(cfg, model, split)
     pred, target = predictions.scores, predictions.targets
@@ -191,9 +165,7 @@ def gather(run_dir: str, config: Optional[str] = None,
         split=split, rows=rows, epoch=epoch, chosen_by=chosen_by,
         source=source, loss=run.train_loss(), model=model, names=names,
         multi_label=multi_label, predictions=predictions, metrics=metrics,
-        ci=predictions_ci(cfg, predictions),
-        class_counts=class_counts(cfg, num_classes),
-        pipeline=dataset_cfg.pipeline, **view)
+        ci=predictions_ci(cfg, predictions), **view)
 
 
 # ---------------------------------------------------------------- sections
@@ -308,11 +280,19 @@ def render_confusion(data: ReportData) -> str:
 
 def render_distribution(data: ReportData) -> str:
     """Positives per class in the training data."""
-    counts, n_train, unlabelled = data.class_counts
+    from mmpretrain.registry import DATASETS
+    dataset = DATASETS.build(data.cfg.train_dataloader.dataset)
+    counts = np.zeros(data.num_classes, dtype=int)
+    unlabelled = 0
+    for i in range(len(dataset)):
+        label = np.atleast_1d(np.asarray(dataset.get_data_info(i)['gt_label']))
+        if label.size == 0:
+            unlabelled += 1
+        counts[label.astype(int)] += 1
     ann_file = innermost(data.cfg.train_dataloader.dataset).ann_file
     body = html_img(fig_distribution(data.names, counts, unlabelled),
                     'class distribution')
-    body += html_note(f'{n_train} training images ({html.escape(str(ann_file))})'
+    body += html_note(f'{len(dataset)} training images ({html.escape(str(ann_file))})'
                       + (f', {unlabelled} without any label' if unlabelled else ''))
     return html_section('distribution', 'Class distribution (training data)', body)
 
@@ -323,7 +303,8 @@ def render_gradcam(data: ReportData) -> str:
     target, paths = data.predictions.targets, data.predictions.paths
     figures, blank = [], 0
     if data.cam_images > 0:
-        vis = CAMVisualizer(data.model, data.pipeline, data.names,
+        pipeline = innermost(data.cfg[f'{data.split}_dataloader'].dataset).pipeline
+        vis = CAMVisualizer(data.model, pipeline, data.names,
                             method=data.cam_method, thr=data.thr)
         shown = paths[:data.cam_images]
         for i, path in enumerate(track(shown, f'{data.cam_method} gallery')):

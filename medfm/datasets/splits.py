@@ -37,10 +37,8 @@ def split_file_name(task: str, shot: int, part: str, exp: int) -> str:
 def parse_split_file_name(path: str) -> Optional[dict]:
     """``task``, ``shot``, ``part``, ``exp`` of a split file name, or None."""
     m = _SPLIT_NAME.match(osp.basename(path))
-    if not m:
-        return None
-    return {k: int(v) if k in ('shot', 'exp') else v
-            for k, v in m.groupdict().items()}
+    return m and {k: int(v) if k in ('shot', 'exp') else v
+                  for k, v in m.groupdict().items()}
 
 
 @dataclass
@@ -104,15 +102,11 @@ def make_split(pool: Pool, shot: int,
         chosen = rng.permutation(candidates)[:shot]
         taken[chosen] = True
     train = sorted(i for u in np.flatnonzero(taken) for i in members[units[u]])
-    rest = {i for m in members.values() for i in m} - set(train)
-    return train, sorted(rest)
+    return train, sorted(set().union(*members.values()) - set(train))
 
 
-def write_splits(pool: Pool,
-                 out_dir: str,
-                 shots: Sequence[int] = SHOTS,
-                 exps: Sequence[int] = EXPERIMENTS,
-                 seed: int = 0,
+def write_splits(pool: Pool, out_dir: str, shots: Sequence[int] = SHOTS,
+                 exps: Sequence[int] = EXPERIMENTS, seed: int = 0,
                  overwrite: bool = False) -> List[str]:
     """Write (and return the paths of) the train and val lists of every shot
     and experiment into ``out_dir``, the same for the same ``seed``. All are
@@ -242,11 +236,11 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
 
 def find_val(train_file: str) -> Optional[str]:
     """The val list beside a train list (``_train_`` -> ``_val_``), if any."""
-    base = osp.basename(train_file)
+    folder, base = osp.split(train_file)
     if '_train_' in base:
-        cand = osp.join(osp.dirname(train_file), base.replace('_train_', '_val_'))
+        cand = osp.join(folder, base.replace('_train_', '_val_'))
     elif base.startswith('train'):
-        cand = osp.join(osp.dirname(train_file), 'val' + base[len('train'):])
+        cand = osp.join(folder, 'val' + base[len('train'):])
     else:
         return None
     return cand if osp.isfile(cand) else None

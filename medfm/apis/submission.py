@@ -14,6 +14,8 @@ import re
 import zipfile
 from glob import escape as glob_escape
 from glob import glob
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -273,14 +275,12 @@ def _files_of(files: Dict[str, bytes], label: str, sep: str
             problems.append(msg + '; a submission zip holds one phase')
         else:
             notes.append(msg + '; scored as two phases (a zip holds one)')
-    by_setting: Dict[Tuple[str, int], List[int]] = {}
-    for e in entries:
-        if e.exp is not None:
-            by_setting.setdefault((e.task, e.shot), []).append(e.exp)
-    for (task, shot), exps in sorted(by_setting.items()):
-        if sorted(exps) != list(EXPERIMENTS):
+    by_setting = sorted((e.task, e.shot, e.exp) for e in entries if e.exp is not None)
+    for (task, shot), group in groupby(by_setting, key=itemgetter(0, 1)):
+        exps = [exp for _, _, exp in group]
+        if exps != list(EXPERIMENTS):
             notes.append(f'{label}: {task}_{shot}-shot has exp'
-                         + ', exp'.join(map(str, sorted(exps)))
+                         + ', exp'.join(map(str, exps))
                          + ' only; the evaluation phase takes exp1 .. exp5')
     if not entries and not problems:
         problems.append(f'{label}: no submission files '
@@ -447,13 +447,11 @@ def summarize_phase(rows: Sequence[Dict[str, object]]
     """The evaluation phase's ``metrics`` (metric -> ``(mean, std)``,
     :func:`medfm.apis.protocol.summarize`) per ``task``, ``shot`` over its
     scored ``exps``."""
-    settings: Dict[Tuple[str, int], List[Dict[str, object]]] = {}
-    for row in rows:
-        if row['phase'] == 'evaluation' and 'metrics' in row:
-            settings.setdefault((row['task'], row['shot']), []).append(row)
+    scored = sorted((r for r in rows if r['phase'] == 'evaluation' and 'metrics' in r),
+                    key=itemgetter('task', 'shot', 'exp'))
     out = []
-    for (task, shot), group in sorted(settings.items()):
-        group = sorted(group, key=lambda r: r['exp'])
+    for (task, shot), group in groupby(scored, key=itemgetter('task', 'shot')):
+        group = list(group)
         out.append(dict(task=task, shot=shot, exps=[r['exp'] for r in group],
                         metrics=summarize([r['metrics'] for r in group])))
     return out

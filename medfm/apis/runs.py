@@ -275,10 +275,8 @@ class RunDir:
         if path is None:
             return []
         saved, given = Config.fromfile(path).to_dict(), cfg.to_dict()
-        out: List[str] = []
-        for key in SCORED_KEYS:
-            out += _diff(_get(saved, key), _get(given, key), key)
-        return out
+        return [d for key in SCORED_KEYS
+                for d in _diff(_get(saved, key), _get(given, key), key)]
 
     def eval_config(self, config: Optional[str] = None,
                     cfg_options: Optional[dict] = None,
@@ -421,8 +419,7 @@ def best_epoch_of(rows: Sequence[dict]) -> Optional[int]:
 _MISSING = object()
 
 
-def _get(cfg, dotted: str):
-    node = cfg
+def _get(node, dotted: str):
     for part in dotted.split('.'):
         if not isinstance(node, dict) or part not in node:
             return _MISSING
@@ -435,14 +432,11 @@ def _diff(a, b, key: str) -> List[str]:
     if key.rsplit('.', 1)[-1] == 'init_cfg':
         return []
     if isinstance(a, dict) and isinstance(b, dict):
-        out: List[str] = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += _diff(a.get(k, _MISSING), b.get(k, _MISSING), f'{key}.{k}')
-        return out
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) \
+        pairs = [(k, a.get(k, _MISSING), b.get(k, _MISSING))
+                 for k in sorted(set(a) | set(b), key=str)]
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) \
             and len(a) == len(b):
-        out = []
-        for i, (x, y) in enumerate(zip(a, b)):
-            out += _diff(x, y, f'{key}.{i}')
-        return out
-    return [] if a == b else [key]
+        pairs = [(i, x, y) for i, (x, y) in enumerate(zip(a, b))]
+    else:
+        return [] if a == b else [key]
+    return [d for k, x, y in pairs for d in _diff(x, y, f'{key}.{k}')]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import os.path as osp
-import random
 
-import numpy as np
 import torch
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import set_random_seed
 from mmpretrain.engine.hooks import ClassNumCheckHook
 from mmpretrain.registry import HOOKS
 
@@ -94,10 +93,7 @@ class EpochSeedHook(Hook):
     def before_train_epoch(self, runner) -> None:
         if runner.seed is None:
             return
-        seed = (runner.seed + runner.epoch) % 2**32
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        set_random_seed((runner.seed + runner.epoch) % 2**32)
 
 
 @HOOKS.register_module()

@@ -1,13 +1,6 @@
 from .base import AnnotationError, MedFMCDataset, parse_ann_line
 from .cache import ImageCache, LoadImageFromFileOrCache, build_image_cache
-from .medfmc import (
-    TASKS,
-    ChestDR,
-    ColonPath,
-    Endo,
-    task_class,
-    task_of_config,
-)
+from .medfmc import TASKS, ChestDR, ColonPath, Endo, task_class, task_of_config
 from .transforms import ImageDecodeError, LoadMedFMCImage, decode_image
 
 __all__ = ['AnnotationError', 'MedFMCDataset', 'parse_ann_line', 'ChestDR',

@@ -24,7 +24,6 @@ class ChestDR(MedFMCDataset):
                  'elevated_diaphragm', 'consolidation'),
         multi_label=True)
     TASK = 'chest'
-    SHOT_UNIT = 'image'
     IMAGE_SIZE = (512, 512)
     GRAYSCALE = True
     EMPTY_ROWS = False

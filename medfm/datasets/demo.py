@@ -52,8 +52,7 @@ def draw(labels: np.ndarray, size: Tuple[int, int], gray: bool,
     """An image whose marks encode its labels."""
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
-    # smooth random background
-    img = rng.normal(90, 12, (h // 8 + 1, w // 8 + 1))
+    img = rng.normal(90, 12, (h // 8 + 1, w // 8 + 1))  # a smooth background
     img = np.kron(img, np.ones((8, 8)))[:h, :w]
     img += rng.normal(0, 6, (h, w))
     n = len(labels)
@@ -67,9 +66,8 @@ def draw(labels: np.ndarray, size: Tuple[int, int], gray: bool,
     img = np.clip(img, 0, 255).astype(np.uint8)
     if gray:
         return Image.fromarray(img, mode='L')
-    tint = np.stack([img, (img * 0.6).astype(np.uint8), (img * 0.8).astype(np.uint8)],
-                    axis=-1)
-    return Image.fromarray(tint, mode='RGB')
+    tint = img[..., None] * np.array([1, 0.6, 0.8])
+    return Image.fromarray(tint.astype(np.uint8), mode='RGB')
 
 
 def sample_labels(cls: 'type[MedFMCDataset]', n: int,

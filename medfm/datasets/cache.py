@@ -30,16 +30,15 @@ from .transforms import DecoderMessages, check_decoder_messages, put_image
 CACHE_VERSION = 2
 
 
-def resize_short_side(img: np.ndarray, short_side: Optional[int],
-                      interpolation: str = 'area') -> np.ndarray:
+def resize_short_side(img: np.ndarray, short_side: Optional[int]) -> np.ndarray:
     """Shrink ``img`` to a shorter side of ``short_side`` pixels (never
-    enlarged; None or 0 keeps it); 'area' averages pixels, right for shrinking."""
+    enlarged; None or 0 keeps it), averaging pixels ('area')."""
     h, w = img.shape[:2]
     if not short_side or min(h, w) <= short_side:
         return img
     scale = short_side / min(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return mmcv.imresize(img, size, interpolation=interpolation, backend='cv2')
+    return mmcv.imresize(img, size, interpolation='area', backend='cv2')
 
 
 def loader_key(loader: dict) -> dict:

@@ -1,6 +1,1 @@
-"""The layer tools call: the run record (:mod:`.runs`), the one inference
-path (:mod:`.inference`), the challenge protocol (:mod:`.protocol`) and the
-HTML report (:mod:`.report`)."""
-from .runs import RunDir
-
-__all__ = ['RunDir']
+"""The layer tools call: runs, inference, protocol, ensemble, submission, report."""

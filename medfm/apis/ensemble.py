@@ -102,8 +102,7 @@ def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
             if name and len(runs) > 1:
                 raise ValueError(f'{spec}: a name for a setting of '
                                  f'{len(runs)} runs; name runs one by one')
-            for run in runs:
-                found.append((name, run, RunDir(run).checkpoint(which), run))
+            found += [(name, run, RunDir(run).checkpoint(which), run) for run in runs]
             continue
         config, sep, checkpoint = what.rpartition(':')
         if not sep or not config or not osp.isfile(checkpoint):
@@ -332,28 +331,22 @@ def fit_weights(stack: np.ndarray, target: np.ndarray, task: str,
                 rounds: int = ROUNDS) -> Tuple[List[float], List[float]]:
     """Weights by greedy ensemble selection with replacement (Caruana et al.,
     2004): each round adds the member (the first of equals) whose addition
-    scores best; the best round's selection (the earliest of equals) gives
-    each member its share. Round 1 is the best single member, so the weights
-    never score below it on the fitting list.
-
-    Returns:
-        tuple: the weights (one per member) and the score of each round.
+    scores best; the best round's counts (the earliest of equals) are the
+    weights, never below the best single member (round 1) on the fitting list.
+    Also returns the score of each round.
     """
-    m = len(stack)
-    counts = np.zeros(m)
+    counts = np.zeros(len(stack))
     best, best_counts, history = -math.inf, None, []
     for _ in range(max(1, rounds)):
         total = counts.sum() + 1
         partial = np.tensordot(counts, stack, axes=1)
-        gains = [_score((partial + stack[i]) / total, target, task)
-                 for i in range(m)]
+        gains = [_score((partial + s) / total, target, task) for s in stack]
         pick = int(np.argmax(gains))  # the first of equal scores
         counts[pick] += 1
         history.append(gains[pick])
         if gains[pick] > best:
             best, best_counts = gains[pick], counts.copy()
-    weights = best_counts / best_counts.sum()
-    return [float(w) for w in weights], history
+    return (best_counts / best_counts.sum()).tolist(), history
 
 
 def fit_per_class(stack: np.ndarray, target: np.ndarray, task: str
@@ -415,18 +408,13 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     list, write the submission file (checked as the challenge reads it) and
     ``ensemble.md``, ``ensemble.csv``, ``ensemble.json``; what the JSON holds.
 
-    Args:
-        work_dir (str, optional): Tables, cached scores and a written fitting
-            list; default :func:`default_work_dir`.
-        shot (int, optional): N of the submission file; ``exp`` its
-            experiment folder (none: the validation phase's flat folder);
-            ``out`` a file instead of the result folder's.
-        val_ann (str, optional): The fitting list (:func:`fitting_list`).
-        test_ann (str): The submission's rows; ``test_labels`` (skipped when
-            missing) gives test metrics, never fits or chooses. Both relative
-            to the first member's test data root unless absolute.
-        strategy (str): ``'auto'`` (validation chooses) or one of
-            :data:`STRATEGIES`.
+    ``work_dir`` (default :func:`default_work_dir`) holds the tables, cached
+    scores and a written fitting list; ``shot`` and ``exp`` (none: the
+    validation phase's flat folder) place the submission, ``out`` instead
+    names it. ``val_ann`` is the fitting list (:func:`fitting_list`);
+    ``test_ann`` the submission's rows, ``test_labels`` (skipped when missing)
+    only gives test metrics; both relative to the first member's test data
+    root unless absolute. ``strategy``: ``'auto'`` or one of :data:`STRATEGIES`.
     """
     if not members:
         raise ValueError('no members')

@@ -6,9 +6,7 @@ from medfm.datasets.demo import DEFAULT_SIZES, TASKS, make_demo
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument('--out', default='data/demo',
-                   help='output root; each task goes to OUT/<task> '
-                   '(default: %(default)s)')
+    p.add_argument('--out', default='data/demo', help='OUT/<task> (default data/demo)')
     p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS),
                    help='tasks to write (default: all)')
     p.add_argument('--train', type=int, default=DEFAULT_SIZES['train'],
@@ -18,8 +16,7 @@ def main(argv=None) -> None:
     p.add_argument('--test', type=int, default=DEFAULT_SIZES['test'],
                    help='images in test_WithLabel.txt and test_WithoutLabel.txt '
                    '(default: %(default)s)')
-    p.add_argument('--seed', type=int, default=0,
-                   help='random seed (default: %(default)s)')
+    p.add_argument('--seed', type=int, default=0, help='(default: %(default)s)')
     args = p.parse_args(argv)
     make_demo(args.out, args.tasks,
               dict(train=args.train, val=args.val, test=args.test), args.seed)

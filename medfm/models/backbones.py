@@ -8,11 +8,13 @@ Swin pads only maps below the window, BEiT resizes each bias table.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from mmpretrain.models.backbones import BEiTViT, SwinTransformer, SwinTransformerV2
+from mmpretrain.models.backbones.beit import RelativePositionBias
 from mmpretrain.registry import MODELS
 from torch import nn
 
@@ -36,49 +38,40 @@ class SwinOldKeysMixin:
                                       *args, **kwargs)
 
 
-@MODELS.register_module()
-class SwinTransformerAnySize(SwinOldKeysMixin, SwinTransformer):
-    """``SwinTransformer`` that pads feature maps smaller than its window;
-    its arguments but ``pad_small_map``, which is set per input."""
+def _pad_below_window(block: nn.Module, args: tuple) -> None:
+    """Pre-hook of a Swin block (``args = (x, hw_shape)``): pad only a map
+    below the window, so that one equal to it keeps the original (unshifted)
+    path."""
+    height, width = args[1]
+    block.attn.pad_small_map = min(height, width) < block.attn.window_size
+
+
+class _AnySizeSwin:
+    """Swin that pads feature maps smaller than its window; its arguments but
+    ``pad_small_map``, which is set per block and input."""
 
     def __init__(self, *args, **kwargs) -> None:
         if kwargs.get('pad_small_map'):
-            raise ValueError('SwinTransformerAnySize sets pad_small_map per '
-                             'input; do not pass it')
-        super().__init__(*args, **kwargs)
-        for stage in self.stages:
-            stage.register_forward_pre_hook(self._set_padding)
-
-    @staticmethod
-    def _set_padding(stage: nn.Module, args: tuple) -> None:
-        # args = (x, in_shape); pad only where the map is below the window,
-        # so a map equal to the window keeps the original (unshifted) path.
-        height, width = args[1]
-        for block in stage.blocks:
-            block.attn.pad_small_map = min(height, width) < block.attn.window_size
-
-
-@MODELS.register_module()
-class SwinTransformerV2AnySize(SwinTransformerV2):
-    """``SwinTransformerV2`` that pads feature maps smaller than its window,
-    set per block (a V2 stage merges patches before its blocks)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        if kwargs.get('pad_small_map'):
-            raise ValueError('SwinTransformerV2AnySize sets pad_small_map per '
+            raise ValueError(f'{type(self).__name__} sets pad_small_map per '
                              'input; do not pass it')
         super().__init__(*args, **kwargs)
         for stage in self.stages:
             for block in stage.blocks:
-                block.register_forward_pre_hook(self._set_padding)
-        self._register_load_state_dict_pre_hook(self._keep_own_tables)
+                block.register_forward_pre_hook(_pad_below_window)
 
-    @staticmethod
-    def _set_padding(block: nn.Module, args: tuple) -> None:
-        # args = (x, hw_shape); as in SwinTransformerAnySize, a map equal to
-        # the window keeps the original (unshifted) path
-        height, width = args[1]
-        block.attn.pad_small_map = min(height, width) < block.attn.window_size
+
+@MODELS.register_module()
+class SwinTransformerAnySize(_AnySizeSwin, SwinOldKeysMixin, SwinTransformer):
+    """``SwinTransformer`` that pads feature maps smaller than its window."""
+
+
+@MODELS.register_module()
+class SwinTransformerV2AnySize(_AnySizeSwin, SwinTransformerV2):
+    """``SwinTransformerV2`` that pads feature maps smaller than its window."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._register_load_state_dict_pre_hook(self._keep_own_tables)
 
     def _keep_own_tables(self, state_dict, prefix, *args, **kwargs) -> None:
         # the parent's hook drops the checkpoint's derived tables; hand the
@@ -89,23 +82,11 @@ class SwinTransformerV2AnySize(SwinTransformerV2):
                 state_dict.setdefault(prefix + name, buf)
 
 
-def _relative_index(grid: Tuple[int, int], num_relative: int,
-                    device: torch.device) -> torch.Tensor:
+def _relative_index(grid: Tuple[int, int], device: torch.device) -> torch.Tensor:
     """BEiT's relative position index for a patch grid (with class token)."""
-    h, w = grid
-    coords = torch.stack(torch.meshgrid(
-        torch.arange(h, device=device), torch.arange(w, device=device),
-        indexing='ij')).flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
-    rel[:, :, 0] += h - 1
-    rel[:, :, 1] += w - 1
-    rel[:, :, 0] *= 2 * w - 1
-    index = torch.zeros((h * w + 1, ) * 2, dtype=torch.long, device=device)
-    index[1:, 1:] = rel.sum(-1)
-    index[0, 0:] = num_relative - 3
-    index[0:, 0] = num_relative - 2
-    index[0, 0] = num_relative - 1
-    return index
+    with warnings.catch_warnings():  # its torch.meshgrid gives no indexing=
+        warnings.simplefilter('ignore', UserWarning)
+        return RelativePositionBias(grid, 1).relative_position_index.to(device)
 
 
 def _resized_table(table: torch.Tensor, src: Tuple[int, int],
@@ -145,7 +126,7 @@ class BEiTViTAnySize(BEiTViT):
             table = _resized_table(table, native, grid)
             attn._parameters['relative_position_bias_table'] = table
             attn._buffers['relative_position_index'] = _relative_index(
-                grid, table.shape[0], table.device)
+                grid, table.device)
             attn.window_size = grid
 
     def forward(self, x: torch.Tensor) -> tuple:

@@ -1,12 +1,11 @@
 """Loops: training without a dataloader restart per epoch, validation and
 the checkpoint sweep from memory.
 
-mmengine restarts the training dataloader every epoch: its first batch then
-waits for one worker while the GPU idles, large against MedFMC's few-shot
-epochs (a 1-shot chest epoch is one batch). :class:`EpochSpanningTrainLoop`
-keeps one iterator for the run, each sample drawn with generators seeded from
-``(seed, epoch, index)`` so results do not depend on workers and a resume
-draws what an uninterrupted run would.
+mmengine restarts the training dataloader every epoch, the GPU idling on its
+first batch (a 1-shot chest epoch is one batch). :class:`EpochSpanningTrainLoop`
+keeps one iterator, each sample drawn with generators seeded from ``(seed,
+epoch, index)``: results do not depend on workers, a resume draws as an
+uninterrupted run would.
 """
 from __future__ import annotations
 
@@ -104,12 +103,8 @@ class EpochSpanningBatchSampler(BatchSampler):
 def _from_batch_sampler(name: str) -> property:
     """A ``DataLoader`` attribute read from the batch sampler (the
     assignments ``DataLoader.__init__`` makes are ignored)."""
-    def get(self):
-        return getattr(self.batch_sampler, name)
-
-    def ignore(self, value) -> None:
-        pass
-    return property(get, ignore)
+    return property(lambda self: getattr(self.batch_sampler, name),
+                    lambda self, value: None)
 
 
 class SpanningDataLoader(DataLoader):

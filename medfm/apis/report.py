@@ -156,10 +156,9 @@ def gather(run_dir: str, config: Optional[str] = None,
     names = class_names(cfg, model.checkpoint_meta, model.head.num_classes)
     multi_label = task_of_config(cfg).is_multi_label()
     predictions = predict(cfg, model, split)
-    pred, target = predictions.scores, predictions.targets
-    metrics = (MedFMCScore.calculate(pred, target, multi_label, names,
-                                     classwise=True)
-               if target is not None else {})
+    target = predictions.targets
+    metrics = {} if target is None else MedFMCScore.calculate(
+        predictions.scores, target, multi_label, names, classwise=True)
     return ReportData(
         run_dir=run_dir, config=config, cfg=cfg, checkpoint=checkpoint,
         split=split, rows=rows, epoch=epoch, chosen_by=chosen_by,
@@ -172,12 +171,11 @@ def gather(run_dir: str, config: Optional[str] = None,
 
 def render_summary(data: ReportData) -> str:
     """Run, config, checkpoint, the reported epoch and the scores."""
-    n_images = len(data.predictions.paths)
     summary = [('run', osp.abspath(data.run_dir)), ('config', data.config),
                ('checkpoint', osp.basename(data.checkpoint)),
                ('reported epoch', fmt_cell(data.epoch)),
                ('epoch chosen by', data.chosen_by),
-               ('evaluated on', f'{data.split} ({n_images} images)'),
+               ('evaluated on', f'{data.split} ({len(data.predictions.paths)} images)'),
                ('task', 'multi-label' if data.multi_label else 'single-label')]
     summary += [(k, fmt_cell(v) + (
         f' (95% CI {format_ci(data.ci[k]["low"], digits=2)}'
@@ -231,8 +229,7 @@ def render_per_class(data: ReportData) -> str:
     ap = np.asarray(data.metrics.get('AP_classwise',
                                      average_precision(pred, target) * 100))
     auc = list(data.metrics['AUC_classwise'])
-    if _binary(data):
-        # binary: one AUC; the negative class's, on 1 - p, is the same
+    if _binary(data):  # one AUC: the negative class's, on 1 - p, is the same
         auc = auc * 2
     positives = target.sum(0).astype(int)
     table = html_table(['class', 'positives', 'AP', 'AUC'],

@@ -53,10 +53,8 @@ def load_task_config(path: str, args: argparse.Namespace) -> Config:
     loader = cfg.test_dataloader
     if args.batch_size:
         loader.batch_size = args.batch_size
-    if args.workers is not None:
+    if args.workers is not None:  # 0: build_loader drops persistent_workers
         loader.num_workers = args.workers
-        if args.workers == 0:
-            loader.persistent_workers = False
     return cfg
 
 

@@ -44,9 +44,8 @@ def resample_weights(size: int, n: int = DRAWS, seed: int = 0,
     """
     if n < 1:
         raise ValueError(f'n must be at least 1, got {n}')
-    if groups is None:
-        units, inverse = size, None
-    else:
+    units, inverse = size, None
+    if groups is not None:
         if len(groups) != size:
             raise ValueError(f'{len(groups)} group ids for {size} images')
         _, inverse = np.unique(np.asarray(groups, dtype=object).astype(str),

@@ -106,8 +106,8 @@ def identical_note(pred: np.ndarray) -> Optional[str]:
     if len(pred) < 2 or not (pred == pred[0]).all():
         return None
     shown = ', '.join(f'{v:.4g}' for v in pred[0][:6])
-    more = ', ...' if pred.shape[1] > 6 else ''
-    return (f'all {len(pred)} predictions are identical (scores {shown}{more}):'
+    shown += ', ...' if pred.shape[1] > 6 else ''
+    return (f'all {len(pred)} predictions are identical (scores {shown}):'
             ' the model does not tell the images apart, so every AUC is 50.00 '
             'by construction; it has not learned (yet): check the learning '
             'rate, the pretrained weights and the loss')

@@ -1,11 +1,8 @@
 """Fetch and verify the pretrained weights that the configs name.
 
 ``pretrain/manifest.json`` lists, per backbone, the model-zoo file, its URL and
-at least 8 hex digits of its sha256 (OpenMMLab's file names carry them).
-:func:`load_manifest` refuses an unusable hash or a file name that is not bare
-before anything is downloaded; :func:`fetch` downloads with
-``torch.hub.download_url_to_file``, which gives the file its final name only
-once its hash matched.
+at least 8 hex digits of its sha256 (OpenMMLab's file names carry them); an
+unusable hash or a file name that is not bare is refused before any download.
 """
 from __future__ import annotations
 
@@ -27,8 +24,8 @@ from ..utils.integrity import sha256_file
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MANIFEST = osp.join(REPO, 'pretrain', 'manifest.json')
 _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8})\.pth$')
-#: Fewest sha256 hex digits an entry may give: the 8 of OpenMMLab's file
-#: names (a wrong file passes by chance once in ~4e9).
+#: the 8 sha256 hex digits of OpenMMLab's file names: a wrong file passes
+#: by chance once in ~4e9
 MIN_HASH_HEX = 8
 _HEX = re.compile(r'[0-9a-f]+')
 
@@ -55,8 +52,8 @@ class ManifestError(WeightsError):
 
 @dataclass
 class Entry:
-    """One manifest entry: ``file`` is a bare name in the weights folder,
-    ``sha256_prefix`` 8 to 64 hex digits of its sha256."""
+    """One manifest entry: a bare ``file`` name and 8 to 64 hex digits of its
+    sha256."""
 
     name: str
     file: str
@@ -82,8 +79,7 @@ def hash_problem(prefix) -> Optional[str]:
 
 
 def file_problem(file) -> Optional[str]:
-    """Why ``file`` is no bare file name (empty, absolute, a drive, ``..``,
-    a separator, NUL), or None when it is one."""
+    """Why ``file`` is no bare file name, or None when it is one."""
     if not isinstance(file, str):
         return f'{file!r} is not a string'
     need = ('it must be a bare file name in the weights folder (--root), '
@@ -100,13 +96,8 @@ def file_problem(file) -> Optional[str]:
 
 
 def load_manifest(path: str = MANIFEST) -> Dict[str, Entry]:
-    """Manifest key -> :class:`Entry` of the JSON file ``path``, checked.
-
-    Raises:
-        ManifestError: Not such a manifest, or an entry breaks a rule
-            (:func:`file_problem`, :func:`hash_problem`), naming the
-            manifest, the entry and the field.
-    """
+    """Manifest key -> :class:`Entry` of the JSON file ``path``; a
+    ManifestError naming the manifest, entry and field that break a rule."""
     try:
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
@@ -139,12 +130,8 @@ def load_manifest(path: str = MANIFEST) -> Dict[str, Entry]:
 
 
 def dest_path(root: str, entry: Entry) -> str:
-    """``entry.file`` joined to ``root``, for entries made without
-    :func:`load_manifest` too.
-
-    Raises:
-        WeightsError: ``entry.file`` is no bare file name (:func:`file_problem`).
-    """
+    """``entry.file`` joined to ``root``; a WeightsError where it is no bare
+    file name (an entry made without :func:`load_manifest`)."""
     problem = file_problem(entry.file)
     if problem is not None:
         raise WeightsError(f"{entry.name}: field 'file': {problem}; refusing "
@@ -153,11 +140,8 @@ def dest_path(root: str, entry: Entry) -> str:
 
 
 def resolve(names: Iterable[str], manifest: Dict[str, Entry]) -> List[Entry]:
-    """Map manifest keys or file names (``pretrain/`` optional) to entries.
-
-    Raises:
-        KeyError: A name is in neither form, with the known keys listed.
-    """
+    """Map manifest keys or file names (``pretrain/`` optional) to entries; a
+    KeyError listing the known keys for a name in neither form."""
     by_file = {e.file: e for e in manifest.values()}
     out = []
     for name in names:
@@ -198,12 +182,8 @@ def entries_of_config(config: str,
 
 
 def verify(path: str, prefix: str) -> str:
-    """The file's full sha256, checked against ``prefix``.
-
-    Raises:
-        ChecksumError: It does not start with ``prefix``.
-        WeightsError: ``prefix`` cannot tell files apart (:func:`hash_problem`).
-    """
+    """The file's full sha256, checked against ``prefix`` (ChecksumError);
+    a WeightsError for a prefix that cannot tell files apart."""
     problem = hash_problem(prefix)
     if problem is not None:
         raise WeightsError(f'{path}: cannot verify: sha256_prefix {problem}')
@@ -217,14 +197,8 @@ def verify(path: str, prefix: str) -> str:
 
 def fetch(entry: Entry, root: str = 'pretrain', progress: bool = True) -> str:
     """Download ``entry`` into ``root`` unless present, verify it, and return
-    its path; a failed download leaves no file.
-
-    Raises:
-        OfflineError: The server cannot be reached.
-        IncompleteError: The connection broke off.
-        ChecksumError: The file has another sha256.
-        WeightsError: An unsafe name or hash, or another HTTP error.
-    """
+    its path. A failed download leaves no file (``torch.hub`` names it only
+    once its hash matched) and raises a :class:`WeightsError` of its cause."""
     dest = dest_path(root, entry)
     problem = hash_problem(entry.sha256_prefix)
     if problem is not None:
@@ -238,7 +212,13 @@ def fetch(entry: Entry, root: str = 'pretrain', progress: bool = True) -> str:
         except urllib.error.HTTPError as err:
             raise WeightsError(f'{entry.url}: HTTP {err.code} {err.reason}') from err
         except urllib.error.URLError as err:
-            raise OfflineError(_offline_message(entry, dest, err.reason)) from err
+            host = urllib.parse.urlparse(entry.url).netloc
+            raise OfflineError(
+                f'cannot reach {host} to download {entry.file} ({err.reason}). '
+                'This machine looks offline or the server is blocked. On a '
+                f'machine with internet, download\n  {entry.url}\ncopy it to\n'
+                f'  {dest}\nand check it with: python tools/download_weights.py '
+                f'--verify {entry.name}') from err
         except (OSError, http.client.HTTPException) as err:
             raise IncompleteError(f'download of {entry.file} broke off ({err}); '
                                   'run the same command again') from err
@@ -250,11 +230,3 @@ def fetch(entry: Entry, root: str = 'pretrain', progress: bool = True) -> str:
     verify(dest, entry.sha256_prefix)
     return dest
 
-
-def _offline_message(entry: Entry, dest: str, err: BaseException) -> str:
-    host = urllib.parse.urlparse(entry.url).netloc
-    return (f'cannot reach {host} to download {entry.file} ({err}). This '
-            'machine looks offline or the server is blocked. On a machine '
-            f'with internet, download\n  {entry.url}\ncopy it to\n  {dest}\n'
-            'and check it with: python tools/download_weights.py --verify '
-            f'{entry.name}')

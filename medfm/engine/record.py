@@ -8,12 +8,12 @@ Paths in it are relative to the folder, so a copied run stays whole.
 """
 from __future__ import annotations
 
-import json
 import os.path as osp
 import sys
 import time
 from typing import Callable, Optional
 
+import mmengine
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
@@ -29,10 +29,7 @@ FORMAT = 1
 def read(folder: str) -> Optional[dict]:
     """The record of a run folder, or None where the run wrote none."""
     path = osp.join(folder, RECORD)
-    if not osp.isfile(path):
-        return None
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
+    return mmengine.load(path) if osp.isfile(path) else None
 
 
 def update(folder: str, change: Callable[[dict], None]) -> dict:

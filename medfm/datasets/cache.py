@@ -193,17 +193,15 @@ class LoadImageFromFileOrCache(BaseTransform):
         elif kwargs:
             raise TypeError(f'give either loader or its arguments, not both: '
                             f'{sorted(kwargs)}')
-        self.loader_cfg = dict(loader)
         self.loader = TRANSFORMS.build(dict(loader))
         self.to_float32 = bool(loader.get('to_float32', False))
         self.cache_dir = cache_dir
         cache = ImageCache(cache_dir) if cache_dir else None
         problem = cache.problem if cache is not None else None
-        if cache is not None and not problem and \
-                cache.meta.get('loader') != loader_key(self.loader_cfg):
+        key = loader_key(loader)
+        if cache is not None and not problem and cache.meta.get('loader') != key:
             problem = (f'image cache {cache_dir} was built with loader '
-                       f'{cache.meta.get("loader")}, the pipeline loads with '
-                       f'{loader_key(self.loader_cfg)}')
+                       f'{cache.meta.get("loader")}, the pipeline loads with {key}')
         if problem:
             warnings.warn(f'{problem}: reading the original images (rebuild '
                           'the cache with tools/build_cache.py)')

@@ -53,8 +53,8 @@ from .inference import (
 )
 from .runs import EPOCH_RE, RunDir
 
-# ----------------------------------------------------------------- reading
 
+# ----------------------------------------------------------------- reading
 def load_curves(run_dir: str, split: str = 'test') -> Tuple[List[dict], str]:
     """Metrics per epoch of a run and where they came from: the epoch table
     of ``split`` (:func:`medfm.apis.epochs.read_table`; a stale one is said
@@ -86,7 +86,6 @@ def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
 
 
 # ------------------------------------------------------------------ gathering
-
 @dataclass
 class ReportData:
     """What the report shows, read once; each section renders from it.
@@ -125,12 +124,9 @@ def gather(run_dir: str, config: Optional[str] = None,
            checkpoint: Optional[str] = None, split: str = 'test',
            device: str = 'cpu', cfg_options: Optional[dict] = None,
            **view) -> ReportData:
-    """Read a run, load its reported checkpoint and score ``split``.
-
-    The arguments are those of :func:`build_report`; ``view`` holds the
-    ones that only say how to show the data (``thr``, ``cam_images``,
-    ``cam_method``), passed on to :class:`ReportData`.
-    """
+    """Read a run, load its reported checkpoint and score ``split``; the
+    arguments are :func:`build_report`'s, ``view`` (``thr``, ``cam_images``,
+    ``cam_method``, how to show the data) goes to :class:`ReportData`."""
     run = RunDir(run_dir)
     if config is None:
         config = run.config_path()
@@ -168,7 +164,6 @@ def gather(run_dir: str, config: Optional[str] = None,
 
 
 # ---------------------------------------------------------------- sections
-
 def render_summary(data: ReportData) -> str:
     """Run, config, checkpoint, the reported epoch and the scores."""
     summary = [('run', osp.abspath(data.run_dir)), ('config', data.config),
@@ -303,8 +298,8 @@ def render_gradcam(data: ReportData) -> str:
         pipeline = innermost(data.cfg[f'{data.split}_dataloader'].dataset).pipeline
         vis = CAMVisualizer(data.model, pipeline, data.names,
                             method=data.cam_method, thr=data.thr)
-        shown = paths[:data.cam_images]
-        for i, path in enumerate(track(shown, f'{data.cam_method} gallery')):
+        gallery = track(paths[:data.cam_images], f'{data.cam_method} gallery')
+        for i, path in enumerate(gallery):
             truth = ([data.names[c] for c in np.flatnonzero(target[i])]
                      if target is not None else ['?'])
             for r in vis(path)[:3]:

@@ -121,11 +121,8 @@ def check_rows(data: bytes, where: str, task: str,
     Checks UTF-8 without a byte order mark, no header or empty line, a name
     and one plain number in [0, 1] per class on each line, colon's rows
     summing to 1; with ``expected`` (the list's names) no repeated, unknown
-    or missing image and the list's order.
-
-    Raises:
-        SubmissionError: Every problem (up to :data:`MAX_PROBLEMS`), each
-            naming ``where`` and the line.
+    or missing image and the list's order. Raises :class:`SubmissionError`
+    with every problem (up to :data:`MAX_PROBLEMS`), naming ``where`` and line.
     """
     cls = task_class(task)
     classes = cls.classes()
@@ -397,14 +394,9 @@ def score_entry(entry: SubmissionFile, lists: Lists, ci: bool = True,
                 by_unit: bool = True) -> Dict[str, object]:
     """Check one file and score it (:func:`medfm.evaluation.task_metrics`,
     with ``ci`` :func:`bootstrap_ci` intervals resampling patients or slides
-    when ``by_unit``).
-
-    Returns:
-        dict: ``file``, ``where``, ``task``, ``shot``, ``exp``, ``phase``,
-        ``problems`` (empty when valid); when checked ``images``, ``list``;
-        when scored ``metrics``, ``unit``, ``units``, ``ci`` and the private
-        ``_scores``, ``_target``, ``_groups`` of a comparison.
-    """
+    when ``by_unit``): the entry's fields and ``problems`` (empty when valid);
+    when checked ``images``, ``list``; when scored ``metrics``, ``unit``,
+    ``units``, ``ci`` and the private ``_scores``, ``_target``, ``_groups``."""
     row: Dict[str, object] = dict(
         file=entry.name, where=entry.where, task=entry.task, shot=entry.shot,
         exp=entry.exp, phase=entry.phase, problems=[])

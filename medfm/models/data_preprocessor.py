@@ -2,8 +2,6 @@
 input, converted while the batch is still uint8 (a quarter of the bytes)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
@@ -11,13 +9,8 @@ from mmpretrain.registry import MODELS
 
 @MODELS.register_module()
 class FastClsDataPreprocessor(ClsDataPreprocessor):
-    """``ClsDataPreprocessor`` with non-blocking copies and channels_last.
-
-    Args:
-        channels_last (bool): Return channels_last batches. Defaults to True.
-        non_blocking (bool): Copy asynchronously (with ``pin_memory=True``).
-            Defaults to True.
-        **kwargs: Passed to ``ClsDataPreprocessor``.
+    """``ClsDataPreprocessor`` with non-blocking copies (with
+    ``pin_memory=True``) and channels_last batches; its own arguments besides.
     """
 
     def __init__(self, channels_last: bool = True, non_blocking: bool = True,
@@ -37,10 +30,9 @@ class FastClsDataPreprocessor(ClsDataPreprocessor):
     def forward(self, data: dict, training: bool = False) -> dict:
         """Normalise on the device; the result is channels_last if asked."""
         out = super().forward(data, training)
-        inputs: Optional[torch.Tensor] = out.get('inputs')
+        inputs = out.get('inputs')
+        # a list batch (pseudo_collate) is stacked in NCHW by the parent
         if self.channels_last and isinstance(inputs, torch.Tensor) \
-                and inputs.dim() == 4 \
-                and not inputs.is_contiguous(memory_format=torch.channels_last):
-            # a list batch (pseudo_collate) is stacked in NCHW by the parent
+                and inputs.dim() == 4:
             out['inputs'] = inputs.contiguous(memory_format=torch.channels_last)
         return out

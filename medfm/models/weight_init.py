@@ -15,13 +15,9 @@ from ..compat import load_checkpoint_file
 def load_pretrained(module: nn.Module,
                     checkpoint: str,
                     prefix: Optional[str] = None) -> Dict[str, list]:
-    """Load downloaded weights (trust rule) into a module, leaving what does
-    not fit (a head for other classes) at its fresh initialisation.
-
-    Args:
-        module (nn.Module): The module to load into.
-        checkpoint (str): Path of the weights file.
-        prefix (str, optional): Keep only keys under it (``'backbone'``), stripped.
+    """Load downloaded weights (trust rule), keys under ``prefix`` (e.g.
+    ``'backbone'``) stripped of it, into a module, leaving what does not fit
+    (a head for other classes) at its fresh initialisation.
 
     Returns:
         dict: ``missing``, ``unexpected`` and ``mismatched`` keys, also logged.
@@ -65,10 +61,7 @@ class PretrainedIfExists(PretrainedInit):
     weights, where the file is missing (not every machine can download).
 
     Args:
-        checkpoint (str): Path of the weights, usually ``pretrain/<file>``.
-        prefix (str, optional): Key prefix to select and strip.
         url (str, optional): Where the file comes from, for the message.
-        map_location (str): Passed to the loader. Defaults to 'cpu'.
         hint (str, optional): How to make a file that
             ``tools/download_weights.py`` cannot fetch (a converted one).
     """
@@ -82,15 +75,13 @@ class PretrainedIfExists(PretrainedInit):
 
     def __call__(self, module: nn.Module) -> None:
         if not osp.isfile(self.checkpoint):
-            name = osp.basename(self.checkpoint)
-            if self.hint:
-                how = self.hint
-            else:
-                how = (f'run: python tools/download_weights.py {name}'
-                       + (f' (or download {self.url} to {self.checkpoint})'
-                          if self.url else '')
-                       + '. python tools/download_weights.py --config CONFIG '
-                       'fetches every file a config names')
+            how = self.hint or (
+                f'run: python tools/download_weights.py '
+                f'{osp.basename(self.checkpoint)}'
+                + (f' (or download {self.url} to {self.checkpoint})'
+                   if self.url else '')
+                + '. python tools/download_weights.py --config CONFIG '
+                'fetches every file a config names')
             print_log(f'PRETRAINED WEIGHTS NOT FOUND: {self.checkpoint}. '
                       f'{type(module).__name__} starts from random weights; '
                       f'to start from pretrained ones, {how}.',

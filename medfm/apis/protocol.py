@@ -423,8 +423,7 @@ def fmt_mean_std(mean: float, std: float) -> str:
     return fmt_percent(mean) + ('' if math.isnan(std) else f' ± {fmt_percent(std)}')
 
 
-def setting_ci(task: str, rows: Sequence[Dict[str, object]],
-               n: int = 1000, seed: int = 0) -> Optional[Dict[str, dict]]:
+def setting_ci(task: str, rows: Sequence[dict]) -> Optional[Dict[str, dict]]:
     """The 95% bootstrap interval of a setting's mean metrics over the
     experiments' ``test_predictions.csv`` (patients or slides resampled
     whole), or None when one has no such file or the lists differ."""
@@ -435,10 +434,9 @@ def setting_ci(task: str, rows: Sequence[Dict[str, object]],
     names, _, target = tables[0]
     if target is None or any(t[0] != names for t in tables):
         return None
+    groups = unit_groups(task, [osp.basename(n) for n in names])
     return mean_bootstrap_ci([t[1] for t in tables], target,
-                             task_class(task).is_multi_label(), groups=unit_groups(
-                                 task, [osp.basename(n) for n in names]),
-                             n=n, seed=seed)
+                             task_class(task).is_multi_label(), groups=groups)
 
 
 def _csv_cells(stats: Dict[str, tuple], metrics: Sequence[str]) -> List[str]:

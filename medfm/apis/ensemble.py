@@ -80,14 +80,12 @@ def setting_runs(path: str) -> List[str]:
 def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
                   cfg_options: Optional[dict] = None,
                   data_root: Optional[str] = None) -> List[Member]:
-    """Members from ``[NAME=]WHAT`` specs, named by :func:`unique_names`
-    unless named.
-
-    ``WHAT`` is a run folder (its saved config and ``which`` checkpoint), a
-    protocol setting folder (each of its runs, unnamed) or
-    ``CONFIG:CHECKPOINT`` (``CONFIG`` a file, a run folder or ``run``, the
-    checkpoint's). ``cfg_options`` and ``data_root`` apply to every member.
-    """
+    """Members from ``[NAME=]WHAT`` specs, unnamed ones named by
+    :func:`unique_names`. ``WHAT`` is a run folder (its saved config and
+    ``which`` checkpoint), a protocol setting folder (each of its runs,
+    unnamed) or ``CONFIG:CHECKPOINT`` (``CONFIG`` a file, a run folder or
+    ``run``, the checkpoint's). ``cfg_options`` and ``data_root`` apply to
+    every member."""
     found: List[Tuple[Optional[str], str, str, str]] = []  # name, cfg, ckpt, key
     for spec in specs:
         name, sep, what = spec.partition('=')
@@ -496,9 +494,8 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     strategies['weighted'].update(
         weights=dict(zip([m.name for m in members], params['weighted']['weights'])),
         rounds=[None if math.isinf(v) else v for v in params['weighted']['rounds']])
-    strategies['per_class']['choices'] = {
-        c: members[i].name for c, i in zip(cls.classes(),
-                                           params['per_class']['choices'])}
+    strategies['per_class']['choices'] = dict(zip(
+        cls.classes(), [members[i].name for i in params['per_class']['choices']]))
     report = dict(
         task=task, shot=shot, exp=exp, classes=cls.classes(),
         members=members_out, fit_list=fit,
@@ -523,11 +520,8 @@ def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
         [f'val_{k}' for k in keys] + [f'test_{k}' for k in keys]
 
     def cells(entry):
-        out = []
-        for part in ('val', 'test'):
-            values = entry.get(part) or {}
-            out += [f'{values[k]:.4f}' if k in values else '' for k in keys]
-        return out
+        return [f'{entry[part][k]:.4f}' if k in (entry.get(part) or {}) else ''
+                for part in ('val', 'test') for k in keys]
 
     rows = [[m['name'], 'member', '', osp.basename(m['checkpoint'])] + cells(m)
             for m in report['members']]

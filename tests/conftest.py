@@ -1,7 +1,6 @@
 import gc
 import os
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -39,18 +38,10 @@ def demo_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope='session')
-def colon_run(demo_root, tmp_path_factory):
-    """One tiny run shared by the report and tracking tests: two epochs of a
-    tiny DenseNet on the colon demo data (2 iterations each) through
-    tools/train.py, tracked by MLflow (``mlflow.db`` beside the run) and a
-    recording Comet, then tools/eval_epochs.py.
-
-    Returns (run folder, its tiny config file). Tests that change the run
-    folder work on a copy (``shutil.copytree``).
-    """
-    import eval_epochs
-    import train
-    from helpers import RecordingExperiment, tiny_config, tiny_densenet
+def colon_config(demo_root, tmp_path_factory):
+    """A tiny config of the colon demo data: two epochs of a tiny DenseNet,
+    2 iterations each. Returns (its file, the work dir it names)."""
+    from helpers import tiny_config, tiny_densenet
     root = tmp_path_factory.mktemp('colon')
     work = root / 'colon_run'
     cfg = tiny_config('configs/densenet/densenet121_colon.py', demo_root,
@@ -59,13 +50,21 @@ def colon_run(demo_root, tmp_path_factory):
     cfg.train_dataloader.dataset.indices = 8
     config = root / 'tiny_colon.py'
     cfg.dump(str(config))
-    RecordingExperiment.instances.clear()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, 'comet_ml',
-                   types.SimpleNamespace(Experiment=RecordingExperiment))
-        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
-        train.main([str(config), '--work-dir', str(work),
-                    '--tracker', 'mlflow:exp_name=medfm_test', 'comet'])
+    return config, work
+
+
+@pytest.fixture(scope='session')
+def colon_run(colon_config):
+    """One tiny run shared by the report, record, trust... tests: the colon
+    config trained through tools/train.py, then tools/eval_epochs.py.
+
+    Returns (run folder, its tiny config file). Tests that change the run
+    folder work on a copy (``shutil.copytree``).
+    """
+    import eval_epochs
+    import train
+    config, work = colon_config
+    train.main([str(config), '--work-dir', str(work)])
     assert eval_epochs.main([str(config), str(work)]) == 0
     return work, config
 

@@ -22,10 +22,21 @@ CONFIG = 'configs/densenet/densenet121_colon.py'
 
 
 @pytest.fixture(scope='module')
-def tracked_run(colon_run):
-    """Two tiny epochs through tools/train.py with --tracker mlflow comet
-    (conftest.py's shared colon run)."""
-    return colon_run[0]
+def tracked_run(colon_config, tmp_path_factory):
+    """The shared colon config's two tiny epochs through tools/train.py with
+    --tracker mlflow comet (a recording Comet); MLflow's store is
+    ``mlflow/mlflow.db`` beside the run."""
+    import train
+    config, _ = colon_config
+    work = tmp_path_factory.mktemp('tracked') / 'colon_run'
+    FakeExperiment.instances.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, 'comet_ml',
+                   types.SimpleNamespace(Experiment=FakeExperiment))
+        mp.delenv('MLFLOW_TRACKING_URI', raising=False)
+        train.main([str(config), '--work-dir', str(work),
+                    '--tracker', 'mlflow:exp_name=medfm_test', 'comet'])
+    return work
 
 
 def test_tensorboard_on_by_default():
@@ -109,7 +120,8 @@ def test_comet_backend_gets_the_metrics(tracked_run):
     assert exp.ended
 
 
-def test_mlflow_file_store_as_documented(colon_run, tmp_path, monkeypatch, capfd):
+def test_mlflow_file_store_as_documented(colon_config, tmp_path, monkeypatch,
+                                        capfd):
     """docs/tracking.md's file-store command, as written: the store and its
     artifacts in work_dirs/mlflow/, no 'Malformed experiment' from MLflow
     scanning run folders, no 'server is running' warning."""
@@ -120,7 +132,7 @@ def test_mlflow_file_store_as_documented(colon_run, tmp_path, monkeypatch, capfd
     uri = f'file://{tmp_path}/work_dirs/mlflow/mlruns'
     # its own experiment name: mmengine shares a visualizer (and its MLflow
     # backend) with a runner of the same config built in the same second
-    train.main([str(colon_run[1]), '--work-dir', 'work_dirs/colon_fs',
+    train.main([str(colon_config[0]), '--work-dir', 'work_dirs/colon_fs',
                 '--tracker', f'mlflow:tracking_uri={uri}',
                 '--cfg-options', 'train_cfg.max_epochs=1',
                 'experiment_name=colon_fs_mlflow'])

@@ -235,7 +235,6 @@ class MedFMCDataset(BaseDataset):
         """bool: Whether each image may carry several labels."""
         return bool(self.metainfo.get('multi_label', False))
 
-    # ------------------------------------------------------------------ load
     def load_data_list(self) -> List[dict]:
         """Read the annotation file into ``img_path``/``gt_label`` dicts."""
         ext = osp.splitext(self.ann_file)[1].lower()
@@ -439,7 +438,6 @@ class MedFMCDataset(BaseDataset):
             samples.append((name, label, f'data_list[{i}]'))
         return samples
 
-    # ---------------------------------------------------------------- checks
     def _check_inside(self, name: str, where: str) -> None:
         """Refuse an image name that leads out of the image folder."""
         if self.allow_outside_data_root:

@@ -74,7 +74,6 @@ def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
     return Pool(task, names, labels, tuple(dataset.CLASSES))
 
 
-# ------------------------------------------------------------------ generate
 def make_split(pool: Pool, shot: int,
                rng: np.random.Generator) -> Tuple[List[int], List[int]]:
     """Draw one N-shot experiment: pool indices of the train and the val
@@ -140,7 +139,6 @@ def write_splits(pool: Pool, out_dir: str, shots: Sequence[int] = SHOTS,
     return [p for p, _ in planned]
 
 
-# --------------------------------------------------------------------- check
 @dataclass
 class SplitReport:
     """:func:`check_split`'s rule violations (``problems``) and facts
@@ -211,7 +209,6 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
                 report.problems.append(
                     f'{len(shared_groups)} {unit}(s) have images in both '
                     f'train and val, e.g. {_examples(shared_groups)}')
-    # units with a positive image, per class
     per_class, short = [], []
     groups = train.groups
     for c, name in enumerate(train.classes):

@@ -21,7 +21,6 @@ from .medfmc import TASKS, task_class
 
 #: task -> demo image (width, height): endoscopy frames are wider than tall
 IMAGE_SIZE = {'chest': (128, 128), 'colon': (128, 128), 'endo': (160, 128)}
-#: images per split and task
 DEFAULT_SIZES = {'train': 160, 'val': 64, 'test': 64}
 LISTS = {'train': 'train_20.txt', 'val': 'val_20.txt', 'test': 'test_WithLabel.txt'}
 
@@ -79,7 +78,6 @@ def sample_labels(cls: 'type[MedFMCDataset]', n: int,
         y = np.zeros((n, num_classes), dtype=int)
         y[np.arange(n), (rng.random(n) < 0.4).astype(int)] = 1
         return y
-    # skewed frequencies, from about 35% down to about 8%
     freq = np.linspace(0.35, 0.08, num_classes)
     y = (rng.random((n, num_classes)) < freq).astype(int)
     if not cls.EMPTY_ROWS:  # e.g. every chest image has at least one finding

@@ -72,7 +72,6 @@ class Endo(MedFMCDataset):
         return osp.basename(name)[:18]
 
 
-#: task name -> dataset class
 TASKS: Dict[str, Type[MedFMCDataset]] = {
     cls.TASK: cls for cls in (ChestDR, ColonPath, Endo)}
 

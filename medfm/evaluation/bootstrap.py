@@ -15,9 +15,7 @@ import numpy as np
 
 from .metrics import ArrayLike, MedFMCScore, _as_2d, check_inputs
 
-#: default number of bootstrap draws
 DRAWS = 1000
-#: default interval level
 LEVEL = 0.95
 #: draws generated at a time (fixed: a seed's draws do not depend on memory)
 _GEN_BLOCK = 100

@@ -1,11 +1,10 @@
 """The one scoring path: a checkpoint's scores on a list.
 
-:func:`sweep_run` scores checkpoints of a run in one runner through
-:class:`medfm.engine.loops.CheckpointSweepLoop` (the images decoded once):
-``test.sh``'s table, interval, TTA columns and predictions, and, through
-:func:`score_checkpoint`, the protocol's test metrics and submissions.
-:func:`predict_loader` is the loop for a model built here (features,
-Grad-CAM, the report).
+:func:`sweep_run` scores a run's checkpoints in one runner
+(:class:`medfm.engine.loops.CheckpointSweepLoop`, the images decoded once) for
+``test.sh`` and, through :func:`score_checkpoint`, the protocol's test metrics
+and submissions; :func:`predict_loader` is the loop for a model built here
+(features, Grad-CAM, the report).
 """
 from __future__ import annotations
 
@@ -247,20 +246,12 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
               checkpoints: Optional[Sequence[Tuple[int, str]]] = None,
               ann_file: Optional[str] = None,
               data_root: Optional[str] = None) -> Sweep:
-    """Score checkpoints of a run on a split, in one runner and one pass per
-    checkpoint (:class:`medfm.engine.loops.CheckpointSweepLoop`).
-
-    A run trained with ``EMAHook`` is scored on the EMA weights, which
-    validation selected on; with ``tta`` (:func:`with_tta`) on test-time
-    augmentation, logged in ``<work_dir>/tta``.
-
-    Args:
-        cfg (Config): The evaluation's config (:meth:`RunDir.eval_config`).
-        split (str): ``'test'`` or ``'val'``: the config's list of that split.
-        cache (bool): Keep the decoded batches in memory.
-        checkpoints (Sequence[tuple[int, str]], optional): ``(epoch, path)``
-            pairs (default: every epoch's checkpoint of the run).
-        ann_file (str, optional): Another list (relative to the data root).
+    """Score checkpoints of a run (default: every epoch's) on the ``split``
+    list or ``ann_file``, in one runner, one pass per checkpoint
+    (:class:`medfm.engine.loops.CheckpointSweepLoop`); ``cache`` keeps the
+    decoded batches in memory. A run trained with ``EMAHook`` is scored on
+    the EMA weights, which validation selected on; ``tta`` (:func:`with_tta`)
+    is logged in ``<work_dir>/tta``.
 
     Raises:
         FileNotFoundError: The run holds no checkpoint.
@@ -326,9 +317,8 @@ def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = Non
                       ann_file=ann_file, data_root=data_root)
     if sweep.errors:
         raise type(sweep.errors[0])(sweep.skipped[0])
-    metrics = {k.split('/')[-1]: v for k, v in sweep.rows[0].items()
-               if k != 'epoch'} if sweep.rows[0].keys() - {'epoch'} else None
-    return Scored(metrics, sweep.predictions[0])
+    metrics = {k.split('/')[-1]: v for k, v in sweep.rows[0].items() if k != 'epoch'}
+    return Scored(metrics or None, sweep.predictions[0])
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str, tta: TTA = None) -> dict:

@@ -31,8 +31,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         out, meta, differ = convert_hf_folder(args.src, args.model)
-    # unreadable files (CheckpointError is a RuntimeError), bad JSON (a
-    # ValueError), tensors that do not fit
+    # unreadable files (CheckpointError is a RuntimeError), bad JSON, misfit tensors
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

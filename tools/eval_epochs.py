@@ -62,8 +62,7 @@ def main(argv=None) -> int:
         return 1
     run = RunDir(args.work_dir)
     if not run.epoch_checkpoints():  # said before the missing saved config
-        print(f'error: no epoch_N.pth checkpoints in {args.work_dir}',
-              file=sys.stderr)
+        print(f'error: no epoch_N.pth checkpoints in {args.work_dir}', file=sys.stderr)
         return 1
     try:
         tta = tta_from_args(args)

@@ -23,9 +23,8 @@ import torch
 
 from .utils import integrity
 
-# mmcv-lite has no compiled ops; mmcv warns at every start that one of them
-# (multi-scale deformable attention, never used by mmpretrain's classifiers)
-# is missing. Set before this package imports mmpretrain.
+# mmcv-lite lacks this compiled op (no classifier uses it); mmcv warns about it
+# at every start unless this is set before the package imports mmpretrain
 warnings.filterwarnings('ignore', category=UserWarning,
                         message='Fail to import ``MultiScaleDeformableAttention``')
 
@@ -127,15 +126,9 @@ def load_checkpoint_file(filename: Union[str, os.PathLike],
         ) from err
 
 
-def state_mismatch(module: torch.nn.Module, state: dict,
-                   shown: int = 3) -> Optional[str]:
-    """Counts of missing, unexpected and reshaped keys, naming the first
-    ``shown`` of each; None when ``state`` fits ``module``."""
-    return key_mismatch(module.state_dict(), state, shown)
-
-
 def key_mismatch(own: dict, state: dict, shown: int = 3) -> Optional[str]:
-    """:func:`state_mismatch` of two state dicts, ``own`` the model's.
+    """Counts of missing, unexpected and reshaped keys of ``state`` against
+    the model's ``own``, naming the first ``shown`` of each; None if it fits.
 
     Examples:
         >>> print(key_mismatch({'a': torch.zeros(2), 'b': torch.zeros(1)},
@@ -167,23 +160,19 @@ def bare_model(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> dict:
-    """Load a checkpoint's weights into ``model`` strictly, with the trust rule.
+    """Load a checkpoint's weights into ``model`` strictly, with the trust
+    rule, and return its ``meta`` (empty for a plain state dict).
 
     Strict, so that another task's checkpoint is refused with a summary of the
-    keys instead of leaving a random head. Not mmengine's ``load_checkpoint``:
-    that names every key and reads the file once more.
-
-    Returns:
-        dict: The checkpoint's ``meta`` (empty for a plain state dict).
-
-    Raises:
-        CheckpointMismatchError: The weights do not fit the model.
+    keys (CheckpointMismatchError) instead of leaving a random head. Not
+    mmengine's ``load_checkpoint``: that names every key and reads the file
+    once more.
     """
     ckpt = load_checkpoint_file(filename)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     module = bare_model(model)
-    mismatch = state_mismatch(module, state) if isinstance(state, dict) \
-        else 'it holds no state dict'
+    mismatch = key_mismatch(module.state_dict(), state) \
+        if isinstance(state, dict) else 'it holds no state dict'
     if mismatch:
         raise CheckpointMismatchError(
             f'{filename} does not fit the model: {mismatch}')

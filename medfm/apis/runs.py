@@ -200,11 +200,9 @@ class RunDir:
     # ------------------------------------------------------------------- lock
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the folder for one training run (an exclusive ``flock``).
-
-        The lock file names the holder, so a second run stops at once naming
-        it; the kernel releases the lock when its process dies, so a killed
-        run's lock is taken over, with a note.
+        """Hold the folder for one training run: an exclusive ``flock``, which
+        the kernel releases when its process dies (a killed run's lock is
+        taken over, with a note), in a file naming the holder.
 
         Raises:
             RunLockedError: Another live process holds the folder.
@@ -374,13 +372,10 @@ def _read_holder(fd: int) -> str:
 
 
 def merge_scalars(files: Sequence[str]) -> List[Dict]:
-    """The records of ``scalars.json`` files, oldest first, merged by step.
-
-    Where two starts logged the same step (a resume redoes the iterations
-    after its checkpoint) the later one wins; training records and
-    validation records (``medfmc/...``, whose step is the epoch) are kept
-    apart.
-    """
+    """The records of ``scalars.json`` files, oldest first, merged by step:
+    the later start wins a step two logged (a resume redoes the iterations
+    after its checkpoint); training and validation records (``medfmc/...``,
+    whose step is the epoch) are kept apart."""
     merged: Dict[Tuple[bool, int], Dict] = {}
     for path in files:
         with open(path, encoding='utf-8') as f:

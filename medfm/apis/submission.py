@@ -77,7 +77,6 @@ class TaskList(NamedTuple):
     target: Optional[np.ndarray]
 
 
-# -------------------------------------------------------------- file names
 def parse_name(name: str, where: Optional[str] = None) -> Tuple[str, int]:
     """Task and N of a submission file's name.
 
@@ -97,19 +96,6 @@ def parse_name(name: str, where: Optional[str] = None) -> Tuple[str, int]:
             f'<task>_<N>-shot_submission.csv with task {", ".join(TASKS)} and '
             f'N {", ".join(map(str, SHOTS))} (e.g. colon_10-shot_submission.csv)'])
     return m['task'], int(m['shot'])
-
-
-# ----------------------------------------------------------------- content
-def _read_csv(text: str, where: str) -> pd.DataFrame:
-    """The file's fields as strings, every line padded with empty fields to
-    the widest (so that each line's own problems can be named)."""
-    width = max(line.count(',') for line in text.splitlines()) + 1
-    try:
-        return pd.read_csv(io.StringIO(text), header=None, names=range(width),
-                           index_col=False, dtype=str, keep_default_na=False,
-                           skip_blank_lines=False)
-    except pd.errors.ParserError as err:  # it names the row
-        raise SubmissionError([f'{where}: not read as CSV ({err})']) from None
 
 
 def check_rows(data: bytes, where: str, task: str,
@@ -144,8 +130,16 @@ def check_rows(data: bytes, where: str, task: str,
         raise SubmissionError([f'{where}: empty, no rows'])
     known = set(expected or ())
     names, linenos, rows = [], [], []
-    for lineno, (name, *values) in enumerate(
-            _read_csv(text, where).itertuples(index=False), 1):
+    # fields as strings, every line padded to the widest: each line's own
+    # problems can be named
+    width = max(line.count(',') for line in text.splitlines()) + 1
+    try:
+        table = pd.read_csv(io.StringIO(text), header=None, names=range(width),
+                            index_col=False, dtype=str, keep_default_na=False,
+                            skip_blank_lines=False)
+    except pd.errors.ParserError as err:  # it names the row
+        raise SubmissionError([f'{where}: not read as CSV ({err})']) from None
+    for lineno, (name, *values) in enumerate(table.itertuples(index=False), 1):
         at = f'{where}, line {lineno}: '
         while values and values[-1] == '':
             values.pop()  # the padding of a line narrower than the widest
@@ -233,7 +227,6 @@ def read_submission(path: str, expected: Optional[Sequence[str]] = None,
     return task, shot, names, scores
 
 
-# ------------------------------------------------------------------ layout
 def _files_of(files: Dict[str, bytes], label: str, sep: str
               ) -> Tuple[List[SubmissionFile], List[str], List[str]]:
     """The submission files of ``relative path -> content`` of a folder or
@@ -318,7 +311,6 @@ def find_submissions(path: str, task: Optional[str] = None
     return [SubmissionFile(path, name, task, shot, exp, data)], [], []
 
 
-# ------------------------------------------------------------------- lists
 def load_list(task: str, path: str) -> TaskList:
     """A task's list (``test_WithoutLabel.txt``, a labelled ``.txt``, the
     official ``.csv`` or mmpretrain's ``.json``) through its dataset class;
@@ -388,7 +380,6 @@ class TaskLists:
         return self.cache[task]
 
 
-# ----------------------------------------------------------------- scoring
 def score_entry(entry: SubmissionFile, lists: Lists, ci: bool = True,
                 n: int = DRAWS, seed: int = 0, level: float = LEVEL,
                 by_unit: bool = True) -> Dict[str, object]:
@@ -454,13 +445,10 @@ def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
                      n: int = DRAWS, seed: int = 0, level: float = LEVEL,
                      by_unit: bool = True) -> Dict[str, object]:
     """Check and score a submission (folder, zip or file) and, with
-    ``compare``, submission B against it file by file (same name).
-
-    Returns:
-        dict: ``files`` (:func:`score_entry` rows), ``summary``
-        (:func:`summarize_phase`), ``comparisons`` (``file`` and ``diff``,
-        metric -> :func:`paired_bootstrap`'s entry), ``problems``, ``notes``.
-    """
+    ``compare``, submission B against it file by file (same name): ``files``
+    (:func:`score_entry` rows), ``summary`` (:func:`summarize_phase`),
+    ``comparisons`` (``file`` and ``diff``, metric -> :func:`paired_bootstrap`'s
+    entry), ``problems``, ``notes``."""
     def scored(where, entries):
         return [score_entry(e, lists(e.task), ci, n, seed, level, by_unit)
                 for e in track(entries, f'checking {where}')]

@@ -65,7 +65,6 @@ class Member(NamedTuple):
     cfg: Config
 
 
-# ------------------------------------------------------------------ members
 def setting_runs(path: str) -> List[str]:
     """The used ``exp<k>/`` run folders of a protocol setting folder, by
     experiment; ``[path]`` for a run folder itself; empty otherwise."""
@@ -149,7 +148,6 @@ def unique_names(paths: Sequence[str]) -> List[str]:
     return [f'{n}#{i}' for i, n in enumerate(names, 1)]  # the same path twice
 
 
-# -------------------------------------------------------------------- lists
 def dataset_list(cfg: Config, loader: str) -> List[str]:
     """The annotation lists of a dataloader's datasets, absolute (joined to
     their data root, as the dataset reads them)."""
@@ -171,8 +169,7 @@ def resolve_list(path: str, data_root: str) -> str:
 
 def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                  val_ann: Optional[str] = None) -> Dict[str, object]:
-    """The labelled list the strategies are fitted on, never the test list.
-
+    """The labelled list the strategies are fitted on, never the test list:
     ``val_ann``; else the members' shared validation list; else the images
     all their validation lists hold (labels agreeing); less the images any
     member trained on (a changed list is written as ``fit_list.txt``).
@@ -231,7 +228,6 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                 train_images=len(trained))
 
 
-# ------------------------------------------------------------------- scores
 def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
                  cache_dir: str) -> Tuple[np.ndarray, List[str]]:
     """Every member's scores of a list ``(M, N, C)``, rows in ``names``' order
@@ -271,7 +267,6 @@ def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
     return np.stack(out), files
 
 
-# --------------------------------------------------------------- strategies
 def _score(scores: np.ndarray, target: np.ndarray, task: str) -> float:
     return selection_score(task_metrics(scores, target, task, quiet=True))
 
@@ -382,7 +377,6 @@ def choose(val_metrics: Dict[str, Dict[str, float]],
     return names[keys.index(max(keys))]
 
 
-# ---------------------------------------------------------------- ensemble
 def default_work_dir(task: str, shot: Optional[int] = None,
                      exp: Optional[int] = None) -> str:
     """``work_dirs/ensemble/<task>_<N>-shot[/exp<k>]`` (the protocol's
@@ -510,7 +504,6 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     return report
 
 
-# ------------------------------------------------------------------ tables
 def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
     """Header and rows of ``ensemble.csv``: every member, then every
     strategy, with its validation (fitting list) and test metrics."""

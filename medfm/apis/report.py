@@ -54,7 +54,6 @@ from .inference import (
 from .runs import EPOCH_RE, RunDir
 
 
-# ----------------------------------------------------------------- reading
 def load_curves(run_dir: str, split: str = 'test') -> Tuple[List[dict], str]:
     """Metrics per epoch of a run and where they came from: the epoch table
     of ``split`` (:func:`medfm.apis.epochs.read_table`; a stale one is said
@@ -85,11 +84,9 @@ def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
                                        '(batches)', total=len(loader)))
 
 
-# ------------------------------------------------------------------ gathering
 @dataclass
 class ReportData:
-    """What the report shows, read once; each section renders from it.
-
+    """What the report shows, read once; each section renders from it:
     ``rows`` are the metrics per epoch (:func:`load_curves`, from ``source``),
     ``epoch`` the one reported and ``chosen_by`` how it was chosen; ``metrics``
     are the classwise :meth:`MedFMCScore.calculate` of ``predictions`` (empty
@@ -163,7 +160,6 @@ def gather(run_dir: str, config: Optional[str] = None,
         ci=predictions_ci(cfg, predictions), **view)
 
 
-# ---------------------------------------------------------------- sections
 def render_summary(data: ReportData) -> str:
     """Run, config, checkpoint, the reported epoch and the scores."""
     summary = [('run', osp.abspath(data.run_dir)), ('config', data.config),

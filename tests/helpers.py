@@ -1,12 +1,14 @@
 """What the tests share: tiny configs (:func:`tiny_config`, from
 :mod:`medfm.config_ops.shrink`), tiny archs of every backbone type, a stand-in for
-Comet's client, and log capture. Imported by the tests only."""
+Comet's client, log capture and the Grad-CAM tests' model. Imported by the
+tests only."""
 from __future__ import annotations
 
 from medfm.config_ops.shrink import TINY_ARCHS, tiny_backbone, tiny_config
 
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
-           'RecordingExperiment', 'logged', 'load_tool']
+           'RecordingExperiment', 'logged', 'load_tool', 'endo_image',
+           'opposite_heads', 'cam_densenet']
 
 
 def tiny_densenet() -> dict:
@@ -70,3 +72,35 @@ def load_tool(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def endo_image(demo_root: str) -> str:
+    """The first endo demo image: 160x128, a non-square original size."""
+    import glob
+    return sorted(glob.glob(f'{demo_root}/endo/images/*.png'))[0]
+
+
+def opposite_heads(model) -> None:
+    """Class 1's weights become minus class 0's: their Grad-CAMs must differ."""
+    import torch
+    with torch.no_grad():
+        fc = model.head.fc
+        fc.weight[1] = -fc.weight[0]
+        fc.bias[1] = -fc.bias[0]
+
+
+def cam_densenet(demo_root: str, out) -> tuple:
+    """DenseNet121 endo at 96 px (3x3 final map) with :func:`opposite_heads`,
+    saved as a plain-weights file in ``out``; returns (config, its path)."""
+    import torch
+
+    from medfm.apis.inference import build_classifier
+    cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
+                      str(out), size=96)
+    torch.manual_seed(0)
+    model = build_classifier(cfg)
+    model.init_weights()
+    opposite_heads(model)
+    ckpt = out / 'weights.pth'
+    torch.save(model.state_dict(), ckpt)  # loads with weights_only=True
+    return cfg, str(ckpt)

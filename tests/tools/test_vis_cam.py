@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config, tiny_densenet
+from helpers import cam_densenet, endo_image, tiny_config, tiny_densenet
 
 from medfm.apis.inference import build_classifier
 from medfm.visualization.cam import ZERO_MAP_NOTE
@@ -16,31 +16,9 @@ from medfm.visualization.cam import ZERO_MAP_NOTE
 CONFIG = 'configs/densenet/densenet121_endo.py'  # multi-label, 4 classes
 
 
-def _image(demo_root):
-    # endo demo images are 160x128: a non-square original size
-    return sorted(glob.glob(f'{demo_root}/endo/images/*.png'))[0]
-
-
-def _opposite_heads(model):
-    """Class 1's weights are minus class 0's: their Grad-CAMs must differ."""
-    with torch.no_grad():
-        fc = model.head.fc
-        fc.weight[1] = -fc.weight[0]
-        fc.bias[1] = -fc.bias[0]
-
-
 @pytest.fixture(scope='module')
 def densenet_ckpt(demo_root, tmp_path_factory):
-    """DenseNet121 endo at 96 px (3x3 final map) and a plain-weights file."""
-    out = tmp_path_factory.mktemp('cam')
-    cfg = tiny_config(CONFIG, demo_root, str(out), size=96)
-    torch.manual_seed(0)
-    model = build_classifier(cfg)
-    model.init_weights()
-    _opposite_heads(model)
-    ckpt = out / 'weights.pth'
-    torch.save(model.state_dict(), ckpt)  # loads with weights_only=True
-    return cfg, str(ckpt)
+    return cam_densenet(demo_root, tmp_path_factory.mktemp('cam'))
 
 
 def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path, capsys):
@@ -48,7 +26,7 @@ def test_vis_cam_tool_writes_overlays(densenet_ckpt, demo_root, tmp_path, capsys
     cfg, ckpt = densenet_ckpt
     config = tmp_path / 'tiny_endo.py'
     cfg.dump(str(config))
-    img = _image(demo_root)
+    img = endo_image(demo_root)
     out = tmp_path / 'cams'
     assert vis_cam.main([str(config), ckpt, img, '--out-dir', str(out),
                          '--method', 'gradcam++', 'eigencam', '--thr', '0',
@@ -80,7 +58,6 @@ def test_vis_cam_names_a_map_that_is_zero_everywhere(demo_root, tmp_path,
     features) keeps its map. Progress goes to stderr."""
     import vis_cam
 
-    from medfm.apis.inference import build_classifier
     cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
                       str(tmp_path), size=64, cfg_options=tiny_densenet())
     torch.manual_seed(0)

@@ -1,12 +1,11 @@
 """Grad-CAM, Grad-CAM++, EigenCAM: DenseNet121; tiny ViT, VPT, Swin, ConvNeXt."""
-import glob
 import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import cam_densenet, endo_image, opposite_heads, tiny_config
 from mmengine.config import ConfigDict
 
 from medfm.apis.inference import build_classifier, cam_visualizer
@@ -30,31 +29,9 @@ BACKBONES = {
 }
 
 
-def _image(demo_root):
-    # endo demo images are 160x128: a non-square original size
-    return sorted(glob.glob(f'{demo_root}/endo/images/*.png'))[0]
-
-
-def _opposite_heads(model):
-    """Class 1's weights are minus class 0's: their Grad-CAMs must differ."""
-    with torch.no_grad():
-        fc = model.head.fc
-        fc.weight[1] = -fc.weight[0]
-        fc.bias[1] = -fc.bias[0]
-
-
 @pytest.fixture(scope='module')
 def densenet_ckpt(demo_root, tmp_path_factory):
-    """DenseNet121 endo at 96 px (3x3 final map) and a plain-weights file."""
-    out = tmp_path_factory.mktemp('cam')
-    cfg = tiny_config(CONFIG, demo_root, str(out), size=96)
-    torch.manual_seed(0)
-    model = build_classifier(cfg)
-    model.init_weights()
-    _opposite_heads(model)
-    ckpt = out / 'weights.pth'
-    torch.save(model.state_dict(), ckpt)  # loads with weights_only=True
-    return cfg, str(ckpt)
+    return cam_densenet(demo_root, tmp_path_factory.mktemp('cam'))
 
 
 def _pick_channels(vis, img):
@@ -83,7 +60,7 @@ def test_densenet_gradcam_is_the_weighted_feature_map(densenet_ckpt, demo_root):
     vis = cam_visualizer(cfg, ckpt, method='gradcam')
     assert vis.multi_label
     assert vis.target_layers == [vis.model.backbone.transitions[-1]]
-    img = _image(demo_root)
+    img = endo_image(demo_root)
     h, w = cv2.imread(img).shape[:2]
     feats, k, j = _pick_channels(vis, img)
     with torch.no_grad():
@@ -115,10 +92,10 @@ def test_overlay_shows_the_image_as_the_model_reads_it(densenet_ckpt, demo_root,
     reads it (its high byte only, an almost black image)."""
     cfg, ckpt = densenet_ckpt
     vis = cam_visualizer(cfg, ckpt)
-    img8 = cv2.imread(_image(demo_root))
+    img8 = cv2.imread(endo_image(demo_root))
     path16 = str(tmp_path / 'x 12bit.png')
     cv2.imwrite(path16, img8.astype(np.uint16) * 16)
-    over8 = vis(_image(demo_root), classes=[0])[0].overlay.astype(float)
+    over8 = vis(endo_image(demo_root), classes=[0])[0].overlay.astype(float)
     over16 = vis(path16, classes=[0])[0].overlay.astype(float)
     assert over16.shape == over8.shape
     assert np.abs(over16 - over8).mean() < 3  # not darkened
@@ -156,7 +133,7 @@ def test_other_backbones(arch, demo_root, tmp_path):
     torch.manual_seed(0)
     model = build_classifier(cfg)
     model.init_weights()
-    _opposite_heads(model)
+    opposite_heads(model)
     if arch == 'efficientnet':
         # its 1280 random channels give gradients so small that the map
         # falls below grad-cam's 1e-7 scaling epsilon: a trained head's size
@@ -176,7 +153,7 @@ def test_other_backbones(arch, demo_root, tmp_path):
         # a fully frozen model (linear probe) still gets its gradients
         for p in vis.model.parameters():
             p.requires_grad_(False)
-    img = _image(demo_root)
+    img = endo_image(demo_root)
     h, w = cv2.imread(img).shape[:2]
     results = vis(img, classes=[0, 1])
     for r in results:

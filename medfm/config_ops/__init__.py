@@ -27,16 +27,10 @@ WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
-    """Read a config, merge ``--cfg-options``, resolve the schedule
-    (:func:`resolve_schedule`) and set the work directory.
-
-    Args:
-        path (str): Config file.
-        cfg_options (dict, optional): Overrides (``DictAction``);
-            ``data_root=DIR`` sets every dataloader's dataset's ``data_root``.
-        work_dir (str, optional): Default: the config's or
-            ``work_dirs/<config name>``.
-    """
+    """Read a config, merge ``--cfg-options`` (``data_root=DIR`` sets every
+    dataloader's dataset's), resolve the schedule (:func:`resolve_schedule`)
+    and set the work directory (default: the config's or
+    ``work_dirs/<config name>``)."""
     cfg = Config.fromfile(path)
     written_for = cfg.get('train_cfg', {}).get('max_epochs')
     if cfg_options:

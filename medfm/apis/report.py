@@ -227,11 +227,10 @@ def render_per_class(data: ReportData) -> str:
                        [[n, int(p), fmt_cell(float(a)), fmt_cell(float(u))]
                         for n, p, a, u in zip(data.names, positives, ap, auc)],
                        'classwise')
-    note = html_note('percent; n/a: the class\'s targets hold one value, so it '
-                     'has no AUC and is left out of the mean' +
-                     ('; binary: both classes share the one AUC'
-                      if _binary(data) else ''))
-    return table + note
+    return table + html_note(
+        'percent; n/a: the class\'s targets hold one value, so it has no AUC '
+        'and is left out of the mean'
+        + ('; binary: both classes share the one AUC' if _binary(data) else ''))
 
 
 @scored('roc-pr', 'ROC and precision-recall curves')

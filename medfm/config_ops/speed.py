@@ -1,9 +1,7 @@
 """Config switches for throughput (``tools/train.py --amp --fast
---channels-last --cache``): tuned dataloaders, one dataloader iterator for
-the whole run (:class:`medfm.engine.EpochSpanningTrainLoop`), validation
-batches replayed from memory (:class:`medfm.engine.InMemoryValLoop`), bf16
-without loss scaling, channels_last (:mod:`medfm.engine.channels_last`) and
-a decoded-image cache (:mod:`medfm.datasets.cache`)."""
+--channels-last --cache``): tuned dataloaders, the epoch-spanning and
+in-memory loops of :mod:`medfm.engine`, bf16 without loss scaling,
+channels_last and a decoded-image cache (:mod:`medfm.datasets.cache`)."""
 from __future__ import annotations
 
 import argparse
@@ -50,13 +48,10 @@ def tune_dataloaders(cfg: Config, num_workers: Optional[int] = None,
                      prefetch_factor: int = 4,
                      pin_memory: Optional[bool] = None) -> dict:
     """Set the dataloaders for throughput, in place, and return the settings
-    applied by loader name.
-
-    Training gets ``num_workers`` (default all CPUs but one, at most 16),
-    evaluation half as many; workers persist and prefetch, memory is pinned
-    (default: on a GPU), and fixed-size samples are collated into one uint8
-    tensor (``default_collate``) that is normalised on the GPU.
-    """
+    applied by loader name: training gets ``num_workers`` (default all CPUs but
+    one, at most 16), evaluation half as many; workers persist and prefetch,
+    memory is pinned (default: on a GPU), and fixed-size samples are collated
+    into one uint8 tensor (``default_collate``) normalised on the GPU."""
     train_workers = num_workers if num_workers is not None \
         else max(1, min(16, cpu_count() - 1))
     eval_workers = max(1, train_workers // 2) if train_workers else 0
@@ -140,8 +135,8 @@ def use_image_cache(cfg: Config, cache_dir: str) -> int:
 
 def no_bf16_loss_scaling(cfg: Config) -> bool:
     """Turn off loss scaling of a bf16 ``AmpOptimWrapper``, in place, and say
-    whether it changed: bf16 has fp32's exponent range, and mmengine's scaler
-    costs an unscale pass, an inf check and a GPU sync every step."""
+    whether it changed: bf16 has fp32's exponent range, and the scaler costs
+    an unscale pass, an inf check and a GPU sync every step."""
     wrapper = cfg.get('optim_wrapper')
     if wrapper and wrapper.get('type') == 'AmpOptimWrapper' \
             and str(wrapper.get('dtype')) in ('bfloat16', 'torch.bfloat16') \
@@ -176,10 +171,8 @@ def val_in_memory(cfg: Config) -> bool:
 def apply_speed(cfg: Config, fast: bool = False, channels_last: bool = False,
                 cache_dir: Optional[str] = None,
                 num_workers: Optional[int] = None) -> None:
-    """Apply the speed switches, in place: ``fast`` is
-    :func:`tune_dataloaders` (with ``num_workers``), :func:`span_epochs`,
-    :func:`val_in_memory` and :func:`no_bf16_loss_scaling`; ``channels_last``
-    :func:`enable_channels_last`; ``cache_dir`` :func:`use_image_cache`."""
+    """Apply the speed switches of :func:`add_speed_args` but ``--amp``, in
+    place (``fast``: dataloaders, loops and loss scaling)."""
     if fast:
         applied = tune_dataloaders(cfg, num_workers)
         if span_epochs(cfg):

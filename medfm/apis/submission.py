@@ -130,8 +130,7 @@ def check_rows(data: bytes, where: str, task: str,
         raise SubmissionError([f'{where}: empty, no rows'])
     known = set(expected or ())
     names, linenos, rows = [], [], []
-    # fields as strings, every line padded to the widest: each line's own
-    # problems can be named
+    # fields as strings, every line padded to the widest: its problems named
     width = max(line.count(',') for line in text.splitlines()) + 1
     try:
         table = pd.read_csv(io.StringIO(text), header=None, names=range(width),

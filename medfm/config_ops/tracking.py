@@ -33,16 +33,14 @@ def _spec_options(spec: str) -> Dict[str, Union[str, bool]]:
     return kwargs
 
 
-#: mmengine backend types that ``--tracker`` replaces with the project's
-#: subclass when it merges into a config's entry
+#: mmengine backends that ``--tracker`` replaces with the project's subclass
 UPGRADES = {'MLflowVisBackend': 'MedFMMLflowVisBackend'}
 
 
 def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
-    """The ``vis_backends`` entry of a ``--tracker`` value: ``NAME`` or
-    ``NAME:key=value,...``, the backend's arguments (for wandb, neptune and
-    comet, others go into ``init_kwargs``). With ``work_dir``, MLflow logs to
-    ``<work_dir>/../mlflow/mlflow.db`` unless told otherwise.
+    """The ``vis_backends`` entry of a ``--tracker NAME[:key=value,...]``: the
+    backend's arguments (wandb, neptune and comet: others in ``init_kwargs``);
+    with ``work_dir``, MLflow logs to ``<work_dir>/../mlflow/mlflow.db`` by default.
 
     Examples:
         >>> tracker_backend('wandb:project=medfm')
@@ -57,10 +55,9 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
     kwargs = _spec_options(spec)
     backend: dict = dict(type=TRACKERS[name])
     if name in ('wandb', 'neptune', 'comet'):
-        direct = {k: kwargs.pop(k) for k in list(kwargs)
-                  if k in ('save_dir', 'define_metric_cfg', 'commit',
-                           'log_code_name', 'watch_kwargs')}
-        backend.update(direct)
+        backend.update({k: kwargs.pop(k) for k in list(kwargs)
+                        if k in ('save_dir', 'define_metric_cfg', 'commit',
+                                 'log_code_name', 'watch_kwargs')})
         if kwargs:
             backend['init_kwargs'] = kwargs
         elif name == 'neptune' and os.environ.get('NEPTUNE_PROJECT'):

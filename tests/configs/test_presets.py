@@ -2,7 +2,7 @@
 configs/presets/): each composes as its piece says, its loss trains on
 multi-label targets, its augmentation keeps the images plausible, the EMA
 switch keeps the base hooks. (Every config under configs/presets/ also builds
-and trains a step in tests/test_configs.py.)"""
+and trains a step in tests/configs/test_configs.py.)"""
 from pathlib import Path
 
 import numpy as np

@@ -1,11 +1,9 @@
 """medfm: the MedFMC benchmark on OpenMMLab's mmpretrain.
 
 Importing the package registers its datasets, metrics, hooks, loops, models
-and the Comet visualizer backend into the registries, and applies the
-compatibility adaptations of :mod:`medfm.compat`. Layers, top to bottom:
-``apis``/``cli`` (what tools call) -> ``visualization``, ``engine``,
-``models``, ``evaluation``, ``datasets`` (registered parts) -> ``compat``,
-``utils``; a module never imports from a layer above its own.
+and visualizer backends into mmpretrain's registries, after the adaptations
+of :mod:`medfm.compat`. Imports point down: ``apis``, ``config_ops`` ->
+registered parts -> ``compat``, ``utils`` (tests/test_layers.py).
 """
 from . import compat
 

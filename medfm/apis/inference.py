@@ -200,7 +200,6 @@ def predict_list(cfg: Config, checkpoint: str, ann_file: str,
     return pred.names, pred.scores
 
 
-# ------------------------------------------------------------------ weights
 has_ema_hook = is_ema_config
 
 

@@ -83,7 +83,6 @@ class RunDir:
                       logger='current', level=logging.WARNING)
         return True
 
-    # ------------------------------------------------------------ checkpoints
     def epoch_checkpoints(self) -> List[Tuple[int, str]]:
         """``(epoch, path)`` of every epoch's checkpoint, by epoch: its
         ``epoch_N.pth``, else its ``best_*`` copy (with ``max_keep_ckpts`` the
@@ -197,7 +196,6 @@ class RunDir:
                        integrity.sha256_file(path) == sums[osp.basename(path)])
                 for path in self._checkpoint_files()}
 
-    # ------------------------------------------------------------------- lock
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder for one training run: an exclusive ``flock``, which
@@ -235,7 +233,6 @@ class RunDir:
         finally:
             os.close(fd)
 
-    # ----------------------------------------------------------------- config
     def config_path(self) -> Optional[str]:
         """The config the run ran with (the record's, checked against its
         SHA-256), or None where no run is.
@@ -308,7 +305,6 @@ class RunDir:
                     logger='current', level=logging.WARNING)
         return cfg
 
-    # ---------------------------------------------------------------- scalars
     def scalars_files(self) -> List[str]:
         """Every ``<timestamp>/vis_data/scalars.json``, oldest first."""
         return self._glob(osp.join('*', 'vis_data', 'scalars.json'))

@@ -71,14 +71,11 @@ class SeededSamples(Dataset):
 
 
 class EpochSpanningBatchSampler(BatchSampler):
-    """torch's ``BatchSampler``, epoch after epoch, without end.
-
-    Batches never mix two epochs, so ``len(self)`` batches are one epoch.
-    The first pass is epoch ``sampler.epoch`` when iteration starts (set by
-    ``DistSamplerSeedHook``, also after resuming), else 0; the sampler's
-    ``set_epoch`` (if any) is called before each pass. ``with_epoch`` yields
-    ``(epoch, index)`` pairs, for :class:`SeededSamples`.
-    """
+    """torch's ``BatchSampler``, epoch after epoch, without end; batches
+    never mix two epochs. The first pass is epoch ``sampler.epoch`` (set by
+    ``DistSamplerSeedHook``, also after resuming), else 0, each pass calls
+    the sampler's ``set_epoch``; ``with_epoch`` yields ``(epoch, index)``
+    pairs, for :class:`SeededSamples`."""
 
     def __init__(self, sampler: Sampler, batch_size: int,
                  drop_last: bool = False, with_epoch: bool = False) -> None:
@@ -189,14 +186,9 @@ _LOADER_ARGS = ('num_workers', 'collate_fn', 'pin_memory', 'timeout',
 @LOOPS.register_module()
 class EpochSpanningTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` over a :class:`SpanningDataLoader`
-    (``train_cfg = dict(type='EpochSpanningTrainLoop', ...)`` without
-    ``by_epoch``, or ``tools/train.py --fast``).
-
-    Args:
-        seed_samples (bool): Seed each sample's augmentation from the run's
-            seed, the epoch and the sample: results independent of the
-            worker count, exact resume.
-    """
+    (``tools/train.py --fast``); ``seed_samples`` seeds each sample's
+    augmentation from the run's seed, the epoch and the sample (results
+    independent of the worker count, exact resume)."""
 
     def __init__(self, runner, dataloader, *args, seed_samples: bool = True,
                  **kwargs) -> None:
@@ -226,14 +218,10 @@ class EpochSpanningTrainLoop(EpochBasedTrainLoop):
 @LOOPS.register_module()
 class InMemoryValLoop(ValLoop):
     """``ValLoop`` that decodes the validation images once per run
-    (``val_cfg = dict(type='InMemoryValLoop')``, or ``tools/train.py
-    --fast``).
-
-    Later passes replay the first one's batches (:class:`BatchesInMemory`):
-    the same inputs and metrics without the decoding. Random pipelines, and
-    batches over ``max_bytes`` (default 4 GiB; a 64-image batch at 224 px is
-    about 9.6 MB), go through the dataloader every time.
-    """
+    (``tools/train.py --fast``): later passes replay the first one's batches
+    (:class:`BatchesInMemory`). Random pipelines, and batches over
+    ``max_bytes`` (a 64-image batch at 224 px is about 9.6 MB), go through
+    the dataloader every time."""
 
     def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
                  max_bytes: int = 4 * 2**30) -> None:
@@ -276,17 +264,14 @@ KEPT = 'sweep/scores'
 
 @LOOPS.register_module()
 class CheckpointSweepLoop(TestLoop):
-    """mmengine's ``TestLoop`` over ``(epoch, path)`` checkpoints of one run:
-    the one pass that scores checkpoints (``test.sh``, the protocol).
-
-    The first checkpoint's batches are kept in memory (unless ``cache`` is
-    False or the pipeline is random) and replayed for the others; each
-    checkpoint only swaps the weights, strictly under the trust rule. One
-    that cannot be read, or whose scores the metric refuses, is skipped. On
-    a list without labels only the scores are kept. ``runner.test()``
-    returns ``dict(rows, skipped, errors, predictions={epoch: [sample_arrays
-    rows]}, prefix=<the image folder>)``; ``note`` (weights, TTA) is said in
-    each checkpoint's log line.
+    """mmengine's ``TestLoop`` over ``(epoch, path)`` checkpoints of one run,
+    the one pass that scores checkpoints: the first one's batches are kept in
+    memory (unless ``cache`` is False or the pipeline is random) and replayed
+    for the others, each swapping only the weights, under the trust rule. One
+    that cannot be read, or whose scores the metric refuses, is skipped; on a
+    list without labels only the scores are kept. ``runner.test()`` returns
+    ``dict(rows, skipped, errors, predictions={epoch: [sample_arrays rows]},
+    prefix=<the image folder>)``; ``note`` (weights, TTA) is logged for each.
     """
 
     def __init__(self, runner, dataloader, evaluator,

@@ -15,15 +15,12 @@ from mmpretrain.registry import HOOKS
 
 @HOOKS.register_module()
 class ClassCountCheckHook(ClassNumCheckHook):
-    """Fail before the first iteration if head and dataset disagree (a
+    """Fail before the first iteration if head and dataset disagree (else a
     crash deep in the loss, or silent training on the wrong label space).
-
-    mmpretrain's ``ClassNumCheckHook``, except that only the head's
-    ``num_classes`` is compared (mmpretrain's checks every submodule with
-    one, the data preprocessor's ``None`` included), naming the dataset's
-    file and the key to set, and that training checks the validation
-    dataset too and refuses lists without labels.
-    """
+    Unlike mmpretrain's ``ClassNumCheckHook`` (every submodule with a
+    ``num_classes``, the preprocessor's ``None`` included), only the head is
+    compared, the error names the file and key, and training checks the
+    validation dataset too and refuses lists without labels."""
 
     priority = 'VERY_HIGH'
 
@@ -98,13 +95,10 @@ class EpochSeedHook(Hook):
 
 @HOOKS.register_module()
 class KeepOtherRunsHook(Hook):
-    """Never let a resumed run delete another run's best checkpoint.
-
-    mmengine's ``CheckpointHook`` deletes the resumed state's best checkpoint
-    when a better epoch comes: ``--resume OTHER/epoch_3.pth`` with a new
-    ``--work-dir`` would delete ``OTHER/best_*.pth``. A remembered best
-    outside the work dir is forgotten, with its score, before training.
-    """
+    """Never let a resumed run delete another run's best checkpoint (as
+    mmengine's ``CheckpointHook`` would, after ``--resume OTHER/epoch_3.pth``
+    with a new ``--work-dir``): a remembered best outside the work dir is
+    forgotten, with its score, before training."""
 
     priority = 'VERY_HIGH'  # before CheckpointHook reads the path
 
@@ -130,13 +124,10 @@ class KeepOtherRunsHook(Hook):
 
 @HOOKS.register_module()
 class ResumeCheckHook(Hook):
-    """Make ``--resume`` continue the run it resumes, or refuse.
-
-    A changed schedule is refused (``--resume`` restores the checkpoint's
-    schedulers: the run would silently keep the old one). The empty
-    ``GradScaler`` state of a bf16 run without loss scaling (``--fast``),
-    which an enabled scaler refuses, is dropped.
-    """
+    """Make ``--resume`` continue the run it resumes, or refuse: a changed
+    schedule is refused (the restored schedulers would silently keep the
+    old one); a bf16 run's empty ``GradScaler`` state (``--fast``), which an
+    enabled scaler refuses, is dropped."""
 
     priority = 'VERY_LOW'
 

@@ -8,7 +8,8 @@ from medfm.config_ops.shrink import TINY_ARCHS, tiny_backbone, tiny_config
 
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
            'RecordingExperiment', 'logged', 'load_tool', 'endo_image',
-           'opposite_heads', 'cam_densenet']
+           'opposite_heads', 'cam_densenet', 'NAMES', 'LABELS',
+           'write_colon_lists', 'good_rows']
 
 
 def tiny_densenet() -> dict:
@@ -104,3 +105,25 @@ def cam_densenet(demo_root: str, out) -> tuple:
     ckpt = out / 'weights.pth'
     torch.save(model.state_dict(), ckpt)  # loads with weights_only=True
     return cfg, str(ckpt)
+
+
+#: a colon test list for the submission tests: names with spaces, 3 slides
+NAMES = [f'190332600{i // 2}_2019-06-0{1 + i // 2} 01_07_06-lv1-3001p000{i}.png'
+         for i in range(6)]
+LABELS = [0, 1, 0, 1, 1, 0]
+
+
+def write_colon_lists(root):
+    """``root/colon``'s test lists of :data:`NAMES`, with and without labels."""
+    (root / 'colon').mkdir()
+    (root / 'colon' / 'test_WithoutLabel.txt').write_text('\n'.join(NAMES) + '\n')
+    (root / 'colon' / 'test_WithLabel.txt').write_text(
+        ''.join(f'{n} {y}\n' for n, y in zip(NAMES, LABELS)))
+    return root
+
+
+def good_rows() -> list:
+    """Valid submission rows (name, normal, tumor) for :data:`NAMES`."""
+    import numpy as np
+    p = np.linspace(0.1, 0.9, len(NAMES))
+    return [f'{n},{1 - v:.8f},{v:.8f}' for n, v in zip(NAMES, p)]

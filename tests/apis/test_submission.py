@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import LABELS, NAMES, good_rows, write_colon_lists
 
 from medfm.apis.protocol import submission_path, write_submission
 from medfm.apis.submission import (
@@ -15,24 +16,10 @@ from medfm.apis.submission import (
     parse_name,
 )
 
-NAMES = [f'190332600{i // 2}_2019-06-0{1 + i // 2} 01_07_06-lv1-3001p000{i}.png'
-         for i in range(6)]  # colon names: spaces
-LABELS = [0, 1, 0, 1, 1, 0]
-
 
 @pytest.fixture
 def colon_lists(tmp_path):
-    (tmp_path / 'colon').mkdir()
-    (tmp_path / 'colon' / 'test_WithoutLabel.txt').write_text(
-        '\n'.join(NAMES) + '\n')
-    (tmp_path / 'colon' / 'test_WithLabel.txt').write_text(
-        ''.join(f'{n} {y}\n' for n, y in zip(NAMES, LABELS)))
-    return tmp_path
-
-
-def good_rows():
-    p = np.linspace(0.1, 0.9, len(NAMES))
-    return [f'{n},{1 - v:.8f},{v:.8f}' for n, v in zip(NAMES, p)]
+    return write_colon_lists(tmp_path)
 
 
 def faulty(kind):

@@ -63,15 +63,10 @@ def grid_args(p: argparse.ArgumentParser, args: argparse.Namespace
 
 def grid_configs(args: argparse.Namespace,
                  load: Callable[[str], Config]) -> List[Tuple[str, Config, str]]:
-    """Each task's config of the call: ``(task, config, config name)``.
-
-    ``load`` applies the tool's own command line to a config file. A
-    ``{task}`` config gives one per task of ``--tasks`` (default all); a
-    plain one is checked against the one ``--task``, if given.
-
-    Raises:
-        ValueError: A config file is missing or is of another task than asked.
-    """
+    """``(task, config, config name)`` of each config of the call, loaded by
+    ``load`` (the tool's command line applied): a ``{task}`` config gives one
+    per task of ``--tasks`` (default all), a plain one is checked against
+    ``--task``. A ValueError for a missing config or one of another task."""
     template = '{task}' in args.config
     tasks = list(args.tasks or TASKS) if template else (args.tasks or [None])[:1]
     out = []

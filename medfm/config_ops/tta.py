@@ -1,7 +1,6 @@
-"""Test-time augmentation (TTA) derived from a config's own test pipeline,
-so that it cannot drift from the plain evaluation: the one place where the
-TTA model and pipeline are made (mmcv's ``TestTimeAug``, mmpretrain's
-``AverageClsScoreTTA``, as mmpretrain's ``--tta`` derives them)."""
+"""Test-time augmentation (TTA) derived from a config's own test pipeline, so
+that it cannot drift from the plain evaluation (mmcv's ``TestTimeAug`` and
+mmpretrain's ``AverageClsScoreTTA``, as mmpretrain's ``--tta`` makes them)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +13,6 @@ from mmengine.logging import print_log
 
 from ..utils.config import innermost
 
-#: flip directions of the default TTA (as mmpretrain's ``--tta``)
 DEFAULT_FLIPS = ('horizontal',)
 RESIZES = ('Resize', 'ResizeEdge')
 
@@ -52,8 +50,7 @@ def tta_pipeline(pipeline: Sequence[dict],
                              'test pipeline')
         start = resizes[-1]
         sized = [dict(pipeline[start], scale=int(s)) for s in scales]
-        # the steps between the resize and the packing (a crop, say) follow
-        # every scale, then the flips
+        # the steps between the resize and the packing (a crop) follow each
         steps = [sized] + [[t] for t in pipeline[start + 1:-1]] + steps
     if len(views) * len(scales or [None]) < 2:
         raise ValueError('TTA with a single view: give flips or several scales')

@@ -57,13 +57,10 @@ def stop_workers(loader) -> None:
 
 
 class BatchesInMemory:
-    """A dataloader iterated once, then replayed from memory.
-
-    The first complete pass keeps private copies of the batches (unless a
-    ``reason`` says why not, or they pass ``max_bytes``) and stops the
-    loader's workers; later passes yield fresh copies. Other attributes
-    (``dataset``, ``batch_size``, ...) are the loader's.
-    """
+    """A dataloader iterated once, then replayed from memory: the first
+    complete pass keeps private copies of the batches (unless a ``reason``
+    says why not, or they pass ``max_bytes``) and stops the loader's workers;
+    later passes yield fresh copies. Other attributes are the loader's."""
 
     def __init__(self, loader, max_bytes: Optional[int] = None,
                  reason: Optional[str] = None) -> None:

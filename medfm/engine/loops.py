@@ -105,15 +105,11 @@ def _from_batch_sampler(name: str) -> property:
 
 
 class SpanningDataLoader(DataLoader):
-    """A ``DataLoader`` whose iterations are consecutive epochs of one
-    never-ending iterator; build it with :meth:`from_loader`.
-
-    ``sampler``, ``batch_size`` and ``drop_last`` are the
-    :class:`EpochSpanningBatchSampler`'s. ``draw_per_epoch`` draws from
-    torch's global generator at each epoch's start, as a new iterator does
-    (mmengine's loop without persistent workers), so that dropout and
-    drop-path get the stock loop's random streams.
-    """
+    """A ``DataLoader`` (built with :meth:`from_loader`) whose iterations
+    are consecutive epochs of one never-ending iterator. ``draw_per_epoch``
+    draws from torch's global generator at each epoch's start, as a new
+    iterator does (mmengine's loop without persistent workers), so dropout
+    and drop-path get the stock loop's random streams."""
 
     def __init__(self, *args, draw_per_epoch: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -148,9 +144,8 @@ class SpanningDataLoader(DataLoader):
         epochs; with ``seed``, every sample drawn as :class:`SeededSamples`.
 
         Raises:
-            TypeError: ``loader`` batches with its own batch sampler, which
-                spanning would replace, or (with ``seed``) its sampler has
-                no epochs.
+            TypeError: ``loader`` has its own batch sampler, or (with
+                ``seed``) its sampler has no epochs.
         """
         if isinstance(loader, SpanningDataLoader):
             return loader

@@ -9,7 +9,7 @@ from medfm.config_ops.shrink import TINY_ARCHS, tiny_backbone, tiny_config
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
            'RecordingExperiment', 'logged', 'load_tool', 'endo_image',
            'opposite_heads', 'cam_densenet', 'NAMES', 'LABELS',
-           'write_colon_lists', 'good_rows']
+           'write_colon_lists', 'good_rows', 'tools_test_metrics']
 
 
 def tiny_densenet() -> dict:
@@ -127,3 +127,18 @@ def good_rows() -> list:
     import numpy as np
     p = np.linspace(0.1, 0.9, len(NAMES))
     return [f'{n},{1 - v:.8f},{v:.8f}' for n, v in zip(NAMES, p)]
+
+
+def tools_test_metrics(run, tmp_path) -> tuple:
+    """The best checkpoint of ``run`` (``(folder, config)``, as the
+    ``colon_run`` fixture) and its metrics from tools/test.py."""
+    import json
+
+    from medfm.apis.runs import RunDir
+    work, config = run
+    checkpoint = RunDir(str(work)).checkpoint('best')
+    metrics = tmp_path / 'm.json'
+    load_tool('test').main([str(config), checkpoint, '--work-dir',
+                            str(tmp_path / 'eval'), '--out', str(metrics),
+                            '--out-item', 'metrics'])
+    return checkpoint, json.loads(metrics.read_text())

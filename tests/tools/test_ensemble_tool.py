@@ -4,10 +4,9 @@ import json
 import os.path as osp
 
 import pytest
-from helpers import load_tool
+from helpers import load_tool, tools_test_metrics
 
 from medfm.apis import ensemble as ens
-from medfm.apis.runs import RunDir
 
 ensemble_tool = load_tool('ensemble')
 
@@ -103,12 +102,7 @@ def test_rank_average_submission_and_zip(two_members, tmp_path):
 
 def test_single_member_scores_as_tools_test(colon_run, demo_root, tmp_path):
     work, config = colon_run
-    checkpoint = RunDir(str(work)).checkpoint('best')
-    metrics = tmp_path / 'm.json'
-    load_tool('test').main([str(config), checkpoint, '--work-dir',
-                            str(tmp_path / 'eval'), '--out', str(metrics),
-                            '--out-item', 'metrics'])
-    expected = json.loads(metrics.read_text())
+    checkpoint, expected = tools_test_metrics(colon_run, tmp_path)
     report = ensemble_tool.main([str(work), '--shot', '10', '--result-dir',
                                  str(tmp_path / 'result'), '--work-dir',
                                  str(tmp_path / 'work')])

@@ -6,10 +6,16 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import LABELS, NAMES, good_rows, load_tool, write_colon_lists
+from helpers import (
+    LABELS,
+    NAMES,
+    good_rows,
+    load_tool,
+    tools_test_metrics,
+    write_colon_lists,
+)
 
 from medfm.apis.protocol import write_submission
-from medfm.apis.runs import RunDir
 from medfm.evaluation import MedFMCScore
 
 tool = load_tool('score_submission')
@@ -70,13 +76,8 @@ def test_scorer_folder_zip_and_csv_labels(colon_lists, tmp_path, capsys):
 
 
 def test_scorer_equals_tools_test(colon_run, demo_root, tmp_path):
-    work, config = colon_run
-    checkpoint = RunDir(str(work)).checkpoint('best')
-    metrics = tmp_path / 'm.json'
-    load_tool('test').main([str(config), checkpoint, '--work-dir',
-                            str(tmp_path / 'eval'), '--out', str(metrics),
-                            '--out-item', 'metrics'])
-    expected = json.loads(metrics.read_text())
+    config = colon_run[1]
+    checkpoint, expected = tools_test_metrics(colon_run, tmp_path)
     load_tool('predict').main([str(config), checkpoint, '--shot', '10',
                                '--result-dir', str(tmp_path / 'result')])
     out = tmp_path / 'scores.json'

@@ -89,12 +89,7 @@ def load_checkpoint_file(filename: Union[str, os.PathLike],
                          map_location: Any = 'cpu') -> Any:
     """Load a checkpoint file with the trust rule (module docstring); one
     without a recorded SHA-256 is loaded with a note that it is unverified.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        CheckpointError: The file changed since its run saved it, is
-            truncated or corrupt, or needs a type outside the allow-list.
-    """
+    A CheckpointError for a changed, truncated, corrupt or untrusted file."""
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} not found')

@@ -76,12 +76,8 @@ def record(path: Union[str, os.PathLike], digest: Optional[str]) -> None:
 
 
 def verify(path: Union[str, os.PathLike]) -> Optional[str]:
-    """Check a file against the sum recorded beside it and return the
-    verified digest, or None when none is recorded (downloaded weights).
-
-    Raises:
-        IntegrityError: The file's bytes differ from the recorded sum.
-    """
+    """Check a file against the sum recorded beside it (IntegrityError) and
+    return the verified digest, or None when none is recorded (downloads)."""
     folder, name = osp.split(osp.abspath(path))
     expected = read_sums(folder).get(name)
     if expected is None:
@@ -97,12 +93,8 @@ def verify(path: Union[str, os.PathLike]) -> Optional[str]:
 
 def save_bytes(data: bytes, path: Union[str, os.PathLike],
                checksum: bool = True) -> None:
-    """Write a file atomically and, with ``checksum``, record its SHA-256.
-
-    Raises:
-        DiskFullError: The disk filled up (the message names the folder and
-            the space needed); the previous file is intact.
-    """
+    """Write a file atomically and, with ``checksum``, record its SHA-256; a
+    DiskFullError naming the folder and the space needed if the disk fills."""
     path = osp.abspath(path)
     try:
         with atomic_write(path, 'wb') as f:

@@ -250,11 +250,8 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
     (:class:`medfm.engine.loops.CheckpointSweepLoop`); ``cache`` keeps the
     decoded batches in memory. A run trained with ``EMAHook`` is scored on
     the EMA weights, which validation selected on; ``tta`` (:func:`with_tta`)
-    is logged in ``<work_dir>/tta``.
-
-    Raises:
-        FileNotFoundError: The run holds no checkpoint.
-    """
+    is logged in ``<work_dir>/tta``. ``FileNotFoundError`` where the run holds
+    no checkpoint."""
     run = run if isinstance(run, RunDir) else RunDir(run)
     checkpoints = list(checkpoints or run.epoch_checkpoints())
     if not checkpoints:
@@ -305,12 +302,8 @@ def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = Non
                      split: str = 'test', tta: TTA = None,
                      data_root: Optional[str] = None) -> Scored:
     """Score one checkpoint (its folder is its run) on the split's list or
-    ``ann_file``: :func:`sweep_run` of that checkpoint.
-
-    Raises:
-        CheckpointError: The checkpoint was refused.
-        ScoreError: The metric refused its scores.
-    """
+    ``ann_file`` (:func:`sweep_run` of it), raising again the
+    ``CheckpointError`` or ``ScoreError`` that refused it."""
     sweep = sweep_run(cfg, osp.dirname(osp.abspath(checkpoint)), split,
                       cache=False, tta=tta, checkpoints=[(0, checkpoint)],
                       ann_file=ann_file, data_root=data_root)

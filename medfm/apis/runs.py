@@ -123,11 +123,8 @@ class RunDir:
 
     def checkpoint(self, which: 'str | int' = 'best') -> str:
         """One checkpoint: ``'best'`` (the one validation selected; the last
-        epoch, said in the log, when none was), ``'last'`` or an epoch.
-
-        Raises:
-            FileNotFoundError: No such checkpoint.
-        """
+        epoch, said in the log, when none was), ``'last'`` or an epoch;
+        ``FileNotFoundError`` where there is no such checkpoint."""
         epochs = self.epoch_checkpoints()
         if not epochs:
             raise FileNotFoundError(f'no checkpoint in {self.path}')
@@ -235,11 +232,8 @@ class RunDir:
 
     def config_path(self) -> Optional[str]:
         """The config the run ran with (the record's, checked against its
-        SHA-256), or None where no run is.
-
-        Raises:
-            RunRecordError: The file changed since the run recorded it.
-        """
+        SHA-256: :class:`RunRecordError` where the file changed since), or
+        None where no run is."""
         rec = self.record()
         if rec is None:
             marker = osp.join(self.path, 'last_checkpoint')
@@ -278,12 +272,8 @@ class RunDir:
                     work_dir: Optional[str] = None) -> Config:
         """The config to evaluate this run with, parsed once: the recorded
         one, or an explicit ``config`` with a warning naming where it differs
-        in what scores a checkpoint. ``work_dir`` holds the evaluation's own
-        files (default ``<run>/eval``).
-
-        Raises:
-            FileNotFoundError: No config given and none recorded.
-        """
+        in what scores a checkpoint (``FileNotFoundError`` with neither).
+        ``work_dir`` holds the evaluation's own files (default ``<run>/eval``)."""
         from ..config_ops import load_eval_config
         saved = self.config_path()
         if config is None:

@@ -9,7 +9,8 @@ from medfm.config_ops.shrink import TINY_ARCHS, tiny_backbone, tiny_config
 __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
            'RecordingExperiment', 'logged', 'load_tool', 'endo_image',
            'opposite_heads', 'cam_densenet', 'NAMES', 'LABELS',
-           'write_colon_lists', 'good_rows', 'tools_test_metrics']
+           'write_colon_lists', 'good_rows', 'tools_test_metrics',
+           'linear_probe_cfg', 'demo_pool']
 
 
 def tiny_densenet() -> dict:
@@ -142,3 +143,22 @@ def tools_test_metrics(run, tmp_path) -> tuple:
                             str(tmp_path / 'eval'), '--out', str(metrics),
                             '--out-item', 'metrics'])
     return checkpoint, json.loads(metrics.read_text())
+
+
+def linear_probe_cfg(task: str, data_root: str, tmp_path):
+    """The Swin-B linear-probe config of a task with a tiny backbone."""
+    return tiny_config(f'configs/vpt/swin-b_linear-probe_{task}.py', data_root,
+                       str(tmp_path / 'unused'), size=32, batch_size=4,
+                       cfg_options=tiny_backbone('PromptedSwinTransformer'))
+
+
+def demo_pool(demo_root: str, task: str, tmp_path) -> str:
+    """A labelled pool of the demo's train and val lists (24 images)."""
+    import os.path as osp
+    lines = []
+    for name in ('train_20.txt', 'val_20.txt'):
+        with open(osp.join(demo_root, task, name), encoding='utf-8') as f:
+            lines += f.read().splitlines()
+    path = tmp_path / f'pool_{task}.txt'
+    path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    return str(path)

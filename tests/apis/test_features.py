@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_backbone, tiny_config
+from helpers import demo_pool, linear_probe_cfg
 
 from medfm.apis.features import (
     FrozenFeatures,
@@ -21,24 +21,6 @@ from medfm.apis.features import (
 from medfm.datasets import ChestDR, Endo
 from medfm.datasets.splits import load_pool, write_splits
 from medfm.evaluation.metrics import MedFMCScore
-
-
-def _cfg(task, data_root, tmp_path):
-    """The Swin-B linear-probe config of a task with a tiny backbone."""
-    return tiny_config(f'configs/vpt/swin-b_linear-probe_{task}.py', data_root,
-                       str(tmp_path / 'unused'), size=32, batch_size=4,
-                       cfg_options=tiny_backbone('PromptedSwinTransformer'))
-
-
-def _pool(demo_root, task, tmp_path):
-    """A labelled pool of the demo's train and val lists (24 images)."""
-    lines = []
-    for name in ('train_20.txt', 'val_20.txt'):
-        with open(osp.join(demo_root, task, name), encoding='utf-8') as f:
-            lines += f.read().splitlines()
-    path = tmp_path / f'pool_{task}.txt'
-    path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
-    return str(path)
 
 
 @pytest.fixture
@@ -58,7 +40,7 @@ def forwards(monkeypatch):
 def test_cache_hit_then_changed_image(demo_root, tmp_path, forwards):
     data = tmp_path / 'data'
     shutil.copytree(osp.join(demo_root, 'colon'), data / 'colon')
-    cfg = _cfg('colon', str(data), tmp_path)
+    cfg = linear_probe_cfg('colon', str(data), tmp_path)
     weights = resolve_weights(cfg, 'none')
     cache = str(tmp_path / 'cache')
     first = FrozenFeatures(cfg, weights, cache).features('test_WithLabel.txt')
@@ -85,7 +67,7 @@ def test_cache_hit_then_changed_image(demo_root, tmp_path, forwards):
     assert not np.allclose(out.features[0], first.features[0])
     np.testing.assert_array_equal(out.features[1:], first.features[1:])
     # another resolution is another cache folder
-    other = _cfg('colon', str(data), tmp_path)
+    other = linear_probe_cfg('colon', str(data), tmp_path)
     other.test_dataloader.dataset.pipeline[1]['scale'] = 48
     assert FrozenFeatures(other, weights, cache).cache.folder != \
         third.cache.folder
@@ -93,7 +75,7 @@ def test_cache_hit_then_changed_image(demo_root, tmp_path, forwards):
 
 def test_changed_checkpoint_invalidates(demo_root, tmp_path, forwards):
     from mmpretrain.registry import MODELS
-    cfg = _cfg('colon', demo_root, tmp_path)
+    cfg = linear_probe_cfg('colon', demo_root, tmp_path)
     torch.manual_seed(1)
     model = MODELS.build(cfg.model)
     ckpt = tmp_path / 'weights.pth'
@@ -132,9 +114,9 @@ def test_changed_checkpoint_invalidates(demo_root, tmp_path, forwards):
 def test_logreg_metrics_are_medfmc_score(demo_root, tmp_path):
     """Multi-label (chest, one-vs-rest): the experiment's test metrics are
     MedFMCScore.calculate of the head's scores, and of its submission file."""
-    cfg = _cfg('chest', demo_root, tmp_path)
+    cfg = linear_probe_cfg('chest', demo_root, tmp_path)
     splits = str(tmp_path / 'splits')
-    write_splits(load_pool('chest', _pool(demo_root, 'chest', tmp_path)),
+    write_splits(load_pool('chest', demo_pool(demo_root, 'chest', tmp_path)),
                  splits, [1], [1])
     ext = FrozenFeatures(cfg, resolve_weights(cfg, 'none'),
                            str(tmp_path / 'cache'))

@@ -5,25 +5,7 @@ import math
 import os.path as osp
 
 import numpy as np
-from helpers import tiny_backbone, tiny_config
-
-
-def _cfg(task, data_root, tmp_path):
-    """The Swin-B linear-probe config of a task with a tiny backbone."""
-    return tiny_config(f'configs/vpt/swin-b_linear-probe_{task}.py', data_root,
-                       str(tmp_path / 'unused'), size=32, batch_size=4,
-                       cfg_options=tiny_backbone('PromptedSwinTransformer'))
-
-
-def _pool(demo_root, task, tmp_path):
-    """A labelled pool of the demo's train and val lists (24 images)."""
-    lines = []
-    for name in ('train_20.txt', 'val_20.txt'):
-        with open(osp.join(demo_root, task, name), encoding='utf-8') as f:
-            lines += f.read().splitlines()
-    path = tmp_path / f'pool_{task}.txt'
-    path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
-    return str(path)
+from helpers import demo_pool, linear_probe_cfg
 
 
 def test_feature_grid_summary_and_submissions(demo_root, tmp_path):
@@ -31,12 +13,12 @@ def test_feature_grid_summary_and_submissions(demo_root, tmp_path):
     run_protocol's format, valid submission files; the second command reads
     every feature from the cache."""
     import feature_protocol
-    cfg = _cfg('colon', demo_root, tmp_path)
+    cfg = linear_probe_cfg('colon', demo_root, tmp_path)
     config = str(tmp_path / 'tiny_colon.py')
     cfg.dump(config)
     out = tmp_path / 'out'
     args = [config, '--shots', '1', '2', '--exps', '1-2', '--pool',
-            _pool(demo_root, 'colon', tmp_path), '--split-dir',
+            demo_pool(demo_root, 'colon', tmp_path), '--split-dir',
             str(tmp_path / 'splits'), '--work-dir', str(out), '--predict',
             '--feature-cache', str(tmp_path / 'cache'), '--checkpoint', 'none',
             '--device', 'cpu']

@@ -40,8 +40,6 @@ DEFAULTS: Dict[str, dict] = dict(
     finetune={},
 )
 
-_BEFORE_BLOCKS = ('pre_norm',)  # norms of the ViT family that run first
-
 
 class Trainable(NamedTuple):
     """Parameter counts of the backbone, and its modules (names, '' itself)
@@ -120,13 +118,6 @@ def block_units(net: nn.Module) -> Tuple[str, List[Tuple[str, bool]]]:
         'needs them; linear_probe and finetune work with any backbone')
 
 
-def _final_norms(net: nn.Module) -> List[str]:
-    """Norm layers applied to the blocks' output (ViT's ln1/ln2, Swin's
-    norm<i>): direct children of the backbone, but not a pre-norm."""
-    return [name for name, child in net.named_children()
-            if is_norm(child) and name not in _BEFORE_BLOCKS]
-
-
 def _is_prompt(name: str) -> bool:
     return name.startswith('prompt')
 
@@ -182,7 +173,10 @@ def set_trainable(backbone: nn.Module, method: str,
                              f'to {len(blocks)} (the blocks of {kind}), '
                              f'got {last_blocks!r}')
         first = blocks[-last_blocks]
-        trained = [name for name, _ in units[first:]] + _final_norms(net)
+        # and the norms of the blocks' output (ViT's ln1/ln2, Swin's norm<i>)
+        trained = [name for name, _ in units[first:]] + [
+            n for n, child in net.named_children()
+            if is_norm(child) and n != 'pre_norm']
         train = {n for n in names
                  if any(n.startswith(u + '.') for u in trained)} | prompts
         eval_modules = [name for name, _ in units[:first]] + [

@@ -253,10 +253,6 @@ class KeptScores(BaseMetric):
         return {'scores': results}
 
 
-#: the key of :class:`KeptScores` in the evaluator's results
-KEPT = 'sweep/scores'
-
-
 @LOOPS.register_module()
 class CheckpointSweepLoop(TestLoop):
     """mmengine's ``TestLoop`` over ``(epoch, path)`` checkpoints of one run,
@@ -332,6 +328,6 @@ class CheckpointSweepLoop(TestLoop):
         # MedFMCScore.evaluate clears its results also when it raises
         # ScoreError: the next checkpoint is scored on its own samples
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-        kept = metrics.pop(KEPT)  # not a metric for the log
+        kept = metrics.pop('sweep/scores')  # KeptScores': not a metric to log
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         return metrics, kept

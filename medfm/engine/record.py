@@ -62,11 +62,9 @@ def is_ema_config(cfg) -> bool:
 
 @HOOKS.register_module()
 class RunRecordHook(Hook):
-    """Write the run record of a training run (see the module docstring).
-
-    After ``CheckpointHook`` (both ``VERY_LOW``; custom hooks come after the
-    default ones), so its checkpoint and best choice of an epoch are known.
-    """
+    """Write the run record of a training run, after ``CheckpointHook`` (both
+    ``VERY_LOW``; custom hooks come after the default ones): its checkpoint
+    and best epoch are then known."""
 
     priority = 'VERY_LOW'
 

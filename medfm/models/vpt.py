@@ -94,7 +94,6 @@ class _PromptMixin:
         return self
 
 
-# ----------------------------------------------------------------------- ViT
 @MODELS.register_module()
 class PromptedViT(_PromptMixin, VisionTransformer):
     """Vision Transformer with visual prompts between the class token and the
@@ -136,7 +135,6 @@ class PromptedViT(_PromptMixin, VisionTransformer):
         return super()._format_output(x, hw)
 
 
-# ---------------------------------------------------------------------- Swin
 def _relative_index(wnd: int, ws: int, device) -> torch.Tensor:
     """Relative-position index of a ``wnd`` window into a ``ws`` table."""
     coords = torch.stack(torch.meshgrid(

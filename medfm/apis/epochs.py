@@ -1,10 +1,8 @@
-"""The epoch table of a run, ``epochs_<split>.{json,csv,png}``: written and
-read here only.
-
-Each scored checkpoint's metrics (one :func:`medfm.apis.inference.sweep_run`),
-the checkpoints with their recorded sums, the epoch validation selected and
-its 95% interval; :func:`read_table` marks it ``stale`` once the run's
-checkpoints or selection are no longer those it scored (a resume since).
+"""The epoch table of a run, ``epochs_<split>.{json,csv,png}`` (written and
+read here only): each scored checkpoint's metrics (one
+:func:`medfm.apis.inference.sweep_run`), the checkpoints with their recorded
+sums, the epoch validation selected and its 95% interval. :func:`read_table`
+marks it ``stale`` once the run's checkpoints or selection changed (a resume).
 """
 from __future__ import annotations
 

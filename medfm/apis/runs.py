@@ -186,8 +186,7 @@ class RunDir:
 
     def integrity(self) -> Dict[str, Optional[bool]]:
         """Each checkpoint's state: True (matches the SHA-256 recorded when
-        the run saved it), False (changed since) or None (no sum recorded).
-        """
+        the run saved it), False (changed since) or None (no sum recorded)."""
         sums = integrity.read_sums(self.path)
         return {path: (None if osp.basename(path) not in sums else
                        integrity.sha256_file(path) == sums[osp.basename(path)])

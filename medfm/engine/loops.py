@@ -188,10 +188,9 @@ class EpochSpanningTrainLoop(EpochBasedTrainLoop):
     def __init__(self, runner, dataloader, *args, seed_samples: bool = True,
                  **kwargs) -> None:
         super().__init__(runner, dataloader, *args, **kwargs)
-        seed = runner.seed if seed_samples else None
         try:
-            self.dataloader = SpanningDataLoader.from_loader(self.dataloader,
-                                                             seed)
+            self.dataloader = SpanningDataLoader.from_loader(
+                self.dataloader, runner.seed if seed_samples else None)
         except TypeError as e:
             print_log(f'EpochSpanningTrainLoop: {e}; the dataloader restarts '
                       'every epoch', logger='current', level=30)

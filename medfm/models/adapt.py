@@ -300,8 +300,3 @@ class AdaptedImageClassifier(ImageClassifier):
         if hasattr(net, 'get_layer_depth'):
             return net.get_layer_depth(param_name, 'backbone.')
         return super().get_layer_depth(param_name)
-
-
-def trainable_names(model: nn.Module) -> List[str]:
-    """Names of the trainable parameters of a model, in order."""
-    return [n for n, p in model.named_parameters() if p.requires_grad]

@@ -18,7 +18,7 @@ from mmpretrain.structures import DataSample
 
 from medfm.compat import load_weights
 from medfm.models import count_parameters
-from medfm.models.adapt import adapt_options, set_trainable, trainable_names
+from medfm.models.adapt import adapt_options, set_trainable
 
 VIT = dict(type='VisionTransformer', img_size=32, patch_size=8, drop_rate=0.1,
            arch=dict(embed_dims=32, num_layers=3, num_heads=2,
@@ -32,6 +32,11 @@ SWIN_V2 = dict(type='SwinTransformerV2', img_size=32, window_size=[4, 4],
                          extra_norm_every_n_blocks=0))
 BEIT = dict(VIT, type='BEiTViT', use_abs_pos_emb=False, use_rel_pos_bias=True)
 HEAD = ('head.',)
+
+
+def trainable_names(model) -> list:
+    """Names of the trainable parameters of a model, in order."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
 def _model(backbone, adapt, seed=0):

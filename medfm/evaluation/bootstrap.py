@@ -117,9 +117,8 @@ def metric_draws(pred: ArrayLike, target: ArrayLike, multi_label: bool,
     if weights.ndim != 2 or weights.shape[1] != len(pred):
         raise ValueError(f'weights of shape {weights.shape} for {len(pred)} '
                          'images; expected (draws, images)')
-    n_cls = pred.shape[1]
     # binary single-label: the positive class's AUC only, as calculate
-    auc_cols = [1] if not multi_label and n_cls == 2 else list(range(n_cls))
+    auc_cols = [1] if not multi_label and pred.shape[1] == 2 else range(pred.shape[1])
     ranked = [_Ranked(pred[:, c], target[:, c] == 1) for c in auc_cols]
     hits = (pred.argmax(1) == target.argmax(1)).astype(np.float64)
     first = 'mAP' if multi_label else 'Acc'

@@ -10,7 +10,7 @@ __all__ = ['tiny_config', 'TINY_ARCHS', 'tiny_backbone', 'tiny_densenet',
            'RecordingExperiment', 'logged', 'load_tool', 'endo_image',
            'opposite_heads', 'cam_densenet', 'NAMES', 'LABELS',
            'write_colon_lists', 'good_rows', 'tools_test_metrics',
-           'linear_probe_cfg', 'demo_pool']
+           'linear_probe_cfg', 'demo_pool', 'pool_file', 'read_lines']
 
 
 def tiny_densenet() -> dict:
@@ -162,3 +162,25 @@ def demo_pool(demo_root: str, task: str, tmp_path) -> str:
     path = tmp_path / f'pool_{task}.txt'
     path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
     return str(path)
+
+
+def pool_file(tmp_path, task: str, n: int = 240, seed: int = 0) -> str:
+    """A labelled list of ``n`` synthetic names in the baseline format (no
+    images needed)."""
+    import numpy as np
+
+    from medfm.datasets import task_class
+    from medfm.datasets.demo import NAMERS, sample_labels
+    rng = np.random.default_rng(seed)
+    labels = sample_labels(task_class(task), n, rng)
+    lines = [task_class(task).format_line(NAMERS[task](rng, i)[0], y)
+             for i, y in enumerate(labels)]
+    path = tmp_path / f'{task}_pool.txt'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def read_lines(path) -> list:
+    """A list file's lines, without their line ends."""
+    with open(path) as f:
+        return [line.rstrip('\n') for line in f]

@@ -4,9 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import pool_file, read_lines
 
-from medfm.datasets import task_class
-from medfm.datasets.demo import NAMERS, sample_labels
 from medfm.datasets.splits import (
     check_split,
     load_pool,
@@ -18,26 +17,10 @@ from medfm.datasets.splits import (
 NUM_CLASSES = {'chest': 19, 'endo': 4, 'colon': 2}
 
 
-def _pool_file(tmp_path, task, n=240, seed=0):
-    """A labelled list in the baseline format (no images needed)."""
-    rng = np.random.default_rng(seed)
-    labels = sample_labels(task_class(task), n, rng)
-    lines = [task_class(task).format_line(NAMERS[task](rng, i)[0], y)
-             for i, y in enumerate(labels)]
-    path = tmp_path / f'{task}_pool.txt'
-    path.write_text('\n'.join(lines) + '\n')
-    return str(path)
-
-
-def _read_names(path):
-    with open(path) as f:
-        return [line.rstrip('\n') for line in f]
-
-
 @pytest.mark.parametrize('task', ['chest', 'endo', 'colon'])
 @pytest.mark.parametrize('shot', [1, 5])
 def test_split_invariants(tmp_path, task, shot):
-    pool = load_pool(task, _pool_file(tmp_path, task))
+    pool = load_pool(task, pool_file(tmp_path, task))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # rare classes may run short
         train, val = make_split(pool, shot, np.random.default_rng(0))
@@ -59,11 +42,11 @@ def test_split_invariants(tmp_path, task, shot):
 
 def test_chest_and_endo_line_formats(tmp_path):
     for task, pattern in (('chest', 18), ('endo', 3)):
-        pool = load_pool(task, _pool_file(tmp_path, task))
+        pool = load_pool(task, pool_file(tmp_path, task))
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             write_splits(pool, str(tmp_path / task), shots=[1], exps=[1])
-        line = _read_names(tmp_path / task /
+        line = read_lines(tmp_path / task /
                            split_file_name(task, 1, 'train', 1))[0]
         name, labels = line.split(' ', 1)
         assert name.endswith('.png')
@@ -74,7 +57,7 @@ def test_chest_and_endo_line_formats(tmp_path):
 
 def _endo_1shot(tmp_path):
     """The 1-shot exp1 train and val lists of a synthetic endo pool."""
-    pool = load_pool('endo', _pool_file(tmp_path, 'endo'))
+    pool = load_pool('endo', pool_file(tmp_path, 'endo'))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         write_splits(pool, str(tmp_path), shots=[1], exps=[1])
@@ -86,7 +69,7 @@ def test_checker_finds_planted_problems(tmp_path):
     train, val = _endo_1shot(tmp_path)
     assert check_split('endo', str(train), str(val)).ok
 
-    train_lines, val_lines = _read_names(train), _read_names(val)
+    train_lines, val_lines = read_lines(train), read_lines(val)
     # a duplicate in train, a train image in val, a patient split across both
     other = next(v for v in val_lines if v[:18] != train_lines[0][:18])
     train.write_text('\n'.join(train_lines + [train_lines[0], other]) + '\n')
@@ -116,7 +99,7 @@ def test_checker_reports_empty_class(tmp_path):
 
 
 def test_existing_split_files_are_not_overwritten(tmp_path):
-    pool = load_pool('colon', _pool_file(tmp_path, 'colon'))
+    pool = load_pool('colon', pool_file(tmp_path, 'colon'))
     out = tmp_path / 'splits'
     write_splits(pool, str(out), shots=[1], exps=[1])
     official = out / split_file_name('colon', 1, 'train', 1)
@@ -131,15 +114,15 @@ def test_existing_split_files_are_not_overwritten(tmp_path):
 
 
 def test_pool_duplicates_and_a_pool_too_small(tmp_path):
-    pool_file = _pool_file(tmp_path, 'chest', n=40)
-    lines = _read_names(pool_file)
-    with open(pool_file, 'a') as f:
+    path = pool_file(tmp_path, 'chest', n=40)
+    lines = read_lines(path)
+    with open(path, 'a') as f:
         f.write('\n'.join(lines) + '\n')  # every line twice
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        pool = load_pool('chest', pool_file)
+        pool = load_pool('chest', path)
         files = write_splits(pool, str(tmp_path / 'a'), shots=[1], exps=[1])
-    train, val = (_read_names(f) for f in files)
+    train, val = (read_lines(f) for f in files)
     assert len(set(train)) == len(train) and len(set(val)) == len(val)
     assert not set(train) & set(val) and len(train) + len(val) == 40
     # every image needed for 10 shots: no validation list left

@@ -181,9 +181,8 @@ def write_predictions(pred: Predictions, path: str, classes: Sequence[str]) -> N
 
 
 def with_tta(cfg: Config, tta: TTA = None) -> Config:
-    """``cfg`` itself without ``tta``; with it, :func:`medfm.config_ops.tta.apply_tta`
-    of ``cfg`` (``tta`` True, or a dict of its keyword arguments:
-    ``flips``, ``scales``)."""
+    """``cfg`` itself without ``tta``; else :func:`medfm.config_ops.tta.apply_tta`
+    of it (``tta`` True, or a dict of ``flips``, ``scales``)."""
     if not tta:
         return cfg
     return apply_tta(cfg, **(tta if isinstance(tta, dict) else {}))

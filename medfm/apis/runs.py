@@ -71,8 +71,7 @@ class RunDir:
         return run_record.read(self.path)
 
     def _unrecorded(self) -> bool:
-        """True, with a note once, for a folder holding checkpoints of a run
-        that wrote no record: read from its file names."""
+        """True, with a note once, for checkpoints of a run without a record."""
         if self.record() is not None or not self._checkpoint_files():
             return False
         if not self._noted:

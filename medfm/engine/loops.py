@@ -48,9 +48,8 @@ def seeded(*key: int) -> Iterator[None]:
 
 class SeededSamples(Dataset):
     """A dataset indexed by ``(epoch, index)``, each sample drawn with the
-    generators seeded from ``(seed, epoch, index)``: its augmentation does
-    not depend on the worker that makes it. Other attributes are the
-    wrapped dataset's."""
+    generators seeded from ``(seed, epoch, index)`` (its augmentation then
+    independent of the worker); other attributes are the wrapped dataset's."""
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset = dataset

@@ -32,7 +32,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     and set the work directory (default: the config's or
     ``work_dirs/<config name>``). ``pretty``: its text (log, dump, checkpoint
     meta) formatted by yapf."""
-    cfg = Config.fromfile(path, format_python_code=pretty)
+    cfg = Config.fromfile(path)
+    # (fromfile drops its format_python_code for configs without lazy imports)
+    object.__setattr__(cfg, '_format_python_code', pretty)
     written_for = cfg.get('train_cfg', {}).get('max_epochs')
     if cfg_options:
         cfg_options = dict(cfg_options)

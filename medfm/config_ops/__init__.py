@@ -26,15 +26,12 @@ WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
-                work_dir: Optional[str] = None, pretty: bool = True) -> Config:
+                work_dir: Optional[str] = None) -> Config:
     """Read a config, merge ``--cfg-options`` (``data_root=DIR`` sets every
     dataloader's dataset's), resolve the schedule (:func:`resolve_schedule`)
     and set the work directory (default: the config's or
-    ``work_dirs/<config name>``). ``pretty``: its text (log, dump, checkpoint
-    meta) formatted by yapf."""
+    ``work_dirs/<config name>``)."""
     cfg = Config.fromfile(path)
-    # (fromfile drops its format_python_code for configs without lazy imports)
-    object.__setattr__(cfg, '_format_python_code', pretty)
     written_for = cfg.get('train_cfg', {}).get('max_epochs')
     if cfg_options:
         cfg_options = dict(cfg_options)

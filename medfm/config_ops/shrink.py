@@ -35,10 +35,8 @@ def tiny_config(config: str, data_root: str, work_dir: str, size: int = 32,
     ``data_root``, one folder per task), every image resized or cropped to
     ``size``, every dataloader at ``batch_size`` without workers, then
     ``cfg_options`` merged."""
-    # max_epochs through load_config: the schedule is resolved for it; a tiny
-    # config's text is read by programs: no yapf (0.2 s for each config)
-    cfg = load_config(config, {'train_cfg.max_epochs': max_epochs}, work_dir,
-                      pretty=False)
+    # max_epochs through load_config: the schedule is resolved for it
+    cfg = load_config(config, {'train_cfg.max_epochs': max_epochs}, work_dir)
     for key in LOADERS:
         loader = cfg.get(key)
         if not loader:

@@ -232,8 +232,8 @@ def apply() -> None:
     """Install the adaptations into mmengine. Safe to call more than once."""
     from mmengine.config import config as config_module
     from mmengine.dist import utils as dist_utils
-    config_module.FormatCode = format_code
     from mmengine.runner.checkpoint import CheckpointLoader
+    config_module.FormatCode = format_code
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_checkpoint_file, force=True)
     for name in ('_init_dist_pytorch', '_init_dist_slurm'):

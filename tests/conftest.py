@@ -18,11 +18,20 @@ sys.path.insert(0, str(REPO / 'tests'))  # helpers.py, for tests in subfolders
 # The stack's modules, imported once, are moved out of the garbage
 # collector's sight: every dataset mmengine builds calls gc.collect(), which
 # would otherwise walk these millions of objects each time.
+import mmengine.config.config  # noqa: E402
 import mmengine.runner  # noqa: E402,F401
 import mmpretrain.models  # noqa: E402,F401
 import torch  # noqa: E402,F401
 
 import medfm  # noqa: E402,F401
+
+# mmengine formats each config it logs or dumps with yapf (0.2-0.5 s), and
+# the tests build many runners in their own processes, whose configs differ
+# in their tmp paths, so compat's cache misses: here configs are written as
+# mmengine writes them unformatted (the same Python, one item a line).
+# tests/test_compat.py checks the formatting users get; the tools' processes
+# that tests start format as users' runs do.
+mmengine.config.config.FormatCode = lambda text, **style: (text, False)
 
 gc.collect()
 gc.freeze()

@@ -59,17 +59,19 @@ def test_mmengine_uses_the_rule(tmp_path):
         _load_checkpoint(str(path))
 
 
-def test_process_group_destroyed_at_exit(tmp_path):
-    """mmengine's torchrun start-up (patched) leaves no process group alive
-    into interpreter finalization, where gloo can abort the process."""
+@pytest.fixture(scope='module')
+def fresh_process(tmp_path_factory):
+    """One new interpreter that imports medfm and mmpretrain's models, then
+    starts a one-process group as torchrun would: its CompletedProcess."""
     import subprocess
     import sys
-    script = tmp_path / 'dist.py'
+    script = tmp_path_factory.mktemp('dist') / 'dist.py'
     script.write_text('''
 import atexit
 import torch
 import torch.distributed as dist
 import medfm  # installs the compat patches
+import mmpretrain.models
 from mmengine.dist import init_dist
 # registered first, so it runs last (atexit is last in, first out)
 atexit.register(lambda: print('alive at exit:', dist.is_initialized()))
@@ -84,18 +86,19 @@ print('initialized:', dist.is_initialized(), 'sum:', t.item())
     p = subprocess.run([sys.executable, str(script)], capture_output=True,
                        text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert 'initialized: True sum: 1.0' in p.stdout
-    assert 'alive at exit: False' in p.stdout
+    return p
 
 
-def test_import_prints_no_mmcv_lite_warning():
+def test_process_group_destroyed_at_exit(fresh_process):
+    """mmengine's torchrun start-up (patched) leaves no process group alive
+    into interpreter finalization, where gloo can abort the process."""
+    assert 'initialized: True sum: 1.0' in fresh_process.stdout
+    assert 'alive at exit: False' in fresh_process.stdout
+
+
+def test_import_prints_no_mmcv_lite_warning(fresh_process):
     """mmcv-lite's missing-ops warning, printed by every command, is gone."""
-    import subprocess
-    import sys
-    p = subprocess.run([sys.executable, '-c', 'import medfm; import mmpretrain.models'],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert 'MultiScaleDeformableAttention' not in p.stderr
+    assert 'MultiScaleDeformableAttention' not in fresh_process.stderr
 
 
 def test_config_text_formatted_once_as_yapf_formats_it():
@@ -104,11 +107,14 @@ def test_config_text_formatted_once_as_yapf_formats_it():
 
     from medfm import compat
     cfg = Config.fromfile('configs/densenet/densenet121_chest.py')
-    compat._format_code.cache_clear()
-    text = cfg.pretty_text
-    assert cfg.pretty_text == text and compat._format_code.cache_info().hits == 1
-    compat._format_code.cache_clear()
     import mmengine.config.config as config_module
     with pytest.MonkeyPatch.context() as mp:
+        # what compat.apply() installs (conftest.py writes configs plain)
+        mp.setattr(config_module, 'FormatCode', compat.format_code)
+        compat._format_code.cache_clear()
+        text = cfg.pretty_text
+        assert cfg.pretty_text == text
+        assert compat._format_code.cache_info().hits == 1
+        compat._format_code.cache_clear()
         mp.setattr(config_module, 'FormatCode', FormatCode)  # yapf itself
         assert cfg.pretty_text == text

@@ -48,15 +48,6 @@ randomness = dict(seed=0, deterministic=True)
     return str(path)
 
 
-def _run(cmd, gpus):
-    env = dict(os.environ, GPUS=str(gpus), PYTHON=sys.executable,
-               PORT=str(29600 + gpus), OMP_NUM_THREADS='1')
-    env['PATH'] = f'{Path(sys.executable).parent}:{env["PATH"]}'
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    return p
-
-
 def _rows(work_dir):
     return json.loads((Path(work_dir) / 'epochs_test.json').read_text())['rows']
 
@@ -65,8 +56,10 @@ def test_two_processes_match_one(config, tmp_path):
     """Two processes through mmpretrain's launcher variables (NNODES,
     NODE_RANK, MASTER_ADDR, PORT) with the venv off PATH (torchrun started
     as $PYTHON -m torch.distributed.run) train and evaluate as one does."""
+    import eval_epochs
+    import train
     one, two = tmp_path / 'one', tmp_path / 'two'
-    _run(['bash', 'train.sh', config, '--work-dir', str(one)], 1)
+    train.main([config, '--work-dir', str(one)])  # one process: this one
     log = _launch(['train.sh', config, '--work-dir', two, '--cfg-options',
                    'train_dataloader.batch_size=4'], _torchrun_env())
     _world_of_two(log, 'pytorch')
@@ -77,7 +70,7 @@ def test_two_processes_match_one(config, tmp_path):
     _world_of_two(log, 'pytorch')
     # the interval comes from the sweep's scores, gathered over the processes
     assert '95% CI (bootstrap' in log
-    _run(['bash', 'test.sh', config, str(one)], 1)
+    assert eval_epochs.main([config, str(one)]) == 0
     # stated tolerance: 0.01 points (float reduction order differs)
     for a, b in zip(_rows(one), _rows(two)):
         for key in ('medfmc/mAP', 'medfmc/AUC', 'medfmc/score'):

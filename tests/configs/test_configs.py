@@ -85,17 +85,24 @@ def _zoo_normalisation(weights: str):
 @functools.lru_cache(maxsize=None)
 def _full_size_channels(backbone: str, neck: str) -> int:
     """Feature channels of a full-size backbone (and neck) on a 32 px image;
-    built once per distinct backbone of the configs."""
+    built once per distinct backbone of the configs, on the meta device
+    (shapes without the seconds of initialising ~100M weights) unless the
+    arch reads a tensor's value while it is built (Swin's and ConvNeXt's
+    drop-path rates)."""
     init_default_scope('mmpretrain')
-    model = [MODELS.build(json.loads(backbone))]
-    if json.loads(neck):
-        model.append(MODELS.build(json.loads(neck)))
-    x = torch.zeros(1, 3, 32, 32)
-    with torch.no_grad():
-        for m in model:
-            m.eval()
-            x = m(x)
-    return x[-1].shape[1]
+    for device in ('meta', 'cpu'):
+        try:
+            with torch.device(device), torch.no_grad():
+                x = torch.zeros(1, 3, 32, 32)
+                for part in (backbone, neck):
+                    if json.loads(part):
+                        module = MODELS.build(json.loads(part))
+                        module.eval()  # (mmpretrain's train() returns None)
+                        x = module(x)
+            return x[-1].shape[1]
+        except RuntimeError as e:
+            if 'meta tensors' not in str(e):
+                raise
 
 
 def _as_key(part) -> str:

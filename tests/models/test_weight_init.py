@@ -27,16 +27,20 @@ def _model_cfg(base: str, checkpoint=None, **head) -> dict:
 
 @pytest.mark.parametrize('base', BASES)
 def test_zoo_checkpoint_loads_with_clean_report(base, tmp_path):
-    # An ImageNet model of the same family, saved as the model zoo does:
-    # {'state_dict': ..., 'meta': ...} with backbone.* and head.* keys.
-    imagenet = MODELS.build(_model_cfg(base, num_classes=1000))
-    state = imagenet.state_dict()
+    # the task model (colon: 2 classes) through the configs' init_cfg, and
+    # an ImageNet checkpoint of its arch saved as the model zoo does:
+    # {'state_dict': ..., 'meta': ...} with backbone.* and head.* keys, each
+    # weight other than the task model's (one full-size build, not two)
     ckpt = tmp_path / 'pretrain' / f'{base}.pth'
+    task = MODELS.build(_model_cfg(base, str(ckpt), num_classes=2))
+    state = {k: v + 1 if v.is_floating_point() else v
+             for k, v in task.state_dict().items()}
+    channels = state['head.fc.weight'].shape[1]
+    state.update({'head.fc.weight': torch.ones(1000, channels),
+                  'head.fc.bias': torch.ones(1000)})
     ckpt.parent.mkdir()
     torch.save({'state_dict': state, 'meta': {'epoch': 300}}, ckpt)
 
-    # the task model (colon: 2 classes) through the configs' init_cfg
-    task = MODELS.build(_model_cfg(base, str(ckpt), num_classes=2))
     report = load_pretrained(task.backbone, str(ckpt), prefix='backbone')
     assert report == dict(missing=[], unexpected=[], mismatched=[])
     task.init_weights()

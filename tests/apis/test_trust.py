@@ -74,10 +74,9 @@ def test_malicious_checkpoint_runs_no_code_in_any_tool(colon_run, tmp_path,
     torch.save({'state_dict': {}, 'meta': Evil(marker)}, ckpt)
     (evil / 'last_checkpoint').write_text(str(ckpt))
 
-    p = subprocess.run(['bash', 'test.sh', str(config), str(evil)],
-                       capture_output=True, text=True, env=ENV, timeout=600)
-    out = p.stdout + p.stderr
-    assert p.returncode != 0
+    # test.sh's tool
+    assert load_tool('eval_epochs').main([config, str(evil)]) != 0
+    out = ''.join(capsys.readouterr())
     assert f'SKIPPED epoch 1: {ckpt}: refused to unpickle it: it needs ' \
         'posix.system' in out
     with pytest.raises(SystemExit, match='refused to unpickle.*posix.system'):

@@ -125,8 +125,8 @@ def _rows(path):
 def test_run_protocol_concurrent_processes(demo_root, tmp_path):
     """--gpus cpu cpu: two experiment processes at once. Then, through
     submitit's local executor (the --slurm path), --skip-done keeps them and
-    runs exp3 and exp4 as two more processes: exp3 fails, is reported with
-    its log, and exp4 finishes."""
+    runs exp3, which fails and is reported with its log (that the other jobs
+    finish is tests/apis/test_protocol.py's, with stand-in jobs)."""
     import json
     import os
     import shutil
@@ -153,20 +153,17 @@ def test_run_protocol_concurrent_processes(demo_root, tmp_path):
                 splits / 'endo_1-shot_val_exp3.txt')
     stamps = [os.path.getmtime(r['checkpoint']) for r in first['rows']]
     again = run_protocol.main(common + [
-        '--exps', '1-4', '--skip-done', '--slurm', 'test',
+        '--exps', '1-3', '--skip-done', '--slurm', 'test',
         '--slurm-cluster', 'local', '--slurm-gpus', '0', '--slurm-cpus', '1'])
-    assert [r['exp'] for r in again['rows']] == [1, 2, 4]
-    assert again['rows'][:2] == first['rows']  # kept, not trained again
+    assert again['rows'] == first['rows']  # kept, not trained again
     assert [os.path.getmtime(r['checkpoint']) for r in first['rows']] == stamps
-    r4 = again['rows'][2]
-    assert osp.isfile(r4['checkpoint']) and r4['pid'] != os.getpid()
     assert len(again['failed']) == 1
     assert again['failed'][0].startswith('endo 1-shot exp3: job ')
     log = again['failed'][0].split('(log: ')[1].rstrip(')')
     assert log.startswith(str(out / 'slurm'))
     assert 'no_such_image' in open(log).read()
-    assert len(list((out / 'slurm').glob('*_log.out'))) == 2
-    assert [r['exp'] for r in _rows(again['experiments'])] == ['1', '2', '4']
+    assert len(list((out / 'slurm').glob('*_log.out'))) == 1
+    assert [r['exp'] for r in _rows(again['experiments'])] == ['1', '2']
 
 
 def test_run_protocol_grid_summary(demo_root, tmp_path):

@@ -21,6 +21,7 @@ custom_hooks = [
     dict(type='KeepOtherRunsHook'),  # --resume OTHER/...: OTHER's best stays
     dict(type='ResumeCheckHook'),  # --resume: same schedule, empty scaler
     dict(type='RunRecordHook'),  # run.json: config, checkpoints, selection
+    dict(type='StopWorkersHook'),  # dataloader workers stopped at the end
 ]
 
 env_cfg = dict(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os.path as osp
-import time
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -32,7 +31,7 @@ from ..evaluation import DumpPredictions, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
 from ..evaluation.metrics import _class_names
 from ..utils.config import innermost
-from .runs import RunDir
+from .runs import RunDir, own_names
 
 
 class Predictions(NamedTuple):
@@ -217,15 +216,6 @@ EMA_NOTE = ('EMA weights (the state_dict EMAHook saved in each checkpoint; '
             'validation selected the epoch on them)')
 
 
-def _own_names(cfg: Config, suffix: str) -> None:
-    """Give a runner built in another's process (the training, a sweep) its
-    own logger and visualizer: mmengine shares them by experiment name."""
-    name = cfg.get('experiment_name') or '{}_{}'.format(
-        osp.splitext(osp.basename(cfg.filename or 'config'))[0],
-        time.strftime('%Y%m%d_%H%M%S'))
-    cfg.experiment_name = f'{name}_{suffix}'
-
-
 class Sweep(NamedTuple):
     """Checkpoints scored on one list: ``epoch`` and metrics per scored one
     (no metric without labels), why (``skipped``) and with what exception
@@ -264,11 +254,11 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
     if RunDir(work_dir).is_used():  # a training config: not over its files
         cfg.work_dir = osp.join(work_dir, 'eval')
         local_backends_only(cfg)
-        _own_names(cfg, 'eval')
+    own_names(cfg, 'eval')
     if tta:
         cfg = with_tta(cfg, tta)
         cfg.work_dir = osp.join(cfg.work_dir, 'tta')
-        _own_names(cfg, 'tta')
+        own_names(cfg, 'tta')
     ema = ema_weights(cfg, run)
     if has_ema_hook(cfg):  # it would swap its own copy in for the loaded one
         cfg.custom_hooks = [h for h in cfg.custom_hooks if not is_ema_hook(h)]

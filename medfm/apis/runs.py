@@ -22,7 +22,7 @@ from glob import escape, glob
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger, print_log
 from mmengine.runner import Runner
 
 from ..engine import record as run_record
@@ -327,6 +327,21 @@ class RunDir:
                       'selection on the evaluated list overstates the result')
 
 
+def own_names(cfg: Config, suffix: str = '') -> None:
+    """Give a runner its own logger and visualizer: mmengine shares them by
+    experiment name (``<name>_<start second>``), so a second runner of one
+    config in one process and second (a sweep after a tiny training, two
+    sweeps) would log into the first one's file."""
+    name = cfg.get('experiment_name') or osp.splitext(
+        osp.basename(cfg.filename or 'config'))[0]
+    name = f'{name}_{suffix}' if suffix else name
+    stamp, unique, n = time.strftime('%Y%m%d_%H%M%S'), name, 1
+    while MMLogger.check_instance_created(f'{unique}_{stamp}'):
+        n += 1
+        unique = f'{name}{n}'
+    cfg.experiment_name = unique
+
+
 def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
               argv: Optional[Sequence[str]] = None) -> Runner:
     """A training run's lifecycle, the one way to start one: hold the folder,
@@ -344,6 +359,7 @@ def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
         run.check_fresh(resume, hint)
         if resume:
             run.check_resume(cfg)
+        own_names(cfg)
         runner = Runner.from_cfg(cfg)
         runner.command_line = list(sys.argv[1:] if argv is None else argv)
         runner.train()

@@ -6,6 +6,7 @@ from .hooks import (
     FiniteLossHook,
     KeepOtherRunsHook,
     ResumeCheckHook,
+    StopWorkersHook,
 )
 from .loops import (
     EpochSpanningBatchSampler,
@@ -17,6 +18,7 @@ from .record import RunRecordHook
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'KeepOtherRunsHook', 'ResumeCheckHook', 'RunRecordHook',
+           'StopWorkersHook',
            'ChannelsLastDDP', 'ChannelsLastHook',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'RunFileBackend', 'SpanningDataLoader']

@@ -72,6 +72,10 @@ class BatchesInMemory:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def close(self) -> None:
+        """Stop the loader's workers (the kept batches stay)."""
+        stop_workers(self.loader)
+
     def __getattr__(self, name: str):
         if name == 'loader':  # not set yet (unpickling): no recursion
             raise AttributeError(name)

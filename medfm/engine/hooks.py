@@ -1,5 +1,5 @@
-"""Hooks that stop a run early when its config cannot be right, and keep
-other runs' files safe."""
+"""Hooks that stop a run early when its config cannot be right, keep other
+runs' files safe, and stop dataloader workers when a run ends."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import set_random_seed
 from mmpretrain.engine.hooks import ClassNumCheckHook
 from mmpretrain.registry import HOOKS
+
+from .batches import stop_workers
 
 
 @HOOKS.register_module()
@@ -91,6 +93,37 @@ class EpochSeedHook(Hook):
         if runner.seed is None:
             return
         set_random_seed((runner.seed + runner.epoch) % 2**32)
+
+
+@HOOKS.register_module()
+class StopWorkersHook(Hook):
+    """Stop the workers of every loop's dataloader when a run (train, val or
+    test) ends. Left to the garbage collector (a runner lives in reference
+    cycles, and mmengine collects at each dataset build), a persistent
+    loader's iterator waits 5 s for each worker: the collector closes its
+    index queues first, so the workers never hear that they should stop."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self) -> None:
+        self._loaders: dict = {}
+
+    def _keep(self, loop) -> None:
+        self._loaders[id(loop.dataloader)] = loop.dataloader
+
+    def before_train(self, runner) -> None:
+        self._keep(runner.train_loop)
+
+    def before_val(self, runner) -> None:
+        self._keep(runner.val_loop)
+
+    def before_test(self, runner) -> None:
+        self._keep(runner.test_loop)
+
+    def after_run(self, runner) -> None:
+        for loader in self._loaders.values():
+            stop_workers(loader)
+        self._loaders.clear()
 
 
 @HOOKS.register_module()

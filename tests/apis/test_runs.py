@@ -8,10 +8,11 @@ import eval_epochs
 import pytest
 from helpers import logged, tiny_config, tiny_densenet
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from medfm.apis.epochs import read_table
-from medfm.apis.runs import RunDir
+from medfm.apis.runs import RunDir, own_names
 from medfm.config_ops import load_config
 
 CONFIG = 'configs/densenet/densenet121_chest.py'
@@ -23,6 +24,21 @@ def test_data_root_sets_every_loader():
              ('train_dataloader', 'val_dataloader', 'test_dataloader')}
     assert roots == {'/data/elsewhere/chest'}
     assert 'data_root' not in cfg
+
+
+def test_each_runner_of_a_process_gets_its_own_logger(monkeypatch, tmp_path):
+    """mmengine shares a logger (and its log file) by experiment name plus
+    start second: two runners of one config in one second must not share."""
+    monkeypatch.setattr(time, 'strftime', lambda fmt: '19700101_000000')
+    (tmp_path / 'tiny.py').write_text('')
+    names = []
+    for _ in range(3):
+        cfg = Config.fromfile(tmp_path / 'tiny.py')
+        own_names(cfg, 'eval')
+        names.append(cfg.experiment_name)
+        # as Runner.__init__ names it
+        MMLogger.get_instance(f'{cfg.experiment_name}_19700101_000000')
+    assert names == ['tiny_eval', 'tiny_eval2', 'tiny_eval3']
 
 
 def test_second_run_into_a_used_folder_is_refused(tmp_path):

@@ -205,7 +205,8 @@ def test_test_sh_scores_the_ema_weights_validation_selected_on(ema_run, capsys):
         assert 'medfmc/score_tta' in row
     with open(work / 'epochs_val.csv', newline='') as f:
         assert {r['weights'] for r in csv.DictReader(f)} == {'ema'}
-    log = ''.join(p.read_text() for p in (work / 'eval').glob('*/*.log'))
+    # (the plain sweep's log, or the TTA sweep's in eval/tta/)
+    log = ''.join(p.read_text() for p in (work / 'eval').rglob('*.log'))
     assert f'epoch {selected} (' in log and 'EMA weights' in log
 
 

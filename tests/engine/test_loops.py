@@ -21,7 +21,7 @@ from medfm.engine import (
     InMemoryValLoop,
     SpanningDataLoader,
 )
-from medfm.engine.batches import BatchesInMemory, batch_nbytes
+from medfm.engine.batches import BatchesInMemory, batch_nbytes, stop_workers
 from medfm.engine.loops import not_replayable
 
 CONFIG = 'configs/densenet/densenet121_chest.py'
@@ -248,6 +248,8 @@ def _val_runner(demo_root, work_dir, in_memory, workers=0, **loop):
 
 def test_in_memory_val_loop_replays_the_same_batches(demo_root, tmp_path):
     stock = _val_runner(demo_root, tmp_path / 'stock', False, workers=2)
+    # the run ended: StopWorkersHook stopped its persistent workers
+    assert stock.val_loop.dataloader._iterator is None
     runner = _val_runner(demo_root, tmp_path / 'mem', True, workers=2)
     loop = runner.val_loop
     assert isinstance(loop, InMemoryValLoop)
@@ -267,6 +269,9 @@ def test_in_memory_val_loop_replays_the_same_batches(demo_root, tmp_path):
     assert loop.dataloader.batches is kept
     for batch in kept:  # predictions went to copies, not the kept samples
         assert all('pred_score' not in s for s in batch['data_samples'])
+    # a bare loop.run() is no run: its workers live on until stopped
+    assert stock.val_loop.dataloader._iterator is not None
+    stop_workers(stock.val_loop.dataloader)
 
 
 def test_in_memory_val_loop_reads_random_pipelines_every_pass(demo_root,

@@ -4,12 +4,13 @@
 # Evaluates every epoch checkpoint of the run in WORK_DIR with srun on GPUS
 # GPUs (8), GPUS_PER_NODE a machine (GPUS, at most 8), one task a GPU with
 # CPUS_PER_TASK CPUs (5); SRUN_ARGS: more options of srun; PORT (or
-# MASTER_PORT): the port (29500); PYTHON: the interpreter. Paths given from
-# elsewhere are found from here too.
+# MASTER_PORT): the port (29500); PYTHON: the interpreter (the .venv of make,
+# else python). Paths given from elsewhere are found from here too.
 set -euo pipefail
 if [ $# -lt 3 ]; then sed -n '2,8s/^# \{0,1\}//p' "$0" >&2; exit 2; fi
 export MEDFM_CALLER_DIR=$PWD
 cd "$(dirname "$0")"
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
 PARTITION=$1
 JOB_NAME=$2
 shift 2
@@ -22,4 +23,4 @@ export MASTER_PORT=${MASTER_PORT:-${PORT:-29500}}  # read by mmengine
 exec srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" \
     --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" \
     --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS} \
-    "${PYTHON:-python}" -u tools/eval_epochs.py "$@" --launcher slurm
+    "$PYTHON" -u tools/eval_epochs.py "$@" --launcher slurm

@@ -16,6 +16,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BASH = shutil.which('bash')
 DEMO = 'configs/demo/densenet121_chest_demo.py'
+# the wrappers' interpreter without PYTHON
+DEFAULT_PYTHON = '.venv/bin/python' if (REPO / '.venv/bin/python').exists() \
+    else 'python'
 
 
 def _exe(path, text):
@@ -45,6 +48,21 @@ def test_missing_arguments_print_usage(script, fake_python):
     for var in ('GPUS', 'NNODES', 'NODE_RANK', 'MASTER_ADDR', 'PORT', 'PYTHON'):
         assert var in p.stderr
     assert p.stdout == ''  # the tool was not started
+
+
+@pytest.mark.parametrize('script', ['train.sh', 'test.sh'])
+def test_the_projects_venv_without_activation(script, tmp_path):
+    """Without PYTHON the wrappers take the .venv make created: the README's
+    commands work in a new shell, nothing activated."""
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    shutil.copy(REPO / script, repo)
+    _exe(repo / '.venv' / 'bin' / 'python', 'echo "venv $1"\n')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHON'}
+    p = subprocess.run([BASH, repo / script, 'x'], capture_output=True,
+                       text=True, env=env, timeout=60)
+    tool = {'train.sh': 'train', 'test.sh': 'eval_epochs'}[script]
+    assert p.stdout == f'venv tools/{tool}.py\n', p.stderr
 
 
 def test_arguments_pass_through_unchanged(tmp_path, fake_python):
@@ -148,7 +166,7 @@ def test_slurm_test_takes_an_optional_config(paths, tmp_path, fake_srun):
     assert p.stdout.splitlines() == [
         str(REPO), str(tmp_path), '29555', '-p', 'gpu', '--job-name=eval',
         '--gres=gpu:2', '--ntasks=2', '--ntasks-per-node=2',
-        '--cpus-per-task=5', '--kill-on-bad-exit=1', 'python', '-u',
+        '--cpus-per-task=5', '--kill-on-bad-exit=1', DEFAULT_PYTHON, '-u',
         'tools/eval_epochs.py', *paths, '--split', 'val', '--launcher', 'slurm']
 
 

@@ -1,5 +1,7 @@
 # Runtime shared by every medfm config.
 default_scope = 'mmpretrain'
+# mmengine's Runner, its environment/config/hook dump in the log file only
+runner_type = 'MedFMRunner'
 custom_imports = dict(imports=['medfm'], allow_failed_imports=False)
 
 default_hooks = dict(

@@ -19,7 +19,6 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 
 from ..compat import CheckpointMismatchError, load_weights
 from ..config_ops.tracking import local_backends_only
@@ -27,11 +26,12 @@ from ..config_ops.tta import apply_tta, tta_label
 from ..datasets import task_of_config
 from ..engine.loops import sample_arrays
 from ..engine.record import is_ema_config, is_ema_hook
+from ..engine.runner import MedFMRunner
 from ..evaluation import DumpPredictions, bootstrap_ci
 from ..evaluation.bootstrap import unit_groups
 from ..evaluation.metrics import _class_names
 from ..utils.config import innermost
-from .runs import RunDir, own_names
+from .runs import RunDir, build_runner, own_names
 
 
 class Predictions(NamedTuple):
@@ -104,7 +104,7 @@ def build_loader(cfg: Config, split: str = 'test', ann_file: Optional[str] = Non
     _in_list_order(loader_cfg, ann_file, data_root)
     if loader_cfg.get('num_workers', 0) == 0:
         loader_cfg['persistent_workers'] = False
-    return Runner.build_dataloader(loader_cfg)
+    return MedFMRunner.build_dataloader(loader_cfg)
 
 
 def _in_list_order(loader_cfg: dict, ann_file: Optional[str],
@@ -267,7 +267,7 @@ def sweep_run(cfg: Config, run: 'RunDir | str', split: str = 'test',
     cfg.test_cfg = dict(type='CheckpointSweepLoop', checkpoints=checkpoints,
                         fp16=fp16, cache=cache, note=note)
     cfg.load_from, cfg.resume = None, False  # the loop loads each checkpoint
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     if note:
         words = (f'{EMA_NOTE if ema else "weights as trained"}'
                  f'{", " + tta_label(cfg) if tta else ""}')

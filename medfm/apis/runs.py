@@ -342,6 +342,13 @@ def own_names(cfg: Config, suffix: str = '') -> None:
     cfg.experiment_name = unique
 
 
+def build_runner(cfg: Config) -> Runner:
+    """The config's runner: its ``runner_type`` (medfm's configs:
+    :class:`medfm.engine.runner.MedFMRunner`) as mmpretrain's tools build it."""
+    from mmpretrain.registry import RUNNERS
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
 def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
               argv: Optional[Sequence[str]] = None) -> Runner:
     """A training run's lifecycle, the one way to start one: hold the folder,
@@ -360,7 +367,7 @@ def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
         if resume:
             run.check_resume(cfg)
         own_names(cfg)
-        runner = Runner.from_cfg(cfg)
+        runner = build_runner(cfg)
         runner.command_line = list(sys.argv[1:] if argv is None else argv)
         runner.train()
     return runner

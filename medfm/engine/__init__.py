@@ -15,10 +15,11 @@ from .loops import (
     SpanningDataLoader,
 )
 from .record import RunRecordHook
+from .runner import MedFMRunner
 
 __all__ = ['ClassCountCheckHook', 'EpochSeedHook', 'FiniteLossHook',
            'KeepOtherRunsHook', 'ResumeCheckHook', 'RunRecordHook',
-           'StopWorkersHook',
+           'StopWorkersHook', 'MedFMRunner',
            'ChannelsLastDDP', 'ChannelsLastHook',
            'EpochSpanningBatchSampler', 'EpochSpanningTrainLoop',
            'InMemoryValLoop', 'RunFileBackend', 'SpanningDataLoader']

@@ -1,0 +1,46 @@
+"""mmengine's Runner with a terminal for people: the environment, config and
+hook table go to the run's log file only (``log_level='DEBUG'`` shows them),
+and without a GPU it neither claims one nor asks for pinned memory."""
+import logging
+
+import torch
+from mmengine.runner import Runner
+from mmpretrain.registry import RUNNERS
+
+_FILE_ONLY = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
+              'Hooks will be executed in the following order',
+              'Distributed training is not used',
+              # mmengine's CheckpointHook always builds a deprecated FileClient
+              '"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
+
+
+def _terminal(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(_FILE_ONLY)
+
+
+def _no_gpu(record: logging.LogRecord) -> bool:
+    if isinstance(record.msg, str) and 'GPU number' in record.msg:
+        record.msg = record.msg.replace('GPU number', 'processes (no GPU)')
+    return True
+
+
+@RUNNERS.register_module()
+class MedFMRunner(Runner):
+    """The runner of medfm's configs (their ``runner_type``)."""
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        if not torch.cuda.is_available() and _no_gpu not in logger.filters:
+            logger.addFilter(_no_gpu)
+        for handler in logger.handlers:  # the terminal's (FileHandler is one too)
+            if type(handler) is logging.StreamHandler and handler.level > \
+                    logging.DEBUG and _terminal not in handler.filters:
+                handler.addFilter(_terminal)
+        return logger
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        # torch warns at every epoch that it cannot pin memory without a GPU
+        if isinstance(dataloader, dict) and not torch.cuda.is_available():
+            dataloader = {**dataloader, 'pin_memory': False}
+        return Runner.build_dataloader(dataloader, seed, diff_rank_seed)

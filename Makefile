@@ -20,11 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: env
+	rm -rf $(TASKS:%=work_dirs/demo_%)  # a fresh demo each time
 	$(PY) tools/make_demo.py --out data/demo
 	for t in $(TASKS); do \
 	  PYTHON=$(PY) bash train.sh configs/demo/densenet121_$${t}_demo.py --work-dir work_dirs/demo_$$t && \
 	  PYTHON=$(PY) bash test.sh work_dirs/demo_$$t || exit 1; \
 	done
+	@echo; $(PY) tools/report.py --summary $(TASKS:%=work_dirs/demo_%)
 
 lint: env
 	$(PY) -m ruff check medfm tools configs tests benchmarks

@@ -32,4 +32,4 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=5)
-default_hooks = dict(logger=dict(interval=5))
+default_hooks = dict(logger=dict(interval=10))  # one line an epoch

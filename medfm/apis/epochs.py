@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
+from mmengine.config import Config
+
+from ..datasets import task_of_config
 from ..evaluation import format_ci
-from ..utils import write_csv, write_json
+from ..utils import markdown_table, write_csv, write_json
 from .inference import EMA_NOTE, Sweep
 from .runs import RunDir
 
@@ -138,3 +141,22 @@ def summary(table: dict, split: str) -> str:
                      f'picked on the {split} list overstates the result')
     lines += [f'skipped: {m}' for m in table['skipped']]
     return '\n'.join(lines)
+
+
+def runs_summary(paths: Sequence[str]) -> str:
+    """A Markdown table of runs: each one's task, the epoch its validation
+    selected and that epoch's test scores, from its epoch table."""
+    lines = []
+    for path in paths:
+        run = RunDir(path)
+        table, config = read_table(run, 'test'), run.config_path()
+        if table is None or config is None:
+            raise FileNotFoundError(f'{path}: no epochs_test.json (bash test.sh '
+                                    f'{path}) or no saved config')
+        epoch = table['selected_epoch']
+        row = next((r for r in table['rows'] if r['epoch'] == epoch), {})
+        lines.append([osp.basename(osp.normpath(path)),
+                      task_of_config(Config.fromfile(config)).TASK, epoch or '-',
+                      ', '.join(f'{k.split("/")[-1]} {v:.2f}' for k, v in row.items()
+                                if k != 'epoch' and isinstance(v, float)) or '-'])
+    return markdown_table(['run', 'task', 'selected on val', 'test scores'], lines)

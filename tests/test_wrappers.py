@@ -94,6 +94,28 @@ def test_torchrun_gets_the_same_arguments(tmp_path, fake_python):
         '--launcher', 'pytorch']
 
 
+@pytest.mark.parametrize('typed,tool', [
+    (['tools/dist_train.sh', 'a.py', '2', '--x'], ['tools/train.py', 'a.py']),
+    (['tools/dist_test.sh', 'a.py', 'e.pth', '2', '--x'],
+     ['tools/test.py', 'a.py', 'e.pth'])])
+def test_mmpretrains_dist_scripts(typed, tool, tmp_path, fake_python):
+    """tools/dist_train.sh CONFIG GPUS, tools/dist_test.sh CONFIG CHECKPOINT
+    GPUS: as in mmpretrain, through torchrun."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'PORT')}
+    p = subprocess.run([BASH, REPO / typed[0], *typed[1:]], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(env, PYTHON=str(fake_python)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        str(REPO), '-m', 'torch.distributed.run', '--nnodes=1',
+        '--node_rank=0', '--master_addr=127.0.0.1', '--nproc_per_node=2',
+        '--master_port=29500', *tool, '--x', '--launcher', 'pytorch']
+    usage = subprocess.run([BASH, REPO / typed[0]], capture_output=True, text=True)
+    assert usage.returncode == 2 and usage.stderr.startswith(
+        f'Usage: bash {typed[0]} CONFIG ')
+
+
 @pytest.mark.parametrize('script,tool', [('train.sh', 'tools/train.py'),
                                          ('test.sh', 'tools/eval_epochs.py')])
 @pytest.mark.parametrize('gpus', ['1', '4'])

@@ -2,8 +2,11 @@
 hook table go to the run's log file only (``log_level='DEBUG'`` shows them),
 and without a GPU it neither claims one nor asks for pinned memory."""
 import logging
+import os
+import warnings
 
 import torch
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmpretrain.registry import RUNNERS
 
@@ -12,6 +15,10 @@ _FILE_ONLY = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
               'Distributed training is not used',
               # mmengine's CheckpointHook always builds a deprecated FileClient
               '"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
+
+# torch repeats it at every epoch (a filter mutation forgets 'once'): said
+# once a loader by build_dataloader
+warnings.filterwarnings('ignore', message='This DataLoader will create')
 
 
 def _terminal(record: logging.LogRecord) -> bool:
@@ -40,7 +47,12 @@ class MedFMRunner(Runner):
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        # torch warns at every epoch that it cannot pin memory without a GPU
-        if isinstance(dataloader, dict) and not torch.cuda.is_available():
-            dataloader = {**dataloader, 'pin_memory': False}
+        if isinstance(dataloader, dict):  # torch would warn at every epoch
+            if not torch.cuda.is_available():
+                dataloader = {**dataloader, 'pin_memory': False}
+            workers, cpus = dataloader.get('num_workers', 0), os.cpu_count() or 1
+            if workers > cpus:
+                print_log(f'num_workers={workers}, more than the {cpus} CPUs here: '
+                          'kept (the workers seed the augmentations), slower',
+                          logger='current', level=logging.WARNING)
         return Runner.build_dataloader(dataloader, seed, diff_rank_seed)

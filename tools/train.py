@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     try:
         train_run(build_cfg(parse_args(argv)), argv=argv)
     except (FileExistsError, FileNotFoundError, ValueError, RunLockedError,
-            DiskFullError, CheckpointError) as err:  # a user's error: no traceback
+            DiskFullError, CheckpointError, FloatingPointError) as err:  # one line
         raise SystemExit(f'error: {err}') from None
 
 

@@ -5,10 +5,10 @@ plus an allow-list of what mmengine writes into one (its ``HistoryBuffer``,
 numpy arrays, scalars and dtypes), after the SHA-256 its run recorded is
 verified. Without a GPU, mmengine's distributed start-up runs on gloo, and the
 process group is destroyed at exit (alive in interpreter finalization, gloo's
-threads can abort the process).
-"""
+threads can abort the process)."""
 from __future__ import annotations
 
+import ast
 import atexit
 import functools
 import gc
@@ -16,6 +16,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import re
 import warnings
 from typing import Any, Optional, Union
 
@@ -71,18 +72,18 @@ def allowed_globals() -> list:
     return allowed
 
 
-def _refused_types(filename: str, err: Exception) -> str:
-    """The types a checkpoint needs beyond the allow-list, for a message."""
+def _refused_types(filename: str, err: Exception) -> Optional[str]:
+    """The types a checkpoint needs beyond the allow-list (else those torch's
+    text names, without its advice); None: not a refusal (a corrupt file)."""
     allowed = {f'{g.__module__}.{g.__qualname__}' if not isinstance(g, tuple)
                else g[1] for g in allowed_globals()}
     try:
         needed = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
         names = sorted(set(needed) - allowed)
-    except Exception:  # not a zip checkpoint: the unpickler's words
+    except Exception:  # not a zip checkpoint
         names = []
-    if names:
-        return ', '.join(names)
-    return str(err).splitlines()[0]
+    found = re.search(r'GLOBAL (\S+)|global: (.+?) is not allowed', str(err))
+    return ', '.join(names) or (found and (found[1] or found[2]))
 
 
 def load_checkpoint_file(filename: Union[str, os.PathLike],
@@ -95,30 +96,29 @@ def load_checkpoint_file(filename: Union[str, os.PathLike],
         raise FileNotFoundError(f'checkpoint {filename} not found')
     try:
         verified = integrity.verify(filename)
+        with torch.serialization.safe_globals(allowed_globals()):
+            ckpt = torch.load(filename, map_location=map_location,
+                              weights_only=True)
     except integrity.IntegrityError as err:
         raise CheckpointError(str(err)) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError,
+            ValueError) as err:
+        refused = _refused_types(filename, err)
+        cause = err.__context__ or err  # the unpickler's words, not torch's advice
+        raise CheckpointError(
+            f'{filename}: refused to unpickle it: it needs {refused}, which is '
+            'not among the types a checkpoint may hold (tensors, plain data, '
+            "numpy arrays and mmengine's HistoryBuffer). Loading it could run "
+            'code it carries. Weights from elsewhere must be plain state dicts.'
+            if refused else f'{filename}: cannot read the checkpoint, it is '
+            f'truncated or corrupt ({type(cause).__name__}: '
+            f'{str(cause).splitlines()[0]})') from None
     if verified is None and osp.abspath(filename) not in _INTEGRITY_NOTED:
         _INTEGRITY_NOTED.add(osp.abspath(filename))
         from mmengine.logging import print_log
         print_log(f'{filename}: no SHA-256 recorded for it (not saved by a '
                   'run of this project): loaded unverified', logger='current')
-    try:
-        with torch.serialization.safe_globals(allowed_globals()):
-            return torch.load(filename, map_location=map_location,
-                              weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f'{filename}: refused to unpickle it: it needs '
-            f'{_refused_types(filename, err)}, which is not among the types '
-            'a checkpoint may hold (tensors, plain data, numpy arrays and '
-            "mmengine's HistoryBuffer). Loading it could run code it "
-            'carries. Weights from elsewhere must be plain state dicts.'
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f'{filename}: cannot read the checkpoint, it is truncated or '
-            f'corrupt ({type(err).__name__}: {str(err).splitlines()[0]})'
-        ) from err
+    return ckpt
 
 
 def key_mismatch(own: dict, state: dict, shown: int = 3) -> Optional[str]:
@@ -156,13 +156,10 @@ def bare_model(model: torch.nn.Module) -> torch.nn.Module:
 
 def load_weights(model: torch.nn.Module, filename: Union[str, os.PathLike]) -> dict:
     """Load a checkpoint's weights into ``model`` strictly, with the trust
-    rule, and return its ``meta`` (empty for a plain state dict).
-
-    Strict, so that another task's checkpoint is refused with a summary of the
-    keys (CheckpointMismatchError) instead of leaving a random head. Not
-    mmengine's ``load_checkpoint``: that names every key and reads the file
-    once more.
-    """
+    rule, and return its ``meta`` (empty for a plain state dict). Strict: another
+    task's checkpoint is refused with a summary of the keys
+    (CheckpointMismatchError), not left with a random head; not mmengine's
+    ``load_checkpoint``, which names every key and reads the file once more."""
     ckpt = load_checkpoint_file(filename)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     module = bare_model(model)
@@ -228,12 +225,23 @@ def format_code(text: str, **options) -> tuple:
     return _format_code(text, json.dumps(options, sort_keys=True))
 
 
+def _parse_named(filename: str) -> bool:
+    """``Config._is_lazy_import`` after a parse naming the file (not ``<unknown>``)."""
+    if filename.endswith('.py'):
+        with open(filename, encoding='utf-8') as f:
+            ast.parse(f.read(), filename)
+    return _parse_named.original(filename)
+
+
 def apply() -> None:
     """Install the adaptations into mmengine. Safe to call more than once."""
     from mmengine.config import config as config_module
     from mmengine.dist import utils as dist_utils
     from mmengine.runner.checkpoint import CheckpointLoader
     config_module.FormatCode = format_code
+    if not hasattr(_parse_named, 'original'):
+        _parse_named.original = config_module.Config._is_lazy_import
+        config_module.Config._is_lazy_import = staticmethod(_parse_named)
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_checkpoint_file, force=True)
     for name in ('_init_dist_pytorch', '_init_dist_slurm'):

@@ -4,10 +4,12 @@ import os
 
 import pytest
 import torch
+from helpers import logged
 from mmengine.logging import HistoryBuffer
 from torch import nn
 
 from medfm.compat import CheckpointError, load_checkpoint_file
+from medfm.config_ops import load_config
 from medfm.models import load_pretrained
 
 
@@ -118,3 +120,44 @@ def test_config_text_formatted_once_as_yapf_formats_it():
         compat._format_code.cache_clear()
         mp.setattr(config_module, 'FormatCode', FormatCode)  # yapf itself
         assert cfg.pretty_text == text
+
+
+class GetattrPayload:
+    """Unpickles as ``getattr(HistoryBuffer, '__init__')``: not allow-listed."""
+
+    def __reduce__(self):
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+@pytest.mark.parametrize('legacy', [False, True])
+def test_refused_payload_is_named_without_torchs_advice(tmp_path, legacy):
+    """Either format, a code payload or a getattr on a disallowed attribute:
+    the message names it and never suggests weights_only=False; nothing is
+    logged as loaded before the refusal."""
+    def refusal(path):
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint_file(path)
+        return str(refused.value)
+
+    for payload, needed in ((Evil(), 'posix.system'), (GetattrPayload(), (
+            "getattr(<class 'mmengine.logging.history_buffer.HistoryBuffer'>, "
+            "'__init__')"))):
+        path = tmp_path / f'{needed[:5]}.pth'
+        torch.save({'meta': payload}, path, _use_new_zipfile_serialization=not legacy)
+        message, log = logged(refusal, path)
+        assert message.startswith(f'{path}: refused to unpickle it: it needs '
+                                  f'{needed}, which is not among the types')
+        assert 'weights_only' not in message and 'loaded' not in log
+    (tmp_path / 'bad.pth').write_bytes(b'\x80\x02garbage')
+    with pytest.raises(CheckpointError, match=r'bad.pth: cannot read the checkpoint, '
+                       r'it is truncated or corrupt \(UnpicklingError: [^W]'):
+        load_checkpoint_file(tmp_path / 'bad.pth')
+
+
+def test_config_syntax_error_names_its_file_and_line(tmp_path):
+    """mmengine parses a config without its name (``File "<unknown>"``)."""
+    base = tmp_path / 'base.py'
+    base.write_text('model = dict(\n    x=1,,\n)\n')
+    (tmp_path / 'child.py').write_text(f"_base_ = ['{base}']\n")
+    with pytest.raises(ValueError, match=f'^{base}, line 2: invalid syntax$'):
+        load_config(str(tmp_path / 'child.py'))

@@ -57,10 +57,9 @@ def test_unlabelled_validation_list_is_refused_before_training(demo_root, tmp_pa
     import train
     config = _tiny_colon(demo_root, tmp_path)
     work = tmp_path / 'run'
-    with pytest.raises(ValueError, match=r'the val dataset \(.*test_WithoutLabel'
-                       r'.txt\) has no labels: validation needs a labelled list'):
+    with pytest.raises(SystemExit, match=r'^error: the val dataset \(.*test_With'
+                       r'outLabel.txt\) has no labels: validation needs a '
+                       'labelled list'):
         train.main([config, '--work-dir', str(work), '--cfg-options',
                     'val_dataloader.dataset.ann_file=test_WithoutLabel.txt'])
-    assert not list(work.glob('*.pth'))  # stopped before the first epoch
-    log = ''.join(p.read_text() for p in work.glob('*/*.log'))
-    assert 'Epoch(train)' not in log
+    assert not work.exists()  # stopped before training, its start removed

@@ -359,3 +359,22 @@ def test_train_sh_refuses_a_folder_with_another_runs_checkpoints(
             f'epoch_2.pth, {best.name})') in str(stop.value.code)
     assert sorted(f.name for f in trained_run.glob('epoch_*.pth')) == \
         ['epoch_1.pth', 'epoch_2.pth']
+
+
+def test_test_py_writes_undefined_metrics_as_json_null(colon_run, demo_root,
+                                                       tmp_path):
+    """A test list of one class: AUC is undefined, written as null (a bare
+    NaN is not JSON)."""
+    from medfm.apis.runs import RunDir
+    work, config = colon_run
+    one_class = tmp_path / 'normal.txt'
+    one_class.write_text(''.join(line for line in open(
+        f'{demo_root}/colon/test_WithLabel.txt') if line.endswith(' 0\n')))
+    out = tmp_path / 'm.json'
+    load_tool('test').main([str(config), RunDir(str(work)).checkpoint(), '--out',
+                            str(out), '--out-item', 'metrics', '--work-dir',
+                            str(tmp_path), '--cfg-options',
+                            f'test_dataloader.dataset.ann_file={one_class}'])
+    metrics = json.loads(out.read_text(),
+                         parse_constant=lambda c: pytest.fail(f'{c} in JSON'))
+    assert metrics['medfmc/AUC'] is None

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         write_json(args.out, dict(
             res, submission=args.submission, files=files,
             settings=dict(ci=args.ci, draws=args.draws, seed=args.seed,
-                          level=args.level, unit=args.unit)))
+                          level=args.level, unit=args.unit)), strict=True)
         print(f'written: {args.out}')
     return 1 if problems else 0
 

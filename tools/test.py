@@ -3,8 +3,7 @@
 Example: ``python tools/test.py CONFIG CHECKPOINT --out predictions.csv``.
 ``--out``/``--out-item`` follow mmpretrain's tools/test.py: per-image predictions
 (``.csv`` or ``.json``; no pickle) or, with ``--out-item metrics``, the metrics.
-Scored by :func:`medfm.apis.inference.score_checkpoint` (as test.sh).
-"""
+Scored by :func:`medfm.apis.inference.score_checkpoint` (as test.sh)."""
 from __future__ import annotations
 
 import argparse
@@ -51,7 +50,7 @@ def main(argv=None) -> dict:
     if is_main_process():
         print(', '.join(f'{k} {v:.2f}' for k, v in metrics.items()))
         if args.out and args.out_item == 'metrics':
-            write_json(args.out, metrics)
+            write_json(args.out, metrics, strict=True)
         elif args.out:
             write_predictions(scored.predictions, args.out, class_names(cfg))
         if args.out:

@@ -12,12 +12,11 @@ import argparse
 
 from mmengine.config import DictAction
 
-from medfm.apis.runs import RunLockedError, RunRecordError, train_run
+from medfm.apis.runs import RunLockedError, train_run
 from medfm.compat import CheckpointError
 from medfm.config_ops import WRAPPER_ENV, caller_path, load_config
 from medfm.config_ops.speed import add_speed_args, apply_speed_args
 from medfm.config_ops.tracking import add_trackers
-from medfm.engine.hooks import ScheduleChangedError
 from medfm.utils.integrity import DiskFullError
 
 
@@ -70,8 +69,8 @@ def build_cfg(args: argparse.Namespace):
 def main(argv=None) -> None:
     try:
         train_run(build_cfg(parse_args(argv)), argv=argv)
-    except (FileExistsError, RunLockedError, RunRecordError, ScheduleChangedError,
-            DiskFullError, CheckpointError) as err:  # --resume/load_from refused
+    except (FileExistsError, FileNotFoundError, ValueError, RunLockedError,
+            DiskFullError, CheckpointError, FloatingPointError) as err:  # one line
         raise SystemExit(f'error: {err}') from None
 
 

@@ -3,8 +3,7 @@ laid out as ``<root>/<task>_<N>-shot/exp<k>`` (:func:`experiment_dir`).
 
 :func:`plan` decides what each experiment does (train, resume, keep),
 :func:`protocol_job` trains and scores one, ``run_*`` run the jobs (here, one
-process per device, Slurm) and :func:`write_summaries` writes mean ± std.
-"""
+process per device, Slurm) and :func:`write_summaries` writes mean ± std."""
 from __future__ import annotations
 
 import copy
@@ -210,7 +209,8 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
                         result_dir or osp.join(out, 'result'), task, shot, exp))
                 epochs = row and trained_epochs(run)
                 if row is not None and epochs not in (None, cfg.train_cfg.max_epochs):
-                    other_length.append(f'{run.path} ({epochs} epochs)')
+                    other_length.append(f'{run.path} (max_epochs {epochs}, this '
+                                        f'call {cfg.train_cfg.max_epochs})')
                     continue
                 if row is not None:
                     setting['rows'][exp] = row
@@ -257,8 +257,7 @@ def protocol_job(cfg: Config, exp: int, checkpoint: str = 'best',
     """One experiment's row: unless ``row`` says it finished, train it
     (:func:`medfm.apis.runs.train_run`) and score a checkpoint on the test
     list (with ``tta`` also ``<metric>_tta``; per image in ``PREDICTIONS``);
-    then its submission file (``predict``: ``ann_file``, ``path``) if missing.
-    """
+    then its submission file (``predict``: ``ann_file``, ``path``) if missing."""
     if row is None:
         start = time.time()
         runner = train_run(cfg, hint='Continue the protocol with --skip-done')

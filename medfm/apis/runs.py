@@ -4,8 +4,7 @@ A training run writes its record (``run.json``, :mod:`medfm.engine.record`):
 the config and its SHA-256, each start, each checkpoint with its epoch and
 sum, the epoch validation selected. Every tool that reads a run asks this
 class, which reads the record; a folder without one (a run from before the
-record existed) is read from its file names, with a note.
-"""
+record existed) is read from its file names, with a note."""
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +14,7 @@ import logging
 import os
 import os.path as osp
 import re
+import shutil
 import socket
 import sys
 import time
@@ -28,8 +28,7 @@ from mmengine.runner import Runner
 from ..engine import record as run_record
 from ..utils import integrity
 
-#: the epoch in ``epoch_N.pth`` and ``best_<metric>_epoch_N.pth`` (runs
-#: without a record only)
+#: the epoch in ``epoch_N.pth`` and ``best_<metric>_epoch_N.pth`` (unrecorded runs)
 EPOCH_RE = re.compile(r'epoch_(\d+)\.pth$')
 #: what :meth:`RunDir.config_differences` compares: what changes the scores
 #: of a checkpoint (the weights come from the checkpoint: ``init_cfg`` is not)
@@ -195,11 +194,8 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Hold the folder for one training run: an exclusive ``flock``, which
         the kernel releases when its process dies (a killed run's lock is
-        taken over, with a note), in a file naming the holder.
-
-        Raises:
-            RunLockedError: Another live process holds the folder.
-        """
+        taken over, with a note), in a file naming the holder;
+        :class:`RunLockedError` where another live process holds it."""
         os.makedirs(self.path, exist_ok=True)
         path = osp.join(self.path, LOCK_FILE)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -329,9 +325,8 @@ class RunDir:
 
 def own_names(cfg: Config, suffix: str = '') -> None:
     """Give a runner its own logger and visualizer: mmengine shares them by
-    experiment name (``<name>_<start second>``), so a second runner of one
-    config in one process and second (a sweep after a tiny training, two
-    sweeps) would log into the first one's file."""
+    ``<experiment name>_<start second>``, so a second runner of one config in
+    one process and second (a sweep after a tiny training) logged into the first's."""
     name = cfg.get('experiment_name') or osp.splitext(
         osp.basename(cfg.filename or 'config'))[0]
     name = f'{name}_{suffix}' if suffix else name
@@ -352,24 +347,40 @@ def build_runner(cfg: Config) -> Runner:
 def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
               argv: Optional[Sequence[str]] = None) -> Runner:
     """A training run's lifecycle, the one way to start one: hold the folder,
-    refuse a used folder unless resuming (``hint`` says how to continue) and
-    a resume to another length, build the runner and train; the run writes
-    its record (:class:`medfm.engine.record.RunRecordHook`) with ``argv``
-    (default ``sys.argv[1:]``) as its command line."""
+    refuse a used folder unless resuming (``hint`` says how to continue) and a
+    resume to another length, build the runner and train, its record
+    (:class:`medfm.engine.record.RunRecordHook`) naming ``argv`` (default
+    ``sys.argv[1:]``); a start that fails before training removes what it wrote."""
     run = RunDir(cfg.work_dir)
     # one process of a multi-GPU run holds the folder for all (its rank
     # before the process group exists: torchrun's RANK, srun's SLURM_PROCID)
     slurm = cfg.get('launcher') == 'slurm'
-    rank = os.environ.get('SLURM_PROCID' if slurm else 'RANK', 0)
-    with run.lock() if int(rank) == 0 else contextlib.nullcontext():
-        resume = bool(cfg.get('resume'))
-        run.check_fresh(resume, hint)
-        if resume:
-            run.check_resume(cfg)
-        own_names(cfg)
-        runner = build_runner(cfg)
-        runner.command_line = list(sys.argv[1:] if argv is None else argv)
-        runner.train()
+    main = int(os.environ.get('SLURM_PROCID' if slurm else 'RANK', 0)) == 0
+    before = set(os.listdir(run.path)) if osp.isdir(run.path) else None
+    try:
+        with run.lock() if main else contextlib.nullcontext():
+            resume = bool(cfg.get('resume'))
+            run.check_fresh(resume, hint)
+            if resume:
+                run.check_resume(cfg)
+            own_names(cfg)
+            runner = build_runner(cfg)
+            runner.command_line = list(sys.argv[1:] if argv is None else argv)
+            loader = runner.train_loop.dataloader  # built now, to check it
+            if len(loader) == 0:  # else an assert of mmengine's schedulers
+                raise ValueError(
+                    f'train_dataloader: {len(loader.dataset)} images (from '
+                    f'{getattr(loader.dataset, "ann_file", "its dataset")}), fewer '
+                    f'than batch_size={loader.batch_size} with drop_last=True')
+            runner.train()
+    except BaseException as err:  # nothing trained: remove what the start wrote
+        if main and not isinstance(err, RunLockedError) and run.record() is None \
+                and not run.is_used() and osp.isdir(run.path):
+            new = [run.path] if before is None else [
+                osp.join(run.path, name) for name in set(os.listdir(run.path)) - before]
+            for entry in new:
+                shutil.rmtree(entry) if osp.isdir(entry) else os.remove(entry)
+        raise
     return runner
 
 

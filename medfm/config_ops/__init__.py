@@ -3,6 +3,7 @@ one place where the schedule's end is resolved) and paths typed to the shell
 wrappers; speed, trackers, TTA and the few-shot grid in the submodules."""
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import os.path as osp
@@ -11,6 +12,7 @@ from typing import Optional
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.runner import Runner
 
 from ..compat import adapt_config_for_cpu
 from ..utils.config import LOADERS, loader_datasets
@@ -23,6 +25,10 @@ WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
                'its port, default 29500); several machines: NNODES, NODE_RANK, '
                'MASTER_ADDR; PYTHON: the interpreter. Slurm: slurm_train.sh, '
                'slurm_test.sh (docs/launch.md).')
+#: top-level keys read beyond a config's own: the Runner's arguments and cfg
+READ_KEYS = set(inspect.signature(Runner.__init__).parameters) | {
+    'model_wrapper_cfg', 'sync_bn', 'find_unused_parameters', 'compile', 'tta',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'tta_model', 'tta_pipeline'}
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
@@ -31,17 +37,26 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     dataloader's dataset's), resolve the schedule (:func:`resolve_schedule`)
     and set the work directory (default: the config's or
     ``work_dirs/<config name>``)."""
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as err:  # the file (or a base) named: medfm.compat
+        raise ValueError(f'{err.filename}, line {err.lineno}: {err.msg}') from None
     written_for = cfg.get('train_cfg', {}).get('max_epochs')
     if cfg_options:
         cfg_options = dict(cfg_options)
         data_root = cfg_options.pop('data_root', None)
+        for key in {k.split('.')[0] for k in cfg_options} - set(cfg) - READ_KEYS:
+            raise ValueError(f'--cfg-options {key}: neither a key of {path} nor '
+                             'a setting mmengine or medfm reads (a typo?)')
         cfg.merge_from_dict(cfg_options)
         if data_root is not None:
             set_data_root(cfg, data_root)
         # an explicit param_scheduler override is the user's schedule
         if any(k.startswith('param_scheduler') for k in cfg_options):
             written_for = None
+    epochs = cfg.get('train_cfg', {}).get('max_epochs', 1)
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f'train_cfg.max_epochs={epochs!r}: must be at least 1')
     resolve_schedule(cfg, written_for)
     if work_dir:
         cfg.work_dir = work_dir
@@ -116,12 +131,7 @@ def load_eval_config(path: str, cfg_options: Optional[dict], run_dir: str,
 def caller_path(path: Optional[str], output: bool = False) -> Optional[str]:
     """A path typed to ``train.sh``/``test.sh`` (which run from the
     repository): from the caller's directory (``$MEDFM_CALLER_DIR``) where it
-    exists there or is a new ``output`` whose parent does, else as given.
-
-    Examples:
-        >>> caller_path('configs/x.py')  # not called through a wrapper
-        'configs/x.py'
-    """
+    exists there or is a new ``output`` whose parent does, else as given."""
     caller = os.environ.get(CALLER_DIR)
     if not path or not caller or osp.isabs(path):
         return path

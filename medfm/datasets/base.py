@@ -3,8 +3,7 @@
 Annotation files are ``.txt`` lists (parsed from the right: colon names hold
 spaces; a name alone is unlabelled), the release's ``.csv`` or mmpretrain's
 ``.json``, in UTF-8. The parsing is ours because mmengine's ``BaseDataset``
-ignores the file's class list and picks its reader (pickle too) by extension.
-"""
+ignores the file's class list and picks its reader (pickle too) by extension."""
 from __future__ import annotations
 
 import json
@@ -239,7 +238,11 @@ class MedFMCDataset(BaseDataset):
         """Read the annotation file into ``img_path``/``gt_label`` dicts."""
         ext = osp.splitext(self.ann_file)[1].lower()
         if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'annotation file {self.ann_file} not found')
+            raise FileNotFoundError(
+                f'annotation file {self.ann_file} not found: make it from the '
+                f'MedFMC release with tools/prepare_data.py {self.TASK}, or try the '
+                'demo data: python tools/make_demo.py --out data/demo (or make '
+                f'demo), then --cfg-options data_root=data/demo/{self.TASK}')
         # made absolute once: the folder every listed image must lie in
         self._image_folder = osp.abspath(self.img_prefix or os.curdir)
         if is_pickle(self.ann_file):
@@ -295,6 +298,7 @@ class MedFMCDataset(BaseDataset):
         return samples
 
     def _read_csv(self) -> List[Sample]:
+        import csv
         import io
 
         import pandas as pd
@@ -313,6 +317,11 @@ class MedFMCDataset(BaseDataset):
             raise AnnotationError(
                 f'{self.ann_file}: not a CSV file pandas can read: '
                 f'{str(err).strip()}') from None
+        header = Counter(_norm(c) for c in next(csv.reader(io.StringIO(text))))
+        twice = [c for c, n in header.items() if n > 1 and c]
+        if twice:  # pandas would rename the second one (ulcer.1)
+            raise AnnotationError(f'{self.ann_file}, line 1: column {twice[0]!r} '
+                                  'appears more than once; keep one')
         columns = {_norm(c): c for c in df.columns}
         img_col = next((columns[k] for k in ('img_id', 'image', 'img_path',
                                              'filename', 'file_name')

@@ -73,11 +73,13 @@ class FiniteLossHook(Hook):
             if isinstance(value, torch.Tensor):
                 value = value.detach()  # the summed loss still has its graph
             if not math.isfinite(float(value)):
+                again = 'resume from the last checkpoint' if runner.message_hub \
+                    .get_info('last_ckpt') else 'train again (no checkpoint yet)'
                 raise FloatingPointError(
                     f'{key} is {float(value)} at iteration {runner.iter + 1} '
                     f'(epoch {runner.epoch + 1}, batch {batch_idx + 1}); '
                     'training stopped. Lower the learning rate or enable '
-                    'gradient clipping, then resume from the last checkpoint.')
+                    f'gradient clipping, then {again}.')
 
 
 @HOOKS.register_module()

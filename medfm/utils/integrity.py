@@ -111,6 +111,6 @@ def save_bytes(data: bytes, path: Union[str, os.PathLike],
         raise DiskFullError(
             err.errno,
             f'no space left to save {osp.basename(path)} in {folder}: it '
-            f'needs {len(data) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are '
-            'free. The checkpoints saved before are intact; free some space '
-            'and continue with --resume') from None
+            f'needs {len(data):,} bytes, {free:,} bytes are free. The '
+            'checkpoints saved before are intact; free some space and '
+            'continue with --resume') from None

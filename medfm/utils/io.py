@@ -34,15 +34,18 @@ def atomic_write(path: str, mode: str = 'w', **kwargs) -> Iterator[Any]:
         raise
 
 
-def json_text(obj: Any) -> str:
-    """``obj`` as the project writes JSON: indented, numpy numbers as floats."""
+def json_text(obj: Any, strict: bool = False) -> str:
+    """``obj`` as the project writes JSON: indented, numpy numbers as floats;
+    ``strict``: NaN and infinities as null (valid JSON, for other programs)."""
+    if strict:
+        obj = json.loads(json.dumps(obj, default=float), parse_constant=lambda _: None)
     return json.dumps(obj, indent=2, default=float)
 
 
-def write_json(path: str, obj: Any) -> None:
+def write_json(path: str, obj: Any, strict: bool = False) -> None:
     """Write ``obj`` as indented JSON (:func:`json_text`), atomically."""
     with atomic_write(path, encoding='utf-8') as f:
-        f.write(json_text(obj))
+        f.write(json_text(obj, strict))
 
 
 def write_csv(path: str, header: Sequence[str], rows: List[Sequence]) -> None:

@@ -6,7 +6,7 @@ import time
 
 import eval_epochs
 import pytest
-from helpers import logged, tiny_config, tiny_densenet
+from helpers import load_tool, logged, tiny_config, tiny_densenet
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
@@ -205,3 +205,28 @@ def test_test_sh_uses_the_runs_own_config(demo_root, tmp_path):
     assert 'differs from the config the run trained with' in text
     assert 'test_dataloader.dataset.pipeline.1.scale' in text
     assert 'Leave the config out' in text
+
+
+def test_a_start_that_fails_before_training_leaves_nothing(colon_config, tmp_path):
+    """No data: the message points to tools/prepare_data.py and the demo, and
+    the folder the start made is gone; a batch larger than the list with
+    drop_last names both sizes, and what the folder held before stays."""
+    config, _ = colon_config
+    train, work = load_tool('train'), tmp_path / 'new'
+    with pytest.raises(SystemExit) as stop:
+        train.main([str(config), '--work-dir', str(work),
+                    '--cfg-options', f'data_root={tmp_path}/none'])
+    assert str(stop.value) == (
+        f'error: annotation file {tmp_path}/none/train_20.txt not found: make it '
+        'from the MedFMC release with tools/prepare_data.py colon, or try the demo '
+        'data: python tools/make_demo.py --out data/demo (or make demo), then '
+        '--cfg-options data_root=data/demo/colon')
+    assert not work.exists()
+    work.mkdir()
+    (work / 'notes.txt').write_text('mine')
+    with pytest.raises(SystemExit, match=r'error: train_dataloader: 8 images \(from '
+                       r'.*colon/train_20.txt\), fewer than batch_size=9 with '
+                       'drop_last=True$'):
+        train.main([str(config), '--work-dir', str(work), '--cfg-options',
+                    'train_dataloader.batch_size=9', 'train_dataloader.drop_last=True'])
+    assert [p.name for p in work.iterdir()] == ['notes.txt']

@@ -548,3 +548,13 @@ def test_names_inside_the_folder_still_load(tree, tmp_path):
     with pytest.raises(AnnotationError, match='is outside the image folder'):
         DATASETS.build(dict(type='Endo', data_root=str(link),
                             ann_file=str(tmp_path / 'abs.txt')))
+
+
+def test_csv_with_a_class_column_twice_is_refused(tmp_path):
+    """pandas renames the second one ``ulcer.1``: the first would be read
+    and a warning would name a column that is not in the file."""
+    root = _root(tmp_path, ['a.png'], [ENDO_HEAD + ',ulcer', 'a,s,1,0,0,0,0'],
+                 ann='endo.csv')
+    with pytest.raises(AnnotationError, match=r"^.*endo.csv, line 1: column 'ulcer' "
+                       'appears more than once; keep one$'):
+        Endo(ann_file='endo.csv', data_root=root)

@@ -106,7 +106,8 @@ def test_run_protocol_continues_with_skip_done(demo_root, tmp_path):
     # with longer ones, the call stops
     longer = list(common)
     longer[longer.index('--epochs') + 1] = '2'
-    with pytest.raises(SystemExit, match='another number of epochs'):
+    with pytest.raises(SystemExit, match=r'another number of epochs than this '
+                       r'call: .*exp1 \(max_epochs 1, this call 2\)'):
         run_protocol.main(longer + ['--exps', '1', '2', '--skip-done'])
     # exp2 as if it crashed after its checkpoint: no row, checkpoints there;
     # --skip-done resumes it (here at its last epoch already: nothing to do)

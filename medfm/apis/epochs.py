@@ -103,6 +103,18 @@ def format_rows(rows: List[dict], keys: List[str]) -> str:
     return '\n'.join(lines)
 
 
+def _draws(ci: dict) -> str:
+    """How many draws an interval rests on, why fewer than asked, and a
+    caution where the list has few patients or slides to resample."""
+    out, of, units = f'{ci["draws"]} draws', ci.get('of'), ci.get('units', 99)
+    if of and ci['draws'] < of:
+        out += (f' of {of}: in the others a class had one target value only, '
+                'where AUC is undefined')
+    if units < 20:
+        out += f'; only {units} {ci["unit"]}s: a rough interval'
+    return out
+
+
 def summary(table: dict, split: str) -> str:
     """What ``test.sh`` prints: the table, the selected epoch with its
     interval, the highest score for reference, the skipped checkpoints."""
@@ -130,9 +142,8 @@ def summary(table: dict, split: str) -> str:
             lines.append(f'selected on val: epoch {selected} '
                          f'({value(selected)} on {split})')
             if ci:
-                lines.append(f'  95% CI (bootstrap, {ci[score]["draws"]} draws): ' +
-                             ', '.join(f'{k} {format_ci(v, digits=2)}'
-                                       for k, v in ci.items()))
+                lines.append(f'  95% CI (bootstrap, {_draws(ci[score])}): ' + ', '.join(
+                    f'{k} {format_ci(v, digits=2)}' for k, v in ci.items()))
         else:
             lines.append('selected on val: none (the run recorded no epoch '
                          'selected on validation among the scored checkpoints)')

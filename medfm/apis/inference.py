@@ -156,15 +156,19 @@ TTA = Union[None, bool, dict]
 def predictions_ci(cfg: Config, predictions: Predictions, n: int = 1000,
                    seed: int = 0) -> Optional[dict]:
     """95% bootstrap intervals of a labelled split's metrics, patients or
-    slides resampled whole (:func:`medfm.evaluation.bootstrap_ci`), or None
+    slides resampled whole (:func:`medfm.evaluation.bootstrap_ci`; each entry
+    also says the draws asked ``of`` and the resampled ``units``), or None
     without labels."""
     if predictions.targets is None:
         return None
     task = task_of_config(cfg)
     groups = unit_groups(task.TASK, [osp.basename(p) for p in predictions.paths])
-    return bootstrap_ci(predictions.scores, predictions.targets,
-                        task.is_multi_label(), groups=groups, n=n,
-                        seed=seed)
+    ci = bootstrap_ci(predictions.scores, predictions.targets,
+                      task.is_multi_label(), groups=groups, n=n, seed=seed)
+    units = len(set(groups if groups is not None else predictions.paths))
+    for entry in ci.values():  # what the interval line says of its draws
+        entry.update(of=n, units=units, unit=task.SHOT_UNIT)
+    return ci
 
 
 def write_predictions(pred: Predictions, path: str, classes: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 with the HTML report (:mod:`.report_html`)."""
 from __future__ import annotations
 
+import os.path as osp
 from numbers import Integral
 from typing import Dict, List, Optional, Sequence
 
@@ -13,10 +14,15 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..utils.io import atomic_write  # noqa: E402
 
-#: colour, line style and marker of the first, second, ... epoch mark
-MARK_STYLES = [('tab:red', '--', 'v'), ('tab:purple', ':', 'D'),
-               ('tab:brown', '--', 's'), ('black', ':', '^'),
-               ('tab:olive', '--', 'P')]
+#: the metrics' colours; colour, line style and marker of each epoch mark
+COLOURS = ['tab:blue', 'tab:orange', 'tab:green', 'tab:purple', 'tab:brown',
+           'tab:cyan', 'tab:pink', 'tab:olive']
+MARK_STYLES = [('black', '--', 'v'), ('tab:red', ':', 'D'), ('tab:gray', '--', 's')]
+
+
+def run_title(run_dir: str, task: str, what: str) -> str:
+    """``<run folder>: <task>, <what>``: each plot names its run and task."""
+    return f'{osp.basename(osp.abspath(run_dir))}: {task}, {what}'
 
 
 def _save(fig, path: str) -> None:
@@ -32,18 +38,24 @@ def _integer_xticks(ax) -> None:
 
 def draw_epoch_metrics(ax, rows: Sequence[Dict], keys: Sequence[str],
                        marks: Dict[str, int]) -> None:
-    """Metrics (percent) against the epoch on ``ax``, with labelled epoch
-    marks (:func:`_draw_marks`) and a legend."""
+    """Metrics (percent) against the epoch on ``ax``, a ``<metric>_<variant>``
+    (``_tta``) dashed and light over its metric's line, in its colour; epoch
+    marks (:func:`_draw_marks`); the legend outside, hiding no line."""
     epochs = [r['epoch'] for r in rows]
-    for k in keys:
-        ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1])
+    bases = [next((b for b in keys if k.startswith(b + '_')), k) for k in keys]
+    colour = {b: COLOURS[i % len(COLOURS)] for i, b in enumerate(dict.fromkeys(bases))}
+    for k, base in zip(keys, bases):
+        style = dict(ls='--', lw=1.5, mfc='white') if base != k else dict(lw=2.5)
+        ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1],
+                color=colour[base], **style)
     mark_handles = _draw_marks(ax, list(marks.items()))
     _integer_xticks(ax)
     ax.set(xlabel='epoch', ylabel='%')
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend([mark_handles.get(id(h), h) for h in handles], labels)
+        ax.legend([mark_handles.get(id(h), h) for h in handles], labels,
+                  loc='upper left', bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
 def _draw_marks(ax, items: List[tuple]) -> Dict[int, tuple]:
@@ -77,7 +89,7 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
     """The figure of :func:`plot_epoch_metrics`, not saved nor closed."""
     keys = keys or [k for k, v in rows[0].items()
                     if k != 'epoch' and isinstance(v, float)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout='constrained')
     draw_epoch_metrics(ax, rows, keys, marks or {})
     ax.set_title(title)
     return fig

@@ -27,8 +27,8 @@ from ..evaluation.bootstrap import format_ci
 from ..evaluation.metrics import MedFMCScore, average_precision
 from ..utils.config import innermost
 from ..utils.progress import track
+from ..visualization.plots import run_title
 from ..visualization.report_html import (
-    array_png,
     curves_figure,
     fig_confusion,
     fig_distribution,
@@ -110,6 +110,7 @@ class ReportData:
     loss: Tuple[List[int], List[float]]
     model: torch.nn.Module
     names: List[str]
+    task: str
     multi_label: bool
     predictions: Predictions
     metrics: dict
@@ -121,6 +122,10 @@ class ReportData:
     @property
     def num_classes(self) -> int:
         return self.model.head.num_classes
+
+    def title(self, what: str) -> str:
+        """A figure's title: run, task, ``what``."""
+        return run_title(self.run_dir, self.task, what)
 
 
 def gather(run_dir: str, config: Optional[str] = None,
@@ -153,16 +158,17 @@ def gather(run_dir: str, config: Optional[str] = None,
                                               else 'best')
     model = build_classifier(cfg, checkpoint, device)
     names = class_names(cfg, model.checkpoint_meta, model.head.num_classes)
-    multi_label = task_of_config(cfg).is_multi_label()
+    task = task_of_config(cfg)
     predictions = predict(cfg, model, split)
     target = predictions.targets
     metrics = {} if target is None else MedFMCScore.calculate(
-        predictions.scores, target, multi_label, names, classwise=True)
+        predictions.scores, target, task.is_multi_label(), names, classwise=True)
     return ReportData(
         run_dir=run_dir, config=config, cfg=cfg, checkpoint=checkpoint,
         split=split, rows=rows, epoch=epoch, chosen_by=chosen_by,
         source=source, loss=run.train_loss(), model=model, names=names,
-        multi_label=multi_label, predictions=predictions, metrics=metrics,
+        task=task.TASK, multi_label=task.is_multi_label(), predictions=predictions,
+        metrics=metrics,
         ci=predictions_ci(cfg, predictions), **view)
 
 
@@ -173,7 +179,8 @@ def render_summary(data: ReportData) -> str:
                ('reported epoch', fmt_cell(data.epoch)),
                ('epoch chosen by', data.chosen_by),
                ('evaluated on', f'{data.split} ({len(data.predictions.paths)} images)'),
-               ('task', 'multi-label' if data.multi_label else 'single-label')]
+               ('task', f'{data.task} ('
+                f'{"multi" if data.multi_label else "single"}-label)')]
     summary += [(k, fmt_cell(v) + (
         f' (95% CI {format_ci(data.ci[k]["low"], digits=2)}'
         f'–{format_ci(data.ci[k]["high"], digits=2)}, bootstrap)'
@@ -186,7 +193,8 @@ def render_curves(data: ReportData) -> str:
     """Metrics per epoch and the training loss: a figure and a table."""
     rows = data.rows
     if rows or data.loss[0]:
-        figure = curves_figure(rows, data.epoch, data.loss)
+        mark = {} if data.epoch is None else {data.chosen_by.split(':')[0]: data.epoch}
+        figure = curves_figure(rows, mark, data.loss, data.title('metrics per epoch'))
         body = html_img(fig_png(figure), 'metric curves')
         if rows:
             keys = numeric_keys(rows)
@@ -245,7 +253,8 @@ def render_roc_pr(data: ReportData) -> str:
     pred, target = data.predictions.scores, data.predictions.targets
     shown = [data.num_classes - 1] if _binary(data) \
         else list(range(data.num_classes))
-    roc, pr = map(fig_png, roc_pr_figures(pred, target, data.names, shown))
+    roc, pr = map(fig_png, roc_pr_figures(pred, target, data.names, shown,
+                                          data.title('')))
     return ('<h3>ROC</h3>' + html_img(roc, 'ROC curves') +
             '<h3>Precision-recall</h3>' + html_img(pr, 'precision-recall curves'))
 
@@ -291,8 +300,9 @@ def render_distribution(data: ReportData) -> str:
 
 
 def render_gradcam(data: ReportData) -> str:
-    """Grad-CAM overlays of the first ``cam_images`` images of the split."""
-    from ..visualization.cam import CAMVisualizer
+    """Grad-CAM panels (:func:`~medfm.visualization.cam.cam_panel`) of the
+    first ``cam_images`` images of the split."""
+    from ..visualization.cam import CAMVisualizer, cam_panel
     target, paths = data.predictions.targets, data.predictions.paths
     figures, blank = [], 0
     if data.cam_images > 0:
@@ -304,15 +314,13 @@ def render_gradcam(data: ReportData) -> str:
             truth = ([data.names[c] for c in np.flatnonzero(target[i])]
                      if target is not None else ['?'])
             for r in vis(path)[:3]:
-                caption = (f'{html.escape(osp.basename(path))}<br>'
-                           f'{html.escape(r.class_name)} '
-                           f'score {r.score:.3f} &middot; true: '
-                           f'{html.escape(", ".join(truth) or "none")}')
-                if r.note:
-                    blank += 1
-                    caption += f'<br><span class="blank">{html.escape(r.note)}</span>'
-                image = html_img(array_png(r.overlay), r.file_name())
-                figures.append(f'<figure>{image}'
+                blank += bool(r.note)
+                flag = ' class="blank"' if r.note or r.below_thr is not None else ''
+                caption = (f'{html.escape(osp.basename(path))} &middot; true: '
+                           f'{html.escape(", ".join(truth) or "none")}<br>'
+                           f'<span{flag}>{html.escape(r.caption())}</span>')
+                panel = cam_panel(r, data.title(f'{r.method}, {osp.basename(path)}'))
+                figures.append(f'<figure>{html_img(fig_png(panel), r.file_name())}'
                                f'<figcaption>{caption}</figcaption></figure>')
     note = (f'{html.escape(data.cam_method)} of the predicted classes '
             f'(score &gt; {data.thr}, else the top class) of the first '

@@ -12,6 +12,7 @@ import math
 import os
 import os.path as osp
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -20,11 +21,14 @@ import numpy as np
 import pytorch_grad_cam as gcam
 import torch
 import torch.nn as nn
+from matplotlib.cm import ScalarMappable
 from mmcv.cnn import ConvModule
 from mmcv.transforms import Compose
 from mmengine.dataset import default_collate
 from mmengine.utils.dl_utils import is_norm
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from .plots import _save, plt
 
 #: method name (lower case, as on the command line) -> grad-cam class
 CAM_METHODS: Dict[str, type] = {
@@ -36,10 +40,11 @@ CAM_METHODS: Dict[str, type] = {
 
 @dataclass
 class CAMResult:
-    """The map of one image and one class: ``heatmap`` ``(H, W)`` in [0, 1]
-    and ``overlay`` ``(H, W, 3)`` uint8 RGB at the original image's size,
+    """The map of one image and one class: ``heatmap`` ``(H, W)`` in [0, 1],
+    ``image`` and ``overlay`` ``(H, W, 3)`` uint8 RGB at the original's size,
     ``score`` the model's (sigmoid or softmax), ``note`` why the overlay shows
-    no heat (:func:`blank_note`) or ''."""
+    no heat (:func:`blank_note`) or '', ``below_thr`` the threshold no class
+    passed (the top class shown instead) or None."""
 
     img_path: str
     class_index: int
@@ -48,7 +53,9 @@ class CAMResult:
     method: str
     heatmap: np.ndarray = field(repr=False)
     overlay: np.ndarray = field(repr=False)
+    image: np.ndarray = field(repr=False)
     note: str = ''
+    below_thr: Optional[float] = None
 
     def file_name(self) -> str:
         """``<image stem>_<method>_<class>_<score>.png``."""
@@ -56,6 +63,13 @@ class CAMResult:
         name = f"{stem}_{self.method.replace('++', 'pp')}_{self.class_name}"
         # no separators, spaces or shell-hostile characters
         return re.sub(r'[^\w.\-]+', '_', f'{name}_{self.score:.3f}') + '.png'
+
+    def caption(self) -> str:
+        """Class and score, or that no class passed the threshold; the note."""
+        text = (f'{self.class_name}: score {self.score:.3f}' if self.below_thr is None
+                else f'no class above threshold {self.below_thr:g}; top score '
+                f'{self.score:.3f} ({self.class_name})')
+        return text + (f'; {self.note}' if self.note else '')
 
 
 #: the note of a map that is zero everywhere
@@ -264,6 +278,7 @@ class CAMVisualizer:
         scores = (logits.sigmoid() if self.multi_label
                   else logits.softmax(-1)).cpu().numpy()
         picked = self.select_classes(scores, classes)
+        none_above = self.multi_label and not classes and scores.max() <= self.thr
         # one forward/backward for all classes: the image repeated per class
         batch = inputs.repeat(len(picked), 1, 1, 1)
         # a frozen backbone (linear probe, VPT) has no parameter that needs a
@@ -287,18 +302,33 @@ class CAMVisualizer:
             results.append(CAMResult(
                 img_path=img_path, class_index=c, class_name=self.class_names[c],
                 score=float(scores[c]), method=self.method, heatmap=heat,
-                overlay=overlay_heatmap(base, heat),
-                note=blank_note(m)))
+                overlay=overlay_heatmap(base, heat), image=base, note=blank_note(m),
+                below_thr=self.thr if none_above else None))
         return results
 
     @staticmethod
-    def save(results: Sequence[CAMResult], out_dir: str) -> List[str]:
-        """Write each overlay as a PNG (:meth:`CAMResult.file_name`); the paths."""
+    def save(results: Sequence[CAMResult], out_dir: str, title: str = '') -> List[str]:
+        """Write each :func:`cam_panel` as a PNG (:meth:`CAMResult.file_name`)."""
         os.makedirs(out_dir, exist_ok=True)
-        paths = []
-        for r in results:
-            path = osp.join(out_dir, r.file_name())
-            if not cv2.imwrite(path, cv2.cvtColor(r.overlay, cv2.COLOR_RGB2BGR)):
-                raise OSError(f'could not write {path}')
-            paths.append(path)
+        paths = [osp.join(out_dir, r.file_name()) for r in results]
+        for r, path in zip(results, paths):
+            _save(cam_panel(r, title), path)
         return paths
+
+
+def cam_panel(result: CAMResult, title: str = ''):
+    """Original and overlay, each >= 256 px on its short side, a colour bar,
+    the :meth:`~CAMResult.caption` over the overlay, ``title`` above."""
+    h, w = result.heatmap.shape
+    inch = max(1.0, 256 / min(h, w)) / 100  # of a pixel, at 100 dpi
+    fig, axes = plt.subplots(1, 2, figsize=(2 * w * inch + 2, h * inch + 1.4),
+                             dpi=100, layout='constrained')
+    for ax, image, text in ((axes[0], result.image, 'original'),
+                            (axes[1], result.overlay, result.caption())):
+        ax.imshow(image)
+        ax.set_title(textwrap.fill(text, 44), fontsize=9)
+        ax.axis('off')
+    fig.colorbar(ScalarMappable(cmap='jet'), ax=axes[1],
+                 label=f'{result.method} (scaled to [0, 1])')
+    fig.suptitle(title)
+    return fig

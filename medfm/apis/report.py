@@ -76,7 +76,10 @@ def load_curves(run_dir: str, split: str = 'test') -> Tuple[List[dict], str]:
 
 def run_task(run: RunDir) -> str:
     """The task of a run's saved config (``'endo'``), for titles."""
-    config = run.config_path()
+    try:
+        config = run.config_path()
+    except (KeyError, ValueError):  # a record without the config, or changed
+        config = None
     return task_of_config(Config.fromfile(config)).TASK if config else 'task unknown'
 
 
@@ -314,11 +317,12 @@ def render_gradcam(data: ReportData) -> str:
             truth = ([data.names[c] for c in np.flatnonzero(target[i])]
                      if target is not None else ['?'])
             for r in vis(path)[:3]:
-                blank += bool(r.note)
-                flag = ' class="blank"' if r.note or r.below_thr is not None else ''
                 caption = (f'{html.escape(osp.basename(path))} &middot; true: '
                            f'{html.escape(", ".join(truth) or "none")}<br>'
-                           f'<span{flag}>{html.escape(r.caption())}</span>')
+                           f'{html.escape(r.caption())}')
+                if r.note:
+                    blank += 1
+                    caption += f'<br><span class="blank">{html.escape(r.note)}</span>'
                 panel = cam_panel(r, data.title(f'{r.method}, {osp.basename(path)}'))
                 figures.append(f'<figure>{html_img(fig_png(panel), r.file_name())}'
                                f'<figcaption>{caption}</figcaption></figure>')

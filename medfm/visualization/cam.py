@@ -65,11 +65,10 @@ class CAMResult:
         return re.sub(r'[^\w.\-]+', '_', f'{name}_{self.score:.3f}') + '.png'
 
     def caption(self) -> str:
-        """Class and score, or that no class passed the threshold; the note."""
-        text = (f'{self.class_name}: score {self.score:.3f}' if self.below_thr is None
+        """Class and score, or that no class passed the threshold."""
+        return (f'{self.class_name}: score {self.score:.3f}' if self.below_thr is None
                 else f'no class above threshold {self.below_thr:g}; top score '
                 f'{self.score:.3f} ({self.class_name})')
-        return text + (f'; {self.note}' if self.note else '')
 
 
 #: the note of a map that is zero everywhere
@@ -324,7 +323,8 @@ def cam_panel(result: CAMResult, title: str = ''):
     fig, axes = plt.subplots(1, 2, figsize=(2 * w * inch + 2, h * inch + 1.4),
                              dpi=100, layout='constrained')
     for ax, image, text in ((axes[0], result.image, 'original'),
-                            (axes[1], result.overlay, result.caption())):
+                            (axes[1], result.overlay, '; '.join(
+                                filter(None, (result.caption(), result.note))))):
         ax.imshow(image)
         ax.set_title(textwrap.fill(text, 44), fontsize=9)
         ax.axis('off')

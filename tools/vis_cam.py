@@ -1,9 +1,8 @@
-"""Grad-CAM / Grad-CAM++ / EigenCAM overlays for a config and checkpoint.
+"""Grad-CAM / Grad-CAM++ / EigenCAM panels for a config and checkpoint.
 
 Example: ``python tools/vis_cam.py CONFIG CKPT images/ --method gradcam++ eigencam
---classes nodule pneumonia --limit 8``. One PNG per image, method and class (the
-predicted ones unless ``--classes``), ``<image>_<method>_<class>_<score>.png``; a map
-with no heat is written too and named in a ``note:`` line. See docs/visualization.md.
+--classes nodule pneumonia --limit 8``: ``<image>_<method>_<class>_<score>.png``
+per image, method and class (default the predicted ones). See docs/visualization.md.
 """
 from __future__ import annotations
 

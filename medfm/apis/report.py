@@ -1,10 +1,6 @@
-"""One self-contained HTML page that summarises a training run.
-
-Each section is a ``<section id=...>`` rendered from one :class:`ReportData`
-(the ids and contents are listed in docs/visualization.md); images are embedded
-as base64 PNG, so the file can be mailed or archived alone. Scoring the split
-and the Grad-CAM gallery show their progress on stderr.
-"""
+"""One self-contained HTML page that summarises a training run: one
+``<section id=...>`` per renderer of one :class:`ReportData` (listed in
+docs/visualization.md), images embedded as base64 PNG."""
 from __future__ import annotations
 
 import datetime
@@ -85,8 +81,7 @@ def run_task(run: RunDir) -> str:
 
 def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
             ) -> Predictions:
-    """Scores of every image of a split (:mod:`medfm.apis.inference`), with
-    progress per batch on stderr."""
+    """Scores of every image of a split, with progress on stderr."""
     loader = build_loader(cfg, split)
     n = len(loader.dataset)
     return predict_loader(model, track(loader, f'scoring {n} {split} images '
@@ -95,12 +90,10 @@ def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
 
 @dataclass
 class ReportData:
-    """What the report shows, read once; each section renders from it:
-    ``rows`` are the metrics per epoch (:func:`load_curves`, from ``source``),
-    ``epoch`` the one reported and ``chosen_by`` how it was chosen; ``metrics``
-    are the classwise :meth:`MedFMCScore.calculate` of ``predictions`` (empty
-    without targets) and ``ci`` their bootstrap intervals.
-    """
+    """What the report shows, read once: ``rows`` the metrics per epoch
+    (:func:`load_curves`, from ``source``), ``epoch`` the one reported and
+    ``chosen_by`` how; ``metrics`` the classwise :meth:`MedFMCScore.calculate`
+    of ``predictions`` (empty without targets), ``ci`` their intervals."""
     run_dir: str
     config: str
     cfg: Config
@@ -135,9 +128,8 @@ def gather(run_dir: str, config: Optional[str] = None,
            checkpoint: Optional[str] = None, split: str = 'test',
            device: str = 'cpu', cfg_options: Optional[dict] = None,
            **view) -> ReportData:
-    """Read a run, load its reported checkpoint and score ``split``; the
-    arguments are :func:`build_report`'s, ``view`` (``thr``, ``cam_images``,
-    ``cam_method``, how to show the data) goes to :class:`ReportData`."""
+    """Read a run, load its reported checkpoint and score ``split``
+    (:func:`build_report`'s arguments; ``view`` to :class:`ReportData`)."""
     run = RunDir(run_dir)
     if config is None:
         config = run.config_path()
@@ -211,9 +203,8 @@ def render_curves(data: ReportData) -> str:
 
 
 def scored(sid: str, title: str):
-    """Decorator of a section that scores the predictions: the function
-    returns the section's body, or the section holds a note when the split
-    has no labels."""
+    """Decorator of a section that scores the predictions: the function's
+    body, or a note where the split has no labels."""
     def wrap(body: Callable[[ReportData], str]) -> Callable[[ReportData], str]:
         @functools.wraps(body)
         def render(data: ReportData) -> str:
@@ -352,17 +343,10 @@ def build_report(run_dir: str,
                  thr: float = 0.5,
                  device: str = 'cpu',
                  cfg_options: Optional[dict] = None) -> str:
-    """Write the HTML report of a run; the path of the HTML file.
-
-    Args:
-        run_dir (str): The run folder (``epoch_N.pth``, ``vis_data``, ...).
-        config (str, optional): Default the config mmengine saved in ``run_dir``.
-        out (str, optional): Default ``<run_dir>/report.html``.
-        checkpoint (str, optional): Default the reported epoch's.
-        split (str): ``'test'`` or ``'val'``: the data to evaluate.
-        cam_images (int): Images in the Grad-CAM gallery (0: none).
-        thr (float): Score threshold of a positive (multi-label).
-    """
+    """Write the HTML report of a run (``out``: default
+    ``<run_dir>/report.html``) and return its path; ``config`` default the
+    run's saved one, ``checkpoint`` the reported epoch's, ``cam_images`` the
+    Grad-CAM gallery's size (0: none), ``thr`` a positive's score."""
     data = gather(run_dir, config, checkpoint, split, device, cfg_options,
                   thr=thr, cam_images=cam_images, cam_method=cam_method)
     body = ''.join(render(data) for render in RENDERERS)

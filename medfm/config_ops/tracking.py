@@ -20,9 +20,8 @@ TRACKERS: Dict[str, str] = {
 
 
 def _spec_options(spec: str) -> Dict[str, Union[str, bool]]:
-    """The ``key=value`` options typed after ``NAME:`` in a ``--tracker``:
-    ``true``/``false`` become booleans, the rest stays text (``run_name=007``
-    is a name, not a number)."""
+    """The ``key=value`` options after ``NAME:`` in a ``--tracker``: ``true``
+    and ``false`` become booleans, the rest stays text (``run_name=007``)."""
     kwargs: Dict[str, Union[str, bool]] = {}
     for item in filter(None, spec.partition(':')[2].split(',')):
         key, sep, value = (part.strip() for part in item.partition('='))
@@ -67,9 +66,8 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
     if name == 'mlflow':
         uri = kwargs.pop('tracking_uri', None) or os.environ.get('MLFLOW_TRACKING_URI')
         if uri is None and work_dir:
-            # MLflow 3 refuses new file stores (./mlruns) by default: a
-            # sqlite file beside the run folders, shared by them, in a
-            # folder of its own (its artifacts go beside it)
+            # MLflow 3 refuses new file stores (./mlruns): a sqlite file in a
+            # folder beside the run folders, shared by them
             uri = 'sqlite:///' + osp.join(
                 osp.dirname(osp.abspath(work_dir)), 'mlflow', 'mlflow.db')
         if uri:
@@ -85,8 +83,7 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
     """Add ``--tracker`` values to a config's visualizer, in place, and
     return the backends added or changed; a tracker already there gets the
     typed options merged into its entry instead of a second one. TensorBoard
-    writes every start of a run (a resume) into ``<work_dir>/tensorboard``:
-    one run there, not one per ``<timestamp>`` folder.
+    gets ``<work_dir>/tensorboard``: a resumed run stays one run there.
 
     Examples:
         >>> cfg = Config(dict(visualizer=dict(

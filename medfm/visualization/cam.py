@@ -1,10 +1,6 @@
-"""Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models.
-
-Built on ``pytorch_grad_cam`` (``grad-cam<1.5``, as mmpretrain's ``vis_cam.py``);
-the image goes through the config's test pipeline and data preprocessor, so the
-map explains the input the model is scored on. Made for a config and checkpoint
-by :func:`medfm.apis.inference.cam_visualizer` (docs/visualization.md).
-"""
+"""Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models, on
+``pytorch_grad_cam``, of the input as the config's test pipeline makes it
+(:func:`medfm.apis.inference.cam_visualizer`; docs/visualization.md)."""
 from __future__ import annotations
 
 import copy
@@ -40,11 +36,10 @@ CAM_METHODS: Dict[str, type] = {
 
 @dataclass
 class CAMResult:
-    """The map of one image and one class: ``heatmap`` ``(H, W)`` in [0, 1],
-    ``image`` and ``overlay`` ``(H, W, 3)`` uint8 RGB at the original's size,
-    ``score`` the model's (sigmoid or softmax), ``note`` why the overlay shows
-    no heat (:func:`blank_note`) or '', ``below_thr`` the threshold no class
-    passed (the top class shown instead) or None."""
+    """One image's map of one class: ``heatmap`` ``(H, W)`` in [0, 1],
+    ``image`` and ``overlay`` ``(H, W, 3)`` uint8 RGB, ``score`` (sigmoid or
+    softmax), ``note`` why it shows no heat (:func:`blank_note`) or '',
+    ``below_thr`` the threshold no class passed (top class shown) or None."""
 
     img_path: str
     class_index: int
@@ -121,8 +116,7 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
     layers = getattr(backbone, 'layers', None)
     if getattr(backbone, 'num_extra_tokens', 0) and layers is not None \
             and hasattr(layers[-1], 'ln1'):
-        # ViT: the patch tokens reach the cls token only through the last
-        # attention, so take the norm in front of it
+        # ViT: patch tokens reach the cls token only through the last attention
         return [layers[-1].ln1]
     if getattr(backbone, 'gap_before_final_norm', False):
         # ConvNeXt: the final norm sees the pooled 1x1 map; take the last stage
@@ -137,8 +131,7 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
     if not norms:
         raise ValueError('no norm layer in the backbone: name a target layer')
     # EfficientNet ends in conv + norm + activation (a ConvModule): take its
-    # activated output, the features the head pools, as pytorch-grad-cam
-    # does with torchvision's features[-1]
+    # activated output, the features the head pools (pytorch-grad-cam's choice)
     parent = parent_of.get(id(norms[-1]))
     if isinstance(parent, ConvModule) and parent.with_activation:
         return [parent]
@@ -180,8 +173,7 @@ def overlay_heatmap(img_rgb: np.ndarray, heatmap: np.ndarray,
 
 
 class CAMVisualizer:
-    """Class activation maps of one mmpretrain ``ImageClassifier``, its images
-    read by the config's test pipeline.
+    """Class activation maps of one mmpretrain ``ImageClassifier``.
 
     Args:
         method (str): A key of :data:`CAM_METHODS`.
@@ -213,13 +205,11 @@ class CAMVisualizer:
         self.thr = thr
         self.smooth = dict(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.multi_label = isinstance(model.head, MultiLabelClsHead)
-        # a crop changes the geometry: then the map is shown on the network
-        # input, otherwise it is stretched back onto the original image
+        # a crop changes the geometry: the map is then shown on the network input
         self.crops = any('Crop' in t['type'] for t in test_pipeline)
         self.pipeline = Compose([TRANSFORMS.build(copy.deepcopy(t))
                                  for t in test_pipeline])
-        # the original is shown as the pipeline decodes it (16-bit scaling,
-        # EXIF orientation), not as cv2.imread would
+        # the original as the pipeline decodes it (16-bit, EXIF), not cv2.imread
         loads = [t for t in test_pipeline if t['type'].startswith('Load')]
         load = copy.deepcopy(loads[0]) if loads else dict(type='LoadMedFMCImage')
         if load['type'] == 'LoadImageFromFileOrCache':  # the original image
@@ -280,8 +270,7 @@ class CAMVisualizer:
         none_above = self.multi_label and not classes and scores.max() <= self.thr
         # one forward/backward for all classes: the image repeated per class
         batch = inputs.repeat(len(picked), 1, 1, 1)
-        # a frozen backbone (linear probe, VPT) has no parameter that needs a
-        # gradient in front of the target layer: ask for one at the input
+        # a frozen backbone (linear probe, VPT): ask for a gradient at the input
         batch.requires_grad_(True)
         targets = [ClassifierOutputTarget(c) for c in picked]
         with torch.enable_grad():

@@ -59,13 +59,9 @@ def draw_epoch_metrics(ax, rows: Sequence[Dict], keys: Sequence[str],
 
 
 def _draw_marks(ax, items: List[tuple]) -> Dict[int, tuple]:
-    """Vertical lines with a marker at the top, one per ``(label, epoch)``.
-
-    Marks on one epoch all stay visible: lines go from wide and dashed to
-    narrow and dotted, each drawn above the earlier ones and the curves, and
-    their markers stack down from the top. Returns each line's ``id`` to its
-    legend handle (line and marker).
-    """
+    """Vertical lines with a marker at the top, one per ``(label, epoch)``,
+    all visible on one epoch (wide and dashed to narrow and dotted, each above
+    the earlier; markers stacked); each line's ``id`` -> its legend handle."""
     handles: Dict[int, tuple] = {}
     stacked: Dict[int, int] = {}
     for i, (label, epoch) in enumerate(items):
@@ -98,9 +94,8 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
 def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
                        keys: Optional[Sequence[str]] = None,
                        marks: Optional[Dict[str, int]] = None) -> None:
-    """Plot metrics (percent; ``keys``, default all floats) of one dict per
-    epoch against its ``epoch`` into a PNG file; ``marks`` (label -> epoch,
-    e.g. ``{'selected on val': 4}``) are labelled vertical lines."""
+    """Plot metrics (percent; ``keys``, default all floats) per ``epoch`` into
+    a PNG file; ``marks`` (label -> epoch) are labelled vertical lines."""
     _save(_epoch_metrics_figure(rows, title, keys, marks), path)
 
 

@@ -1,6 +1,5 @@
 """Drawing primitives of the HTML run report (:mod:`medfm.apis.report`): figures
-as base64 PNG text for an ``<img>``, and HTML pieces that escape what they get.
-"""
+as base64 PNG text for an ``<img>``, and HTML pieces that escape what they get."""
 from __future__ import annotations
 
 import base64
@@ -70,9 +69,8 @@ def _grid(n: int):
 
 def roc_pr_figures(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
                    classes: Sequence[int], title: str = ''):
-    """A ROC and a precision-recall figure, one panel per class; precision and
-    recall as steps, as scikit-learn's ``PrecisionRecallDisplay`` draws them
-    (precision holds between two thresholds)."""
+    """A ROC and a precision-recall figure, one panel per class; PR as steps,
+    as scikit-learn's ``PrecisionRecallDisplay`` (precision holds between)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
     figs = []
     for kind in ('roc', 'pr'):

@@ -300,7 +300,7 @@ class CAMVisualizer:
         os.makedirs(out_dir, exist_ok=True)
         paths = [osp.join(out_dir, r.file_name()) for r in results]
         for r, path in zip(results, paths):
-            _save(cam_panel(r, title), path)
+            _save(cam_panel(r, title), path, dpi=100)  # its images' size
         return paths
 
 

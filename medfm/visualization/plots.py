@@ -25,9 +25,9 @@ def run_title(run_dir: str, task: str, what: str) -> str:
     return f'{osp.basename(osp.abspath(run_dir))}: {task}, {what}'
 
 
-def _save(fig, path: str) -> None:
+def _save(fig, path: str, dpi: int = 120) -> None:
     with atomic_write(path, 'wb') as f:
-        fig.savefig(f, format='png', dpi=120, bbox_inches='tight')
+        fig.savefig(f, format='png', dpi=dpi, bbox_inches='tight')
     plt.close(fig)
 
 

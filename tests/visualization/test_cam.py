@@ -1,5 +1,4 @@
 """Grad-CAM, Grad-CAM++, EigenCAM: DenseNet121; tiny ViT, VPT, Swin, ConvNeXt."""
-import os.path as osp
 
 import cv2
 import numpy as np
@@ -161,8 +160,6 @@ def test_other_backbones(arch, demo_root, tmp_path):
     # opposite heads: a region that raises one class lowers the other
     assert max(r.heatmap.max() for r in results) > 0.5
     assert np.abs(results[0].heatmap - results[1].heatmap).mean() > 0.05
-    paths = vis.save(results, str(tmp_path / 'out'))
-    assert [osp.basename(p) for p in paths] == [r.file_name() for r in results]
 
 
 def test_panel_captions_class_score_and_an_image_without_positive_class(

@@ -138,7 +138,8 @@ def test_plot_curves_marks_best_val_epoch(tmp_path, monkeypatch):
         starts=[], checkpoints={}, selected=dict(epoch=3, file='best.pth'))))
     plot_curves.main([str(tmp_path)])
     assert calls[1]['marks'] == {'selected on val (epoch 3)': 3}
-    assert calls[1]['title'] == f'{tmp_path.name}: validation metrics'
+    assert calls[1]['title'] == (f'{tmp_path.name}: task unknown, metrics on the '
+                                 'validation list, per epoch of training')
 
 
 def test_read_scalars_merges_a_resumed_run(tmp_path):

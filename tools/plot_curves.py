@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
+from medfm.apis.report import run_task
 from medfm.apis.runs import RunDir, validation_rows
-from medfm.visualization.plots import plot_epoch_metrics, plot_lines
+from medfm.visualization.plots import plot_epoch_metrics, plot_lines, run_title
 
 
 def main(argv=None) -> list:
@@ -20,7 +21,7 @@ def main(argv=None) -> list:
     args = p.parse_args(argv)
     run = RunDir(args.work_dir)
     records = run.scalars()
-    name = osp.basename(osp.normpath(args.work_dir))
+    task = run_task(run)
     written = []
     for key, title, ylabel in (('loss', 'training loss', 'loss'),
                                ('lr', 'learning rate', 'learning rate')):
@@ -28,15 +29,16 @@ def main(argv=None) -> list:
         if logged:
             written.append(osp.join(args.work_dir, f'curves_{key}.png'))
             plot_lines({key: [r[key] for r in logged]}, [r['step'] for r in logged],
-                       written[-1], title=f'{name}: {title}', xlabel='iteration',
-                       ylabel=ylabel)
+                       written[-1], title=run_title(run.path, task, title),
+                       xlabel='iteration', ylabel=ylabel)
     rows = validation_rows(records)
     if rows:
         selected = run.selected_epoch()  # the run's record says which
         marks = None if selected is None else {
             f'selected on val (epoch {selected})': selected}
         written.append(osp.join(args.work_dir, 'curves_val.png'))
-        plot_epoch_metrics(rows, written[-1], title=f'{name}: validation metrics',
+        what = 'metrics on the validation list, per epoch of training'
+        plot_epoch_metrics(rows, written[-1], title=run_title(run.path, task, what),
                            marks=marks)
     print('written: ' + ', '.join(written))
     return written

@@ -1,9 +1,8 @@
-"""Grad-CAM / Grad-CAM++ / EigenCAM overlays for a config and checkpoint.
+"""Grad-CAM / Grad-CAM++ / EigenCAM panels for a config and checkpoint.
 
 Example: ``python tools/vis_cam.py CONFIG CKPT images/ --method gradcam++ eigencam
---classes nodule pneumonia --limit 8``. One PNG per image, method and class (the
-predicted ones unless ``--classes``), ``<image>_<method>_<class>_<score>.png``; a map
-with no heat is written too and named in a ``note:`` line. See docs/visualization.md.
+--classes nodule pneumonia --limit 8``: ``<image>_<method>_<class>_<score>.png``
+per image, method and class (default the predicted ones). See docs/visualization.md.
 """
 from __future__ import annotations
 
@@ -19,9 +18,11 @@ from medfm.apis.inference import cam_visualizer
 from medfm.apis.runs import RunDir
 from medfm.compat import CheckpointError
 from medfm.config_ops import load_config
+from medfm.datasets import task_of_config
 from medfm.datasets.base import IMG_EXTENSIONS
 from medfm.utils.progress import track
 from medfm.visualization.cam import CAM_METHODS
+from medfm.visualization.plots import run_title
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +85,7 @@ def _main(args: argparse.Namespace) -> int:
     if not images:
         raise FileNotFoundError('no images found')
     written, blank = [], 0
+    run = osp.dirname(osp.abspath(checkpoint)) if checkpoint else args.config
     for method in args.method:
         vis = cam_visualizer(
             cfg, checkpoint, device=args.device, method=method, thr=args.thr,
@@ -91,8 +93,11 @@ def _main(args: argparse.Namespace) -> int:
             aug_smooth=args.aug_smooth)
         for img in track(images, f'{method} maps'):
             results = vis(img, args.classes)
-            written += vis.save(results, args.out_dir)
-            shown = ', '.join(f'{r.class_name} {r.score:.3f}' for r in results)
+            written += vis.save(results, args.out_dir, run_title(
+                run, task_of_config(cfg).TASK, f'{method}, {osp.basename(img)}'))
+            shown = ', '.join(f'{r.class_name} {r.score:.3f}' + (
+                '' if r.below_thr is None else ' (top class: none above --thr)')
+                for r in results)
             print(f'{method} {osp.basename(img)}: {shown}')
             for r in results:
                 if r.note:
@@ -100,7 +105,7 @@ def _main(args: argparse.Namespace) -> int:
                     print(f'  note: {method} {osp.basename(img)} '
                           f'{r.class_name}: {r.note}; {r.file_name()} shows '
                           'no heat')
-    print(f'{len(written)} overlays written to {args.out_dir}'
+    print(f'{len(written)} panels (original, overlay, colour bar) in {args.out_dir}'
           + (f' ({blank} without heat: see the notes)' if blank else ''))
     return 0
 

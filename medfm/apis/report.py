@@ -1,10 +1,6 @@
-"""One self-contained HTML page that summarises a training run.
-
-Each section is a ``<section id=...>`` rendered from one :class:`ReportData`
-(the ids and contents are listed in docs/visualization.md); images are embedded
-as base64 PNG, so the file can be mailed or archived alone. Scoring the split
-and the Grad-CAM gallery show their progress on stderr.
-"""
+"""One self-contained HTML page that summarises a training run: one
+``<section id=...>`` per renderer of one :class:`ReportData` (listed in
+docs/visualization.md), images embedded as base64 PNG."""
 from __future__ import annotations
 
 import datetime
@@ -27,8 +23,8 @@ from ..evaluation.bootstrap import format_ci
 from ..evaluation.metrics import MedFMCScore, average_precision
 from ..utils.config import innermost
 from ..utils.progress import track
+from ..visualization.plots import run_title
 from ..visualization.report_html import (
-    array_png,
     curves_figure,
     fig_confusion,
     fig_distribution,
@@ -74,10 +70,18 @@ def load_curves(run_dir: str, split: str = 'test') -> Tuple[List[dict], str]:
         ', '.join(osp.relpath(f, run_dir) for f in files) if files else 'none'
 
 
+def run_task(run: RunDir) -> str:
+    """The task of a run's saved config (``'endo'``), for titles."""
+    try:
+        config = run.config_path()
+    except (KeyError, ValueError):  # a record without the config, or changed
+        config = None
+    return task_of_config(Config.fromfile(config)).TASK if config else 'task unknown'
+
+
 def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
             ) -> Predictions:
-    """Scores of every image of a split (:mod:`medfm.apis.inference`), with
-    progress per batch on stderr."""
+    """Scores of every image of a split, with progress on stderr."""
     loader = build_loader(cfg, split)
     n = len(loader.dataset)
     return predict_loader(model, track(loader, f'scoring {n} {split} images '
@@ -86,12 +90,10 @@ def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
 
 @dataclass
 class ReportData:
-    """What the report shows, read once; each section renders from it:
-    ``rows`` are the metrics per epoch (:func:`load_curves`, from ``source``),
-    ``epoch`` the one reported and ``chosen_by`` how it was chosen; ``metrics``
-    are the classwise :meth:`MedFMCScore.calculate` of ``predictions`` (empty
-    without targets) and ``ci`` their bootstrap intervals.
-    """
+    """What the report shows, read once: ``rows`` the metrics per epoch
+    (:func:`load_curves`, from ``source``), ``epoch`` the one reported and
+    ``chosen_by`` how; ``metrics`` the classwise :meth:`MedFMCScore.calculate`
+    of ``predictions`` (empty without targets), ``ci`` their intervals."""
     run_dir: str
     config: str
     cfg: Config
@@ -104,6 +106,7 @@ class ReportData:
     loss: Tuple[List[int], List[float]]
     model: torch.nn.Module
     names: List[str]
+    task: str
     multi_label: bool
     predictions: Predictions
     metrics: dict
@@ -116,14 +119,17 @@ class ReportData:
     def num_classes(self) -> int:
         return self.model.head.num_classes
 
+    def title(self, what: str) -> str:
+        """A figure's title: run, task, ``what``."""
+        return run_title(self.run_dir, self.task, what)
+
 
 def gather(run_dir: str, config: Optional[str] = None,
            checkpoint: Optional[str] = None, split: str = 'test',
            device: str = 'cpu', cfg_options: Optional[dict] = None,
            **view) -> ReportData:
-    """Read a run, load its reported checkpoint and score ``split``; the
-    arguments are :func:`build_report`'s, ``view`` (``thr``, ``cam_images``,
-    ``cam_method``, how to show the data) goes to :class:`ReportData`."""
+    """Read a run, load its reported checkpoint and score ``split``
+    (:func:`build_report`'s arguments; ``view`` to :class:`ReportData`)."""
     run = RunDir(run_dir)
     if config is None:
         config = run.config_path()
@@ -147,16 +153,17 @@ def gather(run_dir: str, config: Optional[str] = None,
                                               else 'best')
     model = build_classifier(cfg, checkpoint, device)
     names = class_names(cfg, model.checkpoint_meta, model.head.num_classes)
-    multi_label = task_of_config(cfg).is_multi_label()
+    task = task_of_config(cfg)
     predictions = predict(cfg, model, split)
     target = predictions.targets
     metrics = {} if target is None else MedFMCScore.calculate(
-        predictions.scores, target, multi_label, names, classwise=True)
+        predictions.scores, target, task.is_multi_label(), names, classwise=True)
     return ReportData(
         run_dir=run_dir, config=config, cfg=cfg, checkpoint=checkpoint,
         split=split, rows=rows, epoch=epoch, chosen_by=chosen_by,
         source=source, loss=run.train_loss(), model=model, names=names,
-        multi_label=multi_label, predictions=predictions, metrics=metrics,
+        task=task.TASK, multi_label=task.is_multi_label(), predictions=predictions,
+        metrics=metrics,
         ci=predictions_ci(cfg, predictions), **view)
 
 
@@ -167,7 +174,8 @@ def render_summary(data: ReportData) -> str:
                ('reported epoch', fmt_cell(data.epoch)),
                ('epoch chosen by', data.chosen_by),
                ('evaluated on', f'{data.split} ({len(data.predictions.paths)} images)'),
-               ('task', 'multi-label' if data.multi_label else 'single-label')]
+               ('task', f'{data.task} ('
+                f'{"multi" if data.multi_label else "single"}-label)')]
     summary += [(k, fmt_cell(v) + (
         f' (95% CI {format_ci(data.ci[k]["low"], digits=2)}'
         f'–{format_ci(data.ci[k]["high"], digits=2)}, bootstrap)'
@@ -180,7 +188,8 @@ def render_curves(data: ReportData) -> str:
     """Metrics per epoch and the training loss: a figure and a table."""
     rows = data.rows
     if rows or data.loss[0]:
-        figure = curves_figure(rows, data.epoch, data.loss)
+        mark = {} if data.epoch is None else {data.chosen_by.split(':')[0]: data.epoch}
+        figure = curves_figure(rows, mark, data.loss, data.title('metrics per epoch'))
         body = html_img(fig_png(figure), 'metric curves')
         if rows:
             keys = numeric_keys(rows)
@@ -194,9 +203,8 @@ def render_curves(data: ReportData) -> str:
 
 
 def scored(sid: str, title: str):
-    """Decorator of a section that scores the predictions: the function
-    returns the section's body, or the section holds a note when the split
-    has no labels."""
+    """Decorator of a section that scores the predictions: the function's
+    body, or a note where the split has no labels."""
     def wrap(body: Callable[[ReportData], str]) -> Callable[[ReportData], str]:
         @functools.wraps(body)
         def render(data: ReportData) -> str:
@@ -239,7 +247,8 @@ def render_roc_pr(data: ReportData) -> str:
     pred, target = data.predictions.scores, data.predictions.targets
     shown = [data.num_classes - 1] if _binary(data) \
         else list(range(data.num_classes))
-    roc, pr = map(fig_png, roc_pr_figures(pred, target, data.names, shown))
+    roc, pr = map(fig_png, roc_pr_figures(pred, target, data.names, shown,
+                                          data.title('')))
     return ('<h3>ROC</h3>' + html_img(roc, 'ROC curves') +
             '<h3>Precision-recall</h3>' + html_img(pr, 'precision-recall curves'))
 
@@ -285,8 +294,9 @@ def render_distribution(data: ReportData) -> str:
 
 
 def render_gradcam(data: ReportData) -> str:
-    """Grad-CAM overlays of the first ``cam_images`` images of the split."""
-    from ..visualization.cam import CAMVisualizer
+    """Grad-CAM panels (:func:`~medfm.visualization.cam.cam_panel`) of the
+    first ``cam_images`` images of the split."""
+    from ..visualization.cam import CAMVisualizer, cam_panel
     target, paths = data.predictions.targets, data.predictions.paths
     figures, blank = [], 0
     if data.cam_images > 0:
@@ -298,15 +308,14 @@ def render_gradcam(data: ReportData) -> str:
             truth = ([data.names[c] for c in np.flatnonzero(target[i])]
                      if target is not None else ['?'])
             for r in vis(path)[:3]:
-                caption = (f'{html.escape(osp.basename(path))}<br>'
-                           f'{html.escape(r.class_name)} '
-                           f'score {r.score:.3f} &middot; true: '
-                           f'{html.escape(", ".join(truth) or "none")}')
+                caption = (f'{html.escape(osp.basename(path))} &middot; true: '
+                           f'{html.escape(", ".join(truth) or "none")}<br>'
+                           f'{html.escape(r.caption())}')
                 if r.note:
                     blank += 1
                     caption += f'<br><span class="blank">{html.escape(r.note)}</span>'
-                image = html_img(array_png(r.overlay), r.file_name())
-                figures.append(f'<figure>{image}'
+                panel = cam_panel(r, data.title(f'{r.method}, {osp.basename(path)}'))
+                figures.append(f'<figure>{html_img(fig_png(panel), r.file_name())}'
                                f'<figcaption>{caption}</figcaption></figure>')
     note = (f'{html.escape(data.cam_method)} of the predicted classes '
             f'(score &gt; {data.thr}, else the top class) of the first '
@@ -334,17 +343,10 @@ def build_report(run_dir: str,
                  thr: float = 0.5,
                  device: str = 'cpu',
                  cfg_options: Optional[dict] = None) -> str:
-    """Write the HTML report of a run; the path of the HTML file.
-
-    Args:
-        run_dir (str): The run folder (``epoch_N.pth``, ``vis_data``, ...).
-        config (str, optional): Default the config mmengine saved in ``run_dir``.
-        out (str, optional): Default ``<run_dir>/report.html``.
-        checkpoint (str, optional): Default the reported epoch's.
-        split (str): ``'test'`` or ``'val'``: the data to evaluate.
-        cam_images (int): Images in the Grad-CAM gallery (0: none).
-        thr (float): Score threshold of a positive (multi-label).
-    """
+    """Write the HTML report of a run (``out``: default
+    ``<run_dir>/report.html``) and return its path; ``config`` default the
+    run's saved one, ``checkpoint`` the reported epoch's, ``cam_images`` the
+    Grad-CAM gallery's size (0: none), ``thr`` a positive's score."""
     data = gather(run_dir, config, checkpoint, split, device, cfg_options,
                   thr=thr, cam_images=cam_images, cam_method=cam_method)
     body = ''.join(render(data) for render in RENDERERS)

@@ -20,9 +20,8 @@ TRACKERS: Dict[str, str] = {
 
 
 def _spec_options(spec: str) -> Dict[str, Union[str, bool]]:
-    """The ``key=value`` options typed after ``NAME:`` in a ``--tracker``:
-    ``true``/``false`` become booleans, the rest stays text (``run_name=007``
-    is a name, not a number)."""
+    """The ``key=value`` options after ``NAME:`` in a ``--tracker``: ``true``
+    and ``false`` become booleans, the rest stays text (``run_name=007``)."""
     kwargs: Dict[str, Union[str, bool]] = {}
     for item in filter(None, spec.partition(':')[2].split(',')):
         key, sep, value = (part.strip() for part in item.partition('='))
@@ -67,9 +66,8 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
     if name == 'mlflow':
         uri = kwargs.pop('tracking_uri', None) or os.environ.get('MLFLOW_TRACKING_URI')
         if uri is None and work_dir:
-            # MLflow 3 refuses new file stores (./mlruns) by default: a
-            # sqlite file beside the run folders, shared by them, in a
-            # folder of its own (its artifacts go beside it)
+            # MLflow 3 refuses new file stores (./mlruns): a sqlite file in a
+            # folder beside the run folders, shared by them
             uri = 'sqlite:///' + osp.join(
                 osp.dirname(osp.abspath(work_dir)), 'mlflow', 'mlflow.db')
         if uri:
@@ -84,7 +82,8 @@ def tracker_backend(spec: str, work_dir: Optional[str] = None) -> dict:
 def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
     """Add ``--tracker`` values to a config's visualizer, in place, and
     return the backends added or changed; a tracker already there gets the
-    typed options merged into its entry instead of a second one.
+    typed options merged into its entry instead of a second one. TensorBoard
+    gets ``<work_dir>/tensorboard``: a resumed run stays one run there.
 
     Examples:
         >>> cfg = Config(dict(visualizer=dict(
@@ -92,12 +91,11 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
         >>> [b['type'] for b in add_trackers(cfg, ['tensorboard', 'local'])]
         ['TensorboardVisBackend']
     """
-    if not specs:
-        return []
-    visualizer = cfg.setdefault('visualizer', dict(type='Visualizer'))
+    visualizer = cfg.setdefault('visualizer', dict(type='Visualizer')) if specs \
+        else cfg.get('visualizer') or {}
     backends = list(visualizer.get('vis_backends') or [])
     added = []
-    for spec in specs:
+    for spec in specs or ():
         backend = tracker_backend(spec, cfg.get('work_dir'))
         same = next((b for b in backends
                      if UPGRADES.get(b.get('type'), b.get('type')) == backend['type']),
@@ -116,21 +114,22 @@ def add_trackers(cfg: Config, specs: Optional[Sequence[str]]) -> List[dict]:
                 same[key] = value  # (mmengine's MLflow backend: ours)
         if same != before:
             added.append(same)
-    visualizer['vis_backends'] = backends
+    for backend in backends:
+        if backend.get('type') == 'TensorboardVisBackend' and cfg.get('work_dir'):
+            backend.setdefault('save_dir', osp.join(cfg.work_dir, 'tensorboard'))
+    if specs:
+        visualizer['vis_backends'] = backends
     return added
 
 
-#: backends that write only into the run folder
-LOCAL_BACKENDS = ('LocalVisBackend', 'TensorboardVisBackend')
-
-
 def local_backends_only(cfg: Config) -> List[str]:
-    """Drop the visualizer's remote trackers, in place, and return their
-    types: an evaluation built from a run's saved config would otherwise open
-    a second, empty run under the training run's name."""
+    """Keep only the visualizer's ``LocalVisBackend``, in place, and return
+    the types dropped: an evaluation built from a run's saved config would
+    otherwise open a second, empty run in each tracker (TensorBoard: an event
+    file of the config alone under ``<run>/eval``)."""
     visualizer = cfg.get('visualizer') or {}
     backends = list(visualizer.get('vis_backends') or [])
-    kept = [b for b in backends if b.get('type') in LOCAL_BACKENDS]
+    kept = [b for b in backends if b.get('type') == 'LocalVisBackend']
     if len(kept) != len(backends):
         visualizer['vis_backends'] = kept
     return [b.get('type') for b in backends if b not in kept]

@@ -1,10 +1,6 @@
-"""Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models.
-
-Built on ``pytorch_grad_cam`` (``grad-cam<1.5``, as mmpretrain's ``vis_cam.py``);
-the image goes through the config's test pipeline and data preprocessor, so the
-map explains the input the model is scored on. Made for a config and checkpoint
-by :func:`medfm.apis.inference.cam_visualizer` (docs/visualization.md).
-"""
+"""Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) of medfm models, on
+``pytorch_grad_cam``, of the input as the config's test pipeline makes it
+(:func:`medfm.apis.inference.cam_visualizer`; docs/visualization.md)."""
 from __future__ import annotations
 
 import copy
@@ -12,6 +8,7 @@ import math
 import os
 import os.path as osp
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -20,11 +17,14 @@ import numpy as np
 import pytorch_grad_cam as gcam
 import torch
 import torch.nn as nn
+from matplotlib.cm import ScalarMappable
 from mmcv.cnn import ConvModule
 from mmcv.transforms import Compose
 from mmengine.dataset import default_collate
 from mmengine.utils.dl_utils import is_norm
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from .plots import _save, plt
 
 #: method name (lower case, as on the command line) -> grad-cam class
 CAM_METHODS: Dict[str, type] = {
@@ -36,10 +36,10 @@ CAM_METHODS: Dict[str, type] = {
 
 @dataclass
 class CAMResult:
-    """The map of one image and one class: ``heatmap`` ``(H, W)`` in [0, 1]
-    and ``overlay`` ``(H, W, 3)`` uint8 RGB at the original image's size,
-    ``score`` the model's (sigmoid or softmax), ``note`` why the overlay shows
-    no heat (:func:`blank_note`) or ''."""
+    """One image's map of one class: ``heatmap`` ``(H, W)`` in [0, 1],
+    ``image`` and ``overlay`` ``(H, W, 3)`` uint8 RGB, ``score`` (sigmoid or
+    softmax), ``note`` why it shows no heat (:func:`blank_note`) or '',
+    ``below_thr`` the threshold no class passed (top class shown) or None."""
 
     img_path: str
     class_index: int
@@ -48,7 +48,9 @@ class CAMResult:
     method: str
     heatmap: np.ndarray = field(repr=False)
     overlay: np.ndarray = field(repr=False)
+    image: np.ndarray = field(repr=False)
     note: str = ''
+    below_thr: Optional[float] = None
 
     def file_name(self) -> str:
         """``<image stem>_<method>_<class>_<score>.png``."""
@@ -56,6 +58,12 @@ class CAMResult:
         name = f"{stem}_{self.method.replace('++', 'pp')}_{self.class_name}"
         # no separators, spaces or shell-hostile characters
         return re.sub(r'[^\w.\-]+', '_', f'{name}_{self.score:.3f}') + '.png'
+
+    def caption(self) -> str:
+        """Class and score, or that no class passed the threshold."""
+        return (f'{self.class_name}: score {self.score:.3f}' if self.below_thr is None
+                else f'no class above threshold {self.below_thr:g}; top score '
+                f'{self.score:.3f} ({self.class_name})')
 
 
 #: the note of a map that is zero everywhere
@@ -108,8 +116,7 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
     layers = getattr(backbone, 'layers', None)
     if getattr(backbone, 'num_extra_tokens', 0) and layers is not None \
             and hasattr(layers[-1], 'ln1'):
-        # ViT: the patch tokens reach the cls token only through the last
-        # attention, so take the norm in front of it
+        # ViT: patch tokens reach the cls token only through the last attention
         return [layers[-1].ln1]
     if getattr(backbone, 'gap_before_final_norm', False):
         # ConvNeXt: the final norm sees the pooled 1x1 map; take the last stage
@@ -124,8 +131,7 @@ def default_target_layers(model: nn.Module) -> List[nn.Module]:
     if not norms:
         raise ValueError('no norm layer in the backbone: name a target layer')
     # EfficientNet ends in conv + norm + activation (a ConvModule): take its
-    # activated output, the features the head pools, as pytorch-grad-cam
-    # does with torchvision's features[-1]
+    # activated output, the features the head pools (pytorch-grad-cam's choice)
     parent = parent_of.get(id(norms[-1]))
     if isinstance(parent, ConvModule) and parent.with_activation:
         return [parent]
@@ -167,8 +173,7 @@ def overlay_heatmap(img_rgb: np.ndarray, heatmap: np.ndarray,
 
 
 class CAMVisualizer:
-    """Class activation maps of one mmpretrain ``ImageClassifier``, its images
-    read by the config's test pipeline.
+    """Class activation maps of one mmpretrain ``ImageClassifier``.
 
     Args:
         method (str): A key of :data:`CAM_METHODS`.
@@ -200,13 +205,11 @@ class CAMVisualizer:
         self.thr = thr
         self.smooth = dict(aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.multi_label = isinstance(model.head, MultiLabelClsHead)
-        # a crop changes the geometry: then the map is shown on the network
-        # input, otherwise it is stretched back onto the original image
+        # a crop changes the geometry: the map is then shown on the network input
         self.crops = any('Crop' in t['type'] for t in test_pipeline)
         self.pipeline = Compose([TRANSFORMS.build(copy.deepcopy(t))
                                  for t in test_pipeline])
-        # the original is shown as the pipeline decodes it (16-bit scaling,
-        # EXIF orientation), not as cv2.imread would
+        # the original as the pipeline decodes it (16-bit, EXIF), not cv2.imread
         loads = [t for t in test_pipeline if t['type'].startswith('Load')]
         load = copy.deepcopy(loads[0]) if loads else dict(type='LoadMedFMCImage')
         if load['type'] == 'LoadImageFromFileOrCache':  # the original image
@@ -264,10 +267,10 @@ class CAMVisualizer:
         scores = (logits.sigmoid() if self.multi_label
                   else logits.softmax(-1)).cpu().numpy()
         picked = self.select_classes(scores, classes)
+        none_above = self.multi_label and not classes and scores.max() <= self.thr
         # one forward/backward for all classes: the image repeated per class
         batch = inputs.repeat(len(picked), 1, 1, 1)
-        # a frozen backbone (linear probe, VPT) has no parameter that needs a
-        # gradient in front of the target layer: ask for one at the input
+        # a frozen backbone (linear probe, VPT): ask for a gradient at the input
         batch.requires_grad_(True)
         targets = [ClassifierOutputTarget(c) for c in picked]
         with torch.enable_grad():
@@ -287,18 +290,34 @@ class CAMVisualizer:
             results.append(CAMResult(
                 img_path=img_path, class_index=c, class_name=self.class_names[c],
                 score=float(scores[c]), method=self.method, heatmap=heat,
-                overlay=overlay_heatmap(base, heat),
-                note=blank_note(m)))
+                overlay=overlay_heatmap(base, heat), image=base, note=blank_note(m),
+                below_thr=self.thr if none_above else None))
         return results
 
     @staticmethod
-    def save(results: Sequence[CAMResult], out_dir: str) -> List[str]:
-        """Write each overlay as a PNG (:meth:`CAMResult.file_name`); the paths."""
+    def save(results: Sequence[CAMResult], out_dir: str, title: str = '') -> List[str]:
+        """Write each :func:`cam_panel` as a PNG (:meth:`CAMResult.file_name`)."""
         os.makedirs(out_dir, exist_ok=True)
-        paths = []
-        for r in results:
-            path = osp.join(out_dir, r.file_name())
-            if not cv2.imwrite(path, cv2.cvtColor(r.overlay, cv2.COLOR_RGB2BGR)):
-                raise OSError(f'could not write {path}')
-            paths.append(path)
+        paths = [osp.join(out_dir, r.file_name()) for r in results]
+        for r, path in zip(results, paths):
+            _save(cam_panel(r, title), path, dpi=100)  # its images' size
         return paths
+
+
+def cam_panel(result: CAMResult, title: str = ''):
+    """Original and overlay, each >= 256 px on its short side, a colour bar,
+    the :meth:`~CAMResult.caption` over the overlay, ``title`` above."""
+    h, w = result.heatmap.shape
+    inch = max(1.0, 256 / min(h, w)) / 100  # of a pixel, at 100 dpi
+    fig, axes = plt.subplots(1, 2, figsize=(2 * w * inch + 2, h * inch + 1.4),
+                             dpi=100, layout='constrained')
+    for ax, image, text in ((axes[0], result.image, 'original'),
+                            (axes[1], result.overlay, '; '.join(
+                                filter(None, (result.caption(), result.note))))):
+        ax.imshow(image)
+        ax.set_title(textwrap.fill(text, 44), fontsize=9)
+        ax.axis('off')
+    fig.colorbar(ScalarMappable(cmap='jet'), ax=axes[1],
+                 label=f'{result.method} (scaled to [0, 1])')
+    fig.suptitle(title)
+    return fig

@@ -2,6 +2,7 @@
 with the HTML report (:mod:`.report_html`)."""
 from __future__ import annotations
 
+import os.path as osp
 from numbers import Integral
 from typing import Dict, List, Optional, Sequence
 
@@ -13,15 +14,20 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..utils.io import atomic_write  # noqa: E402
 
-#: colour, line style and marker of the first, second, ... epoch mark
-MARK_STYLES = [('tab:red', '--', 'v'), ('tab:purple', ':', 'D'),
-               ('tab:brown', '--', 's'), ('black', ':', '^'),
-               ('tab:olive', '--', 'P')]
+#: the metrics' colours; colour, line style and marker of each epoch mark
+COLOURS = ['tab:blue', 'tab:orange', 'tab:green', 'tab:purple', 'tab:brown',
+           'tab:cyan', 'tab:pink', 'tab:olive']
+MARK_STYLES = [('black', '--', 'v'), ('tab:red', ':', 'D'), ('tab:gray', '--', 's')]
 
 
-def _save(fig, path: str) -> None:
+def run_title(run_dir: str, task: str, what: str) -> str:
+    """``<run folder>: <task>, <what>``: each plot names its run and task."""
+    return f'{osp.basename(osp.abspath(run_dir))}: {task}, {what}'
+
+
+def _save(fig, path: str, dpi: int = 120) -> None:
     with atomic_write(path, 'wb') as f:
-        fig.savefig(f, format='png', dpi=120, bbox_inches='tight')
+        fig.savefig(f, format='png', dpi=dpi, bbox_inches='tight')
     plt.close(fig)
 
 
@@ -32,28 +38,30 @@ def _integer_xticks(ax) -> None:
 
 def draw_epoch_metrics(ax, rows: Sequence[Dict], keys: Sequence[str],
                        marks: Dict[str, int]) -> None:
-    """Metrics (percent) against the epoch on ``ax``, with labelled epoch
-    marks (:func:`_draw_marks`) and a legend."""
+    """Metrics (percent) against the epoch on ``ax``, a ``<metric>_<variant>``
+    (``_tta``) dashed and light over its metric's line, in its colour; epoch
+    marks (:func:`_draw_marks`); the legend outside, hiding no line."""
     epochs = [r['epoch'] for r in rows]
-    for k in keys:
-        ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1])
+    bases = [next((b for b in keys if k.startswith(b + '_')), k) for k in keys]
+    colour = {b: COLOURS[i % len(COLOURS)] for i, b in enumerate(dict.fromkeys(bases))}
+    for k, base in zip(keys, bases):
+        style = dict(ls='--', lw=1.5, mfc='white') if base != k else dict(lw=2.5)
+        ax.plot(epochs, [r[k] for r in rows], marker='o', label=k.split('/')[-1],
+                color=colour[base], **style)
     mark_handles = _draw_marks(ax, list(marks.items()))
     _integer_xticks(ax)
     ax.set(xlabel='epoch', ylabel='%')
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend([mark_handles.get(id(h), h) for h in handles], labels)
+        ax.legend([mark_handles.get(id(h), h) for h in handles], labels,
+                  loc='upper left', bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
 def _draw_marks(ax, items: List[tuple]) -> Dict[int, tuple]:
-    """Vertical lines with a marker at the top, one per ``(label, epoch)``.
-
-    Marks on one epoch all stay visible: lines go from wide and dashed to
-    narrow and dotted, each drawn above the earlier ones and the curves, and
-    their markers stack down from the top. Returns each line's ``id`` to its
-    legend handle (line and marker).
-    """
+    """Vertical lines with a marker at the top, one per ``(label, epoch)``,
+    all visible on one epoch (wide and dashed to narrow and dotted, each above
+    the earlier; markers stacked); each line's ``id`` -> its legend handle."""
     handles: Dict[int, tuple] = {}
     stacked: Dict[int, int] = {}
     for i, (label, epoch) in enumerate(items):
@@ -77,7 +85,7 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
     """The figure of :func:`plot_epoch_metrics`, not saved nor closed."""
     keys = keys or [k for k, v in rows[0].items()
                     if k != 'epoch' and isinstance(v, float)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout='constrained')
     draw_epoch_metrics(ax, rows, keys, marks or {})
     ax.set_title(title)
     return fig
@@ -86,9 +94,8 @@ def _epoch_metrics_figure(rows: List[Dict], title: str = '',
 def plot_epoch_metrics(rows: List[Dict], path: str, title: str = '',
                        keys: Optional[Sequence[str]] = None,
                        marks: Optional[Dict[str, int]] = None) -> None:
-    """Plot metrics (percent; ``keys``, default all floats) of one dict per
-    epoch against its ``epoch`` into a PNG file; ``marks`` (label -> epoch,
-    e.g. ``{'selected on val': 4}``) are labelled vertical lines."""
+    """Plot metrics (percent; ``keys``, default all floats) per ``epoch`` into
+    a PNG file; ``marks`` (label -> epoch) are labelled vertical lines."""
     _save(_epoch_metrics_figure(rows, title, keys, marks), path)
 
 

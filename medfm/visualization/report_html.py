@@ -1,12 +1,11 @@
 """Drawing primitives of the HTML run report (:mod:`medfm.apis.report`): figures
-as base64 PNG text for an ``<img>``, and HTML pieces that escape what they get.
-"""
+as base64 PNG text for an ``<img>``, and HTML pieces that escape what they get."""
 from __future__ import annotations
 
 import base64
 import html
 import io
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -22,9 +21,8 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;
 padding:.25em .6em;text-align:right}th{background:#f3f3f3}td:first-child,
 th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.9em}
-.gallery{display:flex;flex-wrap:wrap;gap:12px}.gallery figure{margin:0;width:250px}
-.gallery img{width:250px}.gallery figcaption{font-size:.8em;word-break:break-all}
-.gallery .blank{color:#b00000;word-break:normal}
+.gallery figure{margin:0 0 1em}.gallery figcaption{overflow-wrap:anywhere}
+.gallery .blank{color:#b00000}
 """
 
 
@@ -38,25 +36,18 @@ def fig_png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode('ascii')
 
 
-def array_png(image: np.ndarray) -> str:
-    """An image array (an overlay) as base64 PNG text."""
-    buf = io.BytesIO()
-    plt.imsave(buf, image, format='png')
-    return base64.b64encode(buf.getvalue()).decode('ascii')
-
-
 def numeric_keys(rows: Sequence[dict]) -> List[str]:
     """The metric keys of epoch rows: every number but ``epoch``."""
     return [k for k in (rows[0] if rows else {})
             if k != 'epoch' and isinstance(rows[0][k], (int, float))]
 
 
-def curves_figure(rows: Sequence[dict], best: Optional[int],
-                  loss: Tuple[List[int], List[float]]):
-    """Metrics per epoch and the training loss, side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    draw_epoch_metrics(axes[0], rows, numeric_keys(rows),
-                       {} if best is None else {'best': best})
+def curves_figure(rows: Sequence[dict], marks: Dict[str, int],
+                  loss: Tuple[List[int], List[float]], title: str = ''):
+    """Metrics per epoch (``marks``: label -> epoch) and the training loss."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout='constrained')
+    draw_epoch_metrics(axes[0], rows, numeric_keys(rows), marks)
+    fig.suptitle(title)
     axes[0].set_title('metrics per epoch')
     axes[1].plot(*loss, lw=1)
     axes[1].set(xlabel='iteration', ylabel='loss', title='training loss')
@@ -77,10 +68,9 @@ def _grid(n: int):
 
 
 def roc_pr_figures(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
-                   classes: Sequence[int]):
-    """A ROC and a precision-recall figure, one panel per class; precision and
-    recall as steps, as scikit-learn's ``PrecisionRecallDisplay`` draws them
-    (precision holds between two thresholds)."""
+                   classes: Sequence[int], title: str = ''):
+    """A ROC and a precision-recall figure, one panel per class; PR as steps,
+    as scikit-learn's ``PrecisionRecallDisplay`` (precision holds between)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
     figs = []
     for kind in ('roc', 'pr'):
@@ -107,6 +97,7 @@ def roc_pr_figures(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
                 ax.set_ylabel('precision', fontsize=8)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
+        fig.suptitle(f'{title}{kind.upper()}')
         fig.tight_layout()
         figs.append(fig)
     return figs[0], figs[1]

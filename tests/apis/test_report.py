@@ -157,10 +157,36 @@ def test_numbers_are_the_best_checkpoints(report):
 
 
 def test_gallery_names_class_and_score(report):
-    _, _, _, page, _ = report
+    task, _, _, page, _ = report
     captions = re.findall(r'<figcaption>(.*?)</figcaption>', page)
     assert captions and all(re.search(r'score 0\.\d{3}', c) for c in captions)
     assert all('true:' in c for c in captions)
+    # captions wrap between words only ("tu mor" was break-all)
+    assert 'break-all' not in page and 'overflow-wrap:anywhere' in page
+    kind = 'single' if task == 'colon' else 'multi'
+    assert f'<td>task</td><td>{task} ({kind}-label)</td>' in page
+
+
+def test_curves_legend_says_how_the_epoch_was_chosen(monkeypatch):
+    from types import SimpleNamespace
+
+    from medfm.apis import report
+    figures = []
+    monkeypatch.setattr(report, 'fig_png', lambda fig: figures.append(fig) or '')
+    rows = [{'epoch': e, 'medfmc/score': 50.0 + e} for e in (1, 2)]
+    data = SimpleNamespace(rows=rows, epoch=2, chosen_by='selected on val',
+                           loss=([1, 2], [0.9, 0.8]), source='epochs_test.json',
+                           run_dir='/runs/densenet121_endo', task='endo')
+    data.title = lambda what: report.ReportData.title(data, what)
+    report.render_curves(data)
+    [fig] = figures
+    try:
+        assert fig.get_suptitle() == 'densenet121_endo: endo, metrics per epoch'
+        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == \
+            ['score', 'selected on val']
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
 
 
 def test_renders_in_a_real_browser(report, tmp_path):

@@ -47,7 +47,8 @@ def test_tensorboard_on_by_default():
 
 def test_tensorboard_event_files_hold_the_metrics(tracked_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = glob(str(tracked_run / '*' / 'vis_data' / 'events.out.tfevents.*'))
+    # every start in one folder (a resume adds a file there: one run)
+    events = glob(str(tracked_run / 'tensorboard' / 'events.out.tfevents.*'))
     assert len(events) == 1
     acc = EventAccumulator(events[0])
     acc.Reload()
@@ -106,6 +107,9 @@ def test_evaluating_a_tracked_run_opens_no_second_run(tracked_run, tmp_path):
                    types.SimpleNamespace(Experiment=FakeExperiment))
         assert eval_epochs.main([str(config), str(run_copy)]) == 0
     assert FakeExperiment.instances == before
+    # nor an empty TensorBoard run (an event file of the config alone)
+    assert not list((run_copy / 'eval').rglob('events.out.tfevents.*'))
+    assert (run_copy / 'eval').is_dir()
     client = MlflowClient(f'sqlite:///{tracked_run.parent / "mlflow" / "mlflow.db"}')
     exp = client.get_experiment_by_name('medfm_test')
     assert len(client.search_runs([exp.experiment_id])) == 1
@@ -206,6 +210,23 @@ def test_add_trackers_and_train_flag(tmp_path):
     assert add_trackers(cfg, None) == []
     cfg = train.build_cfg(train.parse_args([CONFIG]))
     assert len(cfg.visualizer.vis_backends) == 2
+
+
+def test_tensorboard_writes_every_start_into_one_folder(tmp_path):
+    """mmengine gives each start ``<work_dir>/<timestamp>/vis_data``, so a
+    resumed run was two runs in TensorBoard; an explicit save_dir wins."""
+    from mmengine.visualization import Visualizer
+    cfg = Config(dict(work_dir=str(tmp_path), visualizer=dict(vis_backends=[
+        dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])))
+    assert add_trackers(cfg, None) == []
+    local, board = cfg.visualizer.vis_backends
+    assert 'save_dir' not in local
+    vis = Visualizer(name='one_folder', vis_backends=cfg.visualizer.vis_backends,
+                     save_dir=str(tmp_path / '20260101_000000'))
+    assert vis._vis_backends['TensorboardVisBackend']._save_dir == \
+        str(tmp_path / 'tensorboard')
+    assert vis._vis_backends['LocalVisBackend']._save_dir == \
+        str(tmp_path / '20260101_000000' / 'vis_data')
 
 
 def test_one_config_line(tmp_path):

@@ -1,5 +1,4 @@
 """Grad-CAM, Grad-CAM++, EigenCAM: DenseNet121; tiny ViT, VPT, Swin, ConvNeXt."""
-import os.path as osp
 
 import cv2
 import numpy as np
@@ -161,5 +160,34 @@ def test_other_backbones(arch, demo_root, tmp_path):
     # opposite heads: a region that raises one class lowers the other
     assert max(r.heatmap.max() for r in results) > 0.5
     assert np.abs(results[0].heatmap - results[1].heatmap).mean() > 0.05
-    paths = vis.save(results, str(tmp_path / 'out'))
-    assert [osp.basename(p) for p in paths] == [r.file_name() for r in results]
+
+
+def test_panel_captions_class_score_and_an_image_without_positive_class(
+        densenet_ckpt, demo_root):
+    """Original + overlay + colour bar, each image >= 256 px on its short
+    side; a top class shown for want of one above the threshold says so."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from medfm.visualization.cam import cam_panel
+    cfg, ckpt = densenet_ckpt
+    [r] = cam_visualizer(cfg, ckpt, thr=1.0)(endo_image(demo_root))  # none > 1
+    assert r.below_thr == 1.0 and r.image.shape == r.overlay.shape
+    fig = cam_panel(r, 'run: endo, gradcam, x.png')
+    try:
+        assert fig.get_suptitle() == 'run: endo, gradcam, x.png'
+        original, overlay, bar = fig.axes
+        assert original.get_title() == 'original'
+        assert overlay.get_title().replace('\n', ' ') == (
+            f'no class above threshold 1; top score {r.score:.3f} '
+            f'({r.class_name})' + (f'; {r.note}' if r.note else ''))
+        assert bar.get_ylabel() == 'gradcam (scaled to [0, 1])'
+        fig.canvas.draw()
+        for ax in (original, overlay):
+            box = ax.get_window_extent()
+            assert min(box.width, box.height) >= 256, box
+    finally:
+        plt.close(fig)
+    shown = dataclasses.replace(r, below_thr=None, note='')
+    assert shown.caption() == f'{r.class_name}: score {r.score:.3f}'

@@ -106,3 +106,32 @@ def test_highest_on_test_stays_visible_on_the_selected_epoch():
             assert hits > 50, (line.get_label(), hits)
     finally:
         plt.close(fig)
+
+
+def test_tta_lines_pair_with_their_metric_and_the_legend_hides_none():
+    from medfm.visualization.plots import COLOURS, MARK_STYLES
+    rows = [dict(r, **{'medfmc/mAP_tta': 31.0, 'medfmc/score_tta': 52.0})
+            for r in _rows(3)]
+    marks = {'selected on val': 2, 'highest score on test': 3}
+    fig = _epoch_metrics_figure(rows, 'run: endo, test (with TTA)', marks=marks)
+    try:
+        ax = fig.axes[0]
+        assert ax.get_title() == 'run: endo, test (with TTA)'
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+            ['mAP', 'score', 'mAP_tta', 'score_tta', *marks]
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        for name in ('mAP', 'score'):  # same hue, the TTA one dashed and hollow
+            plain, tta = lines[name], lines[f'{name}_tta']
+            assert plain.get_color() == tta.get_color()
+            assert (plain.get_linestyle(), tta.get_linestyle()) == ('-', '--')
+            assert tta.get_markerfacecolor() == 'white'
+        assert lines['mAP'].get_color() != lines['score'].get_color()
+        # the marks' colours are none of the metrics'
+        assert not {c for c, _, _ in MARK_STYLES} & set(COLOURS)
+        assert {lines[m].get_color() for m in marks}.isdisjoint(COLOURS)
+        # the legend sits outside the axes: it covers no line
+        fig.canvas.draw()
+        legend = ax.get_legend().get_window_extent()
+        assert legend.x0 >= ax.get_window_extent().x1
+    finally:
+        plt.close(fig)

@@ -35,7 +35,7 @@ def test_pr_curves_are_steps_like_sklearn():
 def test_training_loss_axis_has_whole_iterations():
     from medfm.visualization.report_html import curves_figure
     rows = [{'epoch': e, 'medfmc/score': 50.0 + e} for e in (1, 2)]
-    fig = curves_figure(rows, 2, ([1, 2, 3], [0.9, 0.7, 0.6]))
+    fig = curves_figure(rows, {'selected on val': 2}, ([1, 2, 3], [0.9, 0.7, 0.6]))
     try:
         loss_ax = fig.axes[1]
         locator = loss_ax.xaxis.get_major_locator()

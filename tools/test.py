@@ -15,6 +15,7 @@ from mmengine.dist import is_main_process
 from medfm.apis.inference import class_names, score_checkpoint, write_predictions
 from medfm.apis.runs import RunDir
 from medfm.compat import CheckpointError
+from medfm.config_ops import caller_path
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args
 from medfm.utils import write_json
 
@@ -27,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--out', help='per-image predictions (.csv/.json) or metrics')
     p.add_argument('--out-item', choices=['pred', 'metrics'], default='pred',
                    help='what --out holds (default pred, as mmpretrain)')
+    p.add_argument('--show-dir', help="a PNG of each test image with its labels "
+                   "and scores (mmpretrain's --show-dir)")
     add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', default='none',
@@ -43,6 +46,10 @@ def main(argv=None) -> dict:
         tta = tta_from_args(args)
         cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
         cfg.launcher = args.launcher
+        if args.show_dir:  # mmpretrain's VisualizationHook, every image, readable
+            cfg.default_hooks.visualization.update(
+                enable=True, interval=1, resize=512,
+                out_dir=osp.abspath(caller_path(args.show_dir, output=True)))
         scored = score_checkpoint(cfg, args.checkpoint, tta=tta)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None

@@ -1,6 +1,7 @@
-"""mmengine's Runner with a terminal for people: the environment, config and
-hook table go to the run's log file only (``log_level='DEBUG'`` shows them),
-and without a GPU it neither claims one nor asks for pinned memory."""
+"""mmengine's Runner with a terminal for people: the environment, config,
+hook table and mmengine's routine notes go to the run's log file only
+(``log_level='DEBUG'`` shows them), and without a GPU it neither claims one
+nor asks for pinned memory."""
 import logging
 import os
 import warnings
@@ -12,7 +13,7 @@ from mmpretrain.registry import RUNNERS
 
 _FILE_ONLY = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
               'Hooks will be executed in the following order',
-              'Distributed training is not used',
+              'Distributed training is not used', 'Exp name: ',
               # mmengine's CheckpointHook always builds a deprecated FileClient
               '"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
 

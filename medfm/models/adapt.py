@@ -50,17 +50,14 @@ class Trainable(NamedTuple):
     eval_modules: Tuple[str, ...]
 
 
-def adapt_options(adapt: Union[str, dict, None]) -> Optional[dict]:
+def adapt_options(adapt: Union[str, dict]) -> dict:
     """``method`` and every option of an ``adapt`` setting (a method name or
-    a dict), defaults filled in; None for None. A ValueError for an unknown
-    method or option.
+    a dict), defaults filled in; a ValueError for an unknown method or option.
 
     Examples:
         >>> adapt_options('partial')
         {'method': 'partial', 'last_blocks': 2}
     """
-    if adapt is None:
-        return None
     if isinstance(adapt, str):
         adapt = dict(method=adapt)
     opts = dict(adapt)
@@ -250,10 +247,10 @@ class AdaptedImageClassifier(ImageClassifier):
 
     def __init__(self, backbone: dict, *args,
                  adapt: Union[str, dict] = 'finetune', **kwargs) -> None:
-        opts = adapt_options(adapt)
-        if opts is None:
+        if adapt is None:
             raise ValueError('AdaptedImageClassifier needs model.adapt '
                              f'(one of {METHODS})')
+        opts = adapt_options(adapt)
         if opts['method'] == 'lora' and isinstance(backbone, dict):
             # the network is built and its pretrained weights loaded inside
             # LoRAModel, before its linear layers are replaced

@@ -145,7 +145,6 @@ def build_image_cache(sources: Iterable[str], cache_dir: str,
     Returns:
         dict: ``written``, ``kept``, ``failed`` (messages) and ``total``.
     """
-    os.makedirs(cache_dir, exist_ok=True)
     loader = dict(loader or dict(type='LoadImageFromFile'))
     index = StampedIndex(cache_dir, dict(version=CACHE_VERSION,
                                          short_side=short_side,

@@ -8,7 +8,6 @@ break these rules.
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import re
 import warnings
@@ -82,11 +81,9 @@ def make_split(pool: Pool, shot: int,
     fewer than ``shot`` unused units left gets all of them, warning."""
     groups = pool.groups
     members: Dict[str, List[int]] = defaultdict(list)
-    seen = set()
-    for i, (name, g) in enumerate(zip(pool.names, groups)):
-        if name not in seen:  # a line listed twice is one image
-            seen.add(name)
-            members[g].append(i)
+    # a line listed twice is one image: its first
+    for i in sorted(np.unique(pool.names, return_index=True)[1]):
+        members[groups[i]].append(int(i))
     units = sorted(members)  # stable order, independent of dict order
     # unit x class: does the unit hold a positive image of the class
     positive = np.stack([pool.labels[members[u]].max(0) for u in units])
@@ -132,7 +129,6 @@ def write_splits(pool: Pool, out_dir: str, shots: Sequence[int] = SHOTS,
             f'{len(existing)} split file(s) exist already, e.g. '
             f'{_examples(existing)}; choose another folder, or overwrite '
             'them on purpose (make_splits.py --overwrite)')
-    os.makedirs(out_dir, exist_ok=True)
     for path, idx in planned:  # all or nothing per file, like prepare_data
         with atomic_write(path, encoding='utf-8') as f:
             f.writelines(pool.line(i) + '\n' for i in idx)

@@ -252,7 +252,6 @@ class LoadMedFMCImage(LoadImageFromFile):
         bit_depth (int, optional): Bit depth of the data set's 16-bit images,
             e.g. ``12``, so that all are scaled alike. Default: guessed per
             image (:func:`guess_bit_depth`).
-        **kwargs: ``LoadImageFromFile``'s arguments.
     """
 
     def __init__(self, bit_depth: Optional[int] = None, **kwargs) -> None:

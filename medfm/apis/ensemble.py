@@ -47,7 +47,7 @@ from .protocol import (
     write_submission,
 )
 from .runs import RunDir
-from .submission import load_list, read_submission
+from .submission import TaskList, load_list, read_submission
 
 #: the strategies, simplest first: a tie on the fitting list goes to the
 #: first (fewest fitted parameters: none, none, M - 1, one per class)
@@ -228,23 +228,23 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                 train_images=len(trained))
 
 
-def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
-                 cache_dir: str) -> Tuple[np.ndarray, List[str]]:
-    """Every member's scores of a list ``(M, N, C)``, rows in ``names``' order
-    (the list's, as its dataset class reads it), and their cache files: from a
+def stack_scores(members: Sequence[Member], lst: TaskList, cache_dir: str
+                 ) -> Tuple[np.ndarray, List[str]]:
+    """Every member's scores of a list ``(M, N, C)``, rows in its order (as
+    its dataset class reads it), and their cache files: from a
     :class:`~medfm.utils.stamped.StampedIndex` keyed by what decides the
     scores, else through :func:`predict_list` (float64: the same from the
     cache as fresh)."""
     index = StampedIndex(cache_dir)
-    stem = osp.splitext(osp.basename(list_path))[0]
-    content = sha256_file(list_path)
+    stem = osp.splitext(osp.basename(lst.path))[0]
+    content = sha256_file(lst.path)
     out, files = [], []
     for m in members:
         test = innermost(m.cfg.test_dataloader.dataset)
         what = dict(checkpoint=osp.abspath(m.checkpoint), model=m.cfg.get('model'),
                     preprocessor=m.cfg.get('data_preprocessor'),
                     pipeline=test.get('pipeline'), data_root=test.get('data_root'),
-                    prefix=test.get('data_prefix'), list=osp.abspath(list_path),
+                    prefix=test.get('data_prefix'), list=osp.abspath(lst.path),
                     content=content)
         ckpt = osp.splitext(osp.basename(m.checkpoint))[0]
         key = f'{ckpt}_{stem}_{digest(what, 12)}'
@@ -253,14 +253,14 @@ def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
             got, scores, _ = read_predictions(path)
         else:
             source_stamp = stamp(m.checkpoint)
-            got, scores = predict_list(m.cfg, m.checkpoint, list_path)
+            got, scores = predict_list(m.cfg, m.checkpoint, lst.path)
             scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
             write_predictions(Predictions(scores, None, got), path,
                               task_of_config(m.cfg).classes())
             index.put(key, source_stamp, file=osp.basename(path))
             index.save()
-        if got != names:
-            raise RuntimeError(f'{m.name}: the scores of {list_path} are not '
+        if got != lst.names:
+            raise RuntimeError(f'{m.name}: the scores of {lst.path} are not '
                                'in the order its dataset class lists')
         out.append(scores)
         files.append(path)
@@ -433,8 +433,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 
     fit = fitting_list(members, task, work_dir, val_ann)
     fit_lst = load_list(task, fit['path'])
-    fit_stack, fit_files = stack_scores(members, fit['path'], fit_lst.names,
-                                        cache)
+    fit_stack, fit_files = stack_scores(members, fit_lst, cache)
     params = fit_strategies(fit_stack, fit_lst.target, task, rounds)
 
     def ensemble(s, stack):
@@ -447,8 +446,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 
     test_path = resolve_list(test_ann, root)
     test_lst = load_list(task, test_path)
-    sub_stack, test_files = stack_scores(members, test_path, test_lst.names,
-                                         cache)
+    sub_stack, test_files = stack_scores(members, test_lst, cache)
     labels_path = resolve_list(test_labels, root) if test_labels else None
     test_stack, target = sub_stack, test_lst.target
     if target is not None:
@@ -461,8 +459,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
             pos = {n: i for i, n in enumerate(labelled.names)}
             target = labelled.target[[pos[n] for n in test_lst.names]]
         else:  # another list: scored on its own (cached)
-            test_stack, _ = stack_scores(members, labels_path, labelled.names,
-                                         cache)
+            test_stack, _ = stack_scores(members, labelled, cache)
             target = labelled.target
     elif labels_path:
         print_log(f'{labels_path} not found: no test metrics', logger='current',

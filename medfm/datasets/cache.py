@@ -182,7 +182,6 @@ class LoadImageFromFileOrCache(BaseTransform):
         loader (dict, optional): The loading transform it stands in for; the
             cache is used only if built with its type and decoding settings.
             Defaults to ``dict(type='LoadImageFromFile', **kwargs)``.
-        **kwargs: Arguments of the default ``LoadImageFromFile``.
     """
 
     def __init__(self, cache_dir: Optional[str] = None,

@@ -150,10 +150,9 @@ HF_MODELS: Dict[str, dict] = {
                     num_attention_heads=12, mlp_ratio=4, patch_size=14,
                     image_size=518, layer_norm_eps=1e-6, layerscale_value=1.0,
                     qkv_bias=True, hidden_act='gelu', use_swiglu_ffn=False),
-        # BitImageProcessor: shortest edge to 518 (bicubic), centre crop 518,
-        # mean 0.5307 and std 0.2583 on every channel (of [0, 1] pixels)
-        mean=[135.3285] * 3,  # 0.5307 * 255
-        std=[65.8665] * 3,  # 0.2583 * 255
+        # BitImageProcessor: shortest edge to 518 (bicubic), centre crop 518
+        mean=[135.3285] * 3,  # its mean 0.5307 (every channel, [0, 1]) * 255
+        std=[65.8665] * 3,  # its std 0.2583 * 255
         size=518,
         checkpoint='pretrain/rad-dino_vit-b14_518_mmpretrain.pth'),
     'phikon': dict(

@@ -8,12 +8,12 @@ dropped silently.
 """
 from __future__ import annotations
 
-import json
 import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
+import mmengine
 import torch
 
 from ..compat import key_mismatch, load_checkpoint_file
@@ -364,16 +364,14 @@ def read_hf_folder(folder: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
     if not osp.isfile(config_file):
         raise FileNotFoundError(f"{folder}: no config.json (give the model's "
                                 'folder)')
-    with open(config_file, encoding='utf-8') as f:
-        config = json.load(f)
+    config = mmengine.load(config_file)
     for name, load in (('model.safetensors', _load_safetensors),
                        ('pytorch_model.bin', _load_bin)):
         if osp.isfile(osp.join(folder, name)):
             return config, load(osp.join(folder, name))
         index = osp.join(folder, name + '.index.json')
         if osp.isfile(index):
-            with open(index, encoding='utf-8') as f:
-                shards = sorted(set(json.load(f)['weight_map'].values()))
+            shards = sorted(set(mmengine.load(index)['weight_map'].values()))
             state: Dict[str, torch.Tensor] = {}
             for shard in shards:
                 state.update(load(osp.join(folder, shard)))

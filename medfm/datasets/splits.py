@@ -55,10 +55,6 @@ class Pool:
         """The patient / slide (chest: the image) of every image."""
         return [task_class(self.task).group_of(n) for n in self.names]
 
-    def line(self, i: int) -> str:
-        """Image ``i`` as a line of the baseline's annotation format."""
-        return task_class(self.task).format_line(self.names[i], self.labels[i])
-
 
 def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
     """A labelled annotation file in any format the task reads, relative to
@@ -129,9 +125,10 @@ def write_splits(pool: Pool, out_dir: str, shots: Sequence[int] = SHOTS,
             f'{len(existing)} split file(s) exist already, e.g. '
             f'{_examples(existing)}; choose another folder, or overwrite '
             'them on purpose (make_splits.py --overwrite)')
+    fmt = task_class(pool.task).format_line  # the baseline's line format
     for path, idx in planned:  # all or nothing per file, like prepare_data
         with atomic_write(path, encoding='utf-8') as f:
-            f.writelines(pool.line(i) + '\n' for i in idx)
+            f.writelines(fmt(pool.names[i], pool.labels[i]) + '\n' for i in idx)
     return [p for p, _ in planned]
 
 

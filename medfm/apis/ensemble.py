@@ -25,27 +25,12 @@ from ..evaluation import (
     selection_score,
     task_metrics,
 )
-from ..utils import (
-    atomic_write,
-    innermost,
-    leaf_datasets,
-    markdown_table,
-    write_csv,
-    write_json,
-)
+from ..utils.config import innermost, leaf_datasets
 from ..utils.integrity import sha256_file
+from ..utils.io import atomic_write, markdown_table, write_csv, write_json
 from ..utils.stamped import StampedIndex, digest, stamp
+from . import protocol
 from .inference import Predictions, predict_list, write_predictions
-from .protocol import (
-    METRIC_ORDER,
-    data_root_of,
-    exp_of,
-    experiment_dir,
-    fmt_percent,
-    setting_dir,
-    submission_path,
-    write_submission,
-)
 from .runs import RunDir
 from .submission import TaskList, load_list, read_submission
 
@@ -72,8 +57,9 @@ def setting_runs(path: str) -> List[str]:
         return [path]
     subs = [osp.join(path, item) for item in os.listdir(path)] \
         if osp.isdir(path) else []
-    return sorted((s for s in subs if exp_of(s) is not None and RunDir(s).is_used()),
-                  key=exp_of)
+    return sorted((s for s in subs
+                   if protocol.exp_of(s) is not None and RunDir(s).is_used()),
+                  key=protocol.exp_of)
 
 
 def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
@@ -177,7 +163,7 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
     ``shared``, ``intersection``), ``lists`` and counts of images and lists.
     """
     if val_ann:
-        root = data_root_of(members[0].cfg, 'test_dataloader') or ''
+        root = protocol.data_root_of(members[0].cfg, 'test_dataloader') or ''
         sources, source = [resolve_list(val_ann, root)], 'given'
     else:
         per_member = [dataset_list(m.cfg, 'val_dataloader')[:1] for m in members]
@@ -384,8 +370,8 @@ def default_work_dir(task: str, shot: Optional[int] = None,
     root = osp.join('work_dirs', 'ensemble')
     if shot is None:
         return osp.join(root, task)
-    return experiment_dir(root, task, shot, exp) if exp else \
-        setting_dir(root, task, shot)
+    return protocol.experiment_dir(root, task, shot, exp) if exp else \
+        protocol.setting_dir(root, task, shot)
 
 
 def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
@@ -425,7 +411,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     work_dir = work_dir or default_work_dir(task, shot, exp)
     os.makedirs(work_dir, exist_ok=True)
     cache = osp.join(work_dir, 'scores')
-    root = data_root_of(members[0].cfg, 'test_dataloader') or ''
+    root = protocol.data_root_of(members[0].cfg, 'test_dataloader') or ''
 
     def metrics(scores, target):
         return None if target is None else task_metrics(scores, target, task,
@@ -466,9 +452,9 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
                   level=30)
         labels_path = None
 
-    path = out or submission_path(result_dir, task, shot, exp)
+    path = out or protocol.submission_path(result_dir, task, shot, exp)
     final = ensemble(chosen, sub_stack)
-    write_submission(path, test_lst.names, final)
+    protocol.write_submission(path, test_lst.names, final)
     _, _, names, written = read_submission(
         path, test_lst.names, osp.basename(test_path), task=task if out else None)
     if names != test_lst.names or not np.allclose(written, final, atol=1e-8):
@@ -504,7 +490,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
     """Header and rows of ``ensemble.csv``: every member, then every
     strategy, with its validation (fitting list) and test metrics."""
-    keys = [k for k in METRIC_ORDER if any(
+    keys = [k for k in protocol.METRIC_ORDER if any(
         k in (r['val'] or {}) for r in report['members'])]
     header = ['name', 'kind', 'chosen', 'params'] + \
         [f'val_{k}' for k in keys] + [f'test_{k}' for k in keys]
@@ -556,7 +542,7 @@ def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
         ['', 'kind', *[f'{p} {k}' for p in parts for k in keys],
          'checkpoint / fitted'],
         [[f'**{r[0]}** (chosen)' if r[2] else r[0], r[1],
-          *[fmt_percent(float(v)) if v else '–'
+          *[protocol.fmt_percent(float(v)) if v else '–'
             for v in r[4:4 + len(keys) * len(parts)]],
           r[3]] for r in rows])
     lines = [

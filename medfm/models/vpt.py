@@ -61,7 +61,6 @@ class _PromptMixin:
         super().__init__(*args, **kwargs)
         self.prompt_length = int(prompt_length)
         self.prompt_mode = prompt_mode
-        self.freeze_backbone = freeze_backbone
         self._add_prompts(self.patch_embed.projection.kernel_size[0])
         self.prompt_dropout = nn.Dropout(prompt_drop_rate)
         # the decision is medfm.models.adapt's, as for every adaptation

@@ -11,12 +11,10 @@ see docs/medical_backbones.md.
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 import sys
 from typing import List, Optional
 
-import torch
+from mmengine.runner import save_checkpoint
 
 from medfm.models.convert import HF_MODELS, convert_hf_folder
 
@@ -40,8 +38,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               'which the configs under configs/medical/ build: set '
               + ', '.join(f'model.backbone.{k}={v!r}'
                           for k, v in differ.items()), file=sys.stderr)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save({'state_dict': out, 'meta': meta}, args.dst)
+    save_checkpoint({'state_dict': out, 'meta': meta}, args.dst)
     dropped = meta['dropped']
     print(f'{args.model}: {len(out)} tensors -> {args.dst}'
           + (f' (left out: {", ".join(dropped)})' if dropped else ''))

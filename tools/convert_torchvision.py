@@ -9,12 +9,11 @@ A file whose tensors do not fit the backbone exactly is refused (exit code 2).
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import List, Optional
 
-import torch
+from mmengine.runner import save_checkpoint
 
 from medfm.compat import load_checkpoint_file
 from medfm.models.convert import convert_torchvision, detect_arch
@@ -35,10 +34,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save({'state_dict': out,
-                'meta': dict(converted_from=osp.basename(args.src),
-                             source='torchvision', arch=kind)}, args.dst)
+    save_checkpoint({'state_dict': out,
+                     'meta': dict(converted_from=osp.basename(args.src),
+                                  source='torchvision', arch=kind)}, args.dst)
     print(f'{kind}: {len(out)} tensors -> {args.dst}')
     return 0
 

@@ -13,17 +13,7 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-from medfm.models.weights import (
-    MANIFEST,
-    ManifestError,
-    WeightsError,
-    dest_path,
-    entries_of_config,
-    fetch,
-    load_manifest,
-    resolve,
-    verify,
-)
+from medfm.models import weights
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -36,7 +26,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--list', action='store_true', help='entries, present or not')
     parser.add_argument('--verify', action='store_true', help='only check files')
     parser.add_argument('--root', default='pretrain', help='weights folder')
-    parser.add_argument('--manifest', default=MANIFEST)
+    parser.add_argument('--manifest', default=weights.MANIFEST)
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -44,19 +34,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        manifest = load_manifest(args.manifest)
-    except (ManifestError, OSError) as err:
+        manifest = weights.load_manifest(args.manifest)
+    except (weights.ManifestError, OSError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     if args.list:
         for name, e in manifest.items():
-            here = 'present' if osp.isfile(dest_path(args.root, e)) else 'missing'
+            present = osp.isfile(weights.dest_path(args.root, e))
+            here = 'present' if present else 'missing'
             print(f'{name:18s} {here:8s} {e.licence:13s} {e.file}')
         return 0
     try:
-        entries = list(manifest.values()) if args.all else resolve(args.names, manifest)
+        entries = list(manifest.values()) if args.all else \
+            weights.resolve(args.names, manifest)
         for config in args.config:
-            entries += entries_of_config(config, manifest)
+            entries += weights.entries_of_config(config, manifest)
     except KeyError as err:
         print(f'error: {err.args[0]}', file=sys.stderr)
         return 2
@@ -67,14 +59,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     failed = 0
     for entry in {e.file: e for e in entries}.values():
         try:
-            path = dest_path(args.root, entry)
+            path = weights.dest_path(args.root, entry)
             if not args.verify:
-                fetch(entry, args.root, progress=not args.quiet)
+                weights.fetch(entry, args.root, progress=not args.quiet)
             elif not osp.isfile(path):
-                raise WeightsError(f'{path} is missing')
-            digest = verify(path, entry.sha256_prefix)
+                raise weights.WeightsError(f'{path} is missing')
+            digest = weights.verify(path, entry.sha256_prefix)
             print(f'ok  {path}  sha256 {digest}')
-        except WeightsError as err:
+        except weights.WeightsError as err:
             failed += 1
             print(f'FAILED {entry.name}: {err}', file=sys.stderr)
     return 1 if failed else 0

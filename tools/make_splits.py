@@ -9,15 +9,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from medfm.datasets import TASKS
-from medfm.datasets.splits import (
-    EXPERIMENTS,
-    SHOTS,
-    check_split,
-    find_val,
-    load_pool,
-    write_splits,
-)
+from medfm.datasets import TASKS, splits
 from medfm.utils.progress import track
 
 
@@ -27,8 +19,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('pool', help='labelled pool (.txt list, official .csv, or .json)')
     p.add_argument('--data-root', default='', help='what the pool is relative to')
     p.add_argument('--out', help='output folder (default: beside the pool)')
-    p.add_argument('--shots', type=int, nargs='+', default=list(SHOTS))
-    p.add_argument('--exps', type=int, nargs='+', default=list(EXPERIMENTS))
+    p.add_argument('--shots', type=int, nargs='+', default=list(splits.SHOTS))
+    p.add_argument('--exps', type=int, nargs='+', default=list(splits.EXPERIMENTS))
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--overwrite', action='store_true',
                    help='replace split files that exist (maybe the official ones)')
@@ -39,16 +31,16 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     out = args.out or osp.dirname(osp.join(args.data_root, args.pool)) or '.'
     try:  # AnnotationError and FileExistsError too
-        pool = load_pool(args.task, args.pool, args.data_root)
-        files = write_splits(pool, out, args.shots, args.exps, args.seed,
-                             overwrite=args.overwrite)
+        pool = splits.load_pool(args.task, args.pool, args.data_root)
+        files = splits.write_splits(pool, out, args.shots, args.exps, args.seed,
+                                    overwrite=args.overwrite)
     except (OSError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
     print(f'{args.task}: pool of {len(pool.names)} images from '
           f'{len(set(pool.groups))} {TASKS[args.task].SHOT_UNIT}s; wrote {len(files)} '
           f'files to {out}')
     for train in track(files[::2], 'checking the splits'):
-        report = check_split(args.task, train, find_val(train))
+        report = splits.check_split(args.task, train, splits.find_val(train))
         print(report.format())
     return files
 

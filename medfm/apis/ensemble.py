@@ -25,29 +25,14 @@ from ..evaluation import (
     selection_score,
     task_metrics,
 )
-from ..utils import (
-    atomic_write,
-    innermost,
-    leaf_datasets,
-    markdown_table,
-    write_csv,
-    write_json,
-)
+from ..utils.config import innermost, leaf_datasets
 from ..utils.integrity import sha256_file
+from ..utils.io import atomic_write, markdown_table, write_csv, write_json
 from ..utils.stamped import StampedIndex, digest, stamp
+from . import protocol
 from .inference import Predictions, predict_list, write_predictions
-from .protocol import (
-    METRIC_ORDER,
-    data_root_of,
-    exp_of,
-    experiment_dir,
-    fmt_percent,
-    setting_dir,
-    submission_path,
-    write_submission,
-)
 from .runs import RunDir
-from .submission import load_list, read_submission
+from .submission import TaskList, load_list, read_submission
 
 #: the strategies, simplest first: a tie on the fitting list goes to the
 #: first (fewest fitted parameters: none, none, M - 1, one per class)
@@ -72,8 +57,9 @@ def setting_runs(path: str) -> List[str]:
         return [path]
     subs = [osp.join(path, item) for item in os.listdir(path)] \
         if osp.isdir(path) else []
-    return sorted((s for s in subs if exp_of(s) is not None and RunDir(s).is_used()),
-                  key=exp_of)
+    return sorted((s for s in subs
+                   if protocol.exp_of(s) is not None and RunDir(s).is_used()),
+                  key=protocol.exp_of)
 
 
 def parse_members(specs: Sequence[str], which: 'str | int' = 'best',
@@ -177,7 +163,7 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
     ``shared``, ``intersection``), ``lists`` and counts of images and lists.
     """
     if val_ann:
-        root = data_root_of(members[0].cfg, 'test_dataloader') or ''
+        root = protocol.data_root_of(members[0].cfg, 'test_dataloader') or ''
         sources, source = [resolve_list(val_ann, root)], 'given'
     else:
         per_member = [dataset_list(m.cfg, 'val_dataloader')[:1] for m in members]
@@ -228,23 +214,23 @@ def fitting_list(members: Sequence[Member], task: str, work_dir: str,
                 train_images=len(trained))
 
 
-def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
-                 cache_dir: str) -> Tuple[np.ndarray, List[str]]:
-    """Every member's scores of a list ``(M, N, C)``, rows in ``names``' order
-    (the list's, as its dataset class reads it), and their cache files: from a
+def stack_scores(members: Sequence[Member], lst: TaskList, cache_dir: str
+                 ) -> Tuple[np.ndarray, List[str]]:
+    """Every member's scores of a list ``(M, N, C)``, rows in its order (as
+    its dataset class reads it), and their cache files: from a
     :class:`~medfm.utils.stamped.StampedIndex` keyed by what decides the
     scores, else through :func:`predict_list` (float64: the same from the
     cache as fresh)."""
     index = StampedIndex(cache_dir)
-    stem = osp.splitext(osp.basename(list_path))[0]
-    content = sha256_file(list_path)
+    stem = osp.splitext(osp.basename(lst.path))[0]
+    content = sha256_file(lst.path)
     out, files = [], []
     for m in members:
         test = innermost(m.cfg.test_dataloader.dataset)
         what = dict(checkpoint=osp.abspath(m.checkpoint), model=m.cfg.get('model'),
                     preprocessor=m.cfg.get('data_preprocessor'),
                     pipeline=test.get('pipeline'), data_root=test.get('data_root'),
-                    prefix=test.get('data_prefix'), list=osp.abspath(list_path),
+                    prefix=test.get('data_prefix'), list=osp.abspath(lst.path),
                     content=content)
         ckpt = osp.splitext(osp.basename(m.checkpoint))[0]
         key = f'{ckpt}_{stem}_{digest(what, 12)}'
@@ -253,14 +239,14 @@ def stack_scores(members: Sequence[Member], list_path: str, names: List[str],
             got, scores, _ = read_predictions(path)
         else:
             source_stamp = stamp(m.checkpoint)
-            got, scores = predict_list(m.cfg, m.checkpoint, list_path)
+            got, scores = predict_list(m.cfg, m.checkpoint, lst.path)
             scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
             write_predictions(Predictions(scores, None, got), path,
                               task_of_config(m.cfg).classes())
             index.put(key, source_stamp, file=osp.basename(path))
             index.save()
-        if got != names:
-            raise RuntimeError(f'{m.name}: the scores of {list_path} are not '
+        if got != lst.names:
+            raise RuntimeError(f'{m.name}: the scores of {lst.path} are not '
                                'in the order its dataset class lists')
         out.append(scores)
         files.append(path)
@@ -384,8 +370,8 @@ def default_work_dir(task: str, shot: Optional[int] = None,
     root = osp.join('work_dirs', 'ensemble')
     if shot is None:
         return osp.join(root, task)
-    return experiment_dir(root, task, shot, exp) if exp else \
-        setting_dir(root, task, shot)
+    return protocol.experiment_dir(root, task, shot, exp) if exp else \
+        protocol.setting_dir(root, task, shot)
 
 
 def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
@@ -425,7 +411,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     work_dir = work_dir or default_work_dir(task, shot, exp)
     os.makedirs(work_dir, exist_ok=True)
     cache = osp.join(work_dir, 'scores')
-    root = data_root_of(members[0].cfg, 'test_dataloader') or ''
+    root = protocol.data_root_of(members[0].cfg, 'test_dataloader') or ''
 
     def metrics(scores, target):
         return None if target is None else task_metrics(scores, target, task,
@@ -433,8 +419,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 
     fit = fitting_list(members, task, work_dir, val_ann)
     fit_lst = load_list(task, fit['path'])
-    fit_stack, fit_files = stack_scores(members, fit['path'], fit_lst.names,
-                                        cache)
+    fit_stack, fit_files = stack_scores(members, fit_lst, cache)
     params = fit_strategies(fit_stack, fit_lst.target, task, rounds)
 
     def ensemble(s, stack):
@@ -447,8 +432,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 
     test_path = resolve_list(test_ann, root)
     test_lst = load_list(task, test_path)
-    sub_stack, test_files = stack_scores(members, test_path, test_lst.names,
-                                         cache)
+    sub_stack, test_files = stack_scores(members, test_lst, cache)
     labels_path = resolve_list(test_labels, root) if test_labels else None
     test_stack, target = sub_stack, test_lst.target
     if target is not None:
@@ -461,17 +445,16 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
             pos = {n: i for i, n in enumerate(labelled.names)}
             target = labelled.target[[pos[n] for n in test_lst.names]]
         else:  # another list: scored on its own (cached)
-            test_stack, _ = stack_scores(members, labels_path, labelled.names,
-                                         cache)
+            test_stack, _ = stack_scores(members, labelled, cache)
             target = labelled.target
     elif labels_path:
         print_log(f'{labels_path} not found: no test metrics', logger='current',
                   level=30)
         labels_path = None
 
-    path = out or submission_path(result_dir, task, shot, exp)
+    path = out or protocol.submission_path(result_dir, task, shot, exp)
     final = ensemble(chosen, sub_stack)
-    write_submission(path, test_lst.names, final)
+    protocol.write_submission(path, test_lst.names, final)
     _, _, names, written = read_submission(
         path, test_lst.names, osp.basename(test_path), task=task if out else None)
     if names != test_lst.names or not np.allclose(written, final, atol=1e-8):
@@ -507,7 +490,7 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
 def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
     """Header and rows of ``ensemble.csv``: every member, then every
     strategy, with its validation (fitting list) and test metrics."""
-    keys = [k for k in METRIC_ORDER if any(
+    keys = [k for k in protocol.METRIC_ORDER if any(
         k in (r['val'] or {}) for r in report['members'])]
     header = ['name', 'kind', 'chosen', 'params'] + \
         [f'val_{k}' for k in keys] + [f'test_{k}' for k in keys]
@@ -559,7 +542,7 @@ def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
         ['', 'kind', *[f'{p} {k}' for p in parts for k in keys],
          'checkpoint / fitted'],
         [[f'**{r[0]}** (chosen)' if r[2] else r[0], r[1],
-          *[fmt_percent(float(v)) if v else '–'
+          *[protocol.fmt_percent(float(v)) if v else '–'
             for v in r[4:4 + len(keys) * len(parts)]],
           r[3]] for r in rows])
     lines = [

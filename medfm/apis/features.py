@@ -192,11 +192,8 @@ class FrozenFeatures:
     """Features of annotation lists for one config and backbone weights,
     read with the config's test dataloader (test pipeline, list order)
     through a :class:`FeatureCache`; the model is built at the first miss.
-
-    Attributes:
-        extracted (int): Images run through the backbone.
-        hits (int): Images served by the cache.
-    """
+    ``extracted`` counts the images run through the backbone, ``hits`` those
+    served by the cache."""
 
     def __init__(self, cfg: Config, weights: Weights, cache_root: str,
                  device: str = 'cpu', amp: bool = False, seed: int = 0) -> None:
@@ -250,7 +247,6 @@ class FrozenFeatures:
         self.extracted += len(paths)
 
 
-# ---------------------------------------------------------------------- heads
 class Head(NamedTuple):
     """A fitted head: ``score(x)`` gives the scores of its ``columns``; the
     others score 0, and ``constant`` classes (whose train labels hold one
@@ -351,7 +347,6 @@ def fit_head(kind: str, train: ListFeatures, val: Optional[ListFeatures],
         c: m['score'] for c, (_, m) in tried.items()} if has_val else {})
 
 
-# ----------------------------------------------------------------- experiment
 def run_feature_experiment(frozen: FrozenFeatures, split_dir: str, shot: int,
                            exp: int, head: str, test_list: str,
                            predict: Optional[Dict[str, str]] = None,

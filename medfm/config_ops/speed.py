@@ -207,8 +207,7 @@ def add_speed_args(parser: argparse.ArgumentParser) -> None:
 
 def apply_speed_args(cfg: Config, args: argparse.Namespace) -> None:
     """Apply the switches of :func:`add_speed_args` to ``cfg``, in place."""
-    if getattr(args, 'amp', None):
+    if args.amp:
         apply_amp(cfg, args.amp)
-    apply_speed(cfg, fast=getattr(args, 'fast', False),
-                channels_last=getattr(args, 'channels_last', False),
-                cache_dir=getattr(args, 'cache', None))
+    apply_speed(cfg, fast=args.fast, channels_last=args.channels_last,
+                cache_dir=args.cache)

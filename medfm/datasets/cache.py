@@ -145,7 +145,6 @@ def build_image_cache(sources: Iterable[str], cache_dir: str,
     Returns:
         dict: ``written``, ``kept``, ``failed`` (messages) and ``total``.
     """
-    os.makedirs(cache_dir, exist_ok=True)
     loader = dict(loader or dict(type='LoadImageFromFile'))
     index = StampedIndex(cache_dir, dict(version=CACHE_VERSION,
                                          short_side=short_side,
@@ -183,7 +182,6 @@ class LoadImageFromFileOrCache(BaseTransform):
         loader (dict, optional): The loading transform it stands in for; the
             cache is used only if built with its type and decoding settings.
             Defaults to ``dict(type='LoadImageFromFile', **kwargs)``.
-        **kwargs: Arguments of the default ``LoadImageFromFile``.
     """
 
     def __init__(self, cache_dir: Optional[str] = None,

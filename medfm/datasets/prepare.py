@@ -73,20 +73,19 @@ def render_split(stem: str, task: str, names: Sequence[str],
         f'{stem}.json': json_text(data)}
 
 
-def _differs(path: str, text: str) -> bool:
-    """Whether a file that exists (a dangling link too) holds other text."""
-    try:
-        return Path(path).read_bytes() != text.encode('utf-8')
-    except OSError:
-        return True
-
-
 def changed_files(out_dir: str, files: Dict[str, str]) -> List[str]:
-    """The files of ``files`` (name -> text) that exist in ``out_dir`` with
-    other content."""
-    return [name for name, text in files.items()
-            if osp.lexists(osp.join(out_dir, name))
-            and _differs(osp.join(out_dir, name), text)]
+    """The files of ``files`` (name -> text) that exist in ``out_dir`` (a
+    dangling link too) with other content."""
+    changed = []
+    for name, text in files.items():
+        path = osp.join(out_dir, name)
+        try:
+            same = Path(path).read_bytes() == text.encode('utf-8')
+        except OSError:  # unreadable: other content if it exists at all
+            same = not osp.lexists(path)
+        if not same:
+            changed.append(name)
+    return changed
 
 
 def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:

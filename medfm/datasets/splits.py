@@ -8,7 +8,6 @@ break these rules.
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import re
 import warnings
@@ -56,10 +55,6 @@ class Pool:
         """The patient / slide (chest: the image) of every image."""
         return [task_class(self.task).group_of(n) for n in self.names]
 
-    def line(self, i: int) -> str:
-        """Image ``i`` as a line of the baseline's annotation format."""
-        return task_class(self.task).format_line(self.names[i], self.labels[i])
-
 
 def load_pool(task: str, ann_file: str, data_root: str = '') -> Pool:
     """A labelled annotation file in any format the task reads, relative to
@@ -82,11 +77,9 @@ def make_split(pool: Pool, shot: int,
     fewer than ``shot`` unused units left gets all of them, warning."""
     groups = pool.groups
     members: Dict[str, List[int]] = defaultdict(list)
-    seen = set()
-    for i, (name, g) in enumerate(zip(pool.names, groups)):
-        if name not in seen:  # a line listed twice is one image
-            seen.add(name)
-            members[g].append(i)
+    # a line listed twice is one image: its first
+    for i in sorted(np.unique(pool.names, return_index=True)[1]):
+        members[groups[i]].append(int(i))
     units = sorted(members)  # stable order, independent of dict order
     # unit x class: does the unit hold a positive image of the class
     positive = np.stack([pool.labels[members[u]].max(0) for u in units])
@@ -132,10 +125,10 @@ def write_splits(pool: Pool, out_dir: str, shots: Sequence[int] = SHOTS,
             f'{len(existing)} split file(s) exist already, e.g. '
             f'{_examples(existing)}; choose another folder, or overwrite '
             'them on purpose (make_splits.py --overwrite)')
-    os.makedirs(out_dir, exist_ok=True)
+    fmt = task_class(pool.task).format_line  # the baseline's line format
     for path, idx in planned:  # all or nothing per file, like prepare_data
         with atomic_write(path, encoding='utf-8') as f:
-            f.writelines(pool.line(i) + '\n' for i in idx)
+            f.writelines(fmt(pool.names[i], pool.labels[i]) + '\n' for i in idx)
     return [p for p, _ in planned]
 
 

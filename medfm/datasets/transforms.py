@@ -71,10 +71,8 @@ class DecoderMessages:
         self._lock.acquire()
         try:
             self._fd = self._scratch()
-            try:
+            with contextlib.suppress(OSError):  # fd 2 closed: _saved stays None
                 self._saved = os.dup(2)
-            except OSError:  # descriptor 2 is closed: closed again after
-                self._saved = None
             os.dup2(self._fd, 2)
         except OSError:  # no capture: the block runs as it would without
             self._release()
@@ -252,7 +250,6 @@ class LoadMedFMCImage(LoadImageFromFile):
         bit_depth (int, optional): Bit depth of the data set's 16-bit images,
             e.g. ``12``, so that all are scaled alike. Default: guessed per
             image (:func:`guess_bit_depth`).
-        **kwargs: ``LoadImageFromFile``'s arguments.
     """
 
     def __init__(self, bit_depth: Optional[int] = None, **kwargs) -> None:

@@ -168,7 +168,6 @@ def bootstrap_ci(pred: ArrayLike, target: ArrayLike, multi_label: bool,
         pred (array-like): ``(N, C)`` scores of the 0/1 ``target``.
         groups (Sequence, optional): One id per image (patient, slide):
             whole groups are resampled (:func:`unit_groups`).
-        n, seed, level: Draws, their seed, the interval level.
         classes (Sequence[str], optional): Class names for warnings.
 
     Returns:

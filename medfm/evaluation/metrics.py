@@ -128,7 +128,6 @@ class MedFMCScore(BaseMetric):
     Args:
         multi_label (bool, optional): Task type; None: the dataset's
             ``multi_label`` meta information.
-        collect_device, prefix: As :class:`mmengine.evaluator.BaseMetric`'s.
 
     Examples:
         >>> import torch

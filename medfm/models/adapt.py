@@ -50,17 +50,14 @@ class Trainable(NamedTuple):
     eval_modules: Tuple[str, ...]
 
 
-def adapt_options(adapt: Union[str, dict, None]) -> Optional[dict]:
+def adapt_options(adapt: Union[str, dict]) -> dict:
     """``method`` and every option of an ``adapt`` setting (a method name or
-    a dict), defaults filled in; None for None. A ValueError for an unknown
-    method or option.
+    a dict), defaults filled in; a ValueError for an unknown method or option.
 
     Examples:
         >>> adapt_options('partial')
         {'method': 'partial', 'last_blocks': 2}
     """
-    if adapt is None:
-        return None
     if isinstance(adapt, str):
         adapt = dict(method=adapt)
     opts = dict(adapt)
@@ -118,10 +115,6 @@ def block_units(net: nn.Module) -> Tuple[str, List[Tuple[str, bool]]]:
         'needs them; linear_probe and finetune work with any backbone')
 
 
-def _is_prompt(name: str) -> bool:
-    return name.startswith('prompt')
-
-
 def set_trainable(backbone: nn.Module, method: str,
                   last_blocks: Optional[int] = None, **_lora) -> Trainable:
     """Set ``requires_grad`` of every backbone parameter for ``method``.
@@ -143,7 +136,7 @@ def set_trainable(backbone: nn.Module, method: str,
                          'adaptation method leave it unset (-1); partial '
                          'freezes the early blocks')
     names = [n for n, _ in net.named_parameters()]
-    prompts = {n for n in names if _is_prompt(n)}
+    prompts = {n for n in names if n.startswith('prompt')}
     eval_modules: List[str] = []
     if method == 'finetune':
         train = set(names)
@@ -158,7 +151,8 @@ def set_trainable(backbone: nn.Module, method: str,
                              f'PromptedSwinTransformer with prompt_length > '
                              f'0), got {kind}')
         train = prompts
-        eval_modules = [n for n, _ in net.named_children() if not _is_prompt(n)]
+        eval_modules = [n for n, _ in net.named_children()
+                        if not n.startswith('prompt')]
     elif method == 'lora':
         train = {n for n in names if '.lora_' in n} | prompts
         if len(train) == len(prompts):
@@ -181,7 +175,7 @@ def set_trainable(backbone: nn.Module, method: str,
                  if any(n.startswith(u + '.') for u in trained)} | prompts
         eval_modules = [name for name, _ in units[:first]] + [
             n for n, _ in net.named_children()
-            if n != holder and n not in trained and not _is_prompt(n)]
+            if n != holder and n not in trained and not n.startswith('prompt')]
     for name, param in net.named_parameters():
         param.requires_grad = name in train
     if net is not backbone:  # the wrapper holds nothing but the network
@@ -250,10 +244,10 @@ class AdaptedImageClassifier(ImageClassifier):
 
     def __init__(self, backbone: dict, *args,
                  adapt: Union[str, dict] = 'finetune', **kwargs) -> None:
-        opts = adapt_options(adapt)
-        if opts is None:
+        if adapt is None:
             raise ValueError('AdaptedImageClassifier needs model.adapt '
                              f'(one of {METHODS})')
+        opts = adapt_options(adapt)
         if opts['method'] == 'lora' and isinstance(backbone, dict):
             # the network is built and its pretrained weights loaded inside
             # LoRAModel, before its linear layers are replaced

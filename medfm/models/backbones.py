@@ -39,9 +39,8 @@ class SwinOldKeysMixin:
 
 
 def _pad_below_window(block: nn.Module, args: tuple) -> None:
-    """Pre-hook of a Swin block (``args = (x, hw_shape)``): pad only a map
-    below the window, so that one equal to it keeps the original (unshifted)
-    path."""
+    """Swin block pre-hook (``args = (x, hw_shape)``): pad only a map below
+    the window; one equal to it keeps the original (unshifted) path."""
     height, width = args[1]
     block.attn.pad_small_map = min(height, width) < block.attn.window_size
 

@@ -8,12 +8,12 @@ dropped silently.
 """
 from __future__ import annotations
 
-import json
 import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
+import mmengine
 import torch
 
 from ..compat import key_mismatch, load_checkpoint_file
@@ -150,10 +150,9 @@ HF_MODELS: Dict[str, dict] = {
                     num_attention_heads=12, mlp_ratio=4, patch_size=14,
                     image_size=518, layer_norm_eps=1e-6, layerscale_value=1.0,
                     qkv_bias=True, hidden_act='gelu', use_swiglu_ffn=False),
-        # BitImageProcessor: shortest edge to 518 (bicubic), centre crop 518,
-        # mean 0.5307 and std 0.2583 on every channel (of [0, 1] pixels)
-        mean=[135.3285] * 3,  # 0.5307 * 255
-        std=[65.8665] * 3,  # 0.2583 * 255
+        # BitImageProcessor: shortest edge to 518 (bicubic), centre crop 518
+        mean=[135.3285] * 3,  # its mean 0.5307 (every channel, [0, 1]) * 255
+        std=[65.8665] * 3,  # its std 0.2583 * 255
         size=518,
         checkpoint='pretrain/rad-dino_vit-b14_518_mmpretrain.pth'),
     'phikon': dict(
@@ -365,16 +364,14 @@ def read_hf_folder(folder: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
     if not osp.isfile(config_file):
         raise FileNotFoundError(f"{folder}: no config.json (give the model's "
                                 'folder)')
-    with open(config_file, encoding='utf-8') as f:
-        config = json.load(f)
+    config = mmengine.load(config_file)
     for name, load in (('model.safetensors', _load_safetensors),
                        ('pytorch_model.bin', _load_bin)):
         if osp.isfile(osp.join(folder, name)):
             return config, load(osp.join(folder, name))
         index = osp.join(folder, name + '.index.json')
         if osp.isfile(index):
-            with open(index, encoding='utf-8') as f:
-                shards = sorted(set(json.load(f)['weight_map'].values()))
+            shards = sorted(set(mmengine.load(index)['weight_map'].values()))
             state: Dict[str, torch.Tensor] = {}
             for shard in shards:
                 state.update(load(osp.join(folder, shard)))

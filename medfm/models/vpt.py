@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +37,13 @@ def _uniform_prompt(shape: Sequence[int], patch_size: int,
 
 class _PromptMixin:
     """Prompt arguments, freezing, logging and weight loading of the prompted
-    backbones; the other arguments are the parent's.
+    backbones (``_add_prompts`` theirs); the other arguments are the parent's.
 
     Args:
         prompt_length (int): Prompt tokens per layer (deep) or in all
-            (shallow); 0 gives the plain backbone. Defaults to 5.
-        prompt_mode (str): ``'deep'`` or ``'shallow'``. Defaults to 'deep'.
-        prompt_drop_rate (float): Dropout on the prompts. Defaults to 0.
-        freeze_backbone (bool): Freeze all but the prompts. Defaults to True.
+            (shallow); 0 gives the plain backbone.
+        prompt_drop_rate (float): Dropout on the prompts.
+        freeze_backbone (bool): Freeze all but the prompts.
     """
 
     _eval_modules: tuple = ()
@@ -62,16 +61,12 @@ class _PromptMixin:
         super().__init__(*args, **kwargs)
         self.prompt_length = int(prompt_length)
         self.prompt_mode = prompt_mode
-        self.freeze_backbone = freeze_backbone
         self._add_prompts(self.patch_embed.projection.kernel_size[0])
         self.prompt_dropout = nn.Dropout(prompt_drop_rate)
         # the decision is medfm.models.adapt's, as for every adaptation
         if freeze_backbone:
             method = 'vpt' if self.prompt_length else 'linear_probe'
             self._eval_modules = set_trainable(self, method).eval_modules
-
-    def _add_prompts(self, patch: int) -> None:
-        raise NotImplementedError
 
     def init_weights(self) -> None:
         """Initialise (``PretrainedIfExists`` loads after the children's own
@@ -240,16 +235,10 @@ class PromptedSwinTransformer(_PromptMixin, SwinOldKeysMixin, SwinTransformer):
 
     def _add_prompts(self, patch: int) -> None:
         dims = [stage.embed_dims for stage in self.stages]
-        prompts: List[nn.Parameter] = []
-        if self.prompt_length > 0:
-            if self.prompt_mode == 'deep':
-                prompts = [
-                    _uniform_prompt((depth, self.prompt_length, d), patch, d)
-                    for depth, d in zip(self.depths, dims)]
-            else:
-                prompts = [_uniform_prompt((1, self.prompt_length, dims[0]),
-                                           patch, dims[0])]
-        self.prompt_embeddings = nn.ParameterList(prompts)
+        depths = self.depths if self.prompt_mode == 'deep' else [1]  # shallow
+        self.prompt_embeddings = nn.ParameterList(
+            [_uniform_prompt((n, self.prompt_length, d), patch, d)
+             for n, d in zip(depths, dims)] if self.prompt_length > 0 else [])
 
     def _prompts(self, stage: int, block: int, batch: int) -> torch.Tensor:
         p = self.prompt_embeddings[stage][block]

@@ -27,7 +27,6 @@ _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8})\.pth$')
 #: the 8 sha256 hex digits of OpenMMLab's file names: a wrong file passes
 #: by chance once in ~4e9
 MIN_HASH_HEX = 8
-_HEX = re.compile(r'[0-9a-f]+')
 
 
 class WeightsError(RuntimeError):
@@ -71,7 +70,7 @@ def hash_problem(prefix) -> Optional[str]:
             'sha256 (an empty or short prefix would accept almost any file)')
     if not prefix:
         return f'is empty; {need}'
-    if not _HEX.fullmatch(prefix.lower()):
+    if not re.fullmatch(r'[0-9a-f]+', prefix.lower()):
         return f'{prefix!r} is not hexadecimal; {need}'
     if not MIN_HASH_HEX <= len(prefix) <= 64:
         return f'{prefix!r} has {len(prefix)} hex digits; {need}'

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
+from medfm.config_ops.grid import exp_numbers
 from medfm.datasets import TASKS, splits
 from medfm.utils.progress import track
 
@@ -20,7 +21,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--data-root', default='', help='what the pool is relative to')
     p.add_argument('--out', help='output folder (default: beside the pool)')
     p.add_argument('--shots', type=int, nargs='+', default=list(splits.SHOTS))
-    p.add_argument('--exps', type=int, nargs='+', default=list(splits.EXPERIMENTS))
+    p.add_argument('--exps', type=exp_numbers, nargs='+', default=[splits.EXPERIMENTS],
+                   help='numbers and ranges, e.g. 1 2 or 1-5 (default 1-5)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--overwrite', action='store_true',
                    help='replace split files that exist (maybe the official ones)')
@@ -32,7 +34,8 @@ def main(argv=None) -> list:
     out = args.out or osp.dirname(osp.join(args.data_root, args.pool)) or '.'
     try:  # AnnotationError and FileExistsError too
         pool = splits.load_pool(args.task, args.pool, args.data_root)
-        files = splits.write_splits(pool, out, args.shots, args.exps, args.seed,
+        exps = sorted({e for group in args.exps for e in group})
+        files = splits.write_splits(pool, out, args.shots, exps, args.seed,
                                     overwrite=args.overwrite)
     except (OSError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None

@@ -14,12 +14,13 @@ def test_files_reproducible_and_formatted(tmp_path):
         a = make_splits.main(['colon', pool_path, '--out', str(tmp_path / 'a'),
                               '--shots', '1', '--exps', '1', '2'])
         b = make_splits.main(['colon', pool_path, '--out', str(tmp_path / 'b'),
-                              '--shots', '1', '--exps', '1', '2'])
+                              '--shots', '1', '--exps', '1-2'])  # as run_protocol
         c = make_splits.main(['colon', pool_path, '--out', str(tmp_path / 'c'),
                               '--shots', '1', '--exps', '1', '--seed', '7'])
     assert [osp.basename(p) for p in a] == [
         'colon_1-shot_train_exp1.txt', 'colon_1-shot_val_exp1.txt',
         'colon_1-shot_train_exp2.txt', 'colon_1-shot_val_exp2.txt']
+    assert [osp.basename(p) for p in b] == [osp.basename(p) for p in a]
     for pa, pb in zip(a, b):
         assert open(pa).read() == open(pb).read()
     # experiments differ from each other; another seed gives other files

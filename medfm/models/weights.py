@@ -59,7 +59,6 @@ class Entry:
     url: str
     sha256_prefix: str
     licence: str = ''
-    source: str = ''
 
 
 def hash_problem(prefix) -> Optional[str]:
@@ -123,8 +122,7 @@ def load_manifest(path: str = MANIFEST) -> Dict[str, Entry]:
                                 'a URL')
         out[name] = Entry(name=name, file=m['file'], url=m['url'],
                           sha256_prefix=m['sha256_prefix'].lower(),
-                          licence=m.get('licence', ''),
-                          source=m.get('source', ''))
+                          licence=m.get('licence', ''))
     return out
 
 

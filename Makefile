@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: env
 	rm -rf $(TASKS:%=work_dirs/demo_%)  # a fresh demo each time
-	$(PY) tools/make_demo.py --out data/demo
+	$(PY) tools/make_demo.py --out-dir data/demo
 	for t in $(TASKS); do \
 	  PYTHON=$(PY) bash train.sh configs/demo/densenet121_$${t}_demo.py --work-dir work_dirs/demo_$$t && \
 	  PYTHON=$(PY) bash test.sh work_dirs/demo_$$t || exit 1; \

@@ -1,8 +1,8 @@
 """Decode and resize a task's images once, for fast training.
 
 Examples (a config's datasets' images, or a folder; then train from the cache):
-    python tools/build_cache.py configs/densenet/densenet121_colon.py --out CACHE
-    python tools/build_cache.py data/MedFMC/colon/images --out CACHE
+    python tools/build_cache.py configs/densenet/densenet121_colon.py --out-dir CACHE
+    python tools/build_cache.py data/MedFMC/colon/images --out-dir CACHE
     bash train.sh configs/densenet/densenet121_colon.py --cache CACHE
 Rerunning it only decodes images that are new or changed.
 """
@@ -26,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('sources', nargs='+',
                    help='image folders, or configs whose datasets name them')
-    p.add_argument('--out', required=True, help='cache folder')
+    p.add_argument('--out-dir', '--out', dest='out', required=True, help='cache folder')
     p.add_argument('--short-side', type=int, default=448,
                    help='short side stored (0: full size; default 2x 224)')
     p.add_argument('--loader', help="the pipelines' loading transform "

@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--data-root', help='default data/MedFMC/<task>')
     p.add_argument('--ann', nargs='+', default=['train_20.txt'],
                    help='labelled lists in --data-root (default: train_20.txt)')
-    p.add_argument('--out', default='work_dirs/eda',
+    p.add_argument('--out-dir', '--out', dest='out', default='work_dirs/eda',
                    help='tables and plots (default: %(default)s)')
     return p.parse_args(argv)
 

@@ -78,7 +78,7 @@ demo() {
     # a warm machine keeps ignored outputs: a second call must not find
     # the first call's checkpoints (train.sh refuses a used work dir)
     rm -rf work_dirs/gpu_demo_chest
-    "$PYTHON" tools/make_demo.py --out data/demo > /dev/null &&
+    "$PYTHON" tools/make_demo.py --out-dir data/demo > /dev/null &&
     bash train.sh configs/demo/densenet121_chest_demo.py --amp --fast \
         --work-dir work_dirs/gpu_demo_chest && echo "train.sh done at $SECONDS s" &&
     bash test.sh configs/demo/densenet121_chest_demo.py work_dirs/gpu_demo_chest &&

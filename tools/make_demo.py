@@ -6,7 +6,8 @@ from medfm.datasets.demo import DEFAULT_SIZES, TASKS, make_demo
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument('--out', default='data/demo', help='OUT/<task> (default data/demo)')
+    p.add_argument('--out-dir', '--out', dest='out', default='data/demo',
+                   help='OUT/<task> (default data/demo)')
     p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS),
                    help='tasks to write (default: all)')
     p.add_argument('--train', type=int, default=DEFAULT_SIZES['train'],

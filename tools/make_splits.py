@@ -19,7 +19,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('task', choices=sorted(TASKS))
     p.add_argument('pool', help='labelled pool (.txt list, official .csv, or .json)')
     p.add_argument('--data-root', default='', help='what the pool is relative to')
-    p.add_argument('--out', help='output folder (default: beside the pool)')
+    p.add_argument('--out-dir', '--out', dest='out',
+                   help='output folder (default: beside the pool)')
     p.add_argument('--shots', type=int, nargs='+', default=list(splits.SHOTS))
     p.add_argument('--exps', type=exp_numbers, nargs='+', default=[splits.EXPERIMENTS],
                    help='numbers and ranges, e.g. 1 2 or 1-5 (default 1-5)')

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import os.path as osp
+import tempfile
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -304,6 +306,21 @@ def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = Non
         raise type(sweep.errors[0])(sweep.skipped[0])
     metrics = {k.split('/')[-1]: v for k, v in sweep.rows[0].items() if k != 'epoch'}
     return Scored(metrics or None, sweep.predictions[0])
+
+
+def score_images(cfg: Config, checkpoint: str, images: Sequence[str]) -> Predictions:
+    """One checkpoint's scores of image files anywhere, by
+    :func:`score_checkpoint` of an unlabelled list of links to them; the
+    paths come back as given."""
+    with tempfile.TemporaryDirectory() as root:
+        os.mkdir(osp.join(root, 'images'))
+        names = [f'{i}{osp.splitext(path)[1]}' for i, path in enumerate(images)]
+        for name, path in zip(names, images):
+            os.symlink(osp.abspath(path), osp.join(root, 'images', name))
+        with open(osp.join(root, 'images.txt'), 'w', encoding='utf-8') as f:
+            f.write(''.join(f'{name}\n' for name in names))
+        scored = score_checkpoint(cfg, checkpoint, 'images.txt', data_root=root)
+    return scored.predictions._replace(paths=list(images), names=None)
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str, tta: TTA = None) -> dict:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..datasets import TASKS, task_class
 from ..datasets.splits import EXPERIMENTS, SHOTS
+from ..datasets.stats import label_matrix
 from ..evaluation import task_metrics
 from ..evaluation.bootstrap import (
     DRAWS,
@@ -317,19 +318,14 @@ def load_list(task: str, path: str) -> TaskList:
     official ``.csv`` or mmpretrain's ``.json``) through its dataset class;
     the images need not be present."""
     from mmpretrain.registry import DATASETS
-    cls = task_class(task)
     ds = DATASETS.build(dict(
-        type=cls.__name__, ann_file=osp.abspath(path), data_root='',
+        type=task_class(task).__name__, ann_file=osp.abspath(path), data_root='',
         data_prefix='', check_images=False, allow_outside_data_root=True,
         pipeline=[], test_mode=True, serialize_data=False))
-    infos = [ds.get_data_info(i) for i in range(len(ds))]
-    names = [info['img_path'] for info in infos]
-    if 'gt_label' not in infos[0]:
+    names = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
+    if 'gt_label' not in ds.get_data_info(0):
         return TaskList(path, names, None)
-    target = np.zeros((len(names), len(cls.classes())))
-    for row, info in zip(target, infos):
-        row[info['gt_label']] = 1
-    return TaskList(path, names, target)
+    return TaskList(path, names, label_matrix(ds).astype(np.float64))
 
 
 class Lists(NamedTuple):

@@ -141,11 +141,8 @@ class SpanningDataLoader(DataLoader):
                     seed: Optional[int] = None) -> 'SpanningDataLoader':
         """The same loader (dataset, sampler, workers, collate, ...) spanning
         epochs; with ``seed``, every sample drawn as :class:`SeededSamples`.
-
-        Raises:
-            TypeError: ``loader`` has its own batch sampler, or (with
-                ``seed``) its sampler has no epochs.
-        """
+        A TypeError for a loader with its own batch sampler, or (with
+        ``seed``) a sampler without epochs."""
         if isinstance(loader, SpanningDataLoader):
             return loader
         if loader.batch_size is None:
@@ -284,7 +281,6 @@ class CheckpointSweepLoop(TestLoop):
         self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)
 
     def run(self) -> dict:
-        """Evaluate every checkpoint (see the class docstring)."""
         rows: List[dict] = []
         skipped: List[str] = []
         errors: List[Exception] = []  # beside skipped: what each one raised

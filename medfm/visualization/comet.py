@@ -20,7 +20,7 @@ class CometVisBackend(BaseVisBackend):
         init_kwargs (dict, optional): Arguments of ``comet_ml.Experiment``
             (the API key best in ``COMET_API_KEY``); ``offline=True`` logs
             with ``comet_ml.OfflineExperiment`` to disk.
-        log_code (bool): Let Comet record the source code. Defaults to False.
+        log_code (bool): Let Comet record the source code.
     """
 
     def __init__(self, save_dir: Optional[str] = None,
@@ -61,18 +61,15 @@ class CometVisBackend(BaseVisBackend):
     @force_init_env
     def add_image(self, name: str, image: np.ndarray, step: int = 0,
                   **kwargs) -> None:
-        """Log an RGB image."""
         self._comet.log_image(image, name=name, step=step)
 
     @force_init_env
     def add_scalar(self, name: str, value, step: int = 0, **kwargs) -> None:
-        """Log one scalar."""
         self._comet.log_metric(name, value, step=step)
 
     @force_init_env
     def add_scalars(self, scalar_dict: dict, step: int = 0,
                     file_path: Optional[str] = None, **kwargs) -> None:
-        """Log several scalars at one step."""
         assert 'step' not in scalar_dict, 'pass the step as an argument'
         self._comet.log_metrics(scalar_dict, step=step)
 

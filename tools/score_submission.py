@@ -68,10 +68,9 @@ def lists_line(args: argparse.Namespace, order: dict, labels: dict) -> str:
     line = f'data root: {args.data_root or DATA_ROOT}' + (
         '' if args.data_root else ' (the default; --data-root to change)')
     line += ': rows checked against <task>/test_WithoutLabel.txt'
-    if not args.validate_only:
-        line += ', scored with <task>/test_WithLabel.txt'
     given = [f'{t} rows against {f}' for t, f in order.items()]
     if not args.validate_only:
+        line += ', scored with <task>/test_WithLabel.txt'
         given += [f'{t} scored with {f}' for t, f in labels.items()]
     return line + ''.join(f'; {g}' for g in given)
 

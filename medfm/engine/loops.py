@@ -177,9 +177,7 @@ _LOADER_ARGS = ('num_workers', 'collate_fn', 'pin_memory', 'timeout',
 @LOOPS.register_module()
 class EpochSpanningTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` over a :class:`SpanningDataLoader`
-    (``tools/train.py --fast``); ``seed_samples`` seeds each sample's
-    augmentation from the run's seed, the epoch and the sample (results
-    independent of the worker count, exact resume)."""
+    (``tools/train.py --fast``); ``seed_samples``: a :class:`SeededSamples`."""
 
     def __init__(self, runner, dataloader, *args, seed_samples: bool = True,
                  **kwargs) -> None:

@@ -12,16 +12,10 @@ from mmengine.visualization.vis_backend import BaseVisBackend, force_init_env
 
 @VISBACKENDS.register_module()
 class CometVisBackend(BaseVisBackend):
-    """Comet visualization backend.
-
-    Args:
-        save_dir (str, optional): Where an offline experiment's archive goes
-            (unless ``init_kwargs`` names an ``offline_directory``).
-        init_kwargs (dict, optional): Arguments of ``comet_ml.Experiment``
-            (the API key best in ``COMET_API_KEY``); ``offline=True`` logs
-            with ``comet_ml.OfflineExperiment`` to disk.
-        log_code (bool): Let Comet record the source code.
-    """
+    """Comet visualization backend: ``init_kwargs`` go to ``comet_ml.Experiment``
+    (the API key best in ``COMET_API_KEY``); with ``offline=True`` an
+    ``OfflineExperiment`` writes to ``save_dir`` (unless they name an
+    ``offline_directory``); ``log_code`` lets Comet record the source code."""
 
     def __init__(self, save_dir: Optional[str] = None,
                  init_kwargs: Optional[dict] = None,
@@ -47,7 +41,6 @@ class CometVisBackend(BaseVisBackend):
     @property  # type: ignore
     @force_init_env
     def experiment(self):
-        """The ``comet_ml.Experiment``."""
         return self._comet
 
     @force_init_env

@@ -14,10 +14,12 @@ import sys
 from typing import Dict, List, Optional
 
 from medfm.apis.protocol import METRIC_ORDER, fmt_mean_std
-from medfm.apis.submission import TaskLists, score_submission
+from medfm.apis.submission import MAX_PROBLEMS, TaskLists, score_submission
 from medfm.datasets import TASKS
 from medfm.evaluation.bootstrap import DRAWS, LEVEL, format_ci
 from medfm.utils import markdown_table, write_json
+
+DATA_ROOT = 'data/MedFMC'
 
 
 def task_files(values: Optional[List[str]], what: str) -> Dict[str, str]:
@@ -35,8 +37,8 @@ def task_files(values: Optional[List[str]], what: str) -> Dict[str, str]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('submission', help='result folder, .zip, or one file')
-    p.add_argument('--data-root', default='data/MedFMC', help='holds <task>/'
-                   'test_WithoutLabel.txt (row order), test_WithLabel.txt (labels)')
+    p.add_argument('--data-root', help='holds <task>/test_WithoutLabel.txt (row '
+                   f'order), test_WithLabel.txt (labels); default {DATA_ROOT}')
     p.add_argument('--list', nargs='+', metavar='TASK=FILE',
                    help="the rows' order (default the data root's)")
     p.add_argument('--labels', nargs='+', metavar='TASK=FILE',
@@ -59,6 +61,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--digits', type=int, default=2)
     p.add_argument('--out', help='write the results (JSON)')
     return p.parse_args(argv)
+
+
+def lists_line(args: argparse.Namespace, order: dict, labels: dict) -> str:
+    """Which lists the rows are checked against and scored with."""
+    line = f'data root: {args.data_root or DATA_ROOT}' + (
+        '' if args.data_root else ' (the default; --data-root to change)')
+    line += ': rows checked against <task>/test_WithoutLabel.txt'
+    given = [f'{t} rows against {f}' for t, f in order.items()]
+    if not args.validate_only:
+        line += ', scored with <task>/test_WithLabel.txt'
+        given += [f'{t} scored with {f}' for t, f in labels.items()]
+    return line + ''.join(f'; {g}' for g in given)
 
 
 def metric_cells(row: dict, digits: int) -> List[str]:
@@ -94,8 +108,9 @@ def print_tables(res: dict, args: argparse.Namespace) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    lists = TaskLists(args.data_root, task_files(args.list, '--list'),
-                      task_files(args.labels, '--labels'), args.validate_only)
+    order, labels = task_files(args.list, '--list'), task_files(args.labels, '--labels')
+    print(lists_line(args, order, labels))
+    lists = TaskLists(args.data_root or DATA_ROOT, order, labels, args.validate_only)
     try:
         res = score_submission(args.submission, lists, args.task, args.compare,
                                args.ci, args.draws, args.seed, args.level,
@@ -115,7 +130,10 @@ def main(argv=None) -> int:
     for note in res['notes']:
         print(f'note: {note}')
     if problems:
-        print(f'\n{len(problems)} problem(s):', *problems, sep='\n  ', file=sys.stderr)
+        count = res['problem_count']
+        listed = '' if count == len(problems) else (
+            f', the first {MAX_PROBLEMS} of each file listed')
+        print(f'\n{count} problem(s){listed}:', *problems, sep='\n  ', file=sys.stderr)
     if args.out:
         files = [{k: v for k, v in r.items() if not k.startswith('_')} for r in rows]
         write_json(args.out, dict(

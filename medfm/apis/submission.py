@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..datasets import TASKS, task_class
 from ..datasets.splits import EXPERIMENTS, SHOTS
+from ..datasets.stats import label_matrix
 from ..evaluation import task_metrics
 from ..evaluation.bootstrap import (
     DRAWS,
@@ -46,10 +47,12 @@ _NUMBER = re.compile(r'[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?')
 
 class SubmissionError(ValueError):
     """A submission file or layout the challenge would not take: ``problems``,
-    one line each, naming the file (and the line)."""
+    one line each, naming the file (and the line); ``count`` also counts
+    those not listed (over :data:`MAX_PROBLEMS`)."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], count: Optional[int] = None) -> None:
         self.problems = list(problems)
+        self.count = len(self.problems) if count is None else count
         super().__init__('\n'.join(self.problems))
 
 
@@ -177,8 +180,8 @@ def check_rows(data: bytes, where: str, task: str,
                                     list_name)
     if len(problems) > MAX_PROBLEMS:
         more = len(problems) - MAX_PROBLEMS
-        problems = problems[:MAX_PROBLEMS] + [f'{where}: ... and {more} more '
-                                              'problem(s)']
+        raise SubmissionError(problems[:MAX_PROBLEMS] + [
+            f'{where}: ... and {more} more problem(s)'], len(problems))
     if problems:
         raise SubmissionError(problems)
     return names, np.asarray(rows, dtype=np.float64).reshape(-1, n_cls)
@@ -315,19 +318,14 @@ def load_list(task: str, path: str) -> TaskList:
     official ``.csv`` or mmpretrain's ``.json``) through its dataset class;
     the images need not be present."""
     from mmpretrain.registry import DATASETS
-    cls = task_class(task)
     ds = DATASETS.build(dict(
-        type=cls.__name__, ann_file=osp.abspath(path), data_root='',
+        type=task_class(task).__name__, ann_file=osp.abspath(path), data_root='',
         data_prefix='', check_images=False, allow_outside_data_root=True,
         pipeline=[], test_mode=True, serialize_data=False))
-    infos = [ds.get_data_info(i) for i in range(len(ds))]
-    names = [info['img_path'] for info in infos]
-    if 'gt_label' not in infos[0]:
+    names = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
+    if 'gt_label' not in ds.get_data_info(0):
         return TaskList(path, names, None)
-    target = np.zeros((len(names), len(cls.classes())))
-    for row, info in zip(target, infos):
-        row[info['gt_label']] = 1
-    return TaskList(path, names, target)
+    return TaskList(path, names, label_matrix(ds).astype(np.float64))
 
 
 class Lists(NamedTuple):
@@ -384,7 +382,8 @@ def score_entry(entry: SubmissionFile, lists: Lists, ci: bool = True,
                 by_unit: bool = True) -> Dict[str, object]:
     """Check one file and score it (:func:`medfm.evaluation.task_metrics`,
     with ``ci`` :func:`bootstrap_ci` intervals resampling patients or slides
-    when ``by_unit``): the entry's fields and ``problems`` (empty when valid);
+    when ``by_unit``): the entry's fields and ``problems`` (empty when valid,
+    ``problem_count`` with those not listed);
     when checked ``images``, ``list``; when scored ``metrics``, ``unit``,
     ``units``, ``ci`` and the private ``_scores``, ``_target``, ``_groups``."""
     row: Dict[str, object] = dict(
@@ -394,9 +393,9 @@ def score_entry(entry: SubmissionFile, lists: Lists, ci: bool = True,
     try:
         names, scores = check_rows(
             entry.data, entry.where, entry.task,
-            ref.names if ref else None, osp.basename(ref.path) if ref else '')
+            ref.names if ref else None, ref.path if ref else '')
     except SubmissionError as err:
-        row['problems'] = err.problems
+        row.update(problems=err.problems, problem_count=err.count)
         return row
     row.update(images=len(names), list=ref.path if ref else None)
     labels = lists.labels
@@ -447,7 +446,7 @@ def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
     ``compare``, submission B against it file by file (same name): ``files``
     (:func:`score_entry` rows), ``summary`` (:func:`summarize_phase`),
     ``comparisons`` (``file`` and ``diff``, metric -> :func:`paired_bootstrap`'s
-    entry), ``problems``, ``notes``."""
+    entry), ``problems``, ``problem_count`` (with those not listed), ``notes``."""
     def scored(where, entries):
         return [score_entry(e, lists(e.task), ci, n, seed, level, by_unit)
                 for e in track(entries, f'checking {where}')]
@@ -460,7 +459,7 @@ def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
     entries, problems, notes = find_submissions(path, task)
     rows = scored(path, entries)
     problems += [p for r in rows for p in r['problems']]
-    comparisons = []
+    comparisons, rows_b = [], []
     if compare:
         entries_b, problems_b, notes_b = find_submissions(compare, task)
         problems += problems_b
@@ -474,9 +473,11 @@ def score_submission(path: str, lists: TaskLists, task: Optional[str] = None,
         if unmatched:
             notes.append(f'{compare}: not compared (no scored file of that name '
                          f'here): {", ".join(unmatched)}')
+    unlisted = sum(r.get('problem_count', len(r['problems'])) - len(r['problems'])
+                   for r in rows + rows_b)
     return dict(files=rows, summary=summarize_phase(rows),
                 comparisons=comparisons, notes=notes + lists.notes,
-                problems=problems)
+                problems=problems, problem_count=len(problems) + unlisted)
 
 
 def zip_submissions(out: Optional[str], result_dir: str,

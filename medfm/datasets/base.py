@@ -6,6 +6,8 @@ spaces; a name alone is unlabelled), the release's ``.csv`` or mmpretrain's
 ignores the file's class list and picks its reader (pickle too) by extension."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import os.path as osp
@@ -178,15 +180,9 @@ def parse_ann_line(line: str, num_classes: int,
 class MedFMCDataset(BaseDataset):
     """Base class of the MedFMC datasets; a task class declares ``METAINFO``
     (``classes`` in label order, ``multi_label``) and its facts below.
-
-    Args:
-        ann_file (str): ``.txt``, ``.csv`` or ``.json`` list.
-        check_images (bool): Fail at build time, naming them, if images are
-            missing.
-        allow_outside_data_root (bool): Accept names that lead out of the
-            image folder (``../``, absolute paths elsewhere).
-        **kwargs: :class:`mmpretrain.datasets.BaseDataset`'s arguments.
-    """
+    ``check_images`` fails at build time naming missing images;
+    ``allow_outside_data_root`` accepts names that lead out of the image
+    folder (``../``, absolute paths elsewhere)."""
 
     METAINFO = dict(classes=(), multi_label=False)
     TASK = ''  # the task's name (file names, folders, the command line)
@@ -298,9 +294,6 @@ class MedFMCDataset(BaseDataset):
         return samples
 
     def _read_csv(self) -> List[Sample]:
-        import csv
-        import io
-
         import pandas as pd
         text = self._read_text()
         if not text.strip():
@@ -508,5 +501,4 @@ class MedFMCDataset(BaseDataset):
         return list(label) if isinstance(label, list) else [int(label)]
 
     def extra_repr(self) -> List[str]:
-        """Extra lines of ``repr``."""
         return super().extra_repr() + [f'Multi-label: \t{self.multi_label}']

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import MMDistributedDataParallel, is_model_wrapper
+from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 from mmpretrain.registry import HOOKS
+
+from ..compat import bare_model
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -25,9 +27,7 @@ class ChannelsLastHook(Hook):
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
-        to_channels_last(model)
+        to_channels_last(bare_model(runner.model))
 
 
 # mmengine's own registry: the Runner looks wrapper types up there, by name

@@ -27,7 +27,6 @@ class RunFileBackend(LocalBackend):
 
     def put_text(self, obj: str, filepath: Union[str, Path],
                  encoding: str = 'utf-8') -> None:
-        """Write text atomically."""
         integrity.save_bytes(obj.encode(encoding), filepath, checksum=False)
 
     def remove(self, filepath: Union[str, Path]) -> None:

@@ -141,11 +141,8 @@ class SpanningDataLoader(DataLoader):
                     seed: Optional[int] = None) -> 'SpanningDataLoader':
         """The same loader (dataset, sampler, workers, collate, ...) spanning
         epochs; with ``seed``, every sample drawn as :class:`SeededSamples`.
-
-        Raises:
-            TypeError: ``loader`` has its own batch sampler, or (with
-                ``seed``) its sampler has no epochs.
-        """
+        A TypeError for a loader with its own batch sampler, or (with
+        ``seed``) a sampler without epochs."""
         if isinstance(loader, SpanningDataLoader):
             return loader
         if loader.batch_size is None:
@@ -180,9 +177,7 @@ _LOADER_ARGS = ('num_workers', 'collate_fn', 'pin_memory', 'timeout',
 @LOOPS.register_module()
 class EpochSpanningTrainLoop(EpochBasedTrainLoop):
     """``EpochBasedTrainLoop`` over a :class:`SpanningDataLoader`
-    (``tools/train.py --fast``); ``seed_samples`` seeds each sample's
-    augmentation from the run's seed, the epoch and the sample (results
-    independent of the worker count, exact resume)."""
+    (``tools/train.py --fast``); ``seed_samples``: a :class:`SeededSamples`."""
 
     def __init__(self, runner, dataloader, *args, seed_samples: bool = True,
                  **kwargs) -> None:
@@ -284,7 +279,6 @@ class CheckpointSweepLoop(TestLoop):
         self.dataloader = BatchesInMemory(self.dataloader, max_bytes, reason)
 
     def run(self) -> dict:
-        """Evaluate every checkpoint (see the class docstring)."""
         rows: List[dict] = []
         skipped: List[str] = []
         errors: List[Exception] = []  # beside skipped: what each one raised

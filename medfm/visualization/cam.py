@@ -173,16 +173,10 @@ def overlay_heatmap(img_rgb: np.ndarray, heatmap: np.ndarray,
 
 
 class CAMVisualizer:
-    """Class activation maps of one mmpretrain ``ImageClassifier``.
-
-    Args:
-        method (str): A key of :data:`CAM_METHODS`.
-        target_layers (Sequence[str], optional): Dotted module names; default
-            :func:`default_target_layers`.
-        thr (float): Score threshold of a predicted class (multi-label).
-        eigen_smooth (bool): grad-cam's first-principal-component smoothing.
-        aug_smooth (bool): grad-cam's average over flips and brightness.
-    """
+    """Class activation maps of one mmpretrain ``ImageClassifier``: ``method``
+    a key of :data:`CAM_METHODS`, ``target_layers`` dotted module names
+    (default :func:`default_target_layers`), ``thr`` the score of a predicted
+    class (multi-label); ``eigen_smooth`` and ``aug_smooth`` are grad-cam's."""
 
     def __init__(self,
                  model: nn.Module,

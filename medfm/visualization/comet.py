@@ -12,16 +12,10 @@ from mmengine.visualization.vis_backend import BaseVisBackend, force_init_env
 
 @VISBACKENDS.register_module()
 class CometVisBackend(BaseVisBackend):
-    """Comet visualization backend.
-
-    Args:
-        save_dir (str, optional): Where an offline experiment's archive goes
-            (unless ``init_kwargs`` names an ``offline_directory``).
-        init_kwargs (dict, optional): Arguments of ``comet_ml.Experiment``
-            (the API key best in ``COMET_API_KEY``); ``offline=True`` logs
-            with ``comet_ml.OfflineExperiment`` to disk.
-        log_code (bool): Let Comet record the source code. Defaults to False.
-    """
+    """Comet visualization backend: ``init_kwargs`` go to ``comet_ml.Experiment``
+    (the API key best in ``COMET_API_KEY``); with ``offline=True`` an
+    ``OfflineExperiment`` writes to ``save_dir`` (unless they name an
+    ``offline_directory``); ``log_code`` lets Comet record the source code."""
 
     def __init__(self, save_dir: Optional[str] = None,
                  init_kwargs: Optional[dict] = None,
@@ -47,7 +41,6 @@ class CometVisBackend(BaseVisBackend):
     @property  # type: ignore
     @force_init_env
     def experiment(self):
-        """The ``comet_ml.Experiment``."""
         return self._comet
 
     @force_init_env
@@ -61,18 +54,15 @@ class CometVisBackend(BaseVisBackend):
     @force_init_env
     def add_image(self, name: str, image: np.ndarray, step: int = 0,
                   **kwargs) -> None:
-        """Log an RGB image."""
         self._comet.log_image(image, name=name, step=step)
 
     @force_init_env
     def add_scalar(self, name: str, value, step: int = 0, **kwargs) -> None:
-        """Log one scalar."""
         self._comet.log_metric(name, value, step=step)
 
     @force_init_env
     def add_scalars(self, scalar_dict: dict, step: int = 0,
                     file_path: Optional[str] = None, **kwargs) -> None:
-        """Log several scalars at one step."""
         assert 'step' not in scalar_dict, 'pass the step as an argument'
         self._comet.log_metrics(scalar_dict, step=step)
 

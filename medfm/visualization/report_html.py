@@ -26,8 +26,6 @@ th:first-child{text-align:left}img{max-width:100%}.note{color:#666;font-size:.9e
 """
 
 
-# ------------------------------------------------------------------ figures
-
 def fig_png(fig) -> str:
     """A figure as base64 PNG text; the figure is closed."""
     buf = io.BytesIO()
@@ -123,8 +121,6 @@ def fig_distribution(names: Sequence[str], counts: np.ndarray,
     values = list(counts) + ([unlabelled] if unlabelled else [])
     return fig_png(bars_figure(labels, values, xlabel='images'))
 
-
-# --------------------------------------------------------------------- html
 
 def html_img(b64: str, alt: str) -> str:
     """An ``<img>`` of base64 PNG text."""

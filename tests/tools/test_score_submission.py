@@ -93,3 +93,40 @@ def test_scorer_equals_tools_test(colon_run, demo_root, tmp_path):
                                                     abs=1e-4)
         assert row['ci'][key]['low'] <= row['metrics'][key] <= \
             row['ci'][key]['high']
+
+
+def test_scorer_names_its_lists_and_counts_every_problem(colon_lists, tmp_path,
+                                                         capsys, monkeypatch):
+    bad = tmp_path / 'colon_5-shot_submission.csv'
+    bad.write_text(''.join(f'x{i}.png,0.5,0.5\n' for i in range(30)))
+    assert tool.main([str(bad), '--data-root', str(colon_lists)]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == (
+        f'data root: {colon_lists}: rows checked against <task>/'
+        'test_WithoutLabel.txt, scored with <task>/test_WithLabel.txt')
+    # 30 unknown names, 6 missing, the row count: 20 listed, 17 counted
+    lines = err.splitlines()
+    at = lines.index('37 problem(s), the first 20 of each file listed:')
+    listed = lines[at + 1:]
+    assert len(listed) == 21 and listed[-1] == f'  {bad}: ... and 17 more problem(s)'
+    assert listed[0] == (f"  {bad}, line 1: 'x0.png' is not in "
+                         f'{colon_lists}/colon/test_WithoutLabel.txt')
+    # without --data-root: the default said, and the lists given
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / 'good.csv'
+    good.write_text('\n'.join(good_rows()) + '\n')
+    order = colon_lists / 'colon' / 'test_WithoutLabel.txt'
+    assert tool.main([str(good), '--task', 'colon', '--list', f'colon={order}',
+                      '--validate-only']) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        'data root: data/MedFMC (the default; --data-root to change): rows '
+        f'checked against <task>/test_WithoutLabel.txt; colon rows against {order}')
+    rows = good_rows()
+    rows[1], rows[2] = rows[2], rows[1]
+    good.write_text('\n'.join(rows) + '\n')
+    assert tool.main([str(good), '--task', 'colon', '--list', f'colon={order}',
+                      '--validate-only']) == 1
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        '1 problem(s):', f"  {good}, line 2: '{NAMES[2]}', but line 2 of "
+        f"{order} is '{NAMES[1]}': rows follow the list's order ('{NAMES[2]}' "
+        'is its line 3)']

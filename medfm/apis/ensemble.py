@@ -487,13 +487,24 @@ def run_ensemble(members: Sequence[Member], work_dir: Optional[str] = None,
     return report
 
 
-def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
-    """Header and rows of ``ensemble.csv``: every member, then every
-    strategy, with its validation (fitting list) and test metrics."""
+def shown(path: Optional[str]) -> str:
+    """A path relative to the working directory when it lies inside it."""
+    rel = osp.relpath(path) if path else ''
+    return path if rel.startswith('..') else rel
+
+
+def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
+    """``ensemble.csv`` (every member, then every strategy, with its
+    validation (fitting list) and test metrics) and ``ensemble.md``; their
+    paths and ``json``'s."""
     keys = [k for k in protocol.METRIC_ORDER if any(
         k in (r['val'] or {}) for r in report['members'])]
-    header = ['name', 'kind', 'chosen', 'params'] + \
-        [f'val_{k}' for k in keys] + [f'test_{k}' for k in keys]
+    fitted = report['strategies']
+    params = dict(mean='equal weights', rank='per-class ranks',
+                  weighted=' '.join(f'{n}:{w:.2f}' for n, w in
+                                    fitted['weighted']['weights'].items()),
+                  per_class=' '.join(f'{c}:{n}' for c, n in
+                                     fitted['per_class']['choices'].items()))
 
     def cells(entry):
         return [f'{entry[part][k]:.4f}' if k in (entry.get(part) or {}) else ''
@@ -501,36 +512,12 @@ def table_rows(report: Dict[str, object]) -> Tuple[List[str], List[list]]:
 
     rows = [[m['name'], 'member', '', osp.basename(m['checkpoint'])] + cells(m)
             for m in report['members']]
-    rows += [[s, 'strategy', 'yes' if s == report['chosen'] else '',
-              describe(s, entry)] + cells(entry)
-             for s, entry in report['strategies'].items()]
-    return header, rows
-
-
-def describe(strategy: str, entry: Dict[str, object]) -> str:
-    """The fitted parameters in a few words."""
-    if strategy == 'weighted':
-        return ' '.join(f'{n}:{w:.2f}' for n, w in entry['weights'].items())
-    if strategy == 'per_class':
-        return ' '.join(f'{c}:{n}' for c, n in entry['choices'].items())
-    return {'mean': 'equal weights', 'rank': 'per-class ranks'}.get(strategy, '')
-
-
-def shown(path: Optional[str]) -> str:
-    """A path relative to the working directory when it lies inside it."""
-    if not path:
-        return ''
-    rel = osp.relpath(path)
-    return path if rel.startswith('..') else rel
-
-
-def write_tables(report: Dict[str, object], work_dir: str) -> Dict[str, str]:
-    """``ensemble.csv`` and ``ensemble.md``; their paths and ``json``'s."""
-    header, rows = table_rows(report)
+    rows += [[s, 'strategy', 'yes' if s == report['chosen'] else '', params[s]]
+             + cells(entry) for s, entry in fitted.items()]
     paths = {kind: osp.join(work_dir, f'ensemble.{ext}') for kind, ext in
              (('csv', 'csv'), ('markdown', 'md'), ('json', 'json'))}
-    write_csv(paths['csv'], header, rows)
-    keys = [h[4:] for h in header if h.startswith('val_')]
+    write_csv(paths['csv'], ['name', 'kind', 'chosen', 'params']
+              + [f'{p}_{k}' for p in ('val', 'test') for k in keys], rows)
     fit = report['fit_list']
     labelled = report['test_labels'] is not None
     parts = ('val', 'test') if labelled else ('val',)

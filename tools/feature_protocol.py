@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 from medfm.apis.features import DEFAULT_CS, DEFAULT_TEMPERATURE, HEADS, run_feature_grid
 from medfm.compat import CheckpointError
@@ -47,23 +47,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return grid_args(p, p.parse_args(argv))
 
 
-def load_task_config(path: str, args: argparse.Namespace) -> Config:
-    """One task's config with the command line applied."""
-    cfg = load_config(path, dict(args.cfg_options or {}))
-    loader = cfg.test_dataloader
-    if args.batch_size:
-        loader.batch_size = args.batch_size
-    if args.workers is not None:  # 0: build_loader drops persistent_workers
-        loader.num_workers = args.workers
-    return cfg
-
-
 def main(argv=None) -> dict:
     """Run the call; returns :func:`medfm.apis.features.run_feature_grid`'s
     result."""
     args = parse_args(argv)
+    options = dict(args.cfg_options or {})
+    if args.batch_size:
+        options['test_dataloader.batch_size'] = args.batch_size
+    if args.workers is not None:  # 0: load_config drops persistent_workers
+        options['test_dataloader.num_workers'] = args.workers
     try:
-        configs = grid_configs(args, lambda path: load_task_config(path, args))
+        configs = grid_configs(args, lambda path: load_config(path, options))
         result = run_feature_grid(
             configs, args.shots, args.exps, grid_name(args, configs), args.head,
             args.checkpoint, args.feature_cache, args.work_dir, args.split_dir,

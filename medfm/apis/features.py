@@ -287,8 +287,7 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, C: float, multi_label: bool) -> Hea
         model = DummyClassifier()
     with warnings.catch_warnings():  # OvR: a label present in all or none
         warnings.simplefilter('ignore', UserWarning)
-        model = make_pipeline(Normalizer(), model)
-        model.fit(np.asarray(x, np.float64), target)
+        model = make_pipeline(Normalizer(), model).fit(np.asarray(x, float), target)
     columns = np.arange(y.shape[1]) if multi_label else model.classes_
     return Head(model.predict_proba, columns, y.shape[1], constant_classes(y))
 
@@ -336,15 +335,14 @@ def fit_head(kind: str, train: ListFeatures, val: Optional[ListFeatures],
     Cs = sorted(float(c) for c in Cs)
     if not has_val:
         Cs = Cs[len(Cs) // 2:][:1]
-    tried = {}
     # inputs checked once: scikit-learn's checks cost more than these fits
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        for C in Cs:
-            head = fit_logreg(train.features, train.targets, C, multi_label)
-            tried[C] = (head, scored(head))
-    C = max(Cs, key=lambda c: selection_score(tried[c][1]))  # the first best
-    return tried[C][0]._replace(C=C, val=tried[C][1], val_by_C={
-        c: m['score'] for c, (_, m) in tried.items()} if has_val else {})
+        heads = {C: fit_logreg(train.features, train.targets, C, multi_label)
+                 for C in Cs}
+        val = {C: scored(head) for C, head in heads.items()}
+    C = max(Cs, key=lambda c: selection_score(val[c]))  # the first best
+    return heads[C]._replace(C=C, val=val[C], val_by_C={
+        c: m['score'] for c, m in val.items() if m})
 
 
 def run_feature_experiment(frozen: FrozenFeatures, split_dir: str, shot: int,

@@ -148,9 +148,7 @@ def resolve_list(path: str, data_root: str) -> str:
     if osp.isabs(path):
         return path
     in_root = osp.join(data_root, path)
-    if osp.isfile(in_root) or not osp.isfile(path):
-        return osp.abspath(in_root)
-    return osp.abspath(path)
+    return osp.abspath(in_root if osp.isfile(in_root) or not osp.isfile(path) else path)
 
 
 def fitting_list(members: Sequence[Member], task: str, work_dir: str,

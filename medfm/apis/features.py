@@ -423,8 +423,7 @@ def run_feature_grid(configs: Sequence[Tuple[str, Config, str]],
                     ann_file=predict_list, path=protocol.submission_path(
                         result_dir or osp.join(root, 'result'), task, shot, exp))
                 jobs.append((setting, frozen, splits, exp, test_list, predict))
-    for setting, frozen, splits, exp, test_list, predict in track(
-            jobs, f'{head} fits', total=len(jobs)):
+    for setting, frozen, splits, exp, test_list, predict in track(jobs, f'{head} fits'):
         row = run_feature_experiment(frozen, splits, setting['shot'], exp, head,
                                      test_list, predict, Cs, temperature)
         setting['rows'][exp] = row

@@ -111,10 +111,8 @@ def _is_id(column: str) -> bool:
 def _unicode_digits(text: str) -> str:
     """A hint for labels written with non-ASCII digits ('' if none)."""
     odd = sorted({c for c in text if c.isdigit() and c not in '0123456789'})
-    if not odd:
-        return ''
     return (f' ({", ".join(map(repr, odd))}: not the ASCII digits 0-9, which '
-            'are the only ones labels are written with)')
+            'are the only ones labels are written with)') if odd else ''
 
 
 def parse_ann_line(line: str, num_classes: int,
@@ -247,9 +245,8 @@ class MedFMCDataset(BaseDataset):
                 'unpickled (that runs whatever code the file names). Write it '
                 'as JSON in mmengine\'s format instead (mmengine.dump(data, '
                 '"ann.json")), or as a .txt list or .csv')
-        read = {'.csv': self._read_csv, '.json': self._read_mm_format}.get(
-            ext, self._read_list)
-        samples = read()
+        samples = {'.csv': self._read_csv, '.json': self._read_mm_format}.get(
+            ext, self._read_list)()
         if not samples:
             raise AnnotationError(f'{self.ann_file}: no images listed')
         unlabelled = [name for name, label, _ in samples if label is None]
@@ -260,12 +257,9 @@ class MedFMCDataset(BaseDataset):
                 'labelled or not')
         self._check_duplicates(samples)
 
-        data_list = []
-        for name, label, _ in samples:
-            info = dict(img_path=osp.join(self.img_prefix, name))
-            if label is not None:
-                info['gt_label'] = label
-            data_list.append(info)
+        data_list = [dict(img_path=osp.join(self.img_prefix, name),
+                          **({} if label is None else dict(gt_label=label)))
+                     for name, label, _ in samples]
         if self.check_images:
             self._check_images(data_list)
         return data_list
@@ -323,8 +317,7 @@ class MedFMCDataset(BaseDataset):
             raise AnnotationError(
                 f'{self.ann_file}: no image column (img_id); columns found: '
                 f'{list(df.columns)}')
-        blank = df.apply(lambda col: col.isna() | (col.str.strip() == '')).all(axis=1)
-        df = df[~blank]
+        df = df[df.fillna('').apply(lambda col: col.str.strip() != '').any(axis=1)]
         lines = [int(i) + 2 for i in df.index]  # line 1 is the header
         ids = df[img_col].fillna('').str.strip().tolist()
         if '' in ids:
@@ -410,11 +403,10 @@ class MedFMCDataset(BaseDataset):
                 f'{list(self.CLASSES)}')
         samples = []
         for i, item in enumerate(data['data_list']):
-            try:
-                name, label = item['img_path'], item.get('gt_label')
-            except (TypeError, KeyError):
+            if not isinstance(item, dict) or 'img_path' not in item:
                 raise AnnotationError(
-                    f'{self.ann_file}: data_list[{i}] has no "img_path"') from None
+                    f'{self.ann_file}: data_list[{i}] has no "img_path"')
+            name, label = item['img_path'], item.get('gt_label')
             if not isinstance(name, str):
                 raise AnnotationError(
                     f'{self.ann_file}: data_list[{i}]: img_path must be a '
@@ -442,10 +434,8 @@ class MedFMCDataset(BaseDataset):
 
     def _check_inside(self, name: str, where: str) -> None:
         """Refuse an image name that leads out of the image folder."""
-        if self.allow_outside_data_root:
-            return
         full = outside_folder(name, self._image_folder)
-        if full is not None:
+        if full is not None and not self.allow_outside_data_root:
             folder = self._image_folder
             if not self.img_prefix:  # data_root and data_prefix are ''
                 folder += ' (the current directory)'

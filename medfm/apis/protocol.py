@@ -71,9 +71,8 @@ def submission_path(result_dir: str, task: str, shot: int,
                     exp: Optional[int] = None) -> str:
     """``<result_dir>/exp<k>/<task>_<N>-shot_submission.csv``; without an
     experiment, flat in ``result_dir`` (the challenge's validation phase)."""
-    name = f'{task}_{shot}-shot_submission.csv'
-    return osp.join(result_dir, name) if exp is None else \
-        osp.join(result_dir, f'exp{exp}', name)
+    return osp.join(result_dir, '' if exp is None else f'exp{exp}',
+                    f'{task}_{shot}-shot_submission.csv')
 
 
 def split_files(split_dir: str, task: str, shot: int, exp: int,

@@ -454,12 +454,10 @@ class MedFMCDataset(BaseDataset):
     def _check_duplicates(self, samples: Sequence[Sample]) -> None:
         """Stop at an image listed twice with different labels, naming both
         places; warn about images listed twice alike (they are kept)."""
-        first = {}
-        conflicts = []
-        for name, label, where in samples:
-            seen = first.setdefault(name, (label, where))
-            if seen[0] != label:
-                conflicts.append((name, seen, (label, where)))
+        # each name's first listing: reversed, it is the one that stays
+        first = {name: (label, where) for name, label, where in reversed(samples)}
+        conflicts = [(name, first[name], (label, where))
+                     for name, label, where in samples if first[name][0] != label]
         dups = [n for n, k in Counter(n for n, _, _ in samples).items() if k > 1]
         if conflicts:
             name, (a, at_a), (b, at_b) = conflicts[0]

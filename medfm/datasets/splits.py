@@ -223,10 +223,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
 def find_val(train_file: str) -> Optional[str]:
     """The val list beside a train list (``_train_`` -> ``_val_``), if any."""
     folder, base = osp.split(train_file)
-    if '_train_' in base:
-        cand = osp.join(folder, base.replace('_train_', '_val_'))
-    elif base.startswith('train'):
-        cand = osp.join(folder, 'val' + base[len('train'):])
-    else:
-        return None
-    return cand if osp.isfile(cand) else None
+    val = (base.replace('_train_', '_val_') if '_train_' in base
+           else re.sub('^train', 'val', base))
+    cand = osp.join(folder, val)
+    return cand if val != base and osp.isfile(cand) else None

@@ -190,10 +190,9 @@ def _order_problems(names: List[str], linenos: List[int], expected: List[str],
     known = {n: i for i, n in enumerate(expected, 1)}
     seen: Dict[str, int] = {}
     for lineno, name in zip(linenos, names):
-        if name in seen:
+        if seen.setdefault(name, lineno) != lineno:
             problems.append(f'{where}, line {lineno}: {name!r} repeats line '
                             f'{seen[name]}')
-        seen.setdefault(name, lineno)
         if name not in known:
             problems.append(f'{where}, line {lineno}: {name!r} is not in '
                             f'{list_name}')

@@ -272,8 +272,7 @@ class MedFMCDataset(BaseDataset):
         samples = []
         # line ends as open() reads them (str.splitlines also splits on
         # '\x85', '\u2028', ...)
-        lines = re.split(r'\r\n|\r|\n', self._read_text())
-        for lineno, line in enumerate(lines, 1):
+        for lineno, line in enumerate(re.split(r'\r\n|\r|\n', self._read_text()), 1):
             if not line.strip():
                 continue
             try:

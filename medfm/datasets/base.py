@@ -230,7 +230,6 @@ class MedFMCDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         """Read the annotation file into ``img_path``/``gt_label`` dicts."""
-        ext = osp.splitext(self.ann_file)[1].lower()
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(
                 f'annotation file {self.ann_file} not found: make it from the '
@@ -246,7 +245,7 @@ class MedFMCDataset(BaseDataset):
                 'as JSON in mmengine\'s format instead (mmengine.dump(data, '
                 '"ann.json")), or as a .txt list or .csv')
         samples = {'.csv': self._read_csv, '.json': self._read_mm_format}.get(
-            ext, self._read_list)()
+            osp.splitext(self.ann_file)[1].lower(), self._read_list)()
         if not samples:
             raise AnnotationError(f'{self.ann_file}: no images listed')
         unlabelled = [name for name, label, _ in samples if label is None]

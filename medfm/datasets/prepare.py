@@ -73,21 +73,6 @@ def render_split(stem: str, task: str, names: Sequence[str],
         f'{stem}.json': json_text(data)}
 
 
-def changed_files(out_dir: str, files: Dict[str, str]) -> List[str]:
-    """The files of ``files`` (name -> text) that exist in ``out_dir`` (a
-    dangling link too) with other content."""
-    changed = []
-    for name, text in files.items():
-        path = osp.join(out_dir, name)
-        try:
-            same = Path(path).read_bytes() == text.encode('utf-8')
-        except OSError:  # unreadable: other content if it exists at all
-            same = not osp.lexists(path)
-        if not same:
-            changed.append(name)
-    return changed
-
-
 def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
     os.makedirs(dst_dir, exist_ok=True)
     for name in track(names, f'linking images into {dst_dir}'):
@@ -136,7 +121,15 @@ def prepare_task(task: str, train_dir: str, out_dir: str,
                                   label_matrix(test)))
         files['test_WithoutLabel.txt'] = ''.join(n + '\n' for n in test_names)
         counts['test_WithLabel'] = len(test_names)
-    changed = changed_files(out_dir, files)
+    changed = []  # the files that exist (a dangling link too) with other content
+    for name, text in files.items():
+        path = osp.join(out_dir, name)
+        try:
+            same = Path(path).read_bytes() == text.encode('utf-8')
+        except OSError:  # unreadable: other content if it exists at all
+            same = not osp.lexists(path)
+        if not same:
+            changed.append(name)
     if changed and not overwrite:  # checked before anything is written
         raise FileExistsError(
             f'{len(changed)} file(s) in {out_dir} exist with other content '

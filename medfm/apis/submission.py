@@ -115,7 +115,6 @@ def check_rows(data: bytes, where: str, task: str,
     """
     cls = task_class(task)
     classes = cls.classes()
-    n_cls = len(classes)
     problems: List[str] = []
     try:
         text = data.decode('utf-8')
@@ -131,7 +130,6 @@ def check_rows(data: bytes, where: str, task: str,
         text = text[1:]
     if not text.strip('\r\n'):
         raise SubmissionError([f'{where}: empty, no rows'])
-    known = set(expected or ())
     names, linenos, rows = [], [], []
     # fields as strings, every line padded to the widest: its problems named
     width = max(line.count(',') for line in text.splitlines()) + 1
@@ -148,7 +146,7 @@ def check_rows(data: bytes, where: str, task: str,
         if not (name + ''.join(values)).strip():
             problems.append(at + 'an empty line; one line per image, nothing else')
             continue
-        if lineno == 1 and name not in known and not all(
+        if lineno == 1 and name not in (expected or ()) and not all(
                 _NUMBER.fullmatch(v) for v in values):
             problems.append(at + f'a header ({",".join([name, *values])[:80]!r}); '
                             'submission files have none: the first line is the '
@@ -156,9 +154,9 @@ def check_rows(data: bytes, where: str, task: str,
             continue
         names.append(name)
         linenos.append(lineno)
-        if len(values) != n_cls:
+        if len(values) != len(classes):
             problems.append(at + f'{len(values)} score(s) after the file name; {task} '
-                            f'has {n_cls} ({", ".join(classes)})')
+                            f'has {len(classes)} ({", ".join(classes)})')
             continue
         if not name.strip():
             problems.append(at + 'no file name before the scores')
@@ -178,13 +176,11 @@ def check_rows(data: bytes, where: str, task: str,
     if expected is not None:
         problems += _order_problems(names, linenos, list(expected), where,
                                     list_name)
-    if len(problems) > MAX_PROBLEMS:
-        more = len(problems) - MAX_PROBLEMS
-        raise SubmissionError(problems[:MAX_PROBLEMS] + [
-            f'{where}: ... and {more} more problem(s)'], len(problems))
+    more = len(problems) - MAX_PROBLEMS  # past MAX_PROBLEMS: counted
     if problems:
-        raise SubmissionError(problems)
-    return names, np.asarray(rows, dtype=np.float64).reshape(-1, n_cls)
+        raise SubmissionError(problems[:MAX_PROBLEMS] + [
+            f'{where}: ... and {more} more problem(s)'] * (more > 0), len(problems))
+    return names, np.asarray(rows, dtype=np.float64).reshape(-1, len(classes))
 
 
 def _order_problems(names: List[str], linenos: List[int], expected: List[str],
@@ -194,10 +190,9 @@ def _order_problems(names: List[str], linenos: List[int], expected: List[str],
     known = {n: i for i, n in enumerate(expected, 1)}
     seen: Dict[str, int] = {}
     for lineno, name in zip(linenos, names):
-        if name in seen:
+        if seen.setdefault(name, lineno) != lineno:
             problems.append(f'{where}, line {lineno}: {name!r} repeats line '
                             f'{seen[name]}')
-        seen.setdefault(name, lineno)
         if name not in known:
             problems.append(f'{where}, line {lineno}: {name!r} is not in '
                             f'{list_name}')
@@ -222,9 +217,7 @@ def read_submission(path: str, expected: Optional[Sequence[str]] = None,
                     ) -> Tuple[str, int, List[str], np.ndarray]:
     """Task, N, names and scores of one checked file (:func:`check_rows`);
     ``task`` for a file not named as a submission (then N is 0)."""
-    shot = 0
-    if task is None:
-        task, shot = parse_name(path)
+    task, shot = parse_name(path) if task is None else (task, 0)
     names, scores = check_rows(Path(path).read_bytes(), path, task, expected, list_name)
     return task, shot, names, scores
 
@@ -299,18 +292,15 @@ def find_submissions(path: str, task: Optional[str] = None
         with zipfile.ZipFile(path) as z:
             return _files_of({i.filename: z.read(i) for i in z.infolist()
                               if not i.is_dir()}, path, ':')
-    if task:
-        return [SubmissionFile(path, osp.basename(path), task, 0, None,
-                               Path(path).read_bytes())], [], []
     try:
-        task, shot = parse_name(path)
+        task, shot = (task, 0) if task else parse_name(path)
     except SubmissionError as err:
         return [], err.problems, []
     parent = osp.basename(osp.dirname(osp.abspath(path)))
-    exp = exp_of(parent) if exp_of(parent) in EXPERIMENTS else None
+    exp = exp_of(parent) if shot and exp_of(parent) in EXPERIMENTS else None
     name = f'{parent}/{osp.basename(path)}' if exp else osp.basename(path)
-    data = Path(path).read_bytes()
-    return [SubmissionFile(path, name, task, shot, exp, data)], [], []
+    return [SubmissionFile(path, name, task, shot, exp,
+                           Path(path).read_bytes())], [], []
 
 
 def load_list(task: str, path: str) -> TaskList:
@@ -490,10 +480,9 @@ def zip_submissions(out: Optional[str], result_dir: str,
         files = [(out, osp.basename(out))]
         archive = osp.splitext(out)[0] + '.zip'
     else:
-        found = {
-            'validation': sorted(glob(osp.join(result_dir, '*_submission.csv'))),
-            'evaluation': sorted(glob(osp.join(
-                result_dir, 'exp[1-5]', '*_submission.csv')))}
+        found = {k: sorted(glob(osp.join(result_dir, pattern))) for k, pattern in [
+            ('validation', '*_submission.csv'),
+            ('evaluation', osp.join('exp[1-5]', '*_submission.csv'))]}
         if phase is None:
             held = [k for k, v in found.items() if v]
             if len(held) > 1:

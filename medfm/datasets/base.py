@@ -111,10 +111,8 @@ def _is_id(column: str) -> bool:
 def _unicode_digits(text: str) -> str:
     """A hint for labels written with non-ASCII digits ('' if none)."""
     odd = sorted({c for c in text if c.isdigit() and c not in '0123456789'})
-    if not odd:
-        return ''
     return (f' ({", ".join(map(repr, odd))}: not the ASCII digits 0-9, which '
-            'are the only ones labels are written with)')
+            'are the only ones labels are written with)') if odd else ''
 
 
 def parse_ann_line(line: str, num_classes: int,
@@ -232,7 +230,6 @@ class MedFMCDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         """Read the annotation file into ``img_path``/``gt_label`` dicts."""
-        ext = osp.splitext(self.ann_file)[1].lower()
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(
                 f'annotation file {self.ann_file} not found: make it from the '
@@ -247,9 +244,8 @@ class MedFMCDataset(BaseDataset):
                 'unpickled (that runs whatever code the file names). Write it '
                 'as JSON in mmengine\'s format instead (mmengine.dump(data, '
                 '"ann.json")), or as a .txt list or .csv')
-        read = {'.csv': self._read_csv, '.json': self._read_mm_format}.get(
-            ext, self._read_list)
-        samples = read()
+        samples = {'.csv': self._read_csv, '.json': self._read_mm_format}.get(
+            osp.splitext(self.ann_file)[1].lower(), self._read_list)()
         if not samples:
             raise AnnotationError(f'{self.ann_file}: no images listed')
         unlabelled = [name for name, label, _ in samples if label is None]
@@ -260,12 +256,9 @@ class MedFMCDataset(BaseDataset):
                 'labelled or not')
         self._check_duplicates(samples)
 
-        data_list = []
-        for name, label, _ in samples:
-            info = dict(img_path=osp.join(self.img_prefix, name))
-            if label is not None:
-                info['gt_label'] = label
-            data_list.append(info)
+        data_list = [dict(img_path=osp.join(self.img_prefix, name),
+                          **({} if label is None else dict(gt_label=label)))
+                     for name, label, _ in samples]
         if self.check_images:
             self._check_images(data_list)
         return data_list
@@ -278,8 +271,7 @@ class MedFMCDataset(BaseDataset):
         samples = []
         # line ends as open() reads them (str.splitlines also splits on
         # '\x85', '\u2028', ...)
-        lines = re.split(r'\r\n|\r|\n', self._read_text())
-        for lineno, line in enumerate(lines, 1):
+        for lineno, line in enumerate(re.split(r'\r\n|\r|\n', self._read_text()), 1):
             if not line.strip():
                 continue
             try:
@@ -323,8 +315,7 @@ class MedFMCDataset(BaseDataset):
             raise AnnotationError(
                 f'{self.ann_file}: no image column (img_id); columns found: '
                 f'{list(df.columns)}')
-        blank = df.apply(lambda col: col.isna() | (col.str.strip() == '')).all(axis=1)
-        df = df[~blank]
+        df = df[df.fillna('').apply(lambda col: col.str.strip() != '').any(axis=1)]
         lines = [int(i) + 2 for i in df.index]  # line 1 is the header
         ids = df[img_col].fillna('').str.strip().tolist()
         if '' in ids:
@@ -410,11 +401,10 @@ class MedFMCDataset(BaseDataset):
                 f'{list(self.CLASSES)}')
         samples = []
         for i, item in enumerate(data['data_list']):
-            try:
-                name, label = item['img_path'], item.get('gt_label')
-            except (TypeError, KeyError):
+            if not isinstance(item, dict) or 'img_path' not in item:
                 raise AnnotationError(
-                    f'{self.ann_file}: data_list[{i}] has no "img_path"') from None
+                    f'{self.ann_file}: data_list[{i}] has no "img_path"')
+            name, label = item['img_path'], item.get('gt_label')
             if not isinstance(name, str):
                 raise AnnotationError(
                     f'{self.ann_file}: data_list[{i}]: img_path must be a '
@@ -442,10 +432,8 @@ class MedFMCDataset(BaseDataset):
 
     def _check_inside(self, name: str, where: str) -> None:
         """Refuse an image name that leads out of the image folder."""
-        if self.allow_outside_data_root:
-            return
         full = outside_folder(name, self._image_folder)
-        if full is not None:
+        if full is not None and not self.allow_outside_data_root:
             folder = self._image_folder
             if not self.img_prefix:  # data_root and data_prefix are ''
                 folder += ' (the current directory)'
@@ -464,12 +452,10 @@ class MedFMCDataset(BaseDataset):
     def _check_duplicates(self, samples: Sequence[Sample]) -> None:
         """Stop at an image listed twice with different labels, naming both
         places; warn about images listed twice alike (they are kept)."""
-        first = {}
-        conflicts = []
-        for name, label, where in samples:
-            seen = first.setdefault(name, (label, where))
-            if seen[0] != label:
-                conflicts.append((name, seen, (label, where)))
+        # each name's first listing: reversed, it is the one that stays
+        first = {name: (label, where) for name, label, where in reversed(samples)}
+        conflicts = [(name, first[name], (label, where))
+                     for name, label, where in samples if first[name][0] != label]
         dups = [n for n, k in Counter(n for n, _, _ in samples).items() if k > 1]
         if conflicts:
             name, (a, at_a), (b, at_b) = conflicts[0]

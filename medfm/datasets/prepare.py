@@ -73,21 +73,6 @@ def render_split(stem: str, task: str, names: Sequence[str],
         f'{stem}.json': json_text(data)}
 
 
-def changed_files(out_dir: str, files: Dict[str, str]) -> List[str]:
-    """The files of ``files`` (name -> text) that exist in ``out_dir`` (a
-    dangling link too) with other content."""
-    changed = []
-    for name, text in files.items():
-        path = osp.join(out_dir, name)
-        try:
-            same = Path(path).read_bytes() == text.encode('utf-8')
-        except OSError:  # unreadable: other content if it exists at all
-            same = not osp.lexists(path)
-        if not same:
-            changed.append(name)
-    return changed
-
-
 def _link_images(names: Sequence[str], src_dir: str, dst_dir: str) -> None:
     os.makedirs(dst_dir, exist_ok=True)
     for name in track(names, f'linking images into {dst_dir}'):
@@ -109,12 +94,20 @@ def prepare_task(task: str, train_dir: str, out_dir: str,
     without ``overwrite``) or ValueError (an image in both releases)."""
     if not 0 < val_ratio < 1:
         raise ValueError(f'val_ratio must be between 0 and 1, got {val_ratio}')
-    counts = {}
     dataset_cls = task_class(task)
     train = dataset_cls(ann_file=f'{task}_train.csv', data_root=train_dir)
     names = [osp.basename(d['img_path']) for d in train]
     y = label_matrix(train)
-    test = None
+    files = render_split('trainval', task, names, y)
+    is_val = stratified_group_split(y, [dataset_cls.group_of(n) for n in names],
+                                    val_ratio, seed)
+    pct = round(100 * val_ratio)  # train_20/val_20: 20% held out
+    counts = {}
+    for stem, mask in ((f'train_{pct}', ~is_val), (f'val_{pct}', is_val)):
+        files.update(render_split(
+            stem, task, [n for n, m in zip(names, mask) if m], y[mask]))
+        counts[stem] = int(mask.sum())
+    counts['trainval'] = len(names)
     if val_dir:  # checked before anything is written
         test = dataset_cls(ann_file=f'{task}_val.csv', data_root=val_dir)
         test_names: List[str] = [osp.basename(d['img_path']) for d in test]
@@ -124,21 +117,19 @@ def prepare_task(task: str, train_dir: str, out_dir: str,
                 f'{len(both)} image names are in both {task}_train.csv and '
                 f'{task}_val.csv, e.g. {both[:3]}; the official validation set '
                 'is the test set here and must not share images with training')
-    files = render_split('trainval', task, names, y)
-    is_val = stratified_group_split(y, [dataset_cls.group_of(n) for n in names],
-                                    val_ratio, seed)
-    pct = round(100 * val_ratio)  # train_20/val_20: 20% held out
-    for stem, mask in ((f'train_{pct}', ~is_val), (f'val_{pct}', is_val)):
-        files.update(render_split(
-            stem, task, [n for n, m in zip(names, mask) if m], y[mask]))
-        counts[stem] = int(mask.sum())
-    counts['trainval'] = len(names)
-    if test is not None:
         files.update(render_split('test_WithLabel', task, test_names,
                                   label_matrix(test)))
         files['test_WithoutLabel.txt'] = ''.join(n + '\n' for n in test_names)
         counts['test_WithLabel'] = len(test_names)
-    changed = changed_files(out_dir, files)
+    changed = []  # the files that exist (a dangling link too) with other content
+    for name, text in files.items():
+        path = osp.join(out_dir, name)
+        try:
+            same = Path(path).read_bytes() == text.encode('utf-8')
+        except OSError:  # unreadable: other content if it exists at all
+            same = not osp.lexists(path)
+        if not same:
+            changed.append(name)
     if changed and not overwrite:  # checked before anything is written
         raise FileExistsError(
             f'{len(changed)} file(s) in {out_dir} exist with other content '
@@ -146,10 +137,10 @@ def prepare_task(task: str, train_dir: str, out_dir: str,
             'earlier run with another --seed or --val-ratio, or from another '
             'release?). Runs may have trained on them: choose another --out, '
             'or replace them on purpose with --overwrite')
-    _link_images(names, osp.join(train_dir, 'images'), osp.join(out_dir, 'images'))
-    if test is not None:
-        _link_images(test_names, osp.join(val_dir, 'images'),
-                     osp.join(out_dir, 'images'))
+    images = osp.join(out_dir, 'images')
+    _link_images(names, osp.join(train_dir, 'images'), images)
+    if val_dir:
+        _link_images(test_names, osp.join(val_dir, 'images'), images)
     for name, text in files.items():
         with atomic_write(osp.join(out_dir, name), encoding='utf-8') as f:
             f.write(text)

@@ -196,19 +196,15 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
             report.problems.append(
                 f'{len(shared)} of {len(set(train.names))} train image(s) are '
                 f'also in val, e.g. {_examples(shared)}')
-        if unit != 'image':
-            shared_groups = set(train.groups) & set(val.groups)
-            if shared_groups:
-                report.problems.append(
-                    f'{len(shared_groups)} {unit}(s) have images in both '
-                    f'train and val, e.g. {_examples(shared_groups)}')
-    per_class, short = [], []
+        shared_groups = set(train.groups) & set(val.groups) if unit != 'image' else ()
+        if shared_groups:
+            report.problems.append(
+                f'{len(shared_groups)} {unit}(s) have images in both '
+                f'train and val, e.g. {_examples(shared_groups)}')
     groups = train.groups
-    for c, name in enumerate(train.classes):
-        units = {g for g, y in zip(groups, train.labels[:, c]) if y}
-        per_class.append(f'{name} {len(units)}')
-        if shot is not None and 0 < len(units) < shot:
-            short.append(f'{name} {len(units)}')
+    per_class = [(name, len({g for g, y in zip(groups, column) if y}))
+                 for name, column in zip(train.classes, train.labels.T)]
+    short = [f'{c} {n}' for c, n in per_class if shot is not None and 0 < n < shot]
     if short:
         report.problems.append(
             f'fewer than {shot} {unit}s with a positive image for '
@@ -216,7 +212,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
     n_units = len(set(groups))
     report.notes.append(
         f'{len(set(train.names))} train image(s) from {n_units} {unit}(s); '
-        f'{unit}s per class: ' + ', '.join(per_class))
+        f'{unit}s per class: ' + ', '.join(f'{c} {n}' for c, n in per_class))
     # every unit was drawn for one class: more than N x classes is not N-shot
     if shot is not None and n_units > shot * len(train.classes):
         report.problems.append(f'{n_units} {unit}s, more than {shot} per class '
@@ -227,10 +223,7 @@ def check_split(task: str, train_file: str, val_file: Optional[str] = None,
 def find_val(train_file: str) -> Optional[str]:
     """The val list beside a train list (``_train_`` -> ``_val_``), if any."""
     folder, base = osp.split(train_file)
-    if '_train_' in base:
-        cand = osp.join(folder, base.replace('_train_', '_val_'))
-    elif base.startswith('train'):
-        cand = osp.join(folder, 'val' + base[len('train'):])
-    else:
-        return None
-    return cand if osp.isfile(cand) else None
+    val = (base.replace('_train_', '_val_') if '_train_' in base
+           else re.sub('^train', 'val', base))
+    cand = osp.join(folder, val)
+    return cand if val != base and osp.isfile(cand) else None

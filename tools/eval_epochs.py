@@ -28,6 +28,7 @@ from medfm.apis.runs import RunDir
 from medfm.config_ops import WRAPPER_ENV, caller_path
 from medfm.config_ops.tta import add_tta_arguments, tta_from_args, tta_label
 from medfm.datasets import task_of_config
+from medfm.visualization.plots import run_title
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,10 +88,9 @@ def main(argv=None) -> int:
     if args.out:
         shown = chosen or sweep.predictions[sweep.rows[-1]['epoch']]
         write_predictions(shown, args.out, class_names(cfg))
-    task = task_of_config(cfg).TASK
     notes = ', '.join(n for n in (sweep.note, 'with TTA' if tta_sweep else '') if n)
-    title = f'{osp.basename(osp.normpath(run.path))}: {task}, {args.split}' + (
-        f' ({notes})' if notes else '')
+    title = run_title(run.path, task_of_config(cfg).TASK,
+                      args.split + (f' ({notes})' if notes else ''))
     table = write_table(run, args.split, sweep, title, tta_sweep,
                         tta_label(with_tta(cfg, tta)) if tta_sweep else '', ci)
     print(summary(table, args.split))

@@ -1,10 +1,8 @@
 """Score images (files or folders of them) with a run's selected checkpoint.
 
 Example: ``python tools/infer.py scans/ x.png --run work_dirs/densenet121_chest``
-prints each image's classes above ``--thr`` (single-label: the top one) and
-writes every score with ``--out scores.csv``. Scored as test.sh scores, with
-the run's saved config (mmpretrain's ``ImageClassificationInferencer``).
-"""
+prints each image's classes above ``--thr`` (single-label: the top one), as
+test.sh scores them; ``--out scores.csv`` writes every score."""
 from __future__ import annotations
 
 import argparse

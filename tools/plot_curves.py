@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from medfm.apis.report import run_task
 from medfm.apis.runs import RunDir, validation_rows
 from medfm.visualization.plots import plot_epoch_metrics, plot_lines, run_title
 
@@ -21,7 +20,7 @@ def main(argv=None) -> list:
     args = p.parse_args(argv)
     run = RunDir(args.work_dir)
     records = run.scalars()
-    task = run_task(run)
+    task = run.task()
     written = []
     for key, title, ylabel in (('loss', 'training loss', 'loss'),
                                ('lr', 'learning rate', 'learning rate')):

@@ -1,8 +1,5 @@
-"""Print a config as a run would use it: its ``_base_`` files merged, the
-``--cfg-options`` applied and the schedule resolved (mmpretrain's
-tools/misc/print_config.py). Example: ``python tools/print_config.py
-configs/densenet/densenet121_chest.py --cfg-options train_cfg.max_epochs=40``.
-"""
+"""Print a config as a run would use it: ``_base_`` files merged, ``--cfg-options``
+applied, the schedule resolved (mmpretrain's tools/misc/print_config.py)."""
 import argparse
 import sys
 

@@ -10,9 +10,6 @@ import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-from mmengine.config import Config
-
-from ..datasets import task_of_config
 from ..evaluation import format_ci
 from ..utils import markdown_table, write_csv, write_json
 from .inference import EMA_NOTE, Sweep
@@ -160,14 +157,12 @@ def runs_summary(paths: Sequence[str]) -> str:
     lines = []
     for path in paths:
         run = RunDir(path)
-        table, config = read_table(run, 'test'), run.config_path()
-        if table is None or config is None:
-            raise FileNotFoundError(f'{path}: no epochs_test.json (bash test.sh '
-                                    f'{path}) or no saved config')
+        table = read_table(run, 'test')
+        if table is None:
+            raise FileNotFoundError(f'{path}: no epochs_test.json (test.sh {path})')
         epoch = table['selected_epoch']
         row = next((r for r in table['rows'] if r['epoch'] == epoch), {})
-        lines.append([osp.basename(osp.normpath(path)),
-                      task_of_config(Config.fromfile(config)).TASK, epoch or '-',
+        lines.append([osp.basename(osp.normpath(path)), run.task(), epoch or '-',
                       ', '.join(f'{k.split("/")[-1]} {v:.2f}' for k, v in row.items()
                                 if k != 'epoch' and isinstance(v, float)) or '-'])
     return markdown_table(['run', 'task', 'selected on val', 'test scores'], lines)

@@ -51,13 +51,18 @@ def setting_dir(root: str, task: str, shot: int) -> str:
     return osp.join(root, f'{task}_{shot}-shot')
 
 
+def exp_dir(setting: str, exp: int) -> str:
+    """``<setting>/exp<k>``: one experiment's run folder in a setting's."""
+    return osp.join(setting, f'exp{exp}')
+
+
 def experiment_dir(root: str, task: str, shot: int, exp: int) -> str:
     """``<root>/<task>_<N>-shot/exp<k>``: one experiment's run folder."""
-    return osp.join(setting_dir(root, task, shot), f'exp{exp}')
+    return exp_dir(setting_dir(root, task, shot), exp)
 
 
 def exp_of(path: str) -> Optional[int]:
-    """``k`` of an experiment's folder ``exp<k>``; None for another folder."""
+    """``k`` of an :func:`exp_dir`; None for another folder."""
     name = osp.basename(osp.normpath(path))
     return int(name[3:]) if name[:3] == 'exp' and name[3:].isdigit() else None
 
@@ -196,8 +201,7 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
             settings.append(setting)
             for exp in exps:
                 name = f'{task} {shot}-shot exp{exp}'
-                exp_cfg = experiment_config(cfg, lists, shot, exp,
-                                            osp.join(out, f'exp{exp}'))
+                exp_cfg = experiment_config(cfg, lists, shot, exp, exp_dir(out, exp))
                 run, row = RunDir(exp_cfg.work_dir), done.get(exp)
                 predict = predict_list and dict(
                     ann_file=predict_list, path=submission_path(

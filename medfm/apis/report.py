@@ -70,15 +70,6 @@ def load_curves(run_dir: str, split: str = 'test') -> Tuple[List[dict], str]:
         ', '.join(osp.relpath(f, run_dir) for f in files) if files else 'none'
 
 
-def run_task(run: RunDir) -> str:
-    """The task of a run's saved config (``'endo'``), for titles."""
-    try:
-        config = run.config_path()
-    except (KeyError, ValueError):  # a record without the config, or changed
-        config = None
-    return task_of_config(Config.fromfile(config)).TASK if config else 'task unknown'
-
-
 def predict(cfg: Config, model: torch.nn.Module, split: str = 'test'
             ) -> Predictions:
     """Scores of every image of a split, with progress on stderr."""

@@ -244,6 +244,15 @@ class RunDir:
                 'it was changed or removed; give the config on the command line')
         return path
 
+    def task(self) -> str:
+        """The task of the run's saved config (``'endo'``), for titles."""
+        try:
+            saved = self.config_path()
+        except (KeyError, ValueError):  # a record without the config, or changed
+            saved = None
+        from ..datasets import task_of_config
+        return task_of_config(Config.fromfile(saved)).TASK if saved else 'task unknown'
+
     def uses_ema(self) -> Optional[bool]:
         """Whether the run trained with ``EMAHook`` (its checkpoints then hold
         the EMA weights), as recorded; None without a record."""

@@ -99,33 +99,18 @@ class EpochSeedHook(Hook):
 
 @HOOKS.register_module()
 class StopWorkersHook(Hook):
-    """Stop the workers of every loop's dataloader when a run (train, val or
-    test) ends. Left to the garbage collector (a runner lives in reference
-    cycles, and mmengine collects at each dataset build), a persistent
+    """Stop the workers of the run's dataloaders when it ends. Left to the
+    garbage collector (a runner lives in reference cycles), a persistent
     loader's iterator waits 5 s for each worker: the collector closes its
     index queues first, so the workers never hear that they should stop."""
 
     priority = 'VERY_LOW'
 
-    def __init__(self) -> None:
-        self._loaders: dict = {}
-
-    def _keep(self, loop) -> None:
-        self._loaders[id(loop.dataloader)] = loop.dataloader
-
-    def before_train(self, runner) -> None:
-        self._keep(runner.train_loop)
-
-    def before_val(self, runner) -> None:
-        self._keep(runner.val_loop)
-
-    def before_test(self, runner) -> None:
-        self._keep(runner.test_loop)
-
     def after_run(self, runner) -> None:
-        for loader in self._loaders.values():
-            stop_workers(loader)
-        self._loaders.clear()
+        # the loops built (a dict until then: the public properties build it)
+        for loop in (runner._train_loop, runner._val_loop, runner._test_loop):
+            if loop is not None and not isinstance(loop, dict):
+                stop_workers(loop.dataloader)
 
 
 @HOOKS.register_module()

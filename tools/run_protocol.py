@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='keep finished experiments, resume unfinished ones')
     p.add_argument('--predict', action='store_true', help='also write submissions')
     p.add_argument('--predict-list', default='test_WithoutLabel.txt')
-    p.add_argument('--result-dir', help='for --predict (default <setting>/result)')
+    p.add_argument('--result-dir', help='for --predict (default <work dir>/result)')
     add_speed_args(p)
     add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -124,6 +124,8 @@ def main(argv=None) -> dict:
     with open(result['markdown'], encoding='utf-8') as f:
         print(f.read())
     print(f'summary: {result["csv"]}, {result["markdown"]}')
+    if args.predict:
+        print(f'submissions: {settings[0]["result"]}')
     for line in failed:
         print(f'FAILED: {line}', file=sys.stderr)
     return dict(result, failed=failed)

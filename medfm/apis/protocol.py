@@ -186,10 +186,12 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
     experiment, ``failed``) and jobs of ``(task, config, name)`` ``configs``
     in ``root`` (the grid's folder, or the one setting's). ``skip_done``
     keeps what an earlier call finished and resumes the unfinished;
-    ``predict_list`` adds submission files (default ``<setting>/result``).
+    ``predict_list`` adds submission files (``result``: the folder, default
+    ``<root>/result`` for every setting, as the challenge's zip lays them out).
     ``FileExistsError`` when a folder to train in holds another run, or one
     to keep was trained for another ``max_epochs``."""
     settings, jobs, used, other_length = [], [], [], []
+    result_dir = result_dir or osp.join(root, 'result')
     for task, cfg, config_name in configs:
         lists = split_dir or data_root_of(cfg)
         for shot in shots:
@@ -197,7 +199,7 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
             prepare_splits(cfg, task, shot, lists, exps, pool, seed)
             done = finished_rows(out) if skip_done else {}
             setting = dict(task=task, shot=shot, config=config_name, out=out,
-                           rows={}, failed=0)
+                           rows={}, failed=0, result=result_dir)
             settings.append(setting)
             for exp in exps:
                 name = f'{task} {shot}-shot exp{exp}'
@@ -205,7 +207,7 @@ def plan(configs: Sequence[Tuple[str, Config, str]], root: str,
                 run, row = RunDir(exp_cfg.work_dir), done.get(exp)
                 predict = predict_list and dict(
                     ann_file=predict_list, path=submission_path(
-                        result_dir or osp.join(out, 'result'), task, shot, exp))
+                        result_dir, task, shot, exp))
                 epochs = row and trained_epochs(run)
                 if row is not None and epochs not in (None, cfg.train_cfg.max_epochs):
                     other_length.append(f'{run.path} (max_epochs {epochs}, this '

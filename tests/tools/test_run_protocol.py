@@ -18,7 +18,7 @@ def _tiny_cfg_file(config, demo_root, tmp_path, name='tiny.py'):
     return path
 
 
-def test_run_protocol_two_experiments(demo_root, tmp_path):
+def test_run_protocol_two_experiments(demo_root, tmp_path, capsys):
     cfg = _tiny_cfg_file('configs/vpt/vit-b_vpt5_endo.py', demo_root, tmp_path)
     out = tmp_path / 'out'
     result = run_protocol.main([
@@ -70,7 +70,8 @@ def test_run_protocol_two_experiments(demo_root, tmp_path):
             (again[metric]['low'], again[metric]['high']), abs=1e-3)
         assert low <= float(s[f'{metric}_mean']) + 1e-6
         assert float(s[f'{metric}_mean']) - 1e-6 <= high
-    # one submission per experiment, in the challenge's result layout
+    # one submission per experiment, in the challenge's result layout, named
+    assert f'submissions: {out / "result"}' in capsys.readouterr().out
     test_names = open(osp.join(demo_root, 'endo', 'test_WithoutLabel.txt')
                       ).read().split()
     for exp in (1, 2):

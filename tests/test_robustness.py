@@ -8,11 +8,13 @@ import time
 import cv2
 import numpy as np
 import pytest
+import torch
 from helpers import tiny_config, tiny_densenet
 from mmengine.runner import Runner
 from PIL import Image
 
 from medfm.datasets import ColonPath, ImageDecodeError, LoadMedFMCImage
+from medfm.engine import FiniteLossHook
 
 PIPELINE = [dict(type='LoadMedFMCImage'), dict(type='PackInputs')]
 
@@ -85,9 +87,16 @@ def test_nan_loss_stops_with_iteration(demo_root, tmp_path):
     options['model']['head']['loss'] = dict(loss_weight=float('nan'))
     cfg = tiny_config('configs/densenet/densenet121_endo.py', demo_root,
                       str(tmp_path), cfg_options=options)
+    runner = Runner.from_cfg(cfg)
     with pytest.raises(FloatingPointError, match=r'loss is nan at iteration 1 .*'
                        r'then train again \(no checkpoint yet\)\.$'):
-        Runner.from_cfg(cfg).train()
+        runner.train()
+    # once a checkpoint exists, the advice is to resume from it
+    runner.message_hub.update_info('last_ckpt', str(tmp_path / 'epoch_1.pth'))
+    with pytest.raises(FloatingPointError, match=r'is inf .*then resume from the '
+                       r'last checkpoint\.$'):
+        FiniteLossHook().after_train_iter(runner, 0, outputs=dict(
+            loss=torch.tensor(float('inf'))))
 
 
 def _train_cmd(demo_root, work_dir, epochs, *extra):

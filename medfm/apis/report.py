@@ -259,7 +259,8 @@ def render_confusion(data: ReportData) -> str:
                                                 counts, 'confusion'))
     matrix = confusion_matrix(target.argmax(1), pred.argmax(1),
                               labels=range(data.num_classes))
-    return (html_img(fig_confusion(matrix, names), 'confusion matrix') +
+    title = data.title(f'confusion on {data.split}')
+    return (html_img(fig_confusion(matrix, names, title), 'confusion matrix') +
             html_table(['true \\ predicted'] + names,
                        [[n] + list(map(int, r)) for n, r in zip(names, matrix)],
                        'confusion'))
@@ -277,7 +278,8 @@ def render_distribution(data: ReportData) -> str:
             unlabelled += 1
         counts[label.astype(int)] += 1
     ann_file = innermost(data.cfg.train_dataloader.dataset).ann_file
-    body = html_img(fig_distribution(data.names, counts, unlabelled),
+    title = data.title('positives per class in the training data')
+    body = html_img(fig_distribution(data.names, counts, unlabelled, title),
                     'class distribution')
     body += html_note(f'{len(dataset)} training images ({html.escape(str(ann_file))})'
                       + (f', {unlabelled} without any label' if unlabelled else ''))

@@ -101,7 +101,7 @@ def roc_pr_figures(pred: np.ndarray, target: np.ndarray, names: Sequence[str],
     return figs[0], figs[1]
 
 
-def fig_confusion(matrix: np.ndarray, names: Sequence[str]) -> str:
+def fig_confusion(matrix: np.ndarray, names: Sequence[str], title: str = '') -> str:
     """A confusion matrix with counts."""
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.5))
     ax.imshow(matrix, cmap='Blues')
@@ -110,16 +110,16 @@ def fig_confusion(matrix: np.ndarray, names: Sequence[str]) -> str:
                 color='white' if v > matrix.max() / 2 else 'black')
     ax.set_xticks(range(len(names)), names, rotation=30)
     ax.set_yticks(range(len(names)), names)
-    ax.set(xlabel='predicted', ylabel='true')
+    ax.set(xlabel='predicted', ylabel='true', title=title)
     return fig_png(fig)
 
 
 def fig_distribution(names: Sequence[str], counts: np.ndarray,
-                     unlabelled: int) -> str:
+                     unlabelled: int, title: str = '') -> str:
     """Horizontal bars of positives per class."""
     labels = list(names) + (['(no label)'] if unlabelled else [])
     values = list(counts) + ([unlabelled] if unlabelled else [])
-    return fig_png(bars_figure(labels, values, xlabel='images'))
+    return fig_png(bars_figure(labels, values, title=title, xlabel='images'))
 
 
 def html_img(b64: str, alt: str) -> str:

@@ -189,6 +189,30 @@ def test_curves_legend_says_how_the_epoch_was_chosen(monkeypatch):
         plt.close(fig)
 
 
+def test_confusion_and_distribution_are_titled(monkeypatch):
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    from medfm.apis import report
+    from medfm.visualization import report_html
+    figures = []
+    monkeypatch.setattr(report_html, 'fig_png', lambda fig: figures.append(fig) or '')
+    data = SimpleNamespace(
+        predictions=SimpleNamespace(scores=np.eye(2), targets=np.eye(2)),
+        names=['normal', 'tumor'], thr=0.5, multi_label=False, num_classes=2,
+        split='test', run_dir='/runs/r', task='colon')
+    data.title = lambda what: report.ReportData.title(data, what)
+    report.render_confusion(data)
+    report_html.fig_distribution(data.names, np.array([3, 1]), 0, data.title('x'))
+    try:
+        assert [f.axes[0].get_title() for f in figures] == [
+            'r: colon, confusion on test', 'r: colon, x']
+    finally:
+        for fig in figures:
+            plt.close(fig)
+
+
 def test_renders_in_a_real_browser(report, tmp_path):
     chromium = shutil.which('chromium') or shutil.which('chromium-browser')
     if chromium is None:

@@ -35,4 +35,4 @@ test: lint
 	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --doctest-modules medfm benchmarks tests
 
 clean:
-	rm -rf work_dirs data/demo
+	rm -rf $(TASKS:%=work_dirs/demo_%) data/demo  # the demo only: not your runs

@@ -1,8 +1,6 @@
-"""Score images (files or folders of them) with a run's selected checkpoint.
-
-Example: ``python tools/infer.py scans/ x.png --run work_dirs/densenet121_chest``
-prints each image's classes above ``--thr`` (single-label: the top one), as
-test.sh scores them; ``--out scores.csv`` writes every score."""
+"""Score images (files or folders of them) with a run's selected checkpoint,
+as test.sh scores: ``python tools/infer.py scans/ x.png --run RUN`` prints the
+classes above ``--thr`` (single-label: the top one); ``--out`` writes all."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +34,7 @@ def main(argv=None) -> list:
     names, multi = class_names(cfg), task_of_config(cfg).is_multi_label()
     for path, scores in zip(images, scored.scores):
         top = [i for i in scores.argsort()[::-1]
-               if scores[i] >= args.thr or (not multi and i == scores.argmax())]
+               if scores[i] > args.thr or (not multi and i == scores.argmax())]
         print(f'{path}: ' + (', '.join(f'{names[i]} {scores[i]:.3f}' for i in top)
                              or f'no class above {args.thr}'))
     if args.out:

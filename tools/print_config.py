@@ -1,5 +1,4 @@
-"""Print a config as a run would use it: ``_base_`` files merged, ``--cfg-options``
-applied, the schedule resolved (mmpretrain's tools/misc/print_config.py)."""
+"""Print a config as a run uses it (mmpretrain's tools/misc/print_config.py)."""
 import argparse
 import sys
 

@@ -28,14 +28,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--out', help='per-image predictions (.csv/.json) or metrics')
     p.add_argument('--out-item', choices=['pred', 'metrics'], default='pred',
                    help='what --out holds (default pred, as mmpretrain)')
-    p.add_argument('--show-dir', help="a PNG of each test image with its labels "
-                   "and scores (mmpretrain's --show-dir)")
+    p.add_argument('--show-dir', help="PNGs of the images, labels and scores")
     add_tta_arguments(p)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', default='none',
                    choices=['none', 'pytorch', 'slurm', 'mpi'])
     p.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for key in ('config', 'checkpoint', 'out', 'work_dir', 'show_dir'):  # dist_test.sh
+        setattr(args, key, caller_path(getattr(args, key), output=True))
+    return args
 
 
 def main(argv=None) -> dict:
@@ -46,10 +48,11 @@ def main(argv=None) -> dict:
         tta = tta_from_args(args)
         cfg = run.eval_config(args.config, args.cfg_options, args.work_dir)
         cfg.launcher = args.launcher
+        if args.show_dir and tta:
+            raise ValueError('--show-dir draws single views: not with --tta')
         if args.show_dir:  # mmpretrain's VisualizationHook, every image, readable
             cfg.default_hooks.visualization.update(
-                enable=True, interval=1, resize=512,
-                out_dir=osp.abspath(caller_path(args.show_dir, output=True)))
+                enable=True, interval=1, resize=512, out_dir=osp.abspath(args.show_dir))
         scored = score_checkpoint(cfg, args.checkpoint, tta=tta)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None

@@ -101,8 +101,7 @@ def format_rows(rows: List[dict], keys: List[str]) -> str:
 
 
 def _draws(ci: dict) -> str:
-    """How many draws an interval rests on, why fewer than asked, and a
-    caution where the list has few patients or slides to resample."""
+    """An interval's draws, why fewer than asked, a caution on few units."""
     out, of, units = f'{ci["draws"]} draws', ci.get('of'), ci.get('units', 99)
     if of and ci['draws'] < of:
         out += (f' of {of}: in the others a class had one target value only, '
@@ -152,8 +151,7 @@ def summary(table: dict, split: str) -> str:
 
 
 def runs_summary(paths: Sequence[str]) -> str:
-    """A Markdown table of runs: each one's task, the epoch its validation
-    selected and that epoch's test scores, from its epoch table."""
+    """A Markdown table of runs: task, epoch selected on val, its test scores."""
     lines = []
     for path in paths:
         run = RunDir(path)

@@ -26,6 +26,7 @@ from ..compat import CheckpointMismatchError, load_weights
 from ..config_ops.tracking import local_backends_only
 from ..config_ops.tta import apply_tta, tta_label
 from ..datasets import task_of_config
+from ..datasets.base import IMG_EXTENSIONS as EXTS
 from ..engine.loops import sample_arrays
 from ..engine.record import is_ema_config, is_ema_hook
 from ..engine.runner import MedFMRunner
@@ -309,9 +310,11 @@ def score_checkpoint(cfg: Config, checkpoint: str, ann_file: Optional[str] = Non
 
 
 def score_images(cfg: Config, checkpoint: str, images: Sequence[str]) -> Predictions:
-    """One checkpoint's scores of image files anywhere, by
-    :func:`score_checkpoint` of an unlabelled list of links to them; the
-    paths come back as given."""
+    """One checkpoint's scores of image files anywhere (:func:`score_checkpoint`
+    of an unlabelled list of links to them), their paths as given."""
+    bad = [p for p in images if not osp.isfile(p) or not p.lower().endswith(EXTS)]
+    if bad:
+        raise FileNotFoundError(f'not an image file: {", ".join(bad[:5])}')
     with tempfile.TemporaryDirectory() as root:
         os.mkdir(osp.join(root, 'images'))
         names = [f'{i}{osp.splitext(path)[1]}' for i, path in enumerate(images)]

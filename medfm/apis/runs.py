@@ -18,6 +18,7 @@ import shutil
 import socket
 import sys
 import time
+import traceback
 from glob import escape, glob
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -246,12 +247,11 @@ class RunDir:
 
     def task(self) -> str:
         """The task of the run's saved config (``'endo'``), for titles."""
-        try:
-            saved = self.config_path()
-        except (KeyError, ValueError):  # a record without the config, or changed
-            saved = None
         from ..datasets import task_of_config
-        return task_of_config(Config.fromfile(saved)).TASK if saved else 'task unknown'
+        try:  # none saved, a record without it, a changed or broken one: unknown
+            return task_of_config(Config.fromfile(self.config_path() or '')).TASK
+        except (KeyError, ValueError, OSError, SyntaxError):
+            return 'task unknown'
 
     def uses_ema(self) -> Optional[bool]:
         """Whether the run trained with ``EMAHook`` (its checkpoints then hold
@@ -334,8 +334,7 @@ class RunDir:
 
 def own_names(cfg: Config, suffix: str = '') -> None:
     """Give a runner its own logger and visualizer: mmengine shares them by
-    ``<experiment name>_<start second>``, so a second runner of one config in
-    one process and second (a sweep after a tiny training) logged into the first's."""
+    ``<experiment name>_<start second>`` (a sweep after a tiny training)."""
     name = cfg.get('experiment_name') or osp.splitext(
         osp.basename(cfg.filename or 'config'))[0]
     name = f'{name}_{suffix}' if suffix else name
@@ -347,8 +346,7 @@ def own_names(cfg: Config, suffix: str = '') -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """The config's runner: its ``runner_type`` (medfm's configs:
-    :class:`medfm.engine.runner.MedFMRunner`) as mmpretrain's tools build it."""
+    """The config's runner, by its ``runner_type`` as mmpretrain's tools do."""
     from mmpretrain.registry import RUNNERS
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
@@ -366,6 +364,7 @@ def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
     slurm = cfg.get('launcher') == 'slurm'
     main = int(os.environ.get('SLURM_PROCID' if slurm else 'RANK', 0)) == 0
     before = set(os.listdir(run.path)) if osp.isdir(run.path) else None
+    runner = None
     try:
         with run.lock() if main else contextlib.nullcontext():
             resume = bool(cfg.get('resume'))
@@ -382,9 +381,11 @@ def train_run(cfg: Config, hint: str = 'Continue that run with --resume',
                     f'{getattr(loader.dataset, "ann_file", "its dataset")}), fewer '
                     f'than batch_size={loader.batch_size} with drop_last=True')
             runner.train()
-    except BaseException as err:  # nothing trained: remove what the start wrote
-        if main and not isinstance(err, RunLockedError) and run.record() is None \
-                and not run.is_used() and osp.isdir(run.path):
+    except BaseException as err:
+        if runner is not None and runner.message_hub.get_info('iter', 0) > 0:
+            runner.logger.info(traceback.format_exc())  # trained: in its log
+        elif main and not isinstance(err, RunLockedError) and run.record() is None \
+                and not run.is_used() and osp.isdir(run.path):  # remove the start's
             new = [run.path] if before is None else [
                 osp.join(run.path, name) for name in set(os.listdir(run.path)) - before]
             for entry in new:

@@ -28,7 +28,8 @@ WRAPPER_ENV = ('train.sh/test.sh: GPUS=N runs on N GPUs with torchrun (PORT: '
 #: top-level keys read beyond a config's own: the Runner's arguments and cfg
 READ_KEYS = set(inspect.signature(Runner.__init__).parameters) | {
     'model_wrapper_cfg', 'sync_bn', 'find_unused_parameters', 'compile', 'tta',
-    'activation_checkpointing', 'efficient_conv_bn_eval', 'tta_model', 'tta_pipeline'}
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'tta_model', 'tta_pipeline',
+    'runner_type', 'strategy'} - {'self', 'cfg'}
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
@@ -56,7 +57,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
             written_for = None
     epochs = cfg.get('train_cfg', {}).get('max_epochs', 1)
     if not (isinstance(epochs, int) and epochs >= 1):
-        raise ValueError(f'train_cfg.max_epochs={epochs!r}: must be at least 1')
+        raise ValueError(f'train_cfg.max_epochs={epochs!r}: must be a whole number ≥ 1')
     resolve_schedule(cfg, written_for)
     if work_dir:
         cfg.work_dir = work_dir

@@ -99,10 +99,9 @@ class EpochSeedHook(Hook):
 
 @HOOKS.register_module()
 class StopWorkersHook(Hook):
-    """Stop the workers of the run's dataloaders when it ends. Left to the
-    garbage collector (a runner lives in reference cycles), a persistent
-    loader's iterator waits 5 s for each worker: the collector closes its
-    index queues first, so the workers never hear that they should stop."""
+    """Stop the workers of the run's dataloaders when it ends: left to the
+    garbage collector, a persistent loader's iterator waits 5 s for each
+    worker (the collector closes its index queues first)."""
 
     priority = 'VERY_LOW'
 

@@ -1,7 +1,6 @@
-"""mmengine's Runner with a terminal for people: the environment, config,
-hook table and mmengine's routine notes go to the run's log file only
-(``log_level='DEBUG'`` shows them), and without a GPU it neither claims one
-nor asks for pinned memory."""
+"""mmengine's Runner for people: the environment, config, hook table and
+routine notes in the run's log file only (``log_level='DEBUG'`` shows them);
+without a GPU, no GPU claimed and no pinned memory asked for."""
 import logging
 import os
 import warnings
@@ -13,7 +12,7 @@ from mmpretrain.registry import RUNNERS
 
 _FILE_ONLY = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
               'Hooks will be executed in the following order',
-              'Distributed training is not used', 'Exp name: ',
+              'Distributed training is not used', 'Exp name: ', 'Traceback (',
               # mmengine's CheckpointHook always builds a deprecated FileClient
               '"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
 
@@ -51,9 +50,10 @@ class MedFMRunner(Runner):
         if isinstance(dataloader, dict):  # torch would warn at every epoch
             if not torch.cuda.is_available():
                 dataloader = {**dataloader, 'pin_memory': False}
-            workers, cpus = dataloader.get('num_workers', 0), os.cpu_count() or 1
+            workers = dataloader.get('num_workers', 0)
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
+                else os.cpu_count() or 1  # as torch counts them
             if workers > cpus:
-                print_log(f'num_workers={workers}, more than the {cpus} CPUs here: '
-                          'kept (the workers seed the augmentations), slower',
-                          logger='current', level=logging.WARNING)
+                print_log(f'num_workers={workers}, more than the {cpus} CPUs: kept '
+                          '(they seed the augmentations)', 'current', logging.WARNING)
         return Runner.build_dataloader(dataloader, seed, diff_rank_seed)

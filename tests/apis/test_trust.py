@@ -254,12 +254,15 @@ def test_mmpretrain_test_py_loads_under_the_rule(run_copy, tmp_path, monkeypatch
     changed one is refused."""
     run, config = run_copy
     out = tmp_path / 'metrics.json'
+    # (its own experiment name: mmengine would share an earlier test's
+    # visualizer, of a removed folder, by config name and start second)
     _mmpretrain_test([config, str(run / 'epoch_2.pth'), '--work-dir',
                       str(tmp_path / 'a'), '--out', str(out), '--out-item',
-                      'metrics'], monkeypatch)
+                      'metrics', '--cfg-options', 'experiment_name=mmpretrain_a'],
+                     monkeypatch)
     assert 0 <= json.loads(out.read_text())['medfmc/score'] <= 100
     ckpt = run / 'epoch_1.pth'
     ckpt.write_bytes(ckpt.read_bytes()[:-10] + b'\0' * 10)
     with pytest.raises(Exception, match='epoch_1.pth: the file changed'):
-        _mmpretrain_test([config, str(ckpt), '--work-dir', str(tmp_path / 'b')],
-                         monkeypatch)
+        _mmpretrain_test([config, str(ckpt), '--work-dir', str(tmp_path / 'b'),
+                          '--cfg-options', 'experiment_name=mmpretrain_b'], monkeypatch)

@@ -162,16 +162,17 @@ def test_run_protocol_epochs_moves_the_schedule(demo_root, tmp_path):
 def test_max_epochs_below_1_and_an_unknown_top_level_key_are_refused(tmp_path):
     """Each refused with its key: it trained nothing (0, -2) or the config's
     epochs (the typo) without a word before."""
-    for n in (0, -2):
+    for n in (0, -2, 2.5):
         with pytest.raises(ValueError, match=f'^train_cfg.max_epochs={n}: must '
-                           'be at least 1$'):
+                           'be a whole number ≥ 1$'):
             load_config(CONFIG, {'train_cfg.max_epochs': n})
     with pytest.raises(SystemExit, match=r'^error: --cfg-options trian_cfg: neither '
                        f'a key of {CONFIG} nor a setting mmengine or medfm reads '
                        r'\(a typo\?\)$'):
         load_tool('train').main([CONFIG, '--cfg-options', 'trian_cfg.max_epochs=1'])
     # read by mmengine's runner, though in no config
-    assert load_config(CONFIG, {'compile': False, 'sync_bn': 'torch'}).compile is False
+    assert load_config(CONFIG, {'compile': False, 'sync_bn': 'torch',
+                                'strategy.type': 'DDPStrategy'}).compile is False
     with pytest.raises(SystemExit, match='^error: train_cfg.max_epochs=0: '):
         run_protocol.main([CONFIG, '--shot', '1', '--epochs', '0',
                            '--work-dir', str(tmp_path)])

@@ -26,3 +26,5 @@ def test_infer_scores_a_folder_as_the_test_list(colon_run, demo_root, tmp_path,
     assert len(printed) == 1 and printed[0].endswith(f'{table.iloc[0].max():.3f}')
     with pytest.raises(SystemExit, match='no image in'):
         load_tool('infer').main([str(tmp_path), '--run', str(work)])
+    with pytest.raises(SystemExit, match=f'not an image file: {out}'):
+        load_tool('infer').main([str(out), '--run', str(work)])

@@ -10,7 +10,7 @@ set -euo pipefail
 if [ $# -lt 3 ]; then sed -n '2,8s/^# \{0,1\}//p' "$0" >&2; exit 2; fi
 export MEDFM_CALLER_DIR=$PWD
 cd "$(dirname "$0")"
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+PYTHON=${PYTHON:-$([ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
 PARTITION=$1
 JOB_NAME=$2
 shift 2

@@ -12,7 +12,7 @@ set -euo pipefail
 if [ $# -lt 1 ]; then sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2; fi
 export MEDFM_CALLER_DIR=$PWD
 cd "$(dirname "$0")"
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+PYTHON=${PYTHON:-$([ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
 GPUS=${GPUS:-1}
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}

@@ -18,7 +18,7 @@ BASH = shutil.which('bash')
 DEMO = 'configs/demo/densenet121_chest_demo.py'
 # the wrappers' interpreter without PYTHON
 DEFAULT_PYTHON = '.venv/bin/python' if (REPO / '.venv/bin/python').exists() \
-    else 'python'
+    and not os.environ.get('VIRTUAL_ENV') else 'python'
 
 
 def _exe(path, text):
@@ -58,11 +58,17 @@ def test_the_projects_venv_without_activation(script, tmp_path):
     repo.mkdir()
     shutil.copy(REPO / script, repo)
     _exe(repo / '.venv' / 'bin' / 'python', 'echo "venv $1"\n')
-    env = {k: v for k, v in os.environ.items() if k != 'PYTHON'}
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHON', 'VIRTUAL_ENV')}
     p = subprocess.run([BASH, repo / script, 'x'], capture_output=True,
                        text=True, env=env, timeout=60)
     tool = {'train.sh': 'train', 'test.sh': 'eval_epochs'}[script]
     assert p.stdout == f'venv tools/{tool}.py\n', p.stderr
+    # another activated environment is the user's choice: its python
+    other = _exe(tmp_path / 'other' / 'bin' / 'python', 'echo "other $1"\n')
+    p = subprocess.run([BASH, repo / script, 'x'], capture_output=True, text=True,
+                       timeout=60, env=dict(env, VIRTUAL_ENV=str(other.parent.parent),
+                                            PATH=f'{other.parent}:{env["PATH"]}'))
+    assert p.stdout == f'other tools/{tool}.py\n', p.stderr
 
 
 def test_arguments_pass_through_unchanged(tmp_path, fake_python):

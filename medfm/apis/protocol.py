@@ -23,9 +23,9 @@ import submitit
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..config_ops.speed import cpu_count
 from ..datasets import task_class, task_of_config
 from ..datasets.splits import check_split, load_pool, split_file_name, write_splits
+from ..engine.runner import cpu_count
 from ..evaluation import mean_bootstrap_ci, read_predictions
 from ..evaluation.bootstrap import unit_groups
 from ..models import count_parameters

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..engine.runner import cpu_count
 from ..utils.config import LOADERS, leaf_datasets, loader_datasets
 from . import apply_amp
 
@@ -21,14 +21,6 @@ FIXED_SIZE = ('RandomResizedCrop', 'CenterCrop', 'EfficientNetRandomCrop',
               'EfficientNetCenterCrop', 'RandomCrop')
 #: image loading transforms that a cache can stand in for
 CACHEABLE_LOADERS = ('LoadImageFromFile', 'LoadMedFMCImage')
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (affinity, else ``os.cpu_count``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def fixed_size(pipeline: list) -> bool:

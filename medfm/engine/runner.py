@@ -21,6 +21,14 @@ _FILE_ONLY = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
 warnings.filterwarnings('ignore', message='This DataLoader will create')
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (affinity, else ``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _terminal(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith(_FILE_ONLY)
 
@@ -50,9 +58,7 @@ class MedFMRunner(Runner):
         if isinstance(dataloader, dict):  # torch would warn at every epoch
             if not torch.cuda.is_available():
                 dataloader = {**dataloader, 'pin_memory': False}
-            workers = dataloader.get('num_workers', 0)
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
-                else os.cpu_count() or 1  # as torch counts them
+            workers, cpus = dataloader.get('num_workers', 0), cpu_count()
             if workers > cpus:
                 print_log(f'num_workers={workers}, more than the {cpus} CPUs: kept '
                           '(they seed the augmentations)', 'current', logging.WARNING)

@@ -226,11 +226,13 @@ def format_code(text: str, **options) -> tuple:
 
 
 def _parse_named(filename: str) -> bool:
-    """``Config._is_lazy_import`` after a parse naming the file (not ``<unknown>``)."""
-    if filename.endswith('.py'):
+    """``Config._is_lazy_import``; on a syntax error, parsed again to name the file."""
+    try:
+        return _parse_named.original(filename)
+    except SyntaxError:
         with open(filename, encoding='utf-8') as f:
             ast.parse(f.read(), filename)
-    return _parse_named.original(filename)
+        raise
 
 
 def apply() -> None:
